@@ -1,0 +1,338 @@
+"""Loading a .edgenet file and running it: the executor.
+
+A model is validated once at load (file, graph, weights), each node's weights are prepared
+once by the backend (policy ``expanded`` or ``packed``), and a *plan* is built once per
+input shape: shapes of every value, buffer reuse by liveness, every intermediate buffer
+allocated once. Steady-state inference allocates only the returned outputs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from . import ir
+from .errors import DeviceError, EdgenetError, InputError, ModelError
+from .format import ModelFile
+
+POLICIES = ("expanded", "packed")
+DEFAULT_POLICY = "expanded"  # bench/RESULTS.md: fastest; "packed" for memory-starved devices
+DEVICES = ("cpu", "reference", "cuda")
+
+
+class IOSpec(NamedTuple):
+    name: str
+    shape: tuple  # None for the dynamic batch dimension
+    dtype: str
+
+
+def _backend(device: str):
+    if device == "cpu":
+        from . import cpu
+        return cpu
+    if device == "reference":
+        from . import reference
+        return reference
+    if device == "cuda":
+        try:
+            from . import cuda
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise DeviceError(f"device 'cuda' is not available: {e}") from None
+        cuda.ensure_available()
+        return cuda
+    raise DeviceError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+
+
+class _Plan:
+    """Shapes and buffers for one set of concrete input shapes."""
+
+    def __init__(self, model: "Model", in_shapes: dict):
+        self.lock = threading.Lock()
+        g = model.graph
+        self.shapes = shapes = model.infer_shapes(in_shapes)
+        # liveness: index of the last node reading each value; graph outputs live forever
+        last = {}
+        for i, node in enumerate(g["nodes"]):
+            for n in node["inputs"]:
+                last[n] = i
+        keep = set(model._output_names)
+        pool: list = []          # free flat buffers
+        self.buffers = {}        # value name -> ndarray view
+        self.nbytes = 0
+        live = []                # (last_use, name, flat)
+        for i, node in enumerate(g["nodes"]):
+            for n in node["outputs"]:
+                size = int(np.prod(shapes[n], dtype=np.int64))
+                if n in keep:
+                    flat = np.empty(size, dtype=np.float32)
+                    self.nbytes += flat.nbytes
+                else:
+                    fit = [b for b in pool if b.size >= size]
+                    if fit:
+                        flat = min(fit, key=lambda b: b.size)
+                        pool.remove(flat)
+                    else:
+                        flat = np.empty(max(size, 1), dtype=np.float32)
+                        self.nbytes += flat.nbytes
+                    live.append((last.get(n, i), n, flat))
+                self.buffers[n] = flat[:size].reshape(shapes[n])
+            # values whose last reader is node i are free for the nodes after it
+            still = []
+            for lu, n, flat in live:
+                (pool.append(flat) if lu <= i else still.append((lu, n, flat)))
+            live = still
+        self.steps = []
+        for node, state in zip(g["nodes"], model._states):
+            impl = model._impls[node["op"]]
+            ins_names = [None if (n == "" or n in model.consts) else n for n in node["inputs"]]
+            outs = [self.buffers[n] for n in node["outputs"]]
+            self.steps.append((impl, node, state, ins_names, outs))
+
+
+class Model:
+    """A loaded .edgenet model. Call ``model(x)`` or ``model.run({"name": x})``."""
+
+    def __init__(self, path, device: str = "cpu", threads: int | None = None,
+                 policy: str | None = None, verify: bool = True):
+        self.path = os.fspath(path)
+        self.device = device
+        self.policy = policy or os.environ.get("EDGENET_WEIGHTS_POLICY") or DEFAULT_POLICY
+        if self.policy not in POLICIES:
+            raise EdgenetError(f"unknown weights policy {self.policy!r} "
+                               f"(choose from {', '.join(POLICIES)})")
+        self.file = ModelFile(self.path, verify=verify)
+        self.graph = self.file.graph
+        self.metadata = self.file.metadata
+        self.consts = self.file.weights()
+        self._check_graph()
+        self.backend = _backend(device)
+        self._impls = {}
+        for node in self.graph["nodes"]:
+            impl = self.backend.OPS.get(node["op"])
+            if impl is None:
+                raise ModelError(f"{self.path}: node '{node.get('name', '')}': op "
+                                 f"'{node['op']}' is not implemented on device '{device}'")
+            self._impls[node["op"]] = impl
+        self.threads = self._check_threads(threads)
+        # validate every node against the stored shapes (batch 1) before any kernel runs
+        self.infer_shapes({s.name: tuple(1 if d is None else d for d in s.shape)
+                           for s in self.inputs})
+        self._plans: dict = {}
+        self._plans_lock = threading.Lock()
+        self._states = [self._impls[n["op"]].prepare(n, self.consts, self.policy)
+                        for n in self.graph["nodes"]]
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def inputs(self) -> list:
+        return [IOSpec(v["name"], tuple(v["shape"]), v.get("dtype", "float32"))
+                for v in self.graph["inputs"]]
+
+    @property
+    def outputs(self) -> list:
+        return [IOSpec(v["name"], tuple(v["shape"]), v.get("dtype", "float32"))
+                for v in self.graph["outputs"]]
+
+    @property
+    def _output_names(self):
+        return [v["name"] for v in self.graph["outputs"]]
+
+    def __repr__(self):
+        ins = ", ".join(f"{s.name}{list(s.shape)}" for s in self.inputs)
+        return f"<edgenet.Model {os.path.basename(self.path)} device={self.device} inputs={ins}>"
+
+    # -- validation --------------------------------------------------------------------
+    def _fail(self, msg):
+        raise ModelError(f"{self.path}: {msg}")
+
+    def _check_graph(self):
+        g = self.graph
+        defined = set()
+        for v in g["inputs"]:
+            if v["name"] in defined or v["name"] in self.consts:
+                self._fail(f"graph input '{v['name']}' defined twice")
+            if any(d is None for d in v["shape"][1:]):
+                self._fail(f"graph input '{v['name']}': only the batch axis may be dynamic")
+            defined.add(v["name"])
+        if not g["inputs"] or not g["outputs"]:
+            self._fail("graph has no inputs or no outputs")
+        for node in g["nodes"]:
+            name = node.get("name", "")
+            if node["op"] not in ir.OPS:
+                self._fail(f"node '{name}': unknown op '{node['op']}'")
+            const_pos = ir.CONST_INPUTS.get(node["op"], set())
+            for pos, n in enumerate(node["inputs"]):
+                if n == "":
+                    continue
+                if pos in const_pos and n not in self.consts:
+                    self._fail(f"node '{name}': input {pos} ('{n}') must be a stored tensor")
+                if n not in defined and n not in self.consts:
+                    self._fail(f"node '{name}': input '{n}' is not defined before use")
+            for n in node["outputs"]:
+                if n in defined or n in self.consts:
+                    self._fail(f"node '{name}': output '{n}' is defined twice")
+                defined.add(n)
+        for v in g["outputs"]:
+            if v["name"] not in defined:
+                self._fail(f"graph output '{v['name']}' is never produced")
+            if v["name"] in {i["name"] for i in g["inputs"]}:
+                self._fail(f"graph output '{v['name']}' is a graph input")
+
+    def _infer(self, node, in_shapes):
+        try:
+            return ir.infer_shapes(node, in_shapes, self.consts)
+        except EdgenetError as e:
+            raise ModelError(f"{self.path}: {e}") from None
+        except Exception as e:  # a malformed attribute the validator did not foresee
+            raise ModelError(f"{self.path}: node '{node.get('name', '')}' ({node['op']}): "
+                             f"invalid attributes: {type(e).__name__}: {e}") from None
+
+    @staticmethod
+    def _check_threads(threads):
+        if threads is None:
+            return None
+        import numba
+        if not isinstance(threads, int) or threads < 1:
+            raise EdgenetError(f"threads must be a positive integer, got {threads!r}")
+        return min(threads, numba.config.NUMBA_NUM_THREADS)
+
+    def _coerce(self, spec: IOSpec, x):
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"input '{spec.name}': expected a numpy array, got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise InputError(f"input '{spec.name}': expected dtype float32, received {x.dtype} "
+                             f"(convert with x.astype(np.float32))")
+        exp = spec.shape
+        if x.ndim != len(exp) or any(e is not None and e != d for e, d in zip(exp, x.shape)) \
+                or any(d == 0 for d in x.shape):
+            want = "(" + ", ".join("N" if e is None else str(e) for e in exp) + ")"
+            raise InputError(f"input '{spec.name}': expected shape {want}, received "
+                             f"{tuple(x.shape)}")
+        return np.ascontiguousarray(x)
+
+    # -- execution ---------------------------------------------------------------------
+    def infer_shapes(self, in_shapes: dict) -> dict:
+        """Shapes of every value for the given input shapes (validates every node)."""
+        shapes = dict(in_shapes)
+        for node in self.graph["nodes"]:
+            ins = [None if (n == "" or n in self.consts) else shapes[n] for n in node["inputs"]]
+            for name, s in zip(node["outputs"], self._infer(node, ins)):
+                shapes[name] = tuple(int(d) for d in s)
+        return shapes
+
+    def _get_plan(self, in_shapes: dict) -> _Plan:
+        key = tuple(sorted(in_shapes.items()))
+        with self._plans_lock:
+            pool = self._plans.setdefault(key, [])
+            plan = pool.pop() if pool else None
+        return plan if plan is not None else _Plan(self, in_shapes)
+
+    def _release(self, key, plan):
+        with self._plans_lock:
+            self._plans.setdefault(key, []).append(plan)
+
+    def run(self, feeds: dict, outputs=None, profile: dict | None = None) -> dict:
+        """Run the model. ``feeds`` maps input names to float32 arrays; returns a dict of
+        output arrays (fresh copies). ``profile``, if given, accumulates seconds per node."""
+        if not isinstance(feeds, dict):
+            raise InputError("run() takes a dict {input name: array}")
+        specs = {s.name: s for s in self.inputs}
+        unknown = set(feeds) - set(specs)
+        if unknown:
+            raise InputError(f"unknown input(s) {sorted(unknown)}; model inputs: {sorted(specs)}")
+        missing = set(specs) - set(feeds)
+        if missing:
+            raise InputError(f"missing input(s) {sorted(missing)}")
+        arrays = {n: self._coerce(specs[n], x) for n, x in feeds.items()}
+        batch = {a.shape[0] for n, a in arrays.items() if specs[n].shape[0] is None}
+        if len(batch) > 1:
+            raise InputError(f"inputs disagree on the batch size: {sorted(batch)}")
+        wanted = self._output_names if outputs is None else list(outputs)
+        for n in wanted:
+            if n not in self._output_names:
+                raise InputError(f"unknown output '{n}'; model outputs: {self._output_names}")
+        key_shapes = {n: a.shape for n, a in arrays.items()}
+        plan = self._get_plan(key_shapes)
+        key = tuple(sorted(key_shapes.items()))
+        try:
+            self._execute(plan, arrays, profile)
+            return {n: plan.buffers[n].copy() for n in wanted}
+        finally:
+            self._release(key, plan)
+
+    def _execute(self, plan: _Plan, arrays: dict, profile):
+        if self.threads is not None and self.device == "cpu":
+            import numba
+            numba.set_num_threads(self.threads)
+        bufs = plan.buffers
+        for impl, node, state, ins_names, outs in plan.steps:
+            ins = [None if n is None else (arrays[n] if n in arrays else bufs[n])
+                   for n in ins_names]
+            if profile is None:
+                impl.run(node, state, ins, outs)
+            else:
+                t0 = time.perf_counter()
+                impl.run(node, state, ins, outs)
+                key = (node.get("name") or node["outputs"][0], node["op"])
+                profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
+
+    def __call__(self, x):
+        """Run a one-input model on ``x``; returns the (first) output array."""
+        if len(self.graph["inputs"]) != 1:
+            raise InputError(f"model has {len(self.graph['inputs'])} inputs: use model.run({{...}})")
+        name = self.graph["inputs"][0]["name"]
+        return self.run({name: x})[self._output_names[0]]
+
+    def warmup(self, batch: int = 1):
+        """Compile (or load from cache) every kernel the model needs by running it once."""
+        feeds = {s.name: np.zeros(tuple(batch if d is None else d for d in s.shape), np.float32)
+                 for s in self.inputs}
+        self.run(feeds)
+        return self
+
+    def memory(self) -> dict:
+        """Bytes held: prepared weights (backend states) and planned activation buffers."""
+        w = sum(_state_nbytes(s) for s in self._states)
+        with self._plans_lock:
+            act = sum(p.nbytes for pool in self._plans.values() for p in pool)
+        return {"weights": w, "activations": act, "file": self.file.size}
+
+
+def _state_nbytes(state) -> int:
+    if isinstance(state, np.ndarray):
+        return 0 if isinstance(state, np.memmap) or _is_file_view(state) else state.nbytes
+    if isinstance(state, (list, tuple)):
+        return sum(_state_nbytes(s) for s in state)
+    if isinstance(state, dict):
+        return sum(_state_nbytes(s) for s in state.values())
+    if hasattr(state, "__dict__"):
+        return sum(_state_nbytes(s) for s in vars(state).values())
+    return 0
+
+
+def _is_file_view(a: np.ndarray) -> bool:
+    base = a
+    while isinstance(base, np.ndarray) and base.base is not None:
+        if isinstance(base.base, np.memmap):
+            return True
+        base = base.base
+    return isinstance(base, np.memmap)
+
+
+def load(path, device: str = "cpu", threads: int | None = None, policy: str | None = None,
+         warmup: bool = False, verify: bool = True) -> Model:
+    """Load a .edgenet model.
+
+    device: "cpu" (Numba, parallel), "reference" (plain NumPy, the oracle) or "cuda".
+    threads: threads for parallel kernels (default: all cores).
+    policy: "expanded" (weights decoded once at load; fastest, the default) or "packed"
+    (weights stay bit-packed, decoded a filter at a time; smallest memory).
+    warmup: compile/load every kernel now instead of on the first call.
+    """
+    m = Model(path, device=device, threads=threads, policy=policy, verify=verify)
+    if warmup:
+        m.warmup()
+    return m
