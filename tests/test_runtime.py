@@ -1,0 +1,182 @@
+"""The executor: plans, buffer reuse, input validation, threads, outputs — on small
+hand-written graphs, CPU against the NumPy reference backend."""
+import threading
+
+import numpy as np
+import pytest
+
+import edgenet
+from edgenet.errors import InputError, ModelError
+from edgenet.format import pack, write_model
+from edgenet.ir import act_desc
+
+RNG = np.random.default_rng(1)
+
+
+def _conv(name, x, w, b, out, stride=1, pad=1, act="Relu", residual=""):
+    return {"name": name, "op": "Conv", "inputs": [x, w, b, residual], "outputs": [out],
+            "attrs": {"strides": [stride, stride], "pads": [pad] * 4, "dilations": [1, 1],
+                      "group": 1, "activation": act_desc(act) if act else None}}
+
+
+def residual_net(path, enc="t2"):
+    """conv → conv(+residual, relu) → GAP → flatten → gemm: exercises fusion and reuse."""
+    lv = {"t2": (-1, 2), "q3": (-2, 3)}
+    def wq(shape):
+        if enc == "f32":
+            return pack("f32", RNG.standard_normal(shape).astype(np.float32) * 0.3)
+        lo, hi = lv[enc]
+        return pack(enc, RNG.integers(lo, hi, size=shape), RNG.random(shape[0]) * 0.5 + 0.1)
+    tensors = {
+        "w1": wq((8, 3, 3, 3)), "b1": pack("f32", RNG.standard_normal(8) * 0.1),
+        "w2": wq((8, 8, 3, 3)), "b2": pack("f32", RNG.standard_normal(8) * 0.1),
+        "w3": wq((5, 8)), "b3": pack("f32", RNG.standard_normal(5) * 0.1),
+    }
+    nodes = [
+        _conv("c1", "x", "w1", "b1", "t1"),
+        _conv("c2", "t1", "w2", "b2", "t2", residual="t1"),
+        {"name": "gap", "op": "GlobalAveragePool", "inputs": ["t2"], "outputs": ["t3"],
+         "attrs": {}},
+        {"name": "fl", "op": "Flatten", "inputs": ["t3"], "outputs": ["t4"], "attrs": {"axis": 1}},
+        {"name": "fc", "op": "Gemm", "inputs": ["t4", "w3", "b3"], "outputs": ["y"],
+         "attrs": {"activation": None}},
+    ]
+    graph = {"inputs": [{"name": "x", "shape": [None, 3, 9, 9], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 5], "dtype": "float32"}],
+             "nodes": nodes}
+    write_model(path, graph=graph, tensors=tensors, metadata={"labels": list("abcde")})
+    return path
+
+
+@pytest.fixture(scope="module", params=["t2", "q3", "f32"])
+def model_path(request, tmp_path_factory):
+    return residual_net(str(tmp_path_factory.mktemp("m") / f"res_{request.param}.edgenet"),
+                        request.param)
+
+
+def test_io_description(model_path):
+    m = edgenet.load(model_path, device="reference")
+    assert m.inputs == [edgenet.IOSpec("x", (None, 3, 9, 9), "float32")]
+    assert m.outputs[0].name == "y"
+
+
+def test_cpu_matches_reference_both_policies(model_path):
+    x = RNG.standard_normal((3, 3, 9, 9)).astype(np.float32)
+    ref = edgenet.load(model_path, device="reference")(x)
+    for policy in ("expanded", "packed"):
+        y = edgenet.load(model_path, device="cpu", policy=policy)(x)
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_reference_matches_numpy_by_hand(tmp_path):
+    path = residual_net(str(tmp_path / "h.edgenet"), "t2")
+    from edgenet.format import read_model
+    f = read_model(path)
+    w = {n: f.tensor(n).dequantize() for n in ("w1", "b1", "w2", "b2", "w3", "b3")}
+    x = RNG.standard_normal((2, 3, 9, 9)).astype(np.float32)
+
+    def conv(a, k, b):
+        ap = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        out = np.zeros((a.shape[0], k.shape[0], a.shape[2], a.shape[3]))
+        for i in range(3):
+            for j in range(3):
+                out += np.einsum("nchw,oc->nohw", ap[:, :, i:i + a.shape[2], j:j + a.shape[3]],
+                                 k[:, :, i, j])
+        return out + b[None, :, None, None]
+    t1 = np.maximum(conv(x, w["w1"], w["b1"]), 0)
+    t2 = np.maximum(conv(t1, w["w2"], w["b2"]) + t1, 0)
+    y = t2.mean(axis=(2, 3)) @ w["w3"].T + w["b3"]
+    got = edgenet.load(path, device="reference")(x)
+    np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_sizes_and_repeat_calls_are_stable(model_path):
+    m = edgenet.load(model_path)
+    x = RNG.standard_normal((4, 3, 9, 9)).astype(np.float32)
+    full = m(x)
+    for i in range(4):  # a different batch size gets its own plan; results agree
+        np.testing.assert_allclose(m(x[i:i + 1])[0], full[i], rtol=1e-5, atol=1e-6)
+    again = m(x)
+    np.testing.assert_array_equal(again, full)
+    assert again is not m(x)  # outputs are fresh arrays, not plan buffers
+
+
+def test_outputs_do_not_alias_between_calls(model_path):
+    m = edgenet.load(model_path)
+    a = RNG.standard_normal((1, 3, 9, 9)).astype(np.float32)
+    b = RNG.standard_normal((1, 3, 9, 9)).astype(np.float32)
+    ya = m(a)
+    ya_copy = ya.copy()
+    m(b)
+    np.testing.assert_array_equal(ya, ya_copy)
+
+
+def test_wrong_inputs_name_expected_and_received(model_path):
+    m = edgenet.load(model_path)
+    with pytest.raises(InputError, match=r"expected shape \(N, 3, 9, 9\), received \(1, 3, 8, 9\)"):
+        m(np.zeros((1, 3, 8, 9), np.float32))
+    with pytest.raises(InputError, match="expected dtype float32, received float64"):
+        m(np.zeros((1, 3, 9, 9)))
+    with pytest.raises(InputError, match="received"):
+        m(np.zeros((3, 9, 9), np.float32))
+    with pytest.raises(InputError, match="unknown input"):
+        m.run({"nope": np.zeros((1, 3, 9, 9), np.float32)})
+    with pytest.raises(InputError, match="missing input"):
+        m.run({})
+
+
+def test_non_contiguous_and_nonfinite_inputs(model_path):
+    m = edgenet.load(model_path)
+    big = RNG.standard_normal((2, 3, 18, 9)).astype(np.float32)
+    x = big[:, :, ::2, :]
+    assert not x.flags.c_contiguous
+    np.testing.assert_array_equal(m(x), m(np.ascontiguousarray(x)))
+    x = np.ascontiguousarray(x)
+    x[0, 0, 0, 0] = np.nan
+    y = m(x)
+    assert np.isnan(y[0]).any() and np.isfinite(y[1]).all()
+
+
+def test_threads_option_and_concurrent_calls(model_path):
+    m = edgenet.load(model_path, threads=1)
+    xs = [RNG.standard_normal((1 + i % 2, 3, 9, 9)).astype(np.float32) for i in range(8)]
+    serial = [m(x) for x in xs]
+    errors = []
+    def worker(k):
+        try:
+            for _ in range(100):
+                np.testing.assert_array_equal(m(xs[k]), serial[k])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_bad_graph_is_rejected_at_load(tmp_path):
+    graph = {"inputs": [{"name": "x", "shape": [None, 4], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 3]}],
+             "nodes": [{"name": "fc", "op": "Gemm", "inputs": ["x", "w", ""],
+                        "outputs": ["y"], "attrs": {"activation": None}}]}
+    w = pack("t2", RNG.integers(-1, 2, size=(3, 5)), np.ones(3))  # K=5 but input has 4
+    path = str(tmp_path / "bad.edgenet")
+    write_model(path, graph=graph, tensors={"w": w})
+    with pytest.raises(ModelError, match="fc"):
+        edgenet.load(path, device="reference")
+    graph["nodes"][0]["inputs"][0] = "undefined"
+    write_model(path, graph=graph, tensors={"w": w})
+    with pytest.raises(ModelError, match="not defined"):
+        edgenet.load(path, device="reference")
+
+
+def test_runtime_never_imports_frameworks():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, edgenet; import edgenet.cli, edgenet.cpu, edgenet.reference;"
+            "bad = [m for m in ('onnx', 'torch', 'onnxruntime', 'converters', 'tensorflow',"
+            " 'numba.cuda') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
