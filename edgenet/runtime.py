@@ -70,10 +70,9 @@ class _Plan:
                     flat = np.empty(size, dtype=np.float32)
                     self.nbytes += flat.nbytes
                 else:
-                    fit = [b for b in pool if b.size >= size]
+                    fit = [j for j, b in enumerate(pool) if b.size >= size]
                     if fit:
-                        flat = min(fit, key=lambda b: b.size)
-                        pool.remove(flat)
+                        flat = pool.pop(min(fit, key=lambda j: pool[j].size))
                     else:
                         flat = np.empty(max(size, 1), dtype=np.float32)
                         self.nbytes += flat.nbytes

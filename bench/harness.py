@@ -1,0 +1,286 @@
+#!/usr/bin/env python
+"""edgenet vs onnxruntime (fp32, int8 QDQ) vs PyTorch eager: latency, memory, size, compile.
+
+    python bench/harness.py                       # everything (takes a while)
+    python bench/harness.py --models resnet20 --batches 1 --threads 2 --runs 20
+
+Latency: all engines in ONE process, interleaved in blocks of `--block` calls (the machines
+are shared and noisy; medians and ratios from one run are what we quote). Peak memory: one
+fresh process per engine and model (ru_maxrss after load + 5 runs). Compile time: `edgenet
+run` with an empty compile cache, then again with the cache filled (warm start).
+Writes bench/RESULTS.md (the auto-generated part between markers) and bench/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+CACHE = os.path.join(HERE, "models_cache")
+MODELS = ["resnet18", "resnet20", "densenet121", "mobilenetv2", "mnist_seed_relu"]
+VARIANTS = {"f32": dict(weights="f32"),
+            "ternary": dict(weights="ternary", keep_float=()),
+            "quinary": dict(weights="quinary", keep_float=())}
+
+
+def onnx_path(name):
+    p = os.path.join(CACHE, name + ".onnx")
+    if not os.path.exists(p):
+        subprocess.run([sys.executable, os.path.join(HERE, "models.py"), "--out", CACHE, name],
+                       check=True)
+    return p
+
+
+def edgenet_path(name, variant):
+    from converters.convert import convert
+    p = os.path.join(CACHE, f"{name}.{variant}.edgenet")
+    if not os.path.exists(p):
+        t0 = time.perf_counter()
+        convert(onnx_path(name), p, **VARIANTS[variant])
+        print(f"  converted {name} {variant} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return p
+
+
+def int8_path(name, shape):
+    """onnxruntime static QDQ int8 model, calibrated on random inputs (latency only)."""
+    p = os.path.join(CACHE, name + ".int8.onnx")
+    if os.path.exists(p):
+        return p
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.data = iter([{"input": rng.standard_normal((1, *shape[1:])).astype(np.float32)}
+                              for _ in range(8)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    pre = p + ".pre.onnx"
+    quant_pre_process(onnx_path(name), pre)
+    quantize_static(pre, p, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    os.unlink(pre)
+    return p
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def latency(models, batches, threads_list, runs, block, variants, use_torch):
+    import edgenet
+    rows = []
+    for name in models:
+        src = onnx_path(name)
+        for threads in threads_list:
+            sess = ort_session(src, threads)
+            shape = sess.get_inputs()[0].shape
+            engines = {"onnxruntime fp32": None}
+            try:
+                engines["onnxruntime int8"] = ort_session(int8_path(name, shape), threads)
+            except Exception as e:  # noqa: BLE001 - a bench keeps going
+                print(f"  (no int8 model for {name}: {e})")
+            ours = {v: edgenet.load(edgenet_path(name, v), threads=threads) for v in variants}
+            tmod = None
+            if use_torch:
+                try:
+                    import torch
+                    from bench.models import torch_model
+                    torch.set_num_threads(threads)
+                    tmod = torch_model(name)
+                except Exception as e:  # noqa: BLE001
+                    print(f"  (no torch for {name}: {e})")
+            for batch in batches:
+                x = np.random.default_rng(0).standard_normal(
+                    [batch if not isinstance(d, int) else d for d in shape]).astype(np.float32)
+                calls = {"onnxruntime fp32": lambda: sess.run(None, {"input": x})}
+                if "onnxruntime int8" in engines:
+                    s8 = engines["onnxruntime int8"]
+                    calls["onnxruntime int8"] = lambda s8=s8: s8.run(None, {"input": x})
+                for v, m in ours.items():
+                    calls[f"edgenet {v}"] = lambda m=m: m(x)
+                if tmod is not None:
+                    import torch
+                    tx = torch.from_numpy(x)
+
+                    def tcall():
+                        with torch.inference_mode():
+                            tmod(tx)
+                    calls["pytorch eager"] = tcall
+                for f in calls.values():  # warm up / compile
+                    f()
+                    f()
+                times = {k: [] for k in calls}
+                for _ in range(max(1, runs // block)):
+                    for k, f in calls.items():
+                        for _ in range(block):
+                            t0 = time.perf_counter()
+                            f()
+                            times[k].append(time.perf_counter() - t0)
+                base = float(np.median(times["onnxruntime fp32"]))
+                for k, t in times.items():
+                    med = float(np.median(t))
+                    rows.append({"model": name, "batch": batch, "threads": threads, "engine": k,
+                                 "median_ms": med * 1e3, "p90_ms": float(np.percentile(t, 90)) * 1e3,
+                                 "ratio_vs_ort_fp32": med / base})
+                    print(f"  {name:16s} b{batch} t{threads} {k:18s} {med * 1e3:9.3f} ms "
+                          f"({med / base:.2f}x ORT fp32)", flush=True)
+    return rows
+
+
+_MEM_SNIPPET = r"""
+import resource, sys, numpy as np
+engine, path, shape = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3].split(',')]
+x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+if engine == 'edgenet':
+    import edgenet
+    m = edgenet.load(path, threads=2); f = lambda: m(x)
+else:
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = 2
+    s = ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
+    f = lambda: s.run(None, {s.get_inputs()[0].name: x})
+for _ in range(5): f()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_memory(models, variants):
+    rows = []
+    for name in models:
+        src = onnx_path(name)
+        shape = ort_session(src, 1).get_inputs()[0].shape
+        shp = ",".join(str(d if isinstance(d, int) else 1) for d in shape)
+        cases = [("onnxruntime fp32", "ort", src)] + [
+            (f"edgenet {v}", "edgenet", edgenet_path(name, v)) for v in variants]
+        for label, eng, path in cases:
+            for policy in (["expanded", "packed"] if eng == "edgenet" else [None]):
+                env = dict(os.environ)
+                if policy:
+                    env["EDGENET_WEIGHTS_POLICY"] = policy
+                out = subprocess.run([sys.executable, "-c", _MEM_SNIPPET, eng, path, shp],
+                                     capture_output=True, text=True, env=env, cwd=ROOT)
+                if out.returncode:
+                    print(out.stderr[-2000:])
+                    continue
+                mb = float(out.stdout.strip().splitlines()[-1])
+                lab = label + (f" ({policy})" if policy else "")
+                rows.append({"model": name, "engine": lab, "peak_rss_mb": mb,
+                             "file_bytes": os.path.getsize(path)})
+                print(f"  {name:16s} {lab:28s} peak RSS {mb:8.1f} MB  file "
+                      f"{os.path.getsize(path) / 1e6:8.2f} MB", flush=True)
+    return rows
+
+
+def compile_times(models):
+    rows = []
+    for name in models:
+        path = edgenet_path(name, "ternary")
+        x = os.path.join(CACHE, name + ".input.npy")
+        shape = ort_session(onnx_path(name), 1).get_inputs()[0].shape
+        np.save(x, np.zeros([d if isinstance(d, int) else 1 for d in shape], np.float32))
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, EDGENET_CACHE_DIR=cache)
+            res = {}
+            for phase in ("first run (empty cache)", "warm start (cache filled)"):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "edgenet.cli", "run", path, x],
+                               check=True, env=env, cwd=ROOT, capture_output=True)
+                res[phase] = time.perf_counter() - t0
+            rows.append({"model": name, **res})
+            print(f"  {name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in res.items()), flush=True)
+    return rows
+
+
+def write_results(res):
+    lines = ["<!-- harness:begin (generated by bench/harness.py; do not edit by hand) -->",
+             f"Machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"command: `python bench/harness.py {' '.join(sys.argv[1:])}`", ""]
+    if res.get("latency"):
+        lines += ["### Latency (median ms of interleaved runs; ratio vs onnxruntime fp32)", "",
+                  "| model | batch | threads | engine | median ms | p90 ms | × ORT fp32 |",
+                  "|---|---:|---:|---|---:|---:|---:|"]
+        for r in res["latency"]:
+            lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['engine']} | "
+                         f"{r['median_ms']:.3f} | {r['p90_ms']:.3f} | {r['ratio_vs_ort_fp32']:.2f} |")
+        lines.append("")
+    if res.get("memory"):
+        lines += ["### Peak memory (separate process per row; batch 1, 2 threads) and file size",
+                  "", "| model | engine | peak RSS MB | file MB |", "|---|---|---:|---:|"]
+        for r in res["memory"]:
+            lines.append(f"| {r['model']} | {r['engine']} | {r['peak_rss_mb']:.1f} | "
+                         f"{r['file_bytes'] / 1e6:.2f} |")
+        lines.append("")
+    if res.get("compile"):
+        lines += ["### Compile and warm start (`edgenet run`, ternary, end to end)", "",
+                  "| model | first run, empty cache (s) | warm start, cache filled (s) |",
+                  "|---|---:|---:|"]
+        for r in res["compile"]:
+            lines.append(f"| {r['model']} | {r['first run (empty cache)']:.2f} | "
+                         f"{r['warm start (cache filled)']:.2f} |")
+        lines.append("")
+    lines.append("<!-- harness:end -->")
+    block = "\n".join(lines)
+    path = os.path.join(HERE, "RESULTS.md")
+    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
+    if "<!-- harness:begin" in text:
+        pre = text.split("<!-- harness:begin")[0]
+        post = text.split("<!-- harness:end -->", 1)[1]
+        text = pre + block + post
+    else:
+        text = text.rstrip() + "\n\n## Harness\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    with open(os.path.join(HERE, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--variants", default="f32,ternary,quinary")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--block", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--skip", default="", help="comma list of: latency,memory,compile")
+    a = ap.parse_args()
+    models = a.models.split(",")
+    variants = a.variants.split(",")
+    skip = set(filter(None, a.skip.split(",")))
+    os.makedirs(CACHE, exist_ok=True)
+    res = {}
+    if "latency" not in skip:
+        print("latency:")
+        res["latency"] = latency(models, [int(b) for b in a.batches.split(",")],
+                                 [int(t) for t in a.threads.split(",")], a.runs, a.block,
+                                 variants, not a.no_torch)
+    if "memory" not in skip:
+        print("peak memory:")
+        res["memory"] = peak_memory(models, variants)
+    if "compile" not in skip:
+        print("compile:")
+        res["compile"] = compile_times(models)
+    write_results(res)
+
+
+if __name__ == "__main__":
+    main()

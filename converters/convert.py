@@ -1,0 +1,306 @@
+"""ONNX → .edgenet conversion: normalize (onnx_frontend), quantize (quantize), pack, write.
+
+``convert(src, dst, ...)`` returns a :class:`Report` (per-layer rows and a summary).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgenet.errors import ConversionError
+from edgenet.format import pack, stored_nbytes, write_model
+
+from . import __version__
+from .quantize import (GRANULARITIES, THRESHOLDS, detect_levels, dequantize, int8_quantize,
+                       quinarize, ternarize)
+
+WEIGHT_MODES = ("ternary", "quinary", "int8", "f16", "f32")
+KEEP_FLOAT = ("first", "last")
+
+
+@dataclass
+class LayerRow:
+    name: str          # IR node name
+    op: str            # Conv / ConvTranspose / Gemm
+    tensor: str        # IR weight tensor name
+    shape: tuple       # weight shape (IR layout)
+    encoding: str      # f32 f16 i8 t2 q3
+    zeros: float       # % of zero weights (levels for quantized)
+    rel_error: float   # ‖W − Q‖ / ‖W‖ on the weights as trained (before BN folding)
+    nbytes: int        # stored bytes incl. per-channel scales
+    note: str = ""     # "lossless", "kept float", ...
+
+    def as_dict(self):
+        return {"name": self.name, "op": self.op, "tensor": self.tensor,
+                "shape": list(self.shape), "encoding": self.encoding,
+                "zeros_pct": round(self.zeros, 4), "rel_error": float(self.rel_error),
+                "bytes": self.nbytes, "note": self.note}
+
+
+@dataclass
+class Report:
+    src: str
+    dst: str
+    settings: dict
+    layers: list = field(default_factory=list)
+    source_bytes: int = 0
+    output_bytes: int = 0
+    weight_count: int = 0
+    weight_bytes: int = 0
+    reference_onnx: str | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.source_bytes / self.output_bytes if self.output_bytes else 0.0
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per Conv/ConvTranspose/Gemm weight (scales included)."""
+        return 8.0 * self.weight_bytes / self.weight_count if self.weight_count else 0.0
+
+    def summary(self) -> dict:
+        return {"source_bytes": self.source_bytes, "output_bytes": self.output_bytes,
+                "ratio": round(self.ratio, 3), "bits_per_weight": round(self.bits_per_weight, 4),
+                "weights": self.weight_count, "weight_bytes": self.weight_bytes}
+
+    def format_table(self) -> str:
+        hdr = ("layer", "op", "shape", "enc", "zeros%", "rel.err", "bytes", "")
+        rows = [(r.name, r.op, "x".join(map(str, r.shape)), r.encoding, f"{r.zeros:.1f}",
+                 f"{r.rel_error:.4f}", str(r.nbytes), r.note) for r in self.layers]
+        widths = [max(len(str(x)) for x in col) for col in zip(hdr, *rows)] if rows else \
+            [len(h) for h in hdr]
+        widths[0] = min(widths[0], 48)
+
+        def line(cells):
+            out = []
+            for i, (c, w) in enumerate(zip(cells, widths)):
+                c = str(c)
+                if i == 0 and len(c) > w:
+                    c = "…" + c[-(w - 1):]
+                out.append(c.rjust(w) if i in (4, 5, 6) else c.ljust(w))
+            return "  ".join(out).rstrip()
+
+        lines = [line(hdr), line(["-" * w for w in widths])] + [line(r) for r in rows]
+        s = self.summary()
+        lines.append("")
+        lines.append(f"source {s['source_bytes']:,} B -> {os.path.basename(self.dst)} "
+                     f"{s['output_bytes']:,} B  (ratio {self.ratio:.2f}x, "
+                     f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} weights)")
+        return "\n".join(lines)
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _norm_keep(keep_float):
+    if keep_float is None or keep_float == "none":
+        return ()
+    if isinstance(keep_float, str):
+        keep_float = [k for k in keep_float.split(",") if k]
+    keep = tuple(keep_float)
+    for k in keep:
+        if k not in KEEP_FLOAT:
+            raise ValueError(f"keep_float entries must be in {KEEP_FLOAT}, got {k!r}")
+    return keep
+
+
+def quantize_weight(values, weights, granularity, threshold):
+    """(encoding, levels or float values, alpha or None, lossless flag) for one weight."""
+    if weights in ("ternary", "quinary", "int8", "f16"):
+        det = detect_levels(values, 1)
+        if det is not None:
+            return "t2", det[0], det[1], True
+        det = detect_levels(values, 2)
+        if det is not None:
+            return "q3", det[0], det[1], True
+    if weights == "ternary":
+        lv, a = ternarize(values, granularity, threshold)
+        return "t2", lv, a, False
+    if weights == "quinary":
+        lv, a = quinarize(values, granularity)
+        return "q3", lv, a, False
+    if weights == "int8":
+        lv, a = int8_quantize(values)
+        return "i8", lv, a, False
+    return weights_float(weights), values, None, False
+
+
+def weights_float(weights):
+    return {"f16": "f16", "f32": "f32"}[weights]
+
+
+def convert(src, dst, *, weights="ternary", granularity="channel", threshold="twn",
+            keep_float=("first", "last"), reference_onnx=None, mean=None, std=None,
+            labels=None, layout="NCHW", size=None, progress=None) -> Report:
+    """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
+
+    weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
+    (biases and other constants stay f32). keep_float: ("first", "last"), a subset, or ()
+    — those layers stay f32. Weights that already are α·T (ternary/quinary, e.g. from
+    quantization-aware training) are packed losslessly as t2/q3 in every mode except f32.
+    reference_onnx: also write the source ONNX with each quantized weight initializer
+    replaced by its dequantized values (same names, layout, dtype).
+    progress: optional callback(done, total).
+    """
+    from .onnx_frontend import load_onnx
+
+    if weights not in WEIGHT_MODES:
+        raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+    keep = _norm_keep(keep_float)
+    src, dst = os.fspath(src), os.fspath(dst)
+
+    g = load_onnx(src)
+
+    # weight layers in topological order (for keep_float first/last)
+    order = [nd["inputs"][1] for nd in g.nodes
+             if nd["op"] in ("Conv", "ConvTranspose", "Gemm") and nd["inputs"][1] in g.weights]
+    kept = set()
+    if order and "first" in keep:
+        kept.add(order[0])
+    if order and "last" in keep:
+        kept.add(order[-1])
+
+    settings = {"weights": weights, "granularity": granularity, "threshold": threshold,
+                "keep_float": list(keep)}
+    report = Report(src=src, dst=dst, settings=settings, reference_onnx=reference_onnx)
+    tensors = {}
+    ref_values = {}        # source tensor name -> dequantized values in source layout
+    total = len(order) + 1
+    done = 0
+    node_of = {nd["inputs"][1]: nd for nd in g.nodes
+               if nd["op"] in ("Conv", "ConvTranspose", "Gemm")}
+    for wname in order:
+        w = g.weights[wname]
+        vals = w.values
+        mode = "f32" if (wname in kept and weights != "f32") else weights
+        try:
+            enc, q, alpha, lossless = quantize_weight(vals, mode, granularity, threshold)
+        except ValueError as e:
+            raise ConversionError(f"node '{w.node}': cannot quantize weight '{wname}': {e}") \
+                from None
+        mult = w.mult
+        if enc in ("t2", "q3", "i8"):
+            scale = (alpha.astype(np.float64) * mult).astype(np.float32)
+            packed = pack(enc, q, scale)
+            deq = dequantize(q, alpha)
+            nbytes = stored_nbytes(packed.encoding, packed.shape) + 4 * len(scale)
+            zeros = 100.0 * float(np.mean(q == 0)) if q.size else 0.0
+            if not lossless and w.source is not None:
+                ref_values[w.source] = w.to_source(deq)
+            elif not lossless:
+                raise_ref = reference_onnx is not None
+                if raise_ref:
+                    raise ConversionError(f"node '{w.node}': weight '{wname}' is computed, "
+                                          "not an initializer; cannot write a reference ONNX")
+        else:
+            folded = vals.astype(np.float64) * mult.reshape((-1,) + (1,) * (vals.ndim - 1))
+            packed = pack(enc, folded.astype(np.float32))
+            deq = vals if enc == "f32" else vals.astype(np.float16).astype(np.float32)
+            nbytes = stored_nbytes(packed.encoding, packed.shape)
+            zeros = 100.0 * float(np.mean(vals == 0)) if vals.size else 0.0
+            if enc == "f16" and w.source is not None:
+                ref_values[w.source] = w.to_source(deq)
+        nrm = float(np.linalg.norm(vals.astype(np.float64)))
+        err = float(np.linalg.norm(vals.astype(np.float64) - deq.astype(np.float64)))
+        rel = err / nrm if nrm > 0 else (0.0 if err == 0 else float("inf"))
+        note = "lossless" if lossless else ("kept float" if wname in kept and weights != "f32"
+                                            else "")
+        tensors[wname] = packed
+        nd = node_of[wname]
+        report.layers.append(LayerRow(nd["name"], nd["op"], wname, tuple(vals.shape), enc, zeros,
+                                      rel, nbytes, note))
+        report.weight_count += int(vals.size)
+        report.weight_bytes += nbytes
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    for name, v in g.consts.items():
+        tensors[name] = pack("f32", v)
+
+    src_bytes = os.path.getsize(src)
+    meta = {
+        "producer": f"edgenet-converters {__version__}",
+        "source": {"file": os.path.basename(src), "sha256": _sha256(src), "bytes": src_bytes,
+                   "format": "onnx", "opset": g.opset},
+        "quantization": settings,
+        "inputs": [dict(i) for i in g.inputs],
+        "outputs": [dict(o) for o in g.outputs],
+        "layers": [r.as_dict() for r in report.layers],
+    }
+    if mean is not None or std is not None or size is not None:
+        meta["preprocessing"] = {
+            "mean": None if mean is None else [float(v) for v in np.ravel(mean)],
+            "std": None if std is None else [float(v) for v in np.ravel(std)],
+            "layout": layout,
+            "size": None if size is None else [int(v) for v in np.ravel(size)],
+        }
+    if labels is not None:
+        meta["labels"] = [str(x) for x in labels]
+
+    try:
+        out_bytes = write_model(dst, graph=g.to_json(), tensors=tensors, metadata=meta)
+    except (OSError, ValueError, TypeError) as e:
+        raise ConversionError(f"{dst}: cannot write model: {e}") from None
+    report.source_bytes = src_bytes
+    report.output_bytes = out_bytes
+    if reference_onnx is not None:
+        write_reference_onnx(g.source_model, ref_values, reference_onnx)
+    if progress is not None:
+        progress(total, total)
+    return report
+
+
+def write_reference_onnx(model, ref_values: dict, path):
+    """Write ``model`` unchanged except that the named initializers (or Constant-node
+    outputs) hold ``ref_values`` (float32, source layout). Atomic (temp file + rename)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    left = dict(ref_values)
+    for t in m.graph.initializer:
+        if t.name in left:
+            v = np.ascontiguousarray(left.pop(t.name), dtype=np.float32)
+            if tuple(t.dims) != v.shape or t.data_type != onnx.TensorProto.FLOAT:
+                raise ConversionError(f"reference ONNX: initializer '{t.name}' layout mismatch")
+            t.CopyFrom(numpy_helper.from_array(v, t.name))
+    if left:
+        for n in m.graph.node:
+            if n.op_type == "Constant" and n.output[0] in left:
+                v = np.ascontiguousarray(left.pop(n.output[0]), dtype=np.float32)
+                for a in n.attribute:
+                    if a.name == "value":
+                        a.t.CopyFrom(numpy_helper.from_array(v, a.t.name))
+    if left:
+        raise ConversionError(f"reference ONNX: weights not found in the source: {sorted(left)}")
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".edgenet-ref-", suffix=".onnx.tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(m.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
