@@ -1,0 +1,174 @@
+"""Shared helpers for the CPU backend: node access, activation epilogue, weight policy.
+
+Weight policy (``prepare(node, consts, policy)``):
+
+- ``"expanded"``: quantized weights are decoded once to float32 in the layout a kernel wants.
+- ``"packed"``: t2/q3/i8 weights keep the file's codes (rows of ``row_bytes`` uint8 per output
+  channel; i8 viewed as uint8); kernels decode one output channel's filter (a contiguous run)
+  into a small per-thread buffer. t5 (storage only) is re-packed to t2 at prepare (lossless);
+  f32/f16 weights are always float32 (f16 converted once).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _jit  # noqa: F401  (cache policy before numba)
+import numba
+from .._jit import njit
+from ..format.codecs import CODECS, Packed
+from ..format.constants import Encoding
+from ..ir import act_code
+
+ENC_T2, ENC_Q3, ENC_I8 = 1, 2, 3
+_ENC_CODE = {Encoding.T2: ENC_T2, Encoding.Q3: ENC_Q3, Encoding.I8: ENC_I8}
+
+
+# ----------------------------------------------------------------------------- node access
+def attrs(node) -> dict:
+    a = node["attrs"] if isinstance(node, dict) else getattr(node, "attrs", None)
+    return a or {}
+
+
+def node_inputs(node) -> list:
+    return list(node["inputs"] if isinstance(node, dict) else node.inputs)
+
+
+def act_of(node):
+    """(code, alpha, beta) of the node's fused activation."""
+    code, a, b = act_code(attrs(node).get("activation"))
+    return int(code), np.float32(a), np.float32(b)
+
+
+def const_f32(consts, name):
+    """A constant as a float32 C-contiguous array (dequantized), or None when absent."""
+    if not name or name not in consts:
+        return None
+    p = consts[name]
+    if isinstance(p, Packed):
+        return np.ascontiguousarray(p.dequantize(), dtype=np.float32)
+    return np.ascontiguousarray(np.asarray(p, dtype=np.float32))
+
+
+def operand(state_consts, inputs, i):
+    """Input i: a runtime array, or the constant prepared for position i."""
+    v = inputs[i] if i < len(inputs) else None
+    if v is None:
+        v = state_consts[i]
+    return v
+
+
+def prepare_consts(node, consts):
+    """float32 arrays for every constant input position (None for activations/absent)."""
+    return [const_f32(consts, n) if n and n in consts else None for n in node_inputs(node)]
+
+
+# ----------------------------------------------------------------------------- weights
+class Weights:
+    """A weight tensor under a policy: float32 ``f`` (O, K) or packed ``codes`` (O, row_bytes)."""
+
+    def __init__(self, p, policy: str):
+        if not isinstance(p, Packed):
+            arr = np.asarray(p, dtype=np.float32)
+            self.shape = tuple(arr.shape)
+            p = None
+        else:
+            self.shape = tuple(int(s) for s in p.shape)
+        self.O = int(self.shape[0])
+        self.K = int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
+        self.packed = False
+        self.enc = 0
+        self.codes = np.zeros((1, 1), np.uint8)
+        self.scale = np.ones(1, np.float32)
+        self.f = None
+        if p is not None and policy == "packed" and p.quantized:
+            enc = p.encoding
+            data = p.data
+            if enc not in _ENC_CODE:           # t5: storage only -> lossless t2
+                data = CODECS[Encoding.T2].pack_rows(p.levels())
+                enc = Encoding.T2
+            self.packed = True
+            self.enc = _ENC_CODE[enc]
+            self.codes = np.ascontiguousarray(np.asarray(data).view(np.uint8).reshape(self.O, -1))
+            self.scale = np.ascontiguousarray(p.scale, dtype=np.float32)
+        else:
+            full = p.dequantize() if p is not None else arr
+            self.f = np.ascontiguousarray(np.asarray(full, dtype=np.float32).reshape(self.O, self.K))
+
+    @property
+    def nbytes(self) -> int:
+        if self.packed:
+            return int(self.codes.nbytes + self.scale.nbytes)
+        return int(self.f.nbytes)
+
+
+def scratch(k: int) -> np.ndarray:
+    """Per-call, per-thread decode buffer (small: threads x one filter)."""
+    return np.empty((numba.config.NUMBA_NUM_THREADS, max(int(k), 1)), np.float32)
+
+
+# ----------------------------------------------------------------------------- jit helpers
+@njit(inline="always")
+def decode_row(enc, codes, scale, o, k, out):
+    """Decode output channel o's filter (k weights) into out[:k] as float32."""
+    s = scale[o]
+    row = codes[o]
+    if enc == 1:  # t2
+        for j in range(k):
+            c = (row[j >> 2] >> ((j & 3) * 2)) & 3
+            out[j] = s if c == 1 else (-s if c == 2 else np.float32(0))
+    elif enc == 2:  # q3
+        for j in range(k):
+            g = j >> 3
+            p = j & 7
+            b = g * 3
+            word = np.uint32(row[b]) | (np.uint32(row[b + 1]) << 8) | (np.uint32(row[b + 2]) << 16)
+            c = np.int32((word >> (3 * p)) & 7)
+            if c >= 4:
+                c -= 8
+            out[j] = s * np.float32(c)
+    else:  # i8
+        for j in range(k):
+            v = np.int32(row[j])
+            if v >= 128:
+                v -= 256
+            out[j] = s * np.float32(v)
+
+
+@njit(inline="always")
+def act(x, code, alpha, beta):
+    """Activation epilogue (codes of edgenet.ir.ACT_CODES); x float32."""
+    if code == 0:
+        return x
+    if code == 1:
+        return x if x > 0 else np.float32(0)
+    if code == 2:
+        return x if x >= 0 else alpha * x
+    if code == 3:
+        return x if x > 0 else alpha * np.float32(np.expm1(x))
+    if code == 4:
+        return beta * (x if x > 0 else alpha * np.float32(np.expm1(x)))
+    if code == 5:
+        return np.float32(1) / (np.float32(1) + np.float32(np.exp(-x)))
+    if code == 6:
+        return np.float32(np.tanh(x))
+    if code == 7:
+        return min(max(x, alpha), beta)
+    if code == 8:
+        return max(np.float32(0), min(np.float32(1), alpha * x + beta))
+    if code == 9:
+        return x * max(np.float32(0), min(np.float32(1), x / np.float32(6) + np.float32(0.5)))
+    return x
+
+
+class OpImpl:
+    """Backend contract (docs/IR.md)."""
+
+    def prepare(self, node, consts, policy):
+        return {"consts": prepare_consts(node, consts)}
+
+    def run(self, node, state, inputs, outputs):
+        raise NotImplementedError
+
+
+# fast-math flags safe for these kernels: no nnan/ninf (-inf padding, NaN propagation kept)
+FM = {"contract", "reassoc", "nsz", "arcp"}

@@ -1,0 +1,201 @@
+"""Act, PRelu, Affine, Add/Sub/Mul/Div (numpy broadcasting), all with the fused epilogue."""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._common import FM, OpImpl, act, act_of, attrs, operand, prepare_consts
+from .._jit import njit, pjit
+
+CHUNK = 16384  # elements per prange iteration for flat kernels
+
+
+@pjit(fastmath=FM)
+def _act_flat(x, y, code, alpha, beta):
+    n = x.size
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in prange(nc):
+        for i in range(t * CHUNK, min(n, (t + 1) * CHUNK)):
+            y[i] = act(x[i], code, alpha, beta)
+
+
+@pjit(fastmath=FM)
+def _chan(x, s, t, y, mode, code, alpha, beta):
+    """x,y (N, C, L); mode 0: x*s[c]+t[c] (Affine); mode 1: PRelu with slope s[c]."""
+    N, C, L = x.shape
+    for q in prange(N * C):
+        n = q // C
+        c = q % C
+        sc = s[c]
+        tc = t[c]
+        if mode == 0:
+            for i in range(L):
+                y[n, c, i] = act(x[n, c, i] * sc + tc, code, alpha, beta)
+        else:
+            for i in range(L):
+                v = x[n, c, i]
+                y[n, c, i] = v if v >= 0 else sc * v
+
+
+@njit(inline="always")
+def _binop(a, b, op):
+    if op == 0:
+        return a + b
+    if op == 1:
+        return a - b
+    if op == 2:
+        return a * b
+    return a / b
+
+
+@pjit(fastmath=FM)
+def _bin_flat(a, b, y, op, code, alpha, beta):
+    n = y.size
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in prange(nc):
+        for i in range(t * CHUNK, min(n, (t + 1) * CHUNK)):
+            y[i] = act(_binop(a[i], b[i], op), code, alpha, beta)
+
+
+@pjit(fastmath=FM)
+def _bin_scalar(a, s, y, op, swap, code, alpha, beta):
+    n = y.size
+    nc = (n + CHUNK - 1) // CHUNK
+    for t in prange(nc):
+        for i in range(t * CHUNK, min(n, (t + 1) * CHUNK)):
+            if swap:
+                y[i] = act(_binop(s, a[i], op), code, alpha, beta)
+            else:
+                y[i] = act(_binop(a[i], s, op), code, alpha, beta)
+
+
+@pjit(fastmath=FM)
+def _bin6(a, b, y, op, code, alpha, beta):
+    """6-D broadcast views (zero strides allowed) -> y (6-D, contiguous)."""
+    d0, d1, d2, d3, d4, d5 = y.shape
+    for q in prange(d0 * d1 * d2 * d3):
+        i3 = q % d3
+        r = q // d3
+        i2 = r % d2
+        r = r // d2
+        i1 = r % d1
+        i0 = r // d1
+        for i4 in range(d4):
+            for i5 in range(d5):
+                y[i0, i1, i2, i3, i4, i5] = act(_binop(a[i0, i1, i2, i3, i4, i5],
+                                                       b[i0, i1, i2, i3, i4, i5], op),
+                                                code, alpha, beta)
+
+
+def _collapse(shapes):
+    """Merge adjacent axes where every operand is either full or broadcast consistently."""
+    out = shapes[-1]
+    r = len(out)
+    keep = []
+    for i in range(r):
+        kinds = tuple(s[i] == out[i] for s in shapes)
+        if keep and keep[-1][1] == kinds or (keep and out[i] == 1):
+            keep[-1][0].append(i)
+        else:
+            keep.append(([i], kinds))
+    res = []
+    for s in shapes:
+        res.append(tuple(int(np.prod([s[i] for i in g], dtype=np.int64)) for g, _ in keep))
+    return res
+
+
+class Act(OpImpl):
+    def prepare(self, node, consts, policy):
+        return act_of(node)
+
+    def run(self, node, state, inputs, outputs):
+        _act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), *state)
+
+
+class _Chan(OpImpl):
+    def run_chan(self, x, s, t, y, mode, code, alpha, beta):
+        N = x.shape[0]
+        C = x.shape[1] if x.ndim > 1 else 1
+        L = x.size // max(N * C, 1)
+        _chan(x.reshape(N, C, L), s, t, y.reshape(N, C, L), mode, code, alpha, beta)
+
+
+class PRelu(_Chan):
+    def prepare(self, node, consts, policy):
+        return {"consts": prepare_consts(node, consts)}
+
+    def run(self, node, state, inputs, outputs):
+        x = inputs[0]
+        s = operand(state["consts"], inputs, 1).reshape(-1)
+        C = x.shape[1] if x.ndim > 1 else 1
+        if s.size != C:
+            s = np.ascontiguousarray(np.broadcast_to(s, (C,)), dtype=np.float32)
+        self.run_chan(x, s, s, outputs[0], 1, 0, np.float32(0), np.float32(0))
+
+
+class Affine(_Chan):
+    def prepare(self, node, consts, policy):
+        return {"consts": prepare_consts(node, consts), "act": act_of(node)}
+
+    def run(self, node, state, inputs, outputs):
+        s = np.ascontiguousarray(operand(state["consts"], inputs, 1).reshape(-1))
+        t = np.ascontiguousarray(operand(state["consts"], inputs, 2).reshape(-1))
+        self.run_chan(inputs[0], s, t, outputs[0], 0, *state["act"])
+
+
+class _Binary(OpImpl):
+    op = 0
+
+    def prepare(self, node, consts, policy):
+        return {"consts": prepare_consts(node, consts), "act": act_of(node)}
+
+    def run(self, node, state, inputs, outputs):
+        a = operand(state["consts"], inputs, 0)
+        b = operand(state["consts"], inputs, 1)
+        y = outputs[0]
+        code, alpha, beta = state["act"]
+        if a.shape == y.shape and b.shape == y.shape:
+            _bin_flat(a.reshape(-1), b.reshape(-1), y.reshape(-1), self.op, code, alpha, beta)
+            return
+        if b.size == 1 and a.shape == y.shape:
+            _bin_scalar(a.reshape(-1), np.float32(b.reshape(-1)[0]), y.reshape(-1), self.op,
+                        False, code, alpha, beta)
+            return
+        if a.size == 1 and b.shape == y.shape:
+            _bin_scalar(b.reshape(-1), np.float32(a.reshape(-1)[0]), y.reshape(-1), self.op,
+                        True, code, alpha, beta)
+            return
+        r = y.ndim
+        sa = (1,) * (r - a.ndim) + tuple(a.shape)
+        sb = (1,) * (r - b.ndim) + tuple(b.shape)
+        sa, sb, sy = _collapse([sa, sb, tuple(y.shape)])
+        if len(sy) > 6:
+            np.copyto(y, act_np(a, b, self.op, code, alpha, beta))
+            return
+        pad = (1,) * (6 - len(sy))
+        sy6 = pad + sy
+        a6 = np.broadcast_to(np.ascontiguousarray(a).reshape(pad + sa), sy6)
+        b6 = np.broadcast_to(np.ascontiguousarray(b).reshape(pad + sb), sy6)
+        _bin6(a6, b6, y.reshape(sy6), self.op, code, alpha, beta)
+
+
+def act_np(a, b, op, code, alpha, beta):
+    from ..ir import act_numpy
+    r = (a + b, a - b, a * b, a / b)[op]
+    return act_numpy(r, code, alpha, beta)
+
+
+class Add(_Binary):
+    op = 0
+
+
+class Sub(_Binary):
+    op = 1
+
+
+class Mul(_Binary):
+    op = 2
+
+
+class Div(_Binary):
+    op = 3

@@ -1,0 +1,268 @@
+"""Concat, Flatten, Reshape, Transpose, Pad, Slice, DepthToSpace, Resize, Softmax.
+
+Pure data movement uses numpy views + ``np.copyto`` into the preallocated output (no
+allocation); Pad, Resize and Softmax are Numba kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .. import ir
+from ._common import OpImpl, attrs, operand, prepare_consts
+from .._jit import njit, pjit
+
+
+class _Move(OpImpl):
+    def prepare(self, node, consts, policy):
+        return {"consts": prepare_consts(node, consts), "a": attrs(node)}
+
+    def x(self, state, inputs, i=0):
+        return operand(state["consts"], inputs, i)
+
+
+class Concat(_Move):
+    def run(self, node, state, inputs, outputs):
+        ax = int(state["a"]["axis"])
+        y = outputs[0]
+        o = 0
+        for i in range(len(inputs)):
+            x = self.x(state, inputs, i)
+            k = x.shape[ax]
+            idx = (slice(None),) * ax + (slice(o, o + k),)
+            np.copyto(y[idx], x)
+            o += k
+
+
+class Flatten(_Move):
+    def run(self, node, state, inputs, outputs):
+        np.copyto(outputs[0].reshape(-1), self.x(state, inputs).reshape(-1))
+
+
+class Reshape(Flatten):
+    pass
+
+
+class Transpose(_Move):
+    def run(self, node, state, inputs, outputs):
+        np.copyto(outputs[0], self.x(state, inputs).transpose([int(p) for p in state["a"]["perm"]]))
+
+
+class Slice(_Move):
+    """Normalized starts/ends (ir.slice_ranges: Python range semantics per axis)."""
+
+    def prepare(self, node, consts, policy):
+        st = super().prepare(node, consts, policy)
+        st["idx"] = {}
+        return st
+
+    def run(self, node, state, inputs, outputs):
+        x = self.x(state, inputs)
+        idx = state["idx"].get(x.shape)
+        if idx is None:
+            a = state["a"]
+            steps = a.get("steps") or [1] * len(a["axes"])
+            idx = tuple(slice(s, None if e < 0 else e, p) for s, e, p in
+                        ir.slice_ranges(x.shape, [int(v) for v in a["starts"]],
+                                        [int(v) for v in a["ends"]],
+                                        [int(v) for v in a["axes"]], [int(v) for v in steps]))
+            state["idx"][x.shape] = idx
+        np.copyto(outputs[0], x[idx])
+
+
+class DepthToSpace(_Move):
+    def run(self, node, state, inputs, outputs):
+        b = int(state["a"]["blocksize"])
+        mode = state["a"].get("mode", "DCR")
+        x = self.x(state, inputs)
+        N, C, H, W = x.shape
+        c = C // (b * b)
+        if mode == "DCR":
+            v = x.reshape(N, b, b, c, H, W).transpose(0, 3, 4, 1, 5, 2)
+        else:
+            v = x.reshape(N, c, b, b, H, W).transpose(0, 1, 4, 2, 5, 3)
+        np.copyto(outputs[0].reshape(N, c, H, b, W, b), v)
+
+
+# ----------------------------------------------------------------------------- Pad
+@njit(inline="always")
+def _src(i, n, lo, mode):
+    """Source index along one axis for output index i, or -1 (constant padding)."""
+    s = i - lo
+    if s >= 0 and s < n:
+        return s
+    if mode == 0:
+        return -1
+    if mode == 2:
+        return 0 if s < 0 else n - 1
+    if n == 1:
+        return 0
+    p = 2 * (n - 1)
+    s = s % p
+    if s < 0:
+        s += p
+    if s >= n:
+        s = p - s
+    return s
+
+
+@pjit
+def _pad6(x, y, lo, mode, value):
+    """y[i] = x[map(i - lo)] per axis; mode 0 constant, 1 reflect, 2 edge. 6-D arrays."""
+    d0, d1, d2, d3, d4, d5 = y.shape
+    n0, n1, n2, n3, n4, n5 = x.shape
+    for q in prange(d0 * d1 * d2 * d3 * d4):
+        i4 = q % d4
+        r = q // d4
+        i3 = r % d3
+        r //= d3
+        i2 = r % d2
+        r //= d2
+        i1 = r % d1
+        i0 = r // d1
+        s0 = _src(i0, n0, lo[0], mode)
+        s1 = _src(i1, n1, lo[1], mode)
+        s2 = _src(i2, n2, lo[2], mode)
+        s3 = _src(i3, n3, lo[3], mode)
+        s4 = _src(i4, n4, lo[4], mode)
+        ok = s0 >= 0 and s1 >= 0 and s2 >= 0 and s3 >= 0 and s4 >= 0
+        for i5 in range(d5):
+            s5 = _src(i5, n5, lo[5], mode)
+            if ok and s5 >= 0:
+                y[i0, i1, i2, i3, i4, i5] = x[s0, s1, s2, s3, s4, s5]
+            else:
+                y[i0, i1, i2, i3, i4, i5] = value
+
+
+class Pad(_Move):
+    def run(self, node, state, inputs, outputs):
+        a = state["a"]
+        x = self.x(state, inputs)
+        y = outputs[0]
+        r = x.ndim
+        pads = [int(p) for p in a["pads"]]
+        mode = {"constant": 0, "reflect": 1, "edge": 2}[a.get("mode", "constant")]
+        lo = pads[:r]
+        if r > 6:
+            raise NotImplementedError("Pad: rank > 6")
+        k = 6 - r
+        x6 = x.reshape((1,) * k + x.shape)
+        y6 = y.reshape((1,) * k + y.shape)
+        lo6 = np.array([0] * k + lo, np.int64)
+        _pad6(x6, y6, lo6, mode, np.float32(a.get("value", 0.0) or 0.0))
+
+
+# ----------------------------------------------------------------------------- Softmax
+@pjit(fastmath={"contract"})
+def _softmax(x, y):
+    """x, y (A, D, B): softmax over D."""
+    A, D, B = x.shape
+    for q in prange(A * B):
+        i = q // B
+        j = q % B
+        m = -np.inf
+        for d in range(D):
+            v = x[i, d, j]
+            if v > m:
+                m = v
+        s = np.float32(0)
+        for d in range(D):
+            e = np.exp(x[i, d, j] - m)
+            y[i, d, j] = e
+            s += e
+        inv = np.float32(1) / s
+        for d in range(D):
+            y[i, d, j] *= inv
+
+
+class Softmax(_Move):
+    def run(self, node, state, inputs, outputs):
+        x = self.x(state, inputs)
+        ax = int(state["a"]["axis"])
+        A = int(np.prod(x.shape[:ax], dtype=np.int64))
+        B = int(np.prod(x.shape[ax + 1:], dtype=np.int64))
+        D = x.shape[ax]
+        _softmax(x.reshape(A, D, B), outputs[0].reshape(A, D, B))
+
+
+# ----------------------------------------------------------------------------- Resize
+_CT = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3}
+_NM = {"round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3}
+
+
+def _axis_table(n_in, n_out, scale, ct, linear, nm):
+    """Per output index: (i0, i1, lambda). Source coordinates in float32 (ONNX order)."""
+    xr = np.arange(n_out, dtype=np.float32)
+    s = np.float32(scale)
+    half = np.float32(0.5)
+    if ct == 0 or (ct == 3 and n_out > 1):
+        xo = (xr + half) / s - half
+    elif ct == 1:
+        xo = xr / s
+    elif ct == 2 and n_out > 1:
+        xo = xr * np.float32(n_in - 1) / np.float32(n_out - 1)
+    else:
+        xo = np.zeros(n_out, np.float32)
+    if linear:
+        xo = np.clip(xo, np.float32(0), np.float32(n_in - 1)).astype(np.float32)
+        i0 = np.floor(xo).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        lam = (xo - i0.astype(np.float32)).astype(np.float32)
+        return i0, i1, lam
+    xd = xo.astype(np.float64)
+    fl = np.floor(xd)
+    frac = xd - fl
+    if nm == 2:
+        idx = fl
+    elif nm == 3:
+        idx = np.ceil(xd)
+    else:
+        idx = np.where(frac > 0.5, fl + 1, np.where(frac < 0.5, fl, fl + 1 if nm == 1 else fl))
+    idx = np.clip(idx, 0, n_in - 1).astype(np.int64)
+    return idx, idx, np.zeros(n_out, np.float32)
+
+
+@pjit
+def _resize(x, y, nearest, y0, y1, ly, x0, x1, lx):
+    N, C, H, W = x.shape
+    OH = y.shape[2]
+    OW = y.shape[3]
+    for q in prange(N * C * OH):
+        oy = q % OH
+        r = q // OH
+        c = r % C
+        n = r // C
+        a = y0[oy]
+        b = y1[oy]
+        wy = ly[oy]
+        for ox in range(OW):
+            u = x0[ox]
+            v = x1[ox]
+            wx = lx[ox]
+            if nearest:
+                y[n, c, oy, ox] = x[n, c, a, u]
+                continue
+            top = x[n, c, a, u] + (x[n, c, a, v] - x[n, c, a, u]) * wx
+            bot = x[n, c, b, u] + (x[n, c, b, v] - x[n, c, b, u]) * wx
+            y[n, c, oy, ox] = top + (bot - top) * wy
+
+
+class Resize(_Move):
+    def run(self, node, state, inputs, outputs):
+        x = self.x(state, inputs)
+        y = outputs[0]
+        H, W = x.shape[2], x.shape[3]
+        OH, OW = y.shape[2], y.shape[3]
+        key = (H, W, OH, OW)
+        tabs = state.get(key)
+        if tabs is None:
+            a = state["a"]
+            scales = a.get("scales")
+            sh, sw = ((np.float32(scales[0]), np.float32(scales[1])) if scales is not None
+                      else (np.float32(OH) / np.float32(H), np.float32(OW) / np.float32(W)))
+            ct = _CT[a.get("coordinate_transformation_mode") or "half_pixel"]
+            lin = a.get("mode", "nearest") == "linear"
+            nm = _NM[a.get("nearest_mode") or "round_prefer_floor"]
+            tabs = _axis_table(H, OH, sh, ct, lin, nm) + _axis_table(W, OW, sw, ct, lin, nm)
+            state[key] = tabs  # immutable once built; a racing rebuild is identical
+        _resize(x, y, state["a"].get("mode", "nearest") != "linear", *tabs)

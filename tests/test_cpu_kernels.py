@@ -1,0 +1,187 @@
+"""CPU (Numba) kernels against the NumPy reference backend, both weight policies."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from edgenet import cpu
+from edgenet.format import pack
+from edgenet.ir import act_desc
+from edgenet.reference import run_node
+from edgenet.reference.cases import cases
+
+POLICIES = ("expanded", "packed")
+CASES = list(cases())
+
+
+def _close(got, want, rtol=1e-4):
+    assert got.shape == want.shape
+    assert np.isnan(got).sum() == np.isnan(want).sum()
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(got[~fin], want[~fin])
+    scale = max(float(np.abs(want[fin]).max(initial=0.0)), 1e-6)
+    err = float(np.abs(got[fin] - want[fin]).max(initial=0.0))
+    assert err <= rtol * scale + 1e-6, f"max err {err} (scale {scale})"
+
+
+def _check(node, inputs, consts, policy, rtol=1e-4):
+    want = run_node(node, inputs, consts)
+    got = run_node(node, inputs, consts, policy=policy, backend=cpu.OPS)
+    for g, w in zip(got, want):
+        _close(g, w, rtol)
+
+
+def test_every_op_has_a_kernel():
+    from edgenet.reference import OPS as REF
+    assert set(cpu.OPS) == set(REF)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_reference_cases(case, policy):
+    _, node, inputs, consts = case
+    _check(node, inputs, consts, policy)
+
+
+# ----------------------------------------------------------------------------- edge cases
+def _conv_node(name, inputs, strides=(1, 1), pads=(0, 0, 0, 0), dil=(1, 1), group=1,
+               act=None, op="Conv", output_padding=None):
+    attrs = {"strides": list(strides), "pads": list(pads), "dilations": list(dil),
+             "group": group, "activation": act}
+    if op == "ConvTranspose":
+        attrs["output_padding"] = list(output_padding or (0, 0))
+    return {"name": name, "op": op, "inputs": inputs, "outputs": [name + ".y"], "attrs": attrs}
+
+
+def _w(rng, enc, shape):
+    if enc == "f32":
+        return pack("f32", rng.normal(0, 0.3, size=shape).astype(np.float32))
+    lim = {"t2": 1, "q3": 2, "i8": 127, "t5": 1}[enc]
+    return pack(enc, rng.integers(-lim, lim + 1, size=shape),
+                rng.uniform(0.05, 0.3, size=shape[0]).astype(np.float32) / lim)
+
+
+CONV_EDGE = [
+    # (N, C, H, W, O, kh, kw, strides, pads, dil, group)
+    (1, 64, 14, 14, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # tiled path, full blocks
+    (2, 5, 9, 11, 21, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),       # O not a multiple of 16
+    (1, 3, 17, 13, 8, 7, 7, (2, 2), (3, 2, 3, 1), (1, 1), 1),       # asymmetric pads
+    (1, 4, 10, 10, 6, 2, 2, (3, 3), (0, 0, 0, 0), (1, 1), 1),       # stride > kernel
+    (1, 4, 12, 12, 6, 3, 3, (1, 2), (2, 0, 1, 3), (2, 3), 1),       # dilation, mixed strides
+    (2, 16, 7, 7, 32, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),       # 1x1
+    (1, 16, 8, 8, 8, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),        # 1x1 strided
+    (2, 12, 9, 9, 12, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 12),      # depthwise
+    (1, 12, 9, 9, 24, 3, 3, (2, 2), (0, 1, 1, 0), (1, 1), 12),      # depthwise multiplier 2
+    (1, 8, 6, 7, 12, 3, 1, (1, 1), (1, 0, 1, 0), (1, 1), 4),        # groups
+    (3, 2, 1, 9, 4, 1, 3, (1, 1), (0, 1, 0, 1), (1, 1), 1),         # 1-D as H=1
+    (1, 3, 5, 5, 4, 5, 5, (1, 1), (0, 0, 0, 0), (1, 1), 1),         # 1x1 output map
+]
+
+
+@pytest.mark.parametrize("enc", ["f32", "t2", "q3", "i8", "t5"])
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("geo", CONV_EDGE, ids=[str(i) for i in range(len(CONV_EDGE))])
+def test_conv_edges(geo, policy, enc):
+    N, C, H, W, O, kh, kw, st, pads, dil, g = geo
+    rng = np.random.default_rng(hash(geo) % 2**32)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": _w(rng, enc, (O, C // g, kh, kw)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _conv_node("c", ["x", "w", "b"], st, pads, dil, g, act_desc("Relu"))
+    _check(node, [x, None, None], consts, policy)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Clip",
+                                 "HardSigmoid", "HardSwish"])
+def test_conv_residual_epilogue(act, policy):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, size=(2, 16, 8, 8)).astype(np.float32)
+    r = rng.uniform(-1, 1, size=(2, 24, 8, 8)).astype(np.float32)
+    consts = {"w": _w(rng, "t2", (24, 16, 3, 3)),
+              "b": pack("f32", rng.normal(size=24).astype(np.float32))}
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ()))
+    node = _conv_node("c", ["x", "w", "b", "r"], (1, 1), (1, 1, 1, 1), act=desc)
+    _check(node, [x, None, None, r], consts, policy)
+    node = _conv_node("c", ["x", "w", "", "r"], (1, 1), (1, 1, 1, 1), act=desc)
+    _check(node, [x, None, None, r], consts, policy)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("geo", [
+    (1, 4, 5, 5, 6, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1, (1, 1)),
+    (2, 6, 4, 3, 4, 4, 4, (2, 2), (1, 0, 2, 1), (1, 1), 2, (0, 1)),
+    (1, 3, 3, 3, 3, 3, 3, (1, 1), (0, 0, 0, 0), (2, 2), 3, (0, 0)),
+    (1, 2, 4, 4, 2, 2, 2, (3, 3), (0, 0, 0, 0), (1, 1), 1, (2, 2)),
+])
+def test_conv_transpose_edges(geo, policy):
+    N, C, H, W, O, kh, kw, st, pads, dil, g, op = geo
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": _w(rng, "q3", (O, C // g, kh, kw)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _conv_node("ct", ["x", "w", "b"], st, pads, dil, g, act_desc("LeakyRelu"),
+                      op="ConvTranspose", output_padding=op)
+    _check(node, [x, None, None], consts, policy)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_gemm_batch_and_encodings(policy):
+    rng = np.random.default_rng(11)
+    for enc in ("f32", "t2", "q3", "i8"):
+        x = rng.uniform(-1, 1, size=(5, 37)).astype(np.float32)
+        consts = {"w": _w(rng, enc, (19, 37)), "b": pack("f32", rng.normal(size=19).astype(np.float32))}
+        node = {"name": "g", "op": "Gemm", "inputs": ["x", "w", "b"], "outputs": ["y"],
+                "attrs": {"activation": act_desc("Tanh")}}
+        _check(node, [x, None, None], consts, policy)
+
+
+def test_binary_broadcast_shapes():
+    rng = np.random.default_rng(5)
+    shapes = [((2, 3, 4, 5), (1, 3, 1, 1)), ((2, 3, 4, 5), (5,)), ((4, 1), (3,)),
+              ((1,), (2, 3, 4)), ((2, 1, 4, 1), (1, 3, 1, 5)), ((2, 3, 4, 5), (2, 3, 4, 5))]
+    for op in ("Add", "Sub", "Mul", "Div"):
+        for sa, sb in shapes:
+            a = rng.uniform(0.5, 2, size=sa).astype(np.float32)
+            b = rng.uniform(0.5, 2, size=sb).astype(np.float32)
+            node = {"name": "e", "op": op, "inputs": ["a", "b"], "outputs": ["y"],
+                    "attrs": {"activation": act_desc("Relu")}}
+            _check(node, [a, b], {}, "expanded")
+            consts = {"b": pack("f32", b)}
+            _check(node, [a, None], consts, "packed")
+
+
+def test_concurrent_python_threads():
+    """One prepared node run from several Python threads at once (packed scratch)."""
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-1, 1, size=(1, 8, 12, 12)).astype(np.float32)
+    consts = {"w": _w(rng, "t2", (16, 8, 3, 3)), "b": pack("f32", np.zeros(16, np.float32))}
+    node = _conv_node("c", ["x", "w", "b"], pads=(1, 1, 1, 1))
+    want = run_node(node, [x, None, None], consts)[0]
+    for policy in POLICIES:
+        impl = cpu.OPS["Conv"]
+        st = impl.prepare(node, consts, policy)
+        errs = []
+
+        def work():
+            y = np.empty_like(want)
+            for _ in range(20):
+                impl.run(node, st, [x, None, None], [y])
+                if not np.allclose(y, want, rtol=1e-4, atol=1e-4):
+                    errs.append(1)
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errs
+
+
+def test_packed_keeps_codes():
+    rng = np.random.default_rng(1)
+    consts = {"w": _w(rng, "t2", (64, 64, 3, 3)), "b": pack("f32", np.zeros(64, np.float32))}
+    node = _conv_node("c", ["x", "w", "b"], pads=(1, 1, 1, 1))
+    st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    assert st["w"].packed and st["w"].nbytes < 64 * 64 * 9
