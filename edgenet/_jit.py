@@ -1,14 +1,19 @@
 """Numba configuration shared by every compiled kernel. Import this before numba.
 
-- Compile cache: ``EDGENET_CACHE_DIR`` if set; else numba's default (beside the package)
-  when that directory is writable; else a per-user cache directory; else no disk cache
-  (a warning, never an import failure). Read-only installs are common on devices.
+- Compile cache: ``EDGENET_CACHE_DIR`` if set; else ``__pycache__/numba`` beside the
+  package when that directory is writable; else a per-user cache directory; else no disk
+  cache (a warning, never an import failure). Read-only installs are common on devices.
+  Inside that directory, caches live in a subdirectory named by a hash of every kernel
+  source file: numba invalidates a cached function only when *its own* file changes, not
+  when an inlined helper in another module does, so a stale cache could otherwise run old
+  code after an upgrade.
 - Threading layer: a thread-safe one (tbb or omp), never workqueue, which aborts the
   process when two Python threads call a parallel function at once. A user's explicit
   ``NUMBA_THREADING_LAYER`` wins.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -27,16 +32,33 @@ def _writable_dir(path: str) -> bool:
         return False
 
 
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for sub in ("", "cpu", "cuda"):
+        d = os.path.join(_PKG_DIR, sub)
+        try:
+            names = sorted(f for f in os.listdir(d) if f.endswith(".py"))
+        except OSError:
+            continue
+        for f in names:
+            with open(os.path.join(d, f), "rb") as fh:
+                h.update(f.encode() + b"\0" + fh.read())
+    return h.hexdigest()[:16]
+
+
 def _choose_cache_dir():
+    tag = _source_hash()
     env = os.environ.get("EDGENET_CACHE_DIR")
     if env:
-        return env if _writable_dir(env) else None
+        d = os.path.join(env, tag)
+        return d if _writable_dir(d) else None
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.environ["NUMBA_CACHE_DIR"]
-    if _writable_dir(os.path.join(_PKG_DIR, "__pycache__")):
-        return ""  # numba's in-tree default
+        return os.path.join(os.environ["NUMBA_CACHE_DIR"], tag)
+    in_tree = os.path.join(_PKG_DIR, "__pycache__", "numba", tag)
+    if _writable_dir(in_tree):
+        return in_tree
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    user = os.path.join(base, "edgenet", "numba")
+    user = os.path.join(base, "edgenet", "numba", tag)
     return user if _writable_dir(user) else None
 
 

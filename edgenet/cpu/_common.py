@@ -139,8 +139,8 @@ def act(x, code, alpha, beta):
     """Activation epilogue (codes of edgenet.ir.ACT_CODES); x float32."""
     if code == 0:
         return x
-    if code == 1:
-        return x if x > 0 else np.float32(0)
+    if code == 1:  # written so that NaN passes through, as in NumPy and onnxruntime
+        return np.float32(0) if x < 0 else x
     if code == 2:
         return x if x >= 0 else alpha * x
     if code == 3:
@@ -152,11 +152,13 @@ def act(x, code, alpha, beta):
     if code == 6:
         return np.float32(np.tanh(x))
     if code == 7:
-        return min(max(x, alpha), beta)
+        return alpha if x < alpha else (beta if x > beta else x)
     if code == 8:
-        return max(np.float32(0), min(np.float32(1), alpha * x + beta))
+        y = alpha * x + beta
+        return np.float32(0) if y < 0 else (np.float32(1) if y > 1 else y)
     if code == 9:
-        return x * max(np.float32(0), min(np.float32(1), x / np.float32(6) + np.float32(0.5)))
+        y = x / np.float32(6) + np.float32(0.5)
+        return x * (np.float32(0) if y < 0 else (np.float32(1) if y > 1 else y))
     return x
 
 
