@@ -253,6 +253,8 @@ class Model:
         for n in wanted:
             if n not in self._output_names:
                 raise InputError(f"unknown output '{n}'; model outputs: {self._output_names}")
+        if self.device == "cuda":  # activations stay on the GPU: one upload, one download
+            return self.backend.run_graph(self, arrays, wanted, profile)
         key_shapes = {n: a.shape for n, a in arrays.items()}
         plan = self._get_plan(key_shapes)
         key = tuple(sorted(key_shapes.items()))
@@ -301,6 +303,8 @@ class Model:
 
 
 def _state_nbytes(state) -> int:
+    if hasattr(state, "device_nbytes"):
+        return int(state.device_nbytes)
     if isinstance(state, np.ndarray):
         return 0 if isinstance(state, np.memmap) or _is_file_view(state) else state.nbytes
     if isinstance(state, (list, tuple)):

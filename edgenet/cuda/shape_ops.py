@@ -1,0 +1,332 @@
+"""Concat, Flatten, Reshape, Transpose, Pad, Slice, DepthToSpace, Resize, Softmax.
+
+Transpose, Slice and DepthToSpace are one *strided gather* kernel: the output index is
+decomposed over the output shape and each coordinate advances the input offset by a
+per-axis stride (a permuted stride, a stride times the step, or the strides of the 6-D
+reshape/transpose that DepthToSpace is). Per-shape index tables (strides, Resize source
+indices and weights) are computed on the host once per input shape and cached on the
+device in the node state.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float32
+
+from .. import ir
+from . import config
+from ._common import OpImpl, attrs, blocks, device_copy, prod, to_device
+
+
+def _strides(shape):
+    st = [1] * len(shape)
+    acc = 1
+    for ax in range(len(shape) - 1, -1, -1):
+        st[ax] = acc
+        acc *= int(shape[ax])
+    return st
+
+
+@cuda.jit
+def _gather_k(x, y, n, meta, R, base):
+    """meta = [out shape (R), input stride per output axis (R)]."""
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    t = i
+    p = base
+    for ax in range(R - 1, -1, -1):
+        d = meta[ax]
+        c = t % d
+        t = t // d
+        p += c * meta[R + ax]
+    y[i] = x[p]
+
+
+@cuda.jit
+def _concat_k(x, y, n, inner_in, inner_out, off):
+    i = cuda.grid(1)
+    if i < n:
+        o = i // inner_in
+        r = i - o * inner_in
+        y[o * inner_out + off + r] = x[i]
+
+
+@cuda.jit
+def _pad_k(x, y, n, meta, R, mode, value):
+    """meta = [out shape (R), in shape (R), begins (R), in strides (R)];
+    mode 0 constant, 1 reflect, 2 edge."""
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    t = i
+    p = 0
+    inside = True
+    for ax in range(R - 1, -1, -1):
+        d = meta[ax]
+        c = t % d
+        t = t // d
+        s = meta[R + ax]
+        j = c - meta[2 * R + ax]
+        if j < 0 or j >= s:
+            if mode == 0:
+                inside = False
+            elif mode == 1:
+                if s == 1:
+                    j = 0
+                else:
+                    period = 2 * (s - 1)
+                    j = abs(j) % period
+                    if j >= s:
+                        j = period - j
+            else:
+                j = 0 if j < 0 else s - 1
+        p += j * meta[3 * R + ax]
+    y[i] = x[p] if inside else value
+
+
+@cuda.jit
+def _softmax_k(x, y, rows, L, inner):
+    r = cuda.grid(1)
+    if r >= rows:
+        return
+    o = r // inner
+    k = r - o * inner
+    base = o * L * inner + k
+    m = x[base]
+    for j in range(1, L):
+        v = x[base + j * inner]
+        if v > m:
+            m = v
+    s = float32(0.0)
+    for j in range(L):
+        e = float32(math.exp(x[base + j * inner] - m))
+        y[base + j * inner] = e
+        s += e
+    inv = float32(1.0) / s
+    for j in range(L):
+        y[base + j * inner] *= inv
+
+
+@cuda.jit
+def _resize_nearest_k(x, y, n, H, W, OH, OW, yi, xi):
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    ox = i % OW
+    t = i // OW
+    oy = t % OH
+    plane = t // OH
+    y[i] = x[(plane * H + yi[oy]) * W + xi[ox]]
+
+
+@cuda.jit
+def _resize_linear_k(x, y, n, H, W, OH, OW, y0, y1, wy0, wy1, x0, x1, wx0, wx1):
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    ox = i % OW
+    t = i // OW
+    oy = t % OH
+    plane = t // OH
+    b = plane * H
+    r0 = (b + y0[oy]) * W
+    r1 = (b + y1[oy]) * W
+    top0 = x[r0 + x0[ox]] * wy0[oy] + x[r1 + x0[ox]] * wy1[oy]
+    top1 = x[r0 + x1[ox]] * wy0[oy] + x[r1 + x1[ox]] * wy1[oy]
+    y[i] = top0 * wx0[ox] + top1 * wx1[ox]
+
+
+class _Move(OpImpl):
+    def prepare(self, node, consts, policy):
+        st = super().prepare(node, consts, policy)
+        st["tables"] = {}
+        return st
+
+    def cached(self, state, key, build):
+        t = state["tables"].get(key)
+        if t is None:
+            t = state["tables"][key] = build()
+        return t
+
+
+class Concat(_Move):
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        ins, shapes = self.operands(state, ins, in_shapes)
+        ax = int(attrs(node)["axis"])
+        rest = prod(out_shape[ax + 1:])
+        inner_out = out_shape[ax] * rest
+        off = 0
+        for x, s in zip(ins, shapes):
+            n = prod(s)
+            inner_in = s[ax] * rest
+            if n:
+                _concat_k[blocks(n), config.THREADS, stream](x, out, n, inner_in, inner_out,
+                                                             off * rest)
+            off += s[ax]
+
+
+class Flatten(_Move):
+    """Same bytes, new shape: a device-to-device copy (the executor may alias instead)."""
+
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        (x,), _ = self.operands(state, ins, in_shapes)
+        device_copy(x, out, prod(out_shape), stream)
+
+    def run(self, node, state, inputs, outputs):
+        x = inputs[0]
+        if x is None:  # a constant input: go through the device copy
+            return super().run(node, state, inputs, outputs)
+        np.copyto(outputs[0].reshape(-1), np.asarray(x, np.float32).reshape(-1))
+
+
+class Reshape(Flatten):
+    pass
+
+
+class _Gather(_Move):
+    def geometry(self, node, in_shape, out_shape):
+        """(output-like dims, input stride per dim, base offset)."""
+        raise NotImplementedError
+
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        (x,), (s,) = self.operands(state, ins, in_shapes)
+
+        def build():
+            dims, strides, base = self.geometry(node, tuple(s), tuple(out_shape))
+            return to_device(np.array(list(dims) + list(strides), np.int64), np.int64), \
+                len(dims), int(base)
+
+        meta, R, base = self.cached(state, tuple(s), build)
+        n = prod(out_shape)
+        _gather_k[blocks(n), config.THREADS, stream](x, out, n, meta, R, base)
+
+
+class Transpose(_Gather):
+    def geometry(self, node, s, out_shape):
+        perm = [int(p) for p in attrs(node)["perm"]]
+        st = _strides(s)
+        return out_shape, [st[p] for p in perm], 0
+
+
+class Slice(_Gather):
+    def geometry(self, node, s, out_shape):
+        a = attrs(node)
+        st = _strides(s)
+        rng = ir.slice_ranges(s, a["starts"], a["ends"], a["axes"], a["steps"])
+        base = sum(start * st[ax] for ax, (start, _, _) in enumerate(rng))
+        return out_shape, [st[ax] * step for ax, (_, _, step) in enumerate(rng)], base
+
+
+class DepthToSpace(_Gather):
+    def geometry(self, node, s, out_shape):
+        a = attrs(node)
+        b = int(a["blocksize"])
+        n, c, h, w = s
+        cc = c // (b * b)
+        if a["mode"] == "DCR":   # x.reshape(n, b, b, cc, h, w).transpose(0, 3, 4, 1, 5, 2)
+            src = (n, b, b, cc, h, w)
+            perm = (0, 3, 4, 1, 5, 2)
+        else:                    # x.reshape(n, cc, b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+            src = (n, cc, b, b, h, w)
+            perm = (0, 1, 4, 2, 5, 3)
+        st = _strides(src)
+        return [src[p] for p in perm], [st[p] for p in perm], 0
+
+
+class Pad(_Move):
+    MODES = {"constant": 0, "reflect": 1, "edge": 2}
+
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        (x,), (s,) = self.operands(state, ins, in_shapes)
+        a = attrs(node)
+        R = len(s)
+
+        def build():
+            pads = [int(p) for p in a["pads"]]
+            m = list(out_shape) + list(s) + pads[:R] + _strides(s)
+            return to_device(np.array(m, np.int64), np.int64)
+
+        meta = self.cached(state, tuple(s), build)
+        v = a.get("value")
+        n = prod(out_shape)
+        _pad_k[blocks(n), config.THREADS, stream](x, out, n, meta, R, self.MODES[a["mode"]],
+                                                  np.float32(0.0 if v is None else v))
+
+
+class Softmax(_Move):
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        (x,), (s,) = self.operands(state, ins, in_shapes)
+        ax = int(attrs(node)["axis"])
+        L = s[ax]
+        inner = prod(s[ax + 1:])
+        rows = prod(s) // L
+        _softmax_k[blocks(rows), config.THREADS, stream](x, out, rows, L, inner)
+
+
+# ---- Resize: source coordinates in float32 in ONNX's order (as the reference does)
+def _resize_src(out_len, in_len, scale, ctm):
+    xr = np.arange(out_len, dtype=np.float32)
+    s = np.float32(scale)
+    half = np.float32(0.5)
+    if ctm == "half_pixel":
+        return (xr + half) / s - half
+    if ctm == "pytorch_half_pixel":
+        return (xr + half) / s - half if out_len > 1 else np.zeros(out_len, np.float32)
+    if ctm == "asymmetric":
+        return xr / s
+    if ctm == "align_corners":
+        if out_len == 1:
+            return np.zeros(out_len, np.float32)
+        return xr * np.float32(in_len - 1) / np.float32(out_len - 1)
+    raise ValueError(ctm)
+
+
+def _nearest(xo, in_len, mode):
+    xo = xo.astype(np.float64)
+    if mode == "floor":
+        idx = np.floor(xo)
+    elif mode == "ceil":
+        idx = np.ceil(xo)
+    else:
+        fl = np.floor(xo)
+        frac = xo - fl
+        up = mode == "round_prefer_ceil"
+        idx = np.where(frac > 0.5, fl + 1, np.where(frac < 0.5, fl, fl + 1 if up else fl))
+    return np.clip(idx, 0, in_len - 1).astype(np.int64)
+
+
+def _linear(xo, in_len):
+    xo = np.clip(xo, np.float32(0), np.float32(in_len - 1)).astype(np.float32)
+    i0 = np.floor(xo).astype(np.int64)
+    i1 = np.minimum(i0 + 1, in_len - 1)
+    w1 = (xo - i0.astype(np.float32)).astype(np.float32)
+    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
+
+
+class Resize(_Move):
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        (x,), (s,) = self.operands(state, ins, in_shapes)
+        a = attrs(node)
+        _, _, H, W = s
+        OH, OW = out_shape[2], out_shape[3]
+
+        def build():
+            if a.get("scales") is not None:
+                sh, sw = (np.float32(v) for v in a["scales"])
+            else:
+                sh, sw = np.float32(OH) / np.float32(H), np.float32(OW) / np.float32(W)
+            ctm = a["coordinate_transformation_mode"]
+            yo, xo = _resize_src(OH, H, sh, ctm), _resize_src(OW, W, sw, ctm)
+            if a["mode"] == "nearest":
+                nm = a["nearest_mode"]
+                return (to_device(_nearest(yo, H, nm), np.int64),
+                        to_device(_nearest(xo, W, nm), np.int64))
+            ty, tx = _linear(yo, H), _linear(xo, W)
+            return tuple(to_device(v, v.dtype) for v in ty + tx)
+
+        tab = self.cached(state, tuple(s), build)
+        n = prod(out_shape)
+        kern = _resize_nearest_k if len(tab) == 2 else _resize_linear_k
+        kern[blocks(n), config.THREADS, stream](x, out, n, H, W, OH, OW, *tab)
