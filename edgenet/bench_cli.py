@@ -36,7 +36,7 @@ def _ort_session(src, threads):
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)

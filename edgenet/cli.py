@@ -5,7 +5,6 @@ import functools
 import json
 import os
 import sys
-import tempfile
 import traceback
 from collections import Counter
 
@@ -52,18 +51,8 @@ def guarded(fn):
 
 def atomic_save(path: str, writer):
     """Call writer(tmp_path) and rename into place; never leaves a half-written file."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .format.writer import atomic_write
+    atomic_write(path, writer, by_path=True)
 
 
 def save_npy(path, arr):
@@ -82,7 +71,7 @@ def main(debug):
 
 # -- convert -----------------------------------------------------------------------------
 @main.command()
-@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path())
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
               help="Destination .edgenet file.")
 @click.option("--weights", type=click.Choice(["ternary", "quinary", "int8", "f16", "f32"]),
@@ -190,7 +179,7 @@ def describe(path) -> dict:
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @guarded
 def info(model, as_json):
@@ -280,8 +269,8 @@ def _top_k(y, k, labels):
 
 
 @main.command()
-@click.argument("model", required=False, type=click.Path(dir_okay=False))
-@click.argument("input", required=False, type=click.Path(dir_okay=False))
+@click.argument("model", required=False, type=click.Path())
+@click.argument("input", required=False, type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save the output as .npy.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
               show_default=True)
@@ -336,7 +325,7 @@ def run(model, input, output, device, threads, top_k, policy):
 
 # -- warmup ------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--device", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu")
 @guarded
 def warmup(model, device):

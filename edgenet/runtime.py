@@ -7,6 +7,7 @@ allocated once. Steady-state inference allocates only the returned outputs.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -17,6 +18,26 @@ import numpy as np
 from . import ir
 from .errors import DeviceError, EdgenetError, InputError, ModelError
 from .format import ModelFile
+
+MAX_PLAN_BYTES = int(os.environ.get("EDGENET_MAX_PLAN_BYTES", 8 << 30))
+_CONST_OK_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
+_FORKED_AFTER_PARALLEL = False
+
+
+def _after_fork_in_child():
+    """numba's OpenMP layer terminates a child forked after parallel kernels ran: mark it,
+    so the CPU backend raises a clear error there instead (docs/RELIABILITY.md)."""
+    global _FORKED_AFTER_PARALLEL
+    try:
+        from numba.np.ufunc import parallel as _par
+        if _par._is_initialized and _par.threading_layer() != "workqueue":
+            _FORKED_AFTER_PARALLEL = True
+    except Exception:
+        _FORKED_AFTER_PARALLEL = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 POLICIES = ("expanded", "packed")
 DEFAULT_POLICY = "expanded"  # bench/RESULTS.md: fastest; "packed" for memory-starved devices
@@ -53,6 +74,10 @@ class _Plan:
         self.lock = threading.Lock()
         g = model.graph
         self.shapes = shapes = model.infer_shapes(in_shapes)
+        need = 4 * sum(math.prod(s) for s in shapes.values())
+        if need > MAX_PLAN_BYTES:
+            raise ModelError(f"{model.path}: activations for inputs {in_shapes} need "
+                             f"{need:,} bytes > EDGENET_MAX_PLAN_BYTES={MAX_PLAN_BYTES:,}")
         # liveness: index of the last node reading each value; graph outputs live forever
         last = {}
         for i, node in enumerate(g["nodes"]):
@@ -168,6 +193,9 @@ class Model:
                     continue
                 if pos in const_pos and n not in self.consts:
                     self._fail(f"node '{name}': input {pos} ('{n}') must be a stored tensor")
+                if pos not in const_pos and n in self.consts and node["op"] not in _CONST_OK_OPS:
+                    self._fail(f"node '{name}': input {pos} ('{n}') must be an activation, "
+                               f"not a stored tensor")
                 if n not in defined and n not in self.consts:
                     self._fail(f"node '{name}': input '{n}' is not defined before use")
             for n in node["outputs"]:
@@ -265,6 +293,11 @@ class Model:
             self._release(key, plan)
 
     def _execute(self, plan: _Plan, arrays: dict, profile):
+        if _FORKED_AFTER_PARALLEL and self.device == "cpu":
+            raise DeviceError(
+                "device 'cpu' cannot run in a process forked after parallel kernels ran "
+                "(numba's OpenMP layer would terminate it): start workers with "
+                "multiprocessing 'spawn' or 'forkserver', or load with device='reference'")
         if self.threads is not None and self.device == "cpu":
             import numba
             numba.set_num_threads(self.threads)
