@@ -180,6 +180,8 @@ class _Ctx:
         v = int(v)
         if lo is not None and v < lo:
             self.fail(f"attribute '{key}' must be >= {lo}, got {v}")
+        if abs(v) >= 2**31:
+            self.fail(f"attribute '{key}' is out of range: {v}")
         return v
 
     def ints_attr(self, key, n, default=..., lo=None, what=None):
@@ -301,10 +303,15 @@ def _pool_taps_ok(c, axis, size, k, s, d, p0, out):
             c.fail(f"pooling window {o} along {axis} lies entirely in the padding")
 
 
+MAX_GEOM = 1 << 16  # strides, dilations and pads beyond this are hostile, not models
+
+
 def _conv_geom(c: _Ctx):
     strides = c.ints_attr("strides", 2, lo=1, what="must be positive")
     dilations = c.ints_attr("dilations", 2, lo=1, what="must be positive")
     pads = c.ints_attr("pads", 4, lo=0, what="must be non-negative")
+    if max(strides + dilations + pads) > MAX_GEOM:
+        c.fail(f"strides/dilations/pads must be <= {MAX_GEOM}: {strides} {dilations} {pads}")
     return strides, dilations, pads
 
 
@@ -438,6 +445,8 @@ def _shape_pool(c: _Ctx, avg: bool):
     pt, pl, pb, pr = c.ints_attr("pads", 4, lo=0, what="must be non-negative")
     # AveragePool lists no dilations in the IR; accept them when present (ONNX opset 19).
     dh, dw = c.ints_attr("dilations", 2, default=[1, 1], lo=1, what="must be positive")
+    if max(kh, kw, sh, sw, pt, pl, pb, pr, dh, dw) > MAX_GEOM:
+        c.fail(f"kernel/strides/pads/dilations must be <= {MAX_GEOM}")
     cm = c.int_attr("ceil_mode", default=0 if avg else ..., lo=0)
     if cm not in (0, 1):
         c.fail(f"ceil_mode must be 0 or 1, got {cm}")
