@@ -339,6 +339,7 @@ def warmup(model, device):
 
 def _register_optional():
     from . import bench_cli  # noqa: F401  (adds `bench`)
+    from . import batch  # noqa: F401  (adds `batch`)
 
 
 _register_optional()
