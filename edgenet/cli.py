@@ -344,5 +344,6 @@ def _register_optional():
 
 _register_optional()
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover  (python -m edgenet.cli: use the package's
+    from edgenet.cli import main as _main  # module, where bench/batch registered themselves)
+    _main()
