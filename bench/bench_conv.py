@@ -2,8 +2,11 @@
 
     python bench/bench_conv.py [--runs 50] [--threads 2] [--policy expanded|packed|both]
 
-ResNet-18-like layer shapes (+ a 1x1 and a depthwise layer). Each row: median of
-interleaved runs (edgenet, ort, edgenet, ort, ...), fused bias+ReLU on both sides.
+Layer shapes from ResNet-18, ResNet-20, DenseNet-121 and MobileNetV2. Each row: median of
+interleaved runs (ort, edgenet, ort, edgenet, ...), fused bias+ReLU on both sides. Two
+figures per side: wall-clock median, and process CPU time per run (``time.process_time``,
+all threads): on a loaded machine the CPU figure is the steadier one (ort's spinning
+worker threads count against it). ``EDGENET_SIMD=off|avx2|avx512`` forces a kernel path.
 """
 from __future__ import annotations
 
@@ -26,7 +29,17 @@ SHAPES = [  # name, C, H, O, k, stride, pad, group
     ("3x3 512->512 @7", 512, 7, 512, 3, 1, 1, 1),
     ("1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
     ("1x1 256->64 @14", 256, 14, 64, 1, 1, 0, 1),
+    ("r20 3x3 16->16 @32", 16, 32, 16, 3, 1, 1, 1),
+    ("r20 3x3 64->64 @8", 64, 8, 64, 3, 1, 1, 1),
+    ("dn 1x1 256->128 @56", 256, 56, 128, 1, 1, 0, 1),
+    ("dn 3x3 128->32 @28", 128, 28, 32, 3, 1, 1, 1),
+    ("dn 1x1 512->128 @14", 512, 14, 128, 1, 1, 0, 1),
+    ("mb 1x1 24->144 @56", 24, 56, 144, 1, 1, 0, 1),
+    ("mb 1x1 144->24 @56", 144, 56, 24, 1, 1, 0, 1),
+    ("mb 1x1 960->160 @7", 960, 7, 160, 1, 1, 0, 1),
     ("dw3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
+    ("dw3x3/2 144 @56", 144, 56, 144, 3, 2, 1, 144),
+    ("dw3x3 576 @14", 576, 14, 576, 3, 1, 1, 576),
 ]
 
 
@@ -63,11 +76,13 @@ def main():
     numba.set_num_threads(args.threads)
     policies = ["expanded", "packed"] if args.policy == "both" else [args.policy]
     rng = np.random.default_rng(0)
+    from edgenet.cpu.simd import simd_mode
     print(f"threads={args.threads} runs={args.runs} numba {numba.__version__} "
-          f"layer={numba.threading_layer() if hasattr(numba, 'threading_layer') else '?'}")
-    hdr = f"| {'layer':26s} | ort ms | " + " | ".join(f"{p} ms | ratio" for p in policies) + " |"
+          f"simd={simd_mode()} loadavg={' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    hdr = (f"| {'layer':26s} | ort ms | ort cpu | "
+           + " | ".join(f"{p} ms | ratio | cpu | cpu ratio" for p in policies) + " |")
     print(hdr)
-    print("|" + "---|" * (2 + 2 * len(policies)))
+    print("|" + "---|" * (3 + 4 * len(policies)))
     for name, C, H, O, k, s, p, g in SHAPES:
         if args.only and args.only not in name:
             continue
@@ -93,17 +108,22 @@ def main():
             impls.append((pol, st))
         times = {pol: [] for pol in policies}
         times["ort"] = []
+        cpus = {key: [] for key in times}
         for _ in range(args.runs):
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             sess.run(None, {"x": x})
             times["ort"].append(time.perf_counter() - t)
+            cpus["ort"].append(time.process_time() - c)
             for pol, st in impls:
-                t = time.perf_counter()
+                c, t = time.process_time(), time.perf_counter()
                 cpu.OPS["Conv"].run(node, st, [x, None, None], [y])
                 times[pol].append(time.perf_counter() - t)
+                cpus[pol].append(time.process_time() - c)
         med = {key: float(np.median(v)) * 1e3 for key, v in times.items()}
-        cells = " | ".join(f"{med[p]:7.3f} | {med[p] / med['ort']:5.2f}" for p in policies)
-        print(f"| {name:26s} | {med['ort']:6.3f} | {cells} |", flush=True)
+        cmed = {key: float(np.median(v)) * 1e3 for key, v in cpus.items()}
+        cells = " | ".join(f"{med[p]:7.3f} | {med[p] / med['ort']:5.2f} | {cmed[p]:6.3f} | "
+                           f"{cmed[p] / max(cmed['ort'], 1e-9):5.2f}" for p in policies)
+        print(f"| {name:26s} | {med['ort']:6.3f} | {cmed['ort']:6.3f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

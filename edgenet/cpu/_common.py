@@ -10,6 +10,8 @@ Weight policy (``prepare(node, consts, policy)``):
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .. import _jit  # noqa: F401  (cache policy before numba)
@@ -99,6 +101,23 @@ class Weights:
         if self.packed:
             return int(self.codes.nbytes + self.scale.nbytes)
         return int(self.f.nbytes)
+
+
+_TLS = threading.local()
+
+
+def tls_buffer(key: str, size: int) -> np.ndarray:
+    """A float32 scratch vector of ``size`` owned by the calling Python thread, reused across
+    calls (grown when too small): no allocation in steady state, and no sharing between
+    Python threads that run the same model at once. Contents are undefined."""
+    d = getattr(_TLS, "bufs", None)
+    if d is None:
+        d = _TLS.bufs = {}
+    a = d.get(key)
+    size = max(int(size), 1)
+    if a is None or a.size < size:
+        a = d[key] = np.empty(size, np.float32)
+    return a[:size]
 
 
 def scratch(k: int) -> np.ndarray:

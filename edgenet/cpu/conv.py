@@ -6,6 +6,9 @@ Conv paths (all fused: bias + residual + activation epilogue):
   (O/OT, C, kh, kw, OT) with OT = 16 output channels innermost; each prange iteration is
   (batch, output-channel block, output row); the inner micro-kernel keeps OT accumulators per
   output pixel in a fixed-size loop that LLVM vectorizes over output channels.
+- ``_simd_conv.KERNELS``: the fast path (group == 1, float32/expanded weights, stride 1 or 2,
+  output width >= the tile): explicit-SIMD register tiles, see docs/PERFORMANCE.md and
+  ``simd_conv()`` below.
 - ``_conv_plane``: the general path (groups, depthwise, packed weights): one prange iteration
   per (batch, output channel) plane; the filter row is decoded into a per-thread buffer when
   weights are packed; taps accumulate into the output plane with vectorized row loops.
@@ -19,6 +22,8 @@ from numba import prange
 from ._common import (FM, OpImpl, Weights, act, act_of, attrs, decode_row, node_inputs,
                       operand, prepare_consts, scratch)
 from .._jit import njit, pjit
+from . import simd
+from ._common import tls_buffer
 
 
 # ----------------------------------------------------------------------------- general path
@@ -202,6 +207,121 @@ def expand_tiled(wf, O, C, KH, KW):
     return np.ascontiguousarray(w.reshape(nb, OT, C, KH, KW).transpose(0, 2, 3, 4, 1))
 
 
+# ----------------------------------------------------------------------------- SIMD path
+# Tile choices: output-channel vectors k per lanes L -> candidate pixel-tile widths P
+# (every (L, k, P) for stride 1 and 2 exists in _simd_conv.KERNELS).
+_P_CHOICES = {16: {1: (24, 16), 2: (14, 12, 8, 7), 3: (8, 7), 4: (6,)},
+              8: {1: (12,), 2: (6,)}}
+_K_PREF = {16: (2, 3, 4, 1), 8: (2, 1)}
+
+
+def choose_k(O, L):
+    """Output-channel vectors per tile: least zero-padding of O, ties by _K_PREF order."""
+    best = None
+    for k in _K_PREF[L]:
+        B = L * k
+        waste = -(-O // B) * B
+        if best is None or waste < best[0]:
+            best = (waste, k)
+    return best[1]
+
+
+def choose_p(OW, L, k):
+    """Pixel-tile width: least recomputed pixels (tiles overlap at the row end), larger P
+    on ties; None when the row is narrower than every tile."""
+    best = None
+    for P in _P_CHOICES[L][k]:
+        if P > OW:
+            continue
+        work = -(-OW // P) * P
+        if best is None or work < best[0]:
+            best = (work, P)
+    return None if best is None else best[1]
+
+
+def expand_simd(wf, O, C, KH, KW, L, k):
+    """(O, C*kh*kw) -> flat (ceil(O/B), C, kh*kw, B), B = L*k output channels innermost."""
+    B = L * k
+    nb = -(-O // B)
+    w = np.zeros((nb * B, C, KH * KW), np.float32)
+    w[:O] = wf.reshape(O, C, KH * KW)
+    return np.ascontiguousarray(w.reshape(nb, B, C, KH * KW).transpose(0, 2, 3, 1)).reshape(-1)
+
+
+def _pad_copy(x, xp, pt, pl):
+    """x (N, C, H, W) -> xp (N, C, Hp, Wp) zero-padded (top/left offsets pt, pl). NumPy
+    slice copies: ~memcpy speed, no parallel dispatch (a Numba loop here ran 7x slower)."""
+    H, W = x.shape[2], x.shape[3]
+    if pt:
+        xp[:, :, :pt] = 0
+    if pt + H < xp.shape[2]:
+        xp[:, :, pt + H:] = 0
+    if pl:
+        xp[:, :, pt:pt + H, :pl] = 0
+    if pl + W < xp.shape[3]:
+        xp[:, :, pt:pt + H, pl + W:] = 0
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+
+
+def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
+    """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back)."""
+    from ._simd_conv import KERNELS
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st["params"]
+    if sh != sw or sh not in (1, 2):
+        return False
+    L, k = st["simd"]
+    N, C, H, W = x.shape
+    O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    P = choose_p(OW, L, k)
+    if P is None:
+        return False
+    B = L * k
+    Hp, Wp = H + pt + pb, W + pl + pr
+    if pt or pl or pb or pr:
+        xp = tls_buffer("conv.xp", N * C * Hp * Wp).reshape(N, C, Hp, Wp)
+        _pad_copy(x, xp, pt, pl)
+        xf = xp.reshape(-1)
+    else:
+        xf = x.reshape(-1)
+    if b is st["b"]:
+        bp = st["bp"]
+    else:
+        bp = tls_buffer("conv.bp", -(-O // B) * B)
+        bp[:] = 0
+        bp[:O] = b.reshape(-1)
+    nt = numba.config.NUMBA_NUM_THREADS
+    tb = tls_buffer("conv.tb", nt * B * P).reshape(nt, B * P)
+    KERNELS[(L, k, P, sh)](xf, C, Hp, Wp, st["wsimd"], bp, toff, y.reshape(-1),
+                           N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+    return True
+
+
+def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
+    """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none."""
+    from ._simd_conv import DW_KERNELS, DW_V
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st["params"]
+    if sh != sw or sh not in (1, 2):
+        return False
+    L = st["simd_dw"]
+    N, C, H, W = x.shape
+    O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    Hp, Wp = H + pt + pb, W + pl + pr
+    LV = L * (DW_V if sh == 1 else 2)
+    slack = 4 * LV + Wp + 64
+    xp = tls_buffer("conv.xp", N * C * Hp * Wp + slack)
+    _pad_copy(x, xp[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
+    if sh == 1:
+        psize = -(-(OH * Wp) // LV) * LV
+    else:
+        psize = OH * (-(-OW // LV) * LV)
+    nt = numba.config.NUMBA_NUM_THREADS
+    pbuf = tls_buffer("conv.dwplane", nt * psize).reshape(nt, psize)
+    DW_KERNELS[(L, sh)](xp, C, Hp, Wp, st["w"].f.reshape(-1), b.reshape(-1), toff,
+                        y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta,
+                        pbuf)
+    return True
+
+
 # ----------------------------------------------------------------------------- OpImpls
 _DUMMY4 = np.zeros((1, 1, 1, 1), np.float32)
 _DUMMY5 = np.zeros((1, 1, 1, 1, OT), np.float32)
@@ -227,7 +347,19 @@ class Conv(OpImpl):
         st["b"] = b.reshape(-1) if b is not None else np.zeros(O, np.float32)
         g = st["params"][-1]
         st["tiled"] = None
-        if not w.packed and g == 1:
+        st["simd"] = None
+        st["toff_w"] = {}   # padded input width -> tap offsets (int64, kh*kw)
+        L = simd.lanes(simd.simd_mode())
+        st["simd_dw"] = L if (L and not w.packed and Cg == 1 and g > 1) else None
+        if not w.packed and g == 1 and L:
+            k = choose_k(O, L)
+            B = L * k
+            st["simd"] = (L, k)
+            st["wsimd"] = expand_simd(w.f, O, Cg, KH, KW, L, k)
+            bp = np.zeros(-(-O // B) * B, np.float32)
+            bp[:O] = st["b"]
+            st["bp"] = bp
+        elif not w.packed and g == 1:
             st["tiled"] = expand_tiled(w.f, O, Cg, KH, KW)
         return st
 
@@ -248,6 +380,20 @@ class Conv(OpImpl):
         code, alpha, beta = state["act"]
         KH, KW = state["KH"], state["KW"]
         w = state["w"]
+        if state["simd"] is not None or state["simd_dw"] is not None:
+            Wp = x.shape[3] + pl + pr
+            toff = state["toff_w"].get(Wp)
+            if toff is None:
+                toff = np.array([ky * dh * Wp + kx * dw for ky in range(KH) for kx in range(KW)],
+                                np.int64)
+                state["toff_w"][Wp] = toff
+            if state["simd_dw"] is not None:
+                if simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta):
+                    return
+            elif simd_conv(x, y, state, toff, b, r, has_r, code, alpha, beta):
+                return
+            if g == 1 and state["tiled"] is None:   # rare geometry (stride > 2, narrow rows)
+                state["tiled"] = expand_tiled(w.f, state["O"], w.shape[1], KH, KW)
         if g == 1:
             nt = numba.config.NUMBA_NUM_THREADS
             if w.packed:

@@ -1,0 +1,212 @@
+"""Explicit SIMD for Numba kernels: LLVM float vectors as a Numba type, plus run-time dispatch.
+
+``F32x16`` / ``F32x8`` are Numba types whose data model is an LLVM ``<16 x float>`` /
+``<8 x float>`` value, so a kernel can hold vector accumulators in SSA registers (Numba's own
+arrays-as-accumulators get stored after every FMA inside a ``prange`` body). The operations
+are ``@intrinsic``\\ s emitting *generic* LLVM IR only (vector load/store, splat,
+``llvm.fmuladd``): no x86 intrinsics, so every path compiles and runs correctly on any CPU
+LLVM targets — on a CPU without AVX-512, ``<16 x float>`` is legalized into narrower
+registers (AVX2: two ymm; ARM64: four q registers), only slower.
+
+Array indices given to these intrinsics are raw element offsets (no bounds check, no
+negative-index wraparound): callers guarantee they are in range.
+
+Path selection (``simd_mode()``), read when a node is prepared:
+
+- ``EDGENET_SIMD=off|avx2|avx512`` forces a path (``avx2`` = the 8-lane generic vector
+  kernels, ``avx512`` = the 16-lane kernels, ``off`` = the scalar Numba kernels);
+- otherwise ``avx512`` where the host has AVX-512F, else ``avx2`` (8 lanes: AVX/AVX2 on x86,
+  NEON on ARM64 through LLVM legalization).
+"""
+from __future__ import annotations
+
+import os
+
+from .. import _jit  # noqa: F401  (cache policy before numba)
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+MODES = ("off", "avx2", "avx512")
+
+
+def host_features() -> dict:
+    try:
+        import llvmlite.binding as llb
+        return dict(llb.get_host_cpu_features())
+    except Exception:  # pragma: no cover - some platforms cannot report features
+        return {}
+
+
+def simd_mode() -> str:
+    env = os.environ.get("EDGENET_SIMD", "").strip().lower()
+    if env in MODES:
+        return env
+    if env and env != "auto":
+        raise ValueError(f"EDGENET_SIMD={env!r}: expected one of off, avx2, avx512, auto")
+    return "avx512" if host_features().get("avx512f") else "avx2"
+
+
+def lanes(mode: str) -> int:
+    return {"avx512": 16, "avx2": 8}.get(mode, 0)
+
+
+class F32Vec(types.Type):
+    def __init__(self, n):
+        self.n = n
+        super().__init__(name=f"f32x{n}")
+
+
+@register_model(F32Vec)
+class _F32VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), fe_type.n))
+
+
+F32x16 = F32Vec(16)
+F32x8 = F32Vec(8)
+_F = ir.FloatType()
+
+
+def _is_f32_array(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32
+
+
+def _eptr(context, builder, aty, arr, idx, ity):
+    a = context.make_array(aty)(context, builder, arr)
+    i = context.cast(builder, idx, ity, types.int64)
+    return builder.gep(a.data, [i], inbounds=True)
+
+
+def _make(n):
+    VT = F32Vec(n)
+    LV = ir.VectorType(_F, n)
+
+    @intrinsic
+    def vld(typingctx, arr, idx):
+        """Unaligned load of n floats at arr.flat[idx]."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            p = builder.bitcast(p, LV.as_pointer())
+            return builder.load(p, align=4, typ=LV)
+        return VT(arr, idx), codegen
+
+    @intrinsic
+    def vst(typingctx, arr, idx, v):
+        """Unaligned store of vector v at arr.flat[idx]."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer) and v == VT):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            p = builder.bitcast(p, LV.as_pointer())
+            builder.store(args[2], p, align=4)
+            return context.get_dummy_value()
+        return types.none(arr, idx, v), codegen
+
+    def _splat(builder, s):
+        v = builder.insert_element(ir.Constant(LV, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(LV, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
+
+    @intrinsic
+    def vbc(typingctx, arr, idx):
+        """Broadcast arr.flat[idx] to all lanes (folds into an embedded-broadcast FMA)."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            return _splat(builder, builder.load(p, align=4, typ=_F))
+        return VT(arr, idx), codegen
+
+    @intrinsic
+    def vsplat(typingctx, s):
+        if s != types.float32:
+            return None
+
+        def codegen(context, builder, sig, args):
+            return _splat(builder, args[0])
+        return VT(s), codegen
+
+    @intrinsic
+    def vfma(typingctx, a, b, c):
+        """a * b + c (llvm.fmuladd: one FMA where the target has it)."""
+        if not (a == VT and b == VT and c == VT):
+            return None
+
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(LV, [LV, LV, LV]), f"llvm.fmuladd.v{n}f32")
+            return builder.call(fn, list(args))
+        return VT(a, b, c), codegen
+
+    @intrinsic
+    def vld2(typingctx, arr, idx):
+        """Even elements of the 2n floats at arr.flat[idx:idx + 2n] (stride-2 load)."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+        LV2 = ir.VectorType(_F, 2 * n)
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            p = builder.bitcast(p, LV2.as_pointer())
+            v = builder.load(p, align=4, typ=LV2)
+            return builder.shuffle_vector(v, ir.Constant(LV2, ir.Undefined), ir.Constant(
+                ir.VectorType(ir.IntType(32), n), [2 * i for i in range(n)]))
+        return VT(arr, idx), codegen
+
+    @intrinsic
+    def vadd(typingctx, a, b):
+        if not (a == VT and b == VT):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
+        return VT(a, b), codegen
+
+    @intrinsic
+    def vrelu(typingctx, a):
+        """0 where a < 0, else a (NaN passes through, as in act code 1)."""
+        if a != VT:
+            return None
+
+        def codegen(context, builder, sig, args):
+            z = ir.Constant(LV, [0.0] * n)
+            return builder.select(builder.fcmp_ordered("<", args[0], z), z, args[0])
+        return VT(a), codegen
+
+    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu
+
+
+vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16 = _make(16)
+vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8 = _make(8)
+
+
+@intrinsic
+def ldf(typingctx, arr, idx):
+    """arr.flat[idx] without bounds check or wraparound."""
+    if not (_is_f32_array(arr) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return builder.load(p, align=4, typ=_F)
+    return types.float32(arr, idx), codegen
+
+
+@intrinsic
+def stf(typingctx, arr, idx, v):
+    """arr.flat[idx] = v without bounds check or wraparound."""
+    if not (_is_f32_array(arr) and isinstance(idx, types.Integer) and v == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        builder.store(args[2], p, align=4)
+        return context.get_dummy_value()
+    return types.none(arr, idx, v), codegen

@@ -1,0 +1,125 @@
+"""Every SIMD path (EDGENET_SIMD=off|avx2|avx512) against the NumPy reference on conv cases.
+
+The 16- and 8-lane kernels are generic LLVM vector code, so both run (and must be correct)
+on any CPU; this machine exercises all of them by forcing the mode.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgenet import cpu
+from edgenet.cpu import simd
+from edgenet.cpu.conv import choose_k, choose_p
+from edgenet.format import pack
+from edgenet.ir import act_desc
+from edgenet.reference import run_node
+
+MODES = ("off", "avx2", "avx512")
+
+CASES = [
+    # (N, C, H, W, O, kh, kw, stride, pads (t, l, b, r), dil, act, residual)
+    (1, 13, 12, 16, 37, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False),      # odd channels
+    (2, 8, 10, 14, 20, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", True),        # batch 2 + residual
+    (1, 16, 15, 17, 32, 3, 3, 2, (1, 1, 1, 1), 1, "Relu", False),      # stride 2
+    (1, 3, 30, 30, 24, 7, 7, 2, (3, 3, 3, 3), 1, "Relu", False),       # 7x7/2 stem
+    (1, 24, 9, 21, 40, 1, 1, 1, (0, 0, 0, 0), 1, None, False),         # 1x1
+    (1, 24, 18, 18, 48, 1, 1, 2, (0, 0, 0, 0), 1, None, True),         # 1x1 stride 2
+    (1, 6, 16, 20, 16, 3, 3, 1, (2, 2, 2, 2), 2, "LeakyRelu", False),  # dilation 2
+    (1, 5, 11, 13, 18, 3, 3, 1, (0, 2, 1, 0), 1, "HardSwish", True),   # asymmetric pads
+    (1, 64, 7, 7, 144, 3, 3, 1, (1, 1, 1, 1), 1, "Clip", True),        # 7-wide, O=144
+    (1, 8, 9, 9, 64, 3, 3, 1, (1, 1, 1, 1), 1, "Sigmoid", False),      # k = 2/4 tiles
+    (1, 4, 5, 5, 16, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False),         # too narrow: fallback
+    (1, 4, 12, 12, 16, 3, 3, 3, (1, 1, 1, 1), 1, "Relu", False),       # stride 3: fallback
+]
+
+
+def _node(st, pads, dil, act, res, group=1):
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    ins = ["x", "w", "b"] + (["r"] if res else [])
+    return {"name": "c", "op": "Conv", "inputs": ins, "outputs": ["y"],
+            "attrs": {"strides": [st, st], "pads": list(pads), "dilations": [dil, dil],
+                      "group": group, "activation": desc}}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_conv_paths(case, mode, monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    N, C, H, W, O, kh, kw, st, pads, dil, act, res = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, kh, kw)).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _node(st, pads, dil, act, res)
+    inputs = [x, None, None]
+    if res:
+        OH = (H + pads[0] + pads[2] - dil * (kh - 1) - 1) // st + 1
+        OW = (W + pads[1] + pads[3] - dil * (kw - 1) - 1) // st + 1
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    for policy in ("expanded", "packed"):
+        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
+        if policy == "expanded":
+            assert (st_["simd"] is not None) == (mode != "off")
+            if st_["simd"]:
+                assert st_["simd"][0] == simd.lanes(mode)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st_, inputs, [y])
+        scale = max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6, (mode, policy)
+        y2 = np.full_like(want, np.nan)      # second call: reused scratch
+        cpu.OPS["Conv"].run(node, st_, inputs, [y2])
+        np.testing.assert_array_equal(y, y2)
+
+
+DW_CASES = [
+    # (N, C, H, W, multiplier, k, stride, pads, dil, act, residual)
+    (1, 19, 13, 17, 1, 3, 1, (1, 1, 1, 1), 1, "Relu", False),
+    (2, 8, 21, 21, 1, 3, 2, (1, 1, 1, 1), 1, "Clip", True),
+    (1, 6, 7, 7, 2, 3, 1, (1, 1, 1, 1), 1, "HardSwish", False),
+    (1, 5, 40, 37, 1, 5, 2, (2, 1, 2, 2), 1, None, False),
+    (1, 4, 12, 12, 1, 3, 1, (2, 2, 2, 2), 2, "Relu", True),
+    (1, 4, 12, 12, 1, 3, 3, (1, 1, 1, 1), 1, "Relu", False),    # stride 3: fallback
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", DW_CASES, ids=[str(i) for i in range(len(DW_CASES))])
+def test_depthwise_paths(case, mode, monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    N, C, H, W, m, k, st, pads, dil, act, res = case
+    O = C * m
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": pack("f32", rng.normal(0, 0.3, size=(O, 1, k, k)).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _node(st, pads, dil, act, res, group=C)
+    inputs = [x, None, None]
+    if res:
+        OH = (H + pads[0] + pads[2] - dil * (k - 1) - 1) // st + 1
+        OW = (W + pads[1] + pads[3] - dil * (k - 1) - 1) // st + 1
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    st_ = cpu.OPS["Conv"].prepare(node, consts, "expanded")
+    assert (st_["simd_dw"] is not None) == (mode != "off")
+    for _ in range(2):
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st_, inputs, [y])
+        scale = max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6, mode
+
+
+def test_mode_detection(monkeypatch):
+    monkeypatch.delenv("EDGENET_SIMD", raising=False)
+    want = "avx512" if simd.host_features().get("avx512f") else "avx2"
+    assert simd.simd_mode() == want
+    monkeypatch.setenv("EDGENET_SIMD", "bogus")
+    with pytest.raises(ValueError):
+        simd.simd_mode()
+
+
+def test_tile_choice():
+    assert choose_k(64, 16) == 2 and choose_k(144, 16) == 3 and choose_k(16, 16) == 1
+    assert choose_p(56, 16, 2) == 14 and choose_p(7, 16, 2) == 7 and choose_p(8, 16, 2) == 8
+    assert choose_p(5, 16, 2) is None
