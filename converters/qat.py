@@ -18,7 +18,8 @@ The quantizers follow shared/quantization.md exactly (the seed's rules):
   alpha = (sum_I1 |W| + 2 sum_I2 |W|) / (|I1| + 4|I2|);
 
 computed over the whole tensor (granularity="layer", one alpha per layer as in the TWN
-paper) or per output channel (granularity="channel").  With threshold="optimal" the ternary
+paper) or per output channel (granularity="channel"); statistics in float64, alpha rounded
+to float32, exactly as converters/quantize.py does.  With threshold="optimal" the ternary
 Delta is the exact optimum (sort |W| in decreasing order, take the prefix length k that
 maximizes prefix_sum^2 / k).  A tensor (or channel) that quantizes to all zeros gets
 alpha = 0.
@@ -63,33 +64,40 @@ def _check(weights: str, granularity: str, threshold: str = "twn") -> None:
 
 # ----------------------------------------------------------------------------- quantizer math
 
-def _optimal_delta_rows(a):
-    """Exact optimal ternary threshold per row of a (rows, n) tensor of |W| values.
+def _optimal_rows(a):
+    """Exact optimal ternary support per row of a (rows, n) float64 tensor of |W| values.
 
-    Sort |W| decreasing; the best support is a prefix of length k maximizing S_k^2/k; any
-    Delta between the k-th and (k+1)-th largest value selects it.  We return the midpoint
-    (so ``|W| > Delta`` picks exactly that prefix, ties excepted)."""
+    Sort |W| decreasing; the best support is a prefix of length k maximizing S_k^2/k among
+    the prefixes a threshold can select (the next value strictly smaller, the last kept
+    value non-zero).  Returns (mask (rows, n) float64, alpha (rows, 1) float64), mirroring
+    converters.quantize.ternarize(threshold="optimal")."""
     import torch
 
-    s, _ = torch.sort(a.double(), dim=1, descending=True)
-    csum = torch.cumsum(s, dim=1)
-    k = torch.arange(1, s.shape[1] + 1, dtype=torch.float64, device=a.device)
-    score = csum * csum / k
-    kbest = torch.argmax(score, dim=1)  # index of the last element kept
-    rows = torch.arange(s.shape[0], device=a.device)
-    hi = s[rows, kbest]
-    lo = torch.where(kbest + 1 < s.shape[1],
-                     s[rows, torch.clamp(kbest + 1, max=s.shape[1] - 1)],
-                     torch.zeros_like(hi))
-    return ((hi + lo) / 2).to(a.dtype)
+    n = a.shape[1]
+    srt, _ = torch.sort(a, dim=1, descending=True)
+    csum = torch.cumsum(srt, dim=1)
+    k = torch.arange(1, n + 1, dtype=torch.float64, device=a.device)
+    obj = csum * csum / k
+    valid = torch.ones_like(srt, dtype=torch.bool)
+    valid[:, :-1] = srt[:, :-1] > srt[:, 1:]
+    valid &= srt > 0
+    obj = torch.where(valid, obj, torch.full_like(obj, -float("inf")))
+    best = torch.argmax(obj, dim=1)
+    r = torch.arange(a.shape[0], device=a.device)
+    thr = torch.where(best + 1 < n, srt[r, torch.clamp(best + 1, max=n - 1)],
+                      torch.zeros_like(srt[:, 0]))
+    ok = valid[r, best]
+    mask = ((a > thr[:, None]) & ok[:, None]).double()
+    alpha = torch.where(ok, csum[r, best] / (best + 1).double(), torch.zeros_like(thr))
+    return mask, alpha[:, None]
 
 
 def quantize_weight(w, weights: str = "ternary", granularity: str = "layer",
                     threshold: str = "twn"):
     """Quantize a weight tensor: returns (alpha, T).
 
-    ``w``: torch tensor whose axis 0 is the output channel (Conv2d, Linear) -- for
-    ConvTranspose2d pass the weight with axes 0/1 swapped (see ``_out_major``).
+    ``w``: torch tensor whose axis 0 is the output channel (Conv2d, Linear; for a
+    ConvTranspose2d weight use ``_out_major(module, w)``, the IR layout).
     ``alpha`` has shape (O,) (the same value repeated for granularity="layer"), float32;
     ``T`` has the shape of ``w`` with integer values in {-1,0,1} or {-2..2} (float32 dtype).
     No gradient flows through either.
@@ -98,18 +106,19 @@ def quantize_weight(w, weights: str = "ternary", granularity: str = "layer",
 
     _check(weights, granularity, threshold)
     with torch.no_grad():
-        w = w.detach().float()
+        w = w.detach()
         o = w.shape[0]
         rows = w.reshape(1, -1) if granularity == "layer" else w.reshape(o, -1)
+        rows = rows.double()  # statistics in float64, as converters/quantize.py
         a = rows.abs()
         mean = a.mean(dim=1, keepdim=True)
         sign = torch.sign(rows)
-        if weights == "ternary":
-            if threshold == "optimal":
-                delta = _optimal_delta_rows(a).unsqueeze(1)
-            else:
-                delta = THRESHOLDS["ternary"][0] * mean
-            m1 = (a > delta).float()
+        if weights == "ternary" and threshold == "optimal":
+            m1, alpha = _optimal_rows(a)
+            t = sign * m1
+        elif weights == "ternary":
+            delta = THRESHOLDS["ternary"][0] * mean
+            m1 = (a > delta).double()
             cnt = m1.sum(dim=1, keepdim=True)
             num = (a * m1).sum(dim=1, keepdim=True)
             alpha = torch.where(cnt > 0, num / torch.clamp(cnt, min=1.0), torch.zeros_like(num))
@@ -117,16 +126,17 @@ def quantize_weight(w, weights: str = "ternary", granularity: str = "layer",
         else:
             d1 = THRESHOLDS["quinary"][0] * mean
             d2 = THRESHOLDS["quinary"][1] * mean
-            m2 = (a > d2).float()
-            m1 = (a > d1).float() - m2
+            m2 = (a > d2).double()
+            m1 = (a > d1).double() - m2
             den = m1.sum(dim=1, keepdim=True) + 4.0 * m2.sum(dim=1, keepdim=True)
             num = (a * m1).sum(dim=1, keepdim=True) + 2.0 * (a * m2).sum(dim=1, keepdim=True)
             alpha = torch.where(den > 0, num / torch.clamp(den, min=1.0), torch.zeros_like(num))
             t = sign * (m1 + 2.0 * m2)
-        alpha = alpha.reshape(-1).float()
+        alpha = alpha.reshape(-1).float()  # alpha rounded to float32 once
         if granularity == "layer":
             alpha = alpha.expand(o).clone()
-        t = t.reshape(w.shape)
+        t = t.float().reshape(w.shape)
+        t[alpha == 0] = 0.0
     return alpha, t
 
 
