@@ -81,3 +81,27 @@ def test_bench_json(model):
     d = json.loads(r.output)
     assert d["latency_ms"]["runs"] == 5 and d["latency_ms"]["min"] > 0
     assert {row["op"] for row in d["profile_ms"]} >= {"Conv", "Gemm"}
+
+
+def test_run_image_uses_bundled_example_preprocessing(tmp_path):
+    """An image INPUT is resized to the model's input and scaled to [0, 1]."""
+    PIL = pytest.importorskip("PIL.Image")
+    from edgenet.cli import EXAMPLE_INPUT, EXAMPLE_MODEL
+    import edgenet
+    with np.load(EXAMPLE_INPUT) as z:
+        digit = z["x"][0, 0]  # values in [0, 1]
+    img = PIL.fromarray(np.round(digit * 255).astype(np.uint8), mode="L").resize((32, 32))
+    img.save(tmp_path / "d.png")
+    r = invoke("run", EXAMPLE_MODEL, tmp_path / "d.png", "--top-k", "3", "-o", tmp_path / "y.npy")
+    assert r.exit_code == 0, r.output
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (1, 10)
+    small = np.asarray(img.resize((8, 8)), np.float32)[None, None] / 255.0
+    np.testing.assert_allclose(y, edgenet.load(EXAMPLE_MODEL)(small), rtol=1e-5, atol=1e-5)
+
+
+def test_run_without_arguments_runs_the_bundled_example():
+    r = invoke("run")
+    assert r.exit_code == 0, r.output
+    acc = float(r.output.strip().splitlines()[-1].split(":")[-1].strip().rstrip("%"))
+    assert acc > 90.0, r.output
