@@ -10,6 +10,13 @@
 - Threading layer: a thread-safe one (tbb or omp), never workqueue, which aborts the
   process when two Python threads call a parallel function at once. A user's explicit
   ``NUMBA_THREADING_LAYER`` wins.
+- OpenMP wait policy: ``OMP_WAIT_POLICY=passive`` unless the user set it. libgomp's
+  default lets idle workers spin; on a machine whose cores are shared with other processes
+  a parallel call then waits for a descheduled spinning worker (measured on a loaded 2-core
+  box: a 0.9 ms MaxPool took 12 ms as a 2-thread call with spinning workers, 1.1 ms
+  passive; docs/PERFORMANCE.md). Small kernels run serial anyway (``cpu._common.PAR_MIN``),
+  so the futex wake-up passive costs is paid only by calls worth parallelizing. libgomp
+  reads the variable once, when it loads (the first parallel call): set it before that.
 """
 from __future__ import annotations
 
@@ -69,6 +76,8 @@ if CACHE_DIR:
 if not CACHE:
     warnings.warn("edgenet: no writable cache directory (set EDGENET_CACHE_DIR); "
                   "kernels will be compiled on every start", RuntimeWarning, stacklevel=2)
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 

@@ -185,3 +185,53 @@ def test_packed_keeps_codes():
     node = _conv_node("c", ["x", "w", "b"], pads=(1, 1, 1, 1))
     st = cpu.OPS["Conv"].prepare(node, consts, "packed")
     assert st["w"].packed and st["w"].nbytes < 64 * 64 * 9
+
+
+# ----------------------------------------------------------------------------- serial/parallel
+_VARIANT_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Act", "Affine",
+                "PRelu", "Add", "Sub", "Mul", "Div", "Gemm", "Concat"}
+VARIANT_CASES = [c for c in CASES if c[1]["op"] in _VARIANT_OPS]
+
+
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+@pytest.mark.parametrize("case", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+def test_serial_and_parallel_variants(case, variant, monkeypatch):
+    """Every kernel with a serial and a parallel variant (chosen by work size) is exercised
+    both ways: PAR_MIN 0 forces the parallel one, a huge PAR_MIN the serial one."""
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "PAR_MIN", 0 if variant == "parallel" else 1 << 62)
+    _, node, inputs, consts = case
+    for policy in POLICIES:
+        _check(node, inputs, consts, policy)
+
+
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+def test_large_pool_and_elementwise_variants(variant, monkeypatch):
+    """Shapes large enough for multi-chunk loops (rows > SUB, planes > threads, NaN in max)."""
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "PAR_MIN", 0 if variant == "parallel" else 1 << 62)
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(2, 5, 37, 41)).astype(np.float32)
+    x[0, 1, 3, 4] = np.nan
+    for op, k, s, p, cip in [("MaxPool", 3, 2, 1, None), ("AveragePool", 3, 2, 1, 0),
+                             ("AveragePool", 2, 1, 0, 1), ("MaxPool", 2, 2, 0, None)]:
+        attrs = {"kernel": [k, k], "strides": [s, s], "pads": [p] * 4, "ceil_mode": 0}
+        if op == "MaxPool":
+            attrs["dilations"] = [1, 1]
+        else:
+            attrs["count_include_pad"] = cip
+        node = {"name": "p", "op": op, "inputs": ["x"], "outputs": ["y"], "attrs": attrs}
+        _check(node, [x], {}, "expanded")
+    big = rng.normal(size=(1, 3, 70, 90)).astype(np.float32)
+    for act in ["Relu", "Clip", "Sigmoid", None]:
+        desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+        node = {"name": "a", "op": "Add", "inputs": ["a", "b"], "outputs": ["y"],
+                "attrs": {"activation": desc}}
+        _check(node, [big, big[:, ::-1].copy()], {}, "expanded")
+        node = {"name": "f", "op": "Affine", "inputs": ["x", "s", "t"], "outputs": ["y"],
+                "attrs": {"activation": desc}}
+        _check(node, [big, None, None], {"s": pack("f32", rng.normal(size=3).astype(np.float32)),
+                                         "t": pack("f32", rng.normal(size=3).astype(np.float32))},
+               "expanded")
+    node = {"name": "g", "op": "GlobalAveragePool", "inputs": ["x"], "outputs": ["y"], "attrs": {}}
+    _check(node, [big], {}, "expanded")

@@ -31,6 +31,8 @@ CASES = [
     (1, 8, 9, 9, 64, 3, 3, 1, (1, 1, 1, 1), 1, "Sigmoid", False),      # k = 2/4 tiles
     (1, 4, 5, 5, 16, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False),         # too narrow: fallback
     (1, 4, 12, 12, 16, 3, 3, 3, (1, 1, 1, 1), 1, "Relu", False),       # stride 3: fallback
+    (1, 10, 9, 20, 24, 3, 3, 1, (1, 1, 1, 1), 1, "Clip", False),       # vector Clip epilogue
+    (1, 16, 14, 14, 96, 1, 1, 1, (0, 0, 0, 0), 1, "Relu", False),      # vector Relu epilogue
 ]
 
 
@@ -81,6 +83,10 @@ DW_CASES = [
     (1, 5, 40, 37, 1, 5, 2, (2, 1, 2, 2), 1, None, False),
     (1, 4, 12, 12, 1, 3, 1, (2, 2, 2, 2), 2, "Relu", True),
     (1, 4, 12, 12, 1, 3, 3, (1, 1, 1, 1), 1, "Relu", False),    # stride 3: fallback
+    (1, 7, 14, 14, 1, 3, 1, (1, 1, 1, 1), 1, "Clip", True),     # rows narrower than 16 lanes
+    (2, 5, 20, 37, 1, 3, 2, (1, 1, 1, 1), 1, "Clip", False),    # overlapping last vector
+    (1, 3, 21, 1, 1, 3, 1, (1, 1, 1, 1), 1, "Relu", True),      # 1-wide rows (Wp = 3)
+    (1, 4, 17, 16, 1, 3, 1, (1, 1, 1, 1), 1, None, True),       # rows of exactly 16
 ]
 
 
@@ -101,13 +107,130 @@ def test_depthwise_paths(case, mode, monkeypatch):
         OW = (W + pads[1] + pads[3] - dil * (k - 1) - 1) // st + 1
         inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
     want = run_node(node, inputs, consts)[0]
+    for policy in ("expanded", "packed"):
+        c = consts if policy == "expanded" else dict(consts, w=_ternary(rng, (O, 1, k, k)))
+        want = run_node(node, inputs, c)[0]
+        st_ = cpu.OPS["Conv"].prepare(node, c, policy)
+        assert (st_["simd_dw"] is not None) == (mode != "off")
+        for _ in range(2):
+            y = np.full_like(want, np.nan)
+            cpu.OPS["Conv"].run(node, st_, inputs, [y])
+            scale = max(float(np.abs(want).max()), 1e-6)
+            assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6, (mode, policy)
+
+
+def _ternary(rng, shape):
+    return pack("t2", rng.integers(-1, 2, size=shape),
+                rng.uniform(0.05, 0.3, size=shape[0]).astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["avx2", "avx512"])
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+@pytest.mark.parametrize("enc", ["t2", "q3", "i8"])
+@pytest.mark.parametrize("case", CASES[:6] + CASES[8:10], ids=[str(i) for i in range(8)])
+def test_packed_through_simd(case, enc, variant, mode, monkeypatch):
+    """Packed weights decoded per call into the SIMD layout (t2: bit planes; others: the
+    generic row decoder), serial and parallel decode, 16 and 8 lanes."""
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "PAR_MIN", 0 if variant == "parallel" else 1 << 62)
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    N, C, H, W, O, kh, kw, st, pads, dil, act, res = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    lim = {"t2": 1, "q3": 2, "i8": 127}[enc]
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": pack(enc, rng.integers(-lim, lim + 1, size=(O, C, kh, kw)),
+                        rng.uniform(0.05, 0.3, size=O).astype(np.float32) / lim),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _node(st, pads, dil, act, res)
+    inputs = [x, None, None]
+    if res:
+        OH = (H + pads[0] + pads[2] - dil * (kh - 1) - 1) // st + 1
+        OW = (W + pads[1] + pads[3] - dil * (kw - 1) - 1) // st + 1
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    st_ = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    assert st_["w"].packed and st_["simd"] is not None and st_["wsimd"] is None
+    assert (getattr(st_["w"], "simd_bits", None) is not None) == (enc in ("t2", "q3"))
+    assert (getattr(st_["w"], "simd_i8", None) is not None) == (enc == "i8")
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, st_, inputs, [y])
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6
+
+
+def test_expanded_fallback_rebuilds_filter(monkeypatch):
+    """The expanded policy drops the (O, K) filter once the SIMD layout exists; a geometry
+    with no SIMD tile (rows narrower than every tile) rebuilds it from that layout."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(4)
+    consts = {"w": pack("f32", rng.normal(0, 0.3, size=(20, 6, 3, 3)).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=20).astype(np.float32))}
+    node = _node(1, (1, 1, 1, 1), 1, "Relu", False)
     st_ = cpu.OPS["Conv"].prepare(node, consts, "expanded")
-    assert (st_["simd_dw"] is not None) == (mode != "off")
-    for _ in range(2):
+    assert st_["w"].f is None
+    for W in (4, 30):   # narrow (fallback), then wide (SIMD) on the same prepared state
+        x = rng.uniform(-1, 1, size=(1, 6, 5, W)).astype(np.float32)
+        want = run_node(node, [x, None, None], consts)[0]
         y = np.full_like(want, np.nan)
-        cpu.OPS["Conv"].run(node, st_, inputs, [y])
-        scale = max(float(np.abs(want).max()), 1e-6)
-        assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6, mode
+        cpu.OPS["Conv"].run(node, st_, [x, None, None], [y])
+        assert float(np.abs(y - want).max()) <= 1e-4 * float(np.abs(want).max()) + 1e-6
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+def test_gemm_paths(mode, variant, monkeypatch):
+    """Gemm: SIMD (expanded transposed / t2, q3 bit planes), row-dot (i8, mode off)."""
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "PAR_MIN", 0 if variant == "parallel" else 1 << 62)
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    rng = np.random.default_rng(12)
+    node = {"name": "g", "op": "Gemm", "inputs": ["x", "w", "b"], "outputs": ["y"],
+            "attrs": {"activation": act_desc("Relu")}}
+    for enc in ("f32", "t2", "q3", "i8"):
+        for N, K, O in ((1, 70, 37), (3, 16, 48), (2, 5, 7)):
+            x = rng.uniform(-1, 1, size=(N, K)).astype(np.float32)
+            if enc == "f32":
+                w = pack("f32", rng.normal(size=(O, K)).astype(np.float32))
+            else:
+                lim = {"t2": 1, "q3": 2, "i8": 127}[enc]
+                w = pack(enc, rng.integers(-lim, lim + 1, size=(O, K)),
+                         rng.uniform(0.05, 0.3, size=O).astype(np.float32) / lim)
+            consts = {"w": w, "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+            want = run_node(node, [x, None, None], consts)[0]
+            for policy in ("expanded", "packed"):
+                st_ = cpu.OPS["Gemm"].prepare(node, consts, policy)
+                y = np.full_like(want, np.nan)
+                cpu.OPS["Gemm"].run(node, st_, [x, None, None], [y])
+                scale = max(float(np.abs(want).max()), 1e-6)
+                assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6, (enc, policy)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+def test_conv_thread_choice(mode, variant, monkeypatch):
+    """Convs below CONV_PAR_MIN run in a one-thread region, the rest on all threads: both
+    give the reference result (dense, depthwise, packed), and the thread count is restored."""
+    import numba
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "CONV_PAR_MIN", 0 if variant == "parallel" else 1 << 62)
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    nt0 = numba.get_num_threads()
+    for case in CASES[:4] + CASES[8:9]:
+        N, C, H, W, O, kh, kw, st, pads, dil, act, res = case
+        rng = np.random.default_rng(abs(hash(case)) % 2**32)
+        x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+        for group, wshape in ((1, (O, C, kh, kw)), (C, (C, 1, kh, kw))):
+            consts = {"w": _ternary(rng, wshape),
+                      "b": pack("f32", rng.normal(size=wshape[0]).astype(np.float32))}
+            node = _node(st, pads, dil, act, False, group=group)
+            want = run_node(node, [x, None, None], consts)[0]
+            for policy in ("expanded", "packed"):
+                st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
+                y = np.full_like(want, np.nan)
+                cpu.OPS["Conv"].run(node, st_, [x, None, None], [y])
+                scale = max(float(np.abs(want).max()), 1e-6)
+                assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6, (case, policy)
+                assert numba.get_num_threads() == nt0
 
 
 def test_mode_detection(monkeypatch):

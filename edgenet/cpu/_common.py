@@ -100,7 +100,7 @@ class Weights:
     def nbytes(self) -> int:
         if self.packed:
             return int(self.codes.nbytes + self.scale.nbytes)
-        return int(self.f.nbytes)
+        return 0 if self.f is None else int(self.f.nbytes)
 
 
 _TLS = threading.local()
@@ -193,3 +193,38 @@ class OpImpl:
 
 # fast-math flags safe for these kernels: no nnan/ninf (-inf padding, NaN propagation kept)
 FM = {"contract", "reassoc", "nsz", "arcp"}
+
+
+# ----------------------------------------------------------------------------- threading
+# A Numba parallel call costs µs when idle and far more on a loaded machine (an OpenMP
+# fork/join waits for every worker); below this much work (elements touched, or MACs) the
+# serial variant of a kernel runs instead. EDGENET_PAR_MIN overrides (0: always parallel).
+import os as _os  # noqa: E402
+
+PAR_MIN = int(_os.environ.get("EDGENET_PAR_MIN", 1 << 18))
+# Convs: multiply-accumulates (depthwise ×8) below which the kernel runs on one thread.
+CONV_PAR_MIN = int(_os.environ.get("EDGENET_CONV_PAR_MIN", 1 << 22))
+
+
+def use_parallel(work) -> bool:
+    """Run the parallel variant? (more than one Numba thread for the calling Python thread,
+    and at least PAR_MIN work)."""
+    return work >= PAR_MIN and numba.get_num_threads() > 1
+
+
+@njit(inline="always", fastmath=FM)
+def act_inplace(y, lo, hi, code, alpha, beta):
+    """y[lo:hi] = act(y[lo:hi]), with vectorizable loops for none / Relu / Clip."""
+    if code == 0:
+        return
+    if code == 1:
+        for i in range(lo, hi):
+            v = y[i]
+            y[i] = np.float32(0) if v < 0 else v
+    elif code == 7:
+        for i in range(lo, hi):
+            v = y[i]
+            y[i] = alpha if v < alpha else (beta if v > beta else v)
+    else:
+        for i in range(lo, hi):
+            y[i] = act(y[i], code, alpha, beta)

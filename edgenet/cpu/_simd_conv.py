@@ -6,8 +6,8 @@ from numba import prange
 
 from .._jit import pjit
 from ._common import FM, act
-from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vfma8, vfma16, vld8, vld16, vld2_8,
-                   vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
+from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16, vld8,
+                   vld16, vld2_8, vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
 
 DW_V = 4
 
@@ -85,6 +85,43 @@ def conv_l16_k1_p16_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 b = vbc16(xp, xo + 15)
                 a0_15 = vfma16(w0, b, a0_15)
                 wi += 16
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a0_12 = vrelu16(a0_12)
+            a0_13 = vrelu16(a0_13)
+            a0_14 = vrelu16(a0_14)
+            a0_15 = vrelu16(a0_15)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a0_12 = vclip16(a0_12, lo, hi)
+            a0_13 = vclip16(a0_13, lo, hi)
+            a0_14 = vclip16(a0_14, lo, hi)
+            a0_15 = vclip16(a0_15, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a0_1)
@@ -107,7 +144,10 @@ def conv_l16_k1_p16_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(16):
+                        stf(yf, yb + p, ldf(buf, p * 16 + l))
+                elif has_r:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -187,6 +227,43 @@ def conv_l16_k1_p16_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 b = vbc16(xp, xo + 30)
                 a0_15 = vfma16(w0, b, a0_15)
                 wi += 16
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a0_12 = vrelu16(a0_12)
+            a0_13 = vrelu16(a0_13)
+            a0_14 = vrelu16(a0_14)
+            a0_15 = vrelu16(a0_15)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a0_12 = vclip16(a0_12, lo, hi)
+            a0_13 = vclip16(a0_13, lo, hi)
+            a0_14 = vclip16(a0_14, lo, hi)
+            a0_15 = vclip16(a0_15, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a0_1)
@@ -209,7 +286,10 @@ def conv_l16_k1_p16_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(16):
+                        stf(yf, yb + p, ldf(buf, p * 16 + l))
+                elif has_r:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -313,6 +393,59 @@ def conv_l16_k1_p24_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 b = vbc16(xp, xo + 23)
                 a0_23 = vfma16(w0, b, a0_23)
                 wi += 16
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a0_12 = vrelu16(a0_12)
+            a0_13 = vrelu16(a0_13)
+            a0_14 = vrelu16(a0_14)
+            a0_15 = vrelu16(a0_15)
+            a0_16 = vrelu16(a0_16)
+            a0_17 = vrelu16(a0_17)
+            a0_18 = vrelu16(a0_18)
+            a0_19 = vrelu16(a0_19)
+            a0_20 = vrelu16(a0_20)
+            a0_21 = vrelu16(a0_21)
+            a0_22 = vrelu16(a0_22)
+            a0_23 = vrelu16(a0_23)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a0_12 = vclip16(a0_12, lo, hi)
+            a0_13 = vclip16(a0_13, lo, hi)
+            a0_14 = vclip16(a0_14, lo, hi)
+            a0_15 = vclip16(a0_15, lo, hi)
+            a0_16 = vclip16(a0_16, lo, hi)
+            a0_17 = vclip16(a0_17, lo, hi)
+            a0_18 = vclip16(a0_18, lo, hi)
+            a0_19 = vclip16(a0_19, lo, hi)
+            a0_20 = vclip16(a0_20, lo, hi)
+            a0_21 = vclip16(a0_21, lo, hi)
+            a0_22 = vclip16(a0_22, lo, hi)
+            a0_23 = vclip16(a0_23, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a0_1)
@@ -343,7 +476,10 @@ def conv_l16_k1_p24_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(24):
+                        stf(yf, yb + p, ldf(buf, p * 16 + l))
+                elif has_r:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -447,6 +583,59 @@ def conv_l16_k1_p24_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 b = vbc16(xp, xo + 46)
                 a0_23 = vfma16(w0, b, a0_23)
                 wi += 16
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a0_12 = vrelu16(a0_12)
+            a0_13 = vrelu16(a0_13)
+            a0_14 = vrelu16(a0_14)
+            a0_15 = vrelu16(a0_15)
+            a0_16 = vrelu16(a0_16)
+            a0_17 = vrelu16(a0_17)
+            a0_18 = vrelu16(a0_18)
+            a0_19 = vrelu16(a0_19)
+            a0_20 = vrelu16(a0_20)
+            a0_21 = vrelu16(a0_21)
+            a0_22 = vrelu16(a0_22)
+            a0_23 = vrelu16(a0_23)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a0_12 = vclip16(a0_12, lo, hi)
+            a0_13 = vclip16(a0_13, lo, hi)
+            a0_14 = vclip16(a0_14, lo, hi)
+            a0_15 = vclip16(a0_15, lo, hi)
+            a0_16 = vclip16(a0_16, lo, hi)
+            a0_17 = vclip16(a0_17, lo, hi)
+            a0_18 = vclip16(a0_18, lo, hi)
+            a0_19 = vclip16(a0_19, lo, hi)
+            a0_20 = vclip16(a0_20, lo, hi)
+            a0_21 = vclip16(a0_21, lo, hi)
+            a0_22 = vclip16(a0_22, lo, hi)
+            a0_23 = vclip16(a0_23, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a0_1)
@@ -477,7 +666,10 @@ def conv_l16_k1_p24_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(24):
+                        stf(yf, yb + p, ldf(buf, p * 16 + l))
+                elif has_r:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -545,6 +737,39 @@ def conv_l16_k2_p7_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a0_6 = vfma16(w0, b, a0_6)
                 a1_6 = vfma16(w1, b, a1_6)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -565,7 +790,10 @@ def conv_l16_k2_p7_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(7):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -633,6 +861,39 @@ def conv_l16_k2_p7_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a0_6 = vfma16(w0, b, a0_6)
                 a1_6 = vfma16(w1, b, a1_6)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -653,7 +914,10 @@ def conv_l16_k2_p7_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(7):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -726,6 +990,43 @@ def conv_l16_k2_p8_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a0_7 = vfma16(w0, b, a0_7)
                 a1_7 = vfma16(w1, b, a1_7)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -748,7 +1049,10 @@ def conv_l16_k2_p8_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(8):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -821,6 +1125,43 @@ def conv_l16_k2_p8_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a0_7 = vfma16(w0, b, a0_7)
                 a1_7 = vfma16(w1, b, a1_7)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -843,7 +1184,10 @@ def conv_l16_k2_p8_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(8):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -936,6 +1280,59 @@ def conv_l16_k2_p12_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 a0_11 = vfma16(w0, b, a0_11)
                 a1_11 = vfma16(w1, b, a1_11)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+            a1_8 = vrelu16(a1_8)
+            a1_9 = vrelu16(a1_9)
+            a1_10 = vrelu16(a1_10)
+            a1_11 = vrelu16(a1_11)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
+            a1_8 = vclip16(a1_8, lo, hi)
+            a1_9 = vclip16(a1_9, lo, hi)
+            a1_10 = vclip16(a1_10, lo, hi)
+            a1_11 = vclip16(a1_11, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -966,7 +1363,10 @@ def conv_l16_k2_p12_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(12):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1059,6 +1459,59 @@ def conv_l16_k2_p12_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 a0_11 = vfma16(w0, b, a0_11)
                 a1_11 = vfma16(w1, b, a1_11)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+            a1_8 = vrelu16(a1_8)
+            a1_9 = vrelu16(a1_9)
+            a1_10 = vrelu16(a1_10)
+            a1_11 = vrelu16(a1_11)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
+            a1_8 = vclip16(a1_8, lo, hi)
+            a1_9 = vclip16(a1_9, lo, hi)
+            a1_10 = vclip16(a1_10, lo, hi)
+            a1_11 = vclip16(a1_11, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1089,7 +1542,10 @@ def conv_l16_k2_p12_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(12):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1192,6 +1648,67 @@ def conv_l16_k2_p14_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 a0_13 = vfma16(w0, b, a0_13)
                 a1_13 = vfma16(w1, b, a1_13)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a0_12 = vrelu16(a0_12)
+            a0_13 = vrelu16(a0_13)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+            a1_8 = vrelu16(a1_8)
+            a1_9 = vrelu16(a1_9)
+            a1_10 = vrelu16(a1_10)
+            a1_11 = vrelu16(a1_11)
+            a1_12 = vrelu16(a1_12)
+            a1_13 = vrelu16(a1_13)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a0_12 = vclip16(a0_12, lo, hi)
+            a0_13 = vclip16(a0_13, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
+            a1_8 = vclip16(a1_8, lo, hi)
+            a1_9 = vclip16(a1_9, lo, hi)
+            a1_10 = vclip16(a1_10, lo, hi)
+            a1_11 = vclip16(a1_11, lo, hi)
+            a1_12 = vclip16(a1_12, lo, hi)
+            a1_13 = vclip16(a1_13, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1226,7 +1743,10 @@ def conv_l16_k2_p14_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(14):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1329,6 +1849,67 @@ def conv_l16_k2_p14_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                 a0_13 = vfma16(w0, b, a0_13)
                 a1_13 = vfma16(w1, b, a1_13)
                 wi += 32
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a0_8 = vrelu16(a0_8)
+            a0_9 = vrelu16(a0_9)
+            a0_10 = vrelu16(a0_10)
+            a0_11 = vrelu16(a0_11)
+            a0_12 = vrelu16(a0_12)
+            a0_13 = vrelu16(a0_13)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+            a1_8 = vrelu16(a1_8)
+            a1_9 = vrelu16(a1_9)
+            a1_10 = vrelu16(a1_10)
+            a1_11 = vrelu16(a1_11)
+            a1_12 = vrelu16(a1_12)
+            a1_13 = vrelu16(a1_13)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a0_8 = vclip16(a0_8, lo, hi)
+            a0_9 = vclip16(a0_9, lo, hi)
+            a0_10 = vclip16(a0_10, lo, hi)
+            a0_11 = vclip16(a0_11, lo, hi)
+            a0_12 = vclip16(a0_12, lo, hi)
+            a0_13 = vclip16(a0_13, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
+            a1_8 = vclip16(a1_8, lo, hi)
+            a1_9 = vclip16(a1_9, lo, hi)
+            a1_10 = vclip16(a1_10, lo, hi)
+            a1_11 = vclip16(a1_11, lo, hi)
+            a1_12 = vclip16(a1_12, lo, hi)
+            a1_13 = vclip16(a1_13, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1363,7 +1944,10 @@ def conv_l16_k2_p14_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(14):
+                        stf(yf, yb + p, ldf(buf, p * 32 + l))
+                elif has_r:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1446,6 +2030,53 @@ def conv_l16_k3_p7_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a1_6 = vfma16(w1, b, a1_6)
                 a2_6 = vfma16(w2, b, a2_6)
                 wi += 48
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a2_0 = vrelu16(a2_0)
+            a2_1 = vrelu16(a2_1)
+            a2_2 = vrelu16(a2_2)
+            a2_3 = vrelu16(a2_3)
+            a2_4 = vrelu16(a2_4)
+            a2_5 = vrelu16(a2_5)
+            a2_6 = vrelu16(a2_6)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a2_0 = vclip16(a2_0, lo, hi)
+            a2_1 = vclip16(a2_1, lo, hi)
+            a2_2 = vclip16(a2_2, lo, hi)
+            a2_3 = vclip16(a2_3, lo, hi)
+            a2_4 = vclip16(a2_4, lo, hi)
+            a2_5 = vclip16(a2_5, lo, hi)
+            a2_6 = vclip16(a2_6, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1473,7 +2104,10 @@ def conv_l16_k3_p7_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(7):
+                        stf(yf, yb + p, ldf(buf, p * 48 + l))
+                elif has_r:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1556,6 +2190,53 @@ def conv_l16_k3_p7_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a1_6 = vfma16(w1, b, a1_6)
                 a2_6 = vfma16(w2, b, a2_6)
                 wi += 48
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a2_0 = vrelu16(a2_0)
+            a2_1 = vrelu16(a2_1)
+            a2_2 = vrelu16(a2_2)
+            a2_3 = vrelu16(a2_3)
+            a2_4 = vrelu16(a2_4)
+            a2_5 = vrelu16(a2_5)
+            a2_6 = vrelu16(a2_6)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a2_0 = vclip16(a2_0, lo, hi)
+            a2_1 = vclip16(a2_1, lo, hi)
+            a2_2 = vclip16(a2_2, lo, hi)
+            a2_3 = vclip16(a2_3, lo, hi)
+            a2_4 = vclip16(a2_4, lo, hi)
+            a2_5 = vclip16(a2_5, lo, hi)
+            a2_6 = vclip16(a2_6, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1583,7 +2264,10 @@ def conv_l16_k3_p7_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(7):
+                        stf(yf, yb + p, ldf(buf, p * 48 + l))
+                elif has_r:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1673,6 +2357,59 @@ def conv_l16_k3_p8_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a1_7 = vfma16(w1, b, a1_7)
                 a2_7 = vfma16(w2, b, a2_7)
                 wi += 48
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+            a2_0 = vrelu16(a2_0)
+            a2_1 = vrelu16(a2_1)
+            a2_2 = vrelu16(a2_2)
+            a2_3 = vrelu16(a2_3)
+            a2_4 = vrelu16(a2_4)
+            a2_5 = vrelu16(a2_5)
+            a2_6 = vrelu16(a2_6)
+            a2_7 = vrelu16(a2_7)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
+            a2_0 = vclip16(a2_0, lo, hi)
+            a2_1 = vclip16(a2_1, lo, hi)
+            a2_2 = vclip16(a2_2, lo, hi)
+            a2_3 = vclip16(a2_3, lo, hi)
+            a2_4 = vclip16(a2_4, lo, hi)
+            a2_5 = vclip16(a2_5, lo, hi)
+            a2_6 = vclip16(a2_6, lo, hi)
+            a2_7 = vclip16(a2_7, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1703,7 +2440,10 @@ def conv_l16_k3_p8_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(8):
+                        stf(yf, yb + p, ldf(buf, p * 48 + l))
+                elif has_r:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1793,6 +2533,59 @@ def conv_l16_k3_p8_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a1_7 = vfma16(w1, b, a1_7)
                 a2_7 = vfma16(w2, b, a2_7)
                 wi += 48
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a0_6 = vrelu16(a0_6)
+            a0_7 = vrelu16(a0_7)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a1_6 = vrelu16(a1_6)
+            a1_7 = vrelu16(a1_7)
+            a2_0 = vrelu16(a2_0)
+            a2_1 = vrelu16(a2_1)
+            a2_2 = vrelu16(a2_2)
+            a2_3 = vrelu16(a2_3)
+            a2_4 = vrelu16(a2_4)
+            a2_5 = vrelu16(a2_5)
+            a2_6 = vrelu16(a2_6)
+            a2_7 = vrelu16(a2_7)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a0_6 = vclip16(a0_6, lo, hi)
+            a0_7 = vclip16(a0_7, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a1_6 = vclip16(a1_6, lo, hi)
+            a1_7 = vclip16(a1_7, lo, hi)
+            a2_0 = vclip16(a2_0, lo, hi)
+            a2_1 = vclip16(a2_1, lo, hi)
+            a2_2 = vclip16(a2_2, lo, hi)
+            a2_3 = vclip16(a2_3, lo, hi)
+            a2_4 = vclip16(a2_4, lo, hi)
+            a2_5 = vclip16(a2_5, lo, hi)
+            a2_6 = vclip16(a2_6, lo, hi)
+            a2_7 = vclip16(a2_7, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1823,7 +2616,10 @@ def conv_l16_k3_p8_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(8):
+                        stf(yf, yb + p, ldf(buf, p * 48 + l))
+                elif has_r:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -1912,6 +2708,59 @@ def conv_l16_k4_p6_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a2_5 = vfma16(w2, b, a2_5)
                 a3_5 = vfma16(w3, b, a3_5)
                 wi += 64
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a2_0 = vrelu16(a2_0)
+            a2_1 = vrelu16(a2_1)
+            a2_2 = vrelu16(a2_2)
+            a2_3 = vrelu16(a2_3)
+            a2_4 = vrelu16(a2_4)
+            a2_5 = vrelu16(a2_5)
+            a3_0 = vrelu16(a3_0)
+            a3_1 = vrelu16(a3_1)
+            a3_2 = vrelu16(a3_2)
+            a3_3 = vrelu16(a3_3)
+            a3_4 = vrelu16(a3_4)
+            a3_5 = vrelu16(a3_5)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a2_0 = vclip16(a2_0, lo, hi)
+            a2_1 = vclip16(a2_1, lo, hi)
+            a2_2 = vclip16(a2_2, lo, hi)
+            a2_3 = vclip16(a2_3, lo, hi)
+            a2_4 = vclip16(a2_4, lo, hi)
+            a2_5 = vclip16(a2_5, lo, hi)
+            a3_0 = vclip16(a3_0, lo, hi)
+            a3_1 = vclip16(a3_1, lo, hi)
+            a3_2 = vclip16(a3_2, lo, hi)
+            a3_3 = vclip16(a3_3, lo, hi)
+            a3_4 = vclip16(a3_4, lo, hi)
+            a3_5 = vclip16(a3_5, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -1942,7 +2791,10 @@ def conv_l16_k4_p6_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(6):
+                        stf(yf, yb + p, ldf(buf, p * 64 + l))
+                elif has_r:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -2031,6 +2883,59 @@ def conv_l16_k4_p6_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 a2_5 = vfma16(w2, b, a2_5)
                 a3_5 = vfma16(w3, b, a3_5)
                 wi += 64
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu16(a0_0)
+            a0_1 = vrelu16(a0_1)
+            a0_2 = vrelu16(a0_2)
+            a0_3 = vrelu16(a0_3)
+            a0_4 = vrelu16(a0_4)
+            a0_5 = vrelu16(a0_5)
+            a1_0 = vrelu16(a1_0)
+            a1_1 = vrelu16(a1_1)
+            a1_2 = vrelu16(a1_2)
+            a1_3 = vrelu16(a1_3)
+            a1_4 = vrelu16(a1_4)
+            a1_5 = vrelu16(a1_5)
+            a2_0 = vrelu16(a2_0)
+            a2_1 = vrelu16(a2_1)
+            a2_2 = vrelu16(a2_2)
+            a2_3 = vrelu16(a2_3)
+            a2_4 = vrelu16(a2_4)
+            a2_5 = vrelu16(a2_5)
+            a3_0 = vrelu16(a3_0)
+            a3_1 = vrelu16(a3_1)
+            a3_2 = vrelu16(a3_2)
+            a3_3 = vrelu16(a3_3)
+            a3_4 = vrelu16(a3_4)
+            a3_5 = vrelu16(a3_5)
+        elif vec_act and code == 7:
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            a0_0 = vclip16(a0_0, lo, hi)
+            a0_1 = vclip16(a0_1, lo, hi)
+            a0_2 = vclip16(a0_2, lo, hi)
+            a0_3 = vclip16(a0_3, lo, hi)
+            a0_4 = vclip16(a0_4, lo, hi)
+            a0_5 = vclip16(a0_5, lo, hi)
+            a1_0 = vclip16(a1_0, lo, hi)
+            a1_1 = vclip16(a1_1, lo, hi)
+            a1_2 = vclip16(a1_2, lo, hi)
+            a1_3 = vclip16(a1_3, lo, hi)
+            a1_4 = vclip16(a1_4, lo, hi)
+            a1_5 = vclip16(a1_5, lo, hi)
+            a2_0 = vclip16(a2_0, lo, hi)
+            a2_1 = vclip16(a2_1, lo, hi)
+            a2_2 = vclip16(a2_2, lo, hi)
+            a2_3 = vclip16(a2_3, lo, hi)
+            a2_4 = vclip16(a2_4, lo, hi)
+            a2_5 = vclip16(a2_5, lo, hi)
+            a3_0 = vclip16(a3_0, lo, hi)
+            a3_1 = vclip16(a3_1, lo, hi)
+            a3_2 = vclip16(a3_2, lo, hi)
+            a3_3 = vclip16(a3_3, lo, hi)
+            a3_4 = vclip16(a3_4, lo, hi)
+            a3_5 = vclip16(a3_5, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst16(buf, 0, a0_0)
         vst16(buf, 16, a1_0)
@@ -2061,7 +2966,10 @@ def conv_l16_k4_p6_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(6):
+                        stf(yf, yb + p, ldf(buf, p * 64 + l))
+                elif has_r:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -2129,6 +3037,35 @@ def conv_l8_k1_p12_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 b = vbc8(xp, xo + 11)
                 a0_11 = vfma8(w0, b, a0_11)
                 wi += 8
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu8(a0_0)
+            a0_1 = vrelu8(a0_1)
+            a0_2 = vrelu8(a0_2)
+            a0_3 = vrelu8(a0_3)
+            a0_4 = vrelu8(a0_4)
+            a0_5 = vrelu8(a0_5)
+            a0_6 = vrelu8(a0_6)
+            a0_7 = vrelu8(a0_7)
+            a0_8 = vrelu8(a0_8)
+            a0_9 = vrelu8(a0_9)
+            a0_10 = vrelu8(a0_10)
+            a0_11 = vrelu8(a0_11)
+        elif vec_act and code == 7:
+            lo = vsplat8(alpha)
+            hi = vsplat8(beta)
+            a0_0 = vclip8(a0_0, lo, hi)
+            a0_1 = vclip8(a0_1, lo, hi)
+            a0_2 = vclip8(a0_2, lo, hi)
+            a0_3 = vclip8(a0_3, lo, hi)
+            a0_4 = vclip8(a0_4, lo, hi)
+            a0_5 = vclip8(a0_5, lo, hi)
+            a0_6 = vclip8(a0_6, lo, hi)
+            a0_7 = vclip8(a0_7, lo, hi)
+            a0_8 = vclip8(a0_8, lo, hi)
+            a0_9 = vclip8(a0_9, lo, hi)
+            a0_10 = vclip8(a0_10, lo, hi)
+            a0_11 = vclip8(a0_11, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst8(buf, 0, a0_0)
         vst8(buf, 8, a0_1)
@@ -2147,7 +3084,10 @@ def conv_l8_k1_p12_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(12):
+                        stf(yf, yb + p, ldf(buf, p * 8 + l))
+                elif has_r:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 8 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -2215,6 +3155,35 @@ def conv_l8_k1_p12_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                 b = vbc8(xp, xo + 22)
                 a0_11 = vfma8(w0, b, a0_11)
                 wi += 8
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu8(a0_0)
+            a0_1 = vrelu8(a0_1)
+            a0_2 = vrelu8(a0_2)
+            a0_3 = vrelu8(a0_3)
+            a0_4 = vrelu8(a0_4)
+            a0_5 = vrelu8(a0_5)
+            a0_6 = vrelu8(a0_6)
+            a0_7 = vrelu8(a0_7)
+            a0_8 = vrelu8(a0_8)
+            a0_9 = vrelu8(a0_9)
+            a0_10 = vrelu8(a0_10)
+            a0_11 = vrelu8(a0_11)
+        elif vec_act and code == 7:
+            lo = vsplat8(alpha)
+            hi = vsplat8(beta)
+            a0_0 = vclip8(a0_0, lo, hi)
+            a0_1 = vclip8(a0_1, lo, hi)
+            a0_2 = vclip8(a0_2, lo, hi)
+            a0_3 = vclip8(a0_3, lo, hi)
+            a0_4 = vclip8(a0_4, lo, hi)
+            a0_5 = vclip8(a0_5, lo, hi)
+            a0_6 = vclip8(a0_6, lo, hi)
+            a0_7 = vclip8(a0_7, lo, hi)
+            a0_8 = vclip8(a0_8, lo, hi)
+            a0_9 = vclip8(a0_9, lo, hi)
+            a0_10 = vclip8(a0_10, lo, hi)
+            a0_11 = vclip8(a0_11, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst8(buf, 0, a0_0)
         vst8(buf, 8, a0_1)
@@ -2233,7 +3202,10 @@ def conv_l8_k1_p12_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(12):
+                        stf(yf, yb + p, ldf(buf, p * 8 + l))
+                elif has_r:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 8 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -2296,6 +3268,35 @@ def conv_l8_k2_p6_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, c
                 a0_5 = vfma8(w0, b, a0_5)
                 a1_5 = vfma8(w1, b, a1_5)
                 wi += 16
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu8(a0_0)
+            a0_1 = vrelu8(a0_1)
+            a0_2 = vrelu8(a0_2)
+            a0_3 = vrelu8(a0_3)
+            a0_4 = vrelu8(a0_4)
+            a0_5 = vrelu8(a0_5)
+            a1_0 = vrelu8(a1_0)
+            a1_1 = vrelu8(a1_1)
+            a1_2 = vrelu8(a1_2)
+            a1_3 = vrelu8(a1_3)
+            a1_4 = vrelu8(a1_4)
+            a1_5 = vrelu8(a1_5)
+        elif vec_act and code == 7:
+            lo = vsplat8(alpha)
+            hi = vsplat8(beta)
+            a0_0 = vclip8(a0_0, lo, hi)
+            a0_1 = vclip8(a0_1, lo, hi)
+            a0_2 = vclip8(a0_2, lo, hi)
+            a0_3 = vclip8(a0_3, lo, hi)
+            a0_4 = vclip8(a0_4, lo, hi)
+            a0_5 = vclip8(a0_5, lo, hi)
+            a1_0 = vclip8(a1_0, lo, hi)
+            a1_1 = vclip8(a1_1, lo, hi)
+            a1_2 = vclip8(a1_2, lo, hi)
+            a1_3 = vclip8(a1_3, lo, hi)
+            a1_4 = vclip8(a1_4, lo, hi)
+            a1_5 = vclip8(a1_5, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst8(buf, 0, a0_0)
         vst8(buf, 8, a1_0)
@@ -2314,7 +3315,10 @@ def conv_l8_k2_p6_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, c
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(6):
+                        stf(yf, yb + p, ldf(buf, p * 16 + l))
+                elif has_r:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -2377,6 +3381,35 @@ def conv_l8_k2_p6_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, c
                 a0_5 = vfma8(w0, b, a0_5)
                 a1_5 = vfma8(w1, b, a1_5)
                 wi += 16
+        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)
+        if vec_act and code == 1:
+            a0_0 = vrelu8(a0_0)
+            a0_1 = vrelu8(a0_1)
+            a0_2 = vrelu8(a0_2)
+            a0_3 = vrelu8(a0_3)
+            a0_4 = vrelu8(a0_4)
+            a0_5 = vrelu8(a0_5)
+            a1_0 = vrelu8(a1_0)
+            a1_1 = vrelu8(a1_1)
+            a1_2 = vrelu8(a1_2)
+            a1_3 = vrelu8(a1_3)
+            a1_4 = vrelu8(a1_4)
+            a1_5 = vrelu8(a1_5)
+        elif vec_act and code == 7:
+            lo = vsplat8(alpha)
+            hi = vsplat8(beta)
+            a0_0 = vclip8(a0_0, lo, hi)
+            a0_1 = vclip8(a0_1, lo, hi)
+            a0_2 = vclip8(a0_2, lo, hi)
+            a0_3 = vclip8(a0_3, lo, hi)
+            a0_4 = vclip8(a0_4, lo, hi)
+            a0_5 = vclip8(a0_5, lo, hi)
+            a1_0 = vclip8(a1_0, lo, hi)
+            a1_1 = vclip8(a1_1, lo, hi)
+            a1_2 = vclip8(a1_2, lo, hi)
+            a1_3 = vclip8(a1_3, lo, hi)
+            a1_4 = vclip8(a1_4, lo, hi)
+            a1_5 = vclip8(a1_5, lo, hi)
         buf = tb[numba.get_thread_id()]
         vst8(buf, 0, a0_0)
         vst8(buf, 8, a1_0)
@@ -2395,7 +3428,10 @@ def conv_l8_k2_p6_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, c
             oc = o0 + l
             if oc < O:
                 yb = ((n * O + oc) * OH + oy) * OW + ox0
-                if has_r:
+                if vec_act:
+                    for p in range(6):
+                        stf(yf, yb + p, ldf(buf, p * 16 + l))
+                elif has_r:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
@@ -2433,8 +3469,25 @@ def dw_l16_s1(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alp
             vst16(buf, q0 + 32, a2)
             vst16(buf, q0 + 48, a3)
         yb = (n * O + oc) * OH * OW
-        if code <= 1:   # vector epilogue (none / relu), scalar row tails
-            for oy in range(OH):
+        if code <= 1 or code == 7:   # vector epilogue (none / relu / clip), scalar row tails
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            nv = OH - 1
+            if OW < 16:
+                nv = (OH * OW - 16) // OW + 1 if OH * OW >= 16 else 0
+            for oy in range(nv):
+                rb = yb + oy * OW
+                bb = oy * RW
+                for ox in range(0, OW, 16):
+                    v = vld16(buf, bb + ox)
+                    if has_r:
+                        v = vadd16(v, vld16(rf, rb + ox))
+                    if code == 1:
+                        v = vrelu16(v)
+                    elif code == 7:
+                        v = vclip16(v, lo, hi)
+                    vst16(yf, rb + ox, v)
+            for oy in range(nv, OH):
                 rb = yb + oy * OW
                 bb = oy * RW
                 for ox in range(0, OW - 15, 16):
@@ -2443,12 +3496,25 @@ def dw_l16_s1(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alp
                         v = vadd16(v, vld16(rf, rb + ox))
                     if code == 1:
                         v = vrelu16(v)
+                    elif code == 7:
+                        v = vclip16(v, lo, hi)
                     vst16(yf, rb + ox, v)
-                for ox in range(OW - OW % 16, OW):
-                    v1 = ldf(buf, bb + ox)
-                    if has_r:
-                        v1 += ldf(rf, rb + ox)
-                    stf(yf, rb + ox, act(v1, code, alpha, beta))
+                if OW % 16 != 0:
+                    if OW >= 16:
+                        v = vld16(buf, bb + OW - 16)
+                        if has_r:
+                            v = vadd16(v, vld16(rf, rb + OW - 16))
+                        if code == 1:
+                            v = vrelu16(v)
+                        elif code == 7:
+                            v = vclip16(v, lo, hi)
+                        vst16(yf, rb + OW - 16, v)
+                    else:
+                        for ox in range(OW):
+                            v1 = ldf(buf, bb + ox)
+                            if has_r:
+                                v1 += ldf(rf, rb + ox)
+                            stf(yf, rb + ox, act(v1, code, alpha, beta))
             continue
         for oy in range(OH):
             for ox in range(OW):
@@ -2484,8 +3550,25 @@ def dw_l16_s2(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alp
                 vst16(buf, oy * RW + x0 + 0, a0)
                 vst16(buf, oy * RW + x0 + 16, a1)
         yb = (n * O + oc) * OH * OW
-        if code <= 1:   # vector epilogue (none / relu), scalar row tails
-            for oy in range(OH):
+        if code <= 1 or code == 7:   # vector epilogue (none / relu / clip), scalar row tails
+            lo = vsplat16(alpha)
+            hi = vsplat16(beta)
+            nv = OH - 1
+            if OW < 16:
+                nv = (OH * OW - 16) // OW + 1 if OH * OW >= 16 else 0
+            for oy in range(nv):
+                rb = yb + oy * OW
+                bb = oy * RW
+                for ox in range(0, OW, 16):
+                    v = vld16(buf, bb + ox)
+                    if has_r:
+                        v = vadd16(v, vld16(rf, rb + ox))
+                    if code == 1:
+                        v = vrelu16(v)
+                    elif code == 7:
+                        v = vclip16(v, lo, hi)
+                    vst16(yf, rb + ox, v)
+            for oy in range(nv, OH):
                 rb = yb + oy * OW
                 bb = oy * RW
                 for ox in range(0, OW - 15, 16):
@@ -2494,12 +3577,25 @@ def dw_l16_s2(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alp
                         v = vadd16(v, vld16(rf, rb + ox))
                     if code == 1:
                         v = vrelu16(v)
+                    elif code == 7:
+                        v = vclip16(v, lo, hi)
                     vst16(yf, rb + ox, v)
-                for ox in range(OW - OW % 16, OW):
-                    v1 = ldf(buf, bb + ox)
-                    if has_r:
-                        v1 += ldf(rf, rb + ox)
-                    stf(yf, rb + ox, act(v1, code, alpha, beta))
+                if OW % 16 != 0:
+                    if OW >= 16:
+                        v = vld16(buf, bb + OW - 16)
+                        if has_r:
+                            v = vadd16(v, vld16(rf, rb + OW - 16))
+                        if code == 1:
+                            v = vrelu16(v)
+                        elif code == 7:
+                            v = vclip16(v, lo, hi)
+                        vst16(yf, rb + OW - 16, v)
+                    else:
+                        for ox in range(OW):
+                            v1 = ldf(buf, bb + ox)
+                            if has_r:
+                                v1 += ldf(rf, rb + ox)
+                            stf(yf, rb + ox, act(v1, code, alpha, beta))
             continue
         for oy in range(OH):
             for ox in range(OW):
@@ -2540,8 +3636,25 @@ def dw_l8_s1(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alph
             vst8(buf, q0 + 16, a2)
             vst8(buf, q0 + 24, a3)
         yb = (n * O + oc) * OH * OW
-        if code <= 1:   # vector epilogue (none / relu), scalar row tails
-            for oy in range(OH):
+        if code <= 1 or code == 7:   # vector epilogue (none / relu / clip), scalar row tails
+            lo = vsplat8(alpha)
+            hi = vsplat8(beta)
+            nv = OH - 1
+            if OW < 8:
+                nv = (OH * OW - 8) // OW + 1 if OH * OW >= 8 else 0
+            for oy in range(nv):
+                rb = yb + oy * OW
+                bb = oy * RW
+                for ox in range(0, OW, 8):
+                    v = vld8(buf, bb + ox)
+                    if has_r:
+                        v = vadd8(v, vld8(rf, rb + ox))
+                    if code == 1:
+                        v = vrelu8(v)
+                    elif code == 7:
+                        v = vclip8(v, lo, hi)
+                    vst8(yf, rb + ox, v)
+            for oy in range(nv, OH):
                 rb = yb + oy * OW
                 bb = oy * RW
                 for ox in range(0, OW - 7, 8):
@@ -2550,12 +3663,25 @@ def dw_l8_s1(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alph
                         v = vadd8(v, vld8(rf, rb + ox))
                     if code == 1:
                         v = vrelu8(v)
+                    elif code == 7:
+                        v = vclip8(v, lo, hi)
                     vst8(yf, rb + ox, v)
-                for ox in range(OW - OW % 8, OW):
-                    v1 = ldf(buf, bb + ox)
-                    if has_r:
-                        v1 += ldf(rf, rb + ox)
-                    stf(yf, rb + ox, act(v1, code, alpha, beta))
+                if OW % 8 != 0:
+                    if OW >= 8:
+                        v = vld8(buf, bb + OW - 8)
+                        if has_r:
+                            v = vadd8(v, vld8(rf, rb + OW - 8))
+                        if code == 1:
+                            v = vrelu8(v)
+                        elif code == 7:
+                            v = vclip8(v, lo, hi)
+                        vst8(yf, rb + OW - 8, v)
+                    else:
+                        for ox in range(OW):
+                            v1 = ldf(buf, bb + ox)
+                            if has_r:
+                                v1 += ldf(rf, rb + ox)
+                            stf(yf, rb + ox, act(v1, code, alpha, beta))
             continue
         for oy in range(OH):
             for ox in range(OW):
@@ -2591,8 +3717,25 @@ def dw_l8_s2(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alph
                 vst8(buf, oy * RW + x0 + 0, a0)
                 vst8(buf, oy * RW + x0 + 8, a1)
         yb = (n * O + oc) * OH * OW
-        if code <= 1:   # vector epilogue (none / relu), scalar row tails
-            for oy in range(OH):
+        if code <= 1 or code == 7:   # vector epilogue (none / relu / clip), scalar row tails
+            lo = vsplat8(alpha)
+            hi = vsplat8(beta)
+            nv = OH - 1
+            if OW < 8:
+                nv = (OH * OW - 8) // OW + 1 if OH * OW >= 8 else 0
+            for oy in range(nv):
+                rb = yb + oy * OW
+                bb = oy * RW
+                for ox in range(0, OW, 8):
+                    v = vld8(buf, bb + ox)
+                    if has_r:
+                        v = vadd8(v, vld8(rf, rb + ox))
+                    if code == 1:
+                        v = vrelu8(v)
+                    elif code == 7:
+                        v = vclip8(v, lo, hi)
+                    vst8(yf, rb + ox, v)
+            for oy in range(nv, OH):
                 rb = yb + oy * OW
                 bb = oy * RW
                 for ox in range(0, OW - 7, 8):
@@ -2601,12 +3744,25 @@ def dw_l8_s2(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alph
                         v = vadd8(v, vld8(rf, rb + ox))
                     if code == 1:
                         v = vrelu8(v)
+                    elif code == 7:
+                        v = vclip8(v, lo, hi)
                     vst8(yf, rb + ox, v)
-                for ox in range(OW - OW % 8, OW):
-                    v1 = ldf(buf, bb + ox)
-                    if has_r:
-                        v1 += ldf(rf, rb + ox)
-                    stf(yf, rb + ox, act(v1, code, alpha, beta))
+                if OW % 8 != 0:
+                    if OW >= 8:
+                        v = vld8(buf, bb + OW - 8)
+                        if has_r:
+                            v = vadd8(v, vld8(rf, rb + OW - 8))
+                        if code == 1:
+                            v = vrelu8(v)
+                        elif code == 7:
+                            v = vclip8(v, lo, hi)
+                        vst8(yf, rb + OW - 8, v)
+                    else:
+                        for ox in range(OW):
+                            v1 = ldf(buf, bb + ox)
+                            if has_r:
+                                v1 += ldf(rf, rb + ox)
+                            stf(yf, rb + ox, act(v1, code, alpha, beta))
             continue
         for oy in range(OH):
             for ox in range(OW):

@@ -19,11 +19,12 @@ import numpy as np
 import numba
 from numba import prange
 
-from ._common import (FM, OpImpl, Weights, act, act_of, attrs, decode_row, node_inputs,
-                      operand, prepare_consts, scratch)
+from ._common import (ENC_Q3, ENC_T2, FM, OpImpl, Weights, act, act_of, attrs, const_f32,
+                      decode_row, node_inputs, scratch, use_parallel)
 from .._jit import njit, pjit
 from . import simd
 from ._common import tls_buffer
+from . import _common
 
 
 # ----------------------------------------------------------------------------- general path
@@ -248,6 +249,186 @@ def expand_simd(wf, O, C, KH, KW, L, k):
     return np.ascontiguousarray(w.reshape(nb, B, C, KH * KW).transpose(0, 2, 3, 1)).reshape(-1)
 
 
+@njit(fastmath=FM, boundscheck=False)
+def _decode_simd_rng(enc, codes, scale, O, K, B, ob0, ob1, tmp, out):
+    """Packed rows -> the SIMD weight layout (ceil(O/B), K, B) for blocks ob0..ob1 (K = C*kh*kw;
+    zero rows past O). tmp: K floats."""
+    for ob in range(ob0, ob1):
+        base = ob * K * B
+        for l in range(B):
+            o = ob * B + l
+            if o < O:
+                decode_row(enc, codes, scale, o, K, tmp)
+                for j in range(K):
+                    out[base + j * B + l] = tmp[j]
+            else:
+                for j in range(K):
+                    out[base + j * B + l] = 0
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _decode_simd_par(enc, codes, scale, O, K, B, tmps, out):
+    for ob in prange((O + B - 1) // B):
+        _decode_simd_rng(enc, codes, scale, O, K, B, ob, ob + 1, tmps[numba.get_thread_id()], out)
+
+
+@njit(fastmath=FM, boundscheck=False)
+def _decode_rows(enc, codes, scale, O, K, out):
+    """Packed rows -> (O, K) float32 (flat)."""
+    for o in range(O):
+        decode_row(enc, codes, scale, o, K, out[o * K:(o + 1) * K])
+
+
+@njit(fastmath=FM, boundscheck=False)
+def _decode_bits_rng(pos, neg, b2, q3, sp, K, B, NW, L, ob0, ob1, out):
+    """Bit planes -> SIMD layout for blocks ob0..ob1, 32 lanes per word, L lanes per vector.
+    Ternary (q3 False): weight (ob, j, l) = sp[ob*B + l] * (bit l of pos - bit l of neg).
+    q3: pos/neg/b2 are the bit 0/1/2 planes of the 3-bit two's-complement level."""
+    G = B // L
+    for ob in range(ob0, ob1):
+        for j in range(K):
+            q = ob * K + j
+            for g in range(G):
+                lo = g * L
+                wi = q * NW + lo // 32
+                if L == 16:
+                    if q3:
+                        v16 = simd.vq3_16(sp, ob * B + lo, pos[wi], neg[wi], b2[wi], lo % 32)
+                    else:
+                        v16 = simd.vtern16(sp, ob * B + lo, pos[wi], neg[wi], lo % 32)
+                    simd.vst16(out, q * B + lo, v16)
+                else:
+                    if q3:
+                        v8 = simd.vq3_8(sp, ob * B + lo, pos[wi], neg[wi], b2[wi], lo % 32)
+                    else:
+                        v8 = simd.vtern8(sp, ob * B + lo, pos[wi], neg[wi], lo % 32)
+                    simd.vst8(out, q * B + lo, v8)
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _decode_bits_par(pos, neg, b2, q3, sp, K, B, NW, L, NB, out):
+    for ob in prange(NB):
+        _decode_bits_rng(pos, neg, b2, q3, sp, K, B, NW, L, ob, ob + 1, out)
+
+
+@njit(fastmath=FM, boundscheck=False)
+def _decode_i8_rng(c8, sp, K, B, L, ob0, ob1, out):
+    """i8 levels stored in the SIMD order (uint8 view) -> float SIMD layout, blocks ob0..ob1."""
+    G = B // L
+    for ob in range(ob0, ob1):
+        for j in range(K):
+            q = ob * K + j
+            for g in range(G):
+                lo = g * L
+                if L == 16:
+                    simd.vst16(out, q * B + lo, simd.vi8_16(sp, ob * B + lo, c8, q * B + lo))
+                else:
+                    simd.vst8(out, q * B + lo, simd.vi8_8(sp, ob * B + lo, c8, q * B + lo))
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _decode_i8_par(c8, sp, K, B, L, NB, out):
+    for ob in prange(NB):
+        _decode_i8_rng(c8, sp, K, B, L, ob, ob + 1, out)
+
+
+def i8_simd(w, B):
+    """i8 codes (O, K) -> the same levels re-ordered to the SIMD order (ceil(O/B), K, B)
+    (1 byte/weight, a uint8 view) and the scale padded to whole blocks."""
+    O, K = w.O, w.K
+    NB = -(-O // B)
+    lev = np.zeros((NB * B, K), np.uint8)
+    lev[:O] = w.codes[:, :K]
+    c8 = np.ascontiguousarray(lev.reshape(NB, B, K).transpose(0, 2, 1)).reshape(-1)
+    sp = np.zeros(NB * B, np.float32)
+    sp[:O] = w.scale
+    return c8, sp
+
+
+def ternary_bits(w, B):
+    """t2 or q3 codes (O, row_bytes) -> bit planes uint32 in the SIMD order
+    (ceil(O/B), K, ceil(B/32)) and the scale padded to whole blocks: (pos, neg, b2, q3, sp).
+    t2: pos/neg planes (2 bits per weight, b2 unused); q3: the three bits of the
+    two's-complement level (3 bits per weight)."""
+    O, K = w.O, w.K
+    NB = -(-O // B)
+    NW = -(-B // 32)
+    if w.enc == ENC_T2:
+        c = (w.codes[:, :, None] >> np.array([0, 2, 4, 6], np.uint8)) & 3
+        c = c.reshape(O, -1)[:, :K]
+        lev0 = np.where(c == 1, 1, np.where(c == 2, -1, 0)).astype(np.int8)
+    else:   # q3: 8 codes in 3 bytes, little-endian 24-bit words
+        r = w.codes[:, :(-(-K // 8)) * 3].reshape(O, -1, 3).astype(np.uint32)
+        word = r[..., 0] | (r[..., 1] << 8) | (r[..., 2] << 16)
+        c = (word[:, :, None] >> (3 * np.arange(8, dtype=np.uint32))) & 7
+        c = c.reshape(O, -1)[:, :K].astype(np.int8)
+        lev0 = np.where(c >= 4, c - 8, c).astype(np.int8)
+    lev = np.zeros((NB * B, K), np.int8)
+    lev[:O] = lev0
+    lev = lev.reshape(NB, B, K).transpose(0, 2, 1)                  # (NB, K, B)
+    lv = np.zeros((NB, K, NW * 32), np.int8)
+    lv[:, :, :B] = lev
+    lv = lv.reshape(NB, K, NW, 32)
+    bit = (np.uint64(1) << np.arange(32, dtype=np.uint64))
+
+    def plane(m):
+        return (m * bit).sum(-1).astype(np.uint32).reshape(-1)
+    if w.enc == ENC_T2:
+        planes = (plane(lv == 1), plane(lv == -1), np.zeros(1, np.uint32), False)
+    else:
+        u = lv.astype(np.int16) & 7
+        planes = (plane(u & 1), plane((u >> 1) & 1), plane((u >> 2) & 1), True)
+    sp = np.zeros(NB * B, np.float32)
+    sp[:O] = w.scale
+    return planes + (sp,)
+
+
+def decode_simd(w, L, k):
+    """Packed weights of ``w`` decoded into the SIMD layout in a per-Python-thread buffer
+    (the packed policy through the fast kernel: one float32 copy of the largest layer is
+    the only expanded memory)."""
+    B = L * k
+    NB = -(-w.O // B)
+    out = tls_buffer("conv.wdec", NB * w.K * B)
+    bits = getattr(w, "simd_bits", None)
+    if bits is not None:                 # t2 / q3: bit-plane decode (vectorized)
+        pos, neg, b2, q3, sp = bits
+        NW = -(-B // 32)
+        if use_parallel(w.O * w.K * 4):
+            _decode_bits_par(pos, neg, b2, q3, sp, w.K, B, NW, L, NB, out)
+        else:
+            _decode_bits_rng(pos, neg, b2, q3, sp, w.K, B, NW, L, 0, NB, out)
+        return out
+    i8 = getattr(w, "simd_i8", None)
+    if i8 is not None:
+        c8, sp = i8
+        if use_parallel(w.O * w.K * 4):
+            _decode_i8_par(c8, sp, w.K, B, L, NB, out)
+        else:
+            _decode_i8_rng(c8, sp, w.K, B, L, 0, NB, out)
+        return out
+    if use_parallel(w.O * w.K):
+        nt = numba.config.NUMBA_NUM_THREADS
+        tmps = tls_buffer("conv.wdec_tmp", nt * w.K).reshape(nt, w.K)
+        _decode_simd_par(w.enc, w.codes, w.scale, w.O, w.K, B, tmps, out)
+    else:
+        _decode_simd_rng(w.enc, w.codes, w.scale, w.O, w.K, B, 0, NB, tls_buffer("conv.wdec_tmp", w.K),
+                         out)
+    return out
+
+
+def dense_f(st):
+    """(O, C*kh*kw) float32 filter of a group-1 conv (rebuilt from the SIMD layout when the
+    expanded policy dropped it: the fallback kernels are rare)."""
+    w = st["w"]
+    if w.f is None:
+        L, k = st["simd"]
+        B = L * k
+        ws = st["wsimd"].reshape(-1, w.K, B)
+        w.f = np.ascontiguousarray(ws.transpose(0, 2, 1).reshape(-1, w.K)[:w.O])
+    return w.f
+
+
 def _pad_copy(x, xp, pt, pl):
     """x (N, C, H, W) -> xp (N, C, Hp, Wp) zero-padded (top/left offsets pt, pl). NumPy
     slice copies: ~memcpy speed, no parallel dispatch (a Numba loop here ran 7x slower)."""
@@ -291,7 +472,8 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
         bp[:O] = b.reshape(-1)
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_buffer("conv.tb", nt * B * P).reshape(nt, B * P)
-    KERNELS[(L, k, P, sh)](xf, C, Hp, Wp, st["wsimd"], bp, toff, y.reshape(-1),
+    ws = st["wsimd"] if st["wsimd"] is not None else decode_simd(st["w"], L, k)
+    KERNELS[(L, k, P, sh)](xf, C, Hp, Wp, ws, bp, toff, y.reshape(-1),
                            N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
     return True
 
@@ -314,9 +496,12 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
         psize = -(-(OH * Wp) // LV) * LV
     else:
         psize = OH * (-(-OW // LV) * LV)
+    psize += L   # the vector epilogue may read up to L - 1 floats past the last row
     nt = numba.config.NUMBA_NUM_THREADS
     pbuf = tls_buffer("conv.dwplane", nt * psize).reshape(nt, psize)
-    DW_KERNELS[(L, sh)](xp, C, Hp, Wp, st["w"].f.reshape(-1), b.reshape(-1), toff,
+    w = st["w"]
+    wf = st["wdw"] if w.packed else w.f.reshape(-1)
+    DW_KERNELS[(L, sh)](xp, C, Hp, Wp, wf, b.reshape(-1), toff,
                         y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta,
                         pbuf)
     return True
@@ -325,6 +510,13 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
 # ----------------------------------------------------------------------------- OpImpls
 _DUMMY4 = np.zeros((1, 1, 1, 1), np.float32)
 _DUMMY5 = np.zeros((1, 1, 1, 1, OT), np.float32)
+
+
+def _consts_but_weight(node, consts):
+    """float32 constants by input position, except the weight (position 1: held by
+    ``Weights`` under the policy; a dequantized float copy here would double the memory)."""
+    return [const_f32(consts, n) if (i != 1 and n and n in consts) else None
+            for i, n in enumerate(node_inputs(node))]
 
 
 def _conv_params(node):
@@ -341,7 +533,7 @@ class Conv(OpImpl):
         names = node_inputs(node)
         w = Weights(consts[names[1]], policy)
         O, Cg, KH, KW = (int(s) for s in w.shape)
-        st = {"consts": prepare_consts(node, consts), "w": w, "O": O, "KH": KH, "KW": KW,
+        st = {"consts": _consts_but_weight(node, consts), "w": w, "O": O, "KH": KH, "KW": KW,
               "params": _conv_params(node), "act": act_of(node)}
         b = st["consts"][2] if len(names) > 2 else None
         st["b"] = b.reshape(-1) if b is not None else np.zeros(O, np.float32)
@@ -350,12 +542,23 @@ class Conv(OpImpl):
         st["simd"] = None
         st["toff_w"] = {}   # padded input width -> tap offsets (int64, kh*kw)
         L = simd.lanes(simd.simd_mode())
-        st["simd_dw"] = L if (L and not w.packed and Cg == 1 and g > 1) else None
-        if not w.packed and g == 1 and L:
+        # packed weights run the SIMD kernels too: decoded per call (decode_simd)
+        st["simd_dw"] = L if (L and Cg == 1 and g > 1) else None
+        st["wsimd"] = None
+        if st["simd_dw"] and w.packed:   # depthwise filters are tiny (O*kh*kw): decode once
+            st["wdw"] = np.empty(w.O * w.K, np.float32)
+            _decode_rows(w.enc, w.codes, w.scale, w.O, w.K, st["wdw"])
+        if g == 1 and L:
             k = choose_k(O, L)
             B = L * k
             st["simd"] = (L, k)
-            st["wsimd"] = expand_simd(w.f, O, Cg, KH, KW, L, k)
+            if not w.packed:
+                st["wsimd"] = expand_simd(w.f, O, Cg, KH, KW, L, k)
+                w.f = None          # rebuilt by dense_f() only if a fallback needs it
+            elif w.enc in (ENC_T2, ENC_Q3):
+                w.simd_bits = ternary_bits(w, B)
+            else:   # i8: levels re-ordered (1 byte/weight); the row codes stay for fallbacks
+                w.simd_i8 = i8_simd(w, B)
             bp = np.zeros(-(-O // B) * B, np.float32)
             bp[:O] = st["b"]
             st["bp"] = bp
@@ -364,6 +567,22 @@ class Conv(OpImpl):
         return st
 
     def run(self, node, state, inputs, outputs):
+        """Small convs run on the calling thread alone (one-thread OpenMP region: no worker
+        wake-up), bigger ones on all of its Numba threads (``_common.use_parallel`` on the
+        MACs, depthwise weighted ×8 for its lower arithmetic intensity, against
+        ``CONV_PAR_MIN``)."""
+        x, y = inputs[0], outputs[0]
+        macs = y.size * state["w"].K * (8 if state["simd_dw"] else 1)
+        if macs >= _common.CONV_PAR_MIN or numba.get_num_threads() == 1:
+            return self._run(node, state, inputs, outputs)
+        nt = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return self._run(node, state, inputs, outputs)
+        finally:
+            numba.set_num_threads(nt)
+
+    def _run(self, node, state, inputs, outputs):
         x = inputs[0]
         y = outputs[0]
         names = node_inputs(node)
@@ -392,8 +611,8 @@ class Conv(OpImpl):
                     return
             elif simd_conv(x, y, state, toff, b, r, has_r, code, alpha, beta):
                 return
-            if g == 1 and state["tiled"] is None:   # rare geometry (stride > 2, narrow rows)
-                state["tiled"] = expand_tiled(w.f, state["O"], w.shape[1], KH, KW)
+            if g == 1 and state["tiled"] is None and not w.packed:   # rare geometry
+                state["tiled"] = expand_tiled(dense_f(state), state["O"], w.shape[1], KH, KW)
         if g == 1:
             nt = numba.config.NUMBA_NUM_THREADS
             if w.packed:
@@ -467,7 +686,7 @@ class ConvTranspose(Conv):
         names = node_inputs(node)
         w = Weights(consts[names[1]], policy)
         O, Cg, KH, KW = (int(s) for s in w.shape)
-        st = {"consts": prepare_consts(node, consts), "w": w, "O": O, "KH": KH, "KW": KW,
+        st = {"consts": _consts_but_weight(node, consts), "w": w, "O": O, "KH": KH, "KW": KW,
               "params": _conv_params(node), "act": act_of(node)}
         b = st["consts"][2] if len(names) > 2 else None
         st["b"] = b.reshape(-1) if b is not None else np.zeros(O, np.float32)

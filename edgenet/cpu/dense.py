@@ -5,13 +5,15 @@ import numpy as np
 import numba
 from numba import prange
 
-from ._common import FM, OpImpl, Weights, act, act_of, decode_row, node_inputs, prepare_consts, scratch
+from . import simd
+from ._common import (ENC_I8, FM, OpImpl, Weights, act, act_of, decode_row, node_inputs,
+                      prepare_consts, scratch, tls_buffer, use_parallel)
 from .._jit import njit, pjit
 
 OB = 8  # output features per prange iteration (the packed decode is amortized over the batch)
 
 
-@njit(fastmath=FM)
+@njit(fastmath=FM, inline="always")
 def _dot(a, b, k):
     s = np.float32(0)
     for i in range(k):
@@ -19,28 +21,124 @@ def _dot(a, b, k):
     return s
 
 
-@pjit(fastmath=FM)
+@njit(fastmath=FM, boundscheck=False)
+def _gemm_rng(x, wf, packed, enc, codes, scale, wrow, b, y, o0, o1, code, alpha, beta):
+    """Outputs o0..o1 (all batch rows); packed rows are decoded into wrow (K floats)."""
+    N = x.shape[0]
+    K = x.shape[1]
+    for o in range(o0, o1):
+        if packed:
+            decode_row(enc, codes, scale, o, K, wrow)
+            w = wrow
+        else:
+            w = wf[o]
+        for n in range(N):
+            y[n, o] = act(_dot(x[n], w, K) + b[o], code, alpha, beta)
+
+
+@pjit(fastmath=FM, boundscheck=False)
 def _gemm(x, wf, packed, enc, codes, scale, buf, b, y, code, alpha, beta):
+    O = y.shape[1]
+    for t in prange((O + OB - 1) // OB):
+        _gemm_rng(x, wf, packed, enc, codes, scale, buf[numba.get_thread_id()], b, y,
+                  t * OB, min(O, (t + 1) * OB), code, alpha, beta)
+
+
+@njit(fastmath=FM, boundscheck=False)
+def _gemm_v_rng(x, wt, pos, neg, b2, q3, c8, sp, tern, bp, y, L, ob0, ob1, tmp, code, alpha,
+                beta):
+    """Output blocks ob0..ob1 of L features, vectorized over outputs: per input feature j
+    one weight vector (expanded: wt (NB, K, L); ternary: bit planes pos/neg (NB*K) scaled by
+    sp) times a broadcast x[n, j]. tmp: L floats."""
     N = x.shape[0]
     K = x.shape[1]
     O = y.shape[1]
-    for o in prange(O):
-        if packed:
-            wrow = buf[numba.get_thread_id()]
-            decode_row(enc, codes, scale, o, K, wrow)
-        else:
-            wrow = wf[o]
+    for ob in range(ob0, ob1):
         for n in range(N):
-            y[n, o] = act(_dot(x[n], wrow, K) + b[o], code, alpha, beta)
+            xb = n * K
+            if L == 16:
+                acc = simd.vld16(bp, ob * 16)
+                for j in range(K):
+                    q = ob * K + j
+                    if tern == 2:
+                        wv = simd.vi8_16(sp, ob * 16, c8, q * 16)
+                    elif tern and q3:
+                        wv = simd.vq3_16(sp, ob * 16, pos[q], neg[q], b2[q], 0)
+                    elif tern:
+                        wv = simd.vtern16(sp, ob * 16, pos[q], neg[q], 0)
+                    else:
+                        wv = simd.vld16(wt, q * 16)
+                    acc = simd.vfma16(wv, simd.vbc16(x, xb + j), acc)
+                simd.vst16(tmp, 0, acc)
+            else:
+                acc8 = simd.vld8(bp, ob * 8)
+                for j in range(K):
+                    q = ob * K + j
+                    if tern == 2:
+                        wv8 = simd.vi8_8(sp, ob * 8, c8, q * 8)
+                    elif tern and q3:
+                        wv8 = simd.vq3_8(sp, ob * 8, pos[q], neg[q], b2[q], 0)
+                    elif tern:
+                        wv8 = simd.vtern8(sp, ob * 8, pos[q], neg[q], 0)
+                    else:
+                        wv8 = simd.vld8(wt, q * 8)
+                    acc8 = simd.vfma8(wv8, simd.vbc8(x, xb + j), acc8)
+                simd.vst8(tmp, 0, acc8)
+            for l in range(L):
+                o = ob * L + l
+                if o < O:
+                    y[n, o] = act(tmp[l], code, alpha, beta)
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _gemm_v(x, wt, pos, neg, b2, q3, c8, sp, tern, bp, y, L, tmps, code, alpha, beta):
+    NB = (y.shape[1] + L - 1) // L
+    R = 4   # blocks per prange step
+    for t in prange((NB + R - 1) // R):
+        _gemm_v_rng(x, wt, pos, neg, b2, q3, c8, sp, tern, bp, y, L, t * R, min(NB, (t + 1) * R),
+                    tmps[numba.get_thread_id()], code, alpha, beta)
 
 
 class Gemm(OpImpl):
+    """SIMD path (lanes L from simd_mode): expanded weights transposed to (ceil(O/L), K, L);
+    packed t2 / q3 weights as bit planes in the same order (2 / 3 bits per weight), i8 as
+    levels in that order (1 byte), decoded in registers; EDGENET_SIMD=off: the row-dot
+    kernel."""
+
     def prepare(self, node, consts, policy):
         names = node_inputs(node)
         w = Weights(consts[names[1]], policy)
         cs = prepare_consts(node, consts)
         b = cs[2] if len(cs) > 2 and cs[2] is not None else np.zeros(w.O, np.float32)
-        return {"w": w, "b": np.ascontiguousarray(b.reshape(-1)), "act": act_of(node)}
+        st = {"w": w, "b": np.ascontiguousarray(b.reshape(-1)), "act": act_of(node),
+              "L": 0}
+        L = simd.lanes(simd.simd_mode())
+        if L:
+            NB = -(-w.O // L)
+            st["L"] = L
+            st["bp"] = np.zeros(NB * L, np.float32)
+            st["bp"][:w.O] = st["b"]
+            st["c8"] = _B1
+            st["mode"] = 1
+            if w.packed and w.enc == ENC_I8:
+                from .conv import i8_simd
+                c8, sp = i8_simd(w, L)
+                st["bits"] = (_U1, _U1, _U1, False, sp)
+                st["c8"] = c8
+                st["wt"] = _D1
+                st["mode"] = 2
+            elif w.packed:
+                from .conv import ternary_bits
+                st["bits"] = ternary_bits(w, L)
+                st["wt"] = _D1
+            else:
+                wt = np.zeros((NB * L, w.K), np.float32)
+                wt[:w.O] = w.f
+                st["wt"] = np.ascontiguousarray(wt.reshape(NB, L, w.K).transpose(0, 2, 1)).reshape(-1)
+                st["bits"] = (_U1, _U1, _U1, False, _D1)
+                st["mode"] = 0
+                w.f = None          # the transposed copy is the only float copy kept
+        return st
 
     def run(self, node, state, inputs, outputs):
         w = state["w"]
@@ -48,16 +146,46 @@ class Gemm(OpImpl):
         if len(inputs) > 2 and inputs[2] is not None:
             b = inputs[2].reshape(-1)
         code, alpha, beta = state["act"]
+        L = state["L"]
+        if L:
+            bp = state["bp"]
+            if b is not state["b"]:
+                bp = np.zeros(bp.size, np.float32)
+                bp[:w.O] = b
+            x = inputs[0]
+            pos, neg, b2, q3, sp = state["bits"]
+            NB = -(-w.O // L)
+            if use_parallel(x.shape[0] * w.O * w.K):
+                nt = numba.config.NUMBA_NUM_THREADS
+                tmps = tls_buffer("gemm.tmp", nt * L).reshape(nt, L)
+                _gemm_v(x, state["wt"], pos, neg, b2, q3, state["c8"], sp, state["mode"], bp,
+                        outputs[0], L, tmps,
+                        code, alpha, beta)
+            else:
+                _gemm_v_rng(x, state["wt"], pos, neg, b2, q3, state["c8"], sp, state["mode"], bp,
+                            outputs[0], L, 0, NB,
+                            tls_buffer("gemm.tmp", L), code, alpha, beta)
+            return
         dummy = _D2
+        x = inputs[0]
         if w.packed:
-            _gemm(inputs[0], dummy, True, w.enc, w.codes, w.scale, scratch(w.K), b, outputs[0],
+            buf = scratch(w.K)
+            wf = dummy
+        else:
+            buf = dummy
+            wf = w.f
+        if use_parallel(x.shape[0] * w.O * w.K):
+            _gemm(x, wf, w.packed, w.enc, w.codes, w.scale, buf, b, outputs[0],
                   code, alpha, beta)
         else:
-            _gemm(inputs[0], w.f, False, w.enc, w.codes, w.scale, dummy, b, outputs[0],
-                  code, alpha, beta)
+            _gemm_rng(x, wf, w.packed, w.enc, w.codes, w.scale, buf[0], b, outputs[0],
+                      0, w.O, code, alpha, beta)
 
 
 _D2 = np.zeros((1, 1), np.float32)
+_D1 = np.zeros(1, np.float32)
+_U1 = np.zeros(1, np.uint32)
+_B1 = np.zeros(1, np.uint8)
 
 
 @pjit(fastmath=FM)

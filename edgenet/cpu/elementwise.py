@@ -4,37 +4,68 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._common import FM, OpImpl, act, act_of, attrs, operand, prepare_consts
+from ._common import (FM, OpImpl, act, act_inplace, act_of, attrs, operand,
+                      prepare_consts, use_parallel)
 from .._jit import njit, pjit
 
 CHUNK = 16384  # elements per prange iteration for flat kernels
+SUB = 4096     # sub-block: compute, then the activation pass while it is in L1
+
+# Flat kernels come in pairs: a serial body over [lo, hi) (called directly when the work is
+# small or only one thread is allowed) and a parallel wrapper (prange over CHUNKs). Loops are
+# specialized by op / activation code so LLVM vectorizes them.
 
 
-@pjit(fastmath=FM)
-def _act_flat(x, y, code, alpha, beta):
+@njit(fastmath=FM, boundscheck=False)
+def _act_rng(x, y, lo, hi, code, alpha, beta):
+    for s0 in range(lo, hi, SUB):
+        s1 = min(hi, s0 + SUB)
+        if code == 1:
+            for i in range(s0, s1):
+                v = x[i]
+                y[i] = np.float32(0) if v < 0 else v
+        else:
+            for i in range(s0, s1):
+                y[i] = x[i]
+            act_inplace(y, s0, s1, code, alpha, beta)
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _act_par(x, y, code, alpha, beta):
     n = x.size
-    nc = (n + CHUNK - 1) // CHUNK
-    for t in prange(nc):
-        for i in range(t * CHUNK, min(n, (t + 1) * CHUNK)):
-            y[i] = act(x[i], code, alpha, beta)
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _act_rng(x, y, t * CHUNK, min(n, (t + 1) * CHUNK), code, alpha, beta)
 
 
-@pjit(fastmath=FM)
-def _chan(x, s, t, y, mode, code, alpha, beta):
-    """x,y (N, C, L); mode 0: x*s[c]+t[c] (Affine); mode 1: PRelu with slope s[c]."""
-    N, C, L = x.shape
-    for q in prange(N * C):
-        n = q // C
+@njit(fastmath=FM, boundscheck=False)
+def _chan_rng(x, s, t, y, q0, q1, mode, code, alpha, beta):
+    """x,y (N*C, L) rows q0..q1; channel c = q % C. mode 0: x*s[c]+t[c] (Affine);
+    mode 1: PRelu with slope s[c]."""
+    C = s.shape[0]
+    L = x.shape[1]
+    for q in range(q0, q1):
         c = q % C
         sc = s[c]
         tc = t[c]
+        xr = x[q]
+        yr = y[q]
         if mode == 0:
             for i in range(L):
-                y[n, c, i] = act(x[n, c, i] * sc + tc, code, alpha, beta)
+                yr[i] = xr[i] * sc + tc
+            act_inplace(yr, 0, L, code, alpha, beta)
         else:
             for i in range(L):
-                v = x[n, c, i]
-                y[n, c, i] = v if v >= 0 else sc * v
+                v = xr[i]
+                yr[i] = v if v >= 0 else sc * v
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _chan_par(x, s, t, y, mode, code, alpha, beta):
+    Q = x.shape[0]
+    L = max(x.shape[1], 1)
+    R = max(1, CHUNK // L)      # rows per prange step
+    for u in prange((Q + R - 1) // R):
+        _chan_rng(x, s, t, y, u * R, min(Q, (u + 1) * R), mode, code, alpha, beta)
 
 
 @njit(inline="always")
@@ -48,25 +79,77 @@ def _binop(a, b, op):
     return a / b
 
 
-@pjit(fastmath=FM)
+@njit(fastmath=FM, boundscheck=False)
+def _bin_rng(a, b, y, lo, hi, op, code, alpha, beta):
+    for s0 in range(lo, hi, SUB):
+        s1 = min(hi, s0 + SUB)
+        if op == 0:
+            for i in range(s0, s1):
+                y[i] = a[i] + b[i]
+        elif op == 1:
+            for i in range(s0, s1):
+                y[i] = a[i] - b[i]
+        elif op == 2:
+            for i in range(s0, s1):
+                y[i] = a[i] * b[i]
+        else:
+            for i in range(s0, s1):
+                y[i] = a[i] / b[i]
+        act_inplace(y, s0, s1, code, alpha, beta)
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _bin_par(a, b, y, op, code, alpha, beta):
+    n = y.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _bin_rng(a, b, y, t * CHUNK, min(n, (t + 1) * CHUNK), op, code, alpha, beta)
+
+
+@njit(fastmath=FM, boundscheck=False)
+def _bins_rng(a, s, y, lo, hi, op, swap, code, alpha, beta):
+    for s0 in range(lo, hi, SUB):
+        s1 = min(hi, s0 + SUB)
+        if op == 0:
+            for i in range(s0, s1):
+                y[i] = a[i] + s
+        elif op == 2:
+            for i in range(s0, s1):
+                y[i] = a[i] * s
+        elif swap:
+            for i in range(s0, s1):
+                y[i] = _binop(s, a[i], op)
+        else:
+            for i in range(s0, s1):
+                y[i] = _binop(a[i], s, op)
+        act_inplace(y, s0, s1, code, alpha, beta)
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _bins_par(a, s, y, op, swap, code, alpha, beta):
+    n = y.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _bins_rng(a, s, y, t * CHUNK, min(n, (t + 1) * CHUNK), op, swap, code, alpha, beta)
+
+
+def _act_flat(x, y, code, alpha, beta):
+    if use_parallel(x.size):
+        _act_par(x, y, code, alpha, beta)
+    else:
+        _act_rng(x, y, 0, x.size, code, alpha, beta)
+
+
 def _bin_flat(a, b, y, op, code, alpha, beta):
-    n = y.size
-    nc = (n + CHUNK - 1) // CHUNK
-    for t in prange(nc):
-        for i in range(t * CHUNK, min(n, (t + 1) * CHUNK)):
-            y[i] = act(_binop(a[i], b[i], op), code, alpha, beta)
+    if use_parallel(y.size):
+        _bin_par(a, b, y, op, code, alpha, beta)
+    else:
+        _bin_rng(a, b, y, 0, y.size, op, code, alpha, beta)
 
 
-@pjit(fastmath=FM)
 def _bin_scalar(a, s, y, op, swap, code, alpha, beta):
-    n = y.size
-    nc = (n + CHUNK - 1) // CHUNK
-    for t in prange(nc):
-        for i in range(t * CHUNK, min(n, (t + 1) * CHUNK)):
-            if swap:
-                y[i] = act(_binop(s, a[i], op), code, alpha, beta)
-            else:
-                y[i] = act(_binop(a[i], s, op), code, alpha, beta)
+    if use_parallel(y.size):
+        _bins_par(a, s, y, op, swap, code, alpha, beta)
+    else:
+        _bins_rng(a, s, y, 0, y.size, op, swap, code, alpha, beta)
 
 
 @pjit(fastmath=FM)
@@ -117,7 +200,12 @@ class _Chan(OpImpl):
         N = x.shape[0]
         C = x.shape[1] if x.ndim > 1 else 1
         L = x.size // max(N * C, 1)
-        _chan(x.reshape(N, C, L), s, t, y.reshape(N, C, L), mode, code, alpha, beta)
+        x2 = x.reshape(N * C, L)
+        y2 = y.reshape(N * C, L)
+        if use_parallel(x.size):
+            _chan_par(x2, s, t, y2, mode, code, alpha, beta)
+        else:
+            _chan_rng(x2, s, t, y2, 0, N * C, mode, code, alpha, beta)
 
 
 class PRelu(_Chan):

@@ -30,8 +30,8 @@ from numba import prange
 
 from .._jit import pjit
 from ._common import FM, act
-from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vfma8, vfma16, vld8, vld16, vld2_8,
-                   vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
+from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16, vld8,
+                   vld16, vld2_8, vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
 
 '''
 
@@ -76,6 +76,19 @@ def kernel(L, k, P, S):
         for j in range(k):
             w(f"                a{j}_{p} = vfma{L}(w{j}, b, a{j}_{p})")
     w(f"                wi += {B}")
+    # epilogue: without a residual, none/Relu/Clip are applied to the accumulators as
+    # vectors and the transpose to NCHW is a plain copy; otherwise scalar act per element
+    w("        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)")
+    w("        if vec_act and code == 1:")
+    for j in range(k):
+        for p in range(P):
+            w(f"            a{j}_{p} = vrelu{L}(a{j}_{p})")
+    w("        elif vec_act and code == 7:")
+    w(f"            lo = vsplat{L}(alpha)")
+    w(f"            hi = vsplat{L}(beta)")
+    for j in range(k):
+        for p in range(P):
+            w(f"            a{j}_{p} = vclip{L}(a{j}_{p}, lo, hi)")
     w("        buf = tb[numba.get_thread_id()]")
     for p in range(P):
         for j in range(k):
@@ -85,7 +98,10 @@ def kernel(L, k, P, S):
     w("            oc = o0 + l")
     w("            if oc < O:")
     w("                yb = ((n * O + oc) * OH + oy) * OW + ox0")
-    w("                if has_r:")
+    w("                if vec_act:")
+    w(f"                    for p in range({P}):")
+    w(f"                        stf(yf, yb + p, ldf(buf, p * {B} + l))")
+    w("                elif has_r:")
     w(f"                    for p in range({P}):")
     w(f"                        stf(yf, yb + p, act(ldf(buf, p * {B} + l) + ldf(rf, yb + p), code, alpha, beta))")
     w("                else:")
@@ -146,22 +162,44 @@ def dw_kernel(L, S):
         for v in range(V):
             w(f"                vst{L}(buf, oy * RW + x0 + {v * L}, a{v})")
     w("        yb = (n * O + oc) * OH * OW")
-    w("        if code <= 1:   # vector epilogue (none / relu), scalar row tails")
-    w("            for oy in range(OH):")
+    w("        if code <= 1 or code == 7:   # vector epilogue (none / relu / clip), scalar row tails")
+    w(f"            lo = vsplat{L}(alpha)")
+    w(f"            hi = vsplat{L}(beta)")
+    # rows before the last: whole vectors, the last one spilling into the next row of the
+    # same plane (rewritten right after); last row: whole vectors, then one overlapping
+    # vector ending at OW, or scalars when OW < lanes.
+    def vec_store(ind, off):
+        w(f"{ind}v = vld{L}(buf, bb + {off})")
+        w(f"{ind}if has_r:")
+        w(f"{ind}    v = vadd{L}(v, vld{L}(rf, rb + {off}))")
+        w(f"{ind}if code == 1:")
+        w(f"{ind}    v = vrelu{L}(v)")
+        w(f"{ind}elif code == 7:")
+        w(f"{ind}    v = vclip{L}(v, lo, hi)")
+        w(f"{ind}vst{L}(yf, rb + {off}, v)")
+    # (rows narrower than the lanes: only rows whose spill stays inside the plane)
+    w("            nv = OH - 1")
+    w(f"            if OW < {L}:")
+    w(f"                nv = (OH * OW - {L}) // OW + 1 if OH * OW >= {L} else 0")
+    w("            for oy in range(nv):")
+    w("                rb = yb + oy * OW")
+    w("                bb = oy * RW")
+    w(f"                for ox in range(0, OW, {L}):")
+    vec_store("                    ", "ox")
+    w("            for oy in range(nv, OH):")
     w("                rb = yb + oy * OW")
     w("                bb = oy * RW")
     w(f"                for ox in range(0, OW - {L - 1}, {L}):")
-    w(f"                    v = vld{L}(buf, bb + ox)")
-    w("                    if has_r:")
-    w(f"                        v = vadd{L}(v, vld{L}(rf, rb + ox))")
-    w("                    if code == 1:")
-    w(f"                        v = vrelu{L}(v)")
-    w(f"                    vst{L}(yf, rb + ox, v)")
-    w(f"                for ox in range(OW - OW % {L}, OW):")
-    w("                    v1 = ldf(buf, bb + ox)")
-    w("                    if has_r:")
-    w("                        v1 += ldf(rf, rb + ox)")
-    w("                    stf(yf, rb + ox, act(v1, code, alpha, beta))")
+    vec_store("                    ", "ox")
+    w(f"                if OW % {L} != 0:")
+    w(f"                    if OW >= {L}:")
+    vec_store("                        ", f"OW - {L}")
+    w("                    else:")
+    w("                        for ox in range(OW):")
+    w("                            v1 = ldf(buf, bb + ox)")
+    w("                            if has_r:")
+    w("                                v1 += ldf(rf, rb + ox)")
+    w("                            stf(yf, rb + ox, act(v1, code, alpha, beta))")
     w("            continue")
     w("        for oy in range(OH):")
     w("            for ox in range(OW):")

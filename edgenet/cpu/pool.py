@@ -1,74 +1,104 @@
-"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (NCHW, float32)."""
+"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (NCHW, float32).
+
+Windowed pools are separable: per output row, the KH input rows of the window are reduced
+into a row buffer (contiguous, vectorized; padding columns hold -inf for max, 0 for
+average), then each output pixel reduces KW entries of that buffer (a strided loop LLVM
+vectorizes with interleaved loads). Average divisors factor into a row count times a
+column count (precomputed per shape). Max propagates NaN like the reference
+(``v > m or v != v``). Each kernel has a serial and a parallel (planes across threads)
+variant; ``_common.use_parallel`` picks one by work size.
+"""
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
-from ._common import OpImpl, attrs
-from .._jit import pjit
+from ._common import FM, OpImpl, attrs, tls_buffer, use_parallel
+from .._jit import njit, pjit
 
 
-@pjit
-def _pool(x, y, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, is_max, include_pad):
-    N, C, H, W = x.shape
-    OH = y.shape[2]
-    OW = y.shape[3]
-    for t in prange(N * C):
-        n = t // C
-        c = t % C
+@njit(fastmath=FM, boundscheck=False)
+def _pool_planes(x, y, p0, p1, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x, rb):
+    """Planes p0..p1 of x (P, H, W) -> y (P, OH, OW); rb: row buffer of >= Wb floats."""
+    H = x.shape[1]
+    W = x.shape[2]
+    OH = y.shape[1]
+    OW = y.shape[2]
+    Wb = (OW - 1) * sw + (KW - 1) * dw + 1
+    init = np.float32(-np.inf) if is_max else np.float32(0)
+    n = W if pl + W <= Wb else Wb - pl      # image columns the windows can reach
+    if n < 0:
+        n = 0
+    for j in range(0, min(pl, Wb)):
+        rb[j] = init
+    for j in range(pl + n, Wb):
+        rb[j] = init
+    for p in range(p0, p1):
         for oy in range(OH):
-            for ox in range(OW):
-                if is_max:
-                    m = -np.inf
+            first = True
+            for ky in range(KH):
+                iy = oy * sh - pt + ky * dh
+                if iy < 0 or iy >= H:
+                    continue
+                xr = x[p, iy]
+                if first:
+                    for i in range(n):
+                        rb[pl + i] = xr[i]
+                    first = False
+                elif is_max:
+                    for i in range(n):
+                        v = xr[i]
+                        m = rb[pl + i]
+                        rb[pl + i] = v if (v > m or v != v) else m
                 else:
-                    m = 0.0
-                cnt = 0
-                cntpad = 0
-                for ky in range(KH):
-                    iy = oy * sh - pt + ky * dh
-                    if iy >= H + pb:
-                        break
-                    for kx in range(KW):
-                        ix = ox * sw - pl + kx * dw
-                        if ix >= W + pr:
-                            break
-                        cntpad += 1
-                        if iy < 0 or iy >= H or ix < 0 or ix >= W:
-                            continue
-                        v = x[n, c, iy, ix]
-                        cnt += 1
-                        if is_max:
-                            if v > m or v != v:
-                                m = v
-                        else:
-                            m += v
-                if is_max:
-                    y[n, c, oy, ox] = m
-                else:
-                    d = cntpad if include_pad else cnt
-                    y[n, c, oy, ox] = m / d if d > 0 else 0.0
+                    for i in range(n):
+                        rb[pl + i] += xr[i]
+            if first:
+                for i in range(n):
+                    rb[pl + i] = init
+            yr = y[p, oy]
+            if is_max:
+                for ox in range(OW):
+                    yr[ox] = rb[ox * sw]
+                for kx in range(1, KW):
+                    o = kx * dw
+                    for ox in range(OW):
+                        v = rb[ox * sw + o]
+                        m = yr[ox]
+                        yr[ox] = v if (v > m or v != v) else m
+            else:
+                for ox in range(OW):
+                    yr[ox] = rb[ox * sw]
+                for kx in range(1, KW):
+                    o = kx * dw
+                    for ox in range(OW):
+                        yr[ox] += rb[ox * sw + o]
+                iy_ = inv_y[oy]
+                for ox in range(OW):
+                    yr[ox] = yr[ox] * (iy_ * inv_x[ox])
 
 
-@pjit
-def _gpool(x, y, is_max):
-    N, C, H, W = x.shape
-    for t in prange(N * C):
-        n = t // C
-        c = t % C
-        if is_max:
-            m = -np.inf
-            for i in range(H):
-                for j in range(W):
-                    v = x[n, c, i, j]
-                    if v > m or v != v:
-                        m = v
-            y[n, c, 0, 0] = m
-        else:
-            s = 0.0
-            for i in range(H):
-                for j in range(W):
-                    s += x[n, c, i, j]
-            y[n, c, 0, 0] = s / (H * W)
+@pjit(fastmath=FM, boundscheck=False)
+def _pool_par(x, y, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x, rbs):
+    for p in prange(x.shape[0]):
+        _pool_planes(x, y, p, p + 1, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x,
+                     rbs[numba.get_thread_id()])
+
+
+def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
+    """1 / (taps counted) per output position along one axis (0 where none count)."""
+    inv = np.zeros(out, np.float32)
+    for o in range(out):
+        cnt = 0
+        for t in range(k):
+            i = o * s - p0 + t * d
+            if i >= size + p1:
+                break
+            if include_pad or 0 <= i < size:
+                cnt += 1
+        inv[o] = 1.0 / cnt if cnt else 0.0
+    return inv
 
 
 class _Pool(OpImpl):
@@ -80,11 +110,34 @@ class _Pool(OpImpl):
         sh, sw = (int(v) for v in a.get("strides", [1, 1]))
         pt, pl, pb, pr = (int(v) for v in a.get("pads", [0, 0, 0, 0]))
         dh, dw = (int(v) for v in (a.get("dilations") or [1, 1]))
-        return (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, self.is_max,
-                bool(a.get("count_include_pad", 0)))
+        return {"p": (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw),
+                "cip": bool(a.get("count_include_pad", 0)), "inv": {}}
 
     def run(self, node, state, inputs, outputs):
-        _pool(inputs[0], outputs[0], *state)
+        x, y = inputs[0], outputs[0]
+        kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = state["p"]
+        N, C, H, W = x.shape
+        OH, OW = y.shape[2], y.shape[3]
+        key = (H, W, OH, OW)
+        inv = state["inv"].get(key)
+        if inv is None:
+            if self.is_max:
+                inv = (np.zeros(1, np.float32), np.zeros(1, np.float32))
+            else:
+                inv = (_inv_counts(H, OH, kh, sh, dh, pt, pb, state["cip"]),
+                       _inv_counts(W, OW, kw, sw, dw, pl, pr, state["cip"]))
+            state["inv"][key] = inv
+        Wb = (OW - 1) * sw + (kw - 1) * dw + 1
+        P = N * C
+        x3 = x.reshape(P, H, W)
+        y3 = y.reshape(P, OH, OW)
+        if use_parallel(P * OH * (kh * W + kw * OW)):
+            nt = numba.config.NUMBA_NUM_THREADS
+            rbs = tls_buffer("pool.rb", nt * Wb).reshape(nt, Wb)
+            _pool_par(x3, y3, kh, kw, sh, sw, pt, pl, dh, dw, self.is_max, inv[0], inv[1], rbs)
+        else:
+            _pool_planes(x3, y3, 0, P, kh, kw, sh, sw, pt, pl, dh, dw, self.is_max,
+                         inv[0], inv[1], tls_buffer("pool.rb", Wb))
 
 
 class MaxPool(_Pool):
@@ -95,14 +148,49 @@ class AveragePool(_Pool):
     is_max = False
 
 
+@njit(fastmath=FM, boundscheck=False)
+def _gpool_planes(x, y, p0, p1, is_max):
+    """x (P, L) -> y[p] = mean or max of row p, for p in p0..p1."""
+    L = x.shape[1]
+    for p in range(p0, p1):
+        xr = x[p]
+        if is_max:
+            m = np.float32(-np.inf)
+            for i in range(L):
+                v = xr[i]
+                m = v if (v > m or v != v) else m
+            y[p] = m
+        else:
+            s = np.float32(0)
+            for i in range(L):
+                s += xr[i]
+            y[p] = s / np.float32(L)
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _gpool_par(x, y, is_max):
+    P = x.shape[0]
+    CH = 16
+    for t in prange((P + CH - 1) // CH):
+        _gpool_planes(x, y, t * CH, min(P, (t + 1) * CH), is_max)
+
+
 class GlobalAveragePool(OpImpl):
+    is_max = False
+
     def prepare(self, node, consts, policy):
         return None
 
     def run(self, node, state, inputs, outputs):
-        _gpool(inputs[0], outputs[0], False)
+        x = inputs[0]
+        P = x.shape[0] * x.shape[1]
+        x2 = x.reshape(P, -1)
+        y1 = outputs[0].reshape(-1)
+        if use_parallel(x.size):
+            _gpool_par(x2, y1, self.is_max)
+        else:
+            _gpool_planes(x2, y1, 0, P, self.is_max)
 
 
 class GlobalMaxPool(GlobalAveragePool):
-    def run(self, node, state, inputs, outputs):
-        _gpool(inputs[0], outputs[0], True)
+    is_max = True

@@ -180,11 +180,103 @@ def _make(n):
             return builder.select(builder.fcmp_ordered("<", args[0], z), z, args[0])
         return VT(a), codegen
 
-    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu
+    @intrinsic
+    def vclip(typingctx, a, lo, hi):
+        """lo where a < lo, hi where a > hi, else a (NaN passes through, as act code 7)."""
+        if not (a == VT and lo == VT and hi == VT):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x, l, h = args
+            x1 = builder.select(builder.fcmp_ordered(">", x, h), h, x)
+            return builder.select(builder.fcmp_ordered("<", x, l), l, x1)
+        return VT(a, lo, hi), codegen
+
+    @intrinsic
+    def vtern(typingctx, arr, idx, pos, neg, base):
+        """arr.flat[idx + l] * (bit (base + l) of pos - bit (base + l) of neg), l < n: one
+        lane group of a ternary weight vector from its two 32-bit planes (base + n <= 32)."""
+        if not (_is_f32_array(arr) and all(isinstance(t, types.Integer)
+                                           for t in (idx, pos, neg, base))):
+            return None
+        I32 = ir.IntType(32)
+        LI = ir.VectorType(I32, n)
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            s = builder.load(builder.bitcast(p, LV.as_pointer()), align=4, typ=LV)
+
+            def bits(v, ty):
+                v = context.cast(builder, v, ty, types.int64)
+                v = builder.trunc(v, I32)
+                b = context.cast(builder, args[4], sig.args[4], types.int64)
+                b = builder.trunc(b, I32)
+                sv = builder.insert_element(ir.Constant(LI, ir.Undefined), v, ir.Constant(I32, 0))
+                sv = builder.shuffle_vector(sv, ir.Constant(LI, ir.Undefined),
+                                            ir.Constant(LI, [0] * n))
+                bv = builder.insert_element(ir.Constant(LI, ir.Undefined), b, ir.Constant(I32, 0))
+                bv = builder.shuffle_vector(bv, ir.Constant(LI, ir.Undefined),
+                                            ir.Constant(LI, [0] * n))
+                shv = builder.add(bv, ir.Constant(LI, list(range(n))))
+                return builder.and_(builder.lshr(sv, shv), ir.Constant(LI, [1] * n))
+            d = builder.sub(bits(args[2], sig.args[2]), bits(args[3], sig.args[3]))
+            return builder.fmul(s, builder.sitofp(d, LV))
+        return VT(arr, idx, pos, neg, base), codegen
+
+    @intrinsic
+    def vq3(typingctx, arr, idx, b0, b1, b2, base):
+        """arr.flat[idx + l] * (bit0 + 2*bit1 - 4*bit2) at bit (base + l) of the three planes
+        b0, b1, b2: one lane group of a 3-bit two's-complement (q3) weight vector."""
+        if not (_is_f32_array(arr) and all(isinstance(t, types.Integer)
+                                           for t in (idx, b0, b1, b2, base))):
+            return None
+        I32 = ir.IntType(32)
+        LI = ir.VectorType(I32, n)
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            s = builder.load(builder.bitcast(p, LV.as_pointer()), align=4, typ=LV)
+            b = builder.trunc(context.cast(builder, args[5], sig.args[5], types.int64), I32)
+            bv = builder.insert_element(ir.Constant(LI, ir.Undefined), b, ir.Constant(I32, 0))
+            bv = builder.shuffle_vector(bv, ir.Constant(LI, ir.Undefined), ir.Constant(LI, [0] * n))
+            shv = builder.add(bv, ir.Constant(LI, list(range(n))))
+
+            def bit(i):
+                v = builder.trunc(context.cast(builder, args[2 + i], sig.args[2 + i], types.int64), I32)
+                sv = builder.insert_element(ir.Constant(LI, ir.Undefined), v, ir.Constant(I32, 0))
+                sv = builder.shuffle_vector(sv, ir.Constant(LI, ir.Undefined),
+                                            ir.Constant(LI, [0] * n))
+                return builder.and_(builder.lshr(sv, shv), ir.Constant(LI, [1] * n))
+            d = builder.add(bit(0), builder.shl(bit(1), ir.Constant(LI, [1] * n)))
+            d = builder.sub(d, builder.shl(bit(2), ir.Constant(LI, [2] * n)))
+            return builder.fmul(s, builder.sitofp(d, LV))
+        return VT(arr, idx, b0, b1, b2, base), codegen
+
+    @intrinsic
+    def vi8(typingctx, arr, idx, codes, cidx):
+        """arr.flat[idx + l] * int8(codes.flat[cidx + l]) (codes: a uint8 array holding
+        int8 levels): one lane group of an i8 weight vector."""
+        if not (_is_f32_array(arr) and isinstance(codes, types.Array)
+                and codes.dtype == types.uint8 and isinstance(idx, types.Integer)
+                and isinstance(cidx, types.Integer)):
+            return None
+        LB = ir.VectorType(ir.IntType(8), n)
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            s = builder.load(builder.bitcast(p, LV.as_pointer()), align=4, typ=LV)
+            c = _eptr(context, builder, sig.args[2], args[2], args[3], sig.args[3])
+            cv = builder.load(builder.bitcast(c, LB.as_pointer()), align=1, typ=LB)
+            return builder.fmul(s, builder.sitofp(cv, LV))
+        return VT(arr, idx, codes, cidx), codegen
+
+    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8
 
 
-vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16 = _make(16)
-vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8 = _make(8)
+(vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16, vclip16,
+ vtern16, vq3_16, vi8_16) = _make(16)
+(vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8, vclip8, vtern8, vq3_8,
+ vi8_8) = _make(8)
 
 
 @intrinsic
