@@ -32,6 +32,8 @@ def _ort_session(src, threads):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or os.cpu_count()
     so.inter_op_num_threads = 1
+    # idle ORT workers would otherwise spin and steal a core from the interleaved edgenet run
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
