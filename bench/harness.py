@@ -6,7 +6,8 @@
 
 Latency: all engines in ONE process, interleaved in blocks of `--block` calls (the machines
 are shared and noisy; medians and ratios from one run are what we quote). Peak memory: one
-fresh process per engine and model (ru_maxrss after load + 5 runs). Compile time: `edgenet
+fresh process per engine and model (VmHWM after load + 5 runs; ru_maxrss would include the
+parent's RSS, which Linux carries across exec). Compile time: `edgenet
 run` with an empty compile cache, then again with the cache filled (warm start).
 Writes bench/RESULTS.md (the auto-generated part between markers) and bench/results.json.
 """
@@ -148,7 +149,7 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
 
 
 _MEM_SNIPPET = r"""
-import resource, sys, numpy as np
+import sys, numpy as np
 engine, path, shape = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3].split(',')]
 x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 if engine == 'edgenet':
@@ -160,7 +161,7 @@ else:
     s = ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
     f = lambda: s.run(None, {s.get_inputs()[0].name: x})
 for _ in range(5): f()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024)
 """
 
 
@@ -281,6 +282,11 @@ def main():
     if "compile" not in skip:
         print("compile:")
         res["compile"] = compile_times(models)
+    prev = os.path.join(HERE, "results.json")
+    if os.path.exists(prev):  # keep the sections this run skipped
+        with open(prev) as f:
+            for k, v in json.load(f).items():
+                res.setdefault(k, v)
     write_results(res)
 
 

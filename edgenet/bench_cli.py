@@ -13,7 +13,15 @@ from .cli import guarded, main
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (Linux: ru_maxrss is in KiB)."""
+    """Peak resident set size of this process: VmHWM where /proc exists (ru_maxrss would
+    include a parent's peak, which Linux carries across exec), else ru_maxrss (KiB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
