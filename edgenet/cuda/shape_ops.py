@@ -15,6 +15,7 @@ import numpy as np
 from numba import cuda, float32
 
 from .. import ir
+from .. import resize as rz
 from . import config
 from ._common import OpImpl, attrs, blocks, device_copy, prod, to_device
 
@@ -266,45 +267,6 @@ class Softmax(_Move):
 
 
 # ---- Resize: source coordinates in float32 in ONNX's order (as the reference does)
-def _resize_src(out_len, in_len, scale, ctm):
-    xr = np.arange(out_len, dtype=np.float32)
-    s = np.float32(scale)
-    half = np.float32(0.5)
-    if ctm == "half_pixel":
-        return (xr + half) / s - half
-    if ctm == "pytorch_half_pixel":
-        return (xr + half) / s - half if out_len > 1 else np.zeros(out_len, np.float32)
-    if ctm == "asymmetric":
-        return xr / s
-    if ctm == "align_corners":
-        if out_len == 1:
-            return np.zeros(out_len, np.float32)
-        return xr * np.float32(in_len - 1) / np.float32(out_len - 1)
-    raise ValueError(ctm)
-
-
-def _nearest(xo, in_len, mode):
-    xo = xo.astype(np.float64)
-    if mode == "floor":
-        idx = np.floor(xo)
-    elif mode == "ceil":
-        idx = np.ceil(xo)
-    else:
-        fl = np.floor(xo)
-        frac = xo - fl
-        up = mode == "round_prefer_ceil"
-        idx = np.where(frac > 0.5, fl + 1, np.where(frac < 0.5, fl, fl + 1 if up else fl))
-    return np.clip(idx, 0, in_len - 1).astype(np.int64)
-
-
-def _linear(xo, in_len):
-    xo = np.clip(xo, np.float32(0), np.float32(in_len - 1)).astype(np.float32)
-    i0 = np.floor(xo).astype(np.int64)
-    i1 = np.minimum(i0 + 1, in_len - 1)
-    w1 = (xo - i0.astype(np.float32)).astype(np.float32)
-    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
-
-
 class Resize(_Move):
     def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
         (x,), (s,) = self.operands(state, ins, in_shapes)
@@ -313,17 +275,14 @@ class Resize(_Move):
         OH, OW = out_shape[2], out_shape[3]
 
         def build():
-            if a.get("scales") is not None:
-                sh, sw = (np.float32(v) for v in a["scales"])
-            else:
-                sh, sw = np.float32(OH) / np.float32(H), np.float32(OW) / np.float32(W)
+            sh, sw = rz.axis_scales(a, H, W, OH, OW)
             ctm = a["coordinate_transformation_mode"]
-            yo, xo = _resize_src(OH, H, sh, ctm), _resize_src(OW, W, sw, ctm)
+            yo, xo = rz.source_coords(OH, H, sh, ctm), rz.source_coords(OW, W, sw, ctm)
             if a["mode"] == "nearest":
                 nm = a["nearest_mode"]
-                return (to_device(_nearest(yo, H, nm), np.int64),
-                        to_device(_nearest(xo, W, nm), np.int64))
-            ty, tx = _linear(yo, H), _linear(xo, W)
+                return (to_device(rz.nearest_index(yo, H, nm), np.int64),
+                        to_device(rz.nearest_index(xo, W, nm), np.int64))
+            ty, tx = rz.linear_weights(yo, H), rz.linear_weights(xo, W)
             return tuple(to_device(v, v.dtype) for v in ty + tx)
 
         tab = self.cached(state, tuple(s), build)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
+from .. import resize as rz
 
 
 class OpImpl:
@@ -308,50 +309,6 @@ class Pad(OpImpl):
             outputs[0][...] = np.pad(x, width, mode=mode)
 
 
-def _resize_src(out_len, in_len, scale, ctm):
-    """Source coordinate (float32) of every output index, per ONNX Resize."""
-    xr = np.arange(out_len, dtype=np.float32)
-    s = np.float32(scale)
-    half = np.float32(0.5)
-    if ctm == "half_pixel":
-        return (xr + half) / s - half
-    if ctm == "pytorch_half_pixel":
-        if out_len > 1:
-            return (xr + half) / s - half
-        return np.zeros(out_len, dtype=np.float32)
-    if ctm == "asymmetric":
-        return xr / s
-    if ctm == "align_corners":
-        if out_len == 1:
-            return np.zeros(out_len, dtype=np.float32)
-        return xr * np.float32(in_len - 1) / np.float32(out_len - 1)
-    raise ValueError(ctm)
-
-
-def _nearest_index(xo, in_len, nearest_mode):
-    xo = xo.astype(np.float64)  # exact copy of the float32 values
-    if nearest_mode == "floor":
-        idx = np.floor(xo)
-    elif nearest_mode == "ceil":
-        idx = np.ceil(xo)
-    else:
-        fl = np.floor(xo)
-        frac = xo - fl
-        tie_up = nearest_mode == "round_prefer_ceil"
-        idx = np.where(frac > 0.5, fl + 1, np.where(frac < 0.5, fl, fl + 1 if tie_up else fl))
-    return np.clip(idx, 0, in_len - 1).astype(np.int64)
-
-
-def _linear_weights(xo, in_len):
-    """(i0, i1, w0, w1): the source coordinate is clamped to [0, in_len - 1] first."""
-    xo = np.clip(xo, np.float32(0), np.float32(in_len - 1)).astype(np.float32)
-    i0 = np.floor(xo).astype(np.int64)
-    i1 = np.minimum(i0 + 1, in_len - 1)
-    w1 = (xo - i0.astype(np.float32)).astype(np.float32)
-    w0 = (np.float32(1) - w1).astype(np.float32)
-    return i0, i1, w0, w1
-
-
 class Resize(OpImpl):
     """ONNX Resize on the H, W axes. With ``scales`` the coordinate transform divides by
     the given scale; with ``sizes`` by out/in (computed in float32), as ONNX says."""
@@ -362,21 +319,18 @@ class Resize(OpImpl):
         y = outputs[0]
         h, w = x.shape[2:]
         oh, ow = y.shape[2:]
-        if a.get("scales") is not None:
-            sh, sw = (np.float32(s) for s in a["scales"])
-        else:
-            sh, sw = np.float32(oh) / np.float32(h), np.float32(ow) / np.float32(w)
+        sh, sw = rz.axis_scales(a, h, w, oh, ow)
         ctm = a["coordinate_transformation_mode"]
-        yo = _resize_src(oh, h, sh, ctm)
-        xo = _resize_src(ow, w, sw, ctm)
+        yo = rz.source_coords(oh, h, sh, ctm)
+        xo = rz.source_coords(ow, w, sw, ctm)
         if a["mode"] == "nearest":
             nm = a["nearest_mode"]
-            yi = _nearest_index(yo, h, nm)
-            xi = _nearest_index(xo, w, nm)
+            yi = rz.nearest_index(yo, h, nm)
+            xi = rz.nearest_index(xo, w, nm)
             y[...] = x[:, :, yi[:, None], xi[None, :]]
         else:
-            y0, y1, wy0, wy1 = _linear_weights(yo, h)
-            x0, x1, wx0, wx1 = _linear_weights(xo, w)
+            y0, y1, wy0, wy1 = rz.linear_weights(yo, h)
+            x0, x1, wx0, wx1 = rz.linear_weights(xo, w)
             rows = (x[:, :, y0, :] * wy0[:, None] + x[:, :, y1, :] * wy1[:, None])
             y[...] = rows[:, :, :, x0] * wx0 + rows[:, :, :, x1] * wx1
 
