@@ -447,21 +447,20 @@ class _Builder:
             name = self.alias[name]
         return name
 
-    def new_name(self, base):
+    @staticmethod
+    def _unique(base, taken: set):
         name, k = base, 1
-        while name in self.used_names:
+        while name in taken:
             name = f"{base}_{k}"
             k += 1
-        self.used_names.add(name)
+        taken.add(name)
         return name
 
+    def new_name(self, base):
+        return self._unique(base, self.used_names)
+
     def node_name(self, base):
-        name, k = base, 1
-        while name in self.node_names:
-            name = f"{base}_{k}"
-            k += 1
-        self.node_names.add(name)
-        return name
+        return self._unique(base, self.node_names)
 
     def emit(self, name, op, inputs, outputs, attrs=None):
         nd = {"name": self.node_name(name), "op": op, "inputs": list(inputs),
