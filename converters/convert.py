@@ -140,7 +140,8 @@ def weights_float(weights):
 
 def convert(src, dst, *, weights="ternary", granularity="channel", threshold="twn",
             keep_float=("first", "last"), reference_onnx=None, mean=None, std=None,
-            labels=None, layout="NCHW", size=None, progress=None) -> Report:
+            labels=None, layout="NCHW", size=None, progress=None, activations="f32",
+            calibration=None, calib_method="minmax") -> Report:
     """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
 
     weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
@@ -150,6 +151,10 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     reference_onnx: also write the source ONNX with each quantized weight initializer
     replaced by its dequantized values (same names, layout, dtype).
     progress: optional callback(done, total).
+    activations: "f32", or "int8": calibrate the activation ranges of the eligible convs
+    (edgenet/quant.py) by running the converted model on ``calibration`` (float32 samples
+    (S, C, H, W)) and store them, so ``edgenet.load`` runs uint8 x int8 kernels there.
+    calib_method: "minmax" or "percentile" (99.99th, averaged per batch of 8).
     """
     from .onnx_frontend import load_onnx
 
@@ -159,6 +164,10 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if threshold not in THRESHOLDS:
         raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
+    if activations not in ("f32", "int8"):
+        raise ValueError(f"activations must be f32 or int8, got {activations!r}")
+    if activations == "int8" and calibration is None:
+        raise ConversionError("activations 'int8' need calibration samples (--calibrate FILE.npy)")
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
     keep = _norm_keep(keep_float)
@@ -252,6 +261,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     if labels is not None:
         meta["labels"] = [str(x) for x in labels]
 
+    if activations == "int8":   # calibrate a temporary f32 copy first: dst is written once
+        meta = _calibrated_meta(dst, g.to_json(), tensors, meta, calibration, calib_method)
     try:
         out_bytes = write_model(dst, graph=g.to_json(), tensors=tensors, metadata=meta)
     except (OSError, ValueError, TypeError) as e:
@@ -263,6 +274,38 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     if progress is not None:
         progress(total, total)
     return report
+
+
+def _calibrated_meta(dst, graph, tensors, meta, samples, method):
+    """Metadata with the activation ranges observed running the model (written to a
+    temporary file beside ``dst``, f32 activations) on the samples."""
+    from edgenet import quant
+    from edgenet.errors import EdgenetError
+    from edgenet.runtime import load
+
+    d = os.path.dirname(os.path.abspath(dst))
+    fd, tmp = tempfile.mkstemp(prefix=".edgenet-calib-", suffix=".edgenet", dir=d)
+    os.close(fd)
+    try:
+        write_model(tmp, graph=graph, tensors=tensors, metadata=meta)
+        m = load(tmp, activations="f32")
+        samples = np.asarray(samples)
+        if samples.ndim == len(m.inputs[0].shape) - 1:
+            samples = samples[None]
+        ranges = quant.calibrate(m, samples.astype(np.float32), method=method)
+        del m
+    except EdgenetError as e:
+        raise ConversionError(f"calibration failed: {e}") from None
+    except (OSError, ValueError, TypeError) as e:
+        raise ConversionError(f"calibration failed: cannot write {tmp}: {e}") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    meta = dict(meta)
+    meta[quant.METADATA_KEY] = quant.metadata_entry(ranges, method, len(samples))
+    return meta
 
 
 def write_reference_onnx(model, ref_values: dict, path):

@@ -54,17 +54,20 @@ def _ort_session(src, threads):
 @click.option("--device", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
               show_default=True)
 @click.option("--policy", type=click.Choice(["expanded", "packed"]), default=None)
+@click.option("--activations", type=click.Choice(["f32", "int8"]), default=None,
+              help="Activation precision (default: int8 when the file is calibrated, else f32).")
 @click.option("--profile", is_flag=True, help="Print time per node (op profiling).")
 @click.option("--compare", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Run onnxruntime on this ONNX model too, interleaved with edgenet.")
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def bench(model, batch, warmup, runs, threads, device, policy, profile, compare, as_json):
+def bench(model, batch, warmup, runs, threads, device, policy, activations, profile, compare,
+          as_json):
     """Measure MODEL: load time, first run (compile), latency percentiles, throughput,
     peak memory; optionally side by side with onnxruntime (--compare SRC.onnx)."""
     from .runtime import load
     t0 = time.perf_counter()
-    m = load(model, device=device, threads=threads, policy=policy)
+    m = load(model, device=device, threads=threads, policy=policy, activations=activations)
     t_load = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     feeds = {s.name: rng.standard_normal(tuple(batch if d is None else d for d in s.shape))
@@ -89,7 +92,8 @@ def bench(model, batch, warmup, runs, threads, device, policy, profile, compare,
             sess.run(None, feeds)
             theirs.append(time.perf_counter() - t0)
     res = {"model": model, "device": device, "batch": batch, "threads": threads,
-           "policy": m.policy, "load_s": t_load, "first_run_s": t_first,
+           "policy": m.policy, "activations": m.activations, "int8_convs": m.int8_convs,
+           "load_s": t_load, "first_run_s": t_first,
            "latency_ms": stats_ms(ours),
            "throughput_per_s": batch / float(np.median(ours)),
            "peak_rss_mb": peak_rss_bytes() / 2**20, "memory": m.memory()}
@@ -109,7 +113,8 @@ def bench(model, batch, warmup, runs, threads, device, policy, profile, compare,
         return
     lat = res["latency_ms"]
     click.echo(f"{os.path.basename(model)}  device={device} batch={batch} "
-               f"threads={threads or 'all'} policy={m.policy}")
+               f"threads={threads or 'all'} policy={m.policy} activations={m.activations}"
+               + (f" ({m.int8_convs} int8 convs)" if m.activations == "int8" else ""))
     click.echo(f"  load {t_load * 1e3:.1f} ms, first run (compile/cache load) {t_first:.2f} s")
     click.echo(f"  latency ms: min {lat['min']:.3f}  median {lat['median']:.3f}  mean "
                f"{lat['mean']:.3f}  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  p99 "

@@ -88,10 +88,18 @@ def main(debug):
 @click.option("--std", default=None, help="Preprocessing std per channel.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Text file with one class label per line.")
+@click.option("--activations", type=click.Choice(["f32", "int8"]), default="f32",
+              show_default=True,
+              help="int8: calibrate activation ranges (needs --calibrate) so the runtime runs "
+                   "uint8 x int8 conv kernels.")
+@click.option("--calibrate", "calib", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Calibration samples: a .npy float array (S, C, H, W) of typical inputs.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile"]), default="minmax",
+              show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 @guarded
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
-            labels, quiet):
+            labels, activations, calib, calib_method, quiet):
     """Convert an ONNX model SRC into a .edgenet file."""
     try:
         from converters.convert import convert as do_convert
@@ -112,6 +120,21 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
         except ValueError:
             raise InputError(f"{opt}: expected comma-separated numbers, got {s!r}") from None
 
+    samples = None
+    if activations == "int8":
+        if calib is None:
+            raise InputError("--activations int8 needs --calibrate SAMPLES.npy")
+        try:
+            samples = np.load(calib, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{calib}: cannot read calibration samples: {e}") from None
+        if samples.dtype.kind not in "fiu" or samples.ndim < 2 or samples.size == 0:
+            raise InputError(f"{calib}: expected a numeric array (S, C, H, W), got "
+                             f"{samples.dtype} {samples.shape}")
+        if not np.isfinite(samples).all():
+            raise InputError(f"{calib}: calibration samples contain NaN or infinity")
+    elif calib is not None:
+        raise InputError("--calibrate is only used with --activations int8")
     label_list = None
     if labels:
         with open(labels, encoding="utf-8") as f:
@@ -133,7 +156,9 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
         report = do_convert(src, dst, weights=weights, granularity=granularity,
                             threshold=threshold, keep_float=keep,
                             reference_onnx=reference_onnx, mean=floats("--mean", mean),
-                            std=floats("--std", std), labels=label_list, progress=progress)
+                            std=floats("--std", std), labels=label_list, progress=progress,
+                            activations=activations, calibration=samples,
+                            calib_method=calib_method)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -277,10 +302,12 @@ def _top_k(y, k, labels):
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=None,
               help="Print the K best classes per input (labels from the file if stored).")
+@click.option("--activations", type=click.Choice(["f32", "int8"]), default=None,
+              help="Activation precision (default: int8 when the file is calibrated, else f32).")
 @click.option("--policy", type=click.Choice(["expanded", "packed"]), default=None,
               help="Keep weights expanded (fastest) or bit-packed (least memory).")
 @guarded
-def run(model, input, output, device, threads, top_k, policy):
+def run(model, input, output, device, threads, top_k, activations, policy):
     """Run MODEL on INPUT (.npy, .npz or an image).
 
     With no arguments, runs the bundled example (a ternary digits classifier) on the
@@ -292,7 +319,7 @@ def run(model, input, output, device, threads, top_k, policy):
         model, input = EXAMPLE_MODEL, EXAMPLE_INPUT
     elif input is None:
         raise InputError("missing INPUT (a .npy, .npz or image file)")
-    m = load(model, device=device, threads=threads, policy=policy)
+    m = load(model, device=device, threads=threads, policy=policy, activations=activations)
     spec = m.inputs[0]
     if len(m.inputs) != 1:
         raise InputError(f"{model}: model has {len(m.inputs)} inputs; `edgenet run` feeds one")

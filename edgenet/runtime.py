@@ -120,7 +120,8 @@ class Model:
     """A loaded .edgenet model. Call ``model(x)`` or ``model.run({"name": x})``."""
 
     def __init__(self, path, device: str = "cpu", threads: int | None = None,
-                 policy: str | None = None, verify: bool = True):
+                 policy: str | None = None, verify: bool = True,
+                 activations: str | None = None, act_ranges: dict | None = None):
         self.path = os.fspath(path)
         self.device = device
         self.policy = policy or os.environ.get("EDGENET_WEIGHTS_POLICY") or DEFAULT_POLICY
@@ -142,12 +143,50 @@ class Model:
             self._impls[node["op"]] = impl
         self.threads = self._check_threads(threads)
         # validate every node against the stored shapes (batch 1) before any kernel runs
-        self.infer_shapes({s.name: tuple(1 if d is None else d for d in s.shape)
-                           for s in self.inputs})
+        shapes1 = self.infer_shapes({s.name: tuple(1 if d is None else d for d in s.shape)
+                                     for s in self.inputs})
+        self.activations, self.int8_convs = self._activation_mode(activations, act_ranges,
+                                                                  shapes1)
         self._plans: dict = {}
         self._plans_lock = threading.Lock()
         self._states = [self._impls[n["op"]].prepare(n, self.consts, self.policy)
                         for n in self.graph["nodes"]]
+
+    def _activation_mode(self, activations, act_ranges, shapes):
+        """f32, or int8 (eligible Convs get ``_aq`` = (scale, zero point) in their node:
+        edgenet/quant.py). Default: the file's calibration if it has one, else f32;
+        EDGENET_ACTIVATIONS overrides the default. CUDA runs f32 unless int8 is asked for
+        explicitly (then it is an error)."""
+        from . import quant
+        explicit = activations is not None
+        mode = activations or os.environ.get("EDGENET_ACTIVATIONS") or None
+        ranges = act_ranges
+        if ranges is None:
+            try:
+                ranges = quant.ranges_from_metadata(self.metadata)
+            except EdgenetError as e:
+                raise ModelError(f"{self.path}: {e}") from None
+        if mode is None:
+            mode = "int8" if ranges else "f32"
+            if self.device == "cuda":
+                mode = "f32"
+        if mode not in quant.MODES:
+            raise EdgenetError(f"unknown activation precision {mode!r} "
+                               f"(choose from {', '.join(quant.MODES)})")
+        if mode == "f32":
+            return "f32", 0
+        if self.device == "cuda":
+            raise DeviceError("int8 activations run on device 'cpu' (and 'reference'); "
+                              "device 'cuda' runs f32 activations")
+        if not ranges:
+            raise ModelError(f"{self.path}: activations 'int8' need calibrated ranges: convert "
+                             f"with --activations int8 --calibrate SAMPLES.npy, or pass "
+                             f"act_ranges=edgenet.quant.calibrate(...)"
+                             + ("" if explicit else " (EDGENET_ACTIVATIONS=int8 is set)"))
+        nodes, count = quant.annotate(self.graph["nodes"], self.consts, ranges, shapes)
+        self.graph = dict(self.graph)
+        self.graph["nodes"] = nodes
+        return "int8", count
 
     # -- description -------------------------------------------------------------------
     @property
@@ -261,9 +300,12 @@ class Model:
         with self._plans_lock:
             self._plans.setdefault(key, []).append(plan)
 
-    def run(self, feeds: dict, outputs=None, profile: dict | None = None) -> dict:
+    def run(self, feeds: dict, outputs=None, profile: dict | None = None,
+            observe=None) -> dict:
         """Run the model. ``feeds`` maps input names to float32 arrays; returns a dict of
-        output arrays (fresh copies). ``profile``, if given, accumulates seconds per node."""
+        output arrays (fresh copies). ``profile``, if given, accumulates seconds per node.
+        ``observe(name, array)``, if given, sees every graph input and every node output
+        while it is live (calibration); CPU and reference devices only."""
         if not isinstance(feeds, dict):
             raise InputError("run() takes a dict {input name: array}")
         specs = {s.name: s for s in self.inputs}
@@ -281,18 +323,20 @@ class Model:
         for n in wanted:
             if n not in self._output_names:
                 raise InputError(f"unknown output '{n}'; model outputs: {self._output_names}")
+        if observe is not None and self.device == "cuda":
+            raise DeviceError("run(observe=...) is for devices 'cpu' and 'reference'")
         if self.device == "cuda":  # activations stay on the GPU: one upload, one download
             return self.backend.run_graph(self, arrays, wanted, profile)
         key_shapes = {n: a.shape for n, a in arrays.items()}
         plan = self._get_plan(key_shapes)
         key = tuple(sorted(key_shapes.items()))
         try:
-            self._execute(plan, arrays, profile)
+            self._execute(plan, arrays, profile, observe)
             return {n: plan.buffers[n].copy() for n in wanted}
         finally:
             self._release(key, plan)
 
-    def _execute(self, plan: _Plan, arrays: dict, profile):
+    def _execute(self, plan: _Plan, arrays: dict, profile, observe=None):
         if _FORKED_AFTER_PARALLEL and self.device == "cpu":
             raise DeviceError(
                 "device 'cpu' cannot run in a process forked after parallel kernels ran "
@@ -302,6 +346,9 @@ class Model:
             import numba
             numba.set_num_threads(self.threads)
         bufs = plan.buffers
+        if observe is not None:
+            for n, a in arrays.items():
+                observe(n, a)
         for impl, node, state, ins_names, outs in plan.steps:
             ins = [None if n is None else (arrays[n] if n in arrays else bufs[n])
                    for n in ins_names]
@@ -312,6 +359,9 @@ class Model:
                 impl.run(node, state, ins, outs)
                 key = (node.get("name") or node["outputs"][0], node["op"])
                 profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
+            if observe is not None:
+                for n, o in zip(node["outputs"], outs):
+                    observe(n, o)
 
     def __call__(self, x):
         """Run a one-input model on ``x``; returns the (first) output array."""
@@ -359,16 +409,22 @@ def _is_file_view(a: np.ndarray) -> bool:
 
 
 def load(path, device: str = "cpu", threads: int | None = None, policy: str | None = None,
-         warmup: bool = False, verify: bool = True) -> Model:
+         warmup: bool = False, verify: bool = True, activations: str | None = None,
+         act_ranges: dict | None = None) -> Model:
     """Load a .edgenet model.
 
     device: "cpu" (Numba, parallel), "reference" (plain NumPy, the oracle) or "cuda".
     threads: threads for parallel kernels (default: all cores).
-    policy: "expanded" (weights decoded once at load; fastest, the default) or "packed"
-    (weights stay bit-packed, decoded a filter at a time; smallest memory).
+    policy: "packed" (the default: weights stay bit-packed, decoded a layer at a time;
+    smallest memory) or "expanded" (weights decoded once at load; ~8% faster).
     warmup: compile/load every kernel now instead of on the first call.
+    activations: "f32" or "int8" (uint8 activations x int8 weights in eligible convs, from
+    calibrated ranges: the file's, written by ``edgenet convert --activations int8
+    --calibrate``, or ``act_ranges`` from ``edgenet.quant.calibrate``). Default: int8 when
+    the file is calibrated, else f32.
     """
-    m = Model(path, device=device, threads=threads, policy=policy, verify=verify)
+    m = Model(path, device=device, threads=threads, policy=policy, verify=verify,
+              activations=activations, act_ranges=act_ranges)
     if warmup:
         m.warmup()
     return m

@@ -538,6 +538,16 @@ class Conv(OpImpl):
         b = st["consts"][2] if len(names) > 2 else None
         st["b"] = b.reshape(-1) if b is not None else np.zeros(O, np.float32)
         g = st["params"][-1]
+        st["q"] = None
+        st["toff_w"] = {}
+        aq = node.get("_aq") if isinstance(node, dict) else None
+        if aq is not None:   # int8 activations (edgenet/quant.py): only the int8 layout is kept
+            from . import qconv
+            st["q"] = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st["b"], aq, aq[2])
+            st["w"] = Weights(np.zeros((O, 1), np.float32), "expanded")
+            st["w"].K = Cg * KH * KW
+            st["simd"] = st["simd_dw"] = st["tiled"] = None
+            return st
         st["tiled"] = None
         st["simd"] = None
         st["toff_w"] = {}   # padded input width -> tap offsets (int64, kh*kw)
@@ -599,6 +609,17 @@ class Conv(OpImpl):
         code, alpha, beta = state["act"]
         KH, KW = state["KH"], state["KW"]
         w = state["w"]
+        if state["q"] is not None:
+            from . import qconv
+            Wp = x.shape[3] + pl + pr
+            toff = state["toff_w"].get(Wp)
+            if toff is None:
+                toff = np.array([ky * dh * Wp + kx * dw for ky in range(KH) for kx in range(KW)],
+                                np.int64)
+                state["toff_w"][Wp] = toff
+            qconv.run(x, y, state["q"], state["params"], toff, b, b is state["b"], r, has_r,
+                      code, alpha, beta)
+            return
         if state["simd"] is not None or state["simd_dw"] is not None:
             Wp = x.shape[3] + pl + pr
             toff = state["toff_w"].get(Wp)

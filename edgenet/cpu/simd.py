@@ -302,3 +302,188 @@ def stf(typingctx, arr, idx, v):
         builder.store(args[2], p, align=4)
         return context.get_dummy_value()
     return types.none(arr, idx, v), codegen
+
+
+# ----------------------------------------------------------------------------- int8 (u8 x s8)
+# Integer vectors for the int8-activation conv kernels (edgenet/cpu/qconv.py): a lane is an
+# int32 accumulator of one output channel; its 4 bytes hold 4 consecutive input channels
+# (activations: uint8, weights: int8), as in x86's VNNI ``vpdpbusd``.
+
+class I32Vec(types.Type):
+    def __init__(self, n):
+        self.n = n
+        super().__init__(name=f"i32x{n}")
+
+
+@register_model(I32Vec)
+class _I32VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(32), fe_type.n))
+
+
+I32x16 = I32Vec(16)
+_I32 = ir.IntType(32)
+_I8 = ir.IntType(8)
+_LI16 = ir.VectorType(_I32, 16)
+_LF16 = ir.VectorType(_F, 16)
+
+
+def _is_arr(a, dt):
+    return isinstance(a, types.Array) and a.dtype == dt
+
+
+def _splat_i(builder, s, LV, n):
+    v = builder.insert_element(ir.Constant(LV, ir.Undefined), s, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(LV, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, n), [0] * n))
+
+
+@intrinsic
+def vldi16(typingctx, arr, idx):
+    """Unaligned load of 16 int32 at arr.flat[idx] (arr: int32)."""
+    if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return builder.load(builder.bitcast(p, _LI16.as_pointer()), align=4, typ=_LI16)
+    return I32x16(arr, idx), codegen
+
+
+@intrinsic
+def vbci16(typingctx, arr, idx):
+    """arr.flat[idx] (int32) broadcast to 16 lanes (folds into vpdpbusd's {1to16})."""
+    if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return _splat_i(builder, builder.load(p, align=4, typ=_I32), _LI16, 16)
+    return I32x16(arr, idx), codegen
+
+
+@intrinsic
+def vzeroi16(typingctx):
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_LI16, [0] * 16)
+    return I32x16(), codegen
+
+
+@intrinsic
+def vitof16(typingctx, a):
+    """int32 lanes -> float32 lanes."""
+    if a != I32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.sitofp(args[0], _LF16)
+    return F32x16(a), codegen
+
+
+@intrinsic
+def vdpbusd16(typingctx, acc, a, b):
+    """acc + sum_j u8(a.byte[4l+j]) * s8(b.byte[4l+j]) per lane l, via AVX512-VNNI
+    ``vpdpbusd`` (call only where the CPU has avx512vnni: see ``has_vnni``)."""
+    if not (acc == I32x16 and a == I32x16 and b == I32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_LI16, [_LI16, _LI16, _LI16]),
+            "llvm.x86.avx512.vpdpbusd.512")
+        return builder.call(fn, list(args))
+    return I32x16(acc, a, b), codegen
+
+
+@intrinsic
+def vdpbusd16g(typingctx, acc, a, b):
+    """The same dot product in generic LLVM IR (zext/sext to i32, multiply, sum the 4
+    products of each lane): correct on any CPU; no saturation, unlike AVX2's vpmaddubsw."""
+    if not (acc == I32x16 and a == I32x16 and b == I32x16):
+        return None
+    LB = ir.VectorType(_I8, 64)
+    LW = ir.VectorType(_I32, 64)
+
+    def codegen(context, builder, sig, args):
+        ua = builder.zext(builder.bitcast(args[1], LB), LW)
+        sb = builder.sext(builder.bitcast(args[2], LB), LW)
+        pr = builder.mul(ua, sb)
+        out = args[0]
+        for j in range(4):
+            part = builder.shuffle_vector(pr, ir.Constant(LW, ir.Undefined),
+                                          ir.Constant(_LI16, [4 * l + j for l in range(16)]))
+            out = builder.add(out, part)
+        return out
+    return I32x16(acc, a, b), codegen
+
+
+def _rint_clamp(builder, v, s, zp, LV):
+    """clamp(rint(v / s) + zp, 0, 255) (float lanes; NaN stays NaN)."""
+    n = LV.count
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(LV, [LV]),
+                                        f"llvm.rint.v{n}f32")
+    q = builder.fadd(builder.call(fn, [builder.fdiv(v, s)]), zp)
+    hi = ir.Constant(LV, [255.0] * n)
+    lo = ir.Constant(LV, [0.0] * n)
+    q = builder.select(builder.fcmp_ordered(">", q, hi), hi, q)
+    return builder.select(builder.fcmp_ordered("<", q, lo), lo, q)
+
+
+@intrinsic
+def vquant4_16(typingctx, x, idx, cs, s, zp, out, oidx):
+    """Quantize 16 pixels x 4 channels: x.flat[idx + j*cs + p] (float32, j < 4, p < 16) ->
+    out bytes [oidx + 4p + j] = clamp(rint(x / s) + zp, 0, 255) (uint8, channels interleaved
+    per pixel). rint rounds half to even, as ONNX QuantizeLinear."""
+    if not (_is_f32_array(x) and _is_arr(out, types.uint8) and s == types.float32
+            and zp == types.float32 and all(isinstance(t, types.Integer) for t in (idx, cs, oidx))):
+        return None
+    LB16 = ir.VectorType(_I8, 16)
+    LB64 = ir.VectorType(_I8, 64)
+
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        st = context.cast(builder, args[2], sig.args[2], types.int64)
+        sv = _splat_i(builder, args[3], _LF16, 16)
+        zv = _splat_i(builder, args[4], _LF16, 16)
+        qs = []
+        for j in range(4):
+            i = builder.add(i0, builder.mul(st, ir.Constant(ir.IntType(64), j)))
+            p = builder.gep(a.data, [i], inbounds=True)
+            v = builder.load(builder.bitcast(p, _LF16.as_pointer()), align=4, typ=_LF16)
+            q = _rint_clamp(builder, v, sv, zv, _LF16)
+            qs.append(builder.trunc(builder.fptosi(q, _LI16), LB16))
+        m32 = ir.VectorType(_I32, 32)
+        il = [v for p in range(16) for v in (p, 16 + p)]
+        c01 = builder.shuffle_vector(qs[0], qs[1], ir.Constant(m32, il))
+        c23 = builder.shuffle_vector(qs[2], qs[3], ir.Constant(m32, il))
+        fin = [v for p in range(16) for v in (2 * p, 2 * p + 1, 32 + 2 * p, 33 + 2 * p)]
+        r = builder.shuffle_vector(c01, c23, ir.Constant(ir.VectorType(_I32, 64), fin))
+        po = _eptr(context, builder, sig.args[5], args[5], args[6], sig.args[6])
+        builder.store(r, builder.bitcast(po, LB64.as_pointer()), align=1)
+        return context.get_dummy_value()
+    return types.none(x, idx, cs, s, zp, out, oidx), codegen
+
+
+@intrinsic
+def quant1(typingctx, v, s, zp):
+    """Scalar clamp(rint(v / s) + zp, 0, 255) as uint8 (same rounding as vquant4_16)."""
+    if not (v == types.float32 and s == types.float32 and zp == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        LV1 = ir.VectorType(_F, 1)
+        one = lambda x: builder.insert_element(ir.Constant(LV1, ir.Undefined), x,  # noqa: E731
+                                               ir.Constant(_I32, 0))
+        q = _rint_clamp(builder, one(args[0]), one(args[1]), one(args[2]), LV1)
+        q = builder.extract_element(q, ir.Constant(_I32, 0))
+        return builder.trunc(builder.fptosi(q, _I32), _I8)
+    return types.uint8(v, s, zp), codegen
+
+
+def has_vnni() -> bool:
+    """The host has AVX512-VNNI (vpdpbusd on zmm); ``EDGENET_VNNI=0`` forces the generic path."""
+    if os.environ.get("EDGENET_VNNI", "").strip() in ("0", "off", "no"):
+        return False
+    f = host_features()
+    return bool(f.get("avx512vnni") and f.get("avx512bw") and f.get("avx512f"))

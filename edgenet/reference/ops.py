@@ -75,8 +75,23 @@ def _taps(xp, kh, kw, sh, sw, dh, dw, oh, ow):
 
 
 class Conv(OpImpl):
+    def prepare(self, node, consts, policy="expanded"):
+        state = super().prepare(node, consts, policy)
+        aq = node.get("_aq")
+        if aq is not None:   # int8 activations: the weights the int8 kernels use, as floats
+            from .. import quant
+            o = int(consts[node["inputs"][1]].shape[0])
+            wf = state["const"][1]
+            lev, alpha = quant.conv_levels(consts[node["inputs"][1]], o, wf.size // o)
+            state["const"][1] = (lev.astype(np.float32) * alpha[:, None]).reshape(wf.shape)
+        return state
+
     def run(self, node, state, inputs, outputs):
         x, w, b, r = (self.args(node, state, inputs) + [None, None])[:4]
+        aq = node.get("_aq")
+        if aq is not None:   # int8 activations: the uint8 values the input stands for
+            from .. import quant
+            x = quant.fake_quant(x, aq[0], aq[1])
         a = _attrs(node)
         g = int(a["group"])
         sh, sw = a["strides"]

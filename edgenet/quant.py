@@ -1,0 +1,157 @@
+"""The activation-precision mode ``int8``: quantization parameters, which convs run it,
+calibration. Shared by the backends (the NumPy reference fake-quantizes with exactly these
+rules; the CPU backend runs uint8 x int8 kernels) and by the converter.
+
+Rules (docs/PERFORMANCE.md, "int8 activations"):
+
+- A Conv runs in int8 when ``group == 1``, its strides are equal and 1 or 2, its weight is
+  4-D, and its input tensor has a calibrated range. Every other node, and every Conv that
+  does not qualify, runs in float32 as before.
+- The input tensor of such a Conv is quantized per tensor, asymmetric, to uint8:
+  ``q = clamp(rint(x / s) + zp, 0, 255)`` (rint: half to even, as ONNX QuantizeLinear),
+  with ``s = (hi - lo) / 255`` and ``zp = round(-lo / s)`` from the calibrated range
+  ``[lo, hi]`` widened to include 0 (so zero padding is exact).
+- Weights: ternary / quinary / i8 levels are used as they are (int8 levels x per-channel
+  alpha); float weights are quantized per output channel, symmetric, to int8 levels
+  ``rint(w / a)`` with ``a = max|w| / 127``.
+- The accumulation is exact (int32); the output is ``acc * (alpha * s) + bias - zp *
+  sum(levels) * alpha * s`` in float32, then the fused residual / activation.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import EdgenetError, InputError  # noqa: F401
+
+METADATA_KEY = "activation_quant"
+MODES = ("f32", "int8")
+METHODS = ("minmax", "percentile")
+
+
+def qparams(lo: float, hi: float):
+    """(scale float32, zero point int) of the uint8 quantization of range [lo, hi]."""
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise EdgenetError(f"invalid activation range [{lo}, {hi}]")
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-30:
+        return np.float32(1.0), 0
+    scale = np.float32((hi - lo) / 255.0)
+    zp = int(min(255, max(0, round(-lo / float(scale)))))
+    return scale, zp
+
+
+def fake_quant(x: np.ndarray, scale, zp) -> np.ndarray:
+    """float32 x -> the float32 values its uint8 codes stand for (the reference's view)."""
+    s = np.float32(scale)
+    q = np.clip(np.rint(np.asarray(x, np.float32) / s) + np.float32(zp), 0, 255)
+    return ((q - np.float32(zp)) * s).astype(np.float32)
+
+
+def int8_weights(wf: np.ndarray):
+    """Float weights (O, K) -> (int8 levels (O, K), per-channel alpha float32 (O,))."""
+    wf = np.asarray(wf, np.float32).reshape(wf.shape[0], -1)
+    m = np.abs(wf).max(axis=1) if wf.size else np.zeros(wf.shape[0], np.float32)
+    alpha = np.where(m > 0, m / np.float32(127), np.float32(1)).astype(np.float32)
+    lev = np.clip(np.rint(wf / alpha[:, None]), -127, 127).astype(np.int8)
+    return lev, alpha
+
+
+def conv_levels(p, O: int, K: int):
+    """A Conv weight constant -> (int8 levels (O, K), alpha (O,)) for the int8 kernels:
+    stored ternary/quinary/i8 levels as they are, float weights quantized per channel."""
+    if getattr(p, "quantized", False):
+        lev = np.asarray(p.levels(), np.int8).reshape(O, K)
+        return lev, np.ascontiguousarray(p.scale, np.float32).reshape(O)
+    wf = p.dequantize() if hasattr(p, "dequantize") else np.asarray(p)
+    return int8_weights(np.asarray(wf, np.float32).reshape(O, K))
+
+
+def eligible(node: dict, consts: dict) -> bool:
+    """Does this node run with int8 activations (given a calibrated input range)?"""
+    if node.get("op") != "Conv":
+        return False
+    a = node.get("attrs") or {}
+    if int(a.get("group", 1)) != 1:
+        return False
+    s = [int(v) for v in a.get("strides", [1, 1])]
+    if len(s) != 2 or s[0] != s[1] or s[0] not in (1, 2):
+        return False
+    w = consts.get(node["inputs"][1]) if len(node["inputs"]) > 1 else None
+    return w is not None and len(getattr(w, "shape", ())) == 4
+
+
+def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict):
+    """Copies of ``nodes`` where each eligible Conv with a calibrated input carries
+    ``_aq = (scale, zero_point, output width)``; returns (nodes, number of int8 convs).
+    shapes: every value's shape (the output width is fixed: only the batch is dynamic)."""
+    out, count = [], 0
+    for nd in nodes:
+        r = ranges.get(nd["inputs"][0]) if nd.get("inputs") else None
+        if r is not None and eligible(nd, consts):
+            s, zp = qparams(*r)
+            nd = dict(nd)
+            nd["_aq"] = (float(s), int(zp), int(shapes[nd["outputs"][0]][-1]))
+            count += 1
+        out.append(nd)
+    return out, count
+
+
+def ranges_from_metadata(meta: dict):
+    aq = (meta or {}).get(METADATA_KEY)
+    if not isinstance(aq, dict) or not isinstance(aq.get("ranges"), dict):
+        return None
+    out = {}
+    for k, v in aq["ranges"].items():
+        if not (isinstance(v, (list, tuple)) and len(v) == 2):
+            raise EdgenetError(f"metadata '{METADATA_KEY}': range of '{k}' is not [lo, hi]")
+        out[str(k)] = (float(v[0]), float(v[1]))
+    return out
+
+
+def calibrate(model, samples: np.ndarray, method: str = "minmax", percentile: float = 99.99,
+              batch: int = 8) -> dict:
+    """Ranges {tensor name: (lo, hi)} of every eligible Conv input, observed running the
+    float32 ``model`` (a loaded edgenet Model with f32 activations) on ``samples``
+    (S, ...). ``minmax``: the extremes; ``percentile``: per batch, the ``percentile`` /
+    (100 - ``percentile``) quantiles, averaged over batches (clips rare outliers)."""
+    if method not in METHODS:
+        raise EdgenetError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if getattr(model, "activations", "f32") != "f32":
+        raise EdgenetError("calibrate() needs a model loaded with activations='f32'")
+    if len(model.inputs) != 1:
+        raise EdgenetError("calibration supports one-input models")
+    names = {nd["inputs"][0] for nd in model.graph["nodes"] if eligible(nd, model.consts)}
+    acc: dict = {}
+    spec = model.inputs[0]
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    if samples.ndim != len(spec.shape) or samples.shape[0] == 0:
+        raise InputError(f"calibration samples: shape {samples.shape} does not match the "
+                         f"input '{spec.name}' {spec.shape}")
+
+    def see(name, v):
+        if name not in names:
+            return
+        if method == "minmax":
+            lo, hi = float(v.min()), float(v.max())
+        else:
+            lo, hi = (float(q) for q in np.percentile(v, [100.0 - percentile, percentile]))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise EdgenetError(f"calibration: tensor '{name}' has NaN or infinite values")
+        acc.setdefault(name, []).append((lo, hi))
+
+    for i in range(0, samples.shape[0], batch):
+        model.run({spec.name: samples[i:i + batch]}, observe=see)
+    out = {}
+    for k, v in acc.items():
+        a = np.array(v, np.float64)
+        out[k] = ((float(a[:, 0].min()), float(a[:, 1].max())) if method == "minmax"
+                  else (float(a[:, 0].mean()), float(a[:, 1].mean())))
+    return out
+
+
+def metadata_entry(ranges: dict, method: str, samples: int) -> dict:
+    return {"mode": "int8", "method": method, "samples": int(samples),
+            "ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in sorted(ranges.items())}}
