@@ -1,0 +1,240 @@
+"""int8 activations (edgenet/quant.py, edgenet/cpu/qconv.py).
+
+Oracles: the NumPy reference backend fake-quantizes the conv input with the same rules
+(uint8 codes, then float64 conv); the CPU backend's uint8 x int8 kernels (AVX512-VNNI and the
+generic-IR variant) must agree with it to float rounding. At model level, the int8 model is
+compared with the reference int8 model and with the f32-activation model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgenet
+from edgenet import cpu, quant
+from edgenet.cpu import qconv, simd
+from edgenet.errors import DeviceError, EdgenetError, ModelError
+from edgenet.format import pack
+from edgenet.ir import act_desc
+from edgenet.reference import run_node
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+VARIANTS = ["generic"] + (["vnni"] if simd.has_vnni() else [])
+
+# (N, C, H, W, O, kh, kw, stride, pads (t, l, b, r), dil, act, residual, enc, lo, hi)
+CASES = [
+    (1, 13, 12, 16, 37, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False, "t2", 0.0, 1.0),
+    (2, 8, 10, 14, 20, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", True, "q3", -1.0, 1.0),
+    (1, 16, 15, 17, 32, 3, 3, 2, (1, 1, 1, 1), 1, None, False, "t2", -0.3, 0.9),
+    (1, 3, 30, 30, 24, 7, 7, 2, (3, 3, 3, 3), 1, "Relu", False, "f32", -1.0, 1.0),
+    (1, 24, 9, 21, 40, 1, 1, 1, (0, 0, 0, 0), 1, None, False, "i8", 0.0, 1.0),
+    (1, 24, 18, 18, 48, 1, 1, 2, (0, 0, 0, 0), 1, None, True, "t2", -1.0, 0.5),
+    (1, 6, 16, 20, 16, 3, 3, 1, (2, 2, 2, 2), 2, "LeakyRelu", False, "f32", -1.0, 1.0),
+    (1, 5, 11, 13, 18, 3, 3, 1, (0, 2, 1, 0), 1, "HardSwish", True, "q3", -0.5, 0.5),
+    (1, 64, 7, 7, 144, 3, 3, 1, (1, 1, 1, 1), 1, "Clip", True, "t2", 0.0, 1.0),
+    (1, 8, 9, 9, 64, 3, 3, 1, (1, 1, 1, 1), 1, "Sigmoid", False, "t2", -1.0, 1.0),
+    (1, 4, 5, 5, 16, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False, "t2", 0.0, 1.0),    # P = 4 tile
+    (1, 4, 3, 2, 16, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False, "t2", 0.0, 1.0),    # 2-wide: P = 1
+    (1, 10, 9, 20, 24, 3, 3, 1, (1, 1, 1, 1), 1, "Clip", False, "i8", -1.0, 2.0),
+    (1, 17, 14, 14, 96, 1, 1, 1, (0, 0, 0, 0), 1, "Relu", False, "t2", 0.0, 0.7),  # clamps
+]
+
+
+def _node(st, pads, dil, act, res, aq=None):
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    ins = ["x", "w", "b"] + (["r"] if res else [])
+    nd = {"name": "c", "op": "Conv", "inputs": ins, "outputs": ["y"],
+          "attrs": {"strides": [st, st], "pads": list(pads), "dilations": [dil, dil],
+                    "group": 1, "activation": desc}}
+    if aq is not None:
+        nd["_aq"] = aq
+    return nd
+
+
+def _weight(rng, enc, shape):
+    if enc == "f32":
+        return pack("f32", rng.normal(0, 0.3, size=shape).astype(np.float32))
+    lim = {"t2": 1, "q3": 2, "i8": 127}[enc]
+    return pack(enc, rng.integers(-lim, lim + 1, size=shape),
+                rng.uniform(0.05, 0.3, size=shape[0]).astype(np.float32) / lim)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_qconv_matches_reference(case, variant, monkeypatch):
+    monkeypatch.setenv("EDGENET_VNNI", "1" if variant == "vnni" else "0")
+    N, C, H, W, O, kh, kw, st, pads, dil, act, res, enc, lo, hi = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": _weight(rng, enc, (O, C, kh, kw)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    OH = (H + pads[0] + pads[2] - dil * (kh - 1) - 1) // st + 1
+    OW = (W + pads[1] + pads[3] - dil * (kw - 1) - 1) // st + 1
+    s, zp = quant.qparams(lo, hi)
+    node = _node(st, pads, dil, act, res, aq=(float(s), zp, OW))
+    inputs = [x, None, None]
+    if res:
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    state = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    assert state["q"] is not None and state["q"]["vnni"] == (variant == "vnni")
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, state, inputs, [y])
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
+    y2 = np.full_like(want, np.nan)         # second call: reused (zero-point filled) scratch
+    cpu.OPS["Conv"].run(node, state, inputs, [y2])
+    np.testing.assert_array_equal(y, y2)
+    # the int8 result approximates the float conv of the input clipped to the calibrated
+    # range (within rounding: half a code per input, the weights' own int8 rounding)
+    xc = np.clip(x, -zp * s, (255 - zp) * s).astype(np.float32)
+    f32 = run_node(_node(st, pads, dil, act, res), [xc] + inputs[1:], consts)[0]
+    assert float(np.abs(y - f32).max()) < 0.05 * scale
+
+
+def test_tile_choice_fits_every_row():
+    for O in (1, 16, 24, 37, 64, 144, 512):
+        for OW in range(1, 60):
+            k, P = qconv.choose_kp(O, OW)
+            assert P <= OW and P in qconv._QP[k]
+
+
+def test_qparams_and_fake_quant():
+    s, zp = quant.qparams(0.0, 2.55)
+    assert zp == 0 and np.isclose(s, 0.01)
+    s, zp = quant.qparams(-1.0, 1.0)
+    assert 127 <= zp <= 128
+    s, zp = quant.qparams(0.5, 2.0)            # widened to include 0
+    assert zp == 0 and np.isclose(s, 2.0 / 255)
+    assert quant.qparams(0.0, 0.0) == (np.float32(1.0), 0)
+    with pytest.raises(EdgenetError):
+        quant.qparams(float("nan"), 1.0)
+    # half to even, as ONNX QuantizeLinear; clamped to [0, 255]
+    x = np.array([0.5, 1.5, 2.5, -3.0, 300.0], np.float32)
+    np.testing.assert_array_equal(quant.fake_quant(x, 1.0, 0), [0, 2, 2, 0, 255])
+    np.testing.assert_array_equal(quant.fake_quant(x, 1.0, 10), [0, 2, 2, -3, 245])
+
+
+def test_int8_weights_per_channel():
+    w = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0], [3.0, 1.0, -2.0]], np.float32)
+    lev, a = quant.int8_weights(w)
+    assert lev.dtype == np.int8 and np.abs(lev).max() == 127
+    np.testing.assert_array_equal(lev[1], 0)
+    assert float(np.abs(lev * a[:, None] - w).max()) <= float(a.max()) / 2 + 1e-7
+
+
+# ----------------------------------------------------------------------------- model level
+@pytest.fixture(scope="module")
+def r20(tmp_path_factory):
+    pytest.importorskip("onnx")
+    from converters.convert import convert
+    d = tmp_path_factory.mktemp("int8")
+    rng = np.random.default_rng(7)
+    cal = rng.normal(0, 1, (12, 3, 32, 32)).astype(np.float32)
+    p = str(d / "r20.int8.edgenet")
+    convert(os.path.join(FIX, "resnet20.onnx"), p, weights="ternary", activations="int8",
+            calibration=cal)
+    return p, cal, d
+
+
+def test_calibrated_file_and_modes(r20):
+    p, cal, _ = r20
+    m8 = edgenet.load(p)                           # calibrated file: int8 by default
+    assert m8.activations == "int8" and m8.int8_convs == 19
+    m32 = edgenet.load(p, activations="f32")
+    assert m32.activations == "f32" and m32.int8_convs == 0
+    ref8 = edgenet.load(p, device="reference")
+    assert ref8.activations == "int8"
+    meta = m8.metadata[quant.METADATA_KEY]
+    assert meta["mode"] == "int8" and meta["samples"] == 12
+    # the graph input's range is the calibration samples' extremes (minmax)
+    lo, hi = meta["ranges"]["input"]
+    assert lo == pytest.approx(float(cal.min())) and hi == pytest.approx(float(cal.max()))
+    x = np.random.default_rng(8).normal(0, 1, (3, 3, 32, 32)).astype(np.float32)
+    y8, yr, y32 = m8(x), ref8(x), m32(x)
+    scale = float(np.abs(yr).max())
+    # cpu int8 vs reference int8: float rounding can flip a code at a rounding boundary
+    # inside the net, which moves the output by ~one code's worth, never more
+    assert float(np.abs(y8 - yr).max()) < 1e-2 * scale
+    assert float(np.median(np.abs(y8 - yr))) < 1e-5 * scale
+    # int8 vs f32 activations: close, and different (the mode really changed)
+    d = float(np.abs(y8 - y32).max())
+    assert 0 < d < 0.1 * scale
+    assert (y8.argmax(1) == y32.argmax(1)).mean() >= 2 / 3
+
+
+def test_calibrate_api_and_percentile(r20):
+    p, cal, _ = r20
+    m32 = edgenet.load(p, activations="f32")
+    mm = quant.calibrate(m32, cal, method="minmax")
+    pc = quant.calibrate(m32, cal, method="percentile", percentile=99.0)
+    assert set(mm) == set(pc) and len(mm) >= 10
+    for k in mm:
+        assert mm[k][0] <= pc[k][0] + 1e-6 and pc[k][1] <= mm[k][1] + 1e-6
+    m = edgenet.load(p, activations="int8", act_ranges=pc)
+    assert m.int8_convs == 19
+    with pytest.raises(EdgenetError, match="activations='f32'"):
+        quant.calibrate(edgenet.load(p), cal)
+
+
+def test_int8_needs_ranges_and_cpu(r20, tmp_path):
+    _, _, d = r20
+    from converters.convert import convert
+    plain = str(tmp_path / "plain.edgenet")
+    convert(os.path.join(FIX, "resnet20.onnx"), plain, weights="ternary")
+    assert edgenet.load(plain).activations == "f32"
+    with pytest.raises(ModelError, match="calibrated ranges"):
+        edgenet.load(plain, activations="int8")
+    with pytest.raises(EdgenetError, match="activation precision"):
+        edgenet.load(plain, activations="int4")
+    with pytest.raises(DeviceError):
+        edgenet.load(plain, device="cuda", activations="int8", act_ranges={"input": (0, 1)})
+
+
+def test_cli_convert_int8_errors(tmp_path):
+    pytest.importorskip("onnx")
+    src = os.path.join(FIX, "resnet20.onnx")
+    out = tmp_path / "o.edgenet"
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 3, 16, 16), np.float32))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "edgenet", *args], capture_output=True,
+                              text=True, cwd=os.path.dirname(FIX) + "/..")
+    r = cli("convert", src, "-o", str(out), "--activations", "int8")
+    assert r.returncode == 2 and "--calibrate" in r.stderr and "Traceback" not in r.stderr
+    r = cli("convert", src, "-o", str(out), "--activations", "int8", "--calibrate", str(bad))
+    assert r.returncode == 2 and "calibration failed" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not [f for f in os.listdir(tmp_path) if "calib" in f]
+    r = cli("convert", src, "-o", str(out), "--calibrate", str(bad))
+    assert r.returncode == 2 and "only used with --activations int8" in r.stderr
+
+
+def test_cli_run_and_bench_activations(r20, tmp_path):
+    p, cal, _ = r20
+    x = tmp_path / "x.npy"
+    np.save(x, cal[:2])
+    env = dict(os.environ)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    outs = {}
+    for mode in ("int8", "f32"):
+        o = tmp_path / f"y_{mode}.npy"
+        r = subprocess.run([sys.executable, "-m", "edgenet", "run", p, str(x), "-o", str(o),
+                            "--activations", mode], capture_output=True, text=True,
+                           cwd=root, env=env)
+        assert r.returncode == 0, r.stderr
+        outs[mode] = np.load(o)
+    m8 = edgenet.load(p)
+    np.testing.assert_allclose(outs["int8"], m8(cal[:2]), rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(outs["int8"], outs["f32"])
+    r = subprocess.run([sys.executable, "-m", "edgenet", "bench", p, "--runs", "3", "--json"],
+                       capture_output=True, text=True, cwd=root, env=env)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["activations"] == "int8" and res["int8_convs"] == 19
