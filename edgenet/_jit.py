@@ -10,13 +10,16 @@
 - Threading layer: a thread-safe one (tbb or omp), never workqueue, which aborts the
   process when two Python threads call a parallel function at once. A user's explicit
   ``NUMBA_THREADING_LAYER`` wins.
-- OpenMP wait policy: ``OMP_WAIT_POLICY=passive`` unless the user set it. libgomp's
-  default lets idle workers spin; on a machine whose cores are shared with other processes
-  a parallel call then waits for a descheduled spinning worker (measured on a loaded 2-core
-  box: a 0.9 ms MaxPool took 12 ms as a 2-thread call with spinning workers, 1.1 ms
-  passive; docs/PERFORMANCE.md). Small kernels run serial anyway (``cpu._common.PAR_MIN``),
-  so the futex wake-up passive costs is paid only by calls worth parallelizing. libgomp
-  reads the variable once, when it loads (the first parallel call): set it before that.
+- OpenMP wait policy: a *short* spin, ``GOMP_SPINCOUNT=20000`` (an idle worker spins
+  ~0.3 ms, then sleeps), unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
+  libgomp's default (300000: ~8 ms of spinning after every call, measured) or ``active``
+  take the core from everything else in the process (onnxruntime interleaved went 20 ->
+  40 ms) and, on a loaded box, a parallel call waits for a descheduled spinning worker;
+  ``passive`` pays a futex wake-up per parallel call instead (50-250 us: a 64->64 int8
+  conv at 56x56 took 0.66 ms as a 2-thread call passive, 0.38 ms active, 0.39-0.44 ms with
+  the short spin; docs/PERFORMANCE.md). Within one inference the calls follow each other
+  within the spin window, so workers stay awake; between inferences they sleep. libgomp
+  reads these once, when it loads (the first parallel call): set them before that.
 """
 from __future__ import annotations
 
@@ -77,7 +80,8 @@ if not CACHE:
     warnings.warn("edgenet: no writable cache directory (set EDGENET_CACHE_DIR); "
                   "kernels will be compiled on every start", RuntimeWarning, stacklevel=2)
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "20000"
 
 import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 

@@ -193,6 +193,7 @@ class OpImpl:
 
 # fast-math flags safe for these kernels: no nnan/ninf (-inf padding, NaN propagation kept)
 FM = {"contract", "reassoc", "nsz", "arcp"}
+FZERO = np.float32(0)
 
 
 # ----------------------------------------------------------------------------- threading

@@ -5,7 +5,7 @@ import numba
 from numba import prange
 
 from .._jit import pjit
-from ._common import FM, act
+from ._common import FM, FZERO, act
 from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16, vld8,
                    vld16, vld2_8, vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
 
@@ -148,8 +148,21 @@ def conv_l16_k1_p16_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(16):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(16):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(16):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(16):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -290,8 +303,21 @@ def conv_l16_k1_p16_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(16):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(16):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(16):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(16):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -480,8 +506,21 @@ def conv_l16_k1_p24_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(24):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(24):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(24):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(24):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -670,8 +709,21 @@ def conv_l16_k1_p24_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(24):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(24):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(24):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(24):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -794,8 +846,21 @@ def conv_l16_k2_p7_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -918,8 +983,21 @@ def conv_l16_k2_p7_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -1053,8 +1131,21 @@ def conv_l16_k2_p8_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -1188,8 +1279,21 @@ def conv_l16_k2_p8_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -1367,8 +1471,21 @@ def conv_l16_k2_p12_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -1546,8 +1663,21 @@ def conv_l16_k2_p12_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -1747,8 +1877,21 @@ def conv_l16_k2_p14_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(14):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(14):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(14):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(14):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -1948,8 +2091,21 @@ def conv_l16_k2_p14_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r,
                     for p in range(14):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(14):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(14):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(14):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -2108,8 +2264,21 @@ def conv_l16_k3_p7_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -2268,8 +2437,21 @@ def conv_l16_k3_p7_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -2444,8 +2626,21 @@ def conv_l16_k3_p8_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -2620,8 +2815,21 @@ def conv_l16_k3_p8_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -2795,8 +3003,21 @@ def conv_l16_k4_p6_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 64 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 64 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l), code, alpha, beta))
@@ -2970,8 +3191,21 @@ def conv_l16_k4_p6_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 64 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 64 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l), code, alpha, beta))
@@ -3088,8 +3322,21 @@ def conv_l8_k1_p12_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 8 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 8 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 8 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 8 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 8 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 8 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 8 + l), code, alpha, beta))
@@ -3206,8 +3453,21 @@ def conv_l8_k1_p12_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, 
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 8 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 8 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 8 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 8 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 8 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 8 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 8 + l), code, alpha, beta))
@@ -3319,8 +3579,21 @@ def conv_l8_k2_p6_s1(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, c
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -3432,8 +3705,21 @@ def conv_l8_k2_p6_s2(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, c
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))

@@ -8,7 +8,7 @@ import numba
 from numba import prange
 
 from .._jit import pjit
-from ._common import FM, act
+from ._common import FM, FZERO, act
 from .simd import (ldf, stf, vbci16, vclip16, vdpbusd16, vdpbusd16g, vfma16, vitof16, vld16,
                    vldi16, vrelu16, vsplat16, vst16, vzeroi16)
 
@@ -167,8 +167,21 @@ def qconv_k1_p16_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(16):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(16):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(16):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(16):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -327,8 +340,21 @@ def qconv_k1_p16_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(16):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(16):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(16):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(16):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -487,8 +513,21 @@ def qconv_k1_p16_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(16):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(16):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(16):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(16):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -647,8 +686,21 @@ def qconv_k1_p16_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(16):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(16):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(16):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(16):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(16):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(16):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -863,8 +915,21 @@ def qconv_k1_p24_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(24):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(24):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(24):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(24):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1079,8 +1144,21 @@ def qconv_k1_p24_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(24):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(24):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(24):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(24):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1295,8 +1373,21 @@ def qconv_k1_p24_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(24):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(24):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(24):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(24):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1511,8 +1602,21 @@ def qconv_k1_p24_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(24):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(24):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(24):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(24):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(24):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(24):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1587,8 +1691,21 @@ def qconv_k1_p4_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(4):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(4):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(4):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(4):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(4):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1663,8 +1780,21 @@ def qconv_k1_p4_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(4):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(4):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(4):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(4):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(4):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1739,8 +1869,21 @@ def qconv_k1_p4_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(4):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(4):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(4):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(4):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(4):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1815,8 +1958,21 @@ def qconv_k1_p4_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(4):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(4):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(4):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(4):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(4):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(4):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1870,8 +2026,21 @@ def qconv_k1_p1_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(1):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(1):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(1):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(1):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(1):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1925,8 +2094,21 @@ def qconv_k1_p1_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(1):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(1):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(1):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(1):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(1):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -1980,8 +2162,21 @@ def qconv_k1_p1_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(1):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(1):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(1):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(1):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(1):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -2035,8 +2230,21 @@ def qconv_k1_p1_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(1):
                         stf(yf, yb + p, ldf(buf, p * 16 + l))
                 elif has_r:
-                    for p in range(1):
-                        stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(1):
+                            stf(yf, yb + p, ldf(buf, p * 16 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(1):
+                            v = ldf(buf, p * 16 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(1):
+                            stf(yf, yb + p, act(ldf(buf, p * 16 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(1):
                         stf(yf, yb + p, act(ldf(buf, p * 16 + l), code, alpha, beta))
@@ -2177,8 +2385,21 @@ def qconv_k2_p7_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -2319,8 +2540,21 @@ def qconv_k2_p7_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -2461,8 +2695,21 @@ def qconv_k2_p7_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -2603,8 +2850,21 @@ def qconv_k2_p7_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -2758,8 +3018,21 @@ def qconv_k2_p8_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -2913,8 +3186,21 @@ def qconv_k2_p8_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -3068,8 +3354,21 @@ def qconv_k2_p8_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -3223,8 +3522,21 @@ def qconv_k2_p8_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -3430,8 +3742,21 @@ def qconv_k2_p12_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -3637,8 +3962,21 @@ def qconv_k2_p12_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -3844,8 +4182,21 @@ def qconv_k2_p12_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -4051,8 +4402,21 @@ def qconv_k2_p12_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(12):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(12):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(12):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(12):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(12):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(12):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -4284,8 +4648,21 @@ def qconv_k2_p14_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(14):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(14):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(14):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(14):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -4517,8 +4894,21 @@ def qconv_k2_p14_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(14):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(14):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(14):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(14):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -4750,8 +5140,21 @@ def qconv_k2_p14_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(14):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(14):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(14):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(14):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -4983,8 +5386,21 @@ def qconv_k2_p14_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, ha
                     for p in range(14):
                         stf(yf, yb + p, ldf(buf, p * 32 + l))
                 elif has_r:
-                    for p in range(14):
-                        stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(14):
+                            stf(yf, yb + p, ldf(buf, p * 32 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(14):
+                            v = ldf(buf, p * 32 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(14):
+                            stf(yf, yb + p, act(ldf(buf, p * 32 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(14):
                         stf(yf, yb + p, act(ldf(buf, p * 32 + l), code, alpha, beta))
@@ -5170,8 +5586,21 @@ def qconv_k3_p7_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -5357,8 +5786,21 @@ def qconv_k3_p7_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -5544,8 +5986,21 @@ def qconv_k3_p7_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -5731,8 +6186,21 @@ def qconv_k3_p7_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(7):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(7):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(7):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(7):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(7):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(7):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -5937,8 +6405,21 @@ def qconv_k3_p8_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -6143,8 +6624,21 @@ def qconv_k3_p8_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -6349,8 +6843,21 @@ def qconv_k3_p8_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -6555,8 +7062,21 @@ def qconv_k3_p8_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(8):
                         stf(yf, yb + p, ldf(buf, p * 48 + l))
                 elif has_r:
-                    for p in range(8):
-                        stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(8):
+                            stf(yf, yb + p, ldf(buf, p * 48 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(8):
+                            v = ldf(buf, p * 48 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(8):
+                            stf(yf, yb + p, act(ldf(buf, p * 48 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(8):
                         stf(yf, yb + p, act(ldf(buf, p * 48 + l), code, alpha, beta))
@@ -6762,8 +7282,21 @@ def qconv_k4_p6_s1_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 64 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 64 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l), code, alpha, beta))
@@ -6969,8 +7502,21 @@ def qconv_k4_p6_s1_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 64 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 64 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l), code, alpha, beta))
@@ -7176,8 +7722,21 @@ def qconv_k4_p6_s2_v(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 64 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 64 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l), code, alpha, beta))
@@ -7383,8 +7942,21 @@ def qconv_k4_p6_s2_g(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has
                     for p in range(6):
                         stf(yf, yb + p, ldf(buf, p * 64 + l))
                 elif has_r:
-                    for p in range(6):
-                        stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
+                    if code == 1:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            stf(yf, yb + p, v if not v < 0 else FZERO)
+                    elif code == 0:
+                        for p in range(6):
+                            stf(yf, yb + p, ldf(buf, p * 64 + l) + ldf(rf, yb + p))
+                    elif code == 7:
+                        for p in range(6):
+                            v = ldf(buf, p * 64 + l) + ldf(rf, yb + p)
+                            v = beta if v > beta else v
+                            stf(yf, yb + p, alpha if v < alpha else v)
+                    else:
+                        for p in range(6):
+                            stf(yf, yb + p, act(ldf(buf, p * 64 + l) + ldf(rf, yb + p), code, alpha, beta))
                 else:
                     for p in range(6):
                         stf(yf, yb + p, act(ldf(buf, p * 64 + l), code, alpha, beta))

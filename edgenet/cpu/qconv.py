@@ -75,15 +75,15 @@ def _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, t0, t1):
         c0 = c4 * 4
         sb = ((n * C + c0) * H + y) * W
         db = (((n * C4 + c4) * Hp + y + pt) * Wp + pl) * 4
-        if c0 + 4 <= C and W >= 16:
+        nc = min(4, C - c0)
+        if W >= 16:
             x0 = 0
             while x0 + 16 <= W:
-                vquant4_16(x, sb + x0, HW, s, zp, out, db + 4 * x0)
+                vquant4_16(x, sb + x0, HW, nc, s, zp, out, db + 4 * x0)
                 x0 += 16
             if x0 < W:
-                vquant4_16(x, sb + W - 16, HW, s, zp, out, db + 4 * (W - 16))
+                vquant4_16(x, sb + W - 16, HW, nc, s, zp, out, db + 4 * (W - 16))
         else:
-            nc = min(4, C - c0)
             for xx in range(W):
                 for j in range(nc):
                     out[db + 4 * xx + j] = quant1(ldf(x, sb + j * HW + xx), s, zp)

@@ -430,25 +430,32 @@ def _rint_clamp(builder, v, s, zp, LV):
 
 
 @intrinsic
-def vquant4_16(typingctx, x, idx, cs, s, zp, out, oidx):
+def vquant4_16(typingctx, x, idx, cs, nc, s, zp, out, oidx):
     """Quantize 16 pixels x 4 channels: x.flat[idx + j*cs + p] (float32, j < 4, p < 16) ->
     out bytes [oidx + 4p + j] = clamp(rint(x / s) + zp, 0, 255) (uint8, channels interleaved
-    per pixel). rint rounds half to even, as ONNX QuantizeLinear."""
+    per pixel). rint rounds half to even, as ONNX QuantizeLinear. Only the first ``nc``
+    (1..4) channels are read; channels j >= nc repeat channel nc - 1 (their weights are 0)."""
     if not (_is_f32_array(x) and _is_arr(out, types.uint8) and s == types.float32
-            and zp == types.float32 and all(isinstance(t, types.Integer) for t in (idx, cs, oidx))):
+            and zp == types.float32
+            and all(isinstance(t, types.Integer) for t in (idx, cs, nc, oidx))):
         return None
     LB16 = ir.VectorType(_I8, 16)
     LB64 = ir.VectorType(_I8, 64)
 
     def codegen(context, builder, sig, args):
         a = context.make_array(sig.args[0])(context, builder, args[0])
+        I64 = ir.IntType(64)
         i0 = context.cast(builder, args[1], sig.args[1], types.int64)
         st = context.cast(builder, args[2], sig.args[2], types.int64)
-        sv = _splat_i(builder, args[3], _LF16, 16)
-        zv = _splat_i(builder, args[4], _LF16, 16)
+        last = builder.sub(context.cast(builder, args[3], sig.args[3], types.int64),
+                           ir.Constant(I64, 1))
+        sv = _splat_i(builder, args[4], _LF16, 16)
+        zv = _splat_i(builder, args[5], _LF16, 16)
         qs = []
         for j in range(4):
-            i = builder.add(i0, builder.mul(st, ir.Constant(ir.IntType(64), j)))
+            jj = ir.Constant(I64, j)
+            jj = builder.select(builder.icmp_signed(">", jj, last), last, jj)
+            i = builder.add(i0, builder.mul(st, jj))
             p = builder.gep(a.data, [i], inbounds=True)
             v = builder.load(builder.bitcast(p, _LF16.as_pointer()), align=4, typ=_LF16)
             q = _rint_clamp(builder, v, sv, zv, _LF16)
@@ -459,10 +466,10 @@ def vquant4_16(typingctx, x, idx, cs, s, zp, out, oidx):
         c23 = builder.shuffle_vector(qs[2], qs[3], ir.Constant(m32, il))
         fin = [v for p in range(16) for v in (2 * p, 2 * p + 1, 32 + 2 * p, 33 + 2 * p)]
         r = builder.shuffle_vector(c01, c23, ir.Constant(ir.VectorType(_I32, 64), fin))
-        po = _eptr(context, builder, sig.args[5], args[5], args[6], sig.args[6])
+        po = _eptr(context, builder, sig.args[6], args[6], args[7], sig.args[7])
         builder.store(r, builder.bitcast(po, LB64.as_pointer()), align=1)
         return context.get_dummy_value()
-    return types.none(x, idx, cs, s, zp, out, oidx), codegen
+    return types.none(x, idx, cs, nc, s, zp, out, oidx), codegen
 
 
 @intrinsic
