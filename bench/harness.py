@@ -30,7 +30,12 @@ CACHE = os.path.join(HERE, "models_cache")
 MODELS = ["resnet18", "resnet20", "densenet121", "mobilenetv2", "mnist_seed_relu"]
 VARIANTS = {"f32": dict(weights="f32"),
             "ternary": dict(weights="ternary", keep_float=()),
-            "quinary": dict(weights="quinary", keep_float=())}
+            "quinary": dict(weights="quinary", keep_float=()),
+            # int8 activations (calibrated on CALIB random inputs: the bench models have
+            # seeded random weights, there is no dataset to calibrate on)
+            "ternary-a8": dict(weights="ternary", keep_float=(), activations="int8"),
+            "f32-a8": dict(weights="f32", activations="int8")}
+CALIB = 32
 
 
 def onnx_path(name):
@@ -46,14 +51,21 @@ def edgenet_path(name, variant):
     p = os.path.join(CACHE, f"{name}.{variant}.edgenet")
     if not os.path.exists(p):
         t0 = time.perf_counter()
-        convert(onnx_path(name), p, **VARIANTS[variant])
+        kw = dict(VARIANTS[variant])
+        if kw.get("activations") == "int8":
+            shape = ort_session(onnx_path(name), 1).get_inputs()[0].shape
+            kw["calibration"] = np.random.default_rng(1).standard_normal(
+                [CALIB] + [int(d) for d in shape[1:]]).astype(np.float32)
+        convert(onnx_path(name), p, **kw)
         print(f"  converted {name} {variant} in {time.perf_counter() - t0:.1f} s", flush=True)
     return p
 
 
 def int8_path(name, shape):
-    """onnxruntime static QDQ int8 model, calibrated on random inputs (latency only)."""
-    p = os.path.join(CACHE, name + ".int8.onnx")
+    """onnxruntime static QDQ int8 model (uint8 activations, int8 per-channel weights: the
+    U8S8 combination ORT's x86 kernels are fastest with; QInt8 activations ran 5x slower
+    here), calibrated on random inputs."""
+    p = os.path.join(CACHE, name + ".u8s8.onnx")
     if os.path.exists(p):
         return p
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
@@ -72,7 +84,7 @@ def int8_path(name, shape):
     pre = p + ".pre.onnx"
     quant_pre_process(onnx_path(name), pre)
     quantize_static(pre, p, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     os.unlink(pre)
     return p
 
@@ -192,23 +204,78 @@ def peak_memory(models, variants):
     return rows
 
 
-def compile_times(models):
+def compile_times(models, variants=("ternary", "ternary-a8")):
     rows = []
     for name in models:
-        path = edgenet_path(name, "ternary")
         x = os.path.join(CACHE, name + ".input.npy")
         shape = ort_session(onnx_path(name), 1).get_inputs()[0].shape
         np.save(x, np.zeros([d if isinstance(d, int) else 1 for d in shape], np.float32))
-        with tempfile.TemporaryDirectory() as cache:
-            env = dict(os.environ, EDGENET_CACHE_DIR=cache)
-            res = {}
-            for phase in ("first run (empty cache)", "warm start (cache filled)"):
-                t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "edgenet.cli", "run", path, x],
-                               check=True, env=env, cwd=ROOT, capture_output=True)
-                res[phase] = time.perf_counter() - t0
-            rows.append({"model": name, **res})
-            print(f"  {name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in res.items()), flush=True)
+        for v in variants:
+            path = edgenet_path(name, v)
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, EDGENET_CACHE_DIR=cache)
+                res = {}
+                for phase in ("first run (empty cache)", "warm start (cache filled)"):
+                    t0 = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "edgenet.cli", "run", path, x],
+                                   check=True, env=env, cwd=ROOT, capture_output=True)
+                    res[phase] = time.perf_counter() - t0
+            rows.append({"model": f"{name} {v}", **res})
+            print(f"  {name} {v}: " + ", ".join(f"{k} {t:.2f} s" for k, t in res.items()),
+                  flush=True)
+    return rows
+
+
+def agreement(models, n):
+    """Top-1 agreement on n random inputs (batches of 8): every edgenet variant and ORT int8
+    against onnxruntime fp32 on the float model, plus int8 vs f32 activations of the same
+    ternary file. And accuracy on the bundled digits (a QAT ternary model with real data):
+    f32 vs int8 activations calibrated on 50 of its 300 samples, scored on the other 250."""
+    import edgenet
+    from edgenet import quant
+    rows = []
+    for name in models:
+        src = onnx_path(name)
+        sess = ort_session(src, 2)
+        shape = sess.get_inputs()[0].shape
+        engines = {f"edgenet {v}": edgenet.load(edgenet_path(name, v), threads=2)
+                   for v in ("f32", "ternary", "ternary-a8", "f32-a8")}
+        try:
+            s8 = ort_session(int8_path(name, shape), 2)
+            engines["onnxruntime int8"] = lambda x, s8=s8: s8.run(None, {"input": x})[0]
+        except Exception as e:  # noqa: BLE001
+            print(f"  (no int8 model for {name}: {e})")
+        rng = np.random.default_rng(123)
+        top = {k: [] for k in engines}
+        top["ort"] = []
+        for i in range(0, n, 8):
+            x = rng.standard_normal([min(8, n - i)] + [int(d) for d in shape[1:]]).astype(np.float32)
+            top["ort"].append(sess.run(None, {"input": x})[0].argmax(1))
+            for k, f in engines.items():
+                top[k].append(f(x).argmax(1))
+        ref = np.concatenate(top.pop("ort"))
+        res = {k: np.concatenate(v) for k, v in top.items()}
+        for k, v in res.items():
+            rows.append({"model": name, "n": n, "engine": k, "vs": "onnxruntime fp32",
+                         "top1_agreement": float((v == ref).mean())})
+        rows.append({"model": name, "n": n, "engine": "edgenet ternary-a8",
+                     "vs": "edgenet ternary (f32 activations)",
+                     "top1_agreement": float((res["edgenet ternary-a8"] ==
+                                              res["edgenet ternary"]).mean())})
+        for r in rows[-len(res) - 1:]:
+            print(f"  {name:12s} {r['engine']:22s} vs {r['vs']:34s} "
+                  f"{100 * r['top1_agreement']:.1f}% of {n}", flush=True)
+    from edgenet.cli import EXAMPLE_INPUT, EXAMPLE_MODEL
+    with np.load(EXAMPLE_INPUT, allow_pickle=False) as z:
+        x, y = z["x"].astype(np.float32), z["y"]
+    m32 = edgenet.load(EXAMPLE_MODEL, activations="f32")
+    ranges = quant.calibrate(m32, x[:50])
+    m8 = edgenet.load(EXAMPLE_MODEL, activations="int8", act_ranges=ranges)
+    for label, m in (("edgenet digits f32 activations", m32), ("edgenet digits int8 activations", m8)):
+        acc = float((m(x[50:]).argmax(1) == y[50:]).mean())
+        rows.append({"model": "digits (bundled QAT ternary)", "n": len(y) - 50, "engine": label,
+                     "vs": "labels", "top1_agreement": acc})
+        print(f"  digits {label}: accuracy {100 * acc:.1f}% of {len(y) - 50}", flush=True)
     return rows
 
 
@@ -224,6 +291,13 @@ def write_results(res):
             lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['engine']} | "
                          f"{r['median_ms']:.3f} | {r['p90_ms']:.3f} | {r['ratio_vs_ort_fp32']:.2f} |")
         lines.append("")
+    if res.get("agreement"):
+        lines += ["### Top-1 agreement (random inputs; bundled digits: accuracy on labels)", "",
+                  "| model | inputs | engine | against | top-1 |", "|---|---:|---|---|---:|"]
+        for r in res["agreement"]:
+            lines.append(f"| {r['model']} | {r['n']} | {r['engine']} | {r['vs']} | "
+                         f"{100 * r['top1_agreement']:.1f}% |")
+        lines.append("")
     if res.get("memory"):
         lines += ["### Peak memory (separate process per row; batch 1, 2 threads) and file size",
                   "", "| model | engine | peak RSS MB | file MB |", "|---|---|---:|---:|"]
@@ -232,7 +306,7 @@ def write_results(res):
                          f"{r['file_bytes'] / 1e6:.2f} |")
         lines.append("")
     if res.get("compile"):
-        lines += ["### Compile and warm start (`edgenet run`, ternary, end to end)", "",
+        lines += ["### Compile and warm start (`edgenet run`, end to end)", "",
                   "| model | first run, empty cache (s) | warm start, cache filled (s) |",
                   "|---|---:|---:|"]
         for r in res["compile"]:
@@ -264,7 +338,9 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--block", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--skip", default="", help="comma list of: latency,memory,compile")
+    ap.add_argument("--skip", default="", help="comma list of: latency,memory,compile,agreement")
+    ap.add_argument("--agreement-models", default="resnet18,resnet20")
+    ap.add_argument("--agreement-n", type=int, default=1000)
     a = ap.parse_args()
     models = a.models.split(",")
     variants = a.variants.split(",")
@@ -279,6 +355,9 @@ def main():
     if "memory" not in skip:
         print("peak memory:")
         res["memory"] = peak_memory(models, variants)
+    if "agreement" not in skip:
+        print("agreement:")
+        res["agreement"] = agreement(a.agreement_models.split(","), a.agreement_n)
     if "compile" not in skip:
         print("compile:")
         res["compile"] = compile_times(models)

@@ -270,7 +270,10 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     report.source_bytes = src_bytes
     report.output_bytes = out_bytes
     if reference_onnx is not None:
-        write_reference_onnx(g.source_model, ref_values, reference_onnx)
+        qdq = None
+        if activations == "int8":
+            qdq = _int8_reference(g, tensors, meta, ref_values)
+        write_reference_onnx(g.source_model, ref_values, reference_onnx, qdq=qdq)
     if progress is not None:
         progress(total, total)
     return report
@@ -308,9 +311,75 @@ def _calibrated_meta(dst, graph, tensors, meta, samples, method):
     return meta
 
 
-def write_reference_onnx(model, ref_values: dict, path):
+def _int8_reference(g, tensors, meta, ref_values):
+    """For the int8-activation reference ONNX: {source Conv node name: (input scale, zero
+    point)} of the convs that run int8, and (in ``ref_values``) the per-channel int8 weights
+    those with float weights use (edgenet/quant.py rules; the same levels as the folded
+    weight's, BatchNorm folding scales whole output channels)."""
+    from edgenet import quant
+
+    ranges = quant.ranges_from_metadata(meta) or {}
+    nodes, _ = quant.annotate(g.to_json()["nodes"], tensors, ranges)
+    qdq = {}
+    for nd in nodes:
+        if "_aq" not in nd:
+            continue
+        qdq[nd["name"]] = (nd["inputs"][0], nd["_aq"][0], nd["_aq"][1])
+        w = g.weights.get(nd["inputs"][1])
+        if w is None or tensors[nd["inputs"][1]].quantized:
+            continue            # ternary / quinary / i8: ref_values has them already
+        if w.source is None:
+            raise ConversionError(f"node '{nd['name']}': weight is computed, not an "
+                                  "initializer; cannot write an int8 reference ONNX")
+        vals = np.asarray(w.values, np.float32)
+        lev, a = quant.int8_weights(vals.reshape(vals.shape[0], -1))
+        ref_values[w.source] = w.to_source((lev * a[:, None]).reshape(vals.shape))
+    return qdq
+
+
+def _insert_qdq(m, qdq: dict):
+    """QuantizeLinear -> DequantizeLinear (uint8, per tensor) on the data input of each
+    named Conv: the int8-activation semantics in plain ONNX, for onnxruntime as an oracle."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    new_nodes = []
+    seen = set()
+    for n in m.graph.node:
+        if n.op_type == "Conv" and n.name in qdq:
+            t, s, zp = qdq[n.name]
+            if n.input[0] != t:
+                raise ConversionError(f"int8 reference ONNX: node '{n.name}' reads "
+                                      f"'{n.input[0]}', edgenet's conv reads '{t}'")
+            base = f"{n.name}__edgenet_a8"
+            m.graph.initializer.extend([
+                numpy_helper.from_array(np.array(s, np.float32), base + "_scale"),
+                numpy_helper.from_array(np.array(zp, np.uint8), base + "_zp")])
+            new_nodes.append(helper.make_node("QuantizeLinear", [t, base + "_scale", base + "_zp"],
+                                              [base + "_q"], name=base + "_Q"))
+            new_nodes.append(helper.make_node("DequantizeLinear",
+                                              [base + "_q", base + "_scale", base + "_zp"],
+                                              [base + "_dq"], name=base + "_DQ"))
+            n.input[0] = base + "_dq"
+            seen.add(n.name)
+        new_nodes.append(n)
+    if set(qdq) - seen:
+        raise ConversionError(f"int8 reference ONNX: Conv nodes not found in the source: "
+                              f"{sorted(set(qdq) - seen)}")
+    del m.graph.node[:]
+    m.graph.node.extend(new_nodes)
+    for op in m.opset_import:
+        if op.domain in ("", "ai.onnx") and op.version < 10:
+            raise ConversionError(f"int8 reference ONNX: the source is opset {op.version}; "
+                                  "QuantizeLinear/DequantizeLinear need opset 10")
+    onnx.checker.check_model(m)
+
+
+def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None):
     """Write ``model`` unchanged except that the named initializers (or Constant-node
-    outputs) hold ``ref_values`` (float32, source layout). Atomic (temp file + rename)."""
+    outputs) hold ``ref_values`` (float32, source layout) and, for int8 activations, the
+    ``qdq`` convs {node name: (input, scale, zero point)} read their input through
+    QuantizeLinear/DequantizeLinear. Atomic (temp file + rename)."""
     import onnx
     from onnx import numpy_helper
 
@@ -332,6 +401,8 @@ def write_reference_onnx(model, ref_values: dict, path):
                         a.t.CopyFrom(numpy_helper.from_array(v, a.t.name))
     if left:
         raise ConversionError(f"reference ONNX: weights not found in the source: {sorted(left)}")
+    if qdq:
+        _insert_qdq(m, qdq)
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".edgenet-ref-", suffix=".onnx.tmp", dir=d)

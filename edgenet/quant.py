@@ -83,7 +83,7 @@ def eligible(node: dict, consts: dict) -> bool:
     return w is not None and len(getattr(w, "shape", ())) == 4
 
 
-def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict):
+def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None):
     """Copies of ``nodes`` where each eligible Conv with a calibrated input carries
     ``_aq = (scale, zero_point, output width)``; returns (nodes, number of int8 convs).
     shapes: every value's shape (the output width is fixed: only the batch is dynamic)."""
@@ -93,7 +93,8 @@ def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict):
         if r is not None and eligible(nd, consts):
             s, zp = qparams(*r)
             nd = dict(nd)
-            nd["_aq"] = (float(s), int(zp), int(shapes[nd["outputs"][0]][-1]))
+            ow = int(shapes[nd["outputs"][0]][-1]) if shapes is not None else None
+            nd["_aq"] = (float(s), int(zp), ow)
             count += 1
         out.append(nd)
     return out, count

@@ -138,8 +138,52 @@ def r20(tmp_path_factory):
     cal = rng.normal(0, 1, (12, 3, 32, 32)).astype(np.float32)
     p = str(d / "r20.int8.edgenet")
     convert(os.path.join(FIX, "resnet20.onnx"), p, weights="ternary", activations="int8",
-            calibration=cal)
+            calibration=cal, reference_onnx=str(d / "r20.int8.ref.onnx"))
     return p, cal, d
+
+
+def _ort_plain(path):
+    """onnxruntime with graph optimizations off: its optimizer would replace the QDQ pairs
+    by its own int8 kernels (other rounding); unoptimized it is the ONNX semantics."""
+    ort = pytest.importorskip("onnxruntime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return lambda x: s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("name,weights", [("resnet20", "ternary"),
+                                          ("mobilenetv2_tiny", "quinary"),
+                                          ("inception_tiny", "int8")])
+def test_int8_matches_onnxruntime_qdq_reference(name, weights, r20, tmp_path):
+    """--reference-onnx with int8 activations: the source model with the quantized weights
+    and a QuantizeLinear/DequantizeLinear pair on the input of every int8 conv."""
+    if name == "resnet20":
+        p, _, d = r20
+        ref = str(d / "r20.int8.ref.onnx")
+    else:
+        from converters.convert import convert
+        import onnx
+        src = os.path.join(FIX, name + ".onnx")
+        dims = onnx.load(src).graph.input[0].type.tensor_type.shape.dim
+        shape = [d.dim_value or 1 for d in dims]
+        cal = np.random.default_rng(5).normal(0, 1, [12] + shape[1:]).astype(np.float32)
+        p, ref = str(tmp_path / "m.edgenet"), str(tmp_path / "m.ref.onnx")
+        convert(src, p, weights=weights, activations="int8", calibration=cal,
+                reference_onnx=ref)
+    m = edgenet.load(p)
+    assert m.int8_convs > 0
+    shape = [1 if s is None else s for s in m.inputs[0].shape]
+    x = np.random.default_rng(6).normal(0, 1, [3] + shape[1:]).astype(np.float32)
+    want = _ort_plain(ref)(x)
+    got = m(x)
+    scale = float(np.abs(want).max())
+    err = np.abs(got - want)
+    assert float(err.max()) < 1e-2 * scale          # a code flip at a rounding boundary
+    assert float(np.median(err)) < 2e-4 * scale
+    # and the export is not simply the float model (the oracle sees the quantization)
+    src_out = _ort_plain(os.path.join(FIX, name + ".onnx"))(x)
+    assert float(np.abs(src_out - want).max()) > 10 * float(np.median(err))
 
 
 def test_calibrated_file_and_modes(r20):
