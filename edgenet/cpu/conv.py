@@ -528,6 +528,19 @@ def _conv_params(node):
     return sh, sw, pt, pl, pb, pr, dh, dw, g
 
 
+def _tap_offsets(state, W):
+    """Offsets of the kh*kw taps in a padded row-major plane of width W + pads (cached per
+    width): the kernels address every tap as one constant offset from the window corner."""
+    sh, sw, pt, pl, pb, pr, dh, dw, g = state["params"]
+    Wp = W + pl + pr
+    toff = state["toff_w"].get(Wp)
+    if toff is None:
+        toff = np.array([ky * dh * Wp + kx * dw for ky in range(state["KH"])
+                         for kx in range(state["KW"])], np.int64)
+        state["toff_w"][Wp] = toff
+    return toff
+
+
 class Conv(OpImpl):
     def prepare(self, node, consts, policy):
         names = node_inputs(node)
@@ -539,7 +552,7 @@ class Conv(OpImpl):
         st["b"] = b.reshape(-1) if b is not None else np.zeros(O, np.float32)
         g = st["params"][-1]
         st["q"] = None
-        st["toff_w"] = {}
+        st["toff_w"] = {}   # padded input width -> tap offsets (int64, kh*kw)
         aq = node.get("_aq") if isinstance(node, dict) else None
         if aq is not None:   # int8 activations (edgenet/quant.py): only the int8 layout is kept
             from . import qconv
@@ -550,7 +563,6 @@ class Conv(OpImpl):
             return st
         st["tiled"] = None
         st["simd"] = None
-        st["toff_w"] = {}   # padded input width -> tap offsets (int64, kh*kw)
         L = simd.lanes(simd.simd_mode())
         # packed weights run the SIMD kernels too: decoded per call (decode_simd)
         st["simd_dw"] = L if (L and Cg == 1 and g > 1) else None
@@ -611,22 +623,11 @@ class Conv(OpImpl):
         w = state["w"]
         if state["q"] is not None:
             from . import qconv
-            Wp = x.shape[3] + pl + pr
-            toff = state["toff_w"].get(Wp)
-            if toff is None:
-                toff = np.array([ky * dh * Wp + kx * dw for ky in range(KH) for kx in range(KW)],
-                                np.int64)
-                state["toff_w"][Wp] = toff
-            qconv.run(x, y, state["q"], state["params"], toff, b, b is state["b"], r, has_r,
-                      code, alpha, beta)
+            qconv.run(x, y, state["q"], state["params"], _tap_offsets(state, x.shape[3]), b,
+                      b is state["b"], r, has_r, code, alpha, beta)
             return
         if state["simd"] is not None or state["simd_dw"] is not None:
-            Wp = x.shape[3] + pl + pr
-            toff = state["toff_w"].get(Wp)
-            if toff is None:
-                toff = np.array([ky * dh * Wp + kx * dw for ky in range(KH) for kx in range(KW)],
-                                np.int64)
-                state["toff_w"][Wp] = toff
+            toff = _tap_offsets(state, x.shape[3])
             if state["simd_dw"] is not None:
                 if simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta):
                     return

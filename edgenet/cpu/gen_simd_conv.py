@@ -56,18 +56,16 @@ def residual_epilogue(w, P, B):
     w(f"                            stf(yf, yb + p, act(ldf(buf, p * {B} + l) + ldf(rf, yb + p), code, alpha, beta))")
 
 
-def kernel(L, k, P, S):
-    B = L * k
-    name = f"conv_l{L}_k{k}_p{P}_s{S}"
-    o = []
-    w = o.append
+def tile_header(w, name, head_args, cname, B, P, S):
+    """Signature and the prange over (batch, channel block, output row, row tile) shared by
+    the fp32 and int8 kernels; the last tile of a row overlaps (ox0 = OW - P)."""
     w("@pjit(fastmath=FM, boundscheck=False, error_model='numpy')")
-    w(f"def {name}(xp, C, Hp, Wp, wt, bp, toff, yf, N, O, OH, OW, rf, has_r, code, alpha, beta, tb):")
+    w(f"def {name}({head_args}, toff, yf, N, O, OH, OW, rf, has_r, code, alpha, beta, tb):")
     w(f"    NB = (O + {B - 1}) // {B}")
     w(f"    TX = (OW + {P - 1}) // {P}")
     w("    T = toff.shape[0]")
     w("    HW = Hp * Wp")
-    w("    K = C * T")
+    w(f"    K = {cname} * T")
     w("    for t in prange(N * NB * OH * TX):")
     w("        tx = t % TX")
     w("        u = t // TX")
@@ -78,7 +76,51 @@ def kernel(L, k, P, S):
     w(f"        ox0 = tx * {P}")
     w(f"        if ox0 > OW - {P}:")
     w(f"            ox0 = OW - {P}")
-    w(f"        xb = n * C * HW + oy * {S} * Wp + ox0 * {S}")
+    w(f"        xb = n * {cname} * HW + oy * {S} * Wp + ox0 * {S}")
+
+
+def tile_epilogue(w, acc, L, k, P):
+    """Float accumulators ``{acc}{j}_{p}`` (k vectors of L output channels x P pixels) ->
+    activation, tile buffer, NCHW rows (with the residual when there is one)."""
+    B = L * k
+    # without a residual, none/Relu/Clip are applied to the accumulators as vectors and the
+    # transpose to NCHW is a plain copy; with one, residual_epilogue; else scalar act
+    w("        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)")
+    w("        if vec_act and code == 1:")
+    for j in range(k):
+        for p in range(P):
+            w(f"            {acc}{j}_{p} = vrelu{L}({acc}{j}_{p})")
+    w("        elif vec_act and code == 7:")
+    w(f"            lo = vsplat{L}(alpha)")
+    w(f"            hi = vsplat{L}(beta)")
+    for j in range(k):
+        for p in range(P):
+            w(f"            {acc}{j}_{p} = vclip{L}({acc}{j}_{p}, lo, hi)")
+    w("        buf = tb[numba.get_thread_id()]")
+    for p in range(P):
+        for j in range(k):
+            w(f"        vst{L}(buf, {p * B + j * L}, {acc}{j}_{p})")
+    w(f"        o0 = ob * {B}")
+    w(f"        for l in range({B}):")
+    w("            oc = o0 + l")
+    w("            if oc < O:")
+    w("                yb = ((n * O + oc) * OH + oy) * OW + ox0")
+    w("                if vec_act:")
+    w(f"                    for p in range({P}):")
+    w(f"                        stf(yf, yb + p, ldf(buf, p * {B} + l))")
+    w("                elif has_r:")
+    residual_epilogue(w, P, B)
+    w("                else:")
+    w(f"                    for p in range({P}):")
+    w(f"                        stf(yf, yb + p, act(ldf(buf, p * {B} + l), code, alpha, beta))")
+
+
+def kernel(L, k, P, S):
+    B = L * k
+    name = f"conv_l{L}_k{k}_p{P}_s{S}"
+    o = []
+    w = o.append
+    tile_header(w, name, "xp, C, Hp, Wp, wt, bp", "C", B, P, S)
     for j in range(k):
         w(f"        a{j}_0 = vld{L}(bp, ob * {B} + {j * L})")
     for j in range(k):
@@ -96,36 +138,7 @@ def kernel(L, k, P, S):
         for j in range(k):
             w(f"                a{j}_{p} = vfma{L}(w{j}, b, a{j}_{p})")
     w(f"                wi += {B}")
-    # epilogue: without a residual, none/Relu/Clip are applied to the accumulators as
-    # vectors and the transpose to NCHW is a plain copy; otherwise scalar act per element
-    w("        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)")
-    w("        if vec_act and code == 1:")
-    for j in range(k):
-        for p in range(P):
-            w(f"            a{j}_{p} = vrelu{L}(a{j}_{p})")
-    w("        elif vec_act and code == 7:")
-    w(f"            lo = vsplat{L}(alpha)")
-    w(f"            hi = vsplat{L}(beta)")
-    for j in range(k):
-        for p in range(P):
-            w(f"            a{j}_{p} = vclip{L}(a{j}_{p}, lo, hi)")
-    w("        buf = tb[numba.get_thread_id()]")
-    for p in range(P):
-        for j in range(k):
-            w(f"        vst{L}(buf, {p * B + j * L}, a{j}_{p})")
-    w(f"        o0 = ob * {B}")
-    w(f"        for l in range({B}):")
-    w("            oc = o0 + l")
-    w("            if oc < O:")
-    w("                yb = ((n * O + oc) * OH + oy) * OW + ox0")
-    w("                if vec_act:")
-    w(f"                    for p in range({P}):")
-    w(f"                        stf(yf, yb + p, ldf(buf, p * {B} + l))")
-    w("                elif has_r:")
-    residual_epilogue(w, P, B)
-    w("                else:")
-    w(f"                    for p in range({P}):")
-    w(f"                        stf(yf, yb + p, act(ldf(buf, p * {B} + l), code, alpha, beta))")
+    tile_epilogue(w, "a", L, k, P)
     return name, "\n".join(o) + "\n"
 
 
@@ -285,24 +298,7 @@ def qkernel(k, P, S, vnni):
     name = f"qconv_k{k}_p{P}_s{S}_{'v' if vnni else 'g'}"
     o = []
     w = o.append
-    w("@pjit(fastmath=FM, boundscheck=False, error_model='numpy')")
-    w(f"def {name}(xq, C4, Hp, Wp, wt, sc, bb, toff, yf, N, O, OH, OW, rf, has_r, code, alpha, beta, tb):")
-    w(f"    NB = (O + {B - 1}) // {B}")
-    w(f"    TX = (OW + {P - 1}) // {P}")
-    w("    T = toff.shape[0]")
-    w("    HW = Hp * Wp")
-    w("    K = C4 * T")
-    w("    for t in prange(N * NB * OH * TX):")
-    w("        tx = t % TX")
-    w("        u = t // TX")
-    w("        oy = u % OH")
-    w("        u = u // OH")
-    w("        ob = u % NB")
-    w("        n = u // NB")
-    w(f"        ox0 = tx * {P}")
-    w(f"        if ox0 > OW - {P}:")
-    w(f"            ox0 = OW - {P}")
-    w(f"        xb = n * C4 * HW + oy * {S} * Wp + ox0 * {S}")
+    tile_header(w, name, "xq, C4, Hp, Wp, wt, sc, bb", "C4", B, P, S)
     for j in range(k):
         for p in range(P):
             w(f"        a{j}_{p} = vzeroi16()")
@@ -324,34 +320,7 @@ def qkernel(k, P, S, vnni):
     for j in range(k):
         for p in range(P):
             w(f"        f{j}_{p} = vfma16(vitof16(a{j}_{p}), s{j}, c{j})")
-    w("        vec_act = (not has_r) and (code == 0 or code == 1 or code == 7)")
-    w("        if vec_act and code == 1:")
-    for j in range(k):
-        for p in range(P):
-            w(f"            f{j}_{p} = vrelu16(f{j}_{p})")
-    w("        elif vec_act and code == 7:")
-    w("            lo = vsplat16(alpha)")
-    w("            hi = vsplat16(beta)")
-    for j in range(k):
-        for p in range(P):
-            w(f"            f{j}_{p} = vclip16(f{j}_{p}, lo, hi)")
-    w("        buf = tb[numba.get_thread_id()]")
-    for p in range(P):
-        for j in range(k):
-            w(f"        vst16(buf, {p * B + j * L}, f{j}_{p})")
-    w(f"        o0 = ob * {B}")
-    w(f"        for l in range({B}):")
-    w("            oc = o0 + l")
-    w("            if oc < O:")
-    w("                yb = ((n * O + oc) * OH + oy) * OW + ox0")
-    w("                if vec_act:")
-    w(f"                    for p in range({P}):")
-    w(f"                        stf(yf, yb + p, ldf(buf, p * {B} + l))")
-    w("                elif has_r:")
-    residual_epilogue(w, P, B)
-    w("                else:")
-    w(f"                    for p in range({P}):")
-    w(f"                        stf(yf, yb + p, act(ldf(buf, p * {B} + l), code, alpha, beta))")
+    tile_epilogue(w, "f", 16, k, P)
     return name, "\n".join(o) + "\n"
 
 
