@@ -61,28 +61,30 @@ def edgenet_path(name, variant):
     return p
 
 
-def int8_path(name, shape):
+def int8_path(name, shape, src=None, calib=None):
     """onnxruntime static QDQ int8 model (uint8 activations, int8 per-channel weights: the
     U8S8 combination ORT's x86 kernels are fastest with; QInt8 activations ran 5x slower
-    here), calibrated on random inputs."""
+    here), calibrated on ``calib`` (default: 8 random inputs)."""
     p = os.path.join(CACHE, name + ".u8s8.onnx")
     if os.path.exists(p):
         return p
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
+    if calib is None:
+        rng = np.random.default_rng(0)
+        calib = [rng.standard_normal((1, *shape[1:])).astype(np.float32) for _ in range(8)]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            rng = np.random.default_rng(0)
-            self.data = iter([{"input": rng.standard_normal((1, *shape[1:])).astype(np.float32)}
-                              for _ in range(8)])
+            self.data = iter([{"input": np.asarray(c, np.float32).reshape(1, *c.shape[-3:])}
+                              for c in calib])
 
         def get_next(self):
             return next(self.data, None)
 
     pre = p + ".pre.onnx"
-    quant_pre_process(onnx_path(name), pre)
+    quant_pre_process(src or onnx_path(name), pre)
     quantize_static(pre, p, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     os.unlink(pre)
@@ -226,56 +228,132 @@ def compile_times(models, variants=("ternary", "ternary-a8")):
     return rows
 
 
+def digits_images(size):
+    """sklearn's 1,797 8x8 digits as (N, 3, size, size) float32 images (nearest upsampling,
+    replicated channels, normalized to about zero mean / unit spread) and labels."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = d.images.astype(np.float32) / 16.0
+    r = -(-size // 8)
+    x = np.kron(x, np.ones((r, r), np.float32))[:, :size, :size]
+    x = (x - 0.3) / 0.4
+    return np.ascontiguousarray(np.repeat(x[:, None], 3, axis=1)), d.target
+
+
+def digits_head_model(name, n_eval):
+    """The bench model ``name`` (random conv weights) with its final Gemm replaced by a
+    10-class linear head fitted (logistic regression) on its own penultimate features of
+    the digits not used for evaluation: a float classifier whose top-1 means something,
+    so agreement can be measured on real inputs. Returns (onnx path, x_eval, y_eval,
+    x_train)."""
+    import onnx
+    from onnx import numpy_helper
+    from sklearn.linear_model import LogisticRegression
+    p = os.path.join(CACHE, f"{name}.digits.onnx")
+    shape = ort_session(onnx_path(name), 1).get_inputs()[0].shape
+    x, y = digits_images(int(shape[-1]))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    ev, tr = order[:n_eval], order[n_eval:]
+    if not os.path.exists(p):
+        m = onnx.load(onnx_path(name))
+        gemm = [nd for nd in m.graph.node if nd.op_type == "Gemm"][-1]
+        feat = gemm.input[0]
+        m2 = onnx.ModelProto()
+        m2.CopyFrom(m)
+        m2.graph.output.append(onnx.helper.make_tensor_value_info(feat, onnx.TensorProto.FLOAT, None))
+        tmp = p + ".feat.onnx"
+        onnx.save(m2, tmp)
+        s = ort_session(tmp, 2)
+        f = np.concatenate([s.run([feat], {"input": x[tr][i:i + 32]})[0]
+                            for i in range(0, len(tr), 32)])
+        os.unlink(tmp)
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(f.reshape(len(tr), -1), y[tr])
+        trans_b = any(a.name == "transB" and a.i == 1 for a in gemm.attribute)
+        w = clf.coef_.astype(np.float32)
+        inits = {t.name: t for t in m.graph.initializer}
+        inits[gemm.input[1]].CopyFrom(numpy_helper.from_array(w if trans_b else w.T.copy(),
+                                                              gemm.input[1]))
+        inits[gemm.input[2]].CopyFrom(numpy_helper.from_array(clf.intercept_.astype(np.float32),
+                                                              gemm.input[2]))
+        out = m.graph.output[0]
+        out.type.tensor_type.shape.dim[1].dim_value = 10
+        for vi in list(m.graph.value_info):
+            if vi.name == out.name:
+                m.graph.value_info.remove(vi)
+        onnx.checker.check_model(m)
+        onnx.save(m, p)
+    return p, x[ev], y[ev], x[tr]
+
+
 def agreement(models, n):
-    """Top-1 agreement on n random inputs (batches of 8): every edgenet variant and ORT int8
-    against onnxruntime fp32 on the float model, plus int8 vs f32 activations of the same
-    ternary file. And accuracy on the bundled digits (a QAT ternary model with real data):
-    f32 vs int8 activations calibrated on 50 of its 300 samples, scored on the other 250."""
+    """Top-1 agreement with onnxruntime fp32 on the float model, and accuracy, on n real
+    inputs: sklearn digits upsampled to the model's input size, through the bench model
+    with a fitted 10-class linear head (``digits_head_model``: random inputs are useless
+    here, the random-weight models predict one class for every input). edgenet files
+    converted from that model; int8 activations calibrated on 32 training digits. Plus the
+    bundled QAT ternary digits model (f32 vs int8 activations, calibrated on 50 of its 300
+    samples, scored on the other 250)."""
     import edgenet
+    from converters.convert import convert
     from edgenet import quant
     rows = []
     for name in models:
-        src = onnx_path(name)
+        src, xe, ye, xt = digits_head_model(name, n)
         sess = ort_session(src, 2)
-        shape = sess.get_inputs()[0].shape
-        engines = {f"edgenet {v}": edgenet.load(edgenet_path(name, v), threads=2)
-                   for v in ("f32", "ternary", "ternary-a8", "f32-a8")}
+        files = {}
+        for v, kw in (("f32", dict(weights="f32")),
+                      ("ternary", dict(weights="ternary", keep_float=())),
+                      ("ternary, first/last float", dict(weights="ternary")),
+                      ("ternary-a8", dict(weights="ternary", keep_float=(), activations="int8")),
+                      ("f32-a8", dict(weights="f32", activations="int8"))):
+            path = os.path.join(CACHE, f"{name}.digits.{v.replace(', ', '-').replace('/', '')}.edgenet")
+            if kw.get("activations"):
+                kw["calibration"] = xt[:32]
+            convert(src, path, **kw)
+            files[f"edgenet {v}"] = edgenet.load(path, threads=2)
+        engines = {k: (lambda x, m=m: m(x)) for k, m in files.items()}
         try:
-            s8 = ort_session(int8_path(name, shape), 2)
+            s8 = ort_session(int8_path(name + ".digits", xe.shape, src=src, calib=xt[:8]), 2)
             engines["onnxruntime int8"] = lambda x, s8=s8: s8.run(None, {"input": x})[0]
         except Exception as e:  # noqa: BLE001
             print(f"  (no int8 model for {name}: {e})")
-        rng = np.random.default_rng(123)
-        top = {k: [] for k in engines}
-        top["ort"] = []
-        for i in range(0, n, 8):
-            x = rng.standard_normal([min(8, n - i)] + [int(d) for d in shape[1:]]).astype(np.float32)
-            top["ort"].append(sess.run(None, {"input": x})[0].argmax(1))
+        preds = {"onnxruntime fp32": []}
+        preds.update({k: [] for k in engines})
+        for i in range(0, len(ye), 8):
+            x = xe[i:i + 8]
+            preds["onnxruntime fp32"].append(sess.run(None, {"input": x})[0].argmax(1))
             for k, f in engines.items():
-                top[k].append(f(x).argmax(1))
-        ref = np.concatenate(top.pop("ort"))
-        res = {k: np.concatenate(v) for k, v in top.items()}
-        for k, v in res.items():
-            rows.append({"model": name, "n": n, "engine": k, "vs": "onnxruntime fp32",
-                         "top1_agreement": float((v == ref).mean())})
-        rows.append({"model": name, "n": n, "engine": "edgenet ternary-a8",
-                     "vs": "edgenet ternary (f32 activations)",
-                     "top1_agreement": float((res["edgenet ternary-a8"] ==
-                                              res["edgenet ternary"]).mean())})
-        for r in rows[-len(res) - 1:]:
-            print(f"  {name:12s} {r['engine']:22s} vs {r['vs']:34s} "
-                  f"{100 * r['top1_agreement']:.1f}% of {n}", flush=True)
+                preds[k].append(f(x).argmax(1))
+        preds = {k: np.concatenate(v) for k, v in preds.items()}
+        ref = preds["onnxruntime fp32"]
+        for k, v in preds.items():
+            r = {"model": f"{name} + digits head", "n": len(ye), "engine": k,
+                 "agree_fp32": float((v == ref).mean()), "accuracy": float((v == ye).mean())}
+            if k == "edgenet ternary-a8":
+                r["agree_same_weights_f32_act"] = float((v == preds["edgenet ternary"]).mean())
+            rows.append(r)
+            extra = (f", vs edgenet ternary (f32 activations) "
+                     f"{100 * r['agree_same_weights_f32_act']:.1f}%"
+                     if "agree_same_weights_f32_act" in r else "")
+            print(f"  {name:12s} {k:32s} agrees with ORT fp32 {100 * r['agree_fp32']:5.1f}%, "
+                  f"accuracy {100 * r['accuracy']:5.1f}% of {len(ye)}{extra}", flush=True)
     from edgenet.cli import EXAMPLE_INPUT, EXAMPLE_MODEL
     with np.load(EXAMPLE_INPUT, allow_pickle=False) as z:
         x, y = z["x"].astype(np.float32), z["y"]
     m32 = edgenet.load(EXAMPLE_MODEL, activations="f32")
     ranges = quant.calibrate(m32, x[:50])
     m8 = edgenet.load(EXAMPLE_MODEL, activations="int8", act_ranges=ranges)
-    for label, m in (("edgenet digits f32 activations", m32), ("edgenet digits int8 activations", m8)):
-        acc = float((m(x[50:]).argmax(1) == y[50:]).mean())
-        rows.append({"model": "digits (bundled QAT ternary)", "n": len(y) - 50, "engine": label,
-                     "vs": "labels", "top1_agreement": acc})
-        print(f"  digits {label}: accuracy {100 * acc:.1f}% of {len(y) - 50}", flush=True)
+    p32 = m32(x[50:]).argmax(1)
+    for label, m in (("f32 activations", m32), ("int8 activations", m8)):
+        pr = m(x[50:]).argmax(1)
+        rows.append({"model": "bundled QAT ternary digits (agreement: vs its f32 activations)",
+                     "n": len(y) - 50,
+                     "engine": f"edgenet {label}", "agree_fp32": float((pr == p32).mean()),
+                     "accuracy": float((pr == y[50:]).mean())})
+        print(f"  digits QAT ternary, {label}: accuracy {100 * rows[-1]['accuracy']:.1f}% "
+              f"of {len(y) - 50}, agrees with f32 activations {100 * rows[-1]['agree_fp32']:.1f}%",
+              flush=True)
     return rows
 
 
@@ -292,11 +370,16 @@ def write_results(res):
                          f"{r['median_ms']:.3f} | {r['p90_ms']:.3f} | {r['ratio_vs_ort_fp32']:.2f} |")
         lines.append("")
     if res.get("agreement"):
-        lines += ["### Top-1 agreement (random inputs; bundled digits: accuracy on labels)", "",
-                  "| model | inputs | engine | against | top-1 |", "|---|---:|---|---|---:|"]
+        lines += ["### Top-1 agreement and accuracy on real inputs (sklearn digits; see "
+                  "`agreement()` in bench/harness.py)", "",
+                  "| model | inputs | engine | top-1 = ORT fp32 (float model) | accuracy |",
+                  "|---|---:|---|---:|---:|"]
         for r in res["agreement"]:
-            lines.append(f"| {r['model']} | {r['n']} | {r['engine']} | {r['vs']} | "
-                         f"{100 * r['top1_agreement']:.1f}% |")
+            extra = (f" (= edgenet ternary, f32 activations: "
+                     f"{100 * r['agree_same_weights_f32_act']:.1f}%)"
+                     if "agree_same_weights_f32_act" in r else "")
+            lines.append(f"| {r['model']} | {r['n']} | {r['engine']} | "
+                         f"{100 * r['agree_fp32']:.1f}%{extra} | {100 * r['accuracy']:.1f}% |")
         lines.append("")
     if res.get("memory"):
         lines += ["### Peak memory (separate process per row; batch 1, 2 threads) and file size",

@@ -544,8 +544,10 @@ def _tap_offsets(state, W):
 class Conv(OpImpl):
     def prepare(self, node, consts, policy):
         names = node_inputs(node)
-        w = Weights(consts[names[1]], policy)
-        O, Cg, KH, KW = (int(s) for s in w.shape)
+        aq = node.get("_aq") if isinstance(node, dict) else None
+        # int8 activations (edgenet/quant.py): only the int8 layout is kept, no float weights
+        w = Weights(np.zeros((1, 1), np.float32) if aq else consts[names[1]], policy)
+        O, Cg, KH, KW = (int(s) for s in (consts[names[1]].shape if aq else w.shape))
         st = {"consts": _consts_but_weight(node, consts), "w": w, "O": O, "KH": KH, "KW": KW,
               "params": _conv_params(node), "act": act_of(node)}
         b = st["consts"][2] if len(names) > 2 else None
@@ -553,12 +555,10 @@ class Conv(OpImpl):
         g = st["params"][-1]
         st["q"] = None
         st["toff_w"] = {}   # padded input width -> tap offsets (int64, kh*kw)
-        aq = node.get("_aq") if isinstance(node, dict) else None
-        if aq is not None:   # int8 activations (edgenet/quant.py): only the int8 layout is kept
+        if aq is not None:
             from . import qconv
             st["q"] = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st["b"], aq, aq[2])
-            st["w"] = Weights(np.zeros((O, 1), np.float32), "expanded")
-            st["w"].K = Cg * KH * KW
+            w.K = Cg * KH * KW          # Conv.run sizes its thread choice by the MACs
             st["simd"] = st["simd_dw"] = st["tiled"] = None
             return st
         st["tiled"] = None
