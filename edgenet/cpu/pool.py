@@ -16,24 +16,26 @@ from numba import prange
 
 from ._common import FM, OpImpl, attrs, tls_buffer, use_parallel
 from .._jit import njit, pjit
+from .simd import ldf, stf
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _pool_planes(x, y, p0, p1, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x, rb):
-    """Planes p0..p1 of x (P, H, W) -> y (P, OH, OW); rb: row buffer of >= Wb floats."""
-    H = x.shape[1]
-    W = x.shape[2]
-    OH = y.shape[1]
-    OW = y.shape[2]
+def _pool_planes(xf, yf, p0, p1, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, is_max,
+                 inv_y, inv_x, rb):
+    """Planes p0..p1 (flat x (P, H, W) -> flat y (P, OH, OW)). Per output row the KH window
+    rows are reduced into the row buffer rb (padding columns: -inf / 0), then each output
+    reduces KW entries of it. Raw element offsets (``ldf``/``stf``): no negative-index
+    wraparound select, so the row loops vectorize (MaxPool 64x112x112 3x3/2: 0.89 ->
+    0.31 ms). Max keeps the reference's NaN rule ``v > m or v != v``."""
     Wb = (OW - 1) * sw + (KW - 1) * dw + 1
     init = np.float32(-np.inf) if is_max else np.float32(0)
     n = W if pl + W <= Wb else Wb - pl      # image columns the windows can reach
     if n < 0:
         n = 0
     for j in range(0, min(pl, Wb)):
-        rb[j] = init
+        stf(rb, j, init)
     for j in range(pl + n, Wb):
-        rb[j] = init
+        stf(rb, j, init)
     for p in range(p0, p1):
         for oy in range(OH):
             first = True
@@ -41,49 +43,47 @@ def _pool_planes(x, y, p0, p1, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, in
                 iy = oy * sh - pt + ky * dh
                 if iy < 0 or iy >= H:
                     continue
-                xr = x[p, iy]
+                xb = (p * H + iy) * W
                 if first:
                     for i in range(n):
-                        rb[pl + i] = xr[i]
+                        stf(rb, pl + i, ldf(xf, xb + i))
                     first = False
                 elif is_max:
                     for i in range(n):
-                        v = xr[i]
-                        m = rb[pl + i]
-                        rb[pl + i] = v if (v > m or v != v) else m
+                        v = ldf(xf, xb + i)
+                        m = ldf(rb, pl + i)
+                        stf(rb, pl + i, v if (v > m or v != v) else m)
                 else:
                     for i in range(n):
-                        rb[pl + i] += xr[i]
+                        stf(rb, pl + i, ldf(rb, pl + i) + ldf(xf, xb + i))
             if first:
                 for i in range(n):
-                    rb[pl + i] = init
-            yr = y[p, oy]
-            if is_max:
-                for ox in range(OW):
-                    yr[ox] = rb[ox * sw]
-                for kx in range(1, KW):
-                    o = kx * dw
+                    stf(rb, pl + i, init)
+            yb = (p * OH + oy) * OW
+            for ox in range(OW):
+                stf(yf, yb + ox, ldf(rb, ox * sw))
+            for kx in range(1, KW):
+                o = kx * dw
+                if is_max:
                     for ox in range(OW):
-                        v = rb[ox * sw + o]
-                        m = yr[ox]
-                        yr[ox] = v if (v > m or v != v) else m
-            else:
-                for ox in range(OW):
-                    yr[ox] = rb[ox * sw]
-                for kx in range(1, KW):
-                    o = kx * dw
+                        v = ldf(rb, ox * sw + o)
+                        m = ldf(yf, yb + ox)
+                        stf(yf, yb + ox, v if (v > m or v != v) else m)
+                else:
                     for ox in range(OW):
-                        yr[ox] += rb[ox * sw + o]
+                        stf(yf, yb + ox, ldf(yf, yb + ox) + ldf(rb, ox * sw + o))
+            if not is_max:
                 iy_ = inv_y[oy]
                 for ox in range(OW):
-                    yr[ox] = yr[ox] * (iy_ * inv_x[ox])
+                    stf(yf, yb + ox, ldf(yf, yb + ox) * (iy_ * inv_x[ox]))
 
 
 @pjit(fastmath=FM, boundscheck=False)
-def _pool_par(x, y, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x, rbs):
-    for p in prange(x.shape[0]):
-        _pool_planes(x, y, p, p + 1, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x,
-                     rbs[numba.get_thread_id()])
+def _pool_par(xf, yf, P, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, is_max, inv_y, inv_x,
+              rbs):
+    for p in prange(P):
+        _pool_planes(xf, yf, p, p + 1, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, is_max,
+                     inv_y, inv_x, rbs[numba.get_thread_id()])
 
 
 def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
@@ -129,15 +129,15 @@ class _Pool(OpImpl):
             state["inv"][key] = inv
         Wb = (OW - 1) * sw + (kw - 1) * dw + 1
         P = N * C
-        x3 = x.reshape(P, H, W)
-        y3 = y.reshape(P, OH, OW)
+        xf, yf = x.reshape(-1), y.reshape(-1)
         if use_parallel(P * OH * (kh * W + kw * OW)):
             nt = numba.config.NUMBA_NUM_THREADS
             rbs = tls_buffer("pool.rb", nt * Wb).reshape(nt, Wb)
-            _pool_par(x3, y3, kh, kw, sh, sw, pt, pl, dh, dw, self.is_max, inv[0], inv[1], rbs)
+            _pool_par(xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, self.is_max,
+                      inv[0], inv[1], rbs)
         else:
-            _pool_planes(x3, y3, 0, P, kh, kw, sh, sw, pt, pl, dh, dw, self.is_max,
-                         inv[0], inv[1], tls_buffer("pool.rb", Wb))
+            _pool_planes(xf, yf, 0, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
+                         self.is_max, inv[0], inv[1], tls_buffer("pool.rb", Wb))
 
 
 class MaxPool(_Pool):
