@@ -445,10 +445,17 @@ def main():
         print("compile:")
         res["compile"] = compile_times(models)
     prev = os.path.join(HERE, "results.json")
-    if os.path.exists(prev):  # keep the sections this run skipped
+    if os.path.exists(prev):  # keep the sections and rows (other models...) this run skipped
+        keys = {"latency": ("model", "batch", "threads", "engine"), "memory": ("model", "engine"),
+                "compile": ("model",), "agreement": ("model", "engine")}
         with open(prev) as f:
-            for k, v in json.load(f).items():
-                res.setdefault(k, v)
+            for k, old in json.load(f).items():
+                if k not in res:
+                    res[k] = old
+                    continue
+                kf = keys.get(k, ())
+                new_keys = {tuple(r.get(f) for f in kf) for r in res[k]}
+                res[k] = [r for r in old if tuple(r.get(f) for f in kf) not in new_keys] + res[k]
     write_results(res)
 
 

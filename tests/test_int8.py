@@ -282,3 +282,31 @@ def test_cli_run_and_bench_activations(r20, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["activations"] == "int8" and res["int8_convs"] == 19
+
+
+@pytest.mark.parametrize("C,H,W", [(1, 3, 1), (3, 5, 7), (4, 2, 16), (5, 3, 17), (8, 4, 33),
+                                   (9, 2, 40), (13, 6, 14)])
+def test_quantize_padded_layout_exact(C, H, W):
+    """The uint8 (N, ceil(C/4), Hp, Wp, 4) buffer: codes equal ONNX QuantizeLinear's (numpy
+    here), padding and missing channels hold the zero point, masked row tails write nothing
+    beyond the row (the buffer is pre-filled with garbage to see it)."""
+    rng = np.random.default_rng(C * 100 + W)
+    x = rng.normal(0, 2, (2, C, H, W)).astype(np.float32)
+    x.flat[::7] = 2.5 * 0.05          # exact ties: half to even
+    s, zp = np.float32(0.05), 17
+    q = {"C4": -(-C // 4), "zp": np.float32(zp), "s": s}
+    pt, pl, pb, pr = 1, 2, 0, 3
+    from edgenet.cpu._common import tls_buffer
+    tls_buffer("qconv.xq", 4096).view(np.uint8)[:] = 0xAB
+    buf, Hp, Wp = qconv.quantize_padded(x, q, pt, pl, pb, pr)
+    got = buf.reshape(2, q["C4"], Hp, Wp, 4)
+    want = np.full((2, q["C4"] * 4, Hp, Wp), zp, np.uint8)
+    want[:, :C, pt:pt + H, pl:pl + W] = np.clip(np.rint(x / s) + zp, 0, 255).astype(np.uint8)
+    want = want.reshape(2, q["C4"], 4, Hp, Wp).transpose(0, 1, 3, 4, 2)
+    # channels past C in the last quad repeat a real channel (their weights are zero)
+    np.testing.assert_array_equal(got[..., :C - 4 * (q["C4"] - 1)][:, -1],
+                                  want[..., :C - 4 * (q["C4"] - 1)][:, -1])
+    np.testing.assert_array_equal(got[:, :-1], want[:, :-1])
+    inner = np.zeros((Hp, Wp), bool)
+    inner[pt:pt + H, pl:pl + W] = True
+    assert (got[:, -1][:, ~inner] == zp).all()       # padding untouched by row tails

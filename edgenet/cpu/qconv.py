@@ -14,7 +14,7 @@ from numba import prange
 from .. import quant
 from .._jit import njit, pjit
 from ._common import tls_buffer, use_parallel
-from .simd import has_vnni, ldf, quant1, vquant4_16
+from .simd import has_vnni, vquant4_16
 
 L = 16
 # k (output-channel vectors per tile) -> pixel-tile widths, as in _simd_qconv.Q_VARIANTS
@@ -76,17 +76,12 @@ def _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, t0, t1):
         sb = ((n * C + c0) * H + y) * W
         db = (((n * C4 + c4) * Hp + y + pt) * Wp + pl) * 4
         nc = min(4, C - c0)
-        if W >= 16:
-            x0 = 0
-            while x0 + 16 <= W:
-                vquant4_16(x, sb + x0, HW, nc, s, zp, out, db + 4 * x0)
-                x0 += 16
-            if x0 < W:
-                vquant4_16(x, sb + W - 16, HW, nc, s, zp, out, db + 4 * (W - 16))
-        else:
-            for xx in range(W):
-                for j in range(nc):
-                    out[db + 4 * xx + j] = quant1(ldf(x, sb + j * HW + xx), s, zp)
+        x0 = 0
+        while x0 + 16 <= W:
+            vquant4_16(x, sb + x0, HW, nc, 16, s, zp, out, db + 4 * x0)
+            x0 += 16
+        if x0 < W:      # the row's tail: a masked vector (reads and writes W - x0 pixels)
+            vquant4_16(x, sb + x0, HW, nc, W - x0, s, zp, out, db + 4 * x0)
 
 
 @pjit(boundscheck=False)

@@ -430,14 +430,16 @@ def _rint_clamp(builder, v, s, zp, LV):
 
 
 @intrinsic
-def vquant4_16(typingctx, x, idx, cs, nc, s, zp, out, oidx):
+def vquant4_16(typingctx, x, idx, cs, nc, np_, s, zp, out, oidx):
     """Quantize 16 pixels x 4 channels: x.flat[idx + j*cs + p] (float32, j < 4, p < 16) ->
     out bytes [oidx + 4p + j] = clamp(rint(x / s) + zp, 0, 255) (uint8, channels interleaved
     per pixel). rint rounds half to even, as ONNX QuantizeLinear. Only the first ``nc``
-    (1..4) channels are read; channels j >= nc repeat channel nc - 1 (their weights are 0)."""
+    (1..4) channels are read; channels j >= nc repeat channel nc - 1 (their weights are 0).
+    Only the first ``np_`` (1..16) pixels are read and written (masked loads / store: rows
+    narrower than 16 pixels stay vectorized and nothing past them is touched)."""
     if not (_is_f32_array(x) and _is_arr(out, types.uint8) and s == types.float32
             and zp == types.float32
-            and all(isinstance(t, types.Integer) for t in (idx, cs, nc, oidx))):
+            and all(isinstance(t, types.Integer) for t in (idx, cs, nc, np_, oidx))):
         return None
     LB16 = ir.VectorType(_I8, 16)
     LB64 = ir.VectorType(_I8, 64)
@@ -449,15 +451,23 @@ def vquant4_16(typingctx, x, idx, cs, nc, s, zp, out, oidx):
         st = context.cast(builder, args[2], sig.args[2], types.int64)
         last = builder.sub(context.cast(builder, args[3], sig.args[3], types.int64),
                            ir.Constant(I64, 1))
-        sv = _splat_i(builder, args[4], _LF16, 16)
-        zv = _splat_i(builder, args[5], _LF16, 16)
+        npx = builder.trunc(context.cast(builder, args[4], sig.args[4], types.int64), _I32)
+        sv = _splat_i(builder, args[5], _LF16, 16)
+        zv = _splat_i(builder, args[6], _LF16, 16)
+        LM16 = ir.VectorType(ir.IntType(1), 16)
+        m16 = builder.icmp_signed("<", ir.Constant(_LI16, list(range(16))),
+                                  _splat_i(builder, npx, _LI16, 16))
+        mload = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_LF16, [_LF16.as_pointer(), _I32, LM16, _LF16]),
+            "llvm.masked.load.v16f32.p0v16f32")
         qs = []
         for j in range(4):
             jj = ir.Constant(I64, j)
             jj = builder.select(builder.icmp_signed(">", jj, last), last, jj)
             i = builder.add(i0, builder.mul(st, jj))
             p = builder.gep(a.data, [i], inbounds=True)
-            v = builder.load(builder.bitcast(p, _LF16.as_pointer()), align=4, typ=_LF16)
+            v = builder.call(mload, [builder.bitcast(p, _LF16.as_pointer()),
+                                     ir.Constant(_I32, 4), m16, ir.Constant(_LF16, [0.0] * 16)])
             q = _rint_clamp(builder, v, sv, zv, _LF16)
             qs.append(builder.trunc(builder.fptosi(q, _LI16), LB16))
         m32 = ir.VectorType(_I32, 32)
@@ -466,26 +476,18 @@ def vquant4_16(typingctx, x, idx, cs, nc, s, zp, out, oidx):
         c23 = builder.shuffle_vector(qs[2], qs[3], ir.Constant(m32, il))
         fin = [v for p in range(16) for v in (2 * p, 2 * p + 1, 32 + 2 * p, 33 + 2 * p)]
         r = builder.shuffle_vector(c01, c23, ir.Constant(ir.VectorType(_I32, 64), fin))
-        po = _eptr(context, builder, sig.args[6], args[6], args[7], sig.args[7])
-        builder.store(r, builder.bitcast(po, LB64.as_pointer()), align=1)
+        po = _eptr(context, builder, sig.args[7], args[7], args[8], sig.args[8])
+        LM64 = ir.VectorType(ir.IntType(1), 64)
+        m64 = builder.icmp_signed("<", ir.Constant(ir.VectorType(_I32, 64), list(range(64))),
+                                  _splat_i(builder, builder.mul(npx, ir.Constant(_I32, 4)),
+                                           ir.VectorType(_I32, 64), 64))
+        mstore = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [LB64, LB64.as_pointer(), _I32, LM64]),
+            "llvm.masked.store.v64i8.p0v64i8")
+        builder.call(mstore, [r, builder.bitcast(po, LB64.as_pointer()), ir.Constant(_I32, 1),
+                              m64])
         return context.get_dummy_value()
-    return types.none(x, idx, cs, nc, s, zp, out, oidx), codegen
-
-
-@intrinsic
-def quant1(typingctx, v, s, zp):
-    """Scalar clamp(rint(v / s) + zp, 0, 255) as uint8 (same rounding as vquant4_16)."""
-    if not (v == types.float32 and s == types.float32 and zp == types.float32):
-        return None
-
-    def codegen(context, builder, sig, args):
-        LV1 = ir.VectorType(_F, 1)
-        one = lambda x: builder.insert_element(ir.Constant(LV1, ir.Undefined), x,  # noqa: E731
-                                               ir.Constant(_I32, 0))
-        q = _rint_clamp(builder, one(args[0]), one(args[1]), one(args[2]), LV1)
-        q = builder.extract_element(q, ir.Constant(_I32, 0))
-        return builder.trunc(builder.fptosi(q, _I32), _I8)
-    return types.uint8(v, s, zp), codegen
+    return types.none(x, idx, cs, nc, np_, s, zp, out, oidx), codegen
 
 
 def has_vnni() -> bool:
