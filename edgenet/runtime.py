@@ -161,7 +161,7 @@ class Model:
         explicit = activations is not None
         mode = activations or os.environ.get("EDGENET_ACTIVATIONS") or None
         ranges = act_ranges
-        if ranges is None:
+        if ranges is None and mode != "f32":   # f32 asked for: the file's ranges are not read
             try:
                 ranges = quant.ranges_from_metadata(self.metadata)
             except EdgenetError as e:
@@ -183,7 +183,10 @@ class Model:
                              f"with --activations int8 --calibrate SAMPLES.npy, or pass "
                              f"act_ranges=edgenet.quant.calibrate(...)"
                              + ("" if explicit else " (EDGENET_ACTIVATIONS=int8 is set)"))
-        nodes, count = quant.annotate(self.graph["nodes"], self.consts, ranges, shapes)
+        try:
+            nodes, count = quant.annotate(self.graph["nodes"], self.consts, ranges, shapes)
+        except EdgenetError as e:   # e.g. a NaN or inverted range in the file's metadata
+            raise ModelError(f"{self.path}: activation ranges: {e}") from None
         self.graph = dict(self.graph)
         self.graph["nodes"] = nodes
         return "int8", count

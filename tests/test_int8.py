@@ -310,3 +310,23 @@ def test_quantize_padded_layout_exact(C, H, W):
     inner = np.zeros((Hp, Wp), bool)
     inner[pt:pt + H, pl:pl + W] = True
     assert (got[:, -1][:, ~inner] == zp).all()       # padding untouched by row tails
+
+
+@pytest.mark.parametrize("bad", [{"ranges": {"input": [1.0, -1.0]}},
+                                 {"ranges": {"input": [0.0]}},
+                                 {"ranges": {"input": "wide"}}])
+def test_bad_ranges_in_file_are_a_model_error(r20, tmp_path, bad):
+    from edgenet.format import read_model, write_model
+    p, _, _ = r20
+    m = read_model(p)
+    meta = dict(m.metadata)
+    meta[quant.METADATA_KEY] = dict(meta[quant.METADATA_KEY], **bad)
+    dst = str(tmp_path / "bad.edgenet")
+    write_model(dst, graph=m.graph, tensors=m.weights(), metadata=meta)
+    with pytest.raises(ModelError, match="bad.edgenet"):
+        edgenet.load(dst)
+    assert edgenet.load(dst, activations="f32").activations == "f32"   # still usable
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    r = subprocess.run([sys.executable, "-m", "edgenet", "bench", dst, "--runs", "1"],
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "bad.edgenet" in r.stderr
