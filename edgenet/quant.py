@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .errors import EdgenetError, InputError  # noqa: F401
+from .errors import EdgenetError, InputError
 
 METADATA_KEY = "activation_quant"
 MODES = ("f32", "int8")

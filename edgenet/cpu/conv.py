@@ -550,10 +550,10 @@ class Conv(OpImpl):
         names = node_inputs(node)
         aq = node.get("_aq") if isinstance(node, dict) else None
         # int8 activations (edgenet/quant.py): only the int8 layout is kept, no float weights
-        w = Weights(np.zeros((1, 1), np.float32) if aq else consts[names[1]], policy)
-        O, Cg, KH, KW = (int(s) for s in (consts[names[1]].shape if aq else w.shape))
+        w = None if aq else Weights(consts[names[1]], policy)
+        O, Cg, KH, KW = (int(s) for s in consts[names[1]].shape)
         st = {"consts": _consts_but_weight(node, consts), "w": w, "O": O, "KH": KH, "KW": KW,
-              "params": _conv_params(node), "act": act_of(node)}
+              "K": Cg * KH * KW, "params": _conv_params(node), "act": act_of(node)}
         b = st["consts"][2] if len(names) > 2 else None
         st["b"] = b.reshape(-1) if b is not None else np.zeros(O, np.float32)
         g = st["params"][-1]
@@ -562,7 +562,6 @@ class Conv(OpImpl):
         if aq is not None:
             from . import qconv
             st["q"] = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st["b"], aq, aq[2])
-            w.K = Cg * KH * KW          # Conv.run sizes its thread choice by the MACs
             st["simd"] = st["simd_dw"] = st["tiled"] = None
             return st
         st["tiled"] = None
@@ -598,7 +597,7 @@ class Conv(OpImpl):
         MACs, depthwise weighted ×8 for its lower arithmetic intensity, against
         ``CONV_PAR_MIN``)."""
         x, y = inputs[0], outputs[0]
-        macs = y.size * state["w"].K * (8 if state["simd_dw"] else 1)
+        macs = y.size * state["K"] * (8 if state["simd_dw"] else 1)
         if macs >= _common.CONV_PAR_MIN or numba.get_num_threads() == 1:
             return self._run(node, state, inputs, outputs)
         nt = numba.get_num_threads()

@@ -79,6 +79,25 @@ def tile_header(w, name, head_args, cname, B, P, S):
     w(f"        xb = n * {cname} * HW + oy * {S} * Wp + ox0 * {S}")
 
 
+def tile_reduce(w, cname, wload, bcast, step, L, k, P, S):
+    """The reduction shared by the fp32 and int8 kernels: per (channel group, tap), k weight
+    vectors ``w{j}``, P input broadcasts ``b`` at constant offsets, and ``a{j}_{p} =
+    step(j, p)`` (an FMA, or a vpdpbusd)."""
+    B = L * k
+    w(f"        wi = ob * K * {B}")
+    w(f"        for c in range({cname}):")
+    w("            cb = xb + c * HW")
+    w("            for q in range(T):")
+    w("                xo = cb + toff[q]")
+    for j in range(k):
+        w(f"                w{j} = {wload}(wt, wi + {j * L})")
+    for p in range(P):
+        w(f"                b = {bcast}xo + {p * S})")
+        for j in range(k):
+            w(f"                a{j}_{p} = {step(j, p)}")
+    w(f"                wi += {B}")
+
+
 def tile_epilogue(w, acc, L, k, P):
     """Float accumulators ``{acc}{j}_{p}`` (k vectors of L output channels x P pixels) ->
     activation, tile buffer, NCHW rows (with the residual when there is one)."""
@@ -126,18 +145,8 @@ def kernel(L, k, P, S):
     for j in range(k):
         for p in range(1, P):
             w(f"        a{j}_{p} = a{j}_0")
-    w(f"        wi = ob * K * {B}")
-    w("        for c in range(C):")
-    w("            cb = xb + c * HW")
-    w("            for q in range(T):")
-    w("                xo = cb + toff[q]")
-    for j in range(k):
-        w(f"                w{j} = vld{L}(wt, wi + {j * L})")
-    for p in range(P):
-        w(f"                b = vbc{L}(xp, xo + {p * S})")
-        for j in range(k):
-            w(f"                a{j}_{p} = vfma{L}(w{j}, b, a{j}_{p})")
-    w(f"                wi += {B}")
+    tile_reduce(w, "C", f"vld{L}", f"vbc{L}(xp, ", lambda j, p: f"vfma{L}(w{j}, b, a{j}_{p})",
+                L, k, P, S)
     tile_epilogue(w, "a", L, k, P)
     return name, "\n".join(o) + "\n"
 
@@ -302,18 +311,8 @@ def qkernel(k, P, S, vnni):
     for j in range(k):
         for p in range(P):
             w(f"        a{j}_{p} = vzeroi16()")
-    w(f"        wi = ob * K * {B}")
-    w("        for c in range(C4):")
-    w("            cb = xb + c * HW")
-    w("            for q in range(T):")
-    w("                xo = cb + toff[q]")
-    for j in range(k):
-        w(f"                w{j} = vldi16(wt, wi + {j * L})")
-    for p in range(P):
-        w(f"                b = vbci16(xq, xo + {p * S})")
-        for j in range(k):
-            w(f"                a{j}_{p} = {dot}(a{j}_{p}, b, w{j})")
-    w(f"                wi += {B}")
+    tile_reduce(w, "C4", "vldi16", "vbci16(xq, ", lambda j, p: f"{dot}(a{j}_{p}, b, w{j})",
+                L, k, P, S)
     for j in range(k):
         w(f"        s{j} = vld16(sc, ob * {B} + {j * L})")
         w(f"        c{j} = vld16(bb, ob * {B} + {j * L})")

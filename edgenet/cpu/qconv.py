@@ -59,8 +59,7 @@ def prepare(p, O, C, KH, KW, bias, aq, OW):
     bb = np.zeros(NB * B, np.float32)
     bb[:O] = bias - corr
     return {"wt": wt.view(np.int32).reshape(-1), "sc": sc, "bb": bb, "corr": corr,
-            "s": s, "zp": np.float32(zp), "k": k, "P": P, "C4": C4, "O": O,
-            "vnni": has_vnni()}
+            "s": s, "zp": np.float32(zp), "k": k, "P": P, "C4": C4, "vnni": has_vnni()}
 
 
 @njit(boundscheck=False)
@@ -98,7 +97,13 @@ def quantize_padded(x, q, pt, pl, pb, pr):
     Hp, Wp = H + pt + pb, W + pl + pr
     nbytes = N * C4 * Hp * Wp * 4
     buf = tls_buffer("qconv.xq", nbytes // 4).view(np.uint8)
-    buf.fill(int(q["zp"]))
+    zp = int(q["zp"])
+    if pt or pl or pb or pr:   # only the border: the quantize pass writes every interior byte
+        b4 = buf.reshape(N, C4, Hp, Wp * 4)
+        b4[:, :, :pt] = zp
+        b4[:, :, pt + H:] = zp
+        b4[:, :, pt:pt + H, :pl * 4] = zp
+        b4[:, :, pt:pt + H, (pl + W) * 4:] = zp
     rows = N * C4 * H
     xf = x.reshape(-1)
     # serial below ~2M elements: a parallel call's wake-up (passive OpenMP workers) costs more

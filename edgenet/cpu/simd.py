@@ -52,16 +52,25 @@ def lanes(mode: str) -> int:
     return {"avx512": 16, "avx2": 8}.get(mode, 0)
 
 
-class F32Vec(types.Type):
-    def __init__(self, n):
+class Vec(types.Type):
+    """A Numba type whose value is an LLVM vector of ``n`` lanes of ``elem`` ("f32": float
+    lanes of the conv/dense kernels; "i32": the int32 accumulators of the int8 kernels)."""
+
+    def __init__(self, elem, n):
+        self.elem = elem
         self.n = n
-        super().__init__(name=f"f32x{n}")
+        super().__init__(name=f"{elem}x{n}")
 
 
-@register_model(F32Vec)
-class _F32VecModel(models.PrimitiveModel):
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), fe_type.n))
+        lane = ir.FloatType() if fe_type.elem == "f32" else ir.IntType(32)
+        super().__init__(dmm, fe_type, ir.VectorType(lane, fe_type.n))
+
+
+def F32Vec(n):
+    return Vec("f32", n)
 
 
 F32x16 = F32Vec(16)
@@ -309,19 +318,7 @@ def stf(typingctx, arr, idx, v):
 # int32 accumulator of one output channel; its 4 bytes hold 4 consecutive input channels
 # (activations: uint8, weights: int8), as in x86's VNNI ``vpdpbusd``.
 
-class I32Vec(types.Type):
-    def __init__(self, n):
-        self.n = n
-        super().__init__(name=f"i32x{n}")
-
-
-@register_model(I32Vec)
-class _I32VecModel(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(32), fe_type.n))
-
-
-I32x16 = I32Vec(16)
+I32x16 = Vec("i32", 16)
 _I32 = ir.IntType(32)
 _I8 = ir.IntType(8)
 _LI16 = ir.VectorType(_I32, 16)
