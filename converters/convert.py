@@ -1,4 +1,4 @@
-"""ONNX → .edgenet conversion: normalize (onnx_frontend), quantize (quantize), pack, write.
+"""ONNX → .edgenet conversion: normalize (from_onnx), quantize (quantize), pack, write.
 
 ``convert(src, dst, ...)`` returns a :class:`Report` (per-layer rows and a summary).
 """
@@ -156,7 +156,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     (S, C, H, W)) and store them, so ``edgenet.load`` runs uint8 x int8 kernels there.
     calib_method: "minmax" or "percentile" (99.99th, averaged per batch of 8).
     """
-    from .onnx_frontend import load_onnx
+    from .from_onnx import load_onnx
 
     if weights not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")

@@ -1,0 +1,616 @@
+"""Translation of ONNX nodes into IR nodes: one function per ONNX op, named like the op,
+and the explicit table ``TRANSLATORS`` (ONNX op -> function).
+
+A translator reads the node's inputs through the :class:`~.builder.Builder` (``ctx``):
+``act_in`` for activations, ``cin`` for folded constants, ``operand`` for either; and
+emits IR nodes with ``ctx.emit``. Ops that only rename (Identity, Dropout, Cast, a no-op
+Pad or Slice) record an alias instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgenet.errors import ConversionError, UnsupportedOpError
+from edgenet.ir import FLT_MAX, act_desc
+
+from .fold import batch_target
+from .graph import node_error, np_dtype, onnx_attrs
+
+
+def Identity(ctx, n, name, at):
+    ctx.alias[n.output[0]] = ctx.r(n.input[0])
+
+
+def Dropout(ctx, n, name, at):
+    if len(n.output) > 1 and n.output[1]:
+        raise node_error(n, "Dropout mask output is used")
+    ctx.alias[n.output[0]] = ctx.r(n.input[0])
+
+
+def Cast(ctx, n, name, at):
+    if np_dtype(at["to"]) != np.float32:
+        raise node_error(n, "Cast of an activation to a type other than float32")
+    ctx.alias[n.output[0]] = ctx.r(n.input[0])
+
+
+def act(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    op = n.op_type
+    if op == "Clip":
+        if ctx.opset < 11:
+            lo, hi = at.get("min", -FLT_MAX), at.get("max", FLT_MAX)
+        else:
+            lo_c, hi_c = ctx.cin(n, 1), ctx.cin(n, 2)
+            for k, idx in ((lo_c, 1), (hi_c, 2)):
+                if k is None and len(n.input) > idx and n.input[idx]:
+                    raise node_error(n, "Clip bounds must be constants")
+            lo = -FLT_MAX if lo_c is None else float(lo_c)
+            hi = FLT_MAX if hi_c is None else float(hi_c)
+        desc = act_desc("Clip", max(lo, -FLT_MAX), min(hi, FLT_MAX))
+    elif op in ("LeakyRelu", "Elu", "HardSigmoid"):
+        desc = act_desc(op, at.get("alpha"), at.get("beta"))
+    elif op == "Selu":
+        desc = act_desc(op, at.get("alpha"), at.get("gamma"))
+    else:
+        desc = act_desc(op)
+    ctx.emit(name, "Act", [x], [n.output[0]], {"activation": desc})
+
+
+def _spatial_pads(ctx, n, at, in_hw, k, s, d):
+    auto = at.get("auto_pad", "NOTSET")
+    r = len(k)
+    if auto in ("NOTSET", ""):
+        p = list(at.get("pads", [0] * (2 * r)))
+        return p
+    if auto == "VALID":
+        return [0] * (2 * r)
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        b, e = [], []
+        for i in range(r):
+            out = -(-in_hw[i] // s[i])
+            tot = max(0, (out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_hw[i])
+            small = tot // 2
+            if auto == "SAME_UPPER":
+                b.append(small), e.append(tot - small)
+            else:
+                b.append(tot - small), e.append(small)
+        return b + e
+    raise node_error(n, f"unknown auto_pad {auto!r}")
+
+
+def Conv(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    W = ctx.cin(n, 1)
+    if W is None:
+        raise node_error(n, "weights must be constant")
+    W = W.astype(np.float32)
+    xs = ctx.shape(x, n)
+    r = W.ndim - 2
+    if r not in (1, 2):
+        raise node_error(n, f"{r}-D convolution is not supported (1-D and 2-D only)")
+    k = list(W.shape[2:])
+    s = list(at.get("strides", [1] * r))
+    d = list(at.get("dilations", [1] * r))
+    p = _spatial_pads(ctx, n, at, list(xs[2:]), k, s, d)
+    g = int(at.get("group", 1))
+    o = W.shape[0]
+    if r == 1:
+        wir = W.reshape(W.shape[0], W.shape[1], 1, W.shape[2])
+        wn = ctx.weight(n, 1, "Conv", wir, lambda a, sh=W.shape: a.reshape(sh))
+        x4 = ctx.tmp(x + "::4d")
+        ctx.emit(name + "::to2d", "Reshape", [x], [x4], {"shape": [0, 0, 1, -1]})
+        y4 = ctx.tmp(n.output[0] + "::4d")
+        ctx.emit(name, "Conv", [x4, wn, ctx.bias(n, 2, o), ""], [y4],
+                 {"strides": [1, s[0]], "pads": [0, p[0], 0, p[1]],
+                  "dilations": [1, d[0]], "group": g, "activation": None})
+        ctx.emit(name + "::to1d", "Reshape", [y4], [n.output[0]], {"shape": [0, 0, -1]})
+        return
+    wn = ctx.weight(n, 1, "Conv", W, lambda a: a)
+    ctx.emit(name, "Conv", [x, wn, ctx.bias(n, 2, o), ""], [n.output[0]],
+             {"strides": s, "pads": [p[0], p[1], p[2], p[3]], "dilations": d,
+              "group": g, "activation": None})
+
+
+def ConvTranspose(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    W = ctx.cin(n, 1)
+    if W is None:
+        raise node_error(n, "weights must be constant")
+    W = W.astype(np.float32)
+    if W.ndim != 4:
+        raise node_error(n, "only 2-D ConvTranspose is supported")
+    xs = ctx.shape(x, n)
+    g = int(at.get("group", 1))
+    C, Og, kh, kw = W.shape
+    O = Og * g
+    wir = W.reshape(g, C // g, Og, kh, kw).transpose(0, 2, 1, 3, 4).reshape(O, C // g, kh, kw)
+
+    def to_src(a, g=g, C=C, Og=Og, kh=kh, kw=kw):
+        return a.reshape(g, Og, C // g, kh, kw).transpose(0, 2, 1, 3, 4).reshape(C, Og, kh, kw)
+
+    s = list(at.get("strides", [1, 1]))
+    d = list(at.get("dilations", [1, 1]))
+    op_ = list(at.get("output_padding", [0, 0]))
+    k = [kh, kw]
+    auto = at.get("auto_pad", "NOTSET")
+    if "output_shape" in at or auto in ("SAME_UPPER", "SAME_LOWER"):
+        outs = list(at["output_shape"])[-2:] if "output_shape" in at else \
+            [xs[2] * s[0], xs[3] * s[1]]
+        b, e = [], []
+        for i in range(2):
+            tot = s[i] * (xs[2 + i] - 1) + op_[i] + ((k[i] - 1) * d[i] + 1) - outs[i]
+            if tot < 0:
+                raise node_error(n, "output_shape larger than the transposed conv produces")
+            if auto == "SAME_UPPER":
+                b.append(tot // 2), e.append(tot - tot // 2)
+            else:
+                b.append(tot - tot // 2), e.append(tot // 2)
+        p = b + e
+    elif auto == "VALID":
+        p = [0, 0, 0, 0]
+    else:
+        p = list(at.get("pads", [0, 0, 0, 0]))
+    wn = ctx.weight(n, 1, "ConvTranspose", wir, to_src)
+    ctx.emit(name, "ConvTranspose", [x, wn, ctx.bias(n, 2, O)], [n.output[0]],
+             {"strides": s, "pads": p, "dilations": d, "group": g,
+              "output_padding": op_, "activation": None})
+
+
+def Gemm(ctx, n, name, at):
+    B = ctx.cin(n, 1)
+    if B is None:
+        raise node_error(n, "Gemm with a non-constant B is not supported")
+    if ctx.fe.const(n.input[0], n) is not None:
+        raise node_error(n, "Gemm with a constant A is not supported")
+    x = ctx.act_in(n, 0)
+    B = B.astype(np.float32)
+    if at.get("transA", 0):
+        xt = ctx.tmp(x + "::T")
+        ctx.emit(name + "::transA", "Transpose", [x], [xt], {"perm": [1, 0]})
+        x = xt
+    if at.get("transB", 0):
+        wir, to_src = B, (lambda a: a)
+    else:
+        wir, to_src = B.T, (lambda a: np.ascontiguousarray(a.T))
+    o = wir.shape[0]
+    wn = ctx.weight(n, 1, "Gemm", wir, to_src)
+    alpha, beta = float(at.get("alpha", 1.0)), float(at.get("beta", 1.0))
+    ctx.weights[wn].mult *= alpha
+    bias = ""
+    C = ctx.cin(n, 2)
+    if C is None and len(n.input) > 2 and n.input[2]:
+        raise node_error(n, "Gemm C must be a constant")
+    if C is not None:
+        C = np.asarray(C, np.float32)
+        if C.size == 1:
+            C = np.full(o, C.reshape(-1)[0], np.float32)
+        elif C.shape in ((o,), (1, o)):
+            C = C.reshape(o)
+        else:
+            raise node_error(n, f"Gemm C of shape {C.shape} is not a per-output bias")
+        bias = ctx.add_const(C * np.float32(beta), n.input[2])
+    ctx.emit(name, "Gemm", [x, wn, bias], [n.output[0]], {"activation": None})
+
+
+def MatMul(ctx, n, name, at):
+    B = ctx.cin(n, 1)
+    if ctx.fe.const(n.input[0], n) is not None:
+        raise node_error(n, "MatMul with a constant A is not supported")
+    a = ctx.act_in(n, 0)
+    if B is None:
+        ctx.emit(name, "MatMul", [a, ctx.act_in(n, 1)], [n.output[0]], {})
+        return
+    if B.ndim != 2:
+        raise node_error(n, "MatMul by a constant of rank != 2 is not supported")
+    B = B.astype(np.float32)
+    wn = ctx.weight(n, 1, "Gemm", B.T, lambda m: np.ascontiguousarray(m.T))
+    ash = ctx.shape(a, n)
+    if len(ash) == 2:
+        ctx.emit(name, "Gemm", [a, wn, ""], [n.output[0]], {"activation": None})
+        return
+    if len(ash) < 2:
+        raise node_error(n, "MatMul of a 1-D activation is not supported")
+    a2 = ctx.tmp(a + "::2d")
+    ctx.emit(name + "::flatten", "Reshape", [a], [a2], {"shape": [-1, int(B.shape[0])]})
+    y2 = ctx.tmp(n.output[0] + "::2d")
+    ctx.emit(name, "Gemm", [a2, wn, ""], [y2], {"activation": None})
+    tgt = [-1] + [int(v) for v in ash[1:-1]] + [int(B.shape[1])]
+    if any(v is None or v < 0 for v in ash[1:-1]):
+        raise node_error(n, "MatMul operand shape unknown")
+    ctx.emit(name + "::unflatten", "Reshape", [y2], [n.output[0]], {"shape": tgt})
+
+
+def BatchNormalization(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    if len(n.output) > 1 and any(n.output[1:]):
+        if at.get("training_mode", 0) or ctx.opset < 9:
+            pass
+    if at.get("training_mode", 0):
+        raise node_error(n, "BatchNormalization in training mode")
+    vals = [ctx.cin(n, i) for i in range(1, 5)]
+    if any(v is None for v in vals):
+        raise node_error(n, "BatchNormalization parameters must be constants")
+    gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in vals)
+    eps = float(at.get("epsilon", 1e-5))
+    S = gamma / np.sqrt(var + eps)
+    T = beta - mean * S
+    ctx.emit(name, "Affine", [x, ctx.add_const(S, name + "::scale"),
+                              ctx.add_const(T, name + "::shift")], [n.output[0]],
+             {"activation": None, "_bn": True})
+
+
+def PRelu(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    sl = ctx.cin(n, 1)
+    if sl is None:
+        raise node_error(n, "PRelu slope must be a constant")
+    xs = ctx.shape(x, n)
+    sl = np.asarray(sl, np.float32)
+    if sl.size == 1:
+        v = sl.reshape(1)
+    else:
+        c = xs[1] if len(xs) > 1 else None
+        # broadcastable to (N, C, ...) with only the channel axis non-trivial
+        full = np.broadcast_to(sl, (1,) * (len(xs) - sl.ndim) + sl.shape)
+        nz = [i for i, s in enumerate(full.shape) if s != 1]
+        if nz != [1] or full.shape[1] != c:
+            raise node_error(n, f"PRelu slope of shape {sl.shape} is not per-channel")
+        v = full.reshape(-1)
+    ctx.emit(name, "PRelu", [x, ctx.add_const(v, n.input[1])], [n.output[0]], {})
+
+
+def _pool(ctx, n, name, at, op):
+    x = ctx.act_in(n, 0)
+    if len(n.output) > 1 and n.output[1]:
+        raise node_error(n, "MaxPool Indices output is not supported")
+    xs = ctx.shape(x, n)
+    k = list(at["kernel_shape"])
+    if len(k) != 2:
+        raise node_error(n, "only 2-D pooling is supported")
+    s = list(at.get("strides", [1, 1]))
+    d = list(at.get("dilations", [1, 1]))
+    if op == "AveragePool" and d != [1, 1]:
+        raise node_error(n, "AveragePool with dilations is not supported")
+    p = _spatial_pads(ctx, n, at, list(xs[2:]), k, s, d)
+    attrs = {"kernel": k, "strides": s, "pads": p, "ceil_mode": int(at.get("ceil_mode", 0))}
+    if op == "MaxPool":
+        if int(at.get("storage_order", 0)):
+            pass
+        attrs["dilations"] = d
+    else:
+        attrs["count_include_pad"] = int(at.get("count_include_pad", 0))
+    ctx.emit(name, op, [x], [n.output[0]], attrs)
+
+
+def MaxPool(ctx, n, name, at):
+    _pool(ctx, n, name, at, "MaxPool")
+
+
+def AveragePool(ctx, n, name, at):
+    _pool(ctx, n, name, at, "AveragePool")
+
+
+def GlobalAveragePool(ctx, n, name, at):
+    ctx.emit(name, "GlobalAveragePool", [ctx.act_in(n, 0)], [n.output[0]], {})
+
+
+def GlobalMaxPool(ctx, n, name, at):
+    ctx.emit(name, "GlobalMaxPool", [ctx.act_in(n, 0)], [n.output[0]], {})
+
+
+def _binary(ctx, n, name, at):
+    a, b = ctx.operand(n, 0), ctx.operand(n, 1)
+    ctx.emit(name, n.op_type, [a, b], [n.output[0]], {"activation": None})
+
+
+def Concat(ctx, n, name, at):
+    ins = [ctx.operand(n, i) for i in range(len(n.input))]
+    rank = len(ctx.shape(n.output[0], n))
+    ctx.emit(name, "Concat", ins, [n.output[0]], {"axis": int(at["axis"]) % rank})
+
+
+def Flatten(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    rank = len(ctx.shape(x, n))
+    ax = int(at.get("axis", 1))
+    ctx.emit(name, "Flatten", [x], [n.output[0]], {"axis": ax % rank if ax < 0 else ax})
+
+
+def _reshape_target(ctx, n, x, tname=None, shape_attr=None):
+    xs = ctx.shape(x, n)
+    if shape_attr is not None:
+        return [int(v) for v in shape_attr]
+    va, vb = ctx.fe.folded[tname]
+    va, vb = va.reshape(-1).astype(np.int64), vb.reshape(-1).astype(np.int64)
+    out = batch_target(va, vb)
+    if out is None or (out and out[0] == 0 and va[0] != 0 and not (xs and xs[0] is None)):
+        raise node_error(n, "reshape target depends on the batch size in an unsupported way")
+    return out
+
+
+def Reshape(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    if ctx.opset < 5:
+        tgt = _reshape_target(ctx, n, x, shape_attr=at["shape"])
+    else:
+        if n.input[1] not in ctx.fe.folded:
+            raise node_error(n, "reshape target is not a constant")
+        tgt = _reshape_target(ctx, n, x, tname=n.input[1])
+    if at.get("allowzero", 0) and 0 in tgt:
+        raise node_error(n, "Reshape with allowzero=1 and a zero dimension")
+    ctx.emit(name, "Reshape", [x], [n.output[0]], {"shape": tgt})
+
+
+def _static_reshape(ctx, n, name, x):
+    out = ctx.shape(n.output[0], n)
+    xs = ctx.shape(x, n)
+    tgt = []
+    for i, d in enumerate(out):
+        if d is None:
+            tgt.append(0 if (i == 0 and xs[0] is None) else -1)
+        else:
+            tgt.append(int(d))
+    ctx.emit(name, "Reshape", [x], [n.output[0]], {"shape": tgt})
+
+
+def Squeeze(ctx, n, name, at):
+    _static_reshape(ctx, n, name, ctx.act_in(n, 0))
+
+
+def Unsqueeze(ctx, n, name, at):
+    _static_reshape(ctx, n, name, ctx.act_in(n, 0))
+
+
+def Transpose(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    rank = len(ctx.shape(x, n))
+    perm = at.get("perm", list(range(rank))[::-1])
+    ctx.emit(name, "Transpose", [x], [n.output[0]], {"perm": [int(p) % rank for p in perm]})
+
+
+def Softmax(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    xs = ctx.shape(x, n)
+    rank = len(xs)
+    if ctx.opset >= 13:
+        ctx.emit(name, "Softmax", [x], [n.output[0]], {"axis": int(at.get("axis", -1)) % rank})
+        return
+    ax = int(at.get("axis", 1)) % rank
+    if ax == rank - 1:
+        ctx.emit(name, "Softmax", [x], [n.output[0]], {"axis": ax})
+        return
+    f = ctx.tmp(x + "::flat")
+    ctx.emit(name + "::flatten", "Flatten", [x], [f], {"axis": ax})
+    s = ctx.tmp(n.output[0] + "::flat")
+    ctx.emit(name, "Softmax", [f], [s], {"axis": 1})
+    tgt = [0 if (i == 0 and d is None) else int(d) for i, d in enumerate(xs)]
+    ctx.emit(name + "::reshape", "Reshape", [s], [n.output[0]], {"shape": tgt})
+
+
+def Pad(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    rank = len(ctx.shape(x, n))
+    mode = at.get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge"):
+        raise node_error(n, f"Pad mode {mode!r} is not supported")
+    if ctx.opset < 11:
+        pads = list(at["pads"])
+        value = float(at.get("value", 0.0))
+    else:
+        p = ctx.cin(n, 1)
+        if p is None:
+            raise node_error(n, "pads must be constant")
+        pads = [int(v) for v in p.reshape(-1)]
+        cv = ctx.cin(n, 2)
+        value = 0.0 if cv is None else float(np.asarray(cv).reshape(-1)[0])
+        axes = ctx.cin(n, 3)
+        if axes is not None:
+            full = [0] * (2 * rank)
+            ax = [int(a) % rank for a in axes.reshape(-1)]
+            for j, a in enumerate(ax):
+                full[a] = pads[j]
+                full[rank + a] = pads[len(ax) + j]
+            pads = full
+    if len(pads) != 2 * rank:
+        raise node_error(n, f"pads has {len(pads)} values for a rank-{rank} input")
+    if any(v < 0 for v in pads):
+        raise node_error(n, "negative pads are not supported")
+    if not any(pads):
+        ctx.alias[n.output[0]] = x
+        return
+    ctx.emit(name, "Pad", [x], [n.output[0]], {"pads": pads, "mode": mode, "value": value})
+
+
+def _resize(ctx, n, name, x, mode, ctm, nearest, scales, sizes):
+    xs = ctx.shape(x, n)
+    if len(xs) != 4:
+        raise node_error(n, "Resize of a non-4-D tensor is not supported")
+    if mode in ("bilinear", "linear"):
+        mode = "linear"
+    elif mode != "nearest":
+        raise node_error(n, f"Resize mode {mode!r} is not supported")
+    if ctm not in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"):
+        raise node_error(n, f"coordinate_transformation_mode {ctm!r} is not supported")
+    attrs = {"mode": mode, "coordinate_transformation_mode": ctm, "nearest_mode": nearest,
+             "scales": None, "sizes": None}
+    if scales is not None and np.size(scales):
+        sc = [float(v) for v in np.asarray(scales).reshape(-1)]
+        if len(sc) != 4 or sc[0] != 1 or sc[1] != 1:
+            raise node_error(n, f"Resize scales {sc} must keep N and C")
+        attrs["scales"] = sc[2:]
+    elif sizes is not None and np.size(sizes):
+        sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        if len(sz) != 4 or sz[1] != xs[1]:
+            raise node_error(n, f"Resize sizes {sz} must keep N and C")
+        attrs["sizes"] = sz[2:]
+    else:
+        raise node_error(n, "Resize needs constant scales or sizes")
+    ctx.emit(name, "Resize", [x], [n.output[0]], attrs)
+
+
+def Upsample(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    scales = at.get("scales") if ctx.opset < 9 else ctx.cin(n, 1)
+    _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor", scales, None)
+
+
+def Resize(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    if ctx.opset < 11:
+        _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor",
+                ctx.cin(n, 1), None)
+        return
+    if int(at.get("exclude_outside", 0)) or int(at.get("antialias", 0)):
+        raise node_error(n, "Resize exclude_outside/antialias is not supported")
+    axes = at.get("axes")
+    scales, sizes = ctx.cin(n, 2), ctx.cin(n, 3)
+    for idx in (2, 3):
+        if idx < len(n.input) and n.input[idx] and ctx.cin(n, idx) is None:
+            raise node_error(n, "Resize scales/sizes must be constants")
+    if axes is not None:
+        ax = [int(a) % 4 for a in axes]
+        if scales is not None and np.size(scales):
+            full = [1.0] * 4
+            for a, v in zip(ax, scales.reshape(-1)):
+                full[a] = float(v)
+            scales = np.asarray(full)
+        if sizes is not None and np.size(sizes):
+            full = list(ctx.shape(x, n))
+            for a, v in zip(ax, sizes.reshape(-1)):
+                full[a] = int(v)
+            full[0] = 1
+            sizes = np.asarray(full)
+    _resize(ctx, n, name, x, at.get("mode", "nearest"),
+            at.get("coordinate_transformation_mode", "half_pixel"),
+            at.get("nearest_mode", "round_prefer_floor"), scales, sizes)
+
+
+def DepthToSpace(ctx, n, name, at):
+    ctx.emit(name, "DepthToSpace", [ctx.act_in(n, 0)], [n.output[0]],
+             {"blocksize": int(at["blocksize"]), "mode": at.get("mode", "DCR")})
+
+
+def _slice_norm(ctx, n, xs, starts, ends, axes, steps):
+    rank = len(xs)
+    S, E, A, T = [], [], [], []
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = int(a) % rank
+        s, e, st = int(s), int(e), int(st)
+        if st == 0:
+            raise node_error(n, "Slice step 0")
+        dim = xs[a]
+        if dim is None:
+            if s == 0 and e >= 2**31 - 1 and st == 1:
+                continue
+            raise node_error(n, "slicing the batch axis is not supported")
+        if s < 0:
+            s += dim
+        if e < 0:
+            e += dim
+        if st > 0:
+            s, e = min(max(s, 0), dim), min(max(e, 0), dim)
+        else:
+            s, e = min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
+        if st == 1 and s == 0 and e == dim:
+            continue
+        S.append(s), E.append(e), A.append(a), T.append(st)
+    return S, E, A, T
+
+
+def Slice(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    xs = ctx.shape(x, n)
+    if ctx.opset < 10:
+        starts, ends = at["starts"], at["ends"]
+        axes = at.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        vals = [ctx.cin(n, i) for i in range(1, 5)]
+        for i in range(1, min(5, len(n.input))):
+            if n.input[i] and vals[i - 1] is None:
+                raise node_error(n, "Slice parameters must be constants")
+        starts, ends = vals[0].reshape(-1).tolist(), vals[1].reshape(-1).tolist()
+        axes = vals[2].reshape(-1).tolist() if vals[2] is not None else list(range(len(starts)))
+        steps = vals[3].reshape(-1).tolist() if vals[3] is not None else [1] * len(starts)
+    S, E, A, T = _slice_norm(ctx, n, xs, starts, ends, axes, steps)
+    if not A:
+        ctx.alias[n.output[0]] = x
+        return
+    ctx.emit(name, "Slice", [x], [n.output[0]], {"starts": S, "ends": E, "axes": A, "steps": T})
+
+
+def Split(ctx, n, name, at):
+    x = ctx.act_in(n, 0)
+    xs = ctx.shape(x, n)
+    rank = len(xs)
+    ax = int(at.get("axis", 0)) % rank
+    dim = xs[ax]
+    if dim is None:
+        raise node_error(n, "splitting the batch axis is not supported")
+    if ctx.opset < 13:
+        split = at.get("split")
+    else:
+        sp = ctx.cin(n, 1)
+        split = None if sp is None else sp.reshape(-1).tolist()
+    outs = list(n.output)
+    if split is None:
+        k = len(outs) if "num_outputs" not in at else int(at["num_outputs"])
+        q = -(-dim // k)
+        split = [min(q, dim - i * q) for i in range(k)]
+    pos = 0
+    for j, (o, sz) in enumerate(zip(outs, split)):
+        if o:
+            ctx.emit(f"{name}::{j}", "Slice", [x], [o],
+                     {"starts": [pos], "ends": [pos + int(sz)], "axes": [ax], "steps": [1]})
+        pos += int(sz)
+
+
+# ONNX activation ops: one translator, the IR's Act node (fused later by passes.py).
+ACT_OPS = ("Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid",
+           "HardSwish", "Clip")
+
+# ONNX op -> translator(ctx, node, name, attrs); this dict is the front end's op list.
+TRANSLATORS = {
+    "Identity": Identity,
+    "Dropout": Dropout,
+    "Cast": Cast,
+    "Conv": Conv,
+    "ConvTranspose": ConvTranspose,
+    "Gemm": Gemm,
+    "MatMul": MatMul,
+    "BatchNormalization": BatchNormalization,
+    "PRelu": PRelu,
+    "MaxPool": MaxPool,
+    "AveragePool": AveragePool,
+    "GlobalAveragePool": GlobalAveragePool,
+    "GlobalMaxPool": GlobalMaxPool,
+    "Concat": Concat,
+    "Flatten": Flatten,
+    "Reshape": Reshape,
+    "Squeeze": Squeeze,
+    "Unsqueeze": Unsqueeze,
+    "Transpose": Transpose,
+    "Softmax": Softmax,
+    "Pad": Pad,
+    "Upsample": Upsample,
+    "Resize": Resize,
+    "DepthToSpace": DepthToSpace,
+    "Slice": Slice,
+    "Split": Split,
+    "Add": _binary,
+    "Sub": _binary,
+    "Mul": _binary,
+    "Div": _binary,
+}
+TRANSLATORS.update({op: act for op in ACT_OPS})
+
+
+def translate_node(ctx, n):
+    """Translate one ONNX node into IR nodes (appended to ``ctx``)."""
+    name = ctx.fe.names[id(n)]
+    try:
+        TRANSLATORS[n.op_type](ctx, n, name, onnx_attrs(n))
+    except (ConversionError, UnsupportedOpError):
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise node_error(n, f"{type(e).__name__}: {e}") from None
