@@ -6,10 +6,11 @@
     outs = model.run({"input": x})                  # dict of outputs
 """
 from .errors import (ConversionError, DeviceError, EdgenetError, FormatError, InputError,
-                     ModelError, UnsupportedOpError)
+                     ModelError, UnsupportedOpError, UsageError)
 from .runtime import IOSpec, Model, load
 
 __version__ = "0.1.0"
 
 __all__ = ["ConversionError", "DeviceError", "EdgenetError", "FormatError", "IOSpec",
-           "InputError", "Model", "ModelError", "UnsupportedOpError", "load", "__version__"]
+           "InputError", "Model", "ModelError", "UnsupportedOpError", "UsageError", "load",
+           "__version__"]

@@ -1,7 +1,13 @@
 """One exception hierarchy for everything a user can get wrong.
 
 The CLI turns any ``EdgenetError`` into one line ``edgenet: error: ...`` and exit status 2.
-Anything else escaping the runtime is a bug in edgenet.
+Anything else escaping the runtime is a bug in edgenet. One class per kind of mistake:
+
+    EdgenetError
+      FormatError        the file           ModelError   its graph (nodes, attributes, shapes)
+      InputError         the input arrays
+      UsageError         the arguments      DeviceError  the device (unknown or absent)
+      UnsupportedOpError, ConversionError   the source model (converter)
 """
 
 
@@ -29,5 +35,11 @@ class ConversionError(EdgenetError):
     """A source model could not be converted for a reason other than unsupported ops."""
 
 
-class DeviceError(EdgenetError):
-    """The requested device (e.g. cuda) is not available."""
+class UsageError(EdgenetError, ValueError):
+    """The caller asked for something edgenet does not offer: an unknown device, weights
+    policy or activation precision, a bad thread count, levels out of range for an encoding.
+    (Also a ValueError, which is what such a mistake is in plain Python.)"""
+
+
+class DeviceError(UsageError):
+    """The requested device is unknown, or not available here (e.g. cuda without a GPU)."""

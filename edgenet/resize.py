@@ -29,7 +29,8 @@ def source_coords(out_len, in_len, scale, ctm):
         if out_len == 1:
             return np.zeros(out_len, dtype=np.float32)
         return xr * np.float32(in_len - 1) / np.float32(out_len - 1)
-    raise ValueError(ctm)
+    from .errors import ModelError
+    raise ModelError(f"unknown coordinate_transformation_mode {ctm!r}")
 
 
 def nearest_index(xo, in_len, nearest_mode):

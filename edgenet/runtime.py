@@ -16,11 +16,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import ir
-from .errors import DeviceError, EdgenetError, InputError, ModelError
+from .errors import DeviceError, EdgenetError, InputError, ModelError, UsageError
 from .format import ModelFile
 
 MAX_PLAN_BYTES = int(os.environ.get("EDGENET_MAX_PLAN_BYTES", 8 << 30))
-_CONST_OK_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
 _FORKED_AFTER_PARALLEL = False
 
 
@@ -119,14 +118,14 @@ class _Plan:
 class Model:
     """A loaded .edgenet model. Call ``model(x)`` or ``model.run({"name": x})``."""
 
-    def __init__(self, path, device: str = "cpu", threads: int | None = None,
+    def __init__(self, path, *, device: str = "cpu", threads: int | None = None,
                  policy: str | None = None, verify: bool = True,
                  activations: str | None = None, act_ranges: dict | None = None):
         self.path = os.fspath(path)
         self.device = device
         self.policy = policy or os.environ.get("EDGENET_WEIGHTS_POLICY") or DEFAULT_POLICY
         if self.policy not in POLICIES:
-            raise EdgenetError(f"unknown weights policy {self.policy!r} "
+            raise UsageError(f"unknown weights policy {self.policy!r} "
                                f"(choose from {', '.join(POLICIES)})")
         self.file = ModelFile(self.path, verify=verify)
         self.graph = self.file.graph
@@ -171,7 +170,7 @@ class Model:
             if self.device == "cuda":
                 mode = "f32"
         if mode not in quant.MODES:
-            raise EdgenetError(f"unknown activation precision {mode!r} "
+            raise UsageError(f"unknown activation precision {mode!r} "
                                f"(choose from {', '.join(quant.MODES)})")
         if mode == "f32":
             return "f32", 0
@@ -229,13 +228,14 @@ class Model:
             name = node.get("name", "")
             if node["op"] not in ir.OPS:
                 self._fail(f"node '{name}': unknown op '{node['op']}'")
-            const_pos = ir.CONST_INPUTS.get(node["op"], set())
+            const_pos = ir.CONST_INPUTS[node["op"]]
+            const_ok = ir.CONST_OK_INPUTS[node["op"]]
             for pos, n in enumerate(node["inputs"]):
                 if n == "":
                     continue
                 if pos in const_pos and n not in self.consts:
                     self._fail(f"node '{name}': input {pos} ('{n}') must be a stored tensor")
-                if pos not in const_pos and n in self.consts and node["op"] not in _CONST_OK_OPS:
+                if pos not in const_ok and n in self.consts:
                     self._fail(f"node '{name}': input {pos} ('{n}') must be an activation, "
                                f"not a stored tensor")
                 if n not in defined and n not in self.consts:
@@ -265,7 +265,7 @@ class Model:
             return None
         import numba
         if not isinstance(threads, int) or threads < 1:
-            raise EdgenetError(f"threads must be a positive integer, got {threads!r}")
+            raise UsageError(f"threads must be a positive integer, got {threads!r}")
         return min(threads, numba.config.NUMBA_NUM_THREADS)
 
     def _coerce(self, spec: IOSpec, x):
@@ -411,7 +411,7 @@ def _is_file_view(a: np.ndarray) -> bool:
     return isinstance(base, np.memmap)
 
 
-def load(path, device: str = "cpu", threads: int | None = None, policy: str | None = None,
+def load(path, *, device: str = "cpu", threads: int | None = None, policy: str | None = None,
          warmup: bool = False, verify: bool = True, activations: str | None = None,
          act_ranges: dict | None = None) -> Model:
     """Load a .edgenet model.

@@ -12,13 +12,11 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from converters import convert  # noqa: E402
 from edgenet.errors import ConversionError, UnsupportedOpError  # noqa: E402
 from edgenet.format import read_model  # noqa: E402
+from edgenet.ops import SPEC  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 MODELS = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(FIXTURES, "*.onnx")))
-IR_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Affine", "Act", "PRelu", "MaxPool",
-          "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add", "Sub", "Mul", "Div",
-          "Concat", "Flatten", "Reshape", "Transpose", "Softmax", "Pad", "Resize",
-          "DepthToSpace", "Slice"}
+IR_OPS = set(SPEC)   # the IR's ops: edgenet/ops.py
 
 pytestmark = pytest.mark.skipif(not MODELS, reason="no ONNX fixtures")
 

@@ -11,6 +11,7 @@ from edgenet.format import pack
 from edgenet.ir import act_desc
 from edgenet.reference import run_node
 from edgenet.reference.cases import cases
+from tests.helpers import activation_descs, special_values
 
 POLICIES = ("expanded", "packed")
 CASES = list(cases())
@@ -235,3 +236,20 @@ def test_large_pool_and_elementwise_variants(variant, monkeypatch):
                "expanded")
     node = {"name": "g", "op": "GlobalAveragePool", "inputs": ["x"], "outputs": ["y"], "attrs": {}}
     _check(node, [big], {}, "expanded")
+
+
+@pytest.mark.parametrize("desc", activation_descs(), ids=lambda d: d["kind"])
+def test_activations_nan_and_infinities(desc):
+    """Every activation, standalone and fused, on NaN / ±inf / ±0 / kinks: NaN stays NaN
+    (NumPy's and onnxruntime's rule) and the rest matches the reference."""
+    x = special_values()
+    node = {"name": "a", "op": "Act", "inputs": ["x"], "outputs": ["y"],
+            "attrs": {"activation": desc}}
+    want = run_node(node, [x], {})[0]
+    assert np.isnan(want[np.isnan(x)]).all()
+    _close(run_node(node, [x], {}, backend=cpu.OPS)[0], want, rtol=2e-6)
+    add = {"name": "f", "op": "Add", "inputs": ["a", "b"], "outputs": ["y"],
+           "attrs": {"activation": desc}}
+    z = np.zeros_like(x)
+    _close(run_node(add, [x, z], {}, backend=cpu.OPS)[0], run_node(add, [x, z], {})[0],
+           rtol=2e-6)

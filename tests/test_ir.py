@@ -9,6 +9,7 @@ import pytest
 from edgenet import ir
 from edgenet.errors import ModelError
 from edgenet.format import pack
+from tests.helpers import check_coverage
 
 
 def W(*shape):
@@ -128,14 +129,59 @@ def test_infer_shapes(spec):
     ir.validate(n, shapes, consts)  # no exception
 
 
-def test_tables_cover_every_op():
-    assert set(ir.SHAPES) == set(ir.OPS) == set(ir.CONST_INPUTS)
+def test_tables_derive_from_the_spec():
+    from edgenet.ops import CONST, SPEC
+    assert set(ir.SHAPES) == set(ir.OPS) == set(ir.CONST_INPUTS) == set(SPEC)
     assert ir.CONST_INPUTS["Conv"] == {1, 2}
     assert ir.CONST_INPUTS["Gemm"] == {1, 2}
     assert ir.CONST_INPUTS["Affine"] == {1, 2}
     assert ir.CONST_INPUTS["PRelu"] == {1}
-    from edgenet.reference import OPS
-    assert set(OPS) == set(ir.OPS)
+    assert ir.OPTIONAL_INPUTS["Conv"] == {2, 3}
+    assert ir.N_INPUTS["Concat"] == (1, None) and ir.N_INPUTS["Conv"] == (2, 4)
+    assert ir.CONST_OK_INPUTS["Add"] == {0, 1} and ir.CONST_OK_INPUTS["Concat"] == set()
+    assert ir.ACT_OPS == {op for op, s in SPEC.items() if "activation" in s.attrs}
+    for op, s in SPEC.items():
+        assert s.name == op and callable(s.shape), op
+        assert [i.variadic for i in s.inputs[:-1]] == [False] * (len(s.inputs) - 1), op
+        # a must-be-constant input is a weight-like parameter: never variadic
+        assert not any(i.kind == CONST and i.variadic for i in s.inputs), op
+
+
+def test_spec_defaults_reach_the_shape_rules():
+    """An attribute with a spec default may be omitted; a required one may not."""
+    from edgenet.ops import SPEC, node_attrs
+    n = node("AveragePool", ["x"], {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0],
+                                    "count_include_pad": 0})
+    assert ir.infer_shapes(n, [(1, 1, 4, 4)], {}) == [(1, 1, 2, 2)]
+    assert node_attrs(n)["ceil_mode"] == SPEC["AveragePool"].attrs["ceil_mode"] == 0
+    m = dict(n, op="MaxPool")
+    with pytest.raises(ModelError, match="missing attribute 'ceil_mode'"):
+        ir.validate(m, [(1, 1, 4, 4)], {})
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_every_op_has_an_implementation_or_a_stated_exclusion(backend):
+    import importlib
+    from edgenet.ops import SPEC
+    mod = importlib.import_module(f"edgenet.{backend}")
+    check_coverage(mod.OPS, mod.EXCLUDED, SPEC)
+
+
+def test_every_op_has_a_cuda_implementation_or_a_stated_exclusion():
+    """The CUDA table, loaded under the simulator in a fresh process (numba reads
+    NUMBA_ENABLE_CUDASIM when it is first imported)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import edgenet.cuda as c\n"
+            "from edgenet.ops import SPEC\n"
+            "from tests.helpers import check_coverage\n"
+            "check_coverage(c.OPS, c.EXCLUDED, SPEC)\n")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=root)
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 # ------------------------------------------------------------------ rejection
@@ -301,3 +347,10 @@ def test_act_code_and_defaults():
     assert ir.act_code(None) == (0, 0.0, 0.0)
     assert ir.act_code({"kind": "Clip"}) == (7, -ir.FLT_MAX, ir.FLT_MAX)
     assert ir.act_code({"kind": "LeakyRelu", "alpha": 0.2}) == (2, 0.2, 0.0)
+
+
+def test_every_spec_op_is_documented():
+    import os
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "IR.md")).read()
+    from edgenet.ops import SPEC
+    assert not [op for op in SPEC if f"`{op}`" not in doc]

@@ -12,6 +12,7 @@ import pytest
 from edgenet import ir
 from edgenet.reference import OPS, run_node
 from edgenet.reference.cases import cases
+from tests.helpers import activation_descs, special_values
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -288,3 +289,19 @@ def test_activation_formulas():
                 "attrs": {"activation": {"kind": kind}}}
         (got,) = run_node(node, [x], {})
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=kind)
+
+
+@pytest.mark.parametrize("desc", activation_descs(), ids=lambda d: d["kind"])
+def test_scalar_activation_agrees_with_numpy_nan_included(desc):
+    """edgenet.activation.act_scalar, the one function the CPU and CUDA kernels compile,
+    run as plain Python (what the CUDA simulator runs) against the NumPy reference."""
+    from edgenet.activation import act_numpy, act_scalar
+    x = special_values().reshape(-1)
+    code, a, b = ir.act_code(desc)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = act_numpy(x, code, a, b)
+        got = np.array([act_scalar(v, code, np.float32(a), np.float32(b)) for v in x],
+                       dtype=np.float32)
+    assert np.isnan(got[np.isnan(x)]).all(), "NaN in, NaN out"
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))   # HardSwish(-inf) too
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7, err_msg=desc["kind"])

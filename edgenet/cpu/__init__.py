@@ -1,4 +1,9 @@
-"""Numba CPU backend: ``OPS`` maps IR op names to OpImpl objects (docs/IR.md contract)."""
+"""Numba CPU backend: ``OPS`` maps IR op names to OpImpl objects (docs/IR.md contract).
+
+``OPS`` is the one table from op to kernel on this backend; ``EXCLUDED`` names the spec's
+ops (edgenet/ops.py) it deliberately lacks, with the reason (tests/test_ir.py checks that
+every op is in one of the two).
+"""
 from __future__ import annotations
 
 from .. import _jit  # noqa: F401  (cache policy before numba)
@@ -9,9 +14,33 @@ from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool
 from .shape_ops import (Concat, DepthToSpace, Flatten, Pad, Reshape, Resize, Slice, Softmax,
                         Transpose)
 
-OPS = {cls.__name__: cls() for cls in (
-    Conv, ConvTranspose, Gemm, MatMul, Act, PRelu, Affine, Add, Sub, Mul, Div,
-    MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool,
-    Concat, Flatten, Reshape, Transpose, Pad, Slice, DepthToSpace, Resize, Softmax)}
+OPS = {
+    "Conv": Conv(),
+    "ConvTranspose": ConvTranspose(),
+    "Gemm": Gemm(),
+    "MatMul": MatMul(),
+    "Affine": Affine(),
+    "Act": Act(),
+    "PRelu": PRelu(),
+    "MaxPool": MaxPool(),
+    "AveragePool": AveragePool(),
+    "GlobalAveragePool": GlobalAveragePool(),
+    "GlobalMaxPool": GlobalMaxPool(),
+    "Add": Add(),
+    "Sub": Sub(),
+    "Mul": Mul(),
+    "Div": Div(),
+    "Concat": Concat(),
+    "Flatten": Flatten(),
+    "Reshape": Reshape(),
+    "Transpose": Transpose(),
+    "Softmax": Softmax(),
+    "Pad": Pad(),
+    "Resize": Resize(),
+    "DepthToSpace": DepthToSpace(),
+    "Slice": Slice(),
+}
 
-__all__ = ["OPS"]
+EXCLUDED: dict = {}   # op -> why this backend has no kernel for it
+
+__all__ = ["EXCLUDED", "OPS"]

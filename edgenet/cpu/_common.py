@@ -17,12 +17,12 @@ import numpy as np
 from .. import _jit  # noqa: F401  (cache policy before numba)
 import numba
 from .._jit import njit
+from ..activation import ActCode, act_code, act_scalar
 from ..format.codecs import CODECS, Packed
-from ..format.constants import Encoding
-from ..ir import act_code
+from ..format.constants import PACKED_CODE, Encoding, WeightCode
 
-ENC_T2, ENC_Q3, ENC_I8 = 1, 2, 3
-_ENC_CODE = {Encoding.T2: ENC_T2, Encoding.Q3: ENC_Q3, Encoding.I8: ENC_I8}
+# historical names (conv.py and the generated kernels import them)
+ENC_T2, ENC_Q3, ENC_I8 = WeightCode.T2, WeightCode.Q3, WeightCode.I8
 
 
 # ----------------------------------------------------------------------------- node access
@@ -78,18 +78,18 @@ class Weights:
         self.O = int(self.shape[0])
         self.K = int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
         self.packed = False
-        self.enc = 0
+        self.enc = int(WeightCode.F32)
         self.codes = np.zeros((1, 1), np.uint8)
         self.scale = np.ones(1, np.float32)
         self.f = None
         if p is not None and policy == "packed" and p.quantized:
             enc = p.encoding
             data = p.data
-            if enc not in _ENC_CODE:           # t5: storage only -> lossless t2
+            if enc not in PACKED_CODE:         # t5: storage only -> lossless t2
                 data = CODECS[Encoding.T2].pack_rows(p.levels())
                 enc = Encoding.T2
             self.packed = True
-            self.enc = _ENC_CODE[enc]
+            self.enc = int(PACKED_CODE[enc])   # a plain int: a kernel argument
             self.codes = np.ascontiguousarray(np.asarray(data).view(np.uint8).reshape(self.O, -1))
             self.scale = np.ascontiguousarray(p.scale, dtype=np.float32)
         else:
@@ -131,11 +131,11 @@ def decode_row(enc, codes, scale, o, k, out):
     """Decode output channel o's filter (k weights) into out[:k] as float32."""
     s = scale[o]
     row = codes[o]
-    if enc == 1:  # t2
+    if enc == WeightCode.T2:
         for j in range(k):
             c = (row[j >> 2] >> ((j & 3) * 2)) & 3
             out[j] = s if c == 1 else (-s if c == 2 else np.float32(0))
-    elif enc == 2:  # q3
+    elif enc == WeightCode.Q3:
         for j in range(k):
             g = j >> 3
             p = j & 7
@@ -145,7 +145,7 @@ def decode_row(enc, codes, scale, o, k, out):
             if c >= 4:
                 c -= 8
             out[j] = s * np.float32(c)
-    else:  # i8
+    else:  # WeightCode.I8
         for j in range(k):
             v = np.int32(row[j])
             if v >= 128:
@@ -153,32 +153,9 @@ def decode_row(enc, codes, scale, o, k, out):
             out[j] = s * np.float32(v)
 
 
-@njit(inline="always")
-def act(x, code, alpha, beta):
-    """Activation epilogue (codes of edgenet.ir.ACT_CODES); x float32."""
-    if code == 0:
-        return x
-    if code == 1:  # written so that NaN passes through, as in NumPy and onnxruntime
-        return np.float32(0) if x < 0 else x
-    if code == 2:
-        return x if x >= 0 else alpha * x
-    if code == 3:
-        return x if x > 0 else alpha * np.float32(np.expm1(x))
-    if code == 4:
-        return beta * (x if x > 0 else alpha * np.float32(np.expm1(x)))
-    if code == 5:
-        return np.float32(1) / (np.float32(1) + np.float32(np.exp(-x)))
-    if code == 6:
-        return np.float32(np.tanh(x))
-    if code == 7:
-        return alpha if x < alpha else (beta if x > beta else x)
-    if code == 8:
-        y = alpha * x + beta
-        return np.float32(0) if y < 0 else (np.float32(1) if y > 1 else y)
-    if code == 9:
-        y = x / np.float32(6) + np.float32(0.5)
-        return x * (np.float32(0) if y < 0 else (np.float32(1) if y > 1 else y))
-    return x
+# The activation epilogue: edgenet.activation.act_scalar, the function the CUDA backend
+# compiles too (one definition, one NaN rule).
+act = njit(inline="always")(act_scalar)
 
 
 class OpImpl:
@@ -216,13 +193,13 @@ def use_parallel(work) -> bool:
 @njit(inline="always", fastmath=FM)
 def act_inplace(y, lo, hi, code, alpha, beta):
     """y[lo:hi] = act(y[lo:hi]), with vectorizable loops for none / Relu / Clip."""
-    if code == 0:
+    if code == ActCode.NONE:
         return
-    if code == 1:
+    if code == ActCode.RELU:
         for i in range(lo, hi):
             v = y[i]
             y[i] = np.float32(0) if v < 0 else v
-    elif code == 7:
+    elif code == ActCode.CLIP:
         for i in range(lo, hi):
             v = y[i]
             y[i] = alpha if v < alpha else (beta if v > beta else v)

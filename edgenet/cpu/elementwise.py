@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from ..activation import ActCode
 from ._common import (FM, OpImpl, act, act_inplace, act_of, attrs, operand,
                       prepare_consts, use_parallel)
 from .._jit import njit, pjit
@@ -20,7 +21,7 @@ SUB = 4096     # sub-block: compute, then the activation pass while it is in L1
 def _act_rng(x, y, lo, hi, code, alpha, beta):
     for s0 in range(lo, hi, SUB):
         s1 = min(hi, s0 + SUB)
-        if code == 1:
+        if code == ActCode.RELU:
             for i in range(s0, s1):
                 v = x[i]
                 y[i] = np.float32(0) if v < 0 else v

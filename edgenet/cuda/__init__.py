@@ -2,14 +2,15 @@
 
 Importing this package never fails and never imports numba.cuda: ``ensure_available()``
 checks for a GPU (or the simulator, ``NUMBA_ENABLE_CUDASIM=1``) and raises
-``edgenet.errors.DeviceError`` with the reason; ``OPS`` and ``run_graph`` load the kernel
-modules on first access (PEP 562 module ``__getattr__``).
+``edgenet.errors.DeviceError`` with the reason; ``OPS`` (the table op -> kernel, built in
+``_ops``) and ``run_graph`` load the kernel modules on first access (PEP 562 module
+``__getattr__``); ``EXCLUDED`` names the spec's ops this backend lacks, with the reason.
 """
 from __future__ import annotations
 
 from ..errors import DeviceError
 
-__all__ = ["OPS", "ensure_available", "run_graph", "simulated", "device_name"]
+__all__ = ["EXCLUDED", "OPS", "ensure_available", "run_graph", "simulated", "device_name"]
 
 _PREFIX = "device 'cuda' is not available: "
 
@@ -80,10 +81,37 @@ def _ops():
     from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool
     from .shape_ops import (Concat, DepthToSpace, Flatten, Pad, Reshape, Resize, Slice,
                             Softmax, Transpose)
-    return {cls.__name__: cls() for cls in (
-        Conv, ConvTranspose, Gemm, MatMul, Act, PRelu, Affine, Add, Sub, Mul, Div,
-        MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool,
-        Concat, Flatten, Reshape, Transpose, Pad, Slice, DepthToSpace, Resize, Softmax)}
+    # the one table from op to kernel on this backend
+    return {
+        "Conv": Conv(),
+        "ConvTranspose": ConvTranspose(),
+        "Gemm": Gemm(),
+        "MatMul": MatMul(),
+        "Affine": Affine(),
+        "Act": Act(),
+        "PRelu": PRelu(),
+        "MaxPool": MaxPool(),
+        "AveragePool": AveragePool(),
+        "GlobalAveragePool": GlobalAveragePool(),
+        "GlobalMaxPool": GlobalMaxPool(),
+        "Add": Add(),
+        "Sub": Sub(),
+        "Mul": Mul(),
+        "Div": Div(),
+        "Concat": Concat(),
+        "Flatten": Flatten(),
+        "Reshape": Reshape(),
+        "Transpose": Transpose(),
+        "Softmax": Softmax(),
+        "Pad": Pad(),
+        "Resize": Resize(),
+        "DepthToSpace": DepthToSpace(),
+        "Slice": Slice(),
+    }
+
+
+# ops of the spec (edgenet/ops.py) this backend deliberately lacks: op -> why
+EXCLUDED: dict = {}
 
 
 def __getattr__(name):

@@ -17,18 +17,14 @@ Conventions of every kernel in this package:
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 from numba import cuda, float32
 
 from . import config
+from ..activation import act_code, act_scalar
 from ..format.codecs import CODECS, Packed
-from ..format.constants import Encoding
-from ..ir import act_code
-
-ENC_F32, ENC_T2, ENC_Q3, ENC_I8 = 0, 1, 2, 3
-_ENC_CODE = {Encoding.T2: ENC_T2, Encoding.Q3: ENC_Q3, Encoding.I8: ENC_I8}
+from ..format.constants import PACKED_CODE, Encoding, WeightCode
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -117,18 +113,18 @@ class DevWeights:
             config.WEIGHTS == "packed" or policy == "packed")
         if keep_packed:
             enc, data = p.encoding, p.data
-            if enc not in _ENC_CODE:  # t5 -> t2
+            if enc not in PACKED_CODE:  # t5 -> t2
                 data = CODECS[Encoding.T2].pack_rows(p.levels())
                 enc = Encoding.T2
             codes = np.ascontiguousarray(np.asarray(data).view(np.uint8).reshape(self.O, -1))
-            self.enc = _ENC_CODE[enc]
+            self.enc = int(PACKED_CODE[enc])   # a plain int: a kernel argument
             self.rb = int(codes.shape[1])
             self.codes = to_device(codes, np.uint8)
             self.scale = to_device(p.scale)
             self.wf = to_device(np.zeros(1, np.float32))
         else:
             full = p.dequantize() if p is not None else arr
-            self.enc = ENC_F32
+            self.enc = int(WeightCode.F32)
             self.rb = 0
             self.wf = to_device(np.asarray(full, np.float32).reshape(self.O, self.K))
             self.codes = to_device(np.zeros(1, np.uint8), np.uint8)
@@ -143,17 +139,17 @@ class DevWeights:
 @cuda.jit(device=True)
 def load_w(enc, wf, codes, scale, rb, K, o, k):
     """Dequantized weight (o, k) as float32 from float32 rows or packed codes."""
-    if enc == 0:
+    if enc == WeightCode.F32:
         return wf[o * K + k]
     base = o * rb
-    if enc == 1:  # t2: weight k at bits 2*(k%4) of byte k//4; 01 = +1, 10 = -1
+    if enc == WeightCode.T2:  # layouts: edgenet.format.constants.WeightCode
         c = (np.int32(codes[base + (k >> 2)]) >> ((k & 3) * 2)) & 3
         if c == 1:
             return scale[o]
         if c == 2:
             return -scale[o]
         return float32(0.0)
-    if enc == 2:  # q3: 8 weights per 24-bit little-endian word, 3-bit two's complement
+    if enc == WeightCode.Q3:
         b = base + (k >> 3) * 3
         word = np.int32(codes[b]) | (np.int32(codes[b + 1]) << 8) | (np.int32(codes[b + 2]) << 16)
         c = (word >> (3 * (k & 7))) & 7
@@ -166,30 +162,9 @@ def load_w(enc, wf, codes, scale, rb, K, o, k):
     return scale[o] * float32(v)
 
 
-@cuda.jit(device=True)
-def act(x, code, alpha, beta):
-    """Activation epilogue (codes of edgenet.ir.ACT_CODES), float32 in and out."""
-    if code == 0:
-        return x
-    if code == 1:
-        return x if x > 0 else float32(0.0)
-    if code == 2:
-        return x if x >= 0 else alpha * x
-    if code == 3:
-        return x if x > 0 else alpha * float32(math.expm1(x))
-    if code == 4:
-        return beta * (x if x > 0 else alpha * float32(math.expm1(x)))
-    if code == 5:
-        return float32(1.0) / (float32(1.0) + float32(math.exp(-x)))
-    if code == 6:
-        return float32(math.tanh(x))
-    if code == 7:
-        return min(max(x, alpha), beta)
-    if code == 8:
-        return max(float32(0.0), min(float32(1.0), alpha * x + beta))
-    if code == 9:
-        return x * max(float32(0.0), min(float32(1.0), x / float32(6.0) + float32(0.5)))
-    return x
+# The activation epilogue: edgenet.activation.act_scalar, the very function the CPU backend
+# compiles (one definition: same NaN rule on both).
+act = cuda.jit(device=True)(act_scalar)
 
 
 @cuda.jit

@@ -25,6 +25,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import UsageError
 from .constants import Encoding
 
 _T2_LUT = np.array([0, 1, -1, 0], dtype=np.int8)
@@ -99,9 +100,9 @@ class Codec:
     def check_levels(self, levels: np.ndarray) -> np.ndarray:
         lv = np.asarray(levels)
         if lv.ndim != 2:
-            raise ValueError("levels must be 2-D (rows = output channels)")
+            raise UsageError("levels must be 2-D (rows = output channels)")
         if lv.size and (lv.min() < self.lo or lv.max() > self.hi):
-            raise ValueError(f"{self.encoding.value}: levels outside [{self.lo}, {self.hi}]")
+            raise UsageError(f"{self.encoding.value}: levels outside [{self.lo}, {self.hi}]")
         return lv.astype(np.int8)
 
 
@@ -238,11 +239,11 @@ def pack(encoding, values, scale=None) -> Packed:
     if encoding in FLOAT_DTYPES:
         return Packed(encoding, shape, np.ascontiguousarray(values, dtype=FLOAT_DTYPES[encoding]))
     if values.ndim < 1:
-        raise ValueError("quantized tensors need at least one axis (output channels)")
+        raise UsageError("quantized tensors need at least one axis (output channels)")
     if not np.issubdtype(values.dtype, np.integer):
         r = np.rint(values)
         if not np.array_equal(r, values):
-            raise ValueError("quantized levels must be integers")
+            raise UsageError("quantized levels must be integers")
         values = r
     o = shape[0]
     scale = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, dtype=np.float32), (o,)))

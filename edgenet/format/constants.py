@@ -20,7 +20,7 @@ The header is ``{"format": "edgenet", "version": 1, "graph": {...}, "tensors": [
 for per-output-channel encodings (i8, t2, q3, t5).
 """
 import struct
-from enum import Enum
+from enum import Enum, IntEnum
 
 MAGIC = b"EDGENET\x00"
 VERSION = 1
@@ -50,3 +50,18 @@ class Encoding(str, Enum):
 def align(n: int, a: int = ALIGNMENT) -> int:
     """Round n up to a multiple of a."""
     return (n + a - 1) // a * a
+
+
+class WeightCode(IntEnum):
+    """How a kernel reads a weight row (``Weights.enc`` on CPU and CUDA): float32, or the
+    packed codes of a quantized encoding kept as stored (policy "packed")."""
+
+    F32 = 0
+    T2 = 1   # weight k at bits 2*(k%4) of byte k//4; 01 = +1, 10 = -1
+    Q3 = 2   # 8 weights per 24-bit little-endian word, 3-bit two's complement
+    I8 = 3   # int8 levels (viewed as uint8)
+
+
+# encodings kernels read packed (t5 is storage only: re-packed to t2 at load, losslessly)
+PACKED_CODE = {Encoding.T2: WeightCode.T2, Encoding.Q3: WeightCode.Q3,
+               Encoding.I8: WeightCode.I8}

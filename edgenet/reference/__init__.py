@@ -3,6 +3,6 @@
 ``OPS`` follows the backend contract of docs/IR.md; ``cases()`` (edgenet.reference.cases)
 is a shared table of one-node test cases; ``run_node`` runs one node end to end.
 """
-from .ops import OPS, OpImpl, run_node
+from .ops import EXCLUDED, OPS, OpImpl, run_node
 
-__all__ = ["OPS", "OpImpl", "run_node"]
+__all__ = ["EXCLUDED", "OPS", "OpImpl", "run_node"]

@@ -1,0 +1,114 @@
+"""The IR op spec: one record per op (docs/IR.md, "Ops"). Everything that used to be a
+parallel list derives from ``SPEC``: the IR validator's tables (edgenet/ir.py), the
+runtime's graph checks, the converter's final IR check and fusion targets, the backend
+coverage test (tests/test_ir.py) and the test lists.
+
+A record says, per input, whether it is an activation (``ACT``), a stored tensor
+(``CONST``: weights, biases, per-channel parameters) or either (``ANY``), whether it may be
+absent (``""``) and whether it repeats (Concat); the attributes with their defaults
+(``REQUIRED`` when there is none); whether the op takes a fused ``activation`` epilogue;
+and its shape rule (edgenet/shapes.py), which also validates the node.
+
+Adding an op: docs/IR.md "Adding an operator".
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from . import shapes as S
+from .shapes import REQUIRED
+
+ACT, CONST, ANY = "act", "const", "any"
+
+
+class In(NamedTuple):
+    """One input position."""
+
+    name: str
+    kind: str = ACT           # ACT, CONST or ANY
+    optional: bool = False    # may be "" (absent)
+    variadic: bool = False    # repeats: one or more (only the last input)
+
+
+class OpSpec(NamedTuple):
+    name: str
+    inputs: tuple             # of In
+    attrs: dict               # attribute -> default (REQUIRED: none)
+    activation: bool          # takes a fused activation epilogue (attribute "activation")
+    shape: Callable           # shape rule: Ctx -> [output shape]
+    doc: str = ""
+
+    @property
+    def n_inputs(self) -> tuple:
+        """(min, max) input count; max None when the last input repeats."""
+        lo = sum(1 for i in self.inputs if not i.optional)
+        hi = None if self.inputs and self.inputs[-1].variadic else len(self.inputs)
+        return lo, hi
+
+    def input_at(self, pos: int) -> In:
+        """The input record of position ``pos`` (a variadic last input covers the rest)."""
+        return self.inputs[min(pos, len(self.inputs) - 1)]
+
+    def defaults(self) -> dict:
+        """Attributes that have a default value."""
+        return {k: v for k, v in self.attrs.items() if v is not REQUIRED}
+
+
+R = REQUIRED
+_ACT = {"activation": None}
+_CONV = {"strides": R, "pads": R, "dilations": R, "group": R}
+_POOL = {"kernel": R, "strides": R, "pads": R, "dilations": [1, 1]}
+
+
+def _op(name, inputs, attrs=None, activation=False, shape=None, doc=""):
+    attrs = dict(attrs or {})
+    if activation:
+        attrs.setdefault("activation", None)
+    return OpSpec(name, tuple(inputs), attrs, activation, shape, doc)
+
+
+_X = In("X")
+
+SPEC = {s.name: s for s in (
+    _op("Conv", [_X, In("W", CONST), In("B", CONST, optional=True),
+                 In("R", optional=True)], _CONV, True, S.shape_conv,
+        "y = act(conv(X, W) + B + R); R: residual with the output's shape"),
+    _op("ConvTranspose", [_X, In("W", CONST), In("B", CONST, optional=True)],
+        {**_CONV, "output_padding": R}, True, S.shape_convtranspose,
+        "W output-channel-major (O, C/g, kh, kw)"),
+    _op("Gemm", [_X, In("W", CONST), In("B", CONST, optional=True)], {}, True,
+        S.shape_gemm, "y = act(X · Wᵀ + B)"),
+    _op("MatMul", [In("A"), In("B")], {}, False, S.shape_matmul, "numpy.matmul"),
+    _op("Affine", [_X, In("S", CONST), In("T", CONST)], {}, True, S.shape_affine,
+        "y = act(X·S[c] + T[c]), channel axis 1"),
+    _op("Act", [_X], {"activation": R}, True, S.shape_act, "elementwise activation"),
+    _op("PRelu", [_X, In("slope", CONST)], {}, False, S.shape_prelu,
+        "x if x >= 0 else slope[c]·x"),
+    _op("MaxPool", [_X], {**_POOL, "ceil_mode": R}, False, S.shape_pool),
+    _op("AveragePool", [_X], {**_POOL, "ceil_mode": 0, "count_include_pad": R}, False,
+        S.shape_pool),
+    _op("GlobalAveragePool", [_X], {}, False, S.shape_global_pool),
+    _op("GlobalMaxPool", [_X], {}, False, S.shape_global_pool),
+    _op("Add", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
+    _op("Sub", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
+    _op("Mul", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
+    _op("Div", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
+    _op("Concat", [In("X", variadic=True)], {"axis": R}, False, S.shape_concat),
+    _op("Flatten", [_X], {"axis": R}, False, S.shape_flatten),
+    _op("Reshape", [_X], {"shape": R}, False, S.shape_reshape),
+    _op("Transpose", [_X], {"perm": R}, False, S.shape_transpose),
+    _op("Softmax", [_X], {"axis": R}, False, S.shape_softmax),
+    _op("Pad", [_X], {"pads": R, "mode": R, "value": 0.0}, False, S.shape_pad),
+    _op("Resize", [_X], {"mode": R, "coordinate_transformation_mode": R,
+                         "nearest_mode": None, "scales": None, "sizes": None}, False,
+        S.shape_resize, "nearest_mode is required when mode is nearest"),
+    _op("DepthToSpace", [_X], {"blocksize": R, "mode": R}, False, S.shape_depth_to_space),
+    _op("Slice", [_X], {"starts": R, "ends": R, "axes": R, "steps": R}, False,
+        S.shape_slice),
+)}
+
+
+def node_attrs(node) -> dict:
+    """The node's attributes with the spec's defaults filled in (what a kernel reads)."""
+    spec = SPEC[node["op"]]
+    return {**spec.defaults(), **(node.get("attrs") or {})}
