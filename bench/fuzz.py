@@ -49,83 +49,13 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-INPUT_SHAPE = (2, 3, 7, 7)
 BAD_OUTCOMES = ("other exception", "crash", "hang", "undetected")
 RAW_KINDS = ("bitflip", "bytes", "truncate", "append")
 KINDS = RAW_KINDS + ("json", "data")
 
 
-# ----------------------------------------------------------------------------- the model
-def model_parts(seed: int = 0):
-    """(graph, tensors, metadata) of the small fuzzing model (docs/IR.md)."""
-    from edgenet.format import pack
-    rng = np.random.default_rng(seed)
-    conv_w = pack("t2", rng.integers(-1, 2, size=(6, 3, 3, 3)),  # K = 27: padded t2 rows
-                  scale=rng.uniform(0.5, 1.5, 6).astype(np.float32))
-    fc_w = pack("q3", rng.integers(-2, 3, size=(5, 6)),           # K = 6: padded q3 groups
-                scale=rng.uniform(0.5, 1.5, 5).astype(np.float32))
-    tensors = {"conv.w": conv_w, "conv.b": pack("f32", rng.normal(size=6)),
-               "fc.w": fc_w, "fc.b": pack("f32", rng.normal(size=5))}
-    relu = {"kind": "Relu", "alpha": 0.0, "beta": 0.0}
-    graph = {
-        "inputs": [{"name": "x", "shape": [None, 3, 7, 7], "dtype": "float32"}],
-        "outputs": [{"name": "y", "shape": [None, 5], "dtype": "float32"}],
-        "nodes": [
-            {"name": "conv", "op": "Conv", "inputs": ["x", "conv.w", "conv.b"],
-             "outputs": ["c"], "attrs": {"strides": [1, 1], "pads": [1, 1, 1, 1],
-                                         "dilations": [1, 1], "group": 1,
-                                         "activation": None}},
-            {"name": "relu", "op": "Act", "inputs": ["c"], "outputs": ["r"],
-             "attrs": {"activation": relu}},
-            {"name": "gap", "op": "GlobalAveragePool", "inputs": ["r"], "outputs": ["p"],
-             "attrs": {}},
-            {"name": "flat", "op": "Flatten", "inputs": ["p"], "outputs": ["f"],
-             "attrs": {"axis": 1}},
-            {"name": "fc", "op": "Gemm", "inputs": ["f", "fc.w", "fc.b"], "outputs": ["y"],
-             "attrs": {"activation": None}},
-        ]}
-    metadata = {"producer": "bench/fuzz.py", "labels": ["a", "b", "c", "d", "e"],
-                "preprocessing": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
-    return graph, tensors, metadata
-
-
-def build_model(path, seed: int = 0) -> str:
-    """Write the small fuzzing model to ``path``; returns the path."""
-    from edgenet.format import write_model
-    graph, tensors, metadata = model_parts(seed)
-    write_model(path, graph=graph, tensors=tensors, metadata=metadata)
-    return os.fspath(path)
-
-
-def model_input(seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=INPUT_SHAPE).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- file layout
-def split_file(blob: bytes):
-    """(preamble fields, header dict, data section bytes) of a valid file."""
-    from edgenet.format.constants import PREAMBLE, align
-    magic, version, flags, hlen, hcrc, res = PREAMBLE.unpack(blob[:PREAMBLE.size])
-    header = json.loads(blob[PREAMBLE.size:PREAMBLE.size + hlen])
-    data = blob[align(PREAMBLE.size + hlen):]
-    return (magic, version, flags, res), header, data
-
-
-def join_file(fields, header, data: bytes) -> bytes:
-    """Serialize a (mutated) header with a correct length and CRC in front of ``data``."""
-    from edgenet.format.constants import PREAMBLE, align
-    magic, version, flags, res = fields
-    h = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    pre = PREAMBLE.pack(magic, version, flags, len(h), zlib.crc32(h) & 0xFFFFFFFF, res)
-    start = align(PREAMBLE.size + len(h))
-    return pre + h + b"\0" * (start - PREAMBLE.size - len(h)) + data
-
-
-def data_region(blob: bytes):
-    """[start, end) of the data section of a valid file."""
-    from edgenet.format.constants import PREAMBLE, align
-    hlen = PREAMBLE.unpack(blob[:PREAMBLE.size])[3]
-    return align(PREAMBLE.size + hlen), len(blob)
+# the small model and the file-layout helpers are shared with the tests
+from tests.helpers import build_model, join_file, model_input, split_file  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- mutators

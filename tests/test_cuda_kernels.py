@@ -17,35 +17,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from tests.helpers import activation_descs, check_coverage, special_values
+from tests.helpers import (INNER, ROOT, activation_descs, check_coverage, run_inner,
+                           special_values)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INNER = os.environ.get("EDGENET_CUDA_INNER") == "1"
 RTOL = 1e-4
-
-
-def run_inner(path, timeout=900):
-    """Re-run ``path`` in a subprocess with the simulator switched on before numba loads."""
-    env = dict(os.environ, EDGENET_CUDA_INNER="1", PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    if os.environ.get("EDGENET_CUDA_REAL") == "1":
-        env.pop("NUMBA_ENABLE_CUDASIM", None)
-    else:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--durations=5", path], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=timeout)
-    out = r.stdout[-12000:] + ("\n--- stderr ---\n" + r.stderr[-4000:] if r.stderr else "")
-    print(out)
-    print(f"[inner run: {time.perf_counter() - t0:.1f} s]")
-    assert r.returncode == 0, out
-
 
 if not INNER:
     def test_cuda_kernels_simulated():

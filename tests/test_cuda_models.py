@@ -9,13 +9,13 @@ each converted to f32, ternary and quinary .edgenet files with converters.conver
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_cuda_kernels import INNER, ROOT, RTOL, run_inner  # noqa: E402
+from tests.helpers import INNER, ROOT, run_inner
+
+RTOL = 1e-4
 
 FIX = os.path.join(ROOT, "tests", "fixtures")
 WEIGHTS = ("f32", "ternary", "quinary")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import edgenet
 import edgenet.cli
-from bench.fuzz import build_model, join_file, model_input, split_file
+from tests.helpers import build_model, join_file, model_input, split_file
 from edgenet.errors import FormatError, ModelError
 from edgenet.format import ALIGNMENT, CODECS, Encoding, pack, read_model, write_model
 from edgenet.format.codecs import FLOAT_DTYPES, stored_nbytes

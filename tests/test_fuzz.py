@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgenet
-from bench.fuzz import (RAW_KINDS, build_model, classify, model_input, mutate, run_case)
+from bench.fuzz import RAW_KINDS, classify, mutate, run_case  # the fuzzer under test
+from tests.helpers import build_model, model_input
 
 LONG = os.environ.get("EDGENET_LONG") == "1"
 SCALE = 10 if LONG else 1

@@ -8,44 +8,9 @@ import pytest
 import edgenet
 from edgenet.errors import InputError, ModelError
 from edgenet.format import pack, write_model
-from edgenet.ir import act_desc
+from tests.helpers import residual_net  # noqa: F401  (tests/test_cli.py imports it from here)
 
-RNG = np.random.default_rng(1)
-
-
-def _conv(name, x, w, b, out, stride=1, pad=1, act="Relu", residual=""):
-    return {"name": name, "op": "Conv", "inputs": [x, w, b, residual], "outputs": [out],
-            "attrs": {"strides": [stride, stride], "pads": [pad] * 4, "dilations": [1, 1],
-                      "group": 1, "activation": act_desc(act) if act else None}}
-
-
-def residual_net(path, enc="t2"):
-    """conv → conv(+residual, relu) → GAP → flatten → gemm: exercises fusion and reuse."""
-    lv = {"t2": (-1, 2), "q3": (-2, 3)}
-    def wq(shape):
-        if enc == "f32":
-            return pack("f32", RNG.standard_normal(shape).astype(np.float32) * 0.3)
-        lo, hi = lv[enc]
-        return pack(enc, RNG.integers(lo, hi, size=shape), RNG.random(shape[0]) * 0.5 + 0.1)
-    tensors = {
-        "w1": wq((8, 3, 3, 3)), "b1": pack("f32", RNG.standard_normal(8) * 0.1),
-        "w2": wq((8, 8, 3, 3)), "b2": pack("f32", RNG.standard_normal(8) * 0.1),
-        "w3": wq((5, 8)), "b3": pack("f32", RNG.standard_normal(5) * 0.1),
-    }
-    nodes = [
-        _conv("c1", "x", "w1", "b1", "t1"),
-        _conv("c2", "t1", "w2", "b2", "t2", residual="t1"),
-        {"name": "gap", "op": "GlobalAveragePool", "inputs": ["t2"], "outputs": ["t3"],
-         "attrs": {}},
-        {"name": "fl", "op": "Flatten", "inputs": ["t3"], "outputs": ["t4"], "attrs": {"axis": 1}},
-        {"name": "fc", "op": "Gemm", "inputs": ["t4", "w3", "b3"], "outputs": ["y"],
-         "attrs": {"activation": None}},
-    ]
-    graph = {"inputs": [{"name": "x", "shape": [None, 3, 9, 9], "dtype": "float32"}],
-             "outputs": [{"name": "y", "shape": [None, 5], "dtype": "float32"}],
-             "nodes": nodes}
-    write_model(path, graph=graph, tensors=tensors, metadata={"labels": list("abcde")})
-    return path
+RNG = np.random.default_rng(2)
 
 
 @pytest.fixture(scope="module", params=["t2", "q3", "f32"])
@@ -180,3 +145,17 @@ def test_runtime_never_imports_frameworks():
             " 'numba.cuda') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_bad_options_are_usage_errors(model_path):
+    """Unknown device, weights policy, activation precision, bad thread count: one family
+    (UsageError, also a ValueError); options after the path are keyword-only."""
+    for kw in ({"device": "tpu"}, {"policy": "zipped"}, {"activations": "int4"},
+               {"threads": 0}):
+        with pytest.raises(edgenet.UsageError) as e:
+            edgenet.load(model_path, **kw)
+        assert isinstance(e.value, ValueError) and "\n" not in str(e.value), kw
+    with pytest.raises(edgenet.DeviceError):
+        edgenet.load(model_path, device="tpu")
+    with pytest.raises(TypeError):
+        edgenet.load(model_path, "cpu")
