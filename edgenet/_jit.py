@@ -6,7 +6,10 @@
   Inside that directory, caches live in a subdirectory named by a hash of every kernel
   source file: numba invalidates a cached function only when *its own* file changes, not
   when an inlined helper in another module does, so a stale cache could otherwise run old
-  code after an upgrade.
+  code after an upgrade. The SIMD conv kernels are generated in the process
+  (``cpu/gen_simd_conv.py``) and compiled with that file as their source: the generator's
+  file is hashed (a change to it changes every generated kernel), generated text never is
+  (it is not a file, and it is a pure function of the generator).
 - Threading layer: a thread-safe one (tbb or omp), never workqueue, which aborts the
   process when two Python threads call a parallel function at once. A user's explicit
   ``NUMBA_THREADING_LAYER`` wins.
@@ -42,17 +45,24 @@ def _writable_dir(path: str) -> bool:
         return False
 
 
-def _source_hash() -> str:
-    h = hashlib.sha256()
+def _hashed_files() -> list:
+    """The kernel source files whose bytes name the cache directory (package, cpu, cuda)."""
+    out = []
     for sub in ("", "cpu", "cuda"):
         d = os.path.join(_PKG_DIR, sub)
         try:
             names = sorted(f for f in os.listdir(d) if f.endswith(".py"))
         except OSError:
             continue
-        for f in names:
-            with open(os.path.join(d, f), "rb") as fh:
-                h.update(f.encode() + b"\0" + fh.read())
+        out += [os.path.join(d, f) for f in names]
+    return out
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for path in _hashed_files():
+        with open(path, "rb") as fh:
+            h.update(os.path.basename(path).encode() + b"\0" + fh.read())
     return h.hexdigest()[:16]
 
 
@@ -102,3 +112,146 @@ def pjit(*args, **kw):
     """A parallel kernel: ``njit(parallel=True)`` with edgenet's cache policy."""
     kw.setdefault("parallel", True)
     return njit(*args, **kw)
+
+
+# ----------------------------------------------------------------------------- compile notices
+# A cold cache makes a first run compile for seconds per kernel. Numba emits a
+# "numba:compile" event around every real compilation (never for a disk-cache load), so a
+# listener knows exactly when a process compiles: the first time, one line on stderr says
+# so; in a terminal a status line shows progress (kernels, seconds) until compiling stops.
+# ``EDGENET_COMPILE_NOTICE=0`` silences both. ``estimate_hook`` (set by edgenet.cpu) gives
+# the "~N s" of the first line.
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from numba.core import event as _event  # noqa: E402
+
+estimate_hook = None
+
+
+def _cache_was_empty() -> bool:
+    if not CACHE_DIR:
+        return True
+    for _root, _dirs, files in os.walk(CACHE_DIR):
+        if any(f.endswith(".nbi") for f in files):
+            return False
+    return True
+
+
+COLD_START = _cache_was_empty()
+
+
+class CompileMonitor(_event.Listener):
+    """Counts top-level compilations (nested ones are part of their caller) and tells the
+    user; ``stats()`` for tests and benchmarks."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.depth = threading.local()
+        self.lock = threading.Lock()
+        self.compiled = 0           # top-level compilations finished
+        self.active = 0             # top-level compilations running
+        self.seconds = 0.0
+        self.t_batch = None         # start of the current burst of compilations
+        self.announced = False
+        self.last_end = 0.0
+        self.ticker = None
+        self.quiet = False          # edgenet.cpu.warmup draws its own progress
+
+    @property
+    def out(self):
+        return self.stream or sys.stderr
+
+    def enabled(self) -> bool:
+        return not self.quiet and os.environ.get("EDGENET_COMPILE_NOTICE", "1") != "0"
+
+    def on_start(self, event):
+        d = getattr(self.depth, "n", 0)
+        self.depth.n = d + 1
+        if d:
+            return
+        now = time.perf_counter()
+        self.depth.t0 = now
+        with self.lock:
+            self.active += 1
+            if self.t_batch is None:
+                self.t_batch = now
+            first = not self.announced
+            self.announced = True
+        if first and self.enabled():
+            est = None
+            if estimate_hook is not None:
+                try:
+                    est = estimate_hook()
+                except Exception:  # pragma: no cover - an estimate never breaks a run
+                    est = None
+            est_s = f", ~{est:.0f} s" if est else ""
+            self._line(f"edgenet: compiling kernels for this CPU — first run only{est_s} "
+                       f"(cached in {CACHE_DIR or 'memory: no writable cache'})")
+        self._ensure_ticker()
+
+    def on_end(self, event):
+        d = self.depth.n = getattr(self.depth, "n", 1) - 1
+        if d:
+            return
+        with self.lock:
+            self.active -= 1
+            self.compiled += 1
+            self.seconds += time.perf_counter() - self.depth.t0
+            self.last_end = time.perf_counter()
+
+    def _line(self, msg):
+        try:
+            self.out.write(("\r\033[K" if self._tty() else "") + msg + "\n")
+            self.out.flush()
+        except (OSError, ValueError):  # pragma: no cover - closed stderr
+            pass
+
+    def _tty(self) -> bool:
+        try:
+            return self.out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def status(self) -> str:
+        el = time.perf_counter() - (self.t_batch or time.perf_counter())
+        return f"  compiling... {self.compiled_in_batch()} kernels, {el:.0f} s"
+
+    def compiled_in_batch(self) -> int:
+        return self.compiled - getattr(self, "batch_base", 0)
+
+    def _ensure_ticker(self):
+        if self.ticker is not None or not self.enabled() or not self._tty():
+            return
+        self.ticker = threading.Thread(target=self._tick, name="edgenet-compile-progress",
+                                       daemon=True)
+        self.ticker.start()
+
+    def _tick(self):
+        while True:
+            time.sleep(0.25)
+            with self.lock:
+                idle = self.active == 0 and time.perf_counter() - self.last_end > 0.5
+                if idle or not self.enabled():
+                    self.ticker = None
+                    self.t_batch = None
+                    self.batch_base = self.compiled
+                    try:
+                        self.out.write("\r\033[K")
+                        self.out.flush()
+                    except (OSError, ValueError):  # pragma: no cover
+                        pass
+                    return
+            try:
+                self.out.write("\r\033[K" + self.status())
+                self.out.flush()
+            except (OSError, ValueError):  # pragma: no cover
+                return
+
+    def stats(self) -> dict:
+        return {"compiled": self.compiled, "seconds": round(self.seconds, 3)}
+
+
+monitor = CompileMonitor()
+_event.register("numba:compile", monitor)

@@ -25,6 +25,7 @@ from .._jit import njit, pjit
 from . import simd
 from ._common import tls_buffer
 from . import _common
+from . import gen_simd_conv
 
 
 # ----------------------------------------------------------------------------- general path
@@ -450,7 +451,6 @@ def _pad_copy(x, xp, pt, pl):
 
 def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back)."""
-    from ._simd_conv import KERNELS
     sh, sw, pt, pl, pb, pr, dh, dw, g = st["params"]
     if sh != sw or sh not in (1, 2):
         return False
@@ -477,14 +477,15 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_buffer("conv.tb", nt * B * P).reshape(nt, B * P)
     ws = st["wsimd"] if st["wsimd"] is not None else decode_simd(st["w"], L, k)
-    KERNELS[(L, k, P, sh)](xf, C, Hp, Wp, ws, bp, toff, y.reshape(-1),
-                           N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+    gen_simd_conv.conv_kernel(L, k, P, sh)(xf, C, Hp, Wp, ws, bp, toff, y.reshape(-1),
+                                          N, O, OH, OW, r.reshape(-1), has_r, code, alpha,
+                                          beta, tb)
     return True
 
 
 def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none."""
-    from ._simd_conv import DW_KERNELS, DW_V
+    DW_V = gen_simd_conv.DW_V
     sh, sw, pt, pl, pb, pr, dh, dw, g = st["params"]
     if sh != sw or sh not in (1, 2):
         return False
@@ -503,11 +504,10 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     psize += L   # the vector epilogue may read up to L - 1 floats past the last row
     nt = numba.config.NUMBA_NUM_THREADS
     pbuf = tls_buffer("conv.dwplane", nt * psize).reshape(nt, psize)
-    w = st["w"]
-    wf = st["wdw"] if w.packed else w.f.reshape(-1)
-    DW_KERNELS[(L, sh)](xp, C, Hp, Wp, wf, b.reshape(-1), toff,
-                        y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta,
-                        pbuf)
+    bd = st["bdw"] if b is st["b"] else np.array(b, np.float32).reshape(-1)
+    gen_simd_conv.dw_kernel(L, sh)(xp, C, Hp, Wp, st["wdw"], bd, toff,
+                                   y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta,
+                                   pbuf)
     return True
 
 
@@ -562,6 +562,10 @@ class Conv(OpImpl):
         if aq is not None:
             from . import qconv
             st["q"] = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st["b"], aq, aq[2])
+            sh, sw = st["params"][:2]
+            if sh == sw and sh in gen_simd_conv.STRIDES:
+                gen_simd_conv.EXPECTED.add(("qconv", (st["q"]["k"], sh, "vnni" if st["q"]["vnni"]
+                                                      else "generic")))
             st["simd"] = st["simd_dw"] = st["tiled"] = None
             return st
         st["tiled"] = None
@@ -570,13 +574,25 @@ class Conv(OpImpl):
         # packed weights run the SIMD kernels too: decoded per call (decode_simd)
         st["simd_dw"] = L if (L and Cg == 1 and g > 1) else None
         st["wsimd"] = None
-        if st["simd_dw"] and w.packed:   # depthwise filters are tiny (O*kh*kw): decode once
+        sh, sw = st["params"][:2]
+        tile_s = sh if sh == sw and sh in gen_simd_conv.STRIDES else None
+        if st["simd_dw"]:
+            # depthwise filters are tiny (O*kh*kw): one private float32 copy (decoded when
+            # packed; never a read-only file view: one kernel signature for every model)
             st["wdw"] = np.empty(w.O * w.K, np.float32)
-            _decode_rows(w.enc, w.codes, w.scale, w.O, w.K, st["wdw"])
+            if w.packed:
+                _decode_rows(w.enc, w.codes, w.scale, w.O, w.K, st["wdw"])
+            else:
+                st["wdw"][:] = w.f.reshape(-1)
+            st["bdw"] = np.array(st["b"], np.float32)
+            if tile_s:
+                gen_simd_conv.EXPECTED.add(("dw", (L, tile_s)))
         if g == 1 and L:
             k = choose_k(O, L)
             B = L * k
             st["simd"] = (L, k)
+            if tile_s:
+                gen_simd_conv.EXPECTED.add(("conv", (L, k, tile_s)))
             if not w.packed:
                 st["wsimd"] = expand_simd(w.f, O, Cg, KH, KW, L, k)
                 w.f = None          # rebuilt by dense_f() only if a fallback needs it

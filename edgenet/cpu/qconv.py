@@ -118,7 +118,7 @@ def quantize_padded(x, q, pt, pl, pb, pr):
 
 
 def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
-    from ._simd_qconv import QKERNELS
+    from .gen_simd_conv import qconv_kernel
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -134,6 +134,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
         bb[:O] = b.reshape(-1) - q["corr"]
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_buffer("conv.tb", nt * B * P).reshape(nt, B * P)
-    QKERNELS[(k, P, sh, q["vnni"])](xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb,
+    kern = qconv_kernel(k, P, sh, "vnni" if q["vnni"] else "generic")
+    kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb,
                                     toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r,
                                     code, alpha, beta, tb)

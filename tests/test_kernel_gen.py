@@ -1,0 +1,179 @@
+"""Kernels generated in the process (edgenet/cpu/gen_simd_conv.py).
+
+Oracles: the NumPy reference backend (edgenet/reference) for conv results, with the tile
+forced to a chosen menu key; Numba's own dispatcher statistics for the disk cache (a second
+process must load every kernel and compile none).
+"""
+from __future__ import annotations
+
+import json
+import linecache
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgenet import _jit, cpu, quant
+from edgenet.cpu import conv, gen_simd_conv as gen, qconv, simd
+from edgenet.format import pack
+from edgenet.ir import act_desc
+from edgenet.reference import run_node
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _node(stride, pad, act, res, group=1, aq=None):
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    nd = {"name": "c", "op": "Conv", "inputs": ["x", "w", "b"] + (["r"] if res else []),
+          "outputs": ["y"],
+          "attrs": {"strides": [stride] * 2, "pads": [pad] * 4, "dilations": [1, 1],
+                    "group": group, "activation": desc}}
+    if aq is not None:
+        nd["_aq"] = aq
+    return nd
+
+
+def _case(rng, N, C, H, W, O, ks, stride, pad, res, group=1):
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C // group, ks, ks)),
+                        rng.uniform(0.05, 0.3, size=O).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    OH = (H + 2 * pad - ks) // stride + 1
+    OW = (W + 2 * pad - ks) // stride + 1
+    inputs = [x, None, None]
+    if res:
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    return consts, inputs, OW
+
+
+# (L, k, P, S), O, activation, residual: the row width is chosen so that the tile is P wide
+F32_KEYS = [((16, 1, 16, 1), 20, "Relu", True), ((16, 2, 7, 2), 40, "Clip", False),
+            ((8, 2, 6, 1), 16, "Sigmoid", True), ((8, 1, 12, 2), 9, None, False)]
+
+
+@pytest.mark.parametrize("key,O,act,res", F32_KEYS, ids=[str(k[0]) for k in F32_KEYS])
+@pytest.mark.parametrize("policy", ["expanded", "packed"])
+def test_conv_tile_matches_reference(key, O, act, res, policy, monkeypatch):
+    L, k, P, S = key
+    monkeypatch.setenv("EDGENET_SIMD", "avx512" if L == 16 else "avx2")
+    monkeypatch.setattr(conv, "choose_k", lambda O_, L_: k)
+    monkeypatch.setattr(conv, "choose_p", lambda OW_, L_, k_: P if P <= OW_ else None)
+    rng = np.random.default_rng(sum(key))
+    W = (P + 3) * S        # OW = P + 3: one full tile and an overlapping last one
+    consts, inputs, OW = _case(rng, 2, 5, 7, W, O, 3, S, 1, res)
+    assert OW >= P
+    node = _node(S, 1, act, res)
+    want = run_node(node, inputs, consts)[0]
+    st = cpu.OPS["Conv"].prepare(node, consts, policy)
+    assert st["simd"] == (L, k)
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, st, inputs, [y])
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+    assert ("conv", key) in gen._KERNELS          # the forced tile ran, nothing else
+
+
+@pytest.mark.parametrize("L,S", [(16, 1), (8, 2)])
+def test_depthwise_tile_matches_reference(L, S, monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", "avx512" if L == 16 else "avx2")
+    rng = np.random.default_rng(L + S)
+    consts, inputs, _ = _case(rng, 1, 12, 11, 19, 12, 3, S, 1, True, group=12)
+    node = _node(S, 1, "Relu", True, group=12)
+    want = run_node(node, inputs, consts)[0]
+    st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, st, inputs, [y])
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+    assert ("dw", (L, S)) in gen._KERNELS
+
+
+Q_KEYS = [(1, 4, 1, "generic"), (2, 7, 2, "generic")] + (
+    [(1, 16, 1, "vnni")] if simd.has_vnni() else [])
+
+
+@pytest.mark.parametrize("key", Q_KEYS, ids=[str(k) for k in Q_KEYS])
+def test_qconv_tile_matches_reference(key, monkeypatch):
+    k, P, S, tier = key
+    monkeypatch.setenv("EDGENET_VNNI", "1" if tier == "vnni" else "0")
+    monkeypatch.setattr(qconv, "choose_kp", lambda O_, OW_: (k, P))
+    rng = np.random.default_rng(k * 100 + P)
+    consts, inputs, OW = _case(rng, 1, 9, 6, (P + 2) * S, 19, 3, S, 1, True)
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node(S, 1, "Relu", True, aq=(float(s), zp, OW))
+    want = run_node(node, inputs, consts)[0]
+    st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, st, inputs, [y])
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
+    assert ("qconv", key) in gen._KERNELS
+
+
+def test_every_menu_source_is_valid_python():
+    """Every kernel of the menu generates, compiles as Python and fits its line range;
+    names are unique (they share the generator's namespace)."""
+    names = set()
+    for kind, key in gen.MENU:
+        name, src = gen.SOURCES[kind](*key)
+        assert name not in names
+        names.add(name)
+        compile(src, gen.__file__, "exec")
+        assert src.count("\n") < gen._LINES_PER_KERNEL
+    assert len(gen.menu(16, "vnni")) < len(gen.MENU)
+    with pytest.raises(KeyError, match="menu"):
+        gen.kernel("conv", (16, 1, 5, 1))
+
+
+def test_generated_lines_are_readable():
+    """linecache serves the generated text at the kernel's lines of the generator file
+    (what Numba's error messages and tracebacks print); the file's own lines are intact."""
+    kern = gen.dw_kernel(8, 1)
+    code = kern.py_func.__code__
+    assert code.co_filename == os.path.abspath(gen.__file__)
+    first = code.co_firstlineno              # the decorator's line
+    assert linecache.getline(code.co_filename, first).startswith("@pjit(")
+    assert linecache.getline(code.co_filename, first + 1).startswith("def dw_l8_s1(")
+    with open(gen.__file__) as fh:
+        assert linecache.getline(gen.__file__, 1) == fh.readline()
+    linecache.checkcache(gen.__file__)       # what traceback does: the entry survives
+    assert linecache.getline(code.co_filename, first + 1).startswith("def dw_l8_s1(")
+
+
+def test_cache_dir_hashes_the_generator_not_its_output():
+    files = [os.path.basename(f) for f in _jit._hashed_files()]
+    assert "gen_simd_conv.py" in files
+    assert not any(f.startswith("_simd_") for f in files)   # no committed generated output
+
+
+_PROBE = r"""
+import json
+import numpy as np
+from numba.core import event
+from edgenet.cpu import gen_simd_conv as gen
+kern = gen.dw_kernel(8, 2)
+f, i = np.zeros(4096, np.float32), np.zeros(9, np.int64)
+with event.install_recorder("numba:compile") as rec:
+    kern(f, 1, 8, 8, f, f, i, f, 1, 1, 3, 3, f, False, 1, np.float32(0), np.float32(6),
+         np.zeros((64, 256), np.float32))
+print(json.dumps({"hits": sum(kern._cache_hits.values()),
+                  "misses": sum(kern._cache_misses.values()),
+                  "compiles": sum(1 for _, e in rec.buffer if e.is_start)}))
+"""
+
+
+@pytest.mark.subprocess
+def test_second_process_loads_from_cache(tmp_path):
+    """Two fresh processes on one empty cache: the first compiles the kernel (its prange
+    driver and its plane function), the second loads it and compiles nothing (Numba's
+    dispatcher counts a cache hit and no miss; no compile event)."""
+    env = dict(os.environ, EDGENET_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT)
+    env.pop("NUMBA_CACHE_DIR", None)
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert runs[0]["misses"] == 1 and runs[0]["hits"] == 0 and runs[0]["compiles"] >= 2
+    assert runs[1]["hits"] == 1 and runs[1]["misses"] == 0 and runs[1]["compiles"] == 0
