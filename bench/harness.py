@@ -338,7 +338,7 @@ def agreement(models, n):
                      if "agree_same_weights_f32_act" in r else "")
             print(f"  {name:12s} {k:32s} agrees with ORT fp32 {100 * r['agree_fp32']:5.1f}%, "
                   f"accuracy {100 * r['accuracy']:5.1f}% of {len(ye)}{extra}", flush=True)
-    from edgenet.cli import EXAMPLE_INPUT, EXAMPLE_MODEL
+    from edgenet.io import EXAMPLE_INPUT, EXAMPLE_MODEL
     with np.load(EXAMPLE_INPUT, allow_pickle=False) as z:
         x, y = z["x"].astype(np.float32), z["y"]
     m32 = edgenet.load(EXAMPLE_MODEL, activations="f32")

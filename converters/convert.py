@@ -14,7 +14,7 @@ import numpy as np
 from edgenet.errors import ConversionError
 from edgenet.format import pack, stored_nbytes, write_model
 
-from . import __version__
+from edgenet import __version__  # one distribution, one version
 from .quantize import (GRANULARITIES, THRESHOLDS, detect_levels, dequantize, int8_quantize,
                        quinarize, ternarize)
 

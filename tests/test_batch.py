@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import edgenet
-from edgenet import batch as B  # noqa: F401  (registers the `batch` command)
+from edgenet import batch as B
 from edgenet.cli import main
 from edgenet.format import pack, write_model
 from edgenet.ir import act_desc

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgenet.cli import main
-from test_runtime import residual_net
+from helpers import residual_net
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_bench_json(model):
 def test_run_image_uses_bundled_example_preprocessing(tmp_path):
     """An image INPUT is resized to the model's input and scaled to [0, 1]."""
     PIL = pytest.importorskip("PIL.Image")
-    from edgenet.cli import EXAMPLE_INPUT, EXAMPLE_MODEL
+    from edgenet.io import EXAMPLE_INPUT, EXAMPLE_MODEL
     import edgenet
     with np.load(EXAMPLE_INPUT) as z:
         digit = z["x"][0, 0]  # values in [0, 1]

@@ -44,7 +44,7 @@ def _py(code, timeout=300, env=None, cwd=None):
 _BIG_WRITER = """
 import sys, numpy as np
 from edgenet.format import pack, write_model
-from edgenet.cli import save_npy
+from edgenet.io import save_npy
 dst, what = sys.argv[1], sys.argv[2]
 big = np.ones((64, 1 << 20), np.float32)  # 256 MiB: the write takes a while
 print("writing", flush=True)
@@ -148,7 +148,7 @@ def test_atomic_write_by_path_and_failure(tmp_path):
 
 
 def test_save_npy_atomic_and_readable(tmp_path):
-    from edgenet.cli import save_npy
+    from edgenet.io import save_npy
     out = tmp_path / "y.npy"
     y = np.arange(12, dtype=np.float32).reshape(3, 4)
     save_npy(str(out), y)

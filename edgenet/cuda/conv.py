@@ -179,7 +179,7 @@ def _convtranspose_direct(x, wf, codes, scale, enc, rb, bias, has_bias, y,
     y[i] = act(acc, code, alpha, beta)
 
 
-def _prepare_weighted(node, consts, policy):
+def prepare_weighted(node, consts, policy):
     ins = node["inputs"]
     w = DevWeights(consts[ins[1]], policy)
     has_b = len(ins) > 2 and ins[2] != ""
@@ -213,7 +213,7 @@ def launch_conv(state, x, xshape, res, y, oshape, geom, stream):
 
 class Conv(OpImpl):
     def prepare(self, node, consts, policy):
-        return _prepare_weighted(node, consts, policy)
+        return prepare_weighted(node, consts, policy)
 
     def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
         a = attrs(node)
@@ -228,7 +228,7 @@ class Conv(OpImpl):
 
 class ConvTranspose(OpImpl):
     def prepare(self, node, consts, policy):
-        return _prepare_weighted(node, consts, policy)
+        return prepare_weighted(node, consts, policy)
 
     def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
         a = attrs(node)

@@ -9,7 +9,7 @@ from numba import cuda, float32
 
 from . import config
 from ._common import OpImpl, act, blocks, kernel_cache, load_w, prod, to_device
-from .conv import _prepare_weighted, launch_conv
+from .conv import prepare_weighted, launch_conv
 
 
 @kernel_cache
@@ -41,7 +41,7 @@ def _gemv_kernel(LANES, ROWS):
 
 class Gemm(OpImpl):
     def prepare(self, node, consts, policy):
-        return _prepare_weighted(node, consts, policy)
+        return prepare_weighted(node, consts, policy)
 
     def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
         n, k = in_shapes[0]

@@ -1,0 +1,120 @@
+"""``edgenet convert``: an ONNX model into a .edgenet file (needs the ``onnx`` extra)."""
+from __future__ import annotations
+
+import sys
+
+import click
+import numpy as np
+
+from ..errors import EdgenetError, InputError
+from .app import main
+
+
+def _floats(opt, s):
+    if s is None:
+        return None
+    try:
+        return [float(v) for v in s.split(",")]
+    except ValueError:
+        raise InputError(f"{opt}: expected comma-separated numbers, got {s!r}") from None
+
+
+def _calibration_samples(calib):
+    try:
+        samples = np.load(calib, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{calib}: cannot read calibration samples: {e}") from None
+    if samples.dtype.kind not in "fiu" or samples.ndim < 2 or samples.size == 0:
+        raise InputError(f"{calib}: expected a numeric array (S, C, H, W), got "
+                         f"{samples.dtype} {samples.shape}")
+    if not np.isfinite(samples).all():
+        raise InputError(f"{calib}: calibration samples contain NaN or infinity")
+    return samples
+
+
+@main.command()
+@click.argument("src", type=click.Path())
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
+              help="Destination .edgenet file.")
+@click.option("--weights", type=click.Choice(["ternary", "quinary", "int8", "f16", "f32"]),
+              default="ternary", show_default=True,
+              help="Encoding of the Conv/ConvTranspose/Gemm weights.")
+@click.option("--granularity", type=click.Choice(["channel", "layer"]), default="channel",
+              show_default=True,
+              help="One quantization scale per output channel, or one per layer.")
+@click.option("--threshold", type=click.Choice(["twn", "optimal"]), default="twn",
+              show_default=True,
+              help="Ternary threshold: twn (0.7 x mean |W|) or optimal (the exact L2 optimum).")
+@click.option("--keep-float", default="first,last", show_default=True,
+              help="Layers kept in float: 'first,last', 'first', 'last' or 'none'.")
+@click.option("--reference-onnx", type=click.Path(dir_okay=False), default=None,
+              help="Also write the source ONNX with dequantized weights (for parity checks).")
+@click.option("--mean", default=None,
+              help="Preprocessing mean per input channel, e.g. 0.485,0.456,0.406 (stored in "
+                   "the file, applied to images by `edgenet run`).")
+@click.option("--std", default=None,
+              help="Preprocessing std per input channel, e.g. 0.229,0.224,0.225.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text file with one class label per line (one per model class).")
+@click.option("--activations", type=click.Choice(["f32", "int8"]), default="f32",
+              show_default=True,
+              help="int8: calibrate activation ranges (needs --calibrate) so the runtime runs "
+                   "uint8 x int8 conv kernels.")
+@click.option("--calibrate", "calib", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Calibration samples: a .npy float array (S, C, H, W) of typical inputs.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile"]), default="minmax",
+              show_default=True,
+              help="Activation range from the calibration samples: min/max, or the 99.99th "
+                   "percentile (robust to outliers).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
+def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
+            labels, activations, calib, calib_method, quiet):
+    """Convert an ONNX model SRC into a .edgenet file."""
+    try:
+        from converters.convert import convert as do_convert
+    except ImportError as e:
+        raise EdgenetError(f"the converter needs the 'onnx' extra: pip install 'edgenet[onnx]' "
+                           f"({e})") from None
+    keep = () if keep_float.strip() in ("", "none") else tuple(
+        k.strip() for k in keep_float.split(","))
+    bad = [k for k in keep if k not in ("first", "last")]
+    if bad:
+        raise InputError(f"--keep-float: unknown value(s) {bad} (use first,last or none)")
+    samples = None
+    if activations == "int8":
+        if calib is None:
+            raise InputError("--activations int8 needs --calibrate SAMPLES.npy")
+        samples = _calibration_samples(calib)
+    elif calib is not None:
+        raise InputError("--calibrate is only used with --activations int8")
+    label_list = None
+    if labels:
+        with open(labels, encoding="utf-8") as f:
+            label_list = [ln.rstrip("\n") for ln in f if ln.strip()]
+    bar = None
+    state = {}
+
+    def progress(done, total):
+        nonlocal bar
+        if quiet or total < 20:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="quantizing", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - state.get("done", 0))
+        state["done"] = done
+
+    try:
+        report = do_convert(src, dst, weights=weights, granularity=granularity,
+                            threshold=threshold, keep_float=keep,
+                            reference_onnx=reference_onnx, mean=_floats("--mean", mean),
+                            std=_floats("--std", std), labels=label_list, progress=progress,
+                            activations=activations, calibration=samples,
+                            calib_method=calib_method)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if quiet:
+        click.echo(report.format_table().strip().splitlines()[-1])
+    else:
+        click.echo(report.format_table())
