@@ -141,9 +141,12 @@ class Model:
                                  f"'{node['op']}' is not implemented on device '{device}'")
             self._impls[node["op"]] = impl
         self.threads = self._check_threads(threads)
-        # validate every node against the stored shapes (batch 1) before any kernel runs
-        shapes1 = self.infer_shapes({s.name: tuple(1 if d is None else d for d in s.shape)
-                                     for s in self.inputs})
+        # validate every node against the stored shapes (batch 1) before any kernel runs;
+        # symbolic dims past the batch (height, width...) are validated per plan instead
+        shapes1 = None
+        if not any(d is None for s in self.inputs for d in s.shape[1:]):
+            shapes1 = self.infer_shapes({s.name: tuple(1 if d is None else d for d in s.shape)
+                                         for s in self.inputs})
         self.activations, self.int8_convs = self._activation_mode(activations, act_ranges,
                                                                   shapes1)
         self._plans: dict = {}
@@ -177,6 +180,9 @@ class Model:
         if self.device == "cuda":
             raise DeviceError("int8 activations run on device 'cpu' (and 'reference'); "
                               "device 'cuda' runs f32 activations")
+        if shapes is None:
+            raise ModelError(f"{self.path}: int8 activations need fixed input dims (past the "
+                             f"batch); convert with --input-shape")
         if not ranges:
             raise ModelError(f"{self.path}: activations 'int8' need calibrated ranges: convert "
                              f"with --activations int8 --calibrate SAMPLES.npy, or pass "
@@ -219,8 +225,6 @@ class Model:
         for v in g["inputs"]:
             if v["name"] in defined or v["name"] in self.consts:
                 self._fail(f"graph input '{v['name']}' defined twice")
-            if any(d is None for d in v["shape"][1:]):
-                self._fail(f"graph input '{v['name']}': only the batch axis may be dynamic")
             defined.add(v["name"])
         if not g["inputs"] or not g["outputs"]:
             self._fail("graph has no inputs or no outputs")

@@ -272,7 +272,7 @@ def test_handmade_opset_forms(tmp_path):
                               name="bn"),
              helper.make_node("MatMul", ["bn", "mm"], ["mmo"], name="mm"),
              helper.make_node("Softmax", ["mmo"], ["y"], axis=1, name="sm")]
-    m = _model(nodes, inits, opset=10)
+    m = _model(nodes, inits, x_shape=("N", 3, 8, 8), opset=10)
     src = tmp_path / "h.onnx"
     onnx.save(m, str(src))
     dst = tmp_path / "h.edgenet"

@@ -110,17 +110,11 @@ def _check_parity(model, tmp_path, name):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-# until the front end stops handing IR-3 copies to ONNX shape inference (issue 13)
-_IR3 = pytest.mark.xfail(strict=True, reason="front end: IR-3 rebuilt copy loses weight types")
-
-
-@_IR3
 @pytest.mark.parametrize("opset", [7, 8, 9])
 def test_caffe2_era_plain_cnn_converts_and_matches(opset, tmp_path):
     _check_parity(plain_cnn(opset), tmp_path, f"plain_op{opset}")
 
 
-@_IR3
 @pytest.mark.parametrize("opset", [7, 9])
 def test_caffe2_era_upsample_converts_and_matches(opset, tmp_path):
     _check_parity(upsample_net(opset), tmp_path, f"upsample_op{opset}")
@@ -141,3 +135,25 @@ def test_ir3_root_cause_is_ir_version_not_the_graph():
                       if v.type.tensor_type.HasField("shape")}
     assert "c1" not in shaped[3]
     assert {"c1", "r1", "p1", "fire", "flat"} <= shaped[4]
+
+
+def test_shape_inference_error_is_surfaced_with_its_node(tmp_path):
+    """An inconsistent graph: ONNX shape inference's own error (naming the node) reaches
+    the user instead of a bare "could not be inferred"."""
+    from converters.convert import convert
+    from edgenet.errors import ConversionError
+
+    rng = np.random.default_rng(0)
+    inits = [_w(rng, "k", (1, 3, 4, 4))]             # does not broadcast with (1, 3, 8, 8)
+    nodes = [h.make_node("Add", ["data", "k"], ["c"], name="bad_add"),
+             h.make_node("MaxPool", ["c"], ["out"], kernel_shape=[2, 2], name="pool")]
+    g = h.make_graph(nodes, "bad", [h.make_tensor_value_info("data", T.FLOAT, [1, 3, 8, 8])],
+                     [h.make_tensor_value_info("out", T.FLOAT, None)], initializer=inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    src = str(tmp_path / "bad.onnx")
+    onnx.save(m, src)
+    with pytest.raises(ConversionError) as ei:
+        convert(src, str(tmp_path / "bad.edgenet"), weights="f32")
+    msg = str(ei.value)
+    assert "ONNX shape inference" in msg and "bad_add" in msg, msg
+    assert not (tmp_path / "bad.edgenet").exists()

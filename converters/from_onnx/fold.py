@@ -1,8 +1,9 @@
 """Constant folding of the shape arithmetic exporters emit (``Shape -> Gather -> Concat ->
 Reshape`` and friends), and ONNX shape inference on what is left.
 
-Every folded value is evaluated twice, with two batch sizes: a value that differs between
-the two derives from the (dynamic) batch dimension.
+Every folded value is evaluated twice, under two assignments of concrete values to the
+symbolic input dims (batch, height, width...): a value that differs between the two
+derives from them.
 """
 from __future__ import annotations
 
@@ -16,10 +17,6 @@ from edgenet.errors import ConversionError
 
 from .graph import node_error, np_dtype, onnx_attrs, opset_of
 
-# batch sizes used for the two constant-folding evaluations: a folded value that differs
-# between them derives from the (dynamic) batch dimension.
-_B1, _B2 = 7, 11
-_BATCH_PARAM = "N"
 
 # ONNX ops the folder evaluates when all their inputs are constants.
 FOLD_OPS = frozenset((
@@ -155,30 +152,50 @@ def fold_value(op, ins, at, opset):
     raise NotImplementedError(op)
 
 
-def batch_target(va, vb):
-    """A batch-dependent 1-D shape vector as a Reshape target: the batch entry at
-    position 0 becomes 0 ("copy input dim"), a single other batch-derived entry -1.
-    None when that is impossible."""
+def dyn_target(va, vb, xa, xb):
+    """A reshape target that depends on symbolic dims, as an IR Reshape ``shape``.
+
+    ``va``/``vb``: the target under the two dim assignments; ``xa``/``xb``: the reshaped
+    tensor's shape under them. An entry that equals the input's dim at the same position
+    under both assignments becomes 0 ("copy input dim"); a single other varying entry -1
+    ("infer"). None when the IR cannot express it."""
     if va.ndim != 1 or va.shape != vb.shape or not np.issubdtype(va.dtype, np.integer):
         return None
     va, vb = va.astype(np.int64), vb.astype(np.int64)
     dep = [i for i in range(len(va)) if va[i] != vb[i]]
-    out = []
-    for i in range(len(va)):
-        if i not in dep:
-            out.append(int(va[i]))
-        elif i == 0 and va[i] == _B1 and vb[i] == _B2:
-            out.append(0)
-        elif len(dep) == 1 and -1 not in va.tolist():
-            out.append(-1)
-        else:
-            return None
-    return out
+    copy_ok = [i for i in dep if i < len(xa) and va[i] == xa[i] and vb[i] == xb[i]]
+    rest = [i for i in dep if i not in copy_ok]
+    if len(rest) > 1 or (rest and -1 in va.tolist()):
+        return None
+    return [0 if i in copy_ok else (-1 if i in rest else int(va[i])) for i in range(len(va))]
+
+
+# the two values each symbolic dim takes in the two evaluations (k-th symbol: 64·p with
+# p the (2k)-th / (2k+1)-th odd prime): distinct, and divisible by 64 so that strided
+# networks see whole feature maps.
+_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73)
+MAX_FOLD_ELEMENTS = 1 << 20     # a size-dependent "constant" larger than this is not folded
+
+
+def _dim_values(k):
+    if 2 * k + 1 >= len(_PRIMES):
+        raise ConversionError("too many symbolic input dimensions (at most 10)")
+    return 64 * _PRIMES[2 * k], 64 * _PRIMES[2 * k + 1]
+
+
+def _default_dim_name(inp, ax, rank, single):
+    base = "N" if ax == 0 else ("H", "W")[ax - 2] if rank == 4 and ax in (2, 3) else f"d{ax}"
+    return base if single else f"{inp}.{base}"
 
 
 class Folder:
-    """The ONNX graph being folded: initializers and folded values (each evaluated at two
-    batch sizes), inferred shapes, and node names."""
+    """The ONNX graph being folded: initializers and folded values, inferred shapes, node
+    names.
+
+    Symbolic input dims (``dim_param`` or unnamed) are kept symbolic: the graph is
+    evaluated under two assignments of concrete values to them (``self.assign``), so every
+    folded value and every inferred shape exists twice; whatever differs between the two
+    depends on the symbolic dims (``None`` in :meth:`shape`)."""
 
     def __init__(self, model):
         self.model = model
@@ -195,72 +212,149 @@ class Folder:
         self.names = {}
         for i, n in enumerate(self.nodes):
             self.names[id(n)] = n.name or f"{n.op_type}_{i}"
-        self.shapes = {}
+        self.shapes = {}        # name -> (dims with None where symbolic, -1 unknown; elem type)
+        self.shapes_ab = {}     # name -> (dims under A, dims under B)
+        self.shape_errors = []  # ONNX shape inference errors (strict mode), in order
+        # symbolic dims of the graph inputs
+        self.symbols = []       # names, in order of first appearance
+        self.input_dims = {}    # input name -> [int | symbol name]
+        single = len(self.inputs) == 1
+        for i in self.inputs:
+            tt = i.type.tensor_type
+            if not tt.HasField("shape"):
+                raise ConversionError(f"graph input '{i.name}' has no shape (not even a rank)")
+            dims = []
+            for ax, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value") and d.dim_value > 0:
+                    dims.append(int(d.dim_value))
+                    continue
+                nm = d.dim_param or _default_dim_name(i.name, ax, len(tt.shape.dim), single)
+                dims.append(nm)
+                if nm not in self.symbols:
+                    self.symbols.append(nm)
+            self.input_dims[i.name] = dims
+        self.assign = ({}, {})
+        for k, nm in enumerate(self.symbols):
+            a, b = _dim_values(k)
+            self.assign[0][nm], self.assign[1][nm] = a, b
+
+    def input_shape(self, name, v):
+        """Concrete shape of graph input ``name`` under assignment ``v`` (0 or 1)."""
+        return tuple(d if isinstance(d, int) else self.assign[v][d]
+                     for d in self.input_dims[name])
+
+    def symbol_of(self, a, b):
+        """The symbolic input dim whose two values are (a, b), else None."""
+        for nm in self.symbols:
+            if self.assign[0][nm] == a and self.assign[1][nm] == b:
+                return nm
+        return None
 
     # -- shapes ------------------------------------------------------------------------
-    def infer_shapes(self, nodes):
-        """ONNX shape inference on the graph as folded so far (batch made symbolic)."""
+    def _variant(self, nodes, v):
+        """The graph as folded so far, inputs concrete under assignment v."""
         m = onnx.ModelProto()
         m.CopyFrom(self.model)
+        # IR < 4 takes initializer types only from the graph inputs, which this copy no
+        # longer lists: without this every weight is untyped and no shape is inferred.
+        m.ir_version = max(int(m.ir_version), 4)
         g = m.graph
         del g.value_info[:]
         del g.node[:]
         g.node.extend(nodes)
         del g.initializer[:]
+        input_names = {x.name for x in self.inputs}
         needed = {i for n in nodes for i in n.input if i}
         for name in needed:
-            if name in self.folded and name not in {x.name for x in self.inputs}:
-                va, vb = self.folded[name]
-                if va.shape == vb.shape and np.array_equal(va, vb):
-                    g.initializer.append(numpy_helper.from_array(np.asarray(va), name))
-                else:
-                    t = batch_target(va, vb)
-                    if t is not None:
-                        g.initializer.append(numpy_helper.from_array(
-                            np.asarray(t, dtype=np.int64), name))
+            if name in self.folded and name not in input_names:
+                g.initializer.append(numpy_helper.from_array(
+                    np.asarray(self.folded[name][v]), name))
         ginputs = [copy.deepcopy(i) for i in self.inputs]
         del g.input[:]
         for i in ginputs:
-            dims = i.type.tensor_type.shape.dim
-            if len(dims):
-                dims[0].Clear()
-                dims[0].dim_param = _BATCH_PARAM
+            for d, val in zip(i.type.tensor_type.shape.dim, self.input_shape(i.name, v)):
+                d.Clear()
+                d.dim_value = val
         g.input.extend(ginputs)
         for o in g.output:
             o.type.tensor_type.ClearField("shape")
+        return m
+
+    def _infer(self, m):
+        """ONNX shape inference; a strict-mode error is kept (with the node ONNX names)
+        and the shapes come from a non-strict run."""
         try:
-            m2 = shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
-        except Exception:  # noqa: BLE001 - partial shapes are fine, missing ones are checked
-            return
-        for v in list(m2.graph.value_info) + list(m2.graph.output) + list(m2.graph.input):
-            tt = v.type.tensor_type
-            if not tt.HasField("shape"):
+            return shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+        except Exception as e:  # noqa: BLE001 - recorded, surfaced when a shape is missing
+            msg = " ".join(str(e).split())
+            if msg not in self.shape_errors:
+                self.shape_errors.append(msg)
+        try:
+            return shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+        except Exception as e:  # noqa: BLE001
+            msg = " ".join(str(e).split())
+            if msg not in self.shape_errors:
+                self.shape_errors.append(msg)
+            return None
+
+    def infer_shapes(self, nodes):
+        """ONNX shape inference on the graph as folded so far, under both assignments."""
+        per = []
+        for v in (0, 1):
+            m2 = self._infer(self._variant(nodes, v))
+            got = {}
+            if m2 is not None:
+                for vi in list(m2.graph.value_info) + list(m2.graph.output) + \
+                        list(m2.graph.input):
+                    tt = vi.type.tensor_type
+                    if not tt.HasField("shape"):
+                        continue
+                    got[vi.name] = (tuple(int(d.dim_value) if d.HasField("dim_value") else -1
+                                          for d in tt.shape.dim), tt.elem_type)
+            per.append(got)
+            if not self.symbols:
+                per.append(got)
+                break
+        a, b = per
+        for name, (sa, et) in a.items():
+            sb = b.get(name, (None, et))[0]
+            if sb is None or len(sb) != len(sa):
                 continue
-            dims = []
-            for j, d in enumerate(tt.shape.dim):
-                if d.HasField("dim_value"):
-                    dims.append(int(d.dim_value))
-                elif j == 0:
-                    dims.append(None)       # symbolic leading dim: the batch
-                else:
-                    dims.append(-1)         # unknown
-            self.shapes[v.name] = (tuple(dims), tt.elem_type)
+            dims = tuple(-1 if (x == -1 or y == -1) else (x if x == y else None)
+                         for x, y in zip(sa, sb))
+            self.shapes[name] = (dims, et)
+            self.shapes_ab[name] = (sa, sb)
+
+    def _missing(self, name, node):
+        where = self.names[id(node)] if node is not None else "?"
+        msg = f"node '{where}': shape of '{name}' could not be inferred"
+        if self.shape_errors:
+            msg += f" (ONNX shape inference: {self.shape_errors[0][:400]})"
+        return ConversionError(msg)
 
     def shape(self, name, node=None, required=True):
+        """Shape of a value: ints, None for a dim that depends on symbolic input dims."""
         if name in self.folded:
             return tuple(np.shape(self.folded[name][0]))
         s = self.shapes.get(name)
         if s is None or any(d == -1 for d in s[0]):
             if required:
-                raise ConversionError(
-                    f"node '{self.names[id(node)] if node is not None else '?'}': shape of "
-                    f"'{name}' could not be inferred")
+                raise self._missing(name, node)
             return None
         return s[0]
 
+    def shape_ab(self, name, node=None):
+        """(shape under A, shape under B), both concrete."""
+        if name in self.folded:
+            return tuple(np.shape(self.folded[name][0])), tuple(np.shape(self.folded[name][1]))
+        s = self.shapes_ab.get(name)
+        if s is None or -1 in s[0] or -1 in s[1]:
+            raise self._missing(name, node)
+        return s
+
     # -- folding -----------------------------------------------------------------------
     def fold(self):
-        """Fold constant subgraphs (with two batch sizes). Returns the remaining nodes."""
+        """Fold constant subgraphs (under both assignments). Returns the remaining nodes."""
         remaining = self.nodes
         self.infer_shapes(remaining)
         for _ in range(8):
@@ -281,25 +375,19 @@ class Folder:
         op = n.op_type
         if op not in FOLD_OPS or n.domain not in ("", "ai.onnx"):
             return False
-        if op == "Shape":
-            s = self.shape(n.input[0], n, required=False)
-            if s is None:
+        if op in ("Shape", "Size"):
+            s = self.shapes_ab.get(n.input[0])
+            if n.input[0] in self.folded:
+                s = tuple(tuple(np.shape(self.folded[n.input[0]][v])) for v in (0, 1))
+            if s is None or -1 in s[0] or -1 in s[1]:
                 return False
-            if any(d is None for d in s[1:]):
-                return False
+            if op == "Size":
+                self.folded[n.output[0]] = tuple(np.asarray(int(np.prod(x)), np.int64)
+                                                 for x in s)
+                return True
             at = onnx_attrs(n)
             start, end = at.get("start", 0), at.get("end", None)
-            va = np.array([_B1 if d is None else d for d in s], dtype=np.int64)[start:end]
-            vb = np.array([_B2 if d is None else d for d in s], dtype=np.int64)[start:end]
-            self.folded[n.output[0]] = (va, vb)
-            return True
-        if op in ("Size",):
-            s = self.shape(n.input[0], n, required=False)
-            if s is None:
-                return False
-            p = int(np.prod([d for d in s if d is not None]))
-            self.folded[n.output[0]] = (np.asarray(p * (_B1 if None in s else 1), np.int64),
-                                        np.asarray(p * (_B2 if None in s else 1), np.int64))
+            self.folded[n.output[0]] = tuple(np.array(x, dtype=np.int64)[start:end] for x in s)
             return True
         ins = list(n.input)
         if any(i and i not in self.folded for i in ins):
@@ -312,16 +400,22 @@ class Folder:
             rb = fold_value(op, [self.folded[i][1] if i else None for i in ins], at, self.opset)
         except Exception as e:  # noqa: BLE001
             raise node_error(n, f"constant folding failed: {e}") from None
-        self.folded[n.output[0]] = (np.asarray(ra), np.asarray(rb))
+        ra, rb = np.asarray(ra), np.asarray(rb)
+        if ra.size > MAX_FOLD_ELEMENTS and (ra.shape != rb.shape or not np.array_equal(ra, rb)):
+            return False        # a size-dependent tensor, not shape arithmetic
+        self.folded[n.output[0]] = (ra, rb)
         if op == "Constant":
             self.const_node_outputs.add(n.output[0])
         return True
 
     def const(self, name, node, what="input"):
-        """A batch-independent folded constant, else None (an activation)."""
+        """A size-independent folded constant, else None (an activation)."""
         if not name or name not in self.folded:
             return None
         va, vb = self.folded[name]
         if va.shape != vb.shape or not np.array_equal(va, vb):
-            raise node_error(node, f"{what} '{name}' depends on the batch size")
+            dims = ", ".join(self.symbols)
+            raise node_error(node, f"{what} '{name}' depends on the symbolic input dims "
+                             f"({dims}) in a way edgenet cannot evaluate at run time; "
+                             "freeze them at conversion (--input-shape)")
         return va

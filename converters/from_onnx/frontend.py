@@ -37,8 +37,51 @@ def check_supported(fe, nodes=None, extra=()):
                                  + "; ".join(parts))
 
 
-def load_onnx(src) -> IRGraph:
-    """Load an ONNX model (path or ModelProto) and normalize it to the edgenet IR."""
+def _io(name, shape, dim_names):
+    """A graph input/output record: ``shape`` has None at symbolic dims; ``dim_names``
+    (only when some dim is symbolic) names them as the source did (None: unnamed)."""
+    rec = {"name": name, "shape": shape, "dtype": "float32"}
+    if any(d is None for d in shape):
+        rec["dim_names"] = dim_names
+    return rec
+
+
+def freeze_dims(model, input_shapes):
+    """A copy of ``model`` whose graph inputs named in ``input_shapes`` ({name: dims})
+    have those concrete dims (``--input-shape``); the graph outputs' shapes are cleared."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    init = {t.name for t in m.graph.initializer}
+    names = [i.name for i in m.graph.input if i.name not in init]
+    for name, dims in input_shapes.items():
+        vi = next((i for i in m.graph.input if i.name == name and name not in init), None)
+        if vi is None:
+            raise ConversionError(f"--input-shape: the model has no input '{name}' "
+                                  f"(inputs: {', '.join(names)})")
+        tdims = vi.type.tensor_type.shape.dim
+        if len(tdims) != len(dims):
+            raise ConversionError(f"--input-shape {name}: {len(dims)} dims given, the input "
+                                  f"has rank {len(tdims)}")
+        for d, v in zip(tdims, dims):
+            v = int(v)
+            if v <= 0:
+                raise ConversionError(f"--input-shape {name}: dims must be positive, got {dims}")
+            if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                raise ConversionError(f"--input-shape {name}: dim {d.dim_value} of the model "
+                                      f"cannot be changed to {v}")
+            d.Clear()
+            d.dim_value = v
+    for o in m.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    del m.graph.value_info[:]
+    return m
+
+
+def load_onnx(src, input_shapes=None) -> IRGraph:
+    """Load an ONNX model (path or ModelProto) and normalize it to the edgenet IR.
+
+    Symbolic input dims stay symbolic (None in the IR shapes, named in ``dim_names``);
+    ``input_shapes`` ({input name: dims}) freezes them first."""
     if isinstance(src, onnx.ModelProto):
         model = src
     else:
@@ -46,6 +89,8 @@ def load_onnx(src) -> IRGraph:
             model = onnx.load(str(src))
         except Exception as e:  # noqa: BLE001
             raise ConversionError(f"{src}: cannot read ONNX model: {e}") from None
+    if input_shapes:
+        model = freeze_dims(model, input_shapes)
     fe = Folder(model)
     if fe.opset < 7:
         raise ConversionError(f"ONNX opset {fe.opset} is too old (7 or newer is supported)")
@@ -60,13 +105,9 @@ def load_onnx(src) -> IRGraph:
         tt = i.type.tensor_type
         if tt.elem_type != onnx.TensorProto.FLOAT:
             raise ConversionError(f"graph input '{i.name}': only float32 inputs are supported")
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                for d in tt.shape.dim]
-        if any(d is None for d in dims[1:]):
-            raise ConversionError(f"graph input '{i.name}': only the batch axis may be dynamic")
-        if dims:
-            dims[0] = None
-        ir_inputs.append({"name": i.name, "shape": dims, "dtype": "float32"})
+        dims = fe.input_dims[i.name]
+        ir_inputs.append(_io(i.name, [d if isinstance(d, int) else None for d in dims],
+                             [None if isinstance(d, int) else d for d in dims]))
     for n in remaining:
         translate_node(b, n)
 
@@ -97,28 +138,27 @@ def load_onnx(src) -> IRGraph:
     passes.merge_pad(b.nodes, out_set)
     passes.fuse_act(b.nodes, out_set)
 
-    input_shapes = {i["name"]: tuple(i["shape"]) for i in ir_inputs}
-
     def shape_of(name):
-        if name in input_shapes:
-            return input_shapes[name]
-        s = fe.shapes.get(name)
-        if s is None or any(d == -1 for d in s[0]):
+        """(shape under A, shape under B), or None when unknown."""
+        if name in fe.input_dims:
+            return fe.input_shape(name, 0), fe.input_shape(name, 1)
+        s = fe.shapes_ab.get(name)
+        if s is None or -1 in s[0] or -1 in s[1]:
             return None
-        return s[0]
-    shape_of.inputs_set = set(input_shapes)
+        return s
+    shape_of.inputs_set = set(fe.input_dims)
     passes.fuse_residual(b.nodes, out_set, shape_of)
     b.nodes = passes.prune(b.nodes, out_set)
 
     ir_outputs = []
     for o in outputs:
-        s = fe.shapes.get(o)
-        if s is None or any(d == -1 for d in s[0]):
-            raise ConversionError(f"graph output '{o}': shape could not be inferred")
-        dims = list(s[0])
-        if dims and ir_inputs and ir_inputs[0]["shape"] and ir_inputs[0]["shape"][0] is None:
-            dims[0] = None
-        ir_outputs.append({"name": o, "shape": dims, "dtype": "float32"})
+        s = fe.shapes_ab.get(o)
+        if s is None or -1 in s[0] or -1 in s[1]:
+            raise fe._missing(o, None) if fe.shape_errors else ConversionError(
+                f"graph output '{o}': shape could not be inferred")
+        dims = [a if a == b_ else None for a, b_ in zip(*s)]
+        names = [None if a == b_ else fe.symbol_of(a, b_) for a, b_ in zip(*s)]
+        ir_outputs.append(_io(o, dims, names))
 
     used = {t for nd in b.nodes for t in nd["inputs"] if t}
     consts = {k: v for k, v in b.consts.items() if k in used}

@@ -13,7 +13,7 @@ import numpy as np
 from edgenet.errors import ConversionError, UnsupportedOpError
 from edgenet.ir import FLT_MAX, act_desc
 
-from .fold import batch_target
+from .fold import dyn_target
 from .graph import node_error, np_dtype, onnx_attrs
 
 
@@ -56,7 +56,22 @@ def act(ctx, n, name, at):
     ctx.emit(name, "Act", [x], [n.output[0]], {"activation": desc})
 
 
-def _spatial_pads(ctx, n, at, in_hw, k, s, d):
+def _same_pads(auto, in_hw, k, s, d):
+    b, e = [], []
+    for i in range(len(k)):
+        out = -(-in_hw[i] // s[i])
+        tot = max(0, (out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_hw[i])
+        small = tot // 2
+        if auto == "SAME_UPPER":
+            b.append(small), e.append(tot - small)
+        else:
+            b.append(tot - small), e.append(small)
+    return b + e
+
+
+def _spatial_pads(ctx, n, at, x, k, s, d):
+    """Explicit pads of a Conv/pool; SAME pads are computed under both dim assignments and
+    must agree (they do for stride 1, or a static spatial size)."""
     auto = at.get("auto_pad", "NOTSET")
     r = len(k)
     if auto in ("NOTSET", ""):
@@ -65,16 +80,12 @@ def _spatial_pads(ctx, n, at, in_hw, k, s, d):
     if auto == "VALID":
         return [0] * (2 * r)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        b, e = [], []
-        for i in range(r):
-            out = -(-in_hw[i] // s[i])
-            tot = max(0, (out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_hw[i])
-            small = tot // 2
-            if auto == "SAME_UPPER":
-                b.append(small), e.append(tot - small)
-            else:
-                b.append(tot - small), e.append(small)
-        return b + e
+        xa, xb = ctx.fe.shape_ab(x, n)
+        pa = _same_pads(auto, list(xa[2:]), k, s, d)
+        if pa != _same_pads(auto, list(xb[2:]), k, s, d):
+            raise node_error(n, f"auto_pad {auto} with stride {s} depends on the symbolic "
+                             "input size; freeze it at conversion (--input-shape)")
+        return pa
     raise node_error(n, f"unknown auto_pad {auto!r}")
 
 
@@ -91,7 +102,7 @@ def Conv(ctx, n, name, at):
     k = list(W.shape[2:])
     s = list(at.get("strides", [1] * r))
     d = list(at.get("dilations", [1] * r))
-    p = _spatial_pads(ctx, n, at, list(xs[2:]), k, s, d)
+    p = _spatial_pads(ctx, n, at, x, k, s, d)
     g = int(at.get("group", 1))
     o = W.shape[0]
     if r == 1:
@@ -271,7 +282,7 @@ def _pool(ctx, n, name, at, op):
     d = list(at.get("dilations", [1, 1]))
     if op == "AveragePool" and d != [1, 1]:
         raise node_error(n, "AveragePool with dilations is not supported")
-    p = _spatial_pads(ctx, n, at, list(xs[2:]), k, s, d)
+    p = _spatial_pads(ctx, n, at, x, k, s, d)
     attrs = {"kernel": k, "strides": s, "pads": p, "ceil_mode": int(at.get("ceil_mode", 0))}
     if op == "MaxPool":
         if int(at.get("storage_order", 0)):
@@ -322,9 +333,15 @@ def _reshape_target(ctx, n, x, tname=None, shape_attr=None):
         return [int(v) for v in shape_attr]
     va, vb = ctx.fe.folded[tname]
     va, vb = va.reshape(-1).astype(np.int64), vb.reshape(-1).astype(np.int64)
-    out = batch_target(va, vb)
-    if out is None or (out and out[0] == 0 and va[0] != 0 and not (xs and xs[0] is None)):
-        raise node_error(n, "reshape target depends on the batch size in an unsupported way")
+    if np.array_equal(va, vb):
+        return [int(v) for v in va]
+    xa, xb = ctx.fe.shape_ab(x, n)
+    out = dyn_target(va, vb, xa, xb)
+    if out is None:
+        raise node_error(n, f"reshape target depends on the symbolic input dims "
+                         f"({', '.join(ctx.fe.symbols)}) in a way the IR cannot express "
+                         "(one inferred and otherwise copied dims); freeze them at "
+                         "conversion (--input-shape)")
     return out
 
 
@@ -342,14 +359,14 @@ def Reshape(ctx, n, name, at):
 
 
 def _static_reshape(ctx, n, name, x):
-    out = ctx.shape(n.output[0], n)
-    xs = ctx.shape(x, n)
-    tgt = []
-    for i, d in enumerate(out):
-        if d is None:
-            tgt.append(0 if (i == 0 and xs[0] is None) else -1)
-        else:
-            tgt.append(int(d))
+    """Reshape to the node's output shape; symbolic dims copied (0) from the same position
+    of the input when they match it there, one other symbolic dim inferred (-1)."""
+    oa, ob = ctx.fe.shape_ab(n.output[0], n)
+    xa, xb = ctx.fe.shape_ab(x, n)
+    tgt = dyn_target(np.asarray(oa, np.int64), np.asarray(ob, np.int64), xa, xb)
+    if tgt is None:
+        raise node_error(n, "output shape depends on the symbolic input dims in a way the IR "
+                         "cannot express; freeze them at conversion (--input-shape)")
     ctx.emit(name, "Reshape", [x], [n.output[0]], {"shape": tgt})
 
 
@@ -383,7 +400,13 @@ def Softmax(ctx, n, name, at):
     ctx.emit(name + "::flatten", "Flatten", [x], [f], {"axis": ax})
     s = ctx.tmp(n.output[0] + "::flat")
     ctx.emit(name, "Softmax", [f], [s], {"axis": 1})
-    tgt = [0 if (i == 0 and d is None) else int(d) for i, d in enumerate(xs)]
+    xa, xb = ctx.fe.shape_ab(x, n)
+    fa = (int(np.prod(xa[:ax])), int(np.prod(xa[ax:])))
+    fb = (int(np.prod(xb[:ax])), int(np.prod(xb[ax:])))
+    tgt = dyn_target(np.asarray(xa, np.int64), np.asarray(xb, np.int64), fa, fb)
+    if tgt is None:
+        raise node_error(n, "Softmax over a symbolic-size axis range; freeze the input dims "
+                         "at conversion (--input-shape)")
     ctx.emit(name + "::reshape", "Reshape", [s], [n.output[0]], {"shape": tgt})
 
 
@@ -463,6 +486,21 @@ def Resize(ctx, n, name, at):
     if int(at.get("exclude_outside", 0)) or int(at.get("antialias", 0)):
         raise node_error(n, "Resize exclude_outside/antialias is not supported")
     axes = at.get("axes")
+    if len(n.input) > 3 and n.input[3] in ctx.fe.folded and axes is None:
+        sa, sb = (np.asarray(v, np.int64).reshape(-1) for v in ctx.fe.folded[n.input[3]])
+        if not np.array_equal(sa, sb):
+            # sizes computed from the symbolic input size: a constant ratio is a scale
+            xa, xb = ctx.fe.shape_ab(x, n)
+            ra, rb = sa / np.asarray(xa, np.float64), sb / np.asarray(xb, np.float64)
+            if len(sa) != 4 or not np.allclose(ra, rb, rtol=0, atol=1e-12) or \
+                    ra[0] != 1 or ra[1] != 1:
+                raise node_error(n, "Resize sizes depend on the symbolic input size other "
+                                 "than by a constant factor; freeze the input dims at "
+                                 "conversion (--input-shape)")
+            _resize(ctx, n, name, x, at.get("mode", "nearest"),
+                    at.get("coordinate_transformation_mode", "half_pixel"),
+                    at.get("nearest_mode", "round_prefer_floor"), ra, None)
+            return
     scales, sizes = ctx.cin(n, 2), ctx.cin(n, 3)
     for idx in (2, 3):
         if idx < len(n.input) and n.input[idx] and ctx.cin(n, idx) is None:
@@ -490,30 +528,35 @@ def DepthToSpace(ctx, n, name, at):
              {"blocksize": int(at["blocksize"]), "mode": at.get("mode", "DCR")})
 
 
-def _slice_norm(ctx, n, xs, starts, ends, axes, steps):
-    rank = len(xs)
+def _norm_one(s, e, st, dim):
+    if s < 0:
+        s += dim
+    if e < 0:
+        e += dim
+    if st > 0:
+        return min(max(s, 0), dim), min(max(e, 0), dim)
+    return min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
+
+
+def _slice_norm(ctx, n, x, starts, ends, axes, steps):
+    """Slice bounds normalized to the IR's (clamped, non-negative) form. Along a symbolic
+    axis the bounds must normalize alike under both dim assignments."""
+    xa, xb = ctx.fe.shape_ab(x, n)
+    rank = len(xa)
     S, E, A, T = [], [], [], []
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = int(a) % rank
         s, e, st = int(s), int(e), int(st)
         if st == 0:
             raise node_error(n, "Slice step 0")
-        dim = xs[a]
-        if dim is None:
-            if s == 0 and e >= 2**31 - 1 and st == 1:
-                continue
-            raise node_error(n, "slicing the batch axis is not supported")
-        if s < 0:
-            s += dim
-        if e < 0:
-            e += dim
-        if st > 0:
-            s, e = min(max(s, 0), dim), min(max(e, 0), dim)
-        else:
-            s, e = min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
-        if st == 1 and s == 0 and e == dim:
+        na, nb = _norm_one(s, e, st, xa[a]), _norm_one(s, e, st, xb[a])
+        if st == 1 and na == (0, xa[a]) and nb == (0, xb[a]):
             continue
-        S.append(s), E.append(e), A.append(a), T.append(st)
+        if na != nb:
+            raise node_error(n, f"Slice bounds ({s}, {e}) along axis {a} depend on its "
+                             "symbolic size; freeze the input dims at conversion "
+                             "(--input-shape)")
+        S.append(na[0]), E.append(na[1]), A.append(a), T.append(st)
     return S, E, A, T
 
 
@@ -532,7 +575,7 @@ def Slice(ctx, n, name, at):
         starts, ends = vals[0].reshape(-1).tolist(), vals[1].reshape(-1).tolist()
         axes = vals[2].reshape(-1).tolist() if vals[2] is not None else list(range(len(starts)))
         steps = vals[3].reshape(-1).tolist() if vals[3] is not None else [1] * len(starts)
-    S, E, A, T = _slice_norm(ctx, n, xs, starts, ends, axes, steps)
+    S, E, A, T = _slice_norm(ctx, n, x, starts, ends, axes, steps)
     if not A:
         ctx.alias[n.output[0]] = x
         return
@@ -546,7 +589,8 @@ def Split(ctx, n, name, at):
     ax = int(at.get("axis", 0)) % rank
     dim = xs[ax]
     if dim is None:
-        raise node_error(n, "splitting the batch axis is not supported")
+        raise node_error(n, f"Split along axis {ax} of symbolic size; freeze the input dims "
+                         "at conversion (--input-shape)")
     if ctx.opset < 13:
         split = at.get("split")
     else:
