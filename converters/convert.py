@@ -141,7 +141,7 @@ def weights_float(weights):
 def convert(src, dst, *, weights="ternary", granularity="channel", threshold="twn",
             keep_float=("first", "last"), reference_onnx=None, mean=None, std=None,
             labels=None, layout="NCHW", size=None, progress=None, activations="f32",
-            calibration=None, calib_method="minmax") -> Report:
+            calibration=None, calib_method="minmax", input_shapes=None) -> Report:
     """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
 
     weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
@@ -155,6 +155,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     (edgenet/quant.py) by running the converted model on ``calibration`` (float32 samples
     (S, C, H, W)) and store them, so ``edgenet.load`` runs uint8 x int8 kernels there.
     calib_method: "minmax" or "percentile" (99.99th, averaged per batch of 8).
+    input_shapes: {input name: dims} freezes those inputs' symbolic dims (``--input-shape``);
+    otherwise symbolic dims (batch, height, width...) stay symbolic in the file.
     """
     from .from_onnx import load_onnx
 
@@ -173,7 +175,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     keep = _norm_keep(keep_float)
     src, dst = os.fspath(src), os.fspath(dst)
 
-    g = load_onnx(src)
+    g = load_onnx(src, input_shapes=input_shapes)
 
     # weight layers in topological order (for keep_float first/last)
     order = [nd["inputs"][1] for nd in g.nodes

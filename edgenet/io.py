@@ -131,7 +131,12 @@ def load_image(path, spec, metadata):
     size = pre.get("size") or [h, w]
     try:
         img = Image.open(path)
-        img = img.convert("L" if c == 1 else "RGB").resize((int(size[1]), int(size[0])))
+        img = img.convert("L" if c == 1 else "RGB")
+        # a symbolic height/width (None) keeps the image's own size along it
+        tw = img.size[0] if size[1] is None else int(size[1])
+        th = img.size[1] if size[0] is None else int(size[0])
+        if (tw, th) != img.size:
+            img = img.resize((tw, th))
     except Exception as e:
         raise InputError(f"{path}: cannot read image: {e}") from None
     x = np.asarray(img, dtype=np.float32) / 255.0

@@ -32,6 +32,24 @@ def _calibration_samples(calib):
     return samples
 
 
+def _input_shapes(specs):
+    """``NAME:D0,D1,...`` options -> {name: [dims]} (None when none given)."""
+    out = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            vals = [int(d) for d in dims.split(",")]
+        except ValueError:
+            vals = None
+        if not sep or not name or not vals or any(v <= 0 for v in vals):
+            raise InputError(f"--input-shape: expected NAME:D0,D1,... with positive dims, "
+                             f"got {spec!r}")
+        if name in out:
+            raise InputError(f"--input-shape: input '{name}' given twice")
+        out[name] = vals
+    return out or None
+
+
 @main.command()
 @click.argument("src", type=click.Path())
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
@@ -66,9 +84,12 @@ def _calibration_samples(calib):
               show_default=True,
               help="Activation range from the calibration samples: min/max, or the 99.99th "
                    "percentile (robust to outliers).")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME:D0,D1,...",
+              help="Freeze an input's symbolic dims (repeatable), e.g. x:1,3,480,640. "
+                   "Without it symbolic dims stay symbolic: any size runs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
-            labels, activations, calib, calib_method, quiet):
+            labels, activations, calib, calib_method, input_shape, quiet):
     """Convert an ONNX model SRC into a .edgenet file."""
     try:
         from converters.convert import convert as do_convert
@@ -80,6 +101,7 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
     bad = [k for k in keep if k not in ("first", "last")]
     if bad:
         raise InputError(f"--keep-float: unknown value(s) {bad} (use first,last or none)")
+    input_shapes = _input_shapes(input_shape)
     samples = None
     if activations == "int8":
         if calib is None:
@@ -110,7 +132,7 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
                             reference_onnx=reference_onnx, mean=_floats("--mean", mean),
                             std=_floats("--std", std), labels=label_list, progress=progress,
                             activations=activations, calibration=samples,
-                            calib_method=calib_method)
+                            calib_method=calib_method, input_shapes=input_shapes)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

@@ -21,7 +21,9 @@ def info(model, as_json):
     click.echo(f"{d['file']}  ({d['bytes']:,} bytes, format v{d['format_version']})")
     for kind in ("inputs", "outputs"):
         for v in d[kind]:
-            shape = ["N" if s is None else s for s in v["shape"]]
+            names = v.get("dim_names") or [None] * len(v["shape"])
+            shape = [s if s is not None else (nm or ("N" if i == 0 else "?"))
+                     for i, (s, nm) in enumerate(zip(v["shape"], names))]
             click.echo(f"  {kind[:-1]:6s} {v['name']}: {v.get('dtype', 'float32')} {shape}")
     click.echo(f"  nodes  {d['nodes']}: " + ", ".join(f"{k}×{v}" for k, v in d["ops"].items()))
     other = d["parameters"] - d["weights"]
