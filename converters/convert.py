@@ -68,7 +68,7 @@ class Report:
                 "weights": self.weight_count, "weight_bytes": self.weight_bytes}
 
     def format_table(self) -> str:
-        hdr = ("layer", "op", "shape", "enc", "zeros%", "rel.err", "bytes", "")
+        hdr = ("layer", "op", "shape", "enc", "zeros%", "rel.err", "bytes", "note")
         rows = [(r.name, r.op, "x".join(map(str, r.shape)), r.encoding, f"{r.zeros:.1f}",
                  f"{r.rel_error:.4f}", str(r.nbytes), r.note) for r in self.layers]
         widths = [max(len(str(x)) for x in col) for col in zip(hdr, *rows)] if rows else \
@@ -89,7 +89,7 @@ class Report:
         lines.append("")
         lines.append(f"source {s['source_bytes']:,} B -> {os.path.basename(self.dst)} "
                      f"{s['output_bytes']:,} B  (ratio {self.ratio:.2f}x, "
-                     f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} weights)")
+                     f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} conv/gemm weights)")
         return "\n".join(lines)
 
 
@@ -111,6 +111,24 @@ def _norm_keep(keep_float):
         if k not in KEEP_FLOAT:
             raise ValueError(f"keep_float entries must be in {KEEP_FLOAT}, got {k!r}")
     return keep
+
+
+def _check_metadata(src, g, mean, std, labels, layout):
+    """--mean/--std need one value per input channel (or one for all); --labels one per
+    class of the first output (its axis 1, or all its elements)."""
+    shape = g.inputs[0]["shape"] if len(g.inputs) == 1 else []
+    c = (shape[1] if layout == "NCHW" else shape[-1]) if len(shape) == 4 else None
+    for opt, v in (("--mean", mean), ("--std", std)):
+        n = None if v is None else int(np.size(v))
+        if n is not None and isinstance(c, int) and n not in (1, c):
+            raise ConversionError(f"{opt}: {n} values, but the input of {os.path.basename(src)}"
+                                  f" has {c} channels")
+    out = g.outputs[0]["shape"] if g.outputs else []
+    if labels is not None and len(out) >= 2 and all(isinstance(d, int) for d in out[1:]):
+        ok = (out[1], int(np.prod(out[1:])))
+        if len(labels) not in ok:
+            raise ConversionError(f"--labels: {len(labels)} labels, but the output of "
+                                  f"{os.path.basename(src)} has {out[1]} classes")
 
 
 def quantize_weight(values, weights, granularity, threshold):
@@ -176,6 +194,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     src, dst = os.fspath(src), os.fspath(dst)
 
     g = load_onnx(src, input_shapes=input_shapes)
+    _check_metadata(src, g, mean, std, labels, layout)  # before any quantizing
 
     # weight layers in topological order (for keep_float first/last)
     order = [nd["inputs"][1] for nd in g.nodes

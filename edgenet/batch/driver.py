@@ -5,6 +5,7 @@ import os
 import time
 
 from ..errors import InputError
+from ..io import NO_PREPROCESSING_WARNING, has_preprocessing
 from .journal import BatchJob
 from .local import default_layout, run_local
 
@@ -36,17 +37,23 @@ class Progress:
 
 def run_batch(model, inputs, output, *, engine="local", batch_size=64, chunk_size=None,
               workers=None, threads=None, top_k=None, device="cpu", policy=None,
-              address=None, fresh=False, progress=None, ray_options=None) -> dict:
+              address=None, fresh=False, progress=None, ray_options=None,
+              on_warning=None) -> dict:
     """The ``edgenet batch`` job as a function. Returns a summary dict.
 
     progress: optional ``callback(done, total, rate)`` after each chunk (and once at the
-    start, with the samples resumed from the journal)."""
+    start, with the samples resumed from the journal). on_warning: optional
+    ``callback(message)`` for problems that do not stop the job (images given to a model
+    that stores no preprocessing)."""
     if engine not in ("local", "ray"):
         raise InputError(f"unknown engine {engine!r} (choose local or ray)")
     if chunk_size is None:
         chunk_size = max(batch_size, 1024 // batch_size * batch_size)
     job = BatchJob(model, inputs, output, batch_size=batch_size, chunk_size=chunk_size,
                    top_k=top_k, device=device, policy=policy, fresh=fresh)
+    if on_warning is not None and not has_preprocessing(job.metadata) and \
+            any(s.kind == "image" for s in job.sources):
+        on_warning(NO_PREPROCESSING_WARNING)
     stop_after = os.environ.get(STOP_ENV)
     stop_after = int(stop_after) if stop_after else None
     resumed = job.done_samples()

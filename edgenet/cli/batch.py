@@ -7,7 +7,8 @@ import click
 
 from ..batch import run_batch
 from ..errors import InputError
-from .app import main
+from ..io import check_model_path, check_writable_file
+from .app import main, warn
 
 
 class _Bar:
@@ -73,13 +74,15 @@ def batch(model, inputs, output, engine, batch_size, chunk_size, workers, thread
     """
     if engine != "ray" and address:
         raise InputError("--address needs --engine ray")
+    check_model_path(model)
+    check_writable_file(output, "output")
     ray_options = {"model_from": model_from} if engine == "ray" else None
     bar = None if quiet else _Bar()
     try:
         s = run_batch(model, inputs, output, engine=engine, batch_size=batch_size,
                       chunk_size=chunk_size, workers=workers, threads=threads, top_k=top_k,
                       device=device, policy=policy, address=address, fresh=fresh,
-                      progress=bar, ray_options=ray_options)
+                      progress=bar, ray_options=ray_options, on_warning=warn)
     finally:
         if bar is not None:
             bar.close()

@@ -12,6 +12,7 @@ import click
 
 from ..benchmark import benchmark
 from ..errors import InputError
+from ..io import check_model_path
 from .app import ACTIVATIONS_HELP, DEVICE_HELP, DEVICES, POLICY_HELP, THREADS_HELP, main
 
 
@@ -43,6 +44,7 @@ def bench(model, batch_size, batch_alias, warmup_runs, warmup_alias, runs, threa
     peak memory; optionally side by side with onnxruntime (--compare SRC.onnx)."""
     batch_size = _one_of("--batch-size", batch_size, "--batch", batch_alias, 1)
     warmup_runs = _one_of("--warmup-runs", warmup_runs, "--warmup", warmup_alias, 3)
+    check_model_path(model)
     res = benchmark(model, batch_size=batch_size, warmup_runs=warmup_runs, runs=runs,
                     threads=threads, device=device, policy=policy, activations=activations,
                     profile=profile, compare=compare)

@@ -7,6 +7,8 @@ import click
 import numpy as np
 
 from ..errors import EdgenetError, InputError
+from ..io import check_writable_file
+from ..summary import describe
 from .app import main
 
 
@@ -96,6 +98,9 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
     except ImportError as e:
         raise EdgenetError(f"the converter needs the 'onnx' extra: pip install 'edgenet[onnx]' "
                            f"({e})") from None
+    check_writable_file(dst, "output")  # before any work: never quantize, then fail
+    if reference_onnx is not None:
+        check_writable_file(reference_onnx, "--reference-onnx")
     keep = () if keep_float.strip() in ("", "none") else tuple(
         k.strip() for k in keep_float.split(","))
     bad = [k for k in keep if k not in ("first", "last")]
@@ -138,5 +143,8 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
             bar.__exit__(None, None, None)
     if quiet:
         click.echo(report.format_table().strip().splitlines()[-1])
-    else:
-        click.echo(report.format_table())
+        return
+    click.echo(report.format_table())
+    d = describe(dst)  # the count `edgenet info` prints
+    click.echo(f"{d['parameters']:,} parameters in all = {d['weights']:,} conv/gemm weights "
+               f"+ {d['parameters'] - d['weights']:,} other (biases, constants)")

@@ -5,6 +5,7 @@ import json
 
 import click
 
+from ..io import check_model_path
 from ..summary import describe
 from .app import main
 
@@ -14,6 +15,7 @@ from .app import main
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def info(model, as_json):
     """Describe a .edgenet file: inputs, outputs, ops, parameters, encodings, metadata."""
+    check_model_path(model)
     d = describe(model)
     if as_json:
         click.echo(json.dumps(d, indent=2))

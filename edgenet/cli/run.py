@@ -8,8 +8,10 @@ import numpy as np
 
 from ..batch.scoring import top_k_arrays
 from ..errors import InputError
-from ..io import EXAMPLE_INPUT, EXAMPLE_MODEL, load_input, save_npy
-from .app import ACTIVATIONS_HELP, DEVICE_HELP, DEVICES, POLICY_HELP, THREADS_HELP, main
+from ..io import (EXAMPLE_INPUT, EXAMPLE_MODEL, NO_PREPROCESSING_WARNING, check_model_path,
+                  check_writable_file, has_preprocessing, is_image, load_input, save_npy)
+from .app import (ACTIVATIONS_HELP, DEVICE_HELP, DEVICES, POLICY_HELP, THREADS_HELP, main,
+                  warn)
 
 
 @main.command()
@@ -38,10 +40,17 @@ def run(model, input, output, device, threads, top_k, activations, policy):
         model, input = EXAMPLE_MODEL, EXAMPLE_INPUT
     elif input is None:
         raise InputError("missing INPUT (a .npy, .npz or image file)")
+    check_model_path(model)
+    if not os.path.exists(input):
+        raise InputError(f"{input}: no such file")
+    if output:
+        check_writable_file(output, "output")
     m = load(model, device=device, threads=threads, policy=policy, activations=activations)
     spec = m.inputs[0]
     if len(m.inputs) != 1:
         raise InputError(f"{model}: model has {len(m.inputs)} inputs; `edgenet run` feeds one")
+    if is_image(input) and not has_preprocessing(m.metadata):
+        warn(NO_PREPROCESSING_WARNING)
     x = load_input(input, spec, m.metadata)
     y = m(x)
     if output:

@@ -5,6 +5,7 @@ import time
 
 import click
 
+from ..io import check_model_path
 from .app import DEVICE_HELP, DEVICES, main
 
 
@@ -15,6 +16,7 @@ from .app import DEVICE_HELP, DEVICES, main
 def warmup(model, device):
     """Compile (or load from the disk cache) every kernel MODEL needs."""
     from ..runtime import load
+    check_model_path(model)
     t0 = time.perf_counter()
     load(model, device=device, warmup=True)
     click.echo(f"{model}: kernels ready in {time.perf_counter() - t0:.2f} s")
