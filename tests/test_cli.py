@@ -328,3 +328,32 @@ def test_convert_and_info_count_the_same_weights(converted):
     assert f"params {total:,} " in text and f"{n_conv:,} conv/gemm weights ({bits} bits/weight)" \
         in text
     assert f"+ {total - n_conv:,} other" in text and f"+ {total - n_conv:,} other" in out
+
+
+def test_quick_start_needs_only_the_runtime_dependencies():
+    """`pip install -e . && python3 -m edgenet run` (README): the demo imports nothing
+    beyond the four declared dependencies (no onnx, Pillow, onnxruntime, ray...)."""
+    import tomllib
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    names = sorted(d.split(">")[0].split("=")[0].split("[")[0].strip() for d in deps)
+    assert names == ["click", "llvmlite", "numba", "numpy"]
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    assert "python3 -m pip install -e . && python3 -m edgenet run" in readme
+    # a fresh venv, simulated: every import outside the stdlib and those four fails, as if
+    # not installed (packages import their optional extras in try/except)
+    code = ("import sys\n"
+            "ALLOWED = set(sys.stdlib_module_names) | {'click', 'llvmlite', 'numba', 'numpy',"
+            " 'edgenet'}\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        top = name.split('.')[0]\n"
+            "        if top not in ALLOWED and not top.startswith('_'):\n"
+            "            raise ModuleNotFoundError(f'blocked: {name}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from edgenet.cli import main\n"
+            "main(['run'], standalone_mode=False)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "accuracy on 300 bundled test digits" in p.stdout, p.stdout + p.stderr
