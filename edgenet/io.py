@@ -90,6 +90,8 @@ def load_input(path: str, spec, metadata: dict) -> np.ndarray:
     ext = os.path.splitext(path)[1].lower()
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, expected a .npy, .npz or image file")
     try:
         if ext == ".npy":
             x = np.load(path, allow_pickle=False)

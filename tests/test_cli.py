@@ -137,6 +137,12 @@ def test_usage_errors_are_one_line_exit_2(model, tmp_path, args, says):
     assert says in line and "Usage:" not in r.output
 
 
+def test_bare_command_prints_help():
+    r = invoke()
+    assert r.exit_code == 0 and "Commands:" in r.stdout and "edgenet: error" not in r.output
+    assert r.stdout.startswith("Usage: edgenet ")
+
+
 def test_usage_error_one_line_in_a_real_process(tmp_path):
     p = subprocess.run([sys.executable, "-m", "edgenet", "convert", ONNX_MODEL, "-o",
                         str(tmp_path / "o.edgenet"), "--labels", str(tmp_path / "no.txt")],

@@ -72,10 +72,13 @@ class EdgenetGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         code = 0
         try:
-            rv = super().main(args, prog_name or PROG, complete_var, standalone_mode=False,
+            rv = super().main(args, PROG, complete_var, standalone_mode=False,
                               **extra)
             code = rv if isinstance(rv, int) else 0
             sys.stdout.flush()
+        except click.exceptions.NoArgsIsHelpError as e:  # bare `edgenet`: the help
+            click.echo(e.ctx.get_help())
+            code = 0
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
             click.echo(error_line(e.format_message()) + hint, err=True)
