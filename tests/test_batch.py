@@ -198,3 +198,18 @@ def test_ray_predictor_on_own_dataset(data, ray_session):
     np.testing.assert_array_equal(np.stack([r["topk_index"] for r in rows]), idx)
     assert [list(r["topk_label"]) for r in rows[:3]] == \
         [[LABELS[j] for j in idx[i]] for i in range(3)]
+
+
+def test_images_without_preprocessing_warn_once(data, tmp_path):
+    PIL = pytest.importorskip("PIL.Image")
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        PIL.fromarray(np.full((8, 8), 40 * i, np.uint8), mode="L").save(d / f"{i}.png")
+    r = CliRunner().invoke(main, ["batch", data["model"], str(d), "-o", str(tmp_path / "o.npz"),
+                                  "--workers", "0", "-q"])
+    assert r.exit_code == 0, r.output
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("edgenet: warning:")]
+    assert len(warnings) == 1 and "preprocessing" in warnings[0], r.stderr
+    with np.load(tmp_path / "o.npz") as z:
+        assert list(z["key"]) == ["0.png", "1.png", "2.png"]
