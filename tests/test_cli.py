@@ -363,3 +363,9 @@ def test_quick_start_needs_only_the_runtime_dependencies():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "accuracy on 300 bundled test digits" in p.stdout, p.stdout + p.stderr
+
+
+def test_warmup_keeps_working(model):
+    r = invoke("warmup", model)
+    assert r.exit_code == 0, r.output
+    assert os.path.basename(model) in r.stdout
