@@ -73,7 +73,9 @@ def _choose_cache_dir():
         d = os.path.join(env, tag)
         return d if _writable_dir(d) else None
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.path.join(os.environ["NUMBA_CACHE_DIR"], tag)
+        d = os.environ["NUMBA_CACHE_DIR"]
+        # a child of an edgenet process inherits the tagged directory: the same cache
+        return d if os.path.basename(os.path.normpath(d)) == tag else os.path.join(d, tag)
     in_tree = os.path.join(_PKG_DIR, "__pycache__", "numba", tag)
     if _writable_dir(in_tree):
         return in_tree
@@ -255,3 +257,10 @@ class CompileMonitor(_event.Listener):
 
 monitor = CompileMonitor()
 _event.register("numba:compile", monitor)
+
+if os.environ.get("EDGENET_COMPILE_STATS") == "1":   # bench/bench_startup.py reads this line
+    import atexit  # noqa: E402
+    import json  # noqa: E402
+
+    atexit.register(lambda: sys.stderr.write(
+        "edgenet-compile-stats " + json.dumps(monitor.stats()) + "\n"))

@@ -67,11 +67,30 @@ def test_conv_tile_matches_reference(key, O, act, res, policy, monkeypatch):
     node = _node(S, 1, act, res)
     want = run_node(node, inputs, consts)[0]
     st = cpu.OPS["Conv"].prepare(node, consts, policy)
-    assert st["simd"] == (L, k)
+    assert st.simd == (L, k)
     y = np.full_like(want, np.nan)
     cpu.OPS["Conv"].run(node, st, inputs, [y])
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
     assert ("conv", key) in gen._KERNELS          # the forced tile ran, nothing else
+
+
+@pytest.mark.parametrize("OW,P", [(3, 1), (6, 4)])
+def test_narrow_rows_run_k1_tiles_on_a_wider_layout(OW, P, monkeypatch):
+    """O = 40 prepares a k = 3 layout (48 channels per block); rows narrower than every
+    k = 3 tile run the k = 1 small tile on that layout (runtime block width WB = 48)."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(OW)
+    consts, inputs, ow = _case(rng, 1, 6, 5, OW, 40, 3, 1, 1, True)
+    assert ow == OW
+    node = _node(1, 1, "Relu", True)
+    want = run_node(node, inputs, consts)[0]
+    for policy in ("expanded", "packed"):
+        st = cpu.OPS["Conv"].prepare(node, consts, policy)
+        assert st.simd == (16, 3)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st, inputs, [y])
+        np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+    assert ("conv", (16, 1, P, 1)) in gen._KERNELS
 
 
 @pytest.mark.parametrize("L,S", [(16, 1), (8, 2)])
@@ -177,3 +196,87 @@ def test_second_process_loads_from_cache(tmp_path):
         runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     assert runs[0]["misses"] == 1 and runs[0]["hits"] == 0 and runs[0]["compiles"] >= 2
     assert runs[1]["hits"] == 1 and runs[1]["misses"] == 0 and runs[1]["compiles"] == 0
+
+
+@pytest.mark.parametrize("kind,key", [("conv", (16, 1, 4, 1)), ("dw", (16, 1)),
+                                      ("qconv", (1, 4, 1, "generic"))])
+def test_warmup_builds_the_signature_the_runtime_calls(kind, key, monkeypatch):
+    """warmup's dummy arguments have the runtime's exact types: after building a tile, a
+    real layer that uses it compiles no second signature of it."""
+    from edgenet.cpu import warm
+    warm.build_tile(kind, key)
+    kern = gen.kernel(kind, key)
+    sigs = list(kern.signatures)
+    assert len(sigs) == 1
+    rng = np.random.default_rng(7)
+    if kind == "conv":
+        monkeypatch.setenv("EDGENET_SIMD", "avx512")
+        consts, inputs, OW = _case(rng, 1, 3, 5, 6, 16, 3, 1, 1, True)
+        node = _node(1, 1, "Relu", True)
+    elif kind == "dw":
+        monkeypatch.setenv("EDGENET_SIMD", "avx512")
+        consts, inputs, OW = _case(rng, 1, 8, 9, 9, 8, 3, 1, 1, False, group=8)
+        node = _node(1, 1, "Clip", False, group=8)
+    else:
+        monkeypatch.setenv("EDGENET_VNNI", "0")
+        consts, inputs, OW = _case(rng, 1, 5, 5, 5, 16, 3, 1, 1, True)
+        s, zp = quant.qparams(-1.0, 1.0)
+        node = _node(1, 1, "Relu", True, aq=(float(s), zp, OW))
+    st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    want = run_node(node, inputs, consts)[0]
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, st, inputs, [y])
+    assert ("qconv" if kind == "qconv" else kind, key) in gen._KERNELS
+    np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+    assert list(kern.signatures) == sigs      # the run found the signature warmup built
+
+
+def test_warmup_model_reports_progress():
+    import edgenet
+    from edgenet.cpu.warm import warmup
+    from edgenet.io import EXAMPLE_MODEL
+    m = edgenet.load(EXAMPLE_MODEL)
+    calls = []
+    r = warmup(m, progress=lambda d, t, lab: calls.append((d, t)))
+    assert calls[0] == (0, 1) and calls[-1] == (1, 1)
+    assert set(r) == {"kernels", "compiled", "seconds"}
+    again = warmup(edgenet.load(EXAMPLE_MODEL), progress=False)
+    assert again["compiled"] == 0
+
+
+def test_compile_notice_says_what_is_happening():
+    """The first compilation of a process prints one line naming the cache."""
+    import io
+    from edgenet._jit import CompileMonitor
+    mon = CompileMonitor(stream=io.StringIO())
+    mon.on_start(None)
+    mon.on_start(None)           # a nested compilation: part of the first
+    mon.on_end(None)
+    mon.on_end(None)
+    mon.on_start(None)
+    mon.on_end(None)
+    out = mon.stream.getvalue()
+    assert out.count("\n") == 1 and "compiling kernels for this CPU" in out
+    assert mon.compiled == 2
+
+
+def test_compile_progress_on_a_terminal():
+    """On a terminal a status line counts kernels and seconds while compiling, then clears."""
+    import io
+    import time
+    from edgenet._jit import CompileMonitor
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    mon = CompileMonitor(stream=Tty())
+    mon.on_start(None)
+    time.sleep(0.7)
+    mon.on_end(None)
+    deadline = time.time() + 10
+    while mon.ticker is not None and time.time() < deadline:
+        time.sleep(0.1)
+    out = mon.stream.getvalue()
+    assert "compiling kernels for this CPU" in out and "compiling... 0 kernels" in out
+    assert mon.ticker is None and out.endswith("\r\033[K")

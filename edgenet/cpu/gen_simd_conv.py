@@ -36,9 +36,9 @@ import numba
 from numba import prange  # noqa: F401  (used by the generated kernels)
 
 from .. import _jit
-from ..activation import ActCode  # noqa: F401  (also used by generated kernels)
+from ..activation import ActCode, act_scalar  # noqa: F401  (ActCode: generated kernels)
 from .._jit import njit, pjit  # noqa: F401
-from ._common import FM, FZERO, act  # noqa: F401
+from ._common import FM, FZERO  # noqa: F401
 from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
                    vld2_16, vldi16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16, vzeroi16)
@@ -46,9 +46,12 @@ from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16
 STRIDES = (1, 2)
 
 # ----------------------------------------------------------------------------- the menu
-# f32: lanes L -> k (output-channel vectors per tile) -> pixel-tile widths P
-F32_TILES = {16: {1: (24, 16), 2: (14, 12, 8, 7), 3: (8, 7), 4: (6,)},
+# f32: lanes L -> k (output-channel vectors per tile) -> pixel-tile widths P. The k = 1
+# tiles also run on any k's weight layout (a runtime block width WB), so SMALL_P covers the
+# rows narrower than every P of a layer's k.
+F32_TILES = {16: {1: (24, 16), 2: (14, 12, 8, 7), 3: (8, 7)},
              8: {1: (12,), 2: (6,)}}
+SMALL_P = (4, 1)
 # int8 (16 int32 lanes): k -> P (small P so that every row width >= 1 has a tile)
 Q_TILES = {1: (16, 24, 4, 1), 2: (7, 8, 12, 14), 3: (7, 8), 4: (6,)}
 # int8 dot-product tiers: tier -> the intrinsic that accumulates 4 u8 x s8 products per lane
@@ -61,7 +64,7 @@ def _menu_all():
     keys = []
     for L in (16, 8):
         for k, Ps in F32_TILES[L].items():
-            for P in Ps:
+            for P in Ps + (SMALL_P if k == 1 else ()):
                 for S in STRIDES:
                     keys.append(("conv", (L, k, P, S)))
     for L in (16, 8):
@@ -94,6 +97,11 @@ def menu(lanes=None, q_tier=None):
 
 
 # ----------------------------------------------------------------------------- shared parts
+# the generic activation as a called function (``_common.act`` is inlined into Numba's IR at
+# every call site: the epilogues' rare paths then cost seconds of compilation per kernel)
+# (not cached on its own: act_scalar's file holds other dispatchers of the same function)
+act_call = njit(fastmath=FM, error_model="numpy", cache=False)(act_scalar)
+
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
 def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha, beta):
     """Tile buffer (P pixels x B channels, channel fastest) -> NCHW rows of y, with the
@@ -119,7 +127,7 @@ def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha,
                     stf(yf, yb + p, alpha if v < alpha else v)
             else:
                 for p in range(P):
-                    stf(yf, yb + p, act(ldf(buf, p * B + l) + ldf(rf, yb + p), code, alpha, beta))
+                    stf(yf, yb + p, act_call(ldf(buf, p * B + l) + ldf(rf, yb + p), code, alpha, beta))
         elif code == ActCode.RELU:
             for p in range(P):
                 v = ldf(buf, p * B + l)
@@ -134,7 +142,7 @@ def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha,
                 stf(yf, yb + p, alpha if v < alpha else v)
         else:
             for p in range(P):
-                stf(yf, yb + p, act(ldf(buf, p * B + l), code, alpha, beta))
+                stf(yf, yb + p, act_call(ldf(buf, p * B + l), code, alpha, beta))
 
 
 def tile_header(w, name, head_args, cname, B, P, S):
@@ -168,12 +176,16 @@ def tile_header(w, name, head_args, cname, B, P, S):
     w(f"    xb = n * {cname} * HW + oy * {S} * Wp + ox0 * {S}")
 
 
-def tile_reduce(w, cname, wload, bcast, step, L, k, P, S):
+def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None):
     """The reduction shared by the fp32 and int8 kernels: per (channel group, tap), k weight
     vectors ``w{j}``, P input broadcasts ``b`` at constant offsets, and ``a{j}_{p} =
-    step(j, p)`` (an FMA, or a dot-product step)."""
+    step(j, p)`` (an FMA, or a dot-product step). ``wb``: the name of a runtime weight
+    block width (a layout of WB >= B channels per block, B dividing WB), else B."""
     B = L * k
-    w(f"    wi = ob * K * {B}")
+    if wb is None:
+        w(f"    wi = ob * K * {B}")
+    else:
+        w(f"    wi = (ob * {B}) // {wb} * K * {wb} + (ob * {B}) % {wb}")
     w(f"    for c in range({cname}):")
     w("        cb = xb + c * HW")
     w("        for q in range(T):")
@@ -184,7 +196,7 @@ def tile_reduce(w, cname, wload, bcast, step, L, k, P, S):
         w(f"            b = {bcast}xo + {p * S})")
         for j in range(k):
             w(f"            a{j}_{p} = {step(j, p)}")
-    w(f"            wi += {B}")
+    w(f"            wi += {B if wb is None else wb}")
 
 
 def tile_epilogue(w, acc, L, k, P):
@@ -199,19 +211,21 @@ def tile_epilogue(w, acc, L, k, P):
 
 # ----------------------------------------------------------------------------- generators
 def conv_source(L, k, P, S):
-    """(name, source) of the f32 tile kernel (L lanes, k vectors, P pixels, stride S)."""
+    """(name, source) of the f32 tile kernel (L lanes, k vectors, P pixels, stride S). wt:
+    weights in the layout (ceil(O/WB), C, kh*kw, WB) (simd_layout.expand_simd), bp: bias
+    padded to whole blocks."""
     B = L * k
     name = f"conv_l{L}_k{k}_p{P}_s{S}"
     o = []
     w = o.append
-    tile_header(w, name, "xp, C, Hp, Wp, wt, bp", "C", B, P, S)
+    tile_header(w, name, "xp, C, Hp, Wp, wt, WB, bp", "C", B, P, S)
     for j in range(k):
         w(f"    a{j}_0 = vld{L}(bp, ob * {B} + {j * L})")
     for j in range(k):
         for p in range(1, P):
             w(f"    a{j}_{p} = a{j}_0")
     tile_reduce(w, "C", f"vld{L}", f"vbc{L}(xp, ", lambda j, p: f"vfma{L}(w{j}, b, a{j}_{p})",
-                L, k, P, S)
+                L, k, P, S, wb="WB")
     tile_epilogue(w, "a", L, k, P)
     return name, "\n".join(o) + "\n"
 
@@ -310,7 +324,7 @@ def dw_source(L, S):
     w("                        v1 = ldf(buf, bb + ox)")
     w("                        if has_r:")
     w("                            v1 += ldf(rf, rb + ox)")
-    w("                        stf(yf, rb + ox, act(v1, code, alpha, beta))")
+    w("                        stf(yf, rb + ox, act_call(v1, code, alpha, beta))")
     w("        return")
     w("    for oy in range(OH):")
     w("        for ox in range(OW):")
@@ -318,7 +332,7 @@ def dw_source(L, S):
     w("            v = ldf(buf, oy * RW + ox)")
     w("            if has_r:")
     w("                v += ldf(rf, i)")
-    w("            stf(yf, i, act(v, code, alpha, beta))")
+    w("            stf(yf, i, act_call(v, code, alpha, beta))")
     return name, "\n".join(o) + "\n"
 
 

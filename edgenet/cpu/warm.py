@@ -1,0 +1,165 @@
+"""Build the CPU kernels ahead of time: ``edgenet.cpu.warm.warmup()`` (``edgenet warmup``).
+
+Kernels compile on first use and land in the disk cache (``edgenet._jit``). ``warmup``
+builds them now instead:
+
+- ``warmup()``: the whole menu for this CPU, once per machine: every tile kernel of the
+  host's tier (``gen_simd_conv.menu``), then every op's kernels on the reference backend's
+  one-node cases (``edgenet.reference.cases``), under both weight policies and with both
+  the serial and the parallel variants of kernels that have two. After it, a model compiles
+  nothing new (its first run only loads machine code from the cache).
+- ``warmup(model)``: what one loaded model needs (``edgenet.load(path)``: it runs once on
+  zeros at its declared input shape, batch 1).
+
+``progress``: ``None`` draws a bar on stderr when stderr is a terminal, else prints one
+line before (for one model: the compile notice of edgenet._jit); ``False`` is silent; a
+callable gets ``(done, total, label)``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import numba
+
+from .. import _jit
+from . import _common, gen_simd_conv as gen, simd
+
+
+def host_tier():
+    """(f32 lanes or None, int8 dot-product tier) of this CPU (``EDGENET_SIMD`` honoured)."""
+    return simd.lanes(simd.simd_mode()) or None, ("vnni" if simd.has_vnni() else "generic")
+
+
+def tile_menu():
+    """The tile kernels this CPU can use: ``[(kind, key), ...]``."""
+    lanes, q = host_tier()
+    return gen.menu(lanes, q)
+
+
+def _tile_args(kind, key):
+    """Arguments with the exact types of the runtime's calls (conv.simd_conv,
+    conv.simd_dwconv, qconv.run), on a tiny problem."""
+    f32, i64 = np.float32, np.int64
+    nt = numba.config.NUMBA_NUM_THREADS
+    z = lambda n: np.zeros(n, f32)  # noqa: E731
+    toff = np.zeros(1, i64)
+    act = (1, f32(0), f32(6))
+    if kind == "conv":
+        L, k, P, S = key
+        B = L * k
+        return (z(P * S + 1), 1, 1, P * S + 1, z(B), B, z(B), toff, z(B * P), 1, B, 1, P,
+                z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
+    if kind == "dw":
+        L, S = key
+        return (z(4096), 1, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1, z(1),
+                False) + act + (np.zeros((nt, 512), f32),)
+    k, P, S, tier = key
+    B = 16 * k
+    return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, np.zeros(B, np.int32), z(B), z(B),
+            toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
+
+
+def build_tile(kind, key):
+    """Compile (or load) one tile kernel by running it on a tiny problem."""
+    gen.kernel(kind, key)(*_tile_args(kind, key))
+
+
+def _generic_jobs():
+    """(label, fn) per reference case x policy: every op's kernels at the signatures the
+    runtime uses."""
+    from ..reference.cases import cases
+    from . import OPS
+    jobs = []
+    for cid, node, inputs, consts in cases():
+        impl = OPS.get(node["op"])
+        if impl is None:
+            continue
+        for policy in ("packed", "expanded"):
+            def job(node=node, inputs=inputs, consts=consts, policy=policy, impl=impl):
+                from ..reference import run_node
+                run_node(node, inputs, consts, backend=OPS, policy=policy)
+            jobs.append((f"{node['op']} {cid}", job))
+    return jobs
+
+
+class _Bar:
+    """Default progress: a bar on a terminal, two lines otherwise."""
+
+    def __init__(self, what, stream=None):
+        self.out = stream or sys.stderr
+        self.what = what
+        self.t0 = time.perf_counter()
+        self.tty = getattr(self.out, "isatty", lambda: False)()
+        self.started = False
+
+    def __call__(self, done, total, label):
+        el = time.perf_counter() - self.t0
+        if not self.started:
+            self.started = True
+            if not self.tty:
+                self.out.write(f"edgenet: building {self.what} ({total} steps)...\n")
+        if self.tty:
+            n = 30 * done // max(total, 1)
+            self.out.write(f"\r\033[K[{'#' * n}{'.' * (30 - n)}] {done}/{total} {el:4.0f} s "
+                           f"{label[:40]}")
+            if done == total:
+                self.out.write("\n")
+        self.out.flush()
+
+
+def warmup(model=None, *, progress=None) -> dict:
+    """Build every kernel of this CPU's menu (``model`` None) or what ``model`` (a loaded
+    ``edgenet.Model``) needs.
+    Returns ``{"kernels": tile kernels built, "compiled": compilations done, "seconds"}``;
+    a second call (or a second process on the same cache) compiles nothing."""
+    t0 = time.perf_counter()
+    mon = _jit.monitor
+    c0 = mon.compiled
+    lanes, q = host_tier()
+    quiet = mon.quiet
+    if progress is None and model is None:
+        progress = _Bar(f"kernels for this CPU ({simd.simd_mode()}, int8 {q})")
+    elif progress is None:   # one model: the compile notice (edgenet._jit) says it all
+        progress = False
+    if progress is False:
+        progress = None
+    if progress is not None or model is None:
+        mon.quiet = True
+    try:
+        if model is not None:
+            if progress:
+                progress(0, 1, "run once")
+            model.warmup()
+            if progress:
+                progress(1, 1, "done")
+            tiles = 0
+        else:
+            tiles_todo = tile_menu()
+            jobs = [(f"{kind} {key}", (lambda kind=kind, key=key: build_tile(kind, key)))
+                    for kind, key in tiles_todo] + _generic_jobs()
+            total = len(jobs) * 2 - len(tiles_todo)
+            done = 0
+            saved = _common.PAR_MIN
+            try:
+                for i, (label, job) in enumerate(jobs):
+                    if progress:
+                        progress(done, total, label)
+                    if i < len(tiles_todo):
+                        job()
+                        done += 1
+                        continue
+                    for par_min in (saved, 0):   # serial and parallel variants
+                        _common.PAR_MIN = par_min
+                        job()
+                        done += 1
+            finally:
+                _common.PAR_MIN = saved
+            if progress:
+                progress(total, total, "done")
+            tiles = len(tiles_todo)
+    finally:
+        mon.quiet = quiet
+    return {"kernels": tiles, "compiled": mon.compiled - c0,
+            "seconds": round(time.perf_counter() - t0, 2)}
