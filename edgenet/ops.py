@@ -112,3 +112,20 @@ def node_attrs(node) -> dict:
     """The node's attributes with the spec's defaults filled in (what a kernel reads)."""
     spec = SPEC[node["op"]]
     return {**spec.defaults(), **(node.get("attrs") or {})}
+
+
+# Elementwise math and reductions (issue 13; shape rules and function codes in
+# edgenet/shapes_math.py).
+def _math_ops():
+    from . import shapes_math as M
+    return (
+        _op("Unary", [_X], {"fn": R}, False, M.shape_unary,
+            "y = fn(x) elementwise; fn in shapes_math.UNARY_FNS"),
+        _op("BinaryMath", [In("A", ANY), In("B", ANY)], {"fn": R}, False,
+            M.shape_binary_math, "y = max/min/pow(a, b), broadcasting"),
+        _op("Reduce", [_X], {"fn": R, "axes": R, "keepdims": R}, False, M.shape_reduce,
+            "reduce over sorted axes; fn in shapes_math.REDUCE_FNS"),
+    )
+
+
+SPEC.update({s.name: s for s in _math_ops()})

@@ -121,8 +121,14 @@ def load_onnx(src, input_shapes=None) -> IRGraph:
                 raise ConversionError(f"graph output '{o}' is a constant or graph input; "
                                       "not supported")
             continue
-        if r not in prod or r in outputs:
-            raise ConversionError(f"graph output '{o}' is an alias of '{r}'; not supported")
+        if r in fe.input_dims or r in outputs:
+            # the output is a graph input or another output under a second name: a copy
+            rank = len(fe.input_dims[r]) if r in fe.input_dims else len(fe.shape(r))
+            b.emit(f"{o}::copy", "Reshape", [r], [o], {"shape": [0] * rank})
+            continue
+        if r not in prod:
+            raise ConversionError(f"graph output '{o}' is an alias of constant '{r}'; "
+                                  "not supported")
         passes.rename(b.nodes, r, o)
         for k, v in list(b.alias.items()):
             if v == r:

@@ -15,6 +15,7 @@ from edgenet.ir import FLT_MAX, act_desc
 
 from .fold import dyn_target
 from .graph import node_error, np_dtype, onnx_attrs
+from .translate_math import MATH_TRANSLATORS
 
 
 def Identity(ctx, n, name, at):
@@ -46,6 +47,7 @@ def act(ctx, n, name, at):
                     raise node_error(n, "Clip bounds must be constants")
             lo = -FLT_MAX if lo_c is None else float(lo_c)
             hi = FLT_MAX if hi_c is None else float(hi_c)
+        lo = min(lo, hi)           # ONNX: min > max clips everything to max
         desc = act_desc("Clip", max(lo, -FLT_MAX), min(hi, FLT_MAX))
     elif op in ("LeakyRelu", "Elu", "HardSigmoid"):
         desc = act_desc(op, at.get("alpha"), at.get("beta"))
@@ -198,7 +200,12 @@ def Gemm(ctx, n, name, at):
         elif C.shape in ((o,), (1, o)):
             C = C.reshape(o)
         else:
-            raise node_error(n, f"Gemm C of shape {C.shape} is not a per-output bias")
+            # a matrix (or column) C: Gemm without bias, then a broadcasting Add
+            y = ctx.tmp(n.output[0] + "::gemm")
+            ctx.emit(name + "::gemm", "Gemm", [x, wn, ""], [y], {"activation": None})
+            ctx.emit(name, "Add", [y, ctx.add_const(C * np.float32(beta), n.input[2])],
+                     [n.output[0]], {"activation": None})
+            return
         bias = ctx.add_const(C * np.float32(beta), n.input[2])
     ctx.emit(name, "Gemm", [x, wn, bias], [n.output[0]], {"activation": None})
 
@@ -265,7 +272,18 @@ def PRelu(ctx, n, name, at):
         full = np.broadcast_to(sl, (1,) * (len(xs) - sl.ndim) + sl.shape)
         nz = [i for i, s in enumerate(full.shape) if s != 1]
         if nz != [1] or full.shape[1] != c:
-            raise node_error(n, f"PRelu slope of shape {sl.shape} is not per-channel")
+            # any broadcastable slope: y = relu(x) - slope * relu(-x)
+            out = n.output[0]
+            pos, neg, nrelu, scaled = (ctx.tmp(out + k) for k in
+                                       ("::pos", "::neg", "::negrelu", "::scaled"))
+            relu = act_desc("Relu")
+            ctx.emit(name + "::pos", "Act", [x], [pos], {"activation": relu})
+            ctx.emit(name + "::neg", "Unary", [x], [neg], {"fn": "neg"})
+            ctx.emit(name + "::negrelu", "Act", [neg], [nrelu], {"activation": relu})
+            ctx.emit(name + "::slope", "Mul", [nrelu, ctx.add_const(sl, n.input[1])],
+                     [scaled], {"activation": None})
+            ctx.emit(name, "Sub", [pos, scaled], [out], {"activation": None})
+            return
         v = full.reshape(-1)
     ctx.emit(name, "PRelu", [x, ctx.add_const(v, n.input[1])], [n.output[0]], {})
 
@@ -483,6 +501,9 @@ def Resize(ctx, n, name, at):
         _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor",
                 ctx.cin(n, 1), None)
         return
+    if at.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise node_error(n, "Resize keep_aspect_ratio_policy "
+                         f"{at['keep_aspect_ratio_policy']!r} is not supported")
     if int(at.get("exclude_outside", 0)) or int(at.get("antialias", 0)):
         raise node_error(n, "Resize exclude_outside/antialias is not supported")
     axes = at.get("axes")
@@ -647,6 +668,7 @@ TRANSLATORS = {
     "Div": _binary,
 }
 TRANSLATORS.update({op: act for op in ACT_OPS})
+TRANSLATORS.update(MATH_TRANSLATORS)     # translate_math.py (issue 13)
 
 
 def translate_node(ctx, n):

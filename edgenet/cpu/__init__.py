@@ -10,6 +10,7 @@ from .. import _jit  # noqa: F401  (cache policy before numba)
 from .conv import Conv, ConvTranspose
 from .dense import Gemm, MatMul
 from .elementwise import Act, Add, Affine, Div, Mul, PRelu, Sub
+from .math_ops import MATH_OPS
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool
 from .shape_ops import (Concat, DepthToSpace, Flatten, Pad, Reshape, Resize, Slice, Softmax,
                         Transpose)
@@ -40,6 +41,8 @@ OPS = {
     "DepthToSpace": DepthToSpace(),
     "Slice": Slice(),
 }
+
+OPS.update(MATH_OPS)   # Unary, BinaryMath, Reduce (edgenet/cpu/math_ops.py)
 
 EXCLUDED: dict = {}   # op -> why this backend has no kernel for it
 

@@ -77,6 +77,7 @@ def _ops():
     _import_cuda()
     from .conv import Conv, ConvTranspose
     from .dense import Gemm, MatMul
+    from .math_ops import MATH_OPS
     from .elementwise import Act, Add, Affine, Div, Mul, PRelu, Sub
     from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool
     from .shape_ops import (Concat, DepthToSpace, Flatten, Pad, Reshape, Resize, Slice,
@@ -107,6 +108,7 @@ def _ops():
         "Resize": Resize(),
         "DepthToSpace": DepthToSpace(),
         "Slice": Slice(),
+        **MATH_OPS,     # Unary, BinaryMath, Reduce (math_ops.py)
     }
 
 

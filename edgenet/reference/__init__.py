@@ -3,6 +3,9 @@
 ``OPS`` follows the backend contract of docs/IR.md; ``cases()`` (edgenet.reference.cases)
 is a shared table of one-node test cases; ``run_node`` runs one node end to end.
 """
+from .math_ops import MATH_OPS
 from .ops import EXCLUDED, OPS, OpImpl, run_node
+
+OPS.update(MATH_OPS)    # Unary, BinaryMath, Reduce (edgenet/reference/math_ops.py)
 
 __all__ = ["EXCLUDED", "OPS", "OpImpl", "run_node"]

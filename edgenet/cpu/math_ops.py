@@ -1,0 +1,253 @@
+"""Unary (elementwise math), BinaryMath (max/min/pow, broadcasting) and Reduce on the CPU.
+Function codes: edgenet/shapes_math.py. The NumPy oracle: edgenet/reference/math_ops.py.
+
+Reduce views the input as (A, D, B) with the reduced axes (a contiguous block) in D, and
+accumulates whole rows of B in the output (vectorizable); reduced axes that are not
+contiguous are moved together first (one transposed copy).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..ops import node_attrs
+from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
+from .._jit import njit, pjit
+from ._common import OpImpl, operand, prepare_consts, use_parallel
+
+CHUNK = 16384
+_SQRT1_2 = 0.7071067811865476
+_GELU_C = 0.7978845608028654    # sqrt(2/pi)
+
+
+@njit(inline="always")
+def _softplus(v):
+    # ln(1 + e^v) without overflow
+    if v > 20.0:
+        return v
+    return math.log1p(math.exp(v))
+
+
+@njit(inline="always")
+def _unary(v, fn):
+    z = np.float64(v)
+    if fn == 0:
+        r = -z
+    elif fn == 1:
+        r = abs(z)
+    elif fn == 2:
+        r = math.sqrt(z) if z >= 0 else np.nan
+    elif fn == 3:
+        r = math.exp(z)
+    elif fn == 4:
+        r = math.log(z) if z > 0 else (-np.inf if z == 0 else np.nan)
+    elif fn == 5:
+        r = 1.0 / z if z != 0 else (np.inf if math.copysign(1.0, z) > 0 else -np.inf)
+    elif fn == 6:
+        r = math.erf(z)
+    elif fn == 7:
+        r = _softplus(z)
+    elif fn == 8:
+        r = z * math.tanh(_softplus(z))
+    elif fn == 9:
+        r = z / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
+    elif fn == 10:
+        r = 0.5 * z * (1.0 + math.erf(z * _SQRT1_2))
+    elif fn == 11:
+        r = 0.5 * z * (1.0 + math.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
+    elif fn == 12:
+        r = math.floor(z)
+    elif fn == 13:
+        r = math.ceil(z)
+    elif fn == 14:
+        r = math.sin(z)
+    elif fn == 15:
+        r = math.cos(z)
+    else:
+        r = z / (1.0 + abs(z))
+    return np.float32(r)
+
+
+@njit(boundscheck=False)
+def _unary_rng(x, y, lo, hi, fn):
+    for i in range(lo, hi):
+        y[i] = _unary(x[i], fn)
+
+
+@pjit(boundscheck=False)
+def _unary_par(x, y, fn):
+    n = x.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _unary_rng(x, y, t * CHUNK, min(n, (t + 1) * CHUNK), fn)
+
+
+@njit(inline="always")
+def _binary(a, b, fn):
+    if fn == 0:
+        return a if (a >= b or a != a) else b          # NaN propagates like numpy
+    if fn == 1:
+        return a if (a <= b or a != a) else b
+    return np.float32(math.pow(np.float64(a), np.float64(b))) \
+        if not (a < 0 and b != math.floor(b)) else np.float32(np.nan)
+
+
+@pjit(boundscheck=False)
+def _binary6(a, b, y, fn):
+    """6-D broadcast views (zero strides allowed) -> y (6-D, contiguous)."""
+    d0, d1, d2, d3, d4, d5 = y.shape
+    for q in prange(d0 * d1 * d2 * d3):
+        i3 = q % d3
+        r = q // d3
+        i2 = r % d2
+        r = r // d2
+        i1 = r % d1
+        i0 = r // d1
+        for i4 in range(d4):
+            for i5 in range(d5):
+                y[i0, i1, i2, i3, i4, i5] = _binary(a[i0, i1, i2, i3, i4, i5],
+                                                    b[i0, i1, i2, i3, i4, i5], fn)
+
+
+def _collapse(shapes):
+    """Merge adjacent axes where every operand is full or broadcast alike (as
+    elementwise.py does for Add/Sub/Mul/Div)."""
+    out = shapes[-1]
+    keep = []
+    for i in range(len(out)):
+        kinds = tuple(s[i] == out[i] for s in shapes)
+        if keep and (keep[-1][1] == kinds or out[i] == 1):
+            keep[-1][0].append(i)
+        else:
+            keep.append(([i], kinds))
+    return [tuple(int(np.prod([s[i] for i in g], dtype=np.int64)) for g, _ in keep)
+            for s in shapes]
+
+
+# ----------------------------------------------------------------------------- Reduce
+@njit(boundscheck=False)
+def _reduce_rows(x, y, i0, i1, fn, inv_d):
+    """x (A, D, B) -> y (A, B) for rows i0..i1; accumulates in float64 rows of y's size."""
+    A, D, B = x.shape
+    acc = np.empty(B, np.float64)
+    for i in range(i0, i1):
+        if fn == 2 or fn == 3 or fn == 9:          # max, min, logsumexp: start from d = 0
+            for b in range(B):
+                acc[b] = x[i, 0, b]
+            for d in range(1, D):
+                for b in range(B):
+                    v = np.float64(x[i, d, b])
+                    if fn == 3:
+                        if v < acc[b] or v != v:
+                            acc[b] = v
+                    elif v > acc[b] or v != v:
+                        acc[b] = v
+            if fn == 9:
+                for b in range(B):
+                    m = acc[b]
+                    s = 0.0
+                    if m == np.inf or m == -np.inf or m != m:
+                        y[i, b] = np.float32(m)
+                        continue
+                    for d in range(D):
+                        s += math.exp(np.float64(x[i, d, b]) - m)
+                    y[i, b] = np.float32(math.log(s) + m)
+                continue
+            for b in range(B):
+                y[i, b] = np.float32(acc[b])
+            continue
+        init = 1.0 if fn == 4 else 0.0
+        for b in range(B):
+            acc[b] = init
+        for d in range(D):
+            for b in range(B):
+                v = np.float64(x[i, d, b])
+                if fn == 4:
+                    acc[b] *= v
+                elif fn == 5 or fn == 7:
+                    acc[b] += v * v
+                elif fn == 6:
+                    acc[b] += abs(v)
+                else:
+                    acc[b] += v
+        for b in range(B):
+            v = acc[b]
+            if fn == 0:
+                v = v * inv_d
+            elif fn == 7:
+                v = math.sqrt(v)
+            elif fn == 8:
+                v = math.log(v) if v > 0 else (-np.inf if v == 0 else np.nan)
+            y[i, b] = np.float32(v)
+
+
+@pjit(boundscheck=False)
+def _reduce_par(x, y, fn, inv_d, rows_per):
+    A = x.shape[0]
+    for t in prange((A + rows_per - 1) // rows_per):
+        _reduce_rows(x, y, t * rows_per, min(A, (t + 1) * rows_per), fn, inv_d)
+
+
+class Unary(OpImpl):
+    def prepare(self, node, consts, policy):
+        return UNARY_CODE[node_attrs(node)["fn"]]
+
+    def run(self, node, state, inputs, outputs):
+        x = inputs[0].reshape(-1)
+        y = outputs[0].reshape(-1)
+        if use_parallel(x.size):
+            _unary_par(x, y, state)
+        else:
+            _unary_rng(x, y, 0, x.size, state)
+
+
+class BinaryMath(OpImpl):
+    def prepare(self, node, consts, policy):
+        return {"consts": prepare_consts(node, consts),
+                "fn": BINARY_CODE[node_attrs(node)["fn"]]}
+
+    def run(self, node, state, inputs, outputs):
+        a = operand(state["consts"], inputs, 0)
+        b = operand(state["consts"], inputs, 1)
+        y = outputs[0]
+        r = y.ndim
+        sa = (1,) * (r - a.ndim) + tuple(a.shape)
+        sb = (1,) * (r - b.ndim) + tuple(b.shape)
+        sa, sb, sy = _collapse([sa, sb, tuple(y.shape)])
+        if len(sy) > 6:
+            from ..reference.math_ops import binary_np
+            np.copyto(y, binary_np(node_attrs(node)["fn"], a, b))
+            return
+        pad = (1,) * (6 - len(sy))
+        sy6 = pad + sy
+        a6 = np.broadcast_to(np.ascontiguousarray(a).reshape(pad + sa), sy6)
+        b6 = np.broadcast_to(np.ascontiguousarray(b).reshape(pad + sb), sy6)
+        _binary6(a6, b6, y.reshape(sy6), state["fn"])
+
+
+class Reduce(OpImpl):
+    def prepare(self, node, consts, policy):
+        at = node_attrs(node)
+        return REDUCE_CODE[at["fn"]], [int(a) for a in at["axes"]]
+
+    def run(self, node, state, inputs, outputs):
+        fn, axes = state
+        x = inputs[0]
+        if axes != list(range(axes[0], axes[-1] + 1)):
+            keep = [i for i in range(x.ndim) if i not in axes]
+            x = np.ascontiguousarray(x.transpose(keep + axes))
+            axes = list(range(len(keep), x.ndim))
+        a0, a1 = axes[0], axes[-1] + 1
+        A = int(np.prod(x.shape[:a0], dtype=np.int64))
+        D = int(np.prod(x.shape[a0:a1], dtype=np.int64))
+        B = int(np.prod(x.shape[a1:], dtype=np.int64))
+        x3 = x.reshape(A, D, B)
+        y2 = outputs[0].reshape(A, B)
+        if use_parallel(x.size) and A > 1:
+            _reduce_par(x3, y2, fn, 1.0 / D, max(1, A // 64))
+        else:
+            _reduce_rows(x3, y2, 0, A, fn, 1.0 / D)
+
+
+MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce()}

@@ -1,0 +1,190 @@
+"""Unary / BinaryMath / Reduce (edgenet/shapes_math.py): the CPU kernels against the NumPy
+reference (edgenet/reference/math_ops.py), the reference against onnxruntime, and the ONNX
+ops that map onto them (Reduce*, Pow, Sqrt, Erf, Sum/Mean/Max/Min, LayerNormalization and
+the ReduceMean/Sub/Pow/Sqrt/Div pattern exporters emit, InstanceNormalization, LogSoftmax,
+Gemm with a matrix C, PRelu with a broadcast slope) converted and run against onnxruntime.
+(ONNX's own node tests for them: tests/test_onnx_conformance.py.)"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgenet import cpu
+from edgenet.reference import OPS as REF
+from edgenet.reference.math_ops import binary_np, reduce_np, unary_np
+from edgenet.shapes_math import BINARY_FNS, REDUCE_FNS, UNARY_FNS
+
+
+def _run(ops, node, inputs, out_shape, consts=None):
+    impl = ops[node["op"]]
+    state = impl.prepare(node, consts or {}, "expanded")
+    y = np.empty(out_shape, np.float32)
+    impl.run(node, state, inputs, [y])
+    return y
+
+
+def _x(shape, seed=0, positive=False):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 2
+    return np.abs(x) + 0.1 if positive else x
+
+
+@pytest.mark.parametrize("fn", UNARY_FNS)
+def test_unary_cpu_matches_reference(fn):
+    x = _x((2, 3, 5, 7), positive=fn in ("sqrt", "log"))
+    x.reshape(-1)[:4] = [0.0, -0.0, 30.0, -30.0] if fn not in ("sqrt", "log") else [4, 1, 9, .5]
+    node = {"name": "u", "op": "Unary", "inputs": ["x"], "outputs": ["y"], "attrs": {"fn": fn}}
+    want = unary_np(fn, x)
+    got = _run(cpu.OPS, node, [x], x.shape)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(_run(REF, node, [x], x.shape), want, rtol=0, atol=0)
+
+
+def test_unary_special_values_follow_numpy():
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -1.0], np.float32)
+    for fn in ("sqrt", "log", "reciprocal", "exp", "abs", "neg"):
+        node = {"name": "u", "op": "Unary", "inputs": ["x"], "outputs": ["y"],
+                "attrs": {"fn": fn}}
+        np.testing.assert_array_equal(_run(cpu.OPS, node, [x], x.shape), unary_np(fn, x))
+
+
+@pytest.mark.parametrize("fn", BINARY_FNS)
+@pytest.mark.parametrize("sa,sb", [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 1)),
+                                   ((1, 4), (3, 1)), ((2, 3, 4), ())])
+def test_binary_cpu_matches_reference(fn, sa, sb):
+    a, b = _x(sa, 1, positive=fn == "pow"), _x(sb, 2)
+    if fn == "pow":
+        b = np.round(b).astype(np.float32)
+    out = np.broadcast_shapes(sa, sb)
+    node = {"name": "b", "op": "BinaryMath", "inputs": ["a", "b"], "outputs": ["y"],
+            "attrs": {"fn": fn}}
+    want = binary_np(fn, a, b)
+    np.testing.assert_allclose(_run(cpu.OPS, node, [a, b], out), want, rtol=2e-6)
+    # b as a stored constant
+    from edgenet.format import pack
+    consts = {"b": pack("f32", b.reshape(b.shape or (1,)) if b.ndim else b.reshape(()), None)} \
+        if b.ndim else None
+    if consts:
+        np.testing.assert_allclose(_run(cpu.OPS, node, [a, None], out, consts), want,
+                                   rtol=2e-6)
+
+
+def test_binary_nan_propagates():
+    a = np.array([np.nan, 1.0, 2.0], np.float32)
+    b = np.array([0.0, np.nan, 1.0], np.float32)
+    for fn in ("max", "min"):
+        node = {"name": "b", "op": "BinaryMath", "inputs": ["a", "b"], "outputs": ["y"],
+                "attrs": {"fn": fn}}
+        np.testing.assert_array_equal(_run(cpu.OPS, node, [a, b], (3,)), binary_np(fn, a, b))
+
+
+@pytest.mark.parametrize("fn", REDUCE_FNS)
+@pytest.mark.parametrize("axes", [[3], [1], [2, 3], [0, 2], [1, 3], [0, 1, 2, 3]])
+@pytest.mark.parametrize("keep", [0, 1])
+def test_reduce_cpu_matches_reference(fn, axes, keep):
+    x = _x((2, 3, 4, 5), 3, positive=fn in ("logsum", "prod"))
+    if fn == "prod":
+        x = (0.8 + 0.4 * np.abs(np.sin(x))).astype(np.float32)
+    node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
+            "attrs": {"fn": fn, "axes": axes, "keepdims": keep}}
+    want = reduce_np(fn, x, axes, keep)
+    np.testing.assert_allclose(_run(cpu.OPS, node, [x], want.shape), want, rtol=2e-5,
+                               atol=1e-6)
+
+
+def test_reduce_parallel_path(monkeypatch):
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "PAR_MIN", 0)
+    import edgenet.cpu.math_ops as M
+    monkeypatch.setattr(M, "use_parallel", lambda work: True)
+    x = _x((130, 6, 7), 4)
+    for fn in ("mean", "max", "logsumexp"):
+        node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
+                "attrs": {"fn": fn, "axes": [1], "keepdims": 0}}
+        np.testing.assert_allclose(_run(cpu.OPS, node, [x], (130, 7)),
+                                   reduce_np(fn, x, [1], 0), rtol=2e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- ONNX graphs
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto as T  # noqa: E402
+from onnx import helper as h  # noqa: E402
+from onnx import numpy_helper as nh  # noqa: E402
+
+
+def _graph(nodes, x_shape, inits=(), opset=17):
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, list(x_shape))],
+                     [h.make_tensor_value_info("y", T.FLOAT, None)],
+                     initializer=[nh.from_array(v, k) for k, v in dict(inits).items()])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+
+
+def _layernorm_pattern():
+    """What torch / paddle exporters emit for LayerNorm over the last axis."""
+    c = {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32),
+         "g": _x((8,), 5), "b": _x((8,), 6)}
+    nodes = [h.make_node("ReduceMean", ["x"], ["m"], axes=[-1]),
+             h.make_node("Sub", ["x", "m"], ["d"]),
+             h.make_node("Pow", ["d", "two"], ["p"]),
+             h.make_node("ReduceMean", ["p"], ["v"], axes=[-1]),
+             h.make_node("Add", ["v", "eps"], ["ve"]),
+             h.make_node("Sqrt", ["ve"], ["s"]),
+             h.make_node("Div", ["d", "s"], ["n"]),
+             h.make_node("Mul", ["n", "g"], ["ng"]),
+             h.make_node("Add", ["ng", "b"], ["y"])]
+    return _graph(nodes, ["N", 5, 8], c, opset=13)
+
+
+GRAPHS = {
+    "layernorm_pattern": (_layernorm_pattern, (2, 5, 8)),
+    "layernorm_op": (lambda: _graph(
+        [h.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-2)],
+        ["N", 3, 4, 6], {"g": _x((4, 6), 7), "b": _x((4, 6), 8)}), (2, 3, 4, 6)),
+    "instancenorm": (lambda: _graph(
+        [h.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-3)],
+        ["N", 4, "H", "W"], {"s": _x((4,), 9), "b": _x((4,), 10)}), (2, 4, 6, 5)),
+    "logsoftmax_op11": (lambda: _graph(
+        [h.make_node("LogSoftmax", ["x"], ["y"], axis=1)], ["N", 3, 4], opset=11), (2, 3, 4)),
+    "reduce_l2_sum13": (lambda: _graph(
+        [h.make_node("ReduceL2", ["x"], ["r"], axes=[2, 3], keepdims=1),
+         h.make_node("ReduceSum", ["x", "ax"], ["s"], keepdims=1),
+         h.make_node("Add", ["r", "s"], ["y"])], ["N", 3, 4, 5],
+        {"ax": np.array([2, 3], np.int64)}, opset=13), (2, 3, 4, 5)),
+    "variadic": (lambda: _graph(
+        [h.make_node("Exp", ["x"], ["e"]), h.make_node("Neg", ["x"], ["n"]),
+         h.make_node("Sum", ["x", "e", "c"], ["s"]),
+         h.make_node("Max", ["s", "n", "c"], ["mx"]),
+         h.make_node("Min", ["mx", "e"], ["mn"]),
+         h.make_node("Mean", ["mn", "x", "c"], ["y"])], ["N", 3, 4],
+        {"c": _x((3, 1), 11)}), (2, 3, 4)),
+    "gelu_erf_softplus_mish": (lambda: _graph(
+        [h.make_node("Erf", ["x"], ["e"]), h.make_node("Softplus", ["e"], ["s"]),
+         h.make_node("Mish", ["s"], ["m"]), h.make_node("Reciprocal", ["m"], ["r"]),
+         h.make_node("Log", ["r"], ["l"]), h.make_node("Abs", ["l"], ["y"])],
+        ["N", 6], opset=18), (3, 6)),
+    "pow_general": (lambda: _graph(
+        [h.make_node("Abs", ["x"], ["a"]), h.make_node("Pow", ["a", "e"], ["y"])],
+        ["N", 4], {"e": np.array([0.5, 1.5, 3.0, -0.5], np.float32)}), (3, 4)),
+    "gemm_matrix_c": (lambda: _graph(
+        [h.make_node("Gemm", ["x", "w", "c"], ["y"], alpha=0.5, beta=2.0)], [3, 4],
+        {"w": _x((4, 5), 12), "c": _x((3, 5), 13)}), (3, 4)),
+    "prelu_broadcast": (lambda: _graph(
+        [h.make_node("PRelu", ["x", "s"], ["y"])], ["N", 3, 4], {"s": _x((4,), 14)}),
+        (2, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_onnx_graph_matches_onnxruntime(name, device, tmp_path):
+    import edgenet
+    from converters.convert import convert
+    make, shape = GRAPHS[name]
+    src, dst = str(tmp_path / "m.onnx"), str(tmp_path / "m.edgenet")
+    onnx.save(make(), src)
+    convert(src, dst, weights="f32")
+    x = _x(shape, 15)
+    want = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = edgenet.load(dst, device=device)(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1, np.abs(want).max()))
