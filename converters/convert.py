@@ -52,6 +52,7 @@ class Report:
     weight_count: int = 0
     weight_bytes: int = 0
     reference_onnx: str | None = None
+    fidelity: dict | None = None
 
     @property
     def ratio(self) -> float:
@@ -90,6 +91,10 @@ class Report:
         lines.append(f"source {s['source_bytes']:,} B -> {os.path.basename(self.dst)} "
                      f"{s['output_bytes']:,} B  (ratio {self.ratio:.2f}x, "
                      f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} conv/gemm weights)")
+        if self.fidelity is not None:
+            f = self.fidelity
+            lines.append(f"fidelity vs float on {f['samples']} held-out samples: top-1 agreement "
+                         f"{100 * f['top1_agreement']:.2f}%, output SNR {f['snr_db']:.1f} dB")
         return "\n".join(lines)
 
 
@@ -159,7 +164,9 @@ def weights_float(weights):
 def convert(src, dst, *, weights="ternary", granularity="channel", threshold="twn",
             keep_float=("first", "last"), reference_onnx=None, mean=None, std=None,
             labels=None, layout="NCHW", size=None, progress=None, activations="f32",
-            calibration=None, calib_method="minmax", input_shapes=None) -> Report:
+            calibration=None, calib_method="minmax", input_shapes=None, calibrate_weights=False,
+            target_agreement=None, max_bits=None, holdout=0.2,
+            fidelity_samples=None, log=None) -> Report:
     """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
 
     weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
@@ -175,6 +182,14 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     calib_method: "minmax" or "percentile" (99.99th, averaged per batch of 8).
     input_shapes: {input name: dims} freezes those inputs' symbolic dims (``--input-shape``);
     otherwise symbolic dims (batch, height, width...) stay symbolic in the file.
+    calibrate_weights: quantize ternary/quinary weights layer by layer on ``calibration``
+    (converters/ptq.py: output-error fit, α refit, bias correction; per output channel)
+    instead of the plain rules. target_agreement (e.g. 0.99) or max_bits (e.g. 2.5 bits per
+    weight, scales included): mixed precision, each layer t2/q3/i8/f16 by measured
+    sensitivity (converters/mixed.py). holdout: the fraction of ``calibration`` kept out of
+    the fit for the fidelity report (top-1 agreement and output SNR against the float
+    network, stored in the metadata as "fidelity"); or pass ``fidelity_samples``.
+    log: optional callable(str) for progress lines (the mixed-precision table).
     """
     from .from_onnx import load_onnx
 
@@ -192,6 +207,16 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
     keep = _norm_keep(keep_float)
     src, dst = os.fspath(src), os.fspath(dst)
+    mixed_on = target_agreement is not None or max_bits is not None
+    if (calibrate_weights or mixed_on) and calibration is None:
+        raise ConversionError("calibrated weights need calibration samples (--calibrate FILE.npy)")
+    if mixed_on and weights not in ("ternary", "quinary"):
+        raise ValueError("target_agreement / max_bits need weights 'ternary' or 'quinary'")
+    if target_agreement is not None and not (0.0 < float(target_agreement) <= 1.0):
+        raise ValueError(f"target_agreement must be in (0, 1], got {target_agreement!r}")
+    if max_bits is not None and not (float(max_bits) >= 2.0):
+        raise ValueError(f"max_bits must be >= 2.0 (ternary with scales is just above 2), "
+                         f"got {max_bits!r}")
 
     g = load_onnx(src, input_shapes=input_shapes)
     _check_metadata(src, g, mean, std, labels, layout)  # before any quantizing
@@ -207,6 +232,39 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
 
     settings = {"weights": weights, "granularity": granularity, "threshold": threshold,
                 "keep_float": list(keep)}
+    cal = None
+    fid_x = None
+    bias_deltas = {}
+    if calibration is not None and (calibrate_weights or mixed_on
+                                    or fidelity_samples is not None):
+        from . import ptq
+        cal_x, fid_x = _split_samples(g, calibration, holdout, fidelity_samples)
+        fc0 = ptq.float_consts(g)
+    if (calibrate_weights or mixed_on) and weights in ("ternary", "quinary"):
+        from . import ptq
+        enc0 = {"ternary": "t2", "quinary": "q3"}[weights]
+        encs = {}
+        for wname in order:
+            v = g.weights[wname].values
+            if wname in kept or detect_levels(v, 2) is not None:
+                encs[wname] = "f32"      # kept float, or already ternary/quinary (lossless)
+            else:
+                encs[wname] = enc0
+        mixed_table = None
+        if mixed_on:
+            from . import mixed
+            encs, mixed_table = mixed.choose(g, cal_x, encs, target_agreement=target_agreement,
+                                             max_bits=max_bits, log=log)
+        old_bias = {k: v.copy() for k, v in g.consts.items()}
+        cal = ptq.calibrate(g, cal_x, encs)
+        ptq.apply_biases(g, cal)
+        bias_deltas = _bias_deltas(g, cal, old_bias)
+        settings.update({"granularity": "channel", "calibrated": {
+            "method": "layerwise output-error fit (GPTQ-style, alpha refit, bias correction)",
+            "samples": int(len(cal_x)), "seconds": round(cal.seconds, 2)}})
+        if mixed_on:
+            settings["mixed"] = {"target_agreement": target_agreement, "max_bits": max_bits,
+                                 "table": mixed_table}
     report = Report(src=src, dst=dst, settings=settings, reference_onnx=reference_onnx)
     tensors = {}
     ref_values = {}        # source tensor name -> dequantized values in source layout
@@ -218,11 +276,17 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         w = g.weights[wname]
         vals = w.values
         mode = "f32" if (wname in kept and weights != "f32") else weights
-        try:
-            enc, q, alpha, lossless = quantize_weight(vals, mode, granularity, threshold)
-        except ValueError as e:
-            raise ConversionError(f"node '{w.node}': cannot quantize weight '{wname}': {e}") \
-                from None
+        cw = cal.weights.get(wname) if cal is not None else None
+        if cw is not None and cw[0] in ("t2", "q3", "i8"):
+            enc, q, alpha, lossless = cw[0], cw[1], cw[2], False
+        elif cw is not None and cw[0] == "f16":
+            enc, q, alpha, lossless = "f16", vals, None, False
+        else:
+            try:
+                enc, q, alpha, lossless = quantize_weight(vals, mode, granularity, threshold)
+            except ValueError as e:
+                raise ConversionError(f"node '{w.node}': cannot quantize weight '{wname}': "
+                                      f"{e}") from None
         mult = w.mult
         if enc in ("t2", "q3", "i8"):
             scale = (alpha.astype(np.float64) * mult).astype(np.float32)
@@ -249,7 +313,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         err = float(np.linalg.norm(vals.astype(np.float64) - deq.astype(np.float64)))
         rel = err / nrm if nrm > 0 else (0.0 if err == 0 else float("inf"))
         note = "lossless" if lossless else ("kept float" if wname in kept and weights != "f32"
-                                            else "")
+                                            else ("calibrated" if cw is not None and enc != "f32"
+                                                  else ""))
         tensors[wname] = packed
         nd = node_of[wname]
         report.layers.append(LayerRow(nd["name"], nd["op"], wname, tuple(vals.shape), enc, zeros,
@@ -261,6 +326,9 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
             progress(done, total)
     for name, v in g.consts.items():
         tensors[name] = pack("f32", v)
+    if fid_x is not None and len(fid_x):
+        from . import ptq
+        report.fidelity = _fidelity(g, fc0, tensors, fid_x)
 
     src_bytes = os.path.getsize(src)
     meta = {
@@ -281,6 +349,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         }
     if labels is not None:
         meta["labels"] = [str(x) for x in labels]
+    if report.fidelity is not None:
+        meta["fidelity"] = report.fidelity
 
     if activations == "int8":   # calibrate a temporary f32 copy first: dst is written once
         meta = _calibrated_meta(dst, g.to_json(), tensors, meta, calibration, calib_method)
@@ -294,10 +364,69 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         qdq = None
         if activations == "int8":
             qdq = _int8_reference(g, tensors, meta, ref_values)
-        write_reference_onnx(g.source_model, ref_values, reference_onnx, qdq=qdq)
+        write_reference_onnx(g.source_model, ref_values, reference_onnx, qdq=qdq,
+                             bias_deltas=bias_deltas)
     if progress is not None:
         progress(total, total)
     return report
+
+
+def _split_samples(g, samples, holdout, fidelity_samples):
+    """(calibration part, held-out part) of the samples (float32, batch axis first)."""
+    rank = len(g.inputs[0]["shape"])
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == rank - 1:
+        x = x[None]
+    if x.ndim != rank or not np.all(np.isfinite(x)):
+        raise ConversionError(f"calibration samples: expected finite float arrays of rank "
+                              f"{rank} (batch first), got shape {x.shape}")
+    if fidelity_samples is not None:
+        f = np.asarray(fidelity_samples, dtype=np.float32)
+        return x, (f[None] if f.ndim == rank - 1 else f)
+    if not (0.0 <= float(holdout) < 1.0):
+        raise ValueError(f"holdout must be in [0, 1), got {holdout!r}")
+    n_out = int(round(len(x) * float(holdout)))
+    if n_out == 0 or len(x) - n_out < 1:
+        return x, None
+    return x[:len(x) - n_out], x[len(x) - n_out:]
+
+
+def _bias_deltas(g, cal, old_bias):
+    """{source weight name: (bias change in the IR node's output units, mult)} for the
+    reference ONNX."""
+    out = {}
+    for nd in g.nodes:
+        if nd["op"] not in ("Conv", "ConvTranspose", "Gemm") or len(nd["inputs"]) < 3:
+            continue
+        w = g.weights.get(nd["inputs"][1])
+        b = nd["inputs"][2]
+        if w is None or not b:
+            continue
+        if b in cal.biases:
+            d = cal.biases[b].astype(np.float64) - old_bias[b].astype(np.float64)
+        elif nd["name"] in cal.new_biases:
+            d = cal.new_biases[nd["name"]].astype(np.float64)
+        else:
+            continue
+        if w.source is not None:
+            out[w.source] = (d, np.asarray(w.mult, np.float64))
+    return out
+
+
+def _fidelity(g, float_consts, tensors, x):
+    """Agreement / SNR of the packed tensors (dequantized) against the float network on
+    ``x``, both run by the NumPy reference backend."""
+    from . import ptq
+
+    qc = {k: ptq._Const(t.dequantize()) for k, t in tensors.items()}
+    fc = dict(float_consts)
+    for k, t in qc.items():      # biases added by bias correction: zero in the float network
+        if k not in fc:
+            fc[k] = ptq._Const(np.zeros(t.shape, np.float32))
+    yq = ptq.forward(g, qc, x)
+    yf = ptq.forward(g, fc, x)
+    o = g.outputs[0]["name"]
+    return ptq.fidelity(yf[o], yq[o])
 
 
 def _calibrated_meta(dst, graph, tensors, meta, samples, method):
@@ -396,7 +525,58 @@ def _insert_qdq(m, qdq: dict):
     onnx.checker.check_model(m)
 
 
-def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None):
+def _patch_biases(m, bias_deltas: dict):
+    """Add the calibrated bias corrections to the source graph: for each quantized weight
+    (source name -> (delta in the IR node's output units, mult)), the Conv/ConvTranspose
+    bias (delta / mult: BatchNorm and other per-channel factors folded after the layer) or
+    the Gemm C (delta · alpha / (mult · beta)); a bias input is added where there was none."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(n.input) < 2 \
+                or n.input[1] not in bias_deltas:
+            continue
+        d, mult = bias_deltas.pop(n.input[1])
+        at = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "Gemm":
+            alpha, beta = float(at.get("alpha", 1.0)), float(at.get("beta", 1.0))
+            post = mult / alpha
+            scale = beta
+        else:
+            post, scale = mult, 1.0
+        if np.any((post == 0) & (d != 0)) or scale == 0:
+            raise ConversionError(f"reference ONNX: node '{n.name}': a bias correction "
+                                  "follows a zero scale; cannot express it")
+        add = np.divide(d, post * scale, out=np.zeros_like(d), where=post != 0)
+        o = add.size
+        if len(n.input) > 2 and n.input[2]:
+            t = inits.get(n.input[2])
+            if t is None:
+                raise ConversionError(f"reference ONNX: node '{n.name}': bias "
+                                      f"'{n.input[2]}' is not an initializer")
+            old = numpy_helper.to_array(t).astype(np.float64)
+            old = np.broadcast_to(old.reshape(-1) if old.size in (1, o) else old, (o,))
+            new = (old + add).astype(np.float32)
+            if n.op_type == "Gemm" and len(t.dims) == 2:
+                new = new.reshape(1, o)
+            t.CopyFrom(numpy_helper.from_array(new, t.name))
+        else:
+            name = f"{n.name or n.output[0]}__edgenet_ptq_bias"
+            m.graph.initializer.append(numpy_helper.from_array(add.astype(np.float32), name))
+            while len(n.input) < 2:
+                n.input.append("")
+            if len(n.input) == 2:
+                n.input.append(name)
+            else:
+                n.input[2] = name
+    if bias_deltas:
+        raise ConversionError(f"reference ONNX: layers not found for the bias corrections: "
+                              f"{sorted(bias_deltas)}")
+
+
+def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None,
+                         bias_deltas: dict | None = None):
     """Write ``model`` unchanged except that the named initializers (or Constant-node
     outputs) hold ``ref_values`` (float32, source layout) and, for int8 activations, the
     ``qdq`` convs {node name: (input, scale, zero point)} read their input through
@@ -422,6 +602,8 @@ def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None)
                         a.t.CopyFrom(numpy_helper.from_array(v, a.t.name))
     if left:
         raise ConversionError(f"reference ONNX: weights not found in the source: {sorted(left)}")
+    if bias_deltas:
+        _patch_biases(m, dict(bias_deltas))
     if qdq:
         _insert_qdq(m, qdq)
     path = os.fspath(path)

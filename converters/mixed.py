@@ -1,0 +1,222 @@
+"""Mixed precision by sensitivity: choose t2 / q3 / i8 / f16 per layer (NumPy only).
+
+Sensitivity of layer l at encoding e: the float network is run on calibration samples
+with only layer l quantized at e (calibrated on the float inputs of that layer,
+converters/ptq.py), and the output noise is measured against the float outputs as
+NSR = Σ(y − y_f)² / Σ(y_f − mean y_f)² (its top-1 agreement is reported too). Layer
+noises add up to first order, so a greedy allocation upgrades, one step at a time, the
+layer with the largest noise reduction per stored byte (t2 → q3 → i8 → f16):
+
+* ``max_bits``: upgrades are taken in that order while the whole network stays within
+  the budget (bits per weight over every Conv/Gemm weight, per-channel scales included);
+* ``target_agreement``: the shortest prefix of the upgrade sequence whose network (the
+  per-layer candidates put together) agrees with the float network's top-1 on at least
+  that fraction of the samples (binary search over the prefix length).
+
+The final network is then quantized by ptq.calibrate with the chosen encodings (prefix
+inputs, bias correction), and its fidelity is measured on held-out samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgenet.errors import ConversionError
+from edgenet.format import stored_nbytes
+
+from . import ptq
+
+LADDER = ("t2", "q3", "i8", "f16")
+SENS_SAMPLES = 256
+
+
+def nbytes(enc, shape) -> int:
+    """Stored bytes of a weight at ``enc`` (per-channel float32 scales included)."""
+    n = int(np.prod(shape))
+    if enc == "f32":
+        return 4 * n
+    if enc == "f16":
+        return 2 * n
+    return stored_nbytes(enc, shape) + 4 * int(shape[0])
+
+
+def _nsr(yf, y):
+    yf = np.asarray(yf, np.float64)
+    d = float(np.sum((np.asarray(y, np.float64) - yf) ** 2))
+    s = float(np.sum((yf - yf.mean()) ** 2))
+    return d / s if s > 0 else (0.0 if d == 0 else float("inf"))
+
+
+def _forward_from(g, consts, cache, start, outs):
+    """Run nodes[start:] with the values produced before ``start`` taken from ``cache``."""
+    vals = cache
+    new = {}
+    for nd in g.nodes[start:]:
+        merged = _Overlay(vals, new)
+        for name, v in zip(nd["outputs"], ptq.run_node(nd, merged, consts)):
+            new[name] = v
+    return {o: (new[o] if o in new else vals[o]) for o in outs}
+
+
+class _Overlay(dict):
+    def __init__(self, base, top):
+        super().__init__()
+        self.base, self.top = base, top
+
+    def __getitem__(self, k):
+        return self.top[k] if k in self.top else self.base[k]
+
+    def __contains__(self, k):
+        return k in self.top or k in self.base
+
+
+def sensitivities(g, x, encs, options, *, log=None):
+    """{weight name: {enc: (nsr, agreement, levels/alpha record)}} and the float outputs."""
+    out = g.outputs[0]["name"]
+    fc = ptq.float_consts(g)
+    inp = g.inputs[0]["name"]
+    cache = {inp: np.asarray(x, np.float32)}
+    for nd in g.nodes:                     # every float activation of the samples
+        for name, v in zip(nd["outputs"], ptq.run_node(nd, cache, fc)):
+            cache[name] = v
+    yf = cache[out]
+    index = {nd["name"]: i for i, nd in enumerate(g.nodes)}
+    res = {}
+    for nd in ptq.weight_nodes(g):
+        wname = nd["inputs"][1]
+        if encs.get(wname) not in ("t2", "q3"):
+            continue
+        w = g.weights[wname]
+        res[wname] = {}
+        for e in options:
+            if e == "f16":
+                deq = w.values.astype(np.float16).astype(np.float32)
+                rec = ("f16", None, None)
+            else:
+                lv, a = ptq.quantize_layer(nd, w, e, cache[nd["inputs"][0]])
+                deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
+                rec = (e, lv, a)
+            c = dict(fc)
+            c[wname] = ptq._Const(ptq._folded(w, deq))
+            y = _forward_from(g, c, cache, index[nd["name"]], [out])[out]
+            agree = ptq.fidelity(yf, y)["top1_agreement"]
+            res[wname][e] = (_nsr(yf, y), agree, rec)
+        if log is not None:
+            log(f"  sensitivity {nd['name']}: " + ", ".join(
+                f"{e} nsr {res[wname][e][0]:.2e} agree {100 * res[wname][e][1]:.1f}%"
+                for e in options))
+    return res, yf, cache
+
+
+def choose(g, x, encs, *, target_agreement=None, max_bits=None, log=None,
+           n_samples=SENS_SAMPLES):
+    """Per-layer encodings {weight name: enc} meeting ``target_agreement`` or ``max_bits``,
+    and the table rows (layer, encoding, sensitivity, bytes) as dicts."""
+    floor = "t2" if "t2" in encs.values() else "q3"
+    options = LADDER[LADDER.index(floor):]
+    xs = np.asarray(x, np.float32)[:n_samples]
+    sens, yf, cache = sensitivities(g, xs, encs, options, log=log)
+    del cache
+    shapes = {k: tuple(w.values.shape) for k, w in g.weights.items() if k in encs}
+    count = sum(int(np.prod(s)) for s in shapes.values())
+    fixed = sum(nbytes(encs[k], s) for k, s in shapes.items() if k not in sens)
+    cur = {k: floor for k in sens}
+
+    def bits(cfg):
+        return 8.0 * (fixed + sum(nbytes(cfg[k], shapes[k]) for k in cfg)) / count
+
+    # greedy upgrade sequence: best noise reduction per byte first (convex-hull style:
+    # a layer may jump more than one rung when the next rung buys little)
+    seq = []
+    state = dict(cur)
+    while True:
+        best = None
+        for k in sens:
+            i = options.index(state[k])
+            n0 = sens[k][state[k]][0]
+            b0 = nbytes(state[k], shapes[k])
+            for e in options[i + 1:]:
+                gain = n0 - sens[k][e][0]
+                cost = nbytes(e, shapes[k]) - b0
+                if cost <= 0:
+                    continue
+                r = gain / cost
+                if best is None or r > best[0]:
+                    best = (r, k, e)
+        if best is None:
+            break
+        state[best[1]] = best[2]
+        seq.append((best[1], best[2]))
+
+    def config(n):
+        c = dict(cur)
+        for k, e in seq[:n]:
+            c[k] = e
+        return c
+
+    if max_bits is not None:
+        if bits(cur) > max_bits + 1e-9:
+            raise ConversionError(f"max_bits {max_bits}: the smallest choice already needs "
+                                  f"{bits(cur):.3f} bits/weight (layers kept float?)")
+        cfg = dict(cur)
+        for k, e in seq:
+            if options.index(e) <= options.index(cfg[k]):
+                continue
+            trial = dict(cfg)
+            trial[k] = e
+            if bits(trial) <= max_bits + 1e-9:
+                cfg = trial
+        chosen = cfg
+    else:
+        out = g.outputs[0]["name"]
+        fc = ptq.float_consts(g)
+
+        def agreement(cfg):
+            c = dict(fc)
+            for k, e in cfg.items():
+                w = g.weights[k]
+                rec = sens[k][e][2]
+                if rec[0] == "f16":
+                    deq = w.values.astype(np.float16).astype(np.float32)
+                else:
+                    deq = rec[1].astype(np.float32) * rec[2].reshape(
+                        (-1,) + (1,) * (rec[1].ndim - 1))
+                c[k] = ptq._Const(ptq._folded(w, deq))
+            return ptq.fidelity(yf, ptq.forward(g, c, xs)[out])["top1_agreement"]
+
+        lo, hi = 0, len(seq)
+        if agreement(config(lo)) >= target_agreement:
+            hi = lo
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if agreement(config(mid)) >= target_agreement:
+                hi = mid
+            else:
+                lo = mid + 1
+        chosen = config(hi)
+    full = dict(encs)
+    full.update(chosen)
+    table = []
+    for nd in ptq.weight_nodes(g):
+        k = nd["inputs"][1]
+        if k not in full:
+            continue
+        e = full[k]
+        s = sens.get(k, {}).get(floor)
+        table.append({"layer": nd["name"], "encoding": e,
+                      "sensitivity_nsr": None if s is None else float(s[0]),
+                      "agreement_alone": None if s is None else float(s[1]),
+                      "bytes": nbytes(e, shapes[k])})
+    if log is not None:
+        log(format_table(table, bits(chosen)))
+    return full, table
+
+
+def format_table(table, bits_per_weight) -> str:
+    lines = [f"{'layer':40s} {'enc':4s} {'sens.NSR':>9s} {'agree%':>7s} {'bytes':>9s}"]
+    for r in table:
+        s = "" if r["sensitivity_nsr"] is None else f"{r['sensitivity_nsr']:.2e}"
+        a = "" if r["agreement_alone"] is None else f"{100 * r['agreement_alone']:.1f}"
+        name = r["layer"] if len(r["layer"]) <= 40 else "…" + r["layer"][-39:]
+        lines.append(f"{name:40s} {r['encoding']:4s} {s:>9s} {a:>7s} {r['bytes']:>9,d}")
+    lines.append(f"mixed precision: {bits_per_weight:.3f} bits/weight (scales included)")
+    return "\n".join(lines)
