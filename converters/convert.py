@@ -88,13 +88,13 @@ class Report:
         lines = [line(hdr), line(["-" * w for w in widths])] + [line(r) for r in rows]
         s = self.summary()
         lines.append("")
-        lines.append(f"source {s['source_bytes']:,} B -> {os.path.basename(self.dst)} "
-                     f"{s['output_bytes']:,} B  (ratio {self.ratio:.2f}x, "
-                     f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} conv/gemm weights)")
         if self.fidelity is not None:
             f = self.fidelity
             lines.append(f"fidelity vs float on {f['samples']} held-out samples: top-1 agreement "
                          f"{100 * f['top1_agreement']:.2f}%, output SNR {f['snr_db']:.1f} dB")
+        lines.append(f"source {s['source_bytes']:,} B -> {os.path.basename(self.dst)} "
+                     f"{s['output_bytes']:,} B  (ratio {self.ratio:.2f}x, "
+                     f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} conv/gemm weights)")
         return "\n".join(lines)
 
 
@@ -377,9 +377,12 @@ def _split_samples(g, samples, holdout, fidelity_samples):
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim == rank - 1:
         x = x[None]
-    if x.ndim != rank or not np.all(np.isfinite(x)):
-        raise ConversionError(f"calibration samples: expected finite float arrays of rank "
-                              f"{rank} (batch first), got shape {x.shape}")
+    want = g.inputs[0]["shape"]
+    if x.ndim != rank or any(isinstance(d, int) and d != s for d, s in zip(want[1:], x.shape[1:])) \
+            or not np.all(np.isfinite(x)):
+        dims = "(" + ", ".join(str(d) if isinstance(d, int) else "N" for d in want) + ")"
+        raise ConversionError(f"calibration failed: samples of shape {x.shape} (finite floats "
+                              f"expected) do not fit input '{g.inputs[0]['name']}' {dims}")
     if fidelity_samples is not None:
         f = np.asarray(fidelity_samples, dtype=np.float32)
         return x, (f[None] if f.ndim == rank - 1 else f)

@@ -182,9 +182,9 @@ class _Const:
         return self.arr
 
 
-def _depthwise(node, ins, consts):
-    """Depthwise Conv (one filter per channel) as a sum of shifted planes, float32 (the
-    reference backend's einsum is ~10x slower on these)."""
+def _conv(node, ins, consts):
+    """Conv in float32: depthwise as a sum of shifted planes, others as im2col + matmul
+    per group (the reference backend accumulates in float64 with einsum: ~10x slower)."""
     from edgenet import ir
 
     names = node["inputs"]
@@ -193,33 +193,37 @@ def _depthwise(node, ins, consts):
     b = consts[names[2]].dequantize() if len(names) > 2 and names[2] else None
     r = ins[3] if len(names) > 3 and names[3] else None
     a = node.get("attrs") or {}
+    g = int(a.get("group", 1))
     sh, sw = a["strides"]
     dh, dw = a["dilations"]
     pt, pl, pb, pr = a["pads"]
     n, c, h, wd = x.shape
-    kh, kw = w.shape[2:]
+    o, cg, kh, kw = w.shape
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    acc = np.zeros((n, c, oh, ow), np.float32)
-    for i in range(kh):
-        for j in range(kw):
-            acc += w[:, 0, i, j][None, :, None, None] * xp[
-                :, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+    if g > 1 and cg == 1 and o == g:
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        acc = np.zeros((n, c, oh, ow), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                acc += w[:, 0, i, j][None, :, None, None] * xp[
+                    :, :, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                    j * dw: j * dw + sw * (ow - 1) + 1: sw]
+    else:
+        acc = np.empty((n, o, oh * ow), np.float32)
+        wg = w.reshape(g, o // g, -1)
+        for s in range(0, n, CHUNK):
+            cols = _im2col(x[s:s + CHUNK], node, w.shape)        # (n, g, K, P)
+            for gi in range(g):
+                acc[s:s + CHUNK, gi * (o // g):(gi + 1) * (o // g)] = \
+                    np.matmul(wg[gi][None], cols[:, gi])
+        acc = acc.reshape(n, o, oh, ow)
     if b is not None:
         acc += b[None, :, None, None]
     if r is not None:
         acc += r
     code, p0, p1 = ir.act_code(a.get("activation"))
     return [ir.act_numpy(acc, code, p0, p1)]
-
-
-def _is_depthwise(node, consts):
-    if node["op"] != "Conv":
-        return False
-    g = int((node.get("attrs") or {}).get("group", 1))
-    shp = consts[node["inputs"][1]].shape
-    return g > 1 and shp[1] == 1 and shp[0] == g
 
 
 def run_node(node, values, consts, chunk=CHUNK):
@@ -229,8 +233,8 @@ def run_node(node, values, consts, chunk=CHUNK):
 
     names = node["inputs"]
     ins = [None if (n == "" or n in consts) else values[n] for n in names]
-    if _is_depthwise(node, consts):
-        return _depthwise(node, ins, consts)
+    if node["op"] == "Conv" and ins[0] is not None and ins[0].ndim == 4:
+        return _conv(node, ins, consts)
     n = next((a.shape[0] for a in ins if a is not None), None)
     if n is None or n <= chunk:
         return ref_run(node, ins, consts)
@@ -305,21 +309,23 @@ def _im2col(x, node, wshape):
 
 def layer_stats(node, wshape, xq, xf=None, *, max_rows=MAX_ROWS, chunk=CHUNK, seed=0):
     """H = Σ x_q x_qᵀ and (with ``xf``) C = Σ x_f x_qᵀ per group, over at most ``max_rows``
-    im2col rows sampled uniformly (fixed seed). Returns (H, C or None), (G, K, K) float64."""
+    im2col rows sampled uniformly (fixed seed), and the means of the im2col rows over all
+    positions. Returns (H, C or None) (G, K, K) float64, (mu_q, mu_f or None) (G, K)."""
     rng = np.random.default_rng(seed)
     n = xq.shape[0]
     if node["op"] == "Gemm":
         xq2 = xq.reshape(n, -1).astype(np.float64)
         xf2 = None if xf is None else xf.reshape(n, -1).astype(np.float64)
+        mus = (xq2.mean(axis=0)[None], None if xf2 is None else xf2.mean(axis=0)[None])
         if n > max_rows:
             idx = np.sort(rng.choice(n, max_rows, replace=False))
             xq2 = xq2[idx]
             xf2 = None if xf2 is None else xf2[idx]
         H = (xq2.T @ xq2)[None]
         C = None if xf2 is None else (xf2.T @ xq2)[None]
-        return H, C
+        return (H, C), mus
     per = None
-    H = C = None
+    H = C = mq = mf = None
     for s in range(0, n, chunk):
         cq = _im2col(xq[s:s + chunk], node, wshape)
         cf = None if xf is None else _im2col(xf[s:s + chunk], node, wshape)
@@ -328,13 +334,19 @@ def layer_stats(node, wshape, xq, xf=None, *, max_rows=MAX_ROWS, chunk=CHUNK, se
             per = max(1, min(P, max_rows // max(n, 1)))
             H = np.zeros((G, K, K))
             C = None if xf is None else np.zeros((G, K, K))
+            mq = np.zeros((G, K))
+            mf = None if xf is None else np.zeros((G, K))
+        mq += cq.sum(axis=(0, 3), dtype=np.float64)
+        if cf is not None:
+            mf += cf.sum(axis=(0, 3), dtype=np.float64)
         idx = np.sort(rng.choice(P, per, replace=False)) if per < P else slice(None)
         q = cq[..., idx].transpose(1, 2, 0, 3).reshape(G, K, -1).astype(np.float64)
         H += q @ q.transpose(0, 2, 1)
         if cf is not None:
             f = cf[..., idx].transpose(1, 2, 0, 3).reshape(G, K, -1).astype(np.float64)
             C += f @ q.transpose(0, 2, 1)
-    return H, C
+    cnt = n * cq.shape[3]
+    return (H, C), (mq / cnt, None if mf is None else mf / cnt)
 
 
 def _groups(node, w):
@@ -342,22 +354,28 @@ def _groups(node, w):
 
 
 def quantize_layer(node, wrec, enc, xq, xf=None, *, damp=DAMP, max_rows=MAX_ROWS,
-                   chunk=CHUNK, scales=SCALES, sweeps=2):
+                   chunk=CHUNK, scales=SCALES, sweeps=2, means=None):
     """Calibrated levels and scales of one weight layer. Returns (levels int8 in the
-    weight's shape, alpha float32 (O,)) — alpha before the folded multiplier."""
+    weight's shape, alpha float32 (O,)) — alpha before the folded multiplier. ``means``: a
+    list that receives the im2col input means (mu_q, mu_f) (None for ConvTranspose)."""
     vals = np.asarray(wrec.values, dtype=np.float64)
     o = vals.shape[0]
-    if enc == "i8":
-        return int8_quantize(vals)
-    L = LEVELS[enc]
     G = _groups(node, vals)
     W = vals.reshape(G, o // G, -1)
     K = W.shape[2]
     if node["op"] == "ConvTranspose":
         H = np.broadcast_to(np.eye(K), (G, K, K)).copy()
         C = None
+        mus = (None, None)
+    elif enc in LEVELS:
+        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows, chunk=chunk)
     else:
-        H, C = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows, chunk=chunk)
+        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=1, chunk=chunk)
+    if means is not None:
+        means.extend(mus)
+    if enc == "i8":
+        return int8_quantize(vals)
+    L = LEVELS[enc]
     if C is not None:
         Hd = _damped(H, damp)
         W = np.einsum("grk,gkl->grl", W, C) @ np.linalg.inv(Hd)
@@ -376,6 +394,33 @@ class Calibrated:
     biases: dict = field(default_factory=dict)
     new_biases: dict = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def _bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk):
+    """Per output channel: mean float pre-activation − mean quantized pre-activation."""
+    if mus and mus[0] is not None:
+        o = w.values.shape[0]
+        G = mus[0].shape[0]
+        mq = mus[0]
+        mf = mus[1]
+        if mf is None:        # float_target=False: the float stream's input means
+            _, (mf, _) = layer_stats(nd, w.values.shape, vf[nd["inputs"][0]], None, max_rows=1,
+                                     chunk=chunk)
+        wf = np.asarray(w.values, np.float64).reshape(G, o // G, -1)
+        wq = np.asarray(deq, np.float64).reshape(G, o // G, -1)
+        d = (np.einsum("grk,gk->gr", wf, mf) - np.einsum("grk,gk->gr", wq, mq)).reshape(o)
+        d = d * np.asarray(w.mult, np.float64)
+        ins = nd["inputs"]
+        if len(ins) > 3 and ins[3]:
+            axes = (0,) + tuple(range(2, vf[ins[3]].ndim))
+            d = d + (vf[ins[3]].mean(axis=axes, dtype=np.float64)
+                     - vq[ins[3]].mean(axis=axes, dtype=np.float64))
+        return d
+    pre = _pre_activation(nd)
+    yf = run_node(pre, vf, fc, chunk)[0]
+    yq = run_node(pre, vq, qc, chunk)[0]
+    axes = (0,) + tuple(range(2, yf.ndim))
+    return yf.astype(np.float64).mean(axis=axes) - yq.astype(np.float64).mean(axis=axes)
 
 
 def _pre_activation(node):
@@ -414,26 +459,24 @@ def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target
             wname = nd["inputs"][1]
             w = g.weights[wname]
             enc = encodings.get(wname, "f32")
+            mus = []
+            deq = None
             if enc in ("t2", "q3", "i8"):
                 lv, a = quantize_layer(nd, w, enc, vq[nd["inputs"][0]],
                                        vf[nd["inputs"][0]] if float_target else None,
                                        damp=damp, max_rows=max_rows, chunk=chunk,
-                                       scales=scales, sweeps=sweeps)
+                                       scales=scales, sweeps=sweeps, means=mus)
                 res.weights[wname] = (enc, lv, a)
                 deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
                 qc[wname] = _Const(_folded(w, deq))
             elif enc == "f16":
                 res.weights[wname] = (enc, None, None)
-                qc[wname] = _Const(_folded(w, w.values.astype(np.float16).astype(np.float32)))
+                deq = w.values.astype(np.float16).astype(np.float32)
+                qc[wname] = _Const(_folded(w, deq))
             else:
                 res.weights[wname] = (enc, None, None)
-            if bias_correction and enc != "f32":
-                pre = _pre_activation(nd)
-                yf = run_node(pre, vf, fc, chunk)[0]
-                yq = run_node(pre, vq, qc, chunk)[0]
-                axes = (0,) + tuple(range(2, yf.ndim))
-                delta = (yf.astype(np.float64).mean(axis=axes)
-                         - yq.astype(np.float64).mean(axis=axes))
+            if bias_correction and deq is not None:
+                delta = _bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk)
                 bname = nd["inputs"][2] if len(nd["inputs"]) > 2 else ""
                 if bname:
                     b = qc[bname].arr.astype(np.float64) + delta

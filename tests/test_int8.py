@@ -256,8 +256,10 @@ def test_cli_convert_int8_errors(tmp_path):
     assert r.returncode == 2 and "calibration failed" in r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists() and not [f for f in os.listdir(tmp_path) if "calib" in f]
-    r = cli("convert", src, "-o", str(out), "--calibrate", str(bad))
-    assert r.returncode == 2 and "only used with --activations int8" in r.stderr
+    r = cli("convert", src, "-o", str(out), "--calibrate", str(bad))  # calibrated ternary
+    assert r.returncode == 2 and "calibration failed" in r.stderr
+    r = cli("convert", src, "-o", str(out), "--weights", "f32", "--calibrate", str(bad))
+    assert r.returncode == 2 and "--calibrate is used with" in r.stderr
 
 
 def test_cli_run_and_bench_activations(r20, tmp_path):

@@ -81,7 +81,17 @@ def _input_shapes(specs):
               help="int8: calibrate activation ranges (needs --calibrate) so the runtime runs "
                    "uint8 x int8 conv kernels.")
 @click.option("--calibrate", "calib", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Calibration samples: a .npy float array (S, C, H, W) of typical inputs.")
+              help="Calibration samples: a .npy float array (S, C, H, W) of typical inputs "
+                   "(unlabeled). Ternary/quinary weights are then fitted layer by layer to "
+                   "the float network's outputs, and the fidelity on held-out samples is "
+                   "reported; int8 activations get their ranges from them.")
+@click.option("--target-agreement", type=click.FloatRange(0.0, 1.0, min_open=True),
+              default=None, help="Mixed precision (needs --calibrate): keep the layers that "
+                                 "matter at q3/i8/f16 until the top-1 agreement with the float "
+                                 "model reaches this fraction, e.g. 0.99.")
+@click.option("--max-bits", type=click.FloatRange(2.0), default=None,
+              help="Mixed precision (needs --calibrate): the best per-layer t2/q3/i8/f16 "
+                   "choice within this many bits per conv/gemm weight, scales included.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile"]), default="minmax",
               show_default=True,
               help="Activation range from the calibration samples: min/max, or the 99.99th "
@@ -91,7 +101,8 @@ def _input_shapes(specs):
                    "Without it symbolic dims stay symbolic: any size runs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
-            labels, activations, calib, calib_method, input_shape, quiet):
+            labels, activations, calib, calib_method, target_agreement, max_bits, input_shape,
+            quiet):
     """Convert an ONNX model SRC into a .edgenet file."""
     try:
         from converters.convert import convert as do_convert
@@ -108,12 +119,22 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
         raise InputError(f"--keep-float: unknown value(s) {bad} (use first,last or none)")
     input_shapes = _input_shapes(input_shape)
     samples = None
+    mixed = target_agreement is not None or max_bits is not None
+    if target_agreement is not None and max_bits is not None:
+        raise InputError("--target-agreement and --max-bits: give one, not both")
+    if mixed and calib is None:
+        raise InputError("--target-agreement / --max-bits need --calibrate SAMPLES.npy")
+    if mixed and weights not in ("ternary", "quinary"):
+        raise InputError("--target-agreement / --max-bits need --weights ternary or quinary")
     if activations == "int8":
         if calib is None:
             raise InputError("--activations int8 needs --calibrate SAMPLES.npy")
         samples = _calibration_samples(calib)
     elif calib is not None:
-        raise InputError("--calibrate is only used with --activations int8")
+        if weights not in ("ternary", "quinary"):
+            raise InputError("--calibrate is used with --weights ternary/quinary or "
+                             "--activations int8")
+        samples = _calibration_samples(calib)
     label_list = None
     if labels:
         with open(labels, encoding="utf-8") as f:
@@ -137,7 +158,11 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
                             reference_onnx=reference_onnx, mean=_floats("--mean", mean),
                             std=_floats("--std", std), labels=label_list, progress=progress,
                             activations=activations, calibration=samples,
-                            calib_method=calib_method, input_shapes=input_shapes)
+                            calib_method=calib_method, input_shapes=input_shapes,
+                            calibrate_weights=samples is not None
+                            and weights in ("ternary", "quinary"),
+                            target_agreement=target_agreement, max_bits=max_bits,
+                            log=None if quiet else (lambda m: click.echo(m, err=True)))
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
