@@ -6,9 +6,11 @@ whichever test first touches them. Here:
 - one compile cache for the session and every subprocess it starts (``EDGENET_CACHE_DIR``:
   the user's, else edgenet's default; children inherit it);
 - ``precompile``: at session start a helper process builds the tile kernels the suite uses
-  (``SUITE_TILES``, in reverse order of first use) into that cache on the second core
-  while the tests run; a kernel the helper finished loads instead of compiling. Off with
-  ``EDGENET_TEST_PRECOMPILE=0`` (or when ``-m`` deselects everything slow);
+  (``SUITE_TILES``, in reverse order of first use) into that cache on the second core while
+  the tests run; a kernel the helper finished loads instead of compiling. Only tile
+  kernels: each has one signature, so two processes compiling one at once write the same
+  cache entry (Numba's cache index is not safe for two processes adding *different*
+  signatures of one function at once). Off with ``EDGENET_TEST_PRECOMPILE=0``;
 - markers (registered in pyproject.toml): ``subprocess`` (added here to every test whose
   code starts a Python process) and ``slow``;
 - ``EDGENET_TEST_COMPILE_REPORT=1`` prints the tests that spent the most time compiling.
@@ -25,19 +27,22 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# (kind, key) of gen_simd_conv tile kernels in the order the suite first uses them
-# (recorded with EDGENET_TEST_COMPILE_REPORT=1 on an AVX-512 + VNNI machine; keys another
-# CPU cannot use are skipped by the helper)
+# (kind, key) of gen_simd_conv tile kernels, roughly in the order the suite first uses them
+# (from EDGENET_TEST_COMPILE_REPORT=1 runs on an AVX-512 + VNNI machine; keys another CPU
+# cannot use are skipped by the helper)
 SUITE_TILES = [
-    ("conv", (16, 2, 8, 1)), ("conv", (16, 1, 16, 1)), ("conv", (16, 2, 7, 1)),
-    ("conv", (16, 1, 4, 1)), ("conv", (16, 3, 7, 1)), ("conv", (16, 2, 7, 2)),
-    ("conv", (16, 2, 14, 1)), ("conv", (16, 3, 8, 1)), ("conv", (16, 1, 1, 1)),
-    ("conv", (16, 2, 12, 1)), ("conv", (16, 1, 4, 2)), ("dw", (16, 1)), ("dw", (16, 2)),
-    ("conv", (8, 2, 6, 1)), ("conv", (8, 1, 12, 1)), ("conv", (8, 2, 6, 2)),
-    ("conv", (8, 1, 4, 1)), ("conv", (8, 1, 1, 1)), ("dw", (8, 1)), ("dw", (8, 2)),
-    ("qconv", (2, 14, 1, "vnni")), ("qconv", (2, 8, 1, "vnni")), ("qconv", (1, 16, 1, "vnni")),
-    ("qconv", (2, 7, 1, "vnni")), ("qconv", (1, 4, 1, "vnni")),
-    ("qconv", (2, 14, 1, "generic")), ("qconv", (2, 8, 1, "generic")),
+    ("conv", (16, 1, 4, 1)), ("conv", (16, 1, 1, 1)), ("conv", (16, 1, 16, 1)),
+    ("conv", (16, 2, 8, 1)), ("conv", (16, 2, 8, 2)), ("conv", (16, 2, 14, 1)),
+    ("conv", (16, 2, 14, 2)), ("conv", (16, 2, 7, 1)), ("conv", (16, 2, 7, 2)),
+    ("qconv", (1, 16, 1, "vnni")), ("qconv", (2, 8, 1, "vnni")), ("qconv", (1, 4, 1, "vnni")),
+    ("qconv", (1, 4, 1, "generic")), ("qconv", (2, 7, 2, "generic")),
+    ("qconv", (1, 1, 1, "generic")), ("qconv", (1, 16, 1, "generic")),
+    ("qconv", (1, 24, 1, "generic")),
+    ("conv", (16, 1, 24, 1)), ("conv", (8, 2, 6, 1)), ("conv", (8, 1, 12, 2)),
+    ("dw", (16, 1)), ("dw", (8, 2)), ("dw", (8, 1)), ("dw", (16, 2)),
+    ("conv", (16, 2, 12, 2)), ("conv", (16, 3, 8, 1)), ("conv", (16, 3, 7, 1)),
+    ("conv", (8, 1, 12, 1)), ("conv", (8, 2, 6, 2)), ("conv", (16, 3, 7, 2)),
+    ("conv", (8, 1, 1, 1)),
 ]
 
 _HELPER = r"""

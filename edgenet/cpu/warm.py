@@ -66,7 +66,7 @@ def build_tile(kind, key):
     gen.kernel(kind, key)(*_tile_args(kind, key))
 
 
-def _generic_jobs():
+def generic_jobs():
     """(label, fn) per reference case x policy: every op's kernels at the signatures the
     runtime uses."""
     from ..reference.cases import cases
@@ -138,7 +138,7 @@ def warmup(model=None, *, progress=None) -> dict:
         else:
             tiles_todo = tile_menu()
             jobs = [(f"{kind} {key}", (lambda kind=kind, key=key: build_tile(kind, key)))
-                    for kind, key in tiles_todo] + _generic_jobs()
+                    for kind, key in tiles_todo] + generic_jobs()
             total = len(jobs) * 2 - len(tiles_todo)
             done = 0
             saved = _common.PAR_MIN
