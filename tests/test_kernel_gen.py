@@ -280,3 +280,16 @@ def test_compile_progress_on_a_terminal():
     out = mon.stream.getvalue()
     assert "compiling kernels for this CPU" in out and "compiling... 0 kernels" in out
     assert mon.ticker is None and out.endswith("\r\033[K")
+
+
+def test_warmup_all_splits_tiles_across_processes(monkeypatch):
+    """warmup() with workers: helper processes build their share of the tile menu into the
+    same disk cache; every tile ends up built here, progress reaches the total."""
+    from edgenet.cpu import warm
+    keys = [("conv", (16, 1, 4, 1)), ("dw", (16, 1)), ("conv", (16, 1, 1, 1))]
+    monkeypatch.setattr(warm, "tile_menu", lambda: keys)
+    monkeypatch.setattr(warm, "generic_jobs", lambda: [])
+    seen = []
+    r = warm.warmup(progress=lambda d, t, lab: seen.append((d, t)), workers=2)
+    assert r["kernels"] == 3 and seen[-1] == (3, 3)
+    assert all(k in gen._KERNELS and gen.is_cached(*k) for k in keys)

@@ -17,6 +17,8 @@ callable gets ``(done, total, label)``.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 
@@ -109,11 +111,41 @@ class _Bar:
         self.out.flush()
 
 
-def warmup(model=None, *, progress=None) -> dict:
+_HELPER = r"""
+import sys
+from edgenet.cpu import warm
+for kind, key in eval(sys.argv[1]):
+    warm.build_tile(kind, key)
+"""
+
+
+def _spawn_helpers(parts):
+    """One process per list of tile keys, building them into this process's disk cache
+    (tile kernels have one signature each: concurrent builds write the same entries)."""
+    if not _jit.CACHE:
+        return []
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, NUMBA_CACHE_DIR=_jit.CACHE_DIR, EDGENET_COMPILE_NOTICE="0",
+               PYTHONPATH=pkg_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = []
+    for part in parts:
+        if part:
+            try:
+                procs.append(subprocess.Popen([sys.executable, "-c", _HELPER, repr(part)],
+                                              env=env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+            except OSError:
+                break
+    return procs
+
+
+def warmup(model=None, *, progress=None, workers=None) -> dict:
     """Build every kernel of this CPU's menu (``model`` None) or what ``model`` (a loaded
     ``edgenet.Model``) needs.
-    Returns ``{"kernels": tile kernels built, "compiled": compilations done, "seconds"}``;
-    a second call (or a second process on the same cache) compiles nothing."""
+    ``workers``: processes building tile kernels at once (default: one per core; the
+    tiles are independent, and compiling one is single-threaded).
+    Returns ``{"kernels": tile kernels built, "compiled": compilations done here,
+    "seconds"}``; a second call (or a second process on the same cache) compiles nothing."""
     t0 = time.perf_counter()
     mon = _jit.monitor
     c0 = mon.compiled
@@ -137,25 +169,40 @@ def warmup(model=None, *, progress=None) -> dict:
             tiles = 0
         else:
             tiles_todo = tile_menu()
-            jobs = [(f"{kind} {key}", (lambda kind=kind, key=key: build_tile(kind, key)))
-                    for kind, key in tiles_todo] + generic_jobs()
-            total = len(jobs) * 2 - len(tiles_todo)
+            n = max(1, min(workers or (os.cpu_count() or 1), 8))
+            mine = tiles_todo[0::n]
+            procs = _spawn_helpers([tiles_todo[i::n] for i in range(1, n)])
+            if not procs:
+                mine = tiles_todo
+            generic = generic_jobs()
+            total = len(tiles_todo) + 2 * len(generic)
             done = 0
             saved = _common.PAR_MIN
             try:
-                for i, (label, job) in enumerate(jobs):
+                for kind, key in mine:
+                    if progress:
+                        progress(done, total, f"{kind} {key}")
+                    build_tile(kind, key)
+                    done += 1
+                for label, job in generic:
                     if progress:
                         progress(done, total, label)
-                    if i < len(tiles_todo):
-                        job()
-                        done += 1
-                        continue
                     for par_min in (saved, 0):   # serial and parallel variants
                         _common.PAR_MIN = par_min
                         job()
                         done += 1
             finally:
                 _common.PAR_MIN = saved
+            for p in procs:
+                if progress:
+                    progress(done, total, "waiting for helper processes")
+                p.wait()
+            for kind, key in tiles_todo:     # the helpers' tiles: loaded from the cache
+                if (kind, key) not in mine:
+                    if progress:
+                        progress(done, total, f"{kind} {key}")
+                    build_tile(kind, key)
+                    done += 1
             if progress:
                 progress(total, total, "done")
             tiles = len(tiles_todo)
