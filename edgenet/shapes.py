@@ -304,15 +304,16 @@ def shape_convtranspose(c: Ctx):
 def shape_gemm(c: Ctx):
     x = c.shape(0)
     w = c.shape(1)
-    c.rank(0, x, 2)
+    if len(x) < 2:       # rank > 2: applied along the last axis (MatMul by a constant)
+        c.fail(f"X (input 0) must have rank >= 2, got shape {x}")
     c.rank(1, w, 2, "W")
-    if w[1] != x[1]:
-        c.fail(f"W shape {w} does not match X shape {x} (K = {x[1]})")
+    if w[1] != x[-1]:
+        c.fail(f"W shape {w} does not match X shape {x} (K = {x[-1]})")
     if w[0] <= 0 or w[1] <= 0:
         c.fail(f"empty weight {w}")
     _check_act_and_bias(c, 2, w[0])
     c.activation()
-    return [(x[0], w[0])]
+    return [tuple(x[:-1]) + (w[0],)]
 
 
 def shape_matmul(c: Ctx):

@@ -189,3 +189,32 @@ def test_cli_input_shape_and_info(tmp_path):
     r = CliRunner().invoke(main, ["convert", src, "-o", str(tmp_path / "c.edgenet"),
                                   "--input-shape", "x:2,three"])
     assert r.exit_code == 2 and "--input-shape" in r.output and "Traceback" not in r.output
+
+
+def test_sequence_head_with_symbolic_length(tmp_path):
+    """The OCR-recognizer tail: (N, C, 1, W) -> Squeeze -> Transpose -> MatMul by a constant
+    (a Gemm along the last axis, any leading dims) -> Unsqueeze(0) -> Squeeze(0), with N and
+    W symbolic and H fixed by a partial --input-shape (a name keeps a dim symbolic)."""
+    rng = np.random.default_rng(7)
+    inits = [nh.from_array((rng.standard_normal((4, 3, 3, 3)) * .3).astype(np.float32), "w"),
+             nh.from_array((rng.standard_normal((4, 6)) * .3).astype(np.float32), "fc"),
+             _i64("a2", [2]), _i64("a0", [0])]
+    nodes = [h.make_node("Conv", ["x", "w"], ["c"], pads=[0, 1, 0, 1]),        # H 3 -> 1
+             h.make_node("Squeeze", ["c", "a2"], ["s"]),                        # (N, 4, W)
+             h.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 1]),             # (N, W, 4)
+             h.make_node("MatMul", ["t", "fc"], ["m"]),                          # (N, W, 6)
+             h.make_node("Unsqueeze", ["m", "a0"], ["u"]),                       # (1, N, W, 6)
+             h.make_node("Relu", ["u"], ["r"]),
+             h.make_node("Squeeze", ["r", "a0"], ["y"])]                         # (N, W, 6)
+    g = h.make_graph(nodes, "seq", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, "H", "W"])],
+                     [h.make_tensor_value_info("y", T.FLOAT, None)], initializer=inits)
+    src, dst = str(tmp_path / "seq.onnx"), str(tmp_path / "seq.edgenet")
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]), src)
+    convert(src, dst, weights="f32", input_shapes={"x": ["N", 3, 3, "W"]})
+    m = edgenet.load(dst)
+    assert m.graph["inputs"][0]["shape"] == [None, 3, 3, None]
+    for shape in [(1, 3, 3, 7), (3, 3, 3, 12)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        for dev in ("cpu", "reference"):
+            np.testing.assert_allclose(edgenet.load(dst, device=dev)(x), _ort(src, x),
+                                       rtol=1e-4, atol=1e-5)

@@ -48,7 +48,8 @@ def _io(name, shape, dim_names):
 
 def freeze_dims(model, input_shapes):
     """A copy of ``model`` whose graph inputs named in ``input_shapes`` ({name: dims})
-    have those concrete dims (``--input-shape``); the graph outputs' shapes are cleared."""
+    have those dims (``--input-shape``): an int freezes a dim, a name keeps it symbolic
+    (e.g. ``["N", 3, 48, "W"]``); the graph outputs' shapes are cleared."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     init = {t.name for t in m.graph.initializer}
@@ -63,6 +64,14 @@ def freeze_dims(model, input_shapes):
             raise ConversionError(f"--input-shape {name}: {len(dims)} dims given, the input "
                                   f"has rank {len(tdims)}")
         for d, v in zip(tdims, dims):
+            if isinstance(v, str) and not v.lstrip("-").isdigit():
+                # a name keeps (or makes) the dim symbolic under that name
+                if d.HasField("dim_value") and d.dim_value > 0:
+                    raise ConversionError(f"--input-shape {name}: dim {d.dim_value} of the "
+                                          f"model cannot be made symbolic ('{v}')")
+                d.Clear()
+                d.dim_param = v
+                continue
             v = int(v)
             if v <= 0:
                 raise ConversionError(f"--input-shape {name}: dims must be positive, got {dims}")

@@ -42,7 +42,8 @@ def fold_bn(b, outputs):
             if j is None or x in outputs or len(cons.get(x, [])) != 1:
                 continue
             p = nodes[j]
-            if p["op"] not in WEIGHT_OPS or p["attrs"].get("activation") is not None:
+            if p["op"] not in WEIGHT_OPS or p["attrs"].get("activation") is not None \
+                    or p["attrs"].get("_nd"):
                 continue
             if len(p["inputs"]) > 3 and p["inputs"][3]:
                 continue
@@ -65,6 +66,7 @@ def fold_bn(b, outputs):
             break
     for nd in nodes:
         nd["attrs"].pop("_bn", None)
+        nd["attrs"].pop("_nd", None)
 
 
 # IR ops an Act node fuses into (those with an activation epilogue, per the op spec).

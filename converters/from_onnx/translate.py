@@ -228,14 +228,9 @@ def MatMul(ctx, n, name, at):
         return
     if len(ash) < 2:
         raise node_error(n, "MatMul of a 1-D activation is not supported")
-    a2 = ctx.tmp(a + "::2d")
-    ctx.emit(name + "::flatten", "Reshape", [a], [a2], {"shape": [-1, int(B.shape[0])]})
-    y2 = ctx.tmp(n.output[0] + "::2d")
-    ctx.emit(name, "Gemm", [a2, wn, ""], [y2], {"activation": None})
-    tgt = [-1] + [int(v) for v in ash[1:-1]] + [int(B.shape[1])]
-    if any(v is None or v < 0 for v in ash[1:-1]):
-        raise node_error(n, "MatMul operand shape unknown")
-    ctx.emit(name + "::unflatten", "Reshape", [y2], [n.output[0]], {"shape": tgt})
+    # rank > 2: the IR Gemm applies along the last axis (any symbolic leading dims);
+    # "_nd" keeps BatchNormalization (channel axis 1) from being folded into it
+    ctx.emit(name, "Gemm", [a, wn, ""], [n.output[0]], {"activation": None, "_nd": True})
 
 
 def BatchNormalization(ctx, n, name, at):
@@ -388,12 +383,63 @@ def _static_reshape(ctx, n, name, x):
     ctx.emit(name, "Reshape", [x], [n.output[0]], {"shape": tgt})
 
 
+def _sq_axes(ctx, n, at, rank):
+    if ctx.opset < 13:
+        axes = at.get("axes")
+    else:
+        ax = ctx.cin(n, 1)
+        axes = None if ax is None else [int(a) for a in np.asarray(ax).reshape(-1)]
+    return None if axes is None else sorted({int(a) % rank for a in axes})
+
+
+def _reshape_or_none(ctx, n, x):
+    oa, ob = ctx.fe.shape_ab(n.output[0], n)
+    xa, xb = ctx.fe.shape_ab(x, n)
+    return dyn_target(np.asarray(oa, np.int64), np.asarray(ob, np.int64), xa, xb)
+
+
 def Squeeze(ctx, n, name, at):
-    _static_reshape(ctx, n, name, ctx.act_in(n, 0))
+    """A Reshape; when symbolic dims move position (so 0/-1 entries cannot say it), the
+    squeezed size-1 axes are first transposed to the end, then dropped."""
+    x = ctx.act_in(n, 0)
+    if _reshape_or_none(ctx, n, x) is not None:
+        _static_reshape(ctx, n, name, x)
+        return
+    xa, xb = ctx.fe.shape_ab(x, n)
+    r = len(xa)
+    axes = _sq_axes(ctx, n, at, r)
+    if axes is None:
+        axes = [i for i in range(r) if xa[i] == 1 and xb[i] == 1]
+    keep = [i for i in range(r) if i not in axes]
+    t = ctx.tmp(x + "::sq_t")
+    ctx.emit(name + "::move", "Transpose", [x], [t], {"perm": keep + axes})
+    ctx.emit(name, "Reshape", [t], [n.output[0]], {"shape": [0] * len(keep)})
 
 
 def Unsqueeze(ctx, n, name, at):
-    _static_reshape(ctx, n, name, ctx.act_in(n, 0))
+    """A Reshape; when symbolic dims move position, size-1 axes are appended and then
+    transposed into place."""
+    x = ctx.act_in(n, 0)
+    if _reshape_or_none(ctx, n, x) is not None:
+        _static_reshape(ctx, n, name, x)
+        return
+    r_in = len(ctx.fe.shape_ab(x, n)[0])
+    r = len(ctx.fe.shape_ab(n.output[0], n)[0])
+    axes = _sq_axes(ctx, n, at, r)
+    if axes is None:
+        raise node_error(n, "Unsqueeze without axes")
+    t = ctx.tmp(x + "::unsq")
+    ctx.emit(name + "::append", "Reshape", [x], [t], {"shape": [0] * r_in + [1] * len(axes)})
+    # position p of the output takes the next input axis, or one of the appended ones
+    perm, src, extra = [], 0, r_in
+    for p in range(r):
+        if p in axes:
+            perm.append(extra)
+            extra += 1
+        else:
+            perm.append(src)
+            src += 1
+    ctx.emit(name, "Transpose", [t], [n.output[0]], {"perm": perm})
 
 
 def Transpose(ctx, n, name, at):

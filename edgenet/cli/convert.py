@@ -39,13 +39,14 @@ def _input_shapes(specs):
     out = {}
     for spec in specs:
         name, sep, dims = spec.rpartition(":")
-        try:
-            vals = [int(d) for d in dims.split(",")]
-        except ValueError:
-            vals = None
-        if not sep or not name or not vals or any(v <= 0 for v in vals):
-            raise InputError(f"--input-shape: expected NAME:D0,D1,... with positive dims, "
-                             f"got {spec!r}")
+        vals = [int(d) if d.strip().lstrip("-").isdigit() else d.strip()
+                for d in dims.split(",")]
+        if not sep or not name or not dims or any(
+                (isinstance(v, int) and v <= 0) or (isinstance(v, str) and
+                                                    not v.replace("_", "").isalnum())
+                for v in vals):
+            raise InputError(f"--input-shape: expected NAME:D0,D1,... with positive dims "
+                             f"(or names for dims left symbolic), got {spec!r}")
         if name in out:
             raise InputError(f"--input-shape: input '{name}' given twice")
         out[name] = vals
@@ -97,8 +98,9 @@ def _input_shapes(specs):
               help="Activation range from the calibration samples: min/max, or the 99.99th "
                    "percentile (robust to outliers).")
 @click.option("--input-shape", "input_shape", multiple=True, metavar="NAME:D0,D1,...",
-              help="Freeze an input's symbolic dims (repeatable), e.g. x:1,3,480,640. "
-                   "Without it symbolic dims stay symbolic: any size runs.")
+              help="Freeze an input's symbolic dims (repeatable), e.g. x:1,3,480,640; a "
+                   "name keeps a dim symbolic (x:N,3,48,W). Without it symbolic dims stay "
+                   "symbolic: any size runs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
             labels, activations, calib, calib_method, target_agreement, max_bits, input_shape,

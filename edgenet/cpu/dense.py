@@ -141,6 +141,9 @@ class Gemm(OpImpl):
         return st
 
     def run(self, node, state, inputs, outputs):
+        if inputs[0].ndim != 2:    # X of rank > 2: rows are all but the last axis
+            inputs = [inputs[0].reshape(-1, inputs[0].shape[-1])] + list(inputs[1:])
+            outputs = [outputs[0].reshape(-1, outputs[0].shape[-1])]
         w = state["w"]
         b = state["b"]
         if len(inputs) > 2 and inputs[2] is not None:

@@ -44,8 +44,9 @@ class Gemm(OpImpl):
         return prepare_weighted(node, consts, policy)
 
     def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
-        n, k = in_shapes[0]
-        o = out_shape[1]
+        k = in_shapes[0][-1]           # X of rank > 2: rows are all but the last axis
+        n = prod(in_shapes[0][:-1])
+        o = out_shape[-1]
         if n <= config.GEMV_MAX_N:
             w = state["w"]
             code, alpha, beta = state["act"]
