@@ -171,6 +171,34 @@ def to_onnx(node, inputs, consts):
         ends = [(-(2 ** 62) if (e == -1 and s < 0) else e) for e, s in zip(a["ends"], a["steps"])]
         out = b.add("Slice", [x] + [b.const(np.array(v, dtype=np.int64)) for v in
                                     (a["starts"], ends, a["axes"], a["steps"])])
+    elif op == "Unary":
+        fn = a["fn"]
+        onnx_op = {"neg": "Neg", "abs": "Abs", "sqrt": "Sqrt", "exp": "Exp", "log": "Log",
+                   "reciprocal": "Reciprocal", "erf": "Erf", "softplus": "Softplus",
+                   "mish": "Mish", "floor": "Floor", "ceil": "Ceil", "sin": "Sin",
+                   "cos": "Cos", "softsign": "Softsign"}.get(fn)
+        if onnx_op:
+            out = b.add(onnx_op, [x])
+        elif fn == "silu":
+            out = b.add("Mul", [x, b.add("Sigmoid", [x])])
+        else:   # gelu (erf form) / gelu_tanh, written out (Gelu is opset 20)
+            if fn == "gelu":
+                inner = b.add("Erf", [b.add("Mul", [x, b.const(np.float32(0.7071067811865476))])])
+            else:
+                x3 = b.add("Mul", [b.add("Mul", [x, x]), x])
+                u = b.add("Add", [x, b.add("Mul", [x3, b.const(np.float32(0.044715))])])
+                inner = b.add("Tanh", [b.add("Mul", [u, b.const(np.float32(0.7978845608028654))])])
+            out = b.add("Mul", [b.add("Mul", [x, b.const(np.float32(0.5))]),
+                                b.add("Add", [inner, b.const(np.float32(1.0))])])
+    elif op == "BinaryMath":
+        out = b.add({"max": "Max", "min": "Min", "pow": "Pow"}[a["fn"]], names)
+    elif op == "Reduce":
+        onnx_op = {"mean": "ReduceMean", "sum": "ReduceSum", "max": "ReduceMax",
+                   "min": "ReduceMin", "prod": "ReduceProd", "sumsquare": "ReduceSumSquare",
+                   "l1": "ReduceL1", "l2": "ReduceL2", "logsum": "ReduceLogSum",
+                   "logsumexp": "ReduceLogSumExp"}[a["fn"]]
+        out = b.add(onnx_op, [x, b.const(np.array(a["axes"], np.int64))],
+                    keepdims=a["keepdims"])
     else:
         raise AssertionError(op)
     b.nodes.append(helper.make_node("Identity", [out], ["y"]))

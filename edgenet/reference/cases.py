@@ -391,9 +391,40 @@ def _resize_cases():
                     "nearest_mode": nm, "scales": scales, "sizes": sizes}), [x], {}
 
 
+def _math_cases():
+    """Unary / BinaryMath / Reduce (edgenet/shapes_math.py)."""
+    rng = np.random.default_rng(13)
+    for fn in ("neg", "abs", "sqrt", "exp", "log", "reciprocal", "erf", "softplus", "mish",
+               "gelu", "gelu_tanh", "floor", "ceil", "sin", "cos", "softsign", "silu"):
+        name = f"unary_{fn}"
+        lo = 0.1 if fn in ("sqrt", "log") else -3.0
+        yield name, _node(name, "Unary", [name + ".x"], {"fn": fn}), \
+            [_x(rng, 2, 3, 4, 5, lo=lo, hi=3.0)], {}
+    for fn in ("max", "min", "pow"):
+        name = f"binarymath_{fn}_bcast"
+        lo = 0.1 if fn == "pow" else -2.0
+        yield name, _node(name, "BinaryMath", [name + ".a", name + ".b"], {"fn": fn}), \
+            [_x(rng, 2, 3, 4, lo=lo), _x(rng, 3, 1)], {}
+    name = "binarymath_pow_const"
+    yield name, _node(name, "BinaryMath", [name + ".a", "e"], {"fn": "pow"}), \
+        [_x(rng, 2, 5, lo=0.1), None], {"e": pack("f32", np.array([2.0, 0.5, -1.0, 3.0, 1.5],
+                                                                 np.float32))}
+    for fn, axes, keep in [("mean", [3], 1), ("sum", [1], 0), ("max", [2, 3], 1),
+                           ("min", [0, 2], 0), ("prod", [3], 0), ("sumsquare", [1, 3], 1),
+                           ("l1", [2], 1), ("l2", [0, 1, 2, 3], 0), ("logsum", [1], 1),
+                           ("logsumexp", [1, 2], 0)]:
+        name = f"reduce_{fn}_{'_'.join(map(str, axes))}_k{keep}"
+        lo = 0.1 if fn == "logsum" else -2.0
+        x = _x(rng, 2, 3, 4, 5, lo=lo)
+        if fn == "prod":
+            x = _x(rng, 2, 3, 4, 5, lo=0.7, hi=1.3)
+        yield name, _node(name, "Reduce", [name + ".x"],
+                          {"fn": fn, "axes": axes, "keepdims": keep}), [x], {}
+
+
 def cases():
     """Yield (id, node, inputs, consts) for every op and its edge cases."""
     for gen in (_conv_cases, _convtranspose_cases, _gemm_cases, _matmul_cases, _affine_cases,
                 _act_cases, _prelu_cases, _pool_cases, _binary_cases, _layout_cases,
-                _resize_cases):
+                _resize_cases, _math_cases):
         yield from gen()
