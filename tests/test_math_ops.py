@@ -168,6 +168,12 @@ GRAPHS = {
     "gemm_matrix_c": (lambda: _graph(
         [h.make_node("Gemm", ["x", "w", "c"], ["y"], alpha=0.5, beta=2.0)], [3, 4],
         {"w": _x((4, 5), 12), "c": _x((3, 5), 13)}), (3, 4)),
+    "lrn_dynamic": (lambda: _graph(
+        [h.make_node("LRN", ["x"], ["y"], size=5, alpha=1e-2, beta=0.75, bias=2.0)],
+        ["N", 7, "H", "W"]), (2, 7, 5, 6)),
+    "lrn_sum_op7_alexnet_style": (lambda: _graph(
+        [h.make_node("Relu", ["x"], ["r"]), h.make_node("LRN", ["r"], ["l"], size=3),
+         h.make_node("Sum", ["l", "x", "r"], ["y"])], [1, 4, 6, 6], opset=7), (1, 4, 6, 6)),
     "prelu_broadcast": (lambda: _graph(
         [h.make_node("PRelu", ["x", "s"], ["y"])], ["N", 3, 4], {"s": _x((4,), 14)}),
         (2, 3, 4)),

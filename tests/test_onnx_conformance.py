@@ -140,8 +140,6 @@ TODO = {
     'test_gather_1': 'Gather not implemented yet (issue 13)',
     'test_gather_2d_indices': 'Gather not implemented yet (issue 13)',
     'test_gather_negative_indices': 'Gather not implemented yet (issue 13)',
-    'test_lrn': 'LRN not implemented yet (issue 13)',
-    'test_lrn_default': 'LRN not implemented yet (issue 13)',
     'test_matmul_1d_1d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
     'test_matmul_1d_3d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
     'test_matmul_3d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",

@@ -226,7 +226,42 @@ def LogSoftmax(ctx, n, name, at):
     ctx.emit(name, "Sub", [z, ls], [out], {"activation": None})
 
 
+def LRN(ctx, n, name, at):
+    """y = x / (bias + alpha/size · Σ_window x²)^beta over channels: x² moved to
+    (N, H, W, C), a (1, size) AveragePool with zero padding and count_include_pad (= the
+    window sum / size), moved back, then the elementwise formula."""
+    x = ctx.act_in(n, 0)
+    if _rank(ctx, x, n) != 4:
+        raise node_error(n, "LRN of a non-4-D tensor is not supported")
+    size = int(at["size"])
+    alpha, beta = float(at.get("alpha", 1e-4)), float(at.get("beta", 0.75))
+    bias = float(at.get("bias", 1.0))
+    out = n.output[0]
+    t = lambda k: ctx.tmp(f"{out}::{k}")  # noqa: E731
+    sq, sqt, avg, avgb, den, pw = t("sq"), t("sq_nhwc"), t("avg_nhwc"), t("avg"), t("den"), \
+        t("pow")
+    ctx.emit(name + "::sq", "Mul", [x, x], [sq], {"activation": None})
+    ctx.emit(name + "::to_nhwc", "Transpose", [sq], [sqt], {"perm": [0, 2, 3, 1]})
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    ctx.emit(name + "::window", "AveragePool", [sqt], [avg],
+             {"kernel": [1, size], "strides": [1, 1], "pads": [0, lo, 0, hi],
+              "ceil_mode": 0, "count_include_pad": 1})
+    ctx.emit(name + "::to_nchw", "Transpose", [avg], [avgb], {"perm": [0, 3, 1, 2]})
+    scaled = t("scaled")
+    ctx.emit(name + "::scale", "Mul",
+             [avgb, ctx.add_const(np.float32(alpha).reshape(1), name + "::alpha")], [scaled],
+             {"activation": None})
+    ctx.emit(name + "::bias", "Add",
+             [scaled, ctx.add_const(np.float32(bias).reshape(1), name + "::bias")], [den],
+             {"activation": None})
+    ctx.emit(name + "::pow", "BinaryMath",
+             [den, ctx.add_const(np.float32(beta).reshape(1), name + "::beta")], [pw],
+             {"fn": "pow"})
+    ctx.emit(name, "Div", [x, pw], [out], {"activation": None})
+
+
 MATH_TRANSLATORS = {
+    "LRN": LRN,
     **{op: unary for op in UNARY},
     **{op: reduce for op in REDUCE},
     "Gelu": Gelu,
