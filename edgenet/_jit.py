@@ -95,6 +95,10 @@ if not CACHE:
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "20000"
 
+from . import _tiers  # noqa: E402
+
+_tiers.configure()   # EDGENET_SIMD forcing a lower tier sets NUMBA_CPU_NAME (edgenet/_tiers.py)
+
 import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 
 if CACHE_DIR:

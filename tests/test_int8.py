@@ -1,8 +1,9 @@
 """int8 activations (edgenet/quant.py, edgenet/cpu/qconv.py).
 
 Oracles: the NumPy reference backend fake-quantizes the conv input with the same rules
-(uint8 codes, then float64 conv); the CPU backend's uint8 x int8 kernels (AVX512-VNNI and the
-generic-IR variant) must agree with it to float rounding. At model level, the int8 model is
+(uint8 codes, then float64 conv); the CPU backend's uint8 x int8 kernels of every tier this
+process can run (VNNI, vpmaddubsw with int16 accumulation at 16 and 8 lanes, generic IR)
+must agree with it to float rounding. At model level, the int8 model is
 compared with the reference int8 model and with the f32-activation model.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from edgenet.ir import act_desc
 from edgenet.reference import run_node
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
-VARIANTS = ["generic"] + (["vnni"] if simd.has_vnni() else [])
+TIERS = [t for t in simd.TIERS + ("off",) if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
 # (N, C, H, W, O, kh, kw, stride, pads (t, l, b, r), dil, act, residual, enc, lo, hi)
 CASES = [
@@ -64,10 +65,10 @@ def _weight(rng, enc, shape):
                 rng.uniform(0.05, 0.3, size=shape[0]).astype(np.float32) / lim)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
-def test_qconv_matches_reference(case, variant, monkeypatch):
-    monkeypatch.setenv("EDGENET_VNNI", "1" if variant == "vnni" else "0")
+def test_qconv_matches_reference(case, tier, monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     N, C, H, W, O, kh, kw, st, pads, dil, act, res, enc, lo, hi = case
     rng = np.random.default_rng(abs(hash(case)) % 2**32)
     x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
@@ -82,7 +83,9 @@ def test_qconv_matches_reference(case, variant, monkeypatch):
         inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
     want = run_node(node, inputs, consts)[0]
     state = cpu.OPS["Conv"].prepare(node, consts, "packed")
-    assert state["q"] is not None and state["q"]["vnni"] == (variant == "vnni")
+    wmax = {"t2": 1, "q3": 2, "i8": 127, "f32": 127}[enc]
+    assert state["q"] is not None
+    assert (state["q"]["fam"], state["q"]["L"]) == qconv.family(tier, wmax)
     y = np.full_like(want, np.nan)
     cpu.OPS["Conv"].run(node, state, inputs, [y])
     scale = max(float(np.abs(want).max()), 1e-6)
@@ -98,10 +101,62 @@ def test_qconv_matches_reference(case, variant, monkeypatch):
 
 
 def test_tile_choice_fits_every_row():
-    for O in (1, 16, 24, 37, 64, 144, 512):
-        for OW in range(1, 60):
-            k, P = qconv.choose_kp(O, OW)
-            assert P <= OW and P in qconv._QP[k]
+    from edgenet.cpu import gen_simd_conv as gen
+    for (fam, L), tiles in qconv._TILES.items():
+        # every tile the chooser can pick is in the generator's menu
+        kind = "qconv" if fam == "v" else "qtier"
+        for k, P in tiles:
+            key = (k, P, 1, "vnni") if fam == "v" else (fam, L, k, P, 1)
+            assert (kind, key) in gen.MENU
+        for O in (1, 16, 24, 37, 64, 144, 512):
+            for OW in range(1, 60):
+                k, P = qconv.choose_kp(O, OW, fam, L)
+                assert P <= OW and (k, P) in tiles
+
+
+def test_family_per_tier_and_weights():
+    """vpmaddubsw saturates past |w| = 64: int8 levels never take the pm family."""
+    assert qconv.family("avx512vnni", 127) == ("v", 16)
+    assert qconv.family("avx512", 2) == ("pm", 16) and qconv.family("avx2", 64) == ("pm", 8)
+    assert qconv.family("avx2", 65) == ("g", 8) and qconv.family("generic", 1) == ("g", 8)
+    assert qconv.pmadd_steps("pm", 1) == 64 and qconv.pmadd_steps("pm", 2) == 32
+    assert qconv.pmadd_steps("g", 127) == 1 and qconv.pmadd_steps("g", 2) == 64
+    for fam in ("pm", "g"):
+        for wmax in (1, 2, 64, 127):
+            if fam == "pm" and wmax > 64:
+                continue
+            per = (2 if fam == "pm" else 1) * 255 * wmax
+            n = qconv.pmadd_steps(fam, wmax)
+            assert n * per <= 32767 and (n + 1) * per > 32767
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("shape", [(64, 3, 1), (3, 7, 2), (40, 1, 1)], ids=["3x3", "7x7", "1x1"])
+def test_int16_accumulation_at_its_bound(tier, sign, shape, monkeypatch):
+    """Every input at the top code (255) and every quinary weight at +-2: the int16 partial
+    sums reach their bound (smax steps of 2*255*2) and must not wrap or saturate; channel
+    groups and taps past smax exercise the chunked widening (7x7: 49 taps > 32)."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    C, kk, st = shape
+    O, H = 20, 9
+    rng = np.random.default_rng(C + kk)
+    x = np.full((1, C, H, H), 3.0, np.float32)
+    x[..., ::3, ::2] = rng.uniform(0.5, 1.0, size=x[..., ::3, ::2].shape)
+    lev = np.full((O, C, kk, kk), 2 * sign, np.int64)
+    lev[1] = -2 * sign
+    consts = {"w": pack("q3", lev, np.full(O, 0.01, np.float32)),
+              "b": pack("f32", np.zeros(O, np.float32))}
+    pd = kk // 2
+    OW = (H + 2 * pd - kk) // st + 1
+    s, zp = quant.qparams(0.0, 1.0)        # x = 3.0 clamps to code 255
+    node = _node(st, (pd,) * 4, 1, None, False, aq=(float(s), zp, OW))
+    want = run_node(node, [x, None, None], consts)[0]
+    state = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, state, [x, None, None], [y])
+    assert float(np.abs(want).max()) > 0.5 * 255 * 2 * C * kk * kk * 0.01 * float(s)
+    np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-5)
 
 
 def test_qparams_and_fake_quant():

@@ -1,7 +1,9 @@
-"""Every SIMD path (EDGENET_SIMD=off|avx2|avx512) against the NumPy reference on conv cases.
+"""Every SIMD tier (EDGENET_SIMD=avx512vnni|avx512|avx2|generic|off) against the NumPy
+reference on conv cases.
 
-The 16- and 8-lane kernels are generic LLVM vector code, so both run (and must be correct)
-on any CPU; this machine exercises all of them by forcing the mode.
+In process, forcing a tier changes which kernels run (every tier the process's codegen
+target can execute); the codegen restriction a forced tier sets before numba is imported
+is tested in subprocesses (``test_forced_tier_restricts_codegen``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from edgenet.format import pack
 from edgenet.ir import act_desc
 from edgenet.reference import run_node
 
-MODES = ("off", "avx2", "avx512")
+MODES = tuple(t for t in simd.MODES if simd.rank(t) >= simd.rank(simd.codegen_tier()))
 
 CASES = [
     # (N, C, H, W, O, kh, kw, stride, pads (t, l, b, r), dil, act, residual)
@@ -124,7 +126,7 @@ def _ternary(rng, shape):
                 rng.uniform(0.05, 0.3, size=shape[0]).astype(np.float32))
 
 
-@pytest.mark.parametrize("mode", ["avx2", "avx512"])
+@pytest.mark.parametrize("mode", [m for m in MODES if m in ("avx2", "avx512")])
 @pytest.mark.parametrize("variant", ["serial", "parallel"])
 @pytest.mark.parametrize("enc", ["t2", "q3", "i8"])
 @pytest.mark.parametrize("case", CASES[:6] + CASES[8:10], ids=[str(i) for i in range(8)])
@@ -234,12 +236,98 @@ def test_conv_thread_choice(mode, variant, monkeypatch):
 
 
 def test_mode_detection(monkeypatch):
+    from edgenet import _tiers
     monkeypatch.delenv("EDGENET_SIMD", raising=False)
-    want = "avx512" if simd.host_features().get("avx512f") else "avx2"
-    assert simd.simd_mode() == want
+    f = simd.host_features()
+    assert _tiers.tier_of(f) == ("avx512vnni" if f.get("avx512vnni") and f.get("avx512bw")
+                                 else "avx512" if f.get("avx512bw") and f.get("avx512f")
+                                 else "avx2" if f.get("avx2") and f.get("fma") else "generic")
+    assert simd.simd_mode() == simd.codegen_tier()
+    monkeypatch.setenv("EDGENET_SIMD", "auto")
+    assert simd.simd_mode() == simd.codegen_tier()
+    assert _tiers.tier_of({"avx2": True, "fma": True}) == "avx2"
+    assert _tiers.tier_of({"neon": True}) == "generic"
+    assert _tiers.tier_of({"avx512f": True, "avx512bw": True, "avx2": True, "fma": True}) == "avx512"
     monkeypatch.setenv("EDGENET_SIMD", "bogus")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="EDGENET_SIMD"):
         simd.simd_mode()
+
+
+def test_tier_above_codegen_is_an_error(monkeypatch):
+    """A tier the codegen target lacks would make LLVM abort on an unselectable intrinsic:
+    a clear error instead (simulated by pretending the codegen is AVX2)."""
+    from edgenet import _tiers
+    monkeypatch.setattr(_tiers, "_codegen_tier", "avx2")
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
+    with pytest.raises(ValueError, match="compiles for tier avx2"):
+        simd.tier()
+    monkeypatch.setenv("EDGENET_SIMD", "generic")
+    assert simd.tier() == "generic"
+
+
+_SUB = r"""
+import os, sys, json
+import numpy as np
+from edgenet import cpu
+from edgenet.cpu import simd, qconv
+from edgenet.format import pack
+from edgenet.reference import run_node
+from edgenet.cpu.gen_simd_conv import qtier_kernel
+rng = np.random.default_rng(0)
+node = {"name": "c", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["y"],
+        "attrs": {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1,
+                  "activation": None}}
+x = rng.uniform(0, 1, (1, 8, 6, 9)).astype(np.float32)
+consts = {"w": pack("t2", rng.integers(-1, 2, (24, 8, 3, 3)), np.full(24, 0.1, np.float32)),
+          "b": pack("f32", rng.normal(size=24).astype(np.float32))}
+out = {"tier": simd.tier(), "codegen": simd.codegen_tier(), "cpu": os.environ.get("NUMBA_CPU_NAME")}
+for aq in (None, (1 / 255, 0, 9)):
+    nd = dict(node, _aq=aq) if aq else node
+    st = cpu.OPS["Conv"].prepare(nd, consts, "expanded")
+    want = run_node(nd, [x, None, None], consts)[0]
+    y = np.zeros_like(want)
+    cpu.OPS["Conv"].run(nd, st, [x, None, None], [y])
+    out["err" if aq is None else "err8"] = float(np.abs(y - want).max())
+    if aq:
+        q = st["q"]
+        out["fam"] = q["fam"]
+        if q["fam"] != "v":
+            k = qtier_kernel(q["fam"], q["L"], q["k"], q["P"], 1)
+            out["asm"] = chr(10).join(
+                chr(10).join(f.inspect_asm().values()) for f in (k, k.py_func.__globals__[
+                    k.py_func.__name__ + "_tile"]))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("tier,cpu,fam,absent,present", [
+    ("avx2", "haswell", "pm", ("zmm",), ("vpmaddubsw", "vpmaddwd")),
+    ("avx512", "skylake-avx512", "pm", ("vpdpbusd",), ("vpmaddubsw", "zmm")),
+    ("generic", "haswell", "g", ("zmm", "vpmaddubsw", "vpdpbusd"), ("vpmullw",)),
+])
+def test_forced_tier_restricts_codegen(tier, cpu, fam, absent, present, tmp_path):
+    """EDGENET_SIMD set before import: numba compiles for a CPU of that tier (no AVX-512
+    registers under avx2), the tier's int8 kernel runs and matches the reference."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from edgenet import _tiers
+    if simd.rank(tier) < simd.rank(_tiers.tier_of(simd.host_features())):
+        pytest.skip(f"host cannot run {tier}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    env.update(EDGENET_SIMD=tier, EDGENET_CACHE_DIR=str(tmp_path / "cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _SUB], capture_output=True, text=True,
+                       env=env, cwd=root, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["tier"] == tier and out["cpu"] == cpu and out["fam"] == fam
+    assert out["err"] < 1e-4 and out["err8"] < 1e-4
+    for a in absent:
+        assert a not in out["asm"], a
+    for p in present:
+        assert p in out["asm"], p
 
 
 def test_tile_choice():

@@ -417,8 +417,9 @@ class Conv(OpImpl):
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
-                gen_simd_conv.EXPECTED.add(("qconv", (st.q["k"], sh, "vnni" if st.q["vnni"]
-                                                      else "generic")))
+                q = st.q
+                gen_simd_conv.EXPECTED.add(("qconv", (q["k"], sh, "vnni")) if q["vnni"] else
+                                           ("qtier", (q["fam"], q["L"], q["k"], sh)))
             return st
         L = simd.lanes(simd.simd_mode())
         # packed weights run the SIMD kernels too: decoded per call (decode_simd)

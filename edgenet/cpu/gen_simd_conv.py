@@ -24,6 +24,7 @@ The set of kernels is a short fixed menu (``MENU``); ``menu()`` lists the keys f
 and ``warm`` compiles them. To read one kernel::
 
     python -m edgenet.cpu.gen_simd_conv conv 16 2 14 1     # or: dw 16 1 / qconv 2 14 1 vnni
+                                                           # / qtier pm 8 2 7 1
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ from ._common import FM, FZERO  # noqa: F401
 from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
                    vld2_16, vldi16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16, vzeroi16)
+from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs8,  # noqa: F401
+                   vmaddubs16, vmlaw8, vwiden8, vwiden16, vwidenq8, vzeroh8, vzeroi8, vzerow8,
+                   vzerow16)
 
 STRIDES = (1, 2)
 
@@ -56,6 +60,15 @@ SMALL_P = (4, 1)
 Q_TILES = {1: (16, 24, 4, 1), 2: (7, 8, 12, 14), 3: (7, 8), 4: (6,)}
 # int8 dot-product tiers: tier -> the intrinsic that accumulates 4 u8 x s8 products per lane
 Q_DOT = {"vnni": "vdpbusd16", "generic": "vdpbusd16g"}
+# int8 kernels of the tiers without VNNI (qconv.family; edgenet/cpu/simd.py, "int8"):
+# (family, lanes) -> (k, P) tiles. pm16 (avx512, 32 zmm): the VNNI tiles' shapes; pm8
+# (avx2, 16 ymm): k*P int16 accumulators + k weights + 1 broadcast <= 16 (2x7: one spill);
+# g8 (generic: a <32 x i16> accumulator is 2 ymm / 4 NEON q): k = 1. P = 1 fits any row.
+Q_TIER_TILES = {
+    ("pm", 16): ((1, 16), (1, 4), (1, 1), (2, 7), (2, 8), (2, 12), (2, 14), (3, 8), (4, 6)),
+    ("pm", 8): ((1, 14), (1, 12), (1, 8), (1, 7), (1, 4), (1, 1), (2, 7), (2, 6), (3, 4)),
+    ("g", 8): ((1, 7), (1, 6), (1, 4), (1, 1)),
+}
 
 
 def _menu_all():
@@ -75,6 +88,10 @@ def _menu_all():
             for S in STRIDES:
                 for tier in Q_DOT:
                     keys.append(("qconv", (k, P, S, tier)))
+    for (fam, L), tiles in Q_TIER_TILES.items():   # appended: earlier line ranges unchanged
+        for k, P in tiles:
+            for S in STRIDES:
+                keys.append(("qtier", (fam, L, k, P, S)))
     return keys
 
 
@@ -82,11 +99,16 @@ MENU = _menu_all()
 _INDEX = {kk: i for i, kk in enumerate(MENU)}
 
 
-def menu(lanes=None, q_tier=None):
+def menu(lanes=None, q_tier=None, q_fam=None):
     """The (kind, key) pairs one machine can use: f32 kernels for ``lanes`` (16 or 8; None
-    for neither) and int8 kernels for ``q_tier`` (None for none)."""
+    for neither), int8 kernels for ``q_tier`` (None for none) and the non-VNNI int8 family
+    ``q_fam`` ((family, lanes) as qconv.family returns; None for none)."""
     out = []
     for kind, key in MENU:
+        if kind == "qtier":
+            if q_fam is not None and key[:2] == tuple(q_fam):
+                out.append((kind, key))
+            continue
         if kind == "conv" and key[0] == lanes:
             out.append((kind, key))
         elif kind == "dw" and key[0] == lanes:
@@ -365,7 +387,66 @@ def qconv_source(k, P, S, tier):
     return name, "\n".join(o) + "\n"
 
 
-SOURCES = {"conv": conv_source, "dw": dw_source, "qconv": qconv_source}
+def qtier_source(fam, L, k, P, S):
+    """(name, source) of an int8 tile kernel of a tier without VNNI: the tile, layouts and
+    epilogue of ``qconv_source`` with L = 16 or 8 int32 lanes; the reduction accumulates
+    in int16 and widens to int32 after at most ``smax`` steps (an argument:
+    qconv.pmadd_steps). ``pm``: ``h += vpmaddubsw(x, w)``, ``a += vpmaddwd(h, 1)``; ``g``:
+    ``h += zext(x) * w`` on int16 lanes (int16 weights, (ceil(O/B), C4, kh*kw, B, 4)), ``a +=``
+    the sum of each lane's 4 int16. The steps between widenings are ``smax // T`` whole
+    channel groups, or runs of ``smax`` taps of one group when it has more taps (the 7x7
+    stem)."""
+    B = L * k
+    name = f"qconv_{fam}{L}_k{k}_p{P}_s{S}"
+    o = []
+    w = o.append
+    tile_header(w, name, "xq, C4, Hp, Wp, wt, sc, bb, smax", "C4", B, P, S)
+    for j in range(k):
+        for p in range(P):
+            w(f"    a{j}_{p} = vzeroi{L}()")
+    if fam == "pm":
+        hzero, wload, bcast, widen, WS = f"vzerow{L}()", f"vldi{L}", f"vbci{L}", f"vwiden{L}", L
+        step = lambda j, p: f"vaddw{L}(h{j}_{p}, vmaddubs{L}(b, w{j}))"  # noqa: E731
+    else:
+        hzero, wload, bcast, widen, WS = f"vzeroh{L}()", f"vldw{L}", f"vbcw{L}", f"vwidenq{L}", 4 * L
+        step = lambda j, p: f"vmlaw{L}(h{j}_{p}, b, w{j})"  # noqa: E731
+    BW = B * WS // L            # weight elements per step (int32 words, or int16 for g)
+    w("    CB = smax // T if smax >= T else 1")
+    w("    QB = T if smax >= T else smax")
+    w(f"    wb = ob * K * {BW}")
+    w("    for c0 in range(0, C4, CB):")
+    w("        c1 = min(c0 + CB, C4)")
+    w("        for q0 in range(0, T, QB):")
+    w("            q1 = min(q0 + QB, T)")
+    for j in range(k):
+        for p in range(P):
+            w(f"            h{j}_{p} = {hzero}")
+    w("            for c in range(c0, c1):")
+    w("                cb = xb + c * HW")
+    w(f"                wi = wb + (c * T + q0) * {BW}")
+    w("                for q in range(q0, q1):")
+    w("                    xo = cb + toff[q]")
+    for j in range(k):
+        w(f"                    w{j} = {wload}(wt, wi + {j * WS})")
+    for p in range(P):
+        w(f"                    b = {bcast}(xq, xo + {p * S})")
+        for j in range(k):
+            w(f"                    h{j}_{p} = {step(j, p)}")
+    w(f"                    wi += {BW}")
+    for j in range(k):
+        for p in range(P):
+            w(f"            a{j}_{p} = {widen}(a{j}_{p}, h{j}_{p})")
+    for j in range(k):
+        w(f"    s{j} = vld{L}(sc, ob * {B} + {j * L})")
+        w(f"    c{j} = vld{L}(bb, ob * {B} + {j * L})")
+    for j in range(k):
+        for p in range(P):
+            w(f"    f{j}_{p} = vfma{L}(vitof{L}(a{j}_{p}), s{j}, c{j})")
+    tile_epilogue(w, "f", L, k, P)
+    return name, "\n".join(o) + "\n"
+
+
+SOURCES = {"conv": conv_source, "dw": dw_source, "qconv": qconv_source, "qtier": qtier_source}
 
 
 # ----------------------------------------------------------------------------- the factory
@@ -437,6 +518,8 @@ SECONDS_PER_KERNEL = 5.0    # measured: 4.5-7 s per tile kernel on a shared 2-co
 
 
 def _prefix(kind, key):
+    if kind == "qtier":
+        return key[:3] + key[4:]
     return key if kind == "dw" else key[:2] + key[3:] if kind == "conv" else key[:1] + key[2:]
 
 
@@ -462,9 +545,13 @@ def qconv_kernel(k, P, S, tier):
     return kernel("qconv", (k, P, S, tier))
 
 
+def qtier_kernel(fam, L, k, P, S):
+    return kernel("qtier", (fam, L, k, P, S))
+
+
 _jit.estimate_hook = estimate_seconds
 
 if __name__ == "__main__":   # print one kernel's source
     kind = sys.argv[1]
-    key = tuple(a if a in Q_DOT else int(a) for a in sys.argv[2:])
+    key = tuple(a if a in Q_DOT or a in ("pm", "g") else int(a) for a in sys.argv[2:])
     print(SOURCES[kind](*key)[1], end="")

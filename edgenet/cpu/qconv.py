@@ -1,10 +1,25 @@
 """int8 activations for Conv (edgenet/quant.py has the rules): the float32 input is quantized
 per tensor to uint8 into a zero-point-padded buffer with 4 input channels interleaved per
 pixel (``(N, ceil(C/4), Hp, Wp)`` int32 words), and a uint8 x int8 register-tiled kernel
-(``_simd_qconv.QKERNELS``: AVX512-VNNI ``vpdpbusd`` where the CPU has it, else the same dot
-product in generic LLVM IR) accumulates exactly in int32; the epilogue scales to float32 and
-applies bias, zero-point correction, residual and activation. Outputs stay float32, so every
-other node is unchanged."""
+accumulates exactly in int32; the epilogue scales to float32 and applies bias, zero-point
+correction, residual and activation. Outputs stay float32, so every other node is unchanged.
+
+The kernel family follows the CPU tier (edgenet/_tiers.py) and the weights' largest level:
+
+==========  ==========================  ================================================
+family      tiers, weights              dot product (edgenet/cpu/simd.py, "int8")
+==========  ==========================  ================================================
+``v``       avx512vnni                  ``vpdpbusd`` zmm
+``pm``      avx512 (16 lanes), avx2     ``vpmaddubsw`` + int16 accumulation, widened by
+            (8 lanes); max|w| <= 64     ``vpmaddwd`` every ``smax`` steps
+``g``       generic, off, or max|w| >   int16 multiply-add in generic IR (int16 weights),
+            64 on avx512/avx2            widened every ``smax`` steps (1 for int8 levels)
+==========  ==========================  ================================================
+
+(kernels generated in the process: ``gen_simd_conv.qconv_kernel`` / ``qtier_kernel``.) Ternary / quinary weights (|w| <= 2) run
+``pm`` with 64 / 32 steps per widening; float weights quantized to int8 levels saturate
+``vpmaddubsw`` and run ``g`` (exact, slower: ``quant`` auto mode keeps such convs f32 where
+that is faster)."""
 from __future__ import annotations
 
 import numba
@@ -14,20 +29,42 @@ from numba import prange
 from .. import quant
 from .._jit import njit, pjit
 from ._common import tls_buffer, use_parallel
-from .simd import has_vnni, vquant4_16
+from . import simd
+from .gen_simd_conv import Q_TIER_TILES, Q_TILES
+from .simd import vquant4_16
 
-L = 16
-# k (output-channel vectors per tile) -> pixel-tile widths, as in _simd_qconv.Q_VARIANTS
-_QP = {1: (24, 16, 4, 1), 2: (14, 12, 8, 7), 3: (8, 7), 4: (6,)}
+# (family, lanes) -> (k output-channel vectors, P pixels) tiles: gen_simd_conv's menu
+# (Q_TILES for the VNNI family, Q_TIER_TILES for the others)
+_TILES = {("v", 16): tuple((k, P) for k, Ps in Q_TILES.items() for P in Ps), **Q_TIER_TILES}
 _K_PREF = (2, 3, 4, 1)
+I16_MAX = 32767
 
 
-def choose_kp(O: int, OW: int):
+def family(tier: str, wmax: int):
+    """(family, lanes) of the int8 kernel for this tier and largest |weight level|."""
+    if tier == "avx512vnni":
+        return "v", 16
+    if tier in ("avx512", "avx2") and wmax <= 64:
+        return "pm", 16 if tier == "avx512" else 8
+    return "g", 8
+
+
+def pmadd_steps(fam: str, wmax: int) -> int:
+    """Steps (channel-group taps) an int16 accumulator takes before it must be widened:
+    ``pm`` adds a pair sum (<= 2*255*max|w|) per step, ``g`` one product (<= 255*max|w|)."""
+    per = (510 if fam == "pm" else 255) * max(1, wmax)
+    return max(1, I16_MAX // per)
+
+
+def choose_kp(O: int, OW: int, fam: str = "v", L: int = 16):
     """(k, P): least zero-padding of O among the k whose tiles fit the row, then the P with
-    the least recomputed pixels (larger P on ties). k = 1 fits every row (P = 1)."""
+    the least recomputed pixels (larger P on ties). Every family has P = 1 (any row)."""
+    qp = {}
+    for k, P in _TILES[(fam, L)]:
+        qp.setdefault(k, []).append(P)
     best = None
     for k in _K_PREF:
-        Ps = [P for P in _QP[k] if P <= OW]
+        Ps = [P for P in qp.get(k, ()) if P <= OW]
         if not Ps:
             continue
         waste = -(-O // (L * k)) * L * k
@@ -37,29 +74,33 @@ def choose_kp(O: int, OW: int):
     return best[1], best[2]
 
 
-def prepare(p, O, C, KH, KW, bias, aq, OW):
+def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     """Weights in the kernel layout plus the epilogue vectors. p: the weight constant,
     bias: float32 (O,), aq: (input scale, zero point), OW: output width (fixed: only the
-    batch axis is dynamic)."""
+    batch axis is dynamic), tier: the CPU tier (default: simd.tier())."""
     s, zp = np.float32(aq[0]), int(aq[1])
     T = KH * KW
     K = C * T
     lev, alpha = quant.conv_levels(p, O, K)
-    k, P = choose_kp(O, OW)
+    wmax = int(np.abs(lev.astype(np.int16)).max()) if lev.size else 0
+    fam, L = family(tier or simd.tier(), wmax)
+    k, P = choose_kp(O, OW, fam, L)
     B = L * k
     NB = -(-O // B)
     C4 = -(-C // 4)
     w5 = np.zeros((NB * B, C4 * 4, T), np.int8)
     w5[:O, :C] = lev.reshape(O, C, T)
     wt = np.ascontiguousarray(w5.reshape(NB, B, C4, 4, T).transpose(0, 2, 4, 1, 3))
+    wt = wt.astype(np.int16).reshape(-1) if fam == "g" else wt.view(np.int32).reshape(-1)
     sc64 = alpha.astype(np.float64) * float(s)
     corr = (zp * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
     sc = np.zeros(NB * B, np.float32)
     sc[:O] = sc64
     bb = np.zeros(NB * B, np.float32)
     bb[:O] = bias - corr
-    return {"wt": wt.view(np.int32).reshape(-1), "sc": sc, "bb": bb, "corr": corr,
-            "s": s, "zp": np.float32(zp), "k": k, "P": P, "C4": C4, "vnni": has_vnni()}
+    return {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
+            "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
+            "vnni": fam == "v", "kern": f"{fam}{L} k{k} P{P}"}
 
 
 @njit(boundscheck=False)
@@ -118,11 +159,11 @@ def quantize_padded(x, q, pt, pl, pb, pr):
 
 
 def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
-    from .gen_simd_conv import qconv_kernel
+    from .gen_simd_conv import qconv_kernel, qtier_kernel
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    k, P = q["k"], q["P"]
+    k, P, L = q["k"], q["P"], q["L"]
     B = L * k
     if P > OW:   # P was chosen from the output width at load (fixed: only N is dynamic)
         raise ValueError(f"qconv: output width {OW} is narrower than the tile ({P})")
@@ -134,7 +175,12 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
         bb[:O] = b.reshape(-1) - q["corr"]
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_buffer("conv.tb", nt * B * P).reshape(nt, B * P)
-    kern = qconv_kernel(k, P, sh, "vnni" if q["vnni"] else "generic")
-    kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb,
-                                    toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r,
-                                    code, alpha, beta, tb)
+    xi = xq.view(np.int32)
+    if q["fam"] == "v":
+        qconv_kernel(k, P, sh, "vnni")(xi, q["C4"], Hp, Wp, q["wt"], q["sc"], bb, toff,
+                                       y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code,
+                                       alpha, beta, tb)
+        return
+    qtier_kernel(q["fam"], L, k, P, sh)(xi, q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"],
+                                        toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1),
+                                        has_r, code, alpha, beta, tb)

@@ -11,16 +11,13 @@ registers (AVX2: two ymm; ARM64: four q registers), only slower.
 Array indices given to these intrinsics are raw element offsets (no bounds check, no
 negative-index wraparound): callers guarantee they are in range.
 
-Path selection (``simd_mode()``), read when a node is prepared:
-
-- ``EDGENET_SIMD=off|avx2|avx512`` forces a path (``avx2`` = the 8-lane generic vector
-  kernels, ``avx512`` = the 16-lane kernels, ``off`` = the scalar Numba kernels);
-- otherwise ``avx512`` where the host has AVX-512F, else ``avx2`` (8 lanes: AVX/AVX2 on x86,
-  NEON on ARM64 through LLVM legalization).
+Tiers (``simd_mode()`` / ``tier()``; edgenet/_tiers.py has the rules, incl. the codegen
+target a forced tier sets): ``EDGENET_SIMD=avx512vnni|avx512|avx2|generic|off|auto``.
+avx512* run the 16-lane float kernels, avx2 and generic the 8-lane ones (on ARM64 LLVM
+legalizes them to NEON), ``off`` the scalar Numba kernels. The int8 conv kernels differ per
+tier in their dot product (``vdpbusd16``; ``vmaddubs*`` + ``vwiden*``; generic IR).
 """
 from __future__ import annotations
-
-import os
 
 from .. import _jit  # noqa: F401  (cache policy before numba)
 from llvmlite import ir
@@ -28,28 +25,17 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-MODES = ("off", "avx2", "avx512")
-
-
-def host_features() -> dict:
-    try:
-        import llvmlite.binding as llb
-        return dict(llb.get_host_cpu_features())
-    except Exception:  # pragma: no cover - some platforms cannot report features
-        return {}
+from .._tiers import MODES, TIERS, codegen_tier, host_features, rank, tier  # noqa: F401
 
 
 def simd_mode() -> str:
-    env = os.environ.get("EDGENET_SIMD", "").strip().lower()
-    if env in MODES:
-        return env
-    if env and env != "auto":
-        raise ValueError(f"EDGENET_SIMD={env!r}: expected one of off, avx2, avx512, auto")
-    return "avx512" if host_features().get("avx512f") else "avx2"
+    """The tier whose kernels run (EDGENET_SIMD, else the best the codegen target has)."""
+    return tier()
 
 
 def lanes(mode: str) -> int:
-    return {"avx512": 16, "avx2": 8}.get(mode, 0)
+    """float32 lanes of a tier's conv/dense kernels (0: plain loops)."""
+    return {"avx512vnni": 16, "avx512": 16, "avx2": 8, "generic": 8}.get(mode, 0)
 
 
 class Vec(types.Type):
@@ -65,7 +51,7 @@ class Vec(types.Type):
 @register_model(Vec)
 class _VecModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
-        lane = ir.FloatType() if fe_type.elem == "f32" else ir.IntType(32)
+        lane = {"f32": ir.FloatType(), "i32": ir.IntType(32), "i16": ir.IntType(16)}[fe_type.elem]
         super().__init__(dmm, fe_type, ir.VectorType(lane, fe_type.n))
 
 
@@ -316,10 +302,26 @@ def stf(typingctx, arr, idx, v):
 # ----------------------------------------------------------------------------- int8 (u8 x s8)
 # Integer vectors for the int8-activation conv kernels (edgenet/cpu/qconv.py): a lane is an
 # int32 accumulator of one output channel; its 4 bytes hold 4 consecutive input channels
-# (activations: uint8, weights: int8), as in x86's VNNI ``vpdpbusd``.
+# (activations: uint8, weights: int8), as in x86's VNNI ``vpdpbusd``. Per tier (n = 16 or 8
+# int32 lanes):
+#
+# - avx512vnni: ``vdpbusd16`` (one instruction per 64 MACs);
+# - avx512 / avx2: ``vmaddubs{n}`` (``vpmaddubsw``: u8 x s8 products, adjacent pairs summed
+#   into int16 lanes, saturating) accumulated in int16 with ``vaddw{n}``, widened every few
+#   steps by ``vwiden{n}`` (``vpmaddwd`` with ones: the two int16 halves of a lane summed
+#   into int32). Exact while every int16 partial sum stays in range: |w| <= 64 keeps one
+#   pair sum <= 2*255*64 < 32768, and ``steps * 510 * max|w| <= 32767`` bounds the steps
+#   between widenings (64 for ternary, 32 for quinary): ``qconv.pmadd_steps``;
+# - generic: ``vmaddubs{n}g`` / ``vwiden{n}g``, the same arithmetic in plain LLVM IR (no
+#   saturation: wrapping adds, exact within the same bounds), or ``vdpbusd{n}g`` (zext/sext
+#   to int32: exact for any int8 weights).
 
 I32x16 = Vec("i32", 16)
+I32x8 = Vec("i32", 8)
+I16x32 = Vec("i16", 32)
+I16x16 = Vec("i16", 16)
 _I32 = ir.IntType(32)
+_I16 = ir.IntType(16)
 _I8 = ir.IntType(8)
 _LI16 = ir.VectorType(_I32, 16)
 _LF16 = ir.VectorType(_F, 16)
@@ -335,52 +337,237 @@ def _splat_i(builder, s, LV, n):
                                   ir.Constant(ir.VectorType(_I32, n), [0] * n))
 
 
-@intrinsic
-def vldi16(typingctx, arr, idx):
-    """Unaligned load of 16 int32 at arr.flat[idx] (arr: int32)."""
-    if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        return builder.load(builder.bitcast(p, _LI16.as_pointer()), align=4, typ=_LI16)
-    return I32x16(arr, idx), codegen
+def _pairs(builder, v, n2, LW):
+    """even + odd lanes of the 2*n2-lane vector v -> n2 lanes (type LW)."""
+    ev = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                ir.Constant(ir.VectorType(_I32, n2), [2 * i for i in range(n2)]))
+    od = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                ir.Constant(ir.VectorType(_I32, n2), [2 * i + 1 for i in range(n2)]))
+    return builder.add(ev, od)
 
 
-@intrinsic
-def vbci16(typingctx, arr, idx):
-    """arr.flat[idx] (int32) broadcast to 16 lanes (folds into vpdpbusd's {1to16})."""
-    if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        return _splat_i(builder, builder.load(p, align=4, typ=_I32), _LI16, 16)
-    return I32x16(arr, idx), codegen
+_X86 = {  # lanes -> (pmaddubsw, pmaddwd) LLVM intrinsics
+    16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512"),
+    8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
+}
 
 
-@intrinsic
-def vzeroi16(typingctx):
-    def codegen(context, builder, sig, args):
-        return ir.Constant(_LI16, [0] * 16)
-    return I32x16(), codegen
+def _make_int(n):
+    VI, VW, VF = Vec("i32", n), Vec("i16", 2 * n), F32Vec(n)
+    LI, LW, LB, LF = (ir.VectorType(_I32, n), ir.VectorType(_I16, 2 * n),
+                      ir.VectorType(_I8, 4 * n), ir.VectorType(_F, n))
+
+    @intrinsic
+    def vldi(typingctx, arr, idx):
+        """Unaligned load of n int32 at arr.flat[idx] (arr: int32)."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            return builder.load(builder.bitcast(p, LI.as_pointer()), align=4, typ=LI)
+        return VI(arr, idx), codegen
+
+    @intrinsic
+    def vbci(typingctx, arr, idx):
+        """arr.flat[idx] (int32) broadcast to n lanes (folds into vpdpbusd's {1to16})."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            return _splat_i(builder, builder.load(p, align=4, typ=_I32), LI, n)
+        return VI(arr, idx), codegen
+
+    @intrinsic
+    def vzeroi(typingctx):
+        def codegen(context, builder, sig, args):
+            return ir.Constant(LI, [0] * n)
+        return VI(), codegen
+
+    @intrinsic
+    def vzerow(typingctx):
+        def codegen(context, builder, sig, args):
+            return ir.Constant(LW, [0] * (2 * n))
+        return VW(), codegen
+
+    @intrinsic
+    def vitof(typingctx, a):
+        """int32 lanes -> float32 lanes."""
+        if a != VI:
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.sitofp(args[0], LF)
+        return VF(a), codegen
+
+    @intrinsic
+    def vaddw(typingctx, a, b):
+        """int16 lane-wise a + b (wrapping)."""
+        if not (a == VW and b == VW):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.add(args[0], args[1])
+        return VW(a, b), codegen
+
+    @intrinsic
+    def vdotg(typingctx, acc, a, b):
+        """acc + sum_j u8(a.byte[4l+j]) * s8(b.byte[4l+j]) per lane l, in generic LLVM IR
+        (zext/sext to i32, multiply, sum the 4 products of each lane): exact for any int8."""
+        if not (acc == VI and a == VI and b == VI):
+            return None
+        LW4 = ir.VectorType(_I32, 4 * n)
+
+        def codegen(context, builder, sig, args):
+            ua = builder.zext(builder.bitcast(args[1], LB), LW4)
+            sb = builder.sext(builder.bitcast(args[2], LB), LW4)
+            pr = builder.mul(ua, sb)
+            out = args[0]
+            for j in range(4):
+                part = builder.shuffle_vector(pr, ir.Constant(LW4, ir.Undefined),
+                                              ir.Constant(LI, [4 * l + j for l in range(n)]))
+                out = builder.add(out, part)
+            return out
+        return VI(acc, a, b), codegen
+
+    @intrinsic
+    def vmaddubs(typingctx, a, b):
+        """vpmaddubsw: int16 lane i = sat16(u8(a.byte[2i]) * s8(b.byte[2i]) +
+        u8(a.byte[2i+1]) * s8(b.byte[2i+1])) (AVX2 ymm for n = 8, AVX512BW zmm for 16)."""
+        if not (a == VI and b == VI):
+            return None
+
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(LW, [LB, LB]),
+                                                _X86[n][0])
+            return builder.call(fn, [builder.bitcast(args[0], LB), builder.bitcast(args[1], LB)])
+        return VW(a, b), codegen
+
+    @intrinsic
+    def vmaddubsg(typingctx, a, b):
+        """vmaddubs in generic IR (zext/sext to i16, multiply, add the pairs; no saturation)."""
+        if not (a == VI and b == VI):
+            return None
+        LW4 = ir.VectorType(_I16, 4 * n)
+
+        def codegen(context, builder, sig, args):
+            ua = builder.zext(builder.bitcast(args[0], LB), LW4)
+            sb = builder.sext(builder.bitcast(args[1], LB), LW4)
+            return _pairs(builder, builder.mul(ua, sb), 2 * n, LW)
+        return VW(a, b), codegen
+
+    @intrinsic
+    def vwiden(typingctx, acc, h):
+        """acc + vpmaddwd(h, 1): int32 lane l += h[2l] + h[2l+1]."""
+        if not (acc == VI and h == VW):
+            return None
+
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(LI, [LW, LW]),
+                                                _X86[n][1])
+            one = ir.Constant(LW, [1] * (2 * n))
+            return builder.add(args[0], builder.call(fn, [args[1], one]))
+        return VI(acc, h), codegen
+
+    @intrinsic
+    def vwideng(typingctx, acc, h):
+        """vwiden in generic IR (sext to i32, add the pairs)."""
+        if not (acc == VI and h == VW):
+            return None
+
+        def codegen(context, builder, sig, args):
+            w = builder.sext(args[1], ir.VectorType(_I32, 2 * n))
+            return builder.add(args[0], _pairs(builder, w, n, LI))
+        return VI(acc, h), codegen
+
+    return vldi, vbci, vzeroi, vzerow, vitof, vaddw, vdotg, vmaddubs, vmaddubsg, vwiden, vwideng
 
 
-@intrinsic
-def vitof16(typingctx, a):
-    """int32 lanes -> float32 lanes."""
-    if a != I32x16:
-        return None
+(vldi16, vbci16, vzeroi16, vzerow16, vitof16, vaddw16, vdpbusd16g, vmaddubs16, vmaddubs16g,
+ vwiden16, vwiden16g) = _make_int(16)
+(vldi8, vbci8, vzeroi8, vzerow8, vitof8, vaddw8, vdpbusd8g, vmaddubs8, vmaddubs8g,
+ vwiden8, vwiden8g) = _make_int(8)
 
-    def codegen(context, builder, sig, args):
-        return builder.sitofp(args[0], _LF16)
-    return F32x16(a), codegen
+
+def _make_generic(n):
+    """The generic tier's int8 step on n int32 lanes: the 4 channels of each lane are kept
+    as 4 int16 lanes (``<4n x i16>``): h += zext(x) * w with the activation's 4 bytes widened
+    once per broadcast and the weights stored as int16, so the step is a plain int16
+    multiply-add (ARM64 NEON ``mla .8h``; x86 ``vpmullw`` + ``vpaddw``). Exact while
+    ``steps * 255 * max|w| <= 32767``; ``vwidenq`` then adds each lane's 4 int16 into int32."""
+    VI, VH = Vec("i32", n), Vec("i16", 4 * n)
+    LI, LH = ir.VectorType(_I32, n), ir.VectorType(_I16, 4 * n)
+    I64 = ir.IntType(64)
+    L64 = ir.VectorType(I64, n)
+
+    @intrinsic
+    def vbcw(typingctx, arr, idx):
+        """The 4 uint8 of arr.flat[idx] (int32 array) zero-extended to int16, repeated n times."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            v = builder.load(p, align=4, typ=_I32)
+            v4 = builder.zext(builder.bitcast(v, ir.VectorType(_I8, 4)), ir.VectorType(_I16, 4))
+            q = builder.bitcast(v4, I64)
+            return builder.bitcast(_splat_i(builder, q, L64, n), LH)
+        return VH(arr, idx), codegen
+
+    @intrinsic
+    def vldw(typingctx, arr, idx):
+        """Unaligned load of 4n int16 at arr.flat[idx] (arr: int16)."""
+        if not (_is_arr(arr, types.int16) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            return builder.load(builder.bitcast(p, LH.as_pointer()), align=2, typ=LH)
+        return VH(arr, idx), codegen
+
+    @intrinsic
+    def vzeroh(typingctx):
+        def codegen(context, builder, sig, args):
+            return ir.Constant(LH, [0] * (4 * n))
+        return VH(), codegen
+
+    @intrinsic
+    def vmlaw(typingctx, h, a, b):
+        """h + a * b, int16 lanes (wrapping)."""
+        if not (h == VH and a == VH and b == VH):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.add(args[0], builder.mul(args[1], args[2]))
+        return VH(h, a, b), codegen
+
+    @intrinsic
+    def vwidenq(typingctx, acc, h):
+        """acc + (h[4l] + h[4l+1] + h[4l+2] + h[4l+3]) per int32 lane l (sign-extended)."""
+        if not (acc == VI and h == VH):
+            return None
+        LW4 = ir.VectorType(_I32, 4 * n)
+
+        def codegen(context, builder, sig, args):
+            w = builder.sext(args[1], LW4)
+            out = args[0]
+            for j in range(4):
+                out = builder.add(out, builder.shuffle_vector(
+                    w, ir.Constant(LW4, ir.Undefined), ir.Constant(LI, [4 * l + j for l in range(n)])))
+            return out
+        return VI(acc, h), codegen
+
+    return vbcw, vldw, vzeroh, vmlaw, vwidenq
+
+
+vbcw8, vldw8, vzeroh8, vmlaw8, vwidenq8 = _make_generic(8)
 
 
 @intrinsic
 def vdpbusd16(typingctx, acc, a, b):
     """acc + sum_j u8(a.byte[4l+j]) * s8(b.byte[4l+j]) per lane l, via AVX512-VNNI
-    ``vpdpbusd`` (call only where the CPU has avx512vnni: see ``has_vnni``)."""
+    ``vpdpbusd`` (call only where the tier is avx512vnni)."""
     if not (acc == I32x16 and a == I32x16 and b == I32x16):
         return None
 
@@ -389,28 +576,6 @@ def vdpbusd16(typingctx, acc, a, b):
             builder.module, ir.FunctionType(_LI16, [_LI16, _LI16, _LI16]),
             "llvm.x86.avx512.vpdpbusd.512")
         return builder.call(fn, list(args))
-    return I32x16(acc, a, b), codegen
-
-
-@intrinsic
-def vdpbusd16g(typingctx, acc, a, b):
-    """The same dot product in generic LLVM IR (zext/sext to i32, multiply, sum the 4
-    products of each lane): correct on any CPU; no saturation, unlike AVX2's vpmaddubsw."""
-    if not (acc == I32x16 and a == I32x16 and b == I32x16):
-        return None
-    LB = ir.VectorType(_I8, 64)
-    LW = ir.VectorType(_I32, 64)
-
-    def codegen(context, builder, sig, args):
-        ua = builder.zext(builder.bitcast(args[1], LB), LW)
-        sb = builder.sext(builder.bitcast(args[2], LB), LW)
-        pr = builder.mul(ua, sb)
-        out = args[0]
-        for j in range(4):
-            part = builder.shuffle_vector(pr, ir.Constant(LW, ir.Undefined),
-                                          ir.Constant(_LI16, [4 * l + j for l in range(16)]))
-            out = builder.add(out, part)
-        return out
     return I32x16(acc, a, b), codegen
 
 
@@ -488,8 +653,5 @@ def vquant4_16(typingctx, x, idx, cs, nc, np_, s, zp, out, oidx):
 
 
 def has_vnni() -> bool:
-    """The host has AVX512-VNNI (vpdpbusd on zmm); ``EDGENET_VNNI=0`` forces the generic path."""
-    if os.environ.get("EDGENET_VNNI", "").strip() in ("0", "off", "no"):
-        return False
-    f = host_features()
-    return bool(f.get("avx512vnni") and f.get("avx512bw") and f.get("avx512f"))
+    """The int8 kernels of this tier use AVX512-VNNI (tier avx512vnni)."""
+    return tier() == "avx512vnni"
