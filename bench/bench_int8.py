@@ -112,14 +112,14 @@ class _W:
         return self.lev
 
 
-def layers(runs, threads, names):
+def layers(runs, threads, names, widen1=False):
     import numba
     from edgenet import cpu
     from edgenet.cpu import qconv, simd
     from edgenet.format import pack
     rng = np.random.default_rng(0)
-    print(f"layers (tier {simd.tier()}): median ms (GMAC/s), int8 (quantize included) vs f32, "
-          f"ternary weights, threads {threads}")
+    print(f"layers (tier {simd.tier()}): median/min ms (GMAC/s at the min: the box is shared), "
+          f"int8 (quantize included) vs f32, ternary weights, threads {threads}")
     for name in names:
         C, O, H, K, S, PD = LAYERS[name]
         lev = rng.integers(-1, 2, (O, C, K, K)).astype(np.int8)
@@ -135,6 +135,11 @@ def layers(runs, threads, names):
         y = np.empty((1, O, OW, OW), np.float32)
         calls = {"int8": lambda: cpu.OPS["Conv"].run(node, st8, [x, None, None], [y]),
                  "f32": lambda: cpu.OPS["Conv"].run(node, st32, [x, None, None], [y])}
+        if st8["q"]["fam"] != "v" and widen1:
+            # the same kernel widening int16 -> int32 after every step (smax = 1): what the
+            # int16 accumulation saves
+            st1 = dict(st8, q=dict(st8["q"], smax=1))
+            calls["int8 widen/step"] = lambda: cpu.OPS["Conv"].run(node, st1, [x, None, None], [y])
         ts = {(k, t): [] for k in calls for t in threads}
         for (k, t) in ts:
             numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
@@ -147,8 +152,8 @@ def layers(runs, threads, names):
                 ts[(k, t)].append(time.perf_counter() - t0)
         macs = O * C * K * K * OW * OW
         q = st8["q"]
-        cells = [f"{k} t{t} {1e3 * np.median(v):.3f} ({macs / np.median(v) / 1e9:.0f})"
-                 for (k, t), v in ts.items()]
+        cells = [f"{k} t{t} {1e3 * np.median(v):.3f}/{1e3 * np.min(v):.3f} "
+                 f"({macs / np.min(v) / 1e9:.0f})" for (k, t), v in ts.items()]
         print(f"  {name:18s} [{q['kern']}]: " + "  ".join(cells), flush=True)
 
 
@@ -158,12 +163,14 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--layers", default="all")
     ap.add_argument("--no-peaks", action="store_true")
+    ap.add_argument("--widen1", action="store_true",
+                    help="also time the pm/g kernels widening after every step")
     a = ap.parse_args()
     if not a.no_peaks:
         peaks()
     names = list(LAYERS) if a.layers == "all" else a.layers.split(",")
     if names and names != ["none"]:
-        layers(a.runs, [int(t) for t in a.threads.split(",")], names)
+        layers(a.runs, [int(t) for t in a.threads.split(",")], names, a.widen1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,20 @@
 #!/usr/bin/env python
-"""edgenet vs onnxruntime (fp32, int8 QDQ) vs PyTorch eager: latency, memory, size, compile.
+"""edgenet vs onnxruntime and OpenVINO (fp32, int8 QDQ) vs PyTorch eager: latency, memory,
+size, compile.
 
     python bench/harness.py                       # everything (takes a while)
     python bench/harness.py --models resnet20 --batches 1 --threads 2 --runs 20
+    python bench/harness.py --tiers avx512vnni,avx2,generic --skip memory,compile,agreement \
+        --batches 1 --threads 2 --variants f32,ternary,ternary-a8:int8,ternary-a8:auto,ternary-a8:f32
+
+Tiers: each ``--tiers`` entry runs the latency part in its own process with
+``EDGENET_SIMD`` set (a forced tier also restricts numba's codegen: edgenet/_tiers.py); the
+peers run in that process too, interleaved, with their own (native) kernels. A variant
+``FILE:MODE`` loads the file variant FILE with ``activations=MODE`` (``auto`` is the
+default for calibrated files). Peers: onnxruntime (``session.intra_op.allow_spinning=0``)
+and OpenVINO (``INFERENCE_NUM_THREADS``, ``PERFORMANCE_HINT=LATENCY``,
+``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 OpenVINO would otherwise run the fp32
+model in bf16), each on the same ONNX file for fp32 and the same QDQ model for int8.
 
 Latency: all engines in ONE process, interleaved in blocks of `--block` calls (the machines
 are shared and noisy; medians and ratios from one run are what we quote). Peak memory: one
@@ -27,7 +39,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 CACHE = os.path.join(HERE, "models_cache")
-MODELS = ["resnet18", "resnet20", "densenet121", "mobilenetv2", "mnist_seed_relu"]
+MODELS = ["resnet18", "resnet20", "densenet121", "mobilenetv2", "mobilenetv3_small",
+          "mnist_seed_relu"]
+PEERS = ("onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino int8")
 VARIANTS = {"f32": dict(weights="f32"),
             "ternary": dict(weights="ternary", keep_float=()),
             "quinary": dict(weights="quinary", keep_float=()),
@@ -101,8 +115,39 @@ def ort_session(path, threads):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
+def ov_model(path, threads):
+    """An OpenVINO CPU infer request for the ONNX file (None without openvino)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    c = core.compile_model(core.read_model(path), "CPU",
+                           {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
+                            "INFERENCE_PRECISION_HINT": "f32"})
+    return c.create_infer_request()
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def _load_variant(edgenet, name, v, threads):
+    fv, _, mode = v.partition(":")
+    return edgenet.load(edgenet_path(name, fv), threads=threads, activations=mode or None)
+
+
 def latency(models, batches, threads_list, runs, block, variants, use_torch):
     import edgenet
+    from edgenet.cpu import simd
+    tier = simd.tier()
     rows = []
     for name in models:
         src = onnx_path(name)
@@ -114,7 +159,16 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                 engines["onnxruntime int8"] = ort_session(int8_path(name, shape), threads)
             except Exception as e:  # noqa: BLE001 - a bench keeps going
                 print(f"  (no int8 model for {name}: {e})")
-            ours = {v: edgenet.load(edgenet_path(name, v), threads=threads) for v in variants}
+            ovs = {}
+            try:
+                r = ov_model(src, threads)
+                if r is not None:
+                    ovs["openvino fp32"] = r
+                    if "onnxruntime int8" in engines:
+                        ovs["openvino int8"] = ov_model(int8_path(name, shape), threads)
+            except Exception as e:  # noqa: BLE001
+                print(f"  (no OpenVINO for {name}: {e})")
+            ours = {v: _load_variant(edgenet, name, v, threads) for v in variants}
             tmod = None
             if use_torch:
                 try:
@@ -131,6 +185,8 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                 if "onnxruntime int8" in engines:
                     s8 = engines["onnxruntime int8"]
                     calls["onnxruntime int8"] = lambda s8=s8: s8.run(None, {"input": x})
+                for k, r in ovs.items():
+                    calls[k] = lambda r=r: r.infer({0: x})
                 for v, m in ours.items():
                     calls[f"edgenet {v}"] = lambda m=m: m(x)
                 if tmod is not None:
@@ -152,13 +208,43 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                             f()
                             times[k].append(time.perf_counter() - t0)
                 base = float(np.median(times["onnxruntime fp32"]))
+                meds = {k: float(np.median(t)) for k, t in times.items()}
+                fast32 = min(meds[k] for k in ("onnxruntime fp32", "openvino fp32") if k in meds)
+                fast8 = min((meds[k] for k in ("onnxruntime int8", "openvino int8") if k in meds),
+                            default=float("nan"))
                 for k, t in times.items():
-                    med = float(np.median(t))
+                    med = meds[k]
                     rows.append({"model": name, "batch": batch, "threads": threads, "engine": k,
+                                 "tier": tier, "cpu": cpu_model(),
                                  "median_ms": med * 1e3, "p90_ms": float(np.percentile(t, 90)) * 1e3,
-                                 "ratio_vs_ort_fp32": med / base})
-                    print(f"  {name:16s} b{batch} t{threads} {k:18s} {med * 1e3:9.3f} ms "
-                          f"({med / base:.2f}x ORT fp32)", flush=True)
+                                 "ratio_vs_ort_fp32": med / base,
+                                 "ratio_vs_fastest_fp32": med / fast32,
+                                 "ratio_vs_fastest_int8": med / fast8,
+                                 "int8_convs": getattr(ours.get(k[len("edgenet "):]), "int8_convs", None)})
+                    print(f"  [{tier}] {name:16s} b{batch} t{threads} {k:24s} {med * 1e3:9.3f} ms "
+                          f"({med / base:.2f}x ORT fp32, {med / fast32:.2f}x fastest fp32, "
+                          f"{med / fast8:.2f}x fastest int8)", flush=True)
+    return rows
+
+
+def latency_tiers(tiers, argv):
+    """The latency part once per tier, each in its own process (EDGENET_SIMD set before
+    numba is imported); rows collected from their JSON."""
+    rows = []
+    for t in tiers:
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "rows.json")
+            env = dict(os.environ, EDGENET_SIMD=t)
+            env.pop("NUMBA_CPU_NAME", None)
+            env.pop("NUMBA_CPU_FEATURES", None)
+            r = subprocess.run([sys.executable, __file__, *argv, "--tiers", t,
+                                "--skip", "memory,compile,agreement", "--rows-out", out],
+                               env=env, cwd=ROOT)
+            if r.returncode == 0 and os.path.exists(out):
+                with open(out) as f:
+                    rows += json.load(f)
+            else:
+                print(f"  (tier {t} failed: exit {r.returncode})")
     return rows
 
 
@@ -186,7 +272,8 @@ def peak_memory(models, variants):
         shape = ort_session(src, 1).get_inputs()[0].shape
         shp = ",".join(str(d if isinstance(d, int) else 1) for d in shape)
         cases = [("onnxruntime fp32", "ort", src)] + [
-            (f"edgenet {v}", "edgenet", edgenet_path(name, v)) for v in variants]
+            (f"edgenet {v}", "edgenet", edgenet_path(name, v.partition(":")[0]))
+            for v in variants]
         for label, eng, path in cases:
             for policy in (["expanded", "packed"] if eng == "edgenet" else [None]):
                 env = dict(os.environ)
@@ -362,12 +449,23 @@ def write_results(res):
              f"Machine: {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"command: `python bench/harness.py {' '.join(sys.argv[1:])}`", ""]
     if res.get("latency"):
-        lines += ["### Latency (median ms of interleaved runs; ratio vs onnxruntime fp32)", "",
-                  "| model | batch | threads | engine | median ms | p90 ms | × ORT fp32 |",
-                  "|---|---:|---:|---|---:|---:|---:|"]
+        cpus = sorted({r.get("cpu") for r in res["latency"] if r.get("cpu")})
+        lines += ["### Latency (median ms of interleaved runs; ratios vs onnxruntime fp32 and "
+                  "vs the fastest peer's fp32 / int8)", "",
+                  f"CPU: {', '.join(cpus) or 'not recorded'}. Tier: edgenet's SIMD tier "
+                  "(`EDGENET_SIMD`; a forced tier also restricts the codegen); peers run their "
+                  "native kernels in the same process.", "",
+                  "| model | tier | batch | threads | engine | median ms | p90 ms | × ORT fp32 "
+                  "| × fastest fp32 | × fastest int8 |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+
+        def f2(v):
+            return "" if v is None or v != v else f"{v:.2f}"
         for r in res["latency"]:
-            lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['engine']} | "
-                         f"{r['median_ms']:.3f} | {r['p90_ms']:.3f} | {r['ratio_vs_ort_fp32']:.2f} |")
+            lines.append(f"| {r['model']} | {r.get('tier', '')} | {r['batch']} | {r['threads']} | "
+                         f"{r['engine']} | {r['median_ms']:.3f} | {r['p90_ms']:.3f} | "
+                         f"{r['ratio_vs_ort_fp32']:.2f} | {f2(r.get('ratio_vs_fastest_fp32'))} | "
+                         f"{f2(r.get('ratio_vs_fastest_int8'))} |")
         lines.append("")
     if res.get("agreement"):
         lines += ["### Top-1 agreement and accuracy on real inputs (sklearn digits; see "
@@ -424,13 +522,30 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of: latency,memory,compile,agreement")
     ap.add_argument("--agreement-models", default="resnet18,resnet20")
     ap.add_argument("--agreement-n", type=int, default=1000)
+    ap.add_argument("--tiers", default="", help="comma list of EDGENET_SIMD tiers for the "
+                    "latency part, one process each (default: this process's tier)")
+    ap.add_argument("--rows-out", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    tiers = [t for t in a.tiers.split(",") if t]
+    if a.rows_out:      # a child of latency_tiers: latency rows only
+        os.environ["EDGENET_SIMD"] = tiers[0]
+        rows = latency(a.models.split(","), [int(b) for b in a.batches.split(",")],
+                       [int(t) for t in a.threads.split(",")], a.runs, a.block,
+                       a.variants.split(","), not a.no_torch)
+        with open(a.rows_out, "w") as f:
+            json.dump(rows, f)
+        return
     models = a.models.split(",")
     variants = a.variants.split(",")
     skip = set(filter(None, a.skip.split(",")))
     os.makedirs(CACHE, exist_ok=True)
     res = {}
-    if "latency" not in skip:
+    if "latency" not in skip and tiers:
+        print("latency per tier:")
+        argv = [x for i, x in enumerate(sys.argv[1:]) if x not in ("--tiers", "--skip")
+                and (i == 0 or sys.argv[i] not in ("--tiers", "--skip"))]
+        res["latency"] = latency_tiers(tiers, argv)
+    elif "latency" not in skip:
         print("latency:")
         res["latency"] = latency(models, [int(b) for b in a.batches.split(",")],
                                  [int(t) for t in a.threads.split(",")], a.runs, a.block,
@@ -446,7 +561,8 @@ def main():
         res["compile"] = compile_times(models)
     prev = os.path.join(HERE, "results.json")
     if os.path.exists(prev):  # keep the sections and rows (other models...) this run skipped
-        keys = {"latency": ("model", "batch", "threads", "engine"), "memory": ("model", "engine"),
+        keys = {"latency": ("model", "tier", "batch", "threads", "engine"),
+                "memory": ("model", "engine"),
                 "compile": ("model",), "agreement": ("model", "engine")}
         with open(prev) as f:
             for k, old in json.load(f).items():

@@ -39,6 +39,72 @@ def _load_fixtures_module():
 
 mf = _load_fixtures_module()
 
+
+class _SE(torch.nn.Module):
+    """Squeeze-excitation: GlobalAveragePool -> 1x1 conv -> ReLU -> 1x1 conv -> HardSigmoid
+    -> channel-wise Mul."""
+
+    def __init__(self, c, sq):
+        super().__init__()
+        self.fc1 = torch.nn.Conv2d(c, sq, 1)
+        self.fc2 = torch.nn.Conv2d(sq, c, 1)
+
+    def forward(self, x):
+        s = torch.nn.functional.adaptive_avg_pool2d(x, 1)
+        s = torch.nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(s))))
+        return x * s
+
+
+class _IR3(torch.nn.Module):
+    """MobileNetV3 inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project."""
+
+    def __init__(self, cin, k, exp, cout, se, hs, s):
+        super().__init__()
+        act = torch.nn.Hardswish if hs else torch.nn.ReLU
+        nn = torch.nn
+        layers = []
+        if exp != cin:
+            layers += [nn.Conv2d(cin, exp, 1, bias=False), nn.BatchNorm2d(exp), act()]
+        layers += [nn.Conv2d(exp, exp, k, s, k // 2, groups=exp, bias=False), nn.BatchNorm2d(exp),
+                   act()]
+        if se:
+            layers.append(_SE(exp, mf._make_divisible(exp // 4)))
+        layers += [nn.Conv2d(exp, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.block = nn.Sequential(*layers)
+        self.res = s == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.res else y
+
+
+class MobileNetV3Small(torch.nn.Module):
+    """torchvision's MobileNetV3-small layout (SE + HardSwish), written out here."""
+
+    CFG = [  # k, exp, out, SE, HardSwish, stride
+        (3, 16, 16, True, False, 2), (3, 72, 24, False, False, 2), (3, 88, 24, False, False, 1),
+        (5, 96, 40, True, True, 2), (5, 240, 40, True, True, 1), (5, 240, 40, True, True, 1),
+        (5, 120, 48, True, True, 1), (5, 144, 48, True, True, 1), (5, 288, 96, True, True, 2),
+        (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1)]
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        nn = torch.nn
+        layers = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish()]
+        c = 16
+        for k, e, o, se, hs, s in self.CFG:
+            layers.append(_IR3(c, k, e, o, se, hs, s))
+            c = o
+        layers += [nn.Conv2d(c, 576, 1, bias=False), nn.BatchNorm2d(576), nn.Hardswish()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(),
+                                        nn.Linear(1024, num_classes))
+
+    def forward(self, x):
+        x = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+        return self.classifier(x)
+
+
 # name -> (builder, input shape (C,H,W), seed)
 MODELS = {
     "resnet18": (lambda: mf.ImageNetResNet((2, 2, 2, 2), 1000), (3, 224, 224), 101),
@@ -46,6 +112,7 @@ MODELS = {
     "mobilenetv2": (lambda: mf.MobileNetV2(1.0, 1000), (3, 224, 224), 103),
     "resnet20": (mf.resnet20, (3, 32, 32), 104),
     "mnist_seed_relu": (lambda: mf.MnistSeed("relu"), (1, 28, 28), 105),
+    "mobilenetv3_small": (MobileNetV3Small, (3, 224, 224), 106),
 }
 
 

@@ -16,6 +16,10 @@ Rules (docs/PERFORMANCE.md, "int8 activations"):
   ``rint(w / a)`` with ``a = max|w| / 127``.
 - The accumulation is exact (int32); the output is ``acc * (alpha * s) + bias - zp *
   sum(levels) * alpha * s`` in float32, then the fused residual / activation.
+
+Modes: ``f32``; ``int8`` (every eligible conv with a range); ``auto`` (the default for a
+calibrated file): an eligible conv runs int8 only where this CPU tier's int8 kernel is
+estimated faster than its f32 kernel (:func:`choose_int8`; docs/PERFORMANCE.md, "auto").
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import numpy as np
 from .errors import EdgenetError, InputError
 
 METADATA_KEY = "activation_quant"
-MODES = ("f32", "int8")
+MODES = ("f32", "int8", "auto")
 METHODS = ("minmax", "percentile")
 
 
@@ -83,19 +87,88 @@ def eligible(node: dict, consts: dict) -> bool:
     return w is not None and len(getattr(w, "shape", ())) == 4
 
 
-def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None):
+# ---------------------------------------------------------------------------- auto mode
+# Measured single-thread throughput (GMAC/s) of each tier's conv kernels: bench/bench_int8.py
+# per tier (EDGENET_SIMD=..., codegen restricted) on an AMD EPYC Zen 4, ternary weights,
+# ResNet/MobileNet layer shapes, the best of 20 interleaved runs (the box was shared), the
+# int8 figures with the quantize pass included (docs/PERFORMANCE.md, "Tiers"). "kxk": >= 9
+# taps (3x3 and the 7x7/2 stem), "1x1": pointwise. Families: qconv.family (v: VNNI, pm16 /
+# pm8: vpmaddubsw zmm / ymm, g8: generic int16 multiply-add; g8w: generic with int8-level
+# weights, widened after every step: not measured, set low so such convs stay f32).
+GMACS_F32 = {"avx512vnni": {"kxk": 52.0, "1x1": 45.0}, "avx512": {"kxk": 52.0, "1x1": 45.0},
+             "avx2": {"kxk": 40.0, "1x1": 28.0}, "generic": {"kxk": 40.0, "1x1": 28.0},
+             "off": {"kxk": 4.0, "1x1": 4.0}}
+GMACS_INT8 = {"v": {"kxk": 155.0, "1x1": 95.0}, "pm16": {"kxk": 120.0, "1x1": 70.0},
+              "pm8": {"kxk": 90.0, "1x1": 45.0}, "g8": {"kxk": 40.0, "1x1": 22.0},
+              "g8w": {"kxk": 12.0, "1x1": 8.0}}
+QUANT_NS = 0.1       # ns per input element beyond what the int8 figures include (small maps)
+AUTO_MARGIN = 0.85   # int8 must be estimated this much faster: near-ties stay f32
+
+
+def conv_cost(tier: str, fam: str, C: int, O: int, T: int, OHW: int, HW: int):
+    """(estimated int8 ms, estimated f32 ms) of one image through a conv of C -> O channels,
+    T taps, OHW output and HW input pixels, on this tier with int8 family ``fam``."""
+    macs = float(C) * O * T * OHW
+    cls = "kxk" if T > 1 else "1x1"
+    t32 = macs / (GMACS_F32.get(tier, GMACS_F32["generic"])[cls] * 1e6)
+    t8 = macs / (GMACS_INT8[fam][cls] * 1e6) + C * HW * QUANT_NS * 1e-6
+    return t8, t32
+
+
+def choose_int8(node: dict, consts: dict, shapes: dict, tier: str | None = None):
+    """auto mode: (int8?, est. int8 ms, est. f32 ms, family) for one eligible conv."""
+    from . import _tiers
+    tier = tier or _tiers.tier()
+    w = consts[node["inputs"][1]]
+    O, C, KH, KW = (int(d) for d in w.shape)
+    wmax = _max_level(w)
+    fam = ("v" if tier == "avx512vnni" else
+           f"pm{16 if tier == 'avx512' else 8}" if tier in ("avx512", "avx2") and wmax <= 64
+           else "g8" if wmax <= 2 else "g8w")
+    ys = shapes[node["outputs"][0]]
+    xs = shapes[node["inputs"][0]]
+    t8, t32 = conv_cost(tier, fam, C, O, KH * KW, int(ys[-1]) * int(ys[-2]),
+                        int(xs[-1]) * int(xs[-2]))
+    return t8 < AUTO_MARGIN * t32, t8, t32, fam
+
+
+def _max_level(w) -> int:
+    """Largest |level| the int8 kernels will see: 1 ternary, 2 quinary, the stored maximum
+    of i8 levels, 127 for float weights (quantized per channel to +-127)."""
+    enc = str(getattr(getattr(w, "encoding", None), "value", getattr(w, "encoding", "f32")))
+    if enc.startswith("t"):
+        return 1
+    if enc.startswith("q"):
+        return 2
+    if enc == "i8":
+        return int(np.abs(np.asarray(w.data, np.int8).astype(np.int16)).max()) if w.data.size else 0
+    return 127
+
+
+def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None,
+             auto: bool = False, tier: str | None = None, choices: list | None = None):
     """Copies of ``nodes`` where each eligible Conv with a calibrated input carries
     ``_aq = (scale, zero_point, output width)``; returns (nodes, number of int8 convs).
-    shapes: every value's shape (the output width is fixed: only the batch is dynamic)."""
+    shapes: every value's shape (the output width is fixed: only the batch is dynamic).
+    auto: only the convs :func:`choose_int8` picks (needs shapes); ``choices`` (a list)
+    receives one dict per eligible conv (node, int8, est_int8_ms, est_f32_ms, family)."""
     out, count = [], 0
+    if choices is None:
+        choices = []
     for nd in nodes:
         r = ranges.get(nd["inputs"][0]) if nd.get("inputs") else None
         if r is not None and eligible(nd, consts):
             s, zp = qparams(*r)
-            nd = dict(nd)
-            ow = int(shapes[nd["outputs"][0]][-1]) if shapes is not None else None
-            nd["_aq"] = (float(s), int(zp), ow)
-            count += 1
+            use = True
+            if auto and shapes is not None:
+                use, t8, t32, fam = choose_int8(nd, consts, shapes, tier)
+                choices.append({"node": nd.get("name", ""), "int8": bool(use),
+                                "est_int8_ms": t8, "est_f32_ms": t32, "family": fam})
+            if use:
+                nd = dict(nd)
+                ow = int(shapes[nd["outputs"][0]][-1]) if shapes is not None else None
+                nd["_aq"] = (float(s), int(zp), ow)
+                count += 1
         out.append(nd)
     return out, count
 

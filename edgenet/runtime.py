@@ -155,11 +155,13 @@ class Model:
                         for n in self.graph["nodes"]]
 
     def _activation_mode(self, activations, act_ranges, shapes):
-        """f32, or int8 (eligible Convs get ``_aq`` = (scale, zero point) in their node:
-        edgenet/quant.py). Default: the file's calibration if it has one, else f32;
+        """f32, int8 (eligible Convs get ``_aq`` = (scale, zero point) in their node:
+        edgenet/quant.py) or auto (only the convs whose int8 kernel is estimated faster on
+        this CPU tier). Default: auto if the file is calibrated, else f32;
         EDGENET_ACTIVATIONS overrides the default. CUDA runs f32 unless int8 is asked for
         explicitly (then it is an error)."""
         from . import quant
+        self.int8_choices = []   # auto: one dict per eligible conv (quant.annotate)
         explicit = activations is not None
         mode = activations or os.environ.get("EDGENET_ACTIVATIONS") or None
         ranges = act_ranges
@@ -169,7 +171,7 @@ class Model:
             except EdgenetError as e:
                 raise ModelError(f"{self.path}: {e}") from None
         if mode is None:
-            mode = "int8" if ranges else "f32"
+            mode = "auto" if ranges else "f32"
             if self.device == "cuda":
                 mode = "f32"
         if mode not in quant.MODES:
@@ -189,12 +191,13 @@ class Model:
                              f"act_ranges=edgenet.quant.calibrate(...)"
                              + ("" if explicit else " (EDGENET_ACTIVATIONS=int8 is set)"))
         try:
-            nodes, count = quant.annotate(self.graph["nodes"], self.consts, ranges, shapes)
+            nodes, count = quant.annotate(self.graph["nodes"], self.consts, ranges, shapes,
+                                          auto=mode == "auto", choices=self.int8_choices)
         except EdgenetError as e:   # e.g. a NaN or inverted range in the file's metadata
             raise ModelError(f"{self.path}: activation ranges: {e}") from None
         self.graph = dict(self.graph)
         self.graph["nodes"] = nodes
-        return "int8", count
+        return mode, count
 
     # -- description -------------------------------------------------------------------
     @property
@@ -425,10 +428,11 @@ def load(path, *, device: str = "cpu", threads: int | None = None, policy: str |
     policy: "packed" (the default: weights stay bit-packed, decoded a layer at a time;
     smallest memory) or "expanded" (weights decoded once at load; ~8% faster).
     warmup: compile/load every kernel now instead of on the first call.
-    activations: "f32" or "int8" (uint8 activations x int8 weights in eligible convs, from
+    activations: "f32", "int8" (uint8 activations x int8 weights in eligible convs, from
     calibrated ranges: the file's, written by ``edgenet convert --activations int8
-    --calibrate``, or ``act_ranges`` from ``edgenet.quant.calibrate``). Default: int8 when
-    the file is calibrated, else f32.
+    --calibrate``, or ``act_ranges`` from ``edgenet.quant.calibrate``) or "auto" (int8 only
+    where this CPU's int8 kernel is faster: ``model.int8_choices``). Default: auto when the
+    file is calibrated, else f32.
     """
     m = Model(path, device=device, threads=threads, policy=policy, verify=verify,
               activations=activations, act_ranges=act_ranges)

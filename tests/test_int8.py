@@ -243,11 +243,14 @@ def test_int8_matches_onnxruntime_qdq_reference(name, weights, r20, tmp_path):
 
 def test_calibrated_file_and_modes(r20):
     p, cal, _ = r20
-    m8 = edgenet.load(p)                           # calibrated file: int8 by default
+    ma = edgenet.load(p)                           # calibrated file: auto by default
+    assert ma.activations == "auto" and len(ma.int8_choices) == 19
+    assert ma.int8_convs == sum(c["int8"] for c in ma.int8_choices)
+    m8 = edgenet.load(p, activations="int8")
     assert m8.activations == "int8" and m8.int8_convs == 19
     m32 = edgenet.load(p, activations="f32")
     assert m32.activations == "f32" and m32.int8_convs == 0
-    ref8 = edgenet.load(p, device="reference")
+    ref8 = edgenet.load(p, device="reference", activations="int8")
     assert ref8.activations == "int8"
     meta = m8.metadata[quant.METADATA_KEY]
     assert meta["mode"] == "int8" and meta["samples"] == 12
@@ -331,14 +334,14 @@ def test_cli_run_and_bench_activations(r20, tmp_path):
                            cwd=root, env=env)
         assert r.returncode == 0, r.stderr
         outs[mode] = np.load(o)
-    m8 = edgenet.load(p)
+    m8 = edgenet.load(p, activations="int8")
     np.testing.assert_allclose(outs["int8"], m8(cal[:2]), rtol=1e-6, atol=1e-7)
     assert not np.array_equal(outs["int8"], outs["f32"])
     r = subprocess.run([sys.executable, "-m", "edgenet", "bench", p, "--runs", "3", "--json"],
                        capture_output=True, text=True, cwd=root, env=env)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
-    assert res["activations"] == "int8" and res["int8_convs"] == 19
+    assert res["activations"] == "auto" and res["int8_convs"] == edgenet.load(p).int8_convs
 
 
 @pytest.mark.parametrize("C,H,W", [(1, 3, 1), (3, 5, 7), (4, 2, 16), (5, 3, 17), (8, 4, 33),
@@ -387,3 +390,34 @@ def test_bad_ranges_in_file_are_a_model_error(r20, tmp_path, bad):
     r = subprocess.run([sys.executable, "-m", "edgenet", "bench", dst, "--runs", "1"],
                        capture_output=True, text=True, cwd=root)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "bad.edgenet" in r.stderr
+
+
+def test_auto_mode_rule(r20):
+    """auto: int8 exactly where the tier's estimate says its int8 kernel is faster (by the
+    margin); the generic tier's int16 multiply-add loses to its FMA on every conv of this
+    net, VNNI wins on the 3x3 convs; outputs follow the choice (auto == int8 on the convs
+    it picked: compared with the reference backend running the same choice)."""
+    from edgenet.format import read_model
+    p, cal, _ = r20
+    m = edgenet.load(p, activations="f32")
+    ranges = quant.ranges_from_metadata(m.metadata)
+    shapes = m.infer_shapes({"input": (1, 3, 32, 32)})
+    per_tier = {}
+    for tier in ("avx512vnni", "avx512", "avx2", "generic", "off"):
+        ch = []
+        nodes, n = quant.annotate(m.graph["nodes"], m.consts, ranges, shapes, auto=True,
+                                  tier=tier, choices=ch)
+        assert len(ch) == 19 and n == sum(c["int8"] for c in ch)
+        for c in ch:
+            assert c["int8"] == (c["est_int8_ms"] < quant.AUTO_MARGIN * c["est_f32_ms"])
+        assert sum("_aq" in nd for nd in nodes) == n
+        per_tier[tier] = n
+    assert per_tier["avx512vnni"] >= per_tier["avx512"] >= per_tier["generic"]
+    assert per_tier["avx512vnni"] > 0 and per_tier["generic"] == 0 and per_tier["off"] > 0
+    ma = edgenet.load(p, activations="auto")
+    ra = edgenet.load(p, activations="auto", device="reference")
+    assert [c["int8"] for c in ma.int8_choices] == [c["int8"] for c in ra.int8_choices]
+    x = cal[:2]
+    ya, yr = ma(x), ra(x)
+    assert float(np.abs(ya - yr).max()) < 1e-2 * float(np.abs(yr).max())
+    assert read_model(p).metadata[quant.METADATA_KEY]["mode"] == "int8"

@@ -17,7 +17,10 @@ from edgenet.format import pack
 from edgenet.ir import act_desc
 from edgenet.reference import run_node
 
-MODES = tuple(t for t in simd.MODES if simd.rank(t) >= simd.rank(simd.codegen_tier()))
+# the float kernels depend on the lane count only (16: avx512vnni/avx512, 8: avx2/generic,
+# 0: off): one tier per lane count keeps CI time down
+MODES = tuple(t for t in ("avx512", "avx2", "off")
+              if simd.rank(t) >= simd.rank(simd.codegen_tier()))
 
 CASES = [
     # (N, C, H, W, O, kh, kw, stride, pads (t, l, b, r), dil, act, residual)
