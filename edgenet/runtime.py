@@ -177,7 +177,7 @@ class Model:
         if mode not in quant.MODES:
             raise UsageError(f"unknown activation precision {mode!r} "
                                f"(choose from {', '.join(quant.MODES)})")
-        if mode == "f32":
+        if mode == "f32" or (mode == "auto" and self.device == "cuda"):
             return "f32", 0
         if self.device == "cuda":
             raise DeviceError("int8 activations run on device 'cpu' (and 'reference'); "
