@@ -47,6 +47,27 @@ def ort_session(src, threads):
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
+def _simd_tier(device) -> str:
+    """The CPU SIMD tier that runs the kernels (edgenet/_tiers.py); '' off the CPU."""
+    if device != "cpu":
+        return ""
+    from . import _tiers
+    return _tiers.tier()
+
+
+def _int8_eligible(m) -> int:
+    """Convs that could run int8 (auto: those it chose between)."""
+    return len(getattr(m, "int8_choices", None) or ()) or m.int8_convs
+
+
+def _precision(m, name, op) -> str:
+    """'int8' / 'f32' for a Conv of a model with int8 activations (auto: as chosen)."""
+    if op != "Conv" or m.activations == "f32":
+        return ""
+    nd = next((n for n in m.graph["nodes"] if n.get("name") == name), None)
+    return "int8" if nd is not None and nd.get("_aq") else "f32"
+
+
 def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
               device="cpu", policy=None, activations=None, profile=False,
               compare=None) -> dict:
@@ -84,6 +105,8 @@ def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
     res = {"model": os.fspath(model_path), "device": device, "batch": batch_size,
            "threads": threads, "policy": m.policy, "activations": m.activations,
            "int8_convs": m.int8_convs, "load_s": t_load, "first_run_s": t_first,
+           "simd_tier": _simd_tier(device), "int8_choices": getattr(m, "int8_choices", []),
+           "int8_eligible": _int8_eligible(m),
            "latency_ms": stats_ms(ours),
            "throughput_per_s": batch_size / float(np.median(ours)),
            "peak_rss_mb": peak_rss_bytes() / 2**20, "memory": m.memory()}
@@ -95,6 +118,7 @@ def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
         n = max(1, min(runs, 20))
         for _ in range(n):
             m.run(feeds, profile=prof)
-        res["profile_ms"] = [{"node": k[0], "op": k[1], "ms": v / n * 1e3}
+        res["profile_ms"] = [{"node": k[0], "op": k[1], "ms": v / n * 1e3,
+                              "precision": _precision(m, k[0], k[1])}
                              for k, v in sorted(prof.items(), key=lambda kv: -kv[1])]
     return res

@@ -421,3 +421,25 @@ def test_auto_mode_rule(r20):
     ya, yr = ma(x), ra(x)
     assert float(np.abs(ya - yr).max()) < 1e-2 * float(np.abs(yr).max())
     assert read_model(p).metadata[quant.METADATA_KEY]["mode"] == "int8"
+
+
+def test_cli_shows_the_auto_choice(r20):
+    """`edgenet info` lists what auto picks on this CPU (per conv, with both estimates), for
+    the host's tier and for a forced generic tier (which keeps every conv f32)."""
+    p, _, _ = r20
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    outs = {}
+    for tier in ("auto", "generic"):
+        env = dict(os.environ, EDGENET_SIMD=tier)
+        r = subprocess.run([sys.executable, "-m", "edgenet", "info", p, "--json"],
+                           capture_output=True, text=True, cwd=root, env=env)
+        assert r.returncode == 0, r.stderr
+        outs[tier] = json.loads(r.stdout)["auto_activations"]
+    host = outs["auto"]
+    assert host["tier"] == simd.codegen_tier() and len(host["convs"]) == 19
+    assert sum(c["int8"] for c in host["convs"]) == edgenet.load(p).int8_convs
+    assert outs["generic"]["tier"] == "generic"
+    assert not any(c["int8"] for c in outs["generic"]["convs"])
+    r = subprocess.run([sys.executable, "-m", "edgenet", "info", p], capture_output=True,
+                       text=True, cwd=root)
+    assert "activations auto on this CPU" in r.stdout and "/conv1/Conv" in r.stdout

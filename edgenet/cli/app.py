@@ -143,4 +143,5 @@ DEVICES = ["cpu", "cuda", "reference"]
 DEVICE_HELP = "Where to run: cpu, cuda (an NVIDIA GPU) or reference (plain NumPy, slow)."
 THREADS_HELP = "Kernel threads. [default: all cores]"
 POLICY_HELP = "Keep weights expanded (fastest) or bit-packed (least memory). [default: packed]"
-ACTIVATIONS_HELP = "Activation precision. [default: int8 when the file is calibrated, else f32]"
+ACTIVATIONS_HELP = ("Activation precision: auto = int8 only for the convs whose int8 kernel is "
+                    "faster on this CPU. [default: auto when the file is calibrated, else f32]")

@@ -32,7 +32,7 @@ from .app import ACTIVATIONS_HELP, DEVICE_HELP, DEVICES, POLICY_HELP, THREADS_HE
               help=DEVICE_HELP)
 @click.option("--policy", type=click.Choice(["expanded", "packed"]), default=None,
               help=POLICY_HELP)
-@click.option("--activations", type=click.Choice(["f32", "int8"]), default=None,
+@click.option("--activations", type=click.Choice(["f32", "int8", "auto"]), default=None,
               help=ACTIVATIONS_HELP)
 @click.option("--profile", is_flag=True, help="Print time per node (op profiling).")
 @click.option("--compare", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -54,8 +54,9 @@ def bench(model, batch_size, batch_alias, warmup_runs, warmup_alias, runs, threa
     lat = res["latency_ms"]
     click.echo(f"{os.path.basename(model)}  device={device} batch={batch_size} "
                f"threads={threads or 'all'} policy={res['policy']} "
-               f"activations={res['activations']}"
-               + (f" ({res['int8_convs']} int8 convs)" if res["activations"] == "int8" else ""))
+               f"activations={res['activations']} simd={res.get('simd_tier', '')}"
+               + (f" ({res['int8_convs']} of {res.get('int8_eligible', res['int8_convs'])} "
+                  "eligible convs int8)" if res["activations"] != "f32" else ""))
     click.echo(f"  load {res['load_s'] * 1e3:.1f} ms, first run (compile/cache load) "
                f"{res['first_run_s']:.2f} s")
     click.echo(f"  latency ms: min {lat['min']:.3f}  median {lat['median']:.3f}  mean "
@@ -70,7 +71,8 @@ def bench(model, batch_size, batch_alias, warmup_runs, warmup_alias, runs, threa
     if res.get("profile_ms"):
         click.echo("  per-node time (ms):")
         for row in res["profile_ms"][:40]:
-            click.echo(f"    {row['ms']:8.3f}  {row['op']:<18s} {row['node']}")
+            click.echo(f"    {row['ms']:8.3f}  {row['op']:<18s} {row.get('precision', ''):4s} "
+                       f"{row['node']}")
 
 
 def _one_of(name, value, alias_name, alias, default):

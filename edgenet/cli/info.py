@@ -6,8 +6,18 @@ import json
 import click
 
 from ..io import check_model_path
+from ..quant import METADATA_KEY as QUANT_KEY
 from ..summary import describe
 from .app import main
+
+
+def auto_choices(path) -> dict:
+    """What ``activations="auto"`` picks for the file at ``path`` on this CPU:
+    {"tier": ..., "convs": [one dict per calibrated eligible conv (quant.annotate)]}."""
+    from .. import _tiers
+    from ..runtime import load
+    m = load(path, device="reference", activations="auto")
+    return {"tier": _tiers.tier(), "convs": list(m.int8_choices)}
 
 
 @main.command()
@@ -17,6 +27,8 @@ def info(model, as_json):
     """Describe a .edgenet file: inputs, outputs, ops, parameters, encodings, metadata."""
     check_model_path(model)
     d = describe(model)
+    if QUANT_KEY in d["metadata"]:
+        d["auto_activations"] = auto_choices(model)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -37,3 +49,11 @@ def info(model, as_json):
     for k, v in d["metadata"].items():
         s = json.dumps(v)
         click.echo(f"  {k}: {s if len(s) < 100 else s[:97] + '...'}")
+    a = d.get("auto_activations")
+    if a:
+        n8 = sum(c["int8"] for c in a["convs"])
+        click.echo(f"  activations auto on this CPU (simd tier {a['tier']}): {n8} of "
+                   f"{len(a['convs'])} calibrated convs int8 (estimated ms per image):")
+        for c in a["convs"][:60]:
+            click.echo(f"    {'int8' if c['int8'] else 'f32 '}  int8 {c['est_int8_ms']:7.3f}  f32 "
+                       f"{c['est_f32_ms']:7.3f}  [{c['family']}]  {c['node']}")

@@ -24,7 +24,7 @@ from .app import (ACTIVATIONS_HELP, DEVICE_HELP, DEVICES, POLICY_HELP, THREADS_H
 @click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP)
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=None,
               help="Print the K best classes per input (labels from the file if stored).")
-@click.option("--activations", type=click.Choice(["f32", "int8"]), default=None,
+@click.option("--activations", type=click.Choice(["f32", "int8", "auto"]), default=None,
               help=ACTIVATIONS_HELP)
 @click.option("--policy", type=click.Choice(["expanded", "packed"]), default=None,
               help=POLICY_HELP)
