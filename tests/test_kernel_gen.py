@@ -107,15 +107,19 @@ def test_depthwise_tile_matches_reference(L, S, monkeypatch):
     assert ("dw", (L, S)) in gen._KERNELS
 
 
-Q_KEYS = [(1, 4, 1, "generic"), (2, 7, 2, "generic")] + (
-    [(1, 16, 1, "vnni")] if simd.has_vnni() else [])
+# (kind, key, tier): the VNNI kernels and the other tiers' (qconv.family; tiers the
+# process's codegen can run)
+Q_KEYS = [(kind, key, t) for kind, key, t in [
+    ("qconv", (1, 16, 1, "vnni"), "avx512vnni"), ("qtier", ("pm", 16, 2, 7, 2), "avx512"),
+    ("qtier", ("pm", 8, 1, 4, 1), "avx2"), ("qtier", ("g", 8, 1, 4, 1), "generic")]
+    if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
 
-@pytest.mark.parametrize("key", Q_KEYS, ids=[str(k) for k in Q_KEYS])
-def test_qconv_tile_matches_reference(key, monkeypatch):
-    k, P, S, tier = key
-    monkeypatch.setenv("EDGENET_VNNI", "1" if tier == "vnni" else "0")
-    monkeypatch.setattr(qconv, "choose_kp", lambda O_, OW_: (k, P))
+@pytest.mark.parametrize("kind,key,tier", Q_KEYS, ids=[str(k[1]) for k in Q_KEYS])
+def test_qconv_tile_matches_reference(kind, key, tier, monkeypatch):
+    k, P, S = (key[:3] if kind == "qconv" else key[2:])
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    monkeypatch.setattr(qconv, "choose_kp", lambda O_, OW_, *a: (k, P))
     rng = np.random.default_rng(k * 100 + P)
     consts, inputs, OW = _case(rng, 1, 9, 6, (P + 2) * S, 19, 3, S, 1, True)
     s, zp = quant.qparams(-1.0, 1.0)
@@ -126,7 +130,7 @@ def test_qconv_tile_matches_reference(key, monkeypatch):
     cpu.OPS["Conv"].run(node, st, inputs, [y])
     scale = max(float(np.abs(want).max()), 1e-6)
     assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
-    assert ("qconv", key) in gen._KERNELS
+    assert (kind, key) in gen._KERNELS
 
 
 def test_every_menu_source_is_valid_python():

@@ -59,7 +59,8 @@ SMALL_P = (4, 1)
 # int8 (16 int32 lanes): k -> P (small P so that every row width >= 1 has a tile)
 Q_TILES = {1: (16, 24, 4, 1), 2: (7, 8, 12, 14), 3: (7, 8), 4: (6,)}
 # int8 dot-product tiers: tier -> the intrinsic that accumulates 4 u8 x s8 products per lane
-Q_DOT = {"vnni": "vdpbusd16", "generic": "vdpbusd16g"}
+# (the other tiers' int8 kernels are the "qtier" kind below)
+Q_DOT = {"vnni": "vdpbusd16"}
 # int8 kernels of the tiers without VNNI (qconv.family; edgenet/cpu/simd.py, "int8"):
 # (family, lanes) -> (k, P) tiles. pm16 (avx512, 32 zmm): the VNNI tiles' shapes; pm8
 # (avx2, 16 ymm): k*P int16 accumulators + k weights + 1 broadcast <= 16 (2x7: one spill);
