@@ -30,14 +30,21 @@ from . import _common, gen_simd_conv as gen, simd
 
 
 def host_tier():
-    """(f32 lanes or None, int8 dot-product tier) of this CPU (``EDGENET_SIMD`` honoured)."""
-    return simd.lanes(simd.simd_mode()) or None, ("vnni" if simd.has_vnni() else "generic")
+    """(f32 lanes or None, "vnni" or None) of this CPU (``EDGENET_SIMD`` honoured)."""
+    return simd.lanes(simd.simd_mode()) or None, ("vnni" if simd.has_vnni() else None)
 
 
 def tile_menu():
-    """The tile kernels this CPU can use: ``[(kind, key), ...]``."""
+    """The tile kernels this CPU can use: ``[(kind, key), ...]`` (without VNNI: the tier's
+    int8 families for ternary/quinary and for int8-level weights, qconv.family)."""
+    from .qconv import family
     lanes, q = host_tier()
-    return gen.menu(lanes, q)
+    out = gen.menu(lanes, q)
+    if q is None:
+        tier = simd.tier()
+        for fam in dict.fromkeys((family(tier, 2), family(tier, 127))):
+            out += gen.menu(None, None, fam)
+    return out
 
 
 def _tile_args(kind, key):
@@ -57,6 +64,12 @@ def _tile_args(kind, key):
         L, S = key
         return (z(4096), 1, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1, z(1),
                 False) + act + (np.zeros((nt, 512), f32),)
+    if kind == "qtier":     # (xq, C4, Hp, Wp, wt, sc, bb, smax, ...): qconv.run's types
+        fam, L, k, P, S = key
+        B = L * k
+        wt = np.zeros(4 * B, np.int16) if fam == "g" else np.zeros(B, np.int32)
+        return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, wt, z(B), z(B), 1, toff,
+                z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
     k, P, S, tier = key
     B = 16 * k
     return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, np.zeros(B, np.int32), z(B), z(B),
