@@ -44,7 +44,7 @@ WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm")
 ENCODINGS = ("t2", "q3", "i8", "f16", "f32")
 SCALES = (0.7, 0.85, 1.0, 1.2, 1.45)     # initial α multipliers tried per channel
 DAMP = 0.01
-MAX_ROWS = 65536                         # im2col rows sampled per layer for H
+MAX_ROWS = 32768                         # im2col rows (output positions) per layer for H
 CHUNK = 32                               # samples per reference-backend call
 
 
@@ -287,8 +287,9 @@ def forward(g, consts, x, chunk=CHUNK):
 
 # ----------------------------------------------------------------------------- statistics
 
-def _im2col(x, node, wshape):
-    """(N, G, K_g, P) float32 im2col of a Conv input (K_g = C/g·kh·kw in weight order)."""
+def _im2col(x, node, wshape, ys=None):
+    """(N, G, K_g, P) float32 im2col of a Conv input (K_g = C/g·kh·kw in weight order);
+    ``ys``: only these output rows (P = len(ys)·ow)."""
     a = node.get("attrs") or {}
     g = int(a.get("group", 1))
     sh, sw = a["strides"]
@@ -299,12 +300,30 @@ def _im2col(x, node, wshape):
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if ys is not None:
+        cols = np.empty((n, c, kh, kw, len(ys), ow), dtype=np.float32)
+        for i in range(kh):
+            rows = xp[:, :, i * dh + sh * np.asarray(ys)]
+            for j in range(kw):
+                cols[:, :, i, j] = rows[..., j * dw: j * dw + sw * (ow - 1) + 1: sw]
+        return cols.reshape(n, g, cg * kh * kw, len(ys) * ow)
     cols = np.empty((n, c, kh, kw, oh, ow), dtype=np.float32)
     for i in range(kh):
         for j in range(kw):
             cols[:, :, i, j] = xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh,
                                   j * dw: j * dw + sw * (ow - 1) + 1: sw]
     return cols.reshape(n, g, cg * kh * kw, oh * ow)
+
+
+def _out_hw(x, node, wshape):
+    a = node.get("attrs") or {}
+    sh, sw = a["strides"]
+    dh, dw = a["dilations"]
+    pt, pl, pb, pr = a["pads"]
+    kh, kw = wshape[2:]
+    h, w = x.shape[2:]
+    return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
+            (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
 
 
 def layer_stats(node, wshape, xq, xf=None, *, max_rows=MAX_ROWS, chunk=CHUNK, seed=0):
@@ -324,28 +343,28 @@ def layer_stats(node, wshape, xq, xf=None, *, max_rows=MAX_ROWS, chunk=CHUNK, se
         H = (xq2.T @ xq2)[None]
         C = None if xf2 is None else (xf2.T @ xq2)[None]
         return (H, C), mus
-    per = None
+    oh, ow = _out_hw(xq, node, wshape)
+    nrows = max(1, min(oh, -(-max_rows // (max(n, 1) * ow))))   # output rows per sample
     H = C = mq = mf = None
+    cnt = 0
     for s in range(0, n, chunk):
-        cq = _im2col(xq[s:s + chunk], node, wshape)
-        cf = None if xf is None else _im2col(xf[s:s + chunk], node, wshape)
+        ys = np.sort(rng.choice(oh, nrows, replace=False)) if nrows < oh else None
+        cq = _im2col(xq[s:s + chunk], node, wshape, ys)
+        cf = None if xf is None else _im2col(xf[s:s + chunk], node, wshape, ys)
         nn_, G, K, P = cq.shape
-        if per is None:
-            per = max(1, min(P, max_rows // max(n, 1)))
+        if H is None:
             H = np.zeros((G, K, K))
             C = None if xf is None else np.zeros((G, K, K))
             mq = np.zeros((G, K))
             mf = None if xf is None else np.zeros((G, K))
-        mq += cq.sum(axis=(0, 3), dtype=np.float64)
-        if cf is not None:
-            mf += cf.sum(axis=(0, 3), dtype=np.float64)
-        idx = np.sort(rng.choice(P, per, replace=False)) if per < P else slice(None)
-        q = cq[..., idx].transpose(1, 2, 0, 3).reshape(G, K, -1).astype(np.float64)
+        q = cq.transpose(1, 2, 0, 3).reshape(G, K, -1)
+        mq += q.sum(axis=2, dtype=np.float64)
         H += q @ q.transpose(0, 2, 1)
         if cf is not None:
-            f = cf[..., idx].transpose(1, 2, 0, 3).reshape(G, K, -1).astype(np.float64)
+            f = cf.transpose(1, 2, 0, 3).reshape(G, K, -1)
+            mf += f.sum(axis=2, dtype=np.float64)
             C += f @ q.transpose(0, 2, 1)
-    cnt = n * cq.shape[3]
+        cnt += nn_ * P
     return (H, C), (mq / cnt, None if mf is None else mf / cnt)
 
 
@@ -370,7 +389,7 @@ def quantize_layer(node, wrec, enc, xq, xf=None, *, damp=DAMP, max_rows=MAX_ROWS
     elif enc in LEVELS:
         (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows, chunk=chunk)
     else:
-        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=1, chunk=chunk)
+        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows // 4, chunk=chunk)
     if means is not None:
         means.extend(mus)
     if enc == "i8":
@@ -404,7 +423,7 @@ def _bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk):
         mq = mus[0]
         mf = mus[1]
         if mf is None:        # float_target=False: the float stream's input means
-            _, (mf, _) = layer_stats(nd, w.values.shape, vf[nd["inputs"][0]], None, max_rows=1,
+            _, (mf, _) = layer_stats(nd, w.values.shape, vf[nd["inputs"][0]], None, max_rows=8192,
                                      chunk=chunk)
         wf = np.asarray(w.values, np.float64).reshape(G, o // G, -1)
         wq = np.asarray(deq, np.float64).reshape(G, o // G, -1)
