@@ -93,7 +93,7 @@ SPEC = {s.name: s for s in (
     _op("Sub", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
     _op("Mul", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
     _op("Div", [In("A", ANY), In("B", ANY)], {}, True, S.shape_binary, "broadcasting"),
-    _op("Concat", [In("X", variadic=True)], {"axis": R}, False, S.shape_concat),
+    _op("Concat", [In("X", ANY, variadic=True)], {"axis": R}, False, S.shape_concat),
     _op("Flatten", [_X], {"axis": R}, False, S.shape_flatten),
     _op("Reshape", [_X], {"shape": R}, False, S.shape_reshape),
     _op("Transpose", [_X], {"perm": R}, False, S.shape_transpose),

@@ -18,6 +18,7 @@ import numpy as np
 from . import ir
 from .errors import DeviceError, EdgenetError, InputError, ModelError, UsageError
 from .format import ModelFile
+from .ops import ACT, SPEC
 
 MAX_PLAN_BYTES = int(os.environ.get("EDGENET_MAX_PLAN_BYTES", 8 << 30))
 _FORKED_AFTER_PARALLEL = False
@@ -242,7 +243,8 @@ class Model:
                     continue
                 if pos in const_pos and n not in self.consts:
                     self._fail(f"node '{name}': input {pos} ('{n}') must be a stored tensor")
-                if pos not in const_ok and n in self.consts:
+                if pos not in const_ok and n in self.consts and \
+                        SPEC[node["op"]].input_at(pos).kind == ACT:   # variadic: last record
                     self._fail(f"node '{name}': input {pos} ('{n}') must be an activation, "
                                f"not a stored tensor")
                 if n not in defined and n not in self.consts:

@@ -121,18 +121,6 @@ NOT_APPLICABLE = {
 # Within scope, not done yet (issue 13 work items); each entry states today's failure.
 TODO = {
     'test_averagepool_2d_dilations': "ConversionError: node 'AveragePool' (AveragePool): AveragePool with dilations is not supported",
-    'test_concat_1d_axis_0': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_1d_axis_negative_1': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_2d_axis_0': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_2d_axis_1': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_2d_axis_negative_1': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_2d_axis_negative_2': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_3d_axis_0': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_3d_axis_1': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_3d_axis_2': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_3d_axis_negative_1': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_3d_axis_negative_2': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
-    'test_concat_3d_axis_negative_3': "ModelError: node 'Concat_0': input 1 ('value1') must be an activation, not a stored tensor",
     'test_convtranspose_output_shape': "ConversionError: node 'ConvTranspose' (ConvTranspose): output_shape larger than the transposed conv produces",
     'test_expand_dim_changed': 'Expand not implemented yet (issue 13)',
     'test_expand_dim_unchanged': 'Expand not implemented yet (issue 13)',

@@ -422,9 +422,17 @@ def _math_cases():
                           {"fn": fn, "axes": axes, "keepdims": keep}), [x], {}
 
 
+def _concat_const_cases():
+    """Concat with a stored-tensor operand (input kind ANY)."""
+    rng = np.random.default_rng(17)
+    name = "concat_const_operand"
+    yield name, _node(name, "Concat", [name + ".x", "c"], {"axis": 1}), \
+        [_x(rng, 2, 3, 4), None], {"c": pack("f32", _x(rng, 2, 2, 4))}
+
+
 def cases():
     """Yield (id, node, inputs, consts) for every op and its edge cases."""
     for gen in (_conv_cases, _convtranspose_cases, _gemm_cases, _matmul_cases, _affine_cases,
                 _act_cases, _prelu_cases, _pool_cases, _binary_cases, _layout_cases,
-                _resize_cases, _math_cases):
+                _resize_cases, _math_cases, _concat_const_cases):
         yield from gen()
