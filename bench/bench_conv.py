@@ -6,7 +6,7 @@ Layer shapes from ResNet-18, ResNet-20, DenseNet-121 and MobileNetV2. Each row: 
 interleaved runs (ort, edgenet, ort, edgenet, ...), fused bias+ReLU on both sides. Two
 figures per side: wall-clock median, and process CPU time per run (``time.process_time``,
 all threads): on a loaded machine the CPU figure is the steadier one (ort's spinning
-worker threads count against it). ``EDGENET_SIMD=off|avx2|avx512`` forces a kernel path.
+worker threads count against it). ``EDGENET_SIMD=avx512vnni|avx512|avx2|generic|off`` forces a tier (edgenet/_tiers.py).
 """
 from __future__ import annotations
 
