@@ -70,10 +70,34 @@ def _unary(v, fn):
     return np.float32(r)
 
 
-@njit(boundscheck=False)
+_FMU = {"contract", "arcp", "nsz"}     # no nnan/ninf: NaN and inf pass through
+
+
+@njit(boundscheck=False, fastmath=_FMU, error_model="numpy")
 def _unary_rng(x, y, lo, hi, fn):
-    for i in range(lo, hi):
-        y[i] = _unary(x[i], fn)
+    # the common functions get their own float32 loop (vectorizable); the rest go
+    # through the float64 scalar switch
+    if fn == 0:
+        for i in range(lo, hi):
+            y[i] = -x[i]
+    elif fn == 1:
+        for i in range(lo, hi):
+            y[i] = abs(x[i])
+    elif fn == 2:
+        for i in range(lo, hi):
+            y[i] = np.sqrt(x[i])
+    elif fn == 3:
+        for i in range(lo, hi):
+            y[i] = np.exp(x[i])
+    elif fn == 5:
+        for i in range(lo, hi):
+            y[i] = np.float32(1) / x[i]
+    elif fn == 6:
+        for i in range(lo, hi):
+            y[i] = math.erf(x[i])
+    else:
+        for i in range(lo, hi):
+            y[i] = _unary(x[i], fn)
 
 
 @pjit(boundscheck=False)
@@ -182,6 +206,40 @@ def _reduce_rows(x, y, i0, i1, fn, inv_d):
             y[i, b] = np.float32(v)
 
 
+@njit(boundscheck=False, fastmath={"reassoc", "contract"}, error_model="numpy")
+def _reduce_rows_contig(x, y, i0, i1, fn, inv_d):
+    """x (A, D) -> y (A,) for rows i0..i1 (the reduced axes are the innermost):
+    mean / sum / sumsquare / max / min along contiguous rows, float64 accumulators."""
+    D = x.shape[1]
+    for i in range(i0, i1):
+        if fn == 2 or fn == 3:
+            m = x[i, 0]
+            for d in range(1, D):
+                v = x[i, d]
+                if fn == 2:
+                    m = v if (v > m or v != v) else m
+                else:
+                    m = v if (v < m or v != v) else m
+            y[i] = m
+            continue
+        s = 0.0
+        if fn == 5:
+            for d in range(D):
+                v = np.float64(x[i, d])
+                s += v * v
+        else:
+            for d in range(D):
+                s += np.float64(x[i, d])
+        y[i] = np.float32(s * inv_d if fn == 0 else s)
+
+
+@pjit(boundscheck=False)
+def _reduce_contig_par(x, y, fn, inv_d, rows_per):
+    A = x.shape[0]
+    for t in prange((A + rows_per - 1) // rows_per):
+        _reduce_rows_contig(x, y, t * rows_per, min(A, (t + 1) * rows_per), fn, inv_d)
+
+
 @pjit(boundscheck=False)
 def _reduce_par(x, y, fn, inv_d, rows_per):
     A = x.shape[0]
@@ -242,6 +300,13 @@ class Reduce(OpImpl):
         A = int(np.prod(x.shape[:a0], dtype=np.int64))
         D = int(np.prod(x.shape[a0:a1], dtype=np.int64))
         B = int(np.prod(x.shape[a1:], dtype=np.int64))
+        if B == 1 and fn in (0, 1, 2, 3, 5):     # mean sum max min sumsquare, contiguous
+            x2, y1 = x.reshape(A, D), outputs[0].reshape(A)
+            if use_parallel(x.size) and A > 1:
+                _reduce_contig_par(x2, y1, fn, 1.0 / D, max(1, A // 64))
+            else:
+                _reduce_rows_contig(x2, y1, 0, A, fn, 1.0 / D)
+            return
         x3 = x.reshape(A, D, B)
         y2 = outputs[0].reshape(A, B)
         if use_parallel(x.size) and A > 1:
