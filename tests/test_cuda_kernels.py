@@ -51,6 +51,7 @@ if not INNER:
         """The simulator runs act_scalar as Python; this compiles it for the CUDA target
         (NVVM, no GPU needed) so a NumPy call the GPU lacks cannot slip in."""
         code = (
+            "import edgenet.cuda  # its NumPy-compat shim, as for every CUDA kernel\n"
             "from numba import cuda, float32, int64\n"
             "from edgenet.activation import act_scalar\n"
             "try:\n"

@@ -15,6 +15,18 @@ __all__ = ["EXCLUDED", "OPS", "ensure_available", "run_graph", "simulated", "dev
 _PREFIX = "device 'cuda' is not available: "
 
 
+def _numpy_compat():
+    """numba-cuda 0.30.4 (the pinned ``[cuda]`` extra) calls ``np.row_stack`` when it
+    launches a kernel; NumPy 2.5 removed that alias of ``np.vstack``. Seen on a real H200
+    (numpy 2.5.2): every launch raised AttributeError. Restore the alias only where missing."""
+    import numpy as np
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
+_numpy_compat()   # before any kernel module imports numba.cuda
+
+
 def _import_cuda():
     try:
         from .. import _jit  # noqa: F401  (edgenet's numba cache policy first)
