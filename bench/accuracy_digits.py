@@ -356,8 +356,15 @@ def write_markdown(path, results, seeds, acts, elapsed, cmd, plot_ok, n_test, pa
              f"torch {torch.__version__}, PyTorch threads {torch.get_num_threads()}. The same "
              "command also rewrites the bundled example in `edgenet/data/` "
              "(`--no-bundle` to skip).\n")
+    keep = ""      # the real-model study below the marker is written by hand from
+    marker = "<!-- real models -->"    # bench/accuracy_real.py's output: kept as it is
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if marker in old:
+            keep = "\n" + old[old.index(marker):]
     with open(path, "w") as f:
-        f.write("\n".join(L))
+        f.write("\n".join(L) + keep)
 
 
 _MARK = {"float-torch": "o", "float-edgenet": "x", "ptq-twn-layer": "v", "ptq-opt-layer": "D",
