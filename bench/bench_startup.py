@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--models", default="resnet20,resnet18",
                     help="bench models for the after-warmup runs (resnet20 = the fixture)")
     ap.add_argument("--no-all", action="store_true", help="skip warmup --all and its runs")
+    ap.add_argument("--only-all", action="store_true", help="only warmup --all and its runs")
     ap.add_argument("--json", default=None, help="write the rows here")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="edgenet-startup-")
@@ -102,15 +103,17 @@ def main():
     c3 = os.path.join(work, "cache-all")
     for c in (c1, c2, c3):
         shutil.rmtree(c, ignore_errors=True)
-    rows.append(run(["-m", "edgenet", "run"], c1, "README run, empty cache"))
-    rows.append(run(["-m", "edgenet", "run"], c1, "README run, warm"))
-    m20, x20 = models.get("resnet20") or convert(
-        os.path.join(ROOT, "tests", "fixtures", "resnet20.onnx"),
-        os.path.join(work, "resnet20.edgenet"))
-    rows.append(run(["-m", "edgenet", "run", m20, x20], c1,
-                     "unseen ResNet-20 after the README run"))
-    rows.append(run(["-m", "edgenet", "run", m20, x20], c2, "unseen ResNet-20, empty cache"))
-    rows.append(run(["-m", "edgenet", "run", m20, x20], c2, "ResNet-20, warm"))
+    if not a.only_all:
+        rows.append(run(["-m", "edgenet", "run"], c1, "README run, empty cache"))
+        rows.append(run(["-m", "edgenet", "run"], c1, "README run, warm"))
+        m20, x20 = models.get("resnet20") or convert(
+            os.path.join(ROOT, "tests", "fixtures", "resnet20.onnx"),
+            os.path.join(work, "resnet20.edgenet"))
+        rows.append(run(["-m", "edgenet", "run", m20, x20], c1,
+                         "unseen ResNet-20 after the README run"))
+        rows.append(run(["-m", "edgenet", "run", m20, x20], c2,
+                         "unseen ResNet-20, empty cache"))
+        rows.append(run(["-m", "edgenet", "run", m20, x20], c2, "ResNet-20, warm"))
     if not a.no_all:
         rows.append(run(["-c", "from edgenet.cpu.warm import warmup; print(warmup(progress=False))"], c3,
                         "warmup --all, empty cache"))
