@@ -586,3 +586,21 @@ def test_bad_graphs_rejected_at_load(small, tmp_path, edit):
     path = _craft(small, tmp_path, edit)
     with pytest.raises(ModelError):
         edgenet.load(path, device="reference")
+
+
+@pytest.mark.parametrize("enc", ["t2", "q3", "i8", "t5"])
+def test_kernel_rows_are_the_stored_rows_or_lossless_t2(enc):
+    """Packed.kernel_rows: the one re-packing rule of the CPU and CUDA backends."""
+    from edgenet.format.codecs import Packed
+    from edgenet.format.constants import PACKED_CODE, Encoding
+    lim = {"t2": 1, "q3": 2, "i8": 127, "t5": 1}[enc]
+    lv = np.random.default_rng(3).integers(-lim, lim + 1, size=(5, 3, 3, 3))
+    p = pack(enc, lv, np.linspace(0.5, 1.5, 5).astype(np.float32))
+    code, rows = p.kernel_rows()
+    kept = Encoding("t2" if enc == "t5" else enc)
+    assert code == PACKED_CODE[kept] and rows.dtype == np.uint8 and rows.shape[0] == 5
+    data = rows.view(np.int8) if kept == Encoding.I8 else rows
+    back = Packed(kept, p.shape, data, p.scale)
+    np.testing.assert_array_equal(back.levels(), lv.reshape(5, -1))
+    if enc != "t5":
+        assert np.shares_memory(rows, p.data)   # no copy of what is already packed

@@ -18,8 +18,8 @@ from .. import _jit  # noqa: F401  (cache policy before numba)
 import numba
 from .._jit import njit
 from ..activation import ActCode, act_code, act_scalar
-from ..format.codecs import CODECS, Packed
-from ..format.constants import PACKED_CODE, Encoding, WeightCode
+from ..format.codecs import Packed
+from ..format.constants import WeightCode
 
 # historical names (conv.py and the generated kernels import them)
 ENC_T2, ENC_Q3, ENC_I8 = WeightCode.T2, WeightCode.Q3, WeightCode.I8
@@ -83,14 +83,9 @@ class Weights:
         self.scale = np.ones(1, np.float32)
         self.f = None
         if p is not None and policy == "packed" and p.quantized:
-            enc = p.encoding
-            data = p.data
-            if enc not in PACKED_CODE:         # t5: storage only -> lossless t2
-                data = CODECS[Encoding.T2].pack_rows(p.levels())
-                enc = Encoding.T2
+            code, self.codes = p.kernel_rows()   # t5: storage only -> lossless t2
             self.packed = True
-            self.enc = int(PACKED_CODE[enc])   # a plain int: a kernel argument
-            self.codes = np.ascontiguousarray(np.asarray(data).view(np.uint8).reshape(self.O, -1))
+            self.enc = int(code)                 # a plain int: a kernel argument
             self.scale = np.ascontiguousarray(p.scale, dtype=np.float32)
         else:
             full = p.dequantize() if p is not None else arr

@@ -14,7 +14,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._common import FM, OpImpl, attrs, tls_buffer, use_parallel
+from ..ops import node_attrs
+from ._common import FM, OpImpl, tls_buffer, use_parallel
 from .._jit import njit, pjit
 from .simd import ldf, stf
 
@@ -105,11 +106,11 @@ class _Pool(OpImpl):
     is_max = True
 
     def prepare(self, node, consts, policy):
-        a = attrs(node)
+        a = node_attrs(node)   # spec defaults filled in (edgenet/ops.py)
         kh, kw = (int(v) for v in a["kernel"])
-        sh, sw = (int(v) for v in a.get("strides", [1, 1]))
-        pt, pl, pb, pr = (int(v) for v in a.get("pads", [0, 0, 0, 0]))
-        dh, dw = (int(v) for v in (a.get("dilations") or [1, 1]))
+        sh, sw = (int(v) for v in a["strides"])
+        pt, pl, pb, pr = (int(v) for v in a["pads"])
+        dh, dw = (int(v) for v in a["dilations"])
         return {"p": (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw),
                 "cip": bool(a.get("count_include_pad", 0)), "inv": {}}
 

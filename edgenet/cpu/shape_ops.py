@@ -144,7 +144,9 @@ class Pad(_Move):
         mode = {"constant": 0, "reflect": 1, "edge": 2}[a.get("mode", "constant")]
         lo = pads[:r]
         if r > 6:
-            raise NotImplementedError("Pad: rank > 6")
+            from ..errors import ModelError
+            raise ModelError(f"node '{node.get('name', '')}' (Pad): rank {r} > 6 is not "
+                             "supported on device 'cpu'")
         k = 6 - r
         x6 = x.reshape((1,) * k + x.shape)
         y6 = y.reshape((1,) * k + y.shape)

@@ -23,8 +23,8 @@ from numba import cuda, float32
 
 from . import config
 from ..activation import act_code, act_scalar
-from ..format.codecs import CODECS, Packed
-from ..format.constants import PACKED_CODE, Encoding, WeightCode
+from ..format.codecs import Packed
+from ..format.constants import WeightCode
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -112,12 +112,8 @@ class DevWeights:
         keep_packed = p is not None and p.quantized and (
             config.WEIGHTS == "packed" or policy == "packed")
         if keep_packed:
-            enc, data = p.encoding, p.data
-            if enc not in PACKED_CODE:  # t5 -> t2
-                data = CODECS[Encoding.T2].pack_rows(p.levels())
-                enc = Encoding.T2
-            codes = np.ascontiguousarray(np.asarray(data).view(np.uint8).reshape(self.O, -1))
-            self.enc = int(PACKED_CODE[enc])   # a plain int: a kernel argument
+            code, codes = p.kernel_rows()    # t5 -> t2
+            self.enc = int(code)             # a plain int: a kernel argument
             self.rb = int(codes.shape[1])
             self.codes = to_device(codes, np.uint8)
             self.scale = to_device(p.scale)

@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UsageError
-from .constants import Encoding
+from .constants import PACKED_CODE, Encoding
 
 _T2_LUT = np.array([0, 1, -1, 0], dtype=np.int8)
 _Q3_LUT = np.array([0, 1, 2, 0, 0, 0, -2, -1], dtype=np.int8)
@@ -71,6 +71,18 @@ class Packed:
             return np.asarray(self.data, dtype=np.float32)
         lv = self.levels().astype(np.float32)
         return (lv * self.scale.astype(np.float32)[:, None]).reshape(self.shape)
+
+    def kernel_rows(self):
+        """(WeightCode, codes) for a kernel that reads weights packed: ``codes`` (O,
+        row_bytes) uint8, the stored rows as they are (i8 viewed as uint8), except t5
+        (storage only), re-packed losslessly to t2 rows. The one re-packing rule of the CPU
+        and CUDA backends. Only for quantized encodings."""
+        enc, data = self.encoding, self.data
+        if enc not in PACKED_CODE:
+            data = CODECS[Encoding.T2].pack_rows(self.levels())
+            enc = Encoding.T2
+        codes = np.ascontiguousarray(np.asarray(data).view(np.uint8).reshape(self.rows, -1))
+        return PACKED_CODE[enc], codes
 
     @property
     def nbytes(self) -> int:

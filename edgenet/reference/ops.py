@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import ir
 from .. import resize as rz
+from ..ops import node_attrs
 
 
 class OpImpl:
@@ -188,10 +189,10 @@ class PRelu(OpImpl):
 # ------------------------------------------------------------------------ pooling
 
 def _pool_geometry(node, x, y):
-    a = _attrs(node)
+    a = node_attrs(node)   # spec defaults filled in (edgenet/ops.py)
     kh, kw = a["kernel"]
     sh, sw = a["strides"]
-    dh, dw = a.get("dilations") or (1, 1)
+    dh, dw = a["dilations"]
     pt, pl, pb, pr = a["pads"]
     h, w = x.shape[2:]
     oh, ow = y.shape[2:]
