@@ -15,6 +15,7 @@ from edgenet.ir import FLT_MAX, act_desc
 
 from .fold import dyn_target
 from .graph import node_error, np_dtype, onnx_attrs
+from .translate_layout import LAYOUT_TRANSLATORS
 from .translate_math import MATH_TRANSLATORS
 
 
@@ -474,208 +475,6 @@ def Softmax(ctx, n, name, at):
     ctx.emit(name + "::reshape", "Reshape", [s], [n.output[0]], {"shape": tgt})
 
 
-def Pad(ctx, n, name, at):
-    x = ctx.act_in(n, 0)
-    rank = len(ctx.shape(x, n))
-    mode = at.get("mode", "constant")
-    if mode not in ("constant", "reflect", "edge"):
-        raise node_error(n, f"Pad mode {mode!r} is not supported")
-    if ctx.opset < 11:
-        pads = list(at["pads"])
-        value = float(at.get("value", 0.0))
-    else:
-        p = ctx.cin(n, 1)
-        if p is None:
-            raise node_error(n, "pads must be constant")
-        pads = [int(v) for v in p.reshape(-1)]
-        cv = ctx.cin(n, 2)
-        value = 0.0 if cv is None else float(np.asarray(cv).reshape(-1)[0])
-        axes = ctx.cin(n, 3)
-        if axes is not None:
-            full = [0] * (2 * rank)
-            ax = [int(a) % rank for a in axes.reshape(-1)]
-            for j, a in enumerate(ax):
-                full[a] = pads[j]
-                full[rank + a] = pads[len(ax) + j]
-            pads = full
-    if len(pads) != 2 * rank:
-        raise node_error(n, f"pads has {len(pads)} values for a rank-{rank} input")
-    if any(v < 0 for v in pads):
-        raise node_error(n, "negative pads are not supported")
-    if not any(pads):
-        ctx.alias[n.output[0]] = x
-        return
-    ctx.emit(name, "Pad", [x], [n.output[0]], {"pads": pads, "mode": mode, "value": value})
-
-
-def _resize(ctx, n, name, x, mode, ctm, nearest, scales, sizes):
-    xs = ctx.shape(x, n)
-    if len(xs) != 4:
-        raise node_error(n, "Resize of a non-4-D tensor is not supported")
-    if mode in ("bilinear", "linear"):
-        mode = "linear"
-    elif mode != "nearest":
-        raise node_error(n, f"Resize mode {mode!r} is not supported")
-    if ctm not in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"):
-        raise node_error(n, f"coordinate_transformation_mode {ctm!r} is not supported")
-    attrs = {"mode": mode, "coordinate_transformation_mode": ctm, "nearest_mode": nearest,
-             "scales": None, "sizes": None}
-    if scales is not None and np.size(scales):
-        sc = [float(v) for v in np.asarray(scales).reshape(-1)]
-        if len(sc) != 4 or sc[0] != 1 or sc[1] != 1:
-            raise node_error(n, f"Resize scales {sc} must keep N and C")
-        attrs["scales"] = sc[2:]
-    elif sizes is not None and np.size(sizes):
-        sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
-        if len(sz) != 4 or sz[1] != xs[1]:
-            raise node_error(n, f"Resize sizes {sz} must keep N and C")
-        attrs["sizes"] = sz[2:]
-    else:
-        raise node_error(n, "Resize needs constant scales or sizes")
-    ctx.emit(name, "Resize", [x], [n.output[0]], attrs)
-
-
-def Upsample(ctx, n, name, at):
-    x = ctx.act_in(n, 0)
-    scales = at.get("scales") if ctx.opset < 9 else ctx.cin(n, 1)
-    _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor", scales, None)
-
-
-def Resize(ctx, n, name, at):
-    x = ctx.act_in(n, 0)
-    if ctx.opset < 11:
-        _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor",
-                ctx.cin(n, 1), None)
-        return
-    if at.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise node_error(n, "Resize keep_aspect_ratio_policy "
-                         f"{at['keep_aspect_ratio_policy']!r} is not supported")
-    if int(at.get("exclude_outside", 0)) or int(at.get("antialias", 0)):
-        raise node_error(n, "Resize exclude_outside/antialias is not supported")
-    axes = at.get("axes")
-    if len(n.input) > 3 and n.input[3] in ctx.fe.folded and axes is None:
-        sa, sb = (np.asarray(v, np.int64).reshape(-1) for v in ctx.fe.folded[n.input[3]])
-        if not np.array_equal(sa, sb):
-            # sizes computed from the symbolic input size: a constant ratio is a scale
-            xa, xb = ctx.fe.shape_ab(x, n)
-            ra, rb = sa / np.asarray(xa, np.float64), sb / np.asarray(xb, np.float64)
-            if len(sa) != 4 or not np.allclose(ra, rb, rtol=0, atol=1e-12) or \
-                    ra[0] != 1 or ra[1] != 1:
-                raise node_error(n, "Resize sizes depend on the symbolic input size other "
-                                 "than by a constant factor; freeze the input dims at "
-                                 "conversion (--input-shape)")
-            _resize(ctx, n, name, x, at.get("mode", "nearest"),
-                    at.get("coordinate_transformation_mode", "half_pixel"),
-                    at.get("nearest_mode", "round_prefer_floor"), ra, None)
-            return
-    scales, sizes = ctx.cin(n, 2), ctx.cin(n, 3)
-    for idx in (2, 3):
-        if idx < len(n.input) and n.input[idx] and ctx.cin(n, idx) is None:
-            raise node_error(n, "Resize scales/sizes must be constants")
-    if axes is not None:
-        ax = [int(a) % 4 for a in axes]
-        if scales is not None and np.size(scales):
-            full = [1.0] * 4
-            for a, v in zip(ax, scales.reshape(-1)):
-                full[a] = float(v)
-            scales = np.asarray(full)
-        if sizes is not None and np.size(sizes):
-            full = list(ctx.shape(x, n))
-            for a, v in zip(ax, sizes.reshape(-1)):
-                full[a] = int(v)
-            full[0] = 1
-            sizes = np.asarray(full)
-    _resize(ctx, n, name, x, at.get("mode", "nearest"),
-            at.get("coordinate_transformation_mode", "half_pixel"),
-            at.get("nearest_mode", "round_prefer_floor"), scales, sizes)
-
-
-def DepthToSpace(ctx, n, name, at):
-    ctx.emit(name, "DepthToSpace", [ctx.act_in(n, 0)], [n.output[0]],
-             {"blocksize": int(at["blocksize"]), "mode": at.get("mode", "DCR")})
-
-
-def _norm_one(s, e, st, dim):
-    if s < 0:
-        s += dim
-    if e < 0:
-        e += dim
-    if st > 0:
-        return min(max(s, 0), dim), min(max(e, 0), dim)
-    return min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
-
-
-def _slice_norm(ctx, n, x, starts, ends, axes, steps):
-    """Slice bounds normalized to the IR's (clamped, non-negative) form. Along a symbolic
-    axis the bounds must normalize alike under both dim assignments."""
-    xa, xb = ctx.fe.shape_ab(x, n)
-    rank = len(xa)
-    S, E, A, T = [], [], [], []
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        a = int(a) % rank
-        s, e, st = int(s), int(e), int(st)
-        if st == 0:
-            raise node_error(n, "Slice step 0")
-        na, nb = _norm_one(s, e, st, xa[a]), _norm_one(s, e, st, xb[a])
-        if st == 1 and na == (0, xa[a]) and nb == (0, xb[a]):
-            continue
-        if na != nb:
-            raise node_error(n, f"Slice bounds ({s}, {e}) along axis {a} depend on its "
-                             "symbolic size; freeze the input dims at conversion "
-                             "(--input-shape)")
-        S.append(na[0]), E.append(na[1]), A.append(a), T.append(st)
-    return S, E, A, T
-
-
-def Slice(ctx, n, name, at):
-    x = ctx.act_in(n, 0)
-    xs = ctx.shape(x, n)
-    if ctx.opset < 10:
-        starts, ends = at["starts"], at["ends"]
-        axes = at.get("axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        vals = [ctx.cin(n, i) for i in range(1, 5)]
-        for i in range(1, min(5, len(n.input))):
-            if n.input[i] and vals[i - 1] is None:
-                raise node_error(n, "Slice parameters must be constants")
-        starts, ends = vals[0].reshape(-1).tolist(), vals[1].reshape(-1).tolist()
-        axes = vals[2].reshape(-1).tolist() if vals[2] is not None else list(range(len(starts)))
-        steps = vals[3].reshape(-1).tolist() if vals[3] is not None else [1] * len(starts)
-    S, E, A, T = _slice_norm(ctx, n, x, starts, ends, axes, steps)
-    if not A:
-        ctx.alias[n.output[0]] = x
-        return
-    ctx.emit(name, "Slice", [x], [n.output[0]], {"starts": S, "ends": E, "axes": A, "steps": T})
-
-
-def Split(ctx, n, name, at):
-    x = ctx.act_in(n, 0)
-    xs = ctx.shape(x, n)
-    rank = len(xs)
-    ax = int(at.get("axis", 0)) % rank
-    dim = xs[ax]
-    if dim is None:
-        raise node_error(n, f"Split along axis {ax} of symbolic size; freeze the input dims "
-                         "at conversion (--input-shape)")
-    if ctx.opset < 13:
-        split = at.get("split")
-    else:
-        sp = ctx.cin(n, 1)
-        split = None if sp is None else sp.reshape(-1).tolist()
-    outs = list(n.output)
-    if split is None:
-        k = len(outs) if "num_outputs" not in at else int(at["num_outputs"])
-        q = -(-dim // k)
-        split = [min(q, dim - i * q) for i in range(k)]
-    pos = 0
-    for j, (o, sz) in enumerate(zip(outs, split)):
-        if o:
-            ctx.emit(f"{name}::{j}", "Slice", [x], [o],
-                     {"starts": [pos], "ends": [pos + int(sz)], "axes": [ax], "steps": [1]})
-        pos += int(sz)
-
-
 # ONNX activation ops: one translator, the IR's Act node (fused later by passes.py).
 ACT_OPS = ("Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid",
            "HardSwish", "Clip")
@@ -702,18 +501,13 @@ TRANSLATORS = {
     "Unsqueeze": Unsqueeze,
     "Transpose": Transpose,
     "Softmax": Softmax,
-    "Pad": Pad,
-    "Upsample": Upsample,
-    "Resize": Resize,
-    "DepthToSpace": DepthToSpace,
-    "Slice": Slice,
-    "Split": Split,
     "Add": _binary,
     "Sub": _binary,
     "Mul": _binary,
     "Div": _binary,
 }
 TRANSLATORS.update({op: act for op in ACT_OPS})
+TRANSLATORS.update(LAYOUT_TRANSLATORS)  # translate_layout.py
 TRANSLATORS.update(MATH_TRANSLATORS)     # translate_math.py (issue 13)
 
 
