@@ -421,11 +421,11 @@ def _fidelity(g, float_consts, tensors, x):
     ``x``, both run by the NumPy reference backend."""
     from . import ptq
 
-    qc = {k: ptq._Const(t.dequantize()) for k, t in tensors.items()}
+    qc = {k: ptq.Const(t.dequantize()) for k, t in tensors.items()}
     fc = dict(float_consts)
     for k, t in qc.items():      # biases added by bias correction: zero in the float network
         if k not in fc:
-            fc[k] = ptq._Const(np.zeros(t.shape, np.float32))
+            fc[k] = ptq.Const(np.zeros(t.shape, np.float32))
     yq = ptq.forward(g, qc, x)
     yf = ptq.forward(g, fc, x)
     o = g.outputs[0]["name"]

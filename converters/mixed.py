@@ -96,7 +96,7 @@ def sensitivities(g, x, encs, options, *, log=None):
                 deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
                 rec = (e, lv, a)
             c = dict(fc)
-            c[wname] = ptq._Const(ptq._folded(w, deq))
+            c[wname] = ptq.Const(ptq.folded(w, deq))
             y = _forward_from(g, c, cache, index[nd["name"]], [out])[out]
             agree = ptq.fidelity(yf, y)["top1_agreement"]
             res[wname][e] = (_nsr(yf, y), agree, rec)
@@ -180,7 +180,7 @@ def choose(g, x, encs, *, target_agreement=None, max_bits=None, log=None,
                 else:
                     deq = rec[1].astype(np.float32) * rec[2].reshape(
                         (-1,) + (1,) * (rec[1].ndim - 1))
-                c[k] = ptq._Const(ptq._folded(w, deq))
+                c[k] = ptq.Const(ptq.folded(w, deq))
             return ptq.fidelity(yf, ptq.forward(g, c, xs)[out])["top1_agreement"]
 
         lo, hi = 0, len(seq)

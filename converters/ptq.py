@@ -169,7 +169,7 @@ def plain_rows(W, L, threshold="optimal"):
 
 # ----------------------------------------------------------------------------- executor
 
-class _Const:
+class Const:
     """Stand-in for format.Packed in the reference executor (already float32)."""
 
     __slots__ = ("arr", "shape")
@@ -258,13 +258,14 @@ def _last_use(nodes, keep):
 
 def float_consts(g):
     """Executor constants for the float network (weights with folded factors)."""
-    c = {k: _Const(v) for k, v in g.consts.items()}
+    c = {k: Const(v) for k, v in g.consts.items()}
     for k, w in g.weights.items():
-        c[k] = _Const(_folded(w, w.values))
+        c[k] = Const(folded(w, w.values))
     return c
 
 
-def _folded(w, vals):
+def folded(w, vals):
+    """Weight values ``vals`` (levels or dequantized) times the per-channel folded factor."""
     v = np.asarray(vals, dtype=np.float64)
     return v * np.asarray(w.mult, np.float64).reshape((-1,) + (1,) * (v.ndim - 1))
 
@@ -487,11 +488,11 @@ def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target
                                        scales=scales, sweeps=sweeps, means=mus)
                 res.weights[wname] = (enc, lv, a)
                 deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
-                qc[wname] = _Const(_folded(w, deq))
+                qc[wname] = Const(folded(w, deq))
             elif enc == "f16":
                 res.weights[wname] = (enc, None, None)
                 deq = w.values.astype(np.float16).astype(np.float32)
-                qc[wname] = _Const(_folded(w, deq))
+                qc[wname] = Const(folded(w, deq))
             else:
                 res.weights[wname] = (enc, None, None)
             if bias_correction and deq is not None:
@@ -500,7 +501,7 @@ def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target
                 if bname:
                     b = qc[bname].arr.astype(np.float64) + delta
                     res.biases[bname] = b.astype(np.float32)
-                    qc[bname] = _Const(b)
+                    qc[bname] = Const(b)
                 else:
                     bname = f"{nd['name']}__ptq_bias"
                     res.new_biases[nd["name"]] = delta.astype(np.float32)
@@ -508,7 +509,7 @@ def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target
                     ins = list(nd["inputs"]) + [""] * (3 - len(nd["inputs"]))
                     ins[2] = bname
                     nd["inputs"] = ins
-                    qc[bname] = _Const(delta)
+                    qc[bname] = Const(delta)
             done += 1
             if progress is not None:
                 progress(done, total)
