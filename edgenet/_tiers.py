@@ -30,6 +30,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .errors import UsageError
+
 TIERS = ("avx512vnni", "avx512", "avx2", "generic")     # best first
 MODES = TIERS + ("off",)
 # forced tier -> (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES): "" = that CPU's own features
@@ -68,7 +70,7 @@ def requested() -> str | None:
     if env in ("", "auto"):
         return None
     if env not in MODES:
-        raise ValueError(f"EDGENET_SIMD={env!r}: expected one of {', '.join(MODES)}, auto")
+        raise UsageError(f"EDGENET_SIMD={env!r}: expected one of {', '.join(MODES)}, auto")
     return env
 
 
@@ -116,7 +118,7 @@ def tier() -> str:
     if req is None:
         return cg
     if rank(req) < rank(cg):
-        raise ValueError(f"EDGENET_SIMD={req}: this process compiles for tier {cg} "
+        raise UsageError(f"EDGENET_SIMD={req}: this process compiles for tier {cg} "
                          f"(CPU {os.environ.get('NUMBA_CPU_NAME') or 'host'}); "
                          f"choose one of {', '.join(MODES[rank(cg):])}")
     return req

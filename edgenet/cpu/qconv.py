@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange
 
 from .. import quant
+from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import tls_buffer, use_parallel
 from . import simd
@@ -166,7 +167,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
     k, P, L = q["k"], q["P"], q["L"]
     B = L * k
     if P > OW:   # P was chosen from the output width at load (fixed: only N is dynamic)
-        raise ValueError(f"qconv: output width {OW} is narrower than the tile ({P})")
+        raise InputError(f"int8 conv: output width {OW} is narrower than the tile ({P}) "
+                         "chosen for the model's input size")
     xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
     bb = q["bb"]
     if not b_is_const:
