@@ -122,3 +122,50 @@ def act_scalar(x, code, alpha, beta):
         y = x / np.float32(6) + np.float32(0.5)
         return x * (np.float32(0) if y < 0 else (np.float32(1) if y > 1 else y))
     return x
+
+
+_SQRT1_2 = 0.7071067811865476
+_GELU_C = 0.7978845608028654    # sqrt(2/pi)
+
+
+def unary_scalar(v, fn):
+    """One float32 element of the IR's ``Unary`` op (function codes: ``UNARY_CODE`` in
+    edgenet/shapes_math.py), computed in float64. Like :func:`act_scalar`, this one Python
+    function is compiled by both backends (``njit`` on the CPU, ``cuda.jit(device=True)`` on
+    CUDA); the NumPy oracle is edgenet/reference/math_ops.py."""
+    z = np.float64(v)
+    if fn == 0:
+        r = -z
+    elif fn == 1:
+        r = abs(z)
+    elif fn == 2:
+        r = math.sqrt(z) if z >= 0 else math.nan
+    elif fn == 3:
+        r = math.exp(z)
+    elif fn == 4:
+        r = math.log(z) if z > 0 else (-math.inf if z == 0 else math.nan)
+    elif fn == 5:
+        r = 1.0 / z if z != 0 else (math.inf if math.copysign(1.0, z) > 0 else -math.inf)
+    elif fn == 6:
+        r = math.erf(z)
+    elif fn == 7:       # softplus, ln(1 + e^z) without overflow
+        r = z if z > 20.0 else math.log1p(math.exp(z))
+    elif fn == 8:       # mish, z * tanh(softplus(z))
+        r = z * math.tanh(z if z > 20.0 else math.log1p(math.exp(z)))
+    elif fn == 9:
+        r = z / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
+    elif fn == 10:
+        r = 0.5 * z * (1.0 + math.erf(z * _SQRT1_2))
+    elif fn == 11:
+        r = 0.5 * z * (1.0 + math.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
+    elif fn == 12:
+        r = math.floor(z)
+    elif fn == 13:
+        r = math.ceil(z)
+    elif fn == 14:
+        r = math.sin(z)
+    elif fn == 15:
+        r = math.cos(z)
+    else:
+        r = z / (1.0 + abs(z))
+    return np.float32(r)

@@ -12,62 +12,16 @@ import math
 import numpy as np
 from numba import prange
 
+from ..activation import unary_scalar
 from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from .._jit import njit, pjit
 from ._common import OpImpl, operand, prepare_consts, use_parallel
 
 CHUNK = 16384
-_SQRT1_2 = 0.7071067811865476
-_GELU_C = 0.7978845608028654    # sqrt(2/pi)
-
-
-@njit(inline="always")
-def _softplus(v):
-    # ln(1 + e^v) without overflow
-    if v > 20.0:
-        return v
-    return math.log1p(math.exp(v))
-
-
-@njit(inline="always")
-def _unary(v, fn):
-    z = np.float64(v)
-    if fn == 0:
-        r = -z
-    elif fn == 1:
-        r = abs(z)
-    elif fn == 2:
-        r = math.sqrt(z) if z >= 0 else np.nan
-    elif fn == 3:
-        r = math.exp(z)
-    elif fn == 4:
-        r = math.log(z) if z > 0 else (-np.inf if z == 0 else np.nan)
-    elif fn == 5:
-        r = 1.0 / z if z != 0 else (np.inf if math.copysign(1.0, z) > 0 else -np.inf)
-    elif fn == 6:
-        r = math.erf(z)
-    elif fn == 7:
-        r = _softplus(z)
-    elif fn == 8:
-        r = z * math.tanh(_softplus(z))
-    elif fn == 9:
-        r = z / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
-    elif fn == 10:
-        r = 0.5 * z * (1.0 + math.erf(z * _SQRT1_2))
-    elif fn == 11:
-        r = 0.5 * z * (1.0 + math.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
-    elif fn == 12:
-        r = math.floor(z)
-    elif fn == 13:
-        r = math.ceil(z)
-    elif fn == 14:
-        r = math.sin(z)
-    elif fn == 15:
-        r = math.cos(z)
-    else:
-        r = z / (1.0 + abs(z))
-    return np.float32(r)
+# the float64 scalar switch: edgenet.activation.unary_scalar, the function the CUDA
+# backend compiles too
+_unary = njit(inline="always")(unary_scalar)
 
 
 _FMU = {"contract", "arcp", "nsz"}     # no nnan/ninf: NaN and inf pass through

@@ -8,60 +8,14 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
+from ..activation import unary_scalar
 from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from . import config
 from ._common import OpImpl, blocks, prod, to_device
 
-_SQRT1_2 = 0.7071067811865476
-_GELU_C = 0.7978845608028654
-
-
-@cuda.jit(device=True)
-def _softplus(z):
-    if z > 20.0:
-        return z
-    return math.log1p(math.exp(z))
-
-
-@cuda.jit(device=True)
-def _unary(v, fn):
-    z = float64(v)
-    if fn == 0:
-        r = -z
-    elif fn == 1:
-        r = abs(z)
-    elif fn == 2:
-        r = math.sqrt(z) if z >= 0 else math.nan
-    elif fn == 3:
-        r = math.exp(z)
-    elif fn == 4:
-        r = math.log(z) if z > 0 else (-math.inf if z == 0 else math.nan)
-    elif fn == 5:
-        r = 1.0 / z if z != 0 else (math.inf if math.copysign(1.0, z) > 0 else -math.inf)
-    elif fn == 6:
-        r = math.erf(z)
-    elif fn == 7:
-        r = _softplus(z)
-    elif fn == 8:
-        r = z * math.tanh(_softplus(z))
-    elif fn == 9:
-        r = z / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
-    elif fn == 10:
-        r = 0.5 * z * (1.0 + math.erf(z * _SQRT1_2))
-    elif fn == 11:
-        r = 0.5 * z * (1.0 + math.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
-    elif fn == 12:
-        r = math.floor(z)
-    elif fn == 13:
-        r = math.ceil(z)
-    elif fn == 14:
-        r = math.sin(z)
-    elif fn == 15:
-        r = math.cos(z)
-    else:
-        r = z / (1.0 + abs(z))
-    return float32(r)
+# the scalar switch: edgenet.activation.unary_scalar, the very function the CPU backend compiles
+_unary = cuda.jit(device=True)(unary_scalar)
 
 
 @cuda.jit
