@@ -177,7 +177,8 @@ def _same(a, b) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
-def _broadcast(c: Ctx, a, b):
+def broadcast(c: Ctx, a, b):
+    """numpy broadcasting of two shapes (None: a dynamic dim, kept where the other is 1)."""
     out = []
     ra, rb = len(a), len(b)
     r = max(ra, rb)
@@ -323,7 +324,7 @@ def shape_matmul(c: Ctx):
         c.fail(f"MatMul needs rank >= 2 operands, got {a} and {b}")
     if a[-1] != b[-2] or a[-1] is None:
         c.fail(f"inner dimensions differ: {a} @ {b}")
-    batch = _broadcast(c, a[:-2], b[:-2])
+    batch = broadcast(c, a[:-2], b[:-2])
     return [batch + (a[-2], b[-1])]
 
 
@@ -395,7 +396,7 @@ def shape_global_pool(c: Ctx):
 
 
 def shape_binary(c: Ctx):
-    out = _broadcast(c, c.shape(0), c.shape(1))
+    out = broadcast(c, c.shape(0), c.shape(1))
     c.activation()
     return [out]
 

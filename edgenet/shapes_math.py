@@ -6,7 +6,7 @@ Function codes are defined here once; every backend's kernels switch on them.
 """
 from __future__ import annotations
 
-from .shapes import Ctx
+from .shapes import Ctx, broadcast
 
 # y = fn(x), elementwise. Formulas (float32 in and out):
 #   neg -x   abs |x|   sqrt √x   exp eˣ   log ln x   reciprocal 1/x   erf erf(x)
@@ -34,28 +34,9 @@ def shape_unary(c: Ctx):
     return [x]
 
 
-def _broadcast(c: Ctx, a, b):
-    """numpy broadcasting of two concrete shapes (None: the dynamic batch, as in shapes.py)."""
-    r = max(len(a), len(b))
-    a = (1,) * (r - len(a)) + tuple(a)
-    b = (1,) * (r - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if x is None or y is None:
-            other = y if x is None else x
-            out.append(None if other in (None, 1) else other)
-        elif x == y or y == 1:
-            out.append(x)
-        elif x == 1:
-            out.append(y)
-        else:
-            c.fail(f"shapes {a} and {b} are not broadcast-compatible")
-    return tuple(out)
-
-
 def shape_binary_math(c: Ctx):
     c.choice_attr("fn", BINARY_FNS)
-    return [_broadcast(c, c.shape(0), c.shape(1))]
+    return [broadcast(c, c.shape(0), c.shape(1))]
 
 
 def reduce_out_shape(shape, axes, keepdims):

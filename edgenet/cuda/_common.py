@@ -28,6 +28,18 @@ from ..format.constants import WeightCode
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def bcast_strides(shape, R):
+    """Element strides of ``shape`` right-aligned to rank ``R``, 0 along broadcast axes (1s)."""
+    s = (1,) * (R - len(shape)) + tuple(shape)
+    st = [0] * R
+    acc = 1
+    for ax in range(R - 1, -1, -1):
+        st[ax] = 0 if s[ax] == 1 else acc
+        acc *= s[ax]
+    return st
+
+
 def kernel_cache(factory):
     """Memoize a kernel factory on its (compile-time constant) arguments."""
     return functools.lru_cache(maxsize=None)(factory)

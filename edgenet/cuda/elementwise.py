@@ -6,7 +6,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import OpImpl, act, act_of, blocks, prod, to_device
+from ._common import OpImpl, act, act_of, bcast_strides, blocks, prod, to_device
 
 MAXR = 8  # ranks up to ir/format MAX_RANK
 
@@ -71,16 +71,6 @@ def _binary_bcast(a, b, y, n, meta, R, op, code, alpha, beta):
     y[i] = act(_binop(op, a[pa], b[pb]), code, alpha, beta)
 
 
-def _bcast_strides(shape, R):
-    s = (1,) * (R - len(shape)) + tuple(shape)
-    st = [0] * R
-    acc = 1
-    for ax in range(R - 1, -1, -1):
-        st[ax] = 0 if s[ax] == 1 else acc
-        acc *= s[ax]
-    return st
-
-
 class Act(OpImpl):
     def prepare(self, node, consts, policy):
         st = super().prepare(node, consts, policy)
@@ -132,7 +122,7 @@ class _Binary(Act):
         meta = state["tables"].get(key)
         R = len(out_shape)
         if meta is None:
-            m = list(out_shape) + _bcast_strides(sa, R) + _bcast_strides(sb, R)
+            m = list(out_shape) + bcast_strides(sa, R) + bcast_strides(sb, R)
             meta = state["tables"][key] = to_device(np.array(m, np.int64), np.int64)
         _binary_bcast[blocks(n), config.THREADS, stream](a, b, out, n, meta, R, self.OP,
                                                          code, alpha, beta)

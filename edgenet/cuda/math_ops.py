@@ -12,7 +12,7 @@ from ..activation import unary_scalar
 from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from . import config
-from ._common import OpImpl, blocks, prod, to_device
+from ._common import OpImpl, bcast_strides, blocks, prod, to_device
 
 # the scalar switch: edgenet.activation.unary_scalar, the very function the CPU backend compiles
 _unary = cuda.jit(device=True)(unary_scalar)
@@ -127,16 +127,6 @@ def _reduce_k(x, y, n, meta, K, Rr, D, fn, inv_d):
     y[i] = float32(acc)
 
 
-def _bcast_strides(shape, R):
-    s = (1,) * (R - len(shape)) + tuple(shape)
-    st = [0] * R
-    acc = 1
-    for ax in range(R - 1, -1, -1):
-        st[ax] = 0 if s[ax] == 1 else acc
-        acc *= s[ax]
-    return st
-
-
 class _Math(OpImpl):
     def prepare(self, node, consts, policy):
         st = super().prepare(node, consts, policy)
@@ -160,7 +150,7 @@ class BinaryMath(_Math):
         key = (tuple(sa), tuple(sb), R)
         meta = state["tables"].get(key)
         if meta is None:
-            m = list(out_shape) + _bcast_strides(sa, R) + _bcast_strides(sb, R)
+            m = list(out_shape) + bcast_strides(sa, R) + bcast_strides(sb, R)
             meta = state["tables"][key] = to_device(np.array(m or [1], np.int64), np.int64)
         _binary_k[blocks(n), config.THREADS, stream](a, b, out, n, meta, R,
                                                     BINARY_CODE[node_attrs(node)["fn"]])
