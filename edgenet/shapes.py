@@ -23,8 +23,10 @@ class _Required:
 
 REQUIRED = _Required()   # an attribute without a default
 
-RESIZE_MODES = ("nearest", "linear")
-RESIZE_COORD_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+RESIZE_MODES = ("nearest", "linear", "cubic")
+RESIZE_COORD_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
+                      "half_pixel_symmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn")
+RESIZE_ASPECT_POLICIES = ("stretch", "not_larger", "not_smaller")
 RESIZE_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 PAD_MODES = ("constant", "reflect", "edge")
 
@@ -515,22 +517,57 @@ def shape_pad(c: Ctx):
     return [tuple(out)]
 
 
-def resize_output_hw(h, w, scales, sizes):
-    """(oh, ow) of a Resize: sizes as given, else floor(dim * scale) (ONNX)."""
-    if sizes is not None:
-        return int(sizes[0]), int(sizes[1])
-    return int(math.floor(h * float(scales[0]))), int(math.floor(w * float(scales[1])))
+def resize_geometry(h, w, scales, sizes, policy="stretch"):
+    """(oh, ow, sh, sw) of a Resize on an h×w input (ONNX): with ``scales`` the output is
+    floor(dim * scale) and the coordinate scales are the given ones; with ``sizes`` the
+    scales are out / in, and a ``keep_aspect_ratio_policy`` other than "stretch" takes one
+    scale for both axes (the min or max of the two ratios) and rounds dim * scale half up.
+    Scales are Python floats (float64, as ONNX's reference computes them)."""
+    if sizes is None:
+        sh, sw = float(scales[0]), float(scales[1])
+        return int(math.floor(h * sh)), int(math.floor(w * sw)), sh, sw
+    oh, ow = int(sizes[0]), int(sizes[1])
+    sh, sw = oh / h, ow / w
+    if policy == "stretch":
+        return oh, ow, sh, sw
+    s = min(sh, sw) if policy == "not_larger" else max(sh, sw)
+    return int(s * h + 0.5), int(s * w + 0.5), s, s
+
+
+def resize_output_hw(h, w, scales, sizes, policy="stretch"):
+    """(oh, ow) of a Resize (see :func:`resize_geometry`)."""
+    return resize_geometry(h, w, scales, sizes, policy)[:2]
 
 
 def shape_resize(c: Ctx):
     x = c.shape(0)
     c.rank(0, x, 4)
     mode = c.choice_attr("mode", RESIZE_MODES)
-    c.choice_attr("coordinate_transformation_mode", RESIZE_COORD_MODES)
+    ctm = c.choice_attr("coordinate_transformation_mode", RESIZE_COORD_MODES)
     if mode == "nearest":
         c.choice_attr("nearest_mode", RESIZE_NEAREST_MODES, default=REQUIRED)
     elif c.attrs.get("nearest_mode") is not None:
         c.choice_attr("nearest_mode", RESIZE_NEAREST_MODES)
+    a = c.attr("cubic_coeff_a")
+    if not _is_num(a) or not math.isfinite(float(a)):
+        c.fail(f"cubic_coeff_a must be a finite number, got {a!r}")
+    for flag in ("exclude_outside", "antialias"):
+        if c.int_attr(flag) not in (0, 1):
+            c.fail(f"attribute '{flag}' must be 0 or 1")
+    if c.int_attr("antialias") and mode == "nearest":
+        c.fail("antialias applies to the linear and cubic modes only")
+    ev = c.attr("extrapolation_value")
+    if not _is_num(ev) or math.isnan(float(ev)):
+        c.fail(f"extrapolation_value must be a number, got {ev!r}")
+    roi = c.attr("roi")
+    if ctm == "tf_crop_and_resize":
+        if not isinstance(roi, (list, tuple)) or len(roi) != 4 or any(
+                not _is_num(v) or not math.isfinite(float(v)) for v in roi):
+            c.fail(f"tf_crop_and_resize needs roi [y0, x0, y1, x1] (4 finite numbers), "
+                   f"got {roi!r}")
+    elif roi is not None:
+        c.fail("roi is used by coordinate_transformation_mode 'tf_crop_and_resize' only")
+    policy = c.choice_attr("keep_aspect_ratio_policy", RESIZE_ASPECT_POLICIES)
     scales = c.attrs.get("scales")
     sizes = c.attrs.get("sizes")
     if (scales is None) == (sizes is None):
@@ -541,11 +578,13 @@ def shape_resize(c: Ctx):
             c.fail(f"scales must be two numbers [sh, sw], got {scales!r}")
         if not all(math.isfinite(float(s)) and s > 0 for s in scales):
             c.fail(f"scales must be positive and finite, got {scales}")
+        if policy != "stretch":
+            c.fail("keep_aspect_ratio_policy applies to 'sizes' only")
     else:
         sizes = c.ints_attr("sizes", 2, lo=1, what="must be positive")
     if x[2] <= 0 or x[3] <= 0:
         c.fail(f"empty input {x}")
-    oh, ow = resize_output_hw(x[2], x[3], scales, sizes)
+    oh, ow = resize_output_hw(x[2], x[3], scales, sizes, policy)
     if oh <= 0 or ow <= 0:
         c.fail(f"scales {scales} make an empty output ({oh}, {ow}) from {x}")
     return [(x[0], x[1], oh, ow)]

@@ -53,11 +53,11 @@ def pool(op="MaxPool", x=(1, 2, 8, 8), k=(3, 3), s=(2, 2), p=(1, 1, 1, 1), cm=0,
 
 
 def resize(x=(1, 2, 4, 6), scales=(2.0, 2.0), sizes=None, mode="nearest",
-           ctm="asymmetric", nm="floor"):
+           ctm="asymmetric", nm="floor", **more):
     return node("Resize", ["x"], {
         "mode": mode, "coordinate_transformation_mode": ctm, "nearest_mode": nm,
         "scales": None if scales is None else list(scales),
-        "sizes": None if sizes is None else list(sizes)}), [x], {}
+        "sizes": None if sizes is None else list(sizes), **more}), [x], {}
 
 
 # ------------------------------------------------------------------ shape inference
@@ -112,6 +112,10 @@ GOOD = [
     ("resize_scales", resize(scales=(1.5, 0.5)), (1, 2, 6, 3)),
     ("resize_scales_floor", resize(x=(1, 2, 3, 3), scales=(1.5, 2.5)), (1, 2, 4, 7)),
     ("resize_sizes", resize(scales=None, sizes=(7, 2), mode="linear", nm=None), (1, 2, 7, 2)),
+    ("resize_not_larger", resize(scales=None, sizes=(7, 8), keep_aspect_ratio_policy="not_larger"),
+     (1, 2, 5, 8)),
+    ("resize_not_smaller", resize(x=(1, 2, 4, 5), scales=None, sizes=(3, 3),
+                                  keep_aspect_ratio_policy="not_smaller"), (1, 2, 3, 4)),
     ("d2s", (node("DepthToSpace", ["x"], {"blocksize": 2, "mode": "CRD"}), [(1, 8, 3, 3)], {}),
      (1, 2, 6, 6)),
     ("slice", (node("Slice", ["x"], {"starts": [1, 0], "ends": [5, 7], "axes": [2, 3],
@@ -298,8 +302,14 @@ BAD = [
     ("resize_scale_nan", resize(scales=(float("nan"), 2.0)), "positive"),
     ("resize_empty", resize(x=(1, 2, 1, 4), scales=(0.5, 1.0)), "empty"),
     ("resize_sizes_zero", resize(scales=None, sizes=(0, 4)), "sizes"),
-    ("resize_mode", resize(mode="cubic"), "mode"),
-    ("resize_ctm", resize(ctm="tf_crop_and_resize"), "coordinate_transformation_mode"),
+    ("resize_mode", resize(mode="bicubic"), "mode"),
+    ("resize_ctm", resize(ctm="tf_legacy"), "coordinate_transformation_mode"),
+    ("resize_crop_no_roi", resize(ctm="tf_crop_and_resize"), "roi"),
+    ("resize_roi_unused", resize(roi=[0, 0, 1, 1]), "roi"),
+    ("resize_nearest_antialias", resize(antialias=1), "antialias"),
+    ("resize_policy_scales", resize(keep_aspect_ratio_policy="not_larger"), "'sizes' only"),
+    ("resize_policy", resize(scales=None, sizes=(2, 2), keep_aspect_ratio_policy="fit"),
+     "keep_aspect_ratio_policy"),
     ("resize_nearest_mode", resize(nm="round"), "nearest_mode"),
     ("resize_rank", resize(x=(2, 4, 6)), "rank"),
     ("d2s_div", (node("DepthToSpace", ["x"], {"blocksize": 2, "mode": "DCR"}), [(1, 6, 3, 3)], {}),

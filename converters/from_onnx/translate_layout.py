@@ -44,23 +44,38 @@ def Pad(ctx, n, name, at):
     ctx.emit(name, "Pad", [x], [n.output[0]], {"pads": pads, "mode": mode, "value": value})
 
 
-def _resize(ctx, n, name, x, mode, ctm, nearest, scales, sizes):
+_CTMS = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
+         "half_pixel_symmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn")
+
+
+def _resize(ctx, n, name, x, mode, ctm, nearest, scales, sizes, extra=None, roi=None):
+    """Emit an IR Resize on H, W. ``scales``/``sizes``: the 4 values of the ONNX node
+    (axes already expanded); ``roi``: its 8 values (tf_crop_and_resize)."""
     xs = ctx.shape(x, n)
     if len(xs) != 4:
         raise node_error(n, "Resize of a non-4-D tensor is not supported")
     if mode in ("bilinear", "linear"):
         mode = "linear"
-    elif mode != "nearest":
+    elif mode not in ("nearest", "cubic"):
         raise node_error(n, f"Resize mode {mode!r} is not supported")
-    if ctm not in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"):
+    if ctm not in _CTMS:
         raise node_error(n, f"coordinate_transformation_mode {ctm!r} is not supported")
     attrs = {"mode": mode, "coordinate_transformation_mode": ctm, "nearest_mode": nearest,
-             "scales": None, "sizes": None}
+             "scales": None, "sizes": None, **(extra or {})}
+    if ctm == "tf_crop_and_resize":
+        if roi is None or np.size(roi) != 8:
+            raise node_error(n, "tf_crop_and_resize needs a constant roi of 8 values "
+                             "(or 2 per axis with 'axes')")
+        r = [float(v) for v in np.asarray(roi, np.float64).reshape(-1)]
+        if r[0] != 0 or r[1] != 0 or r[4] != 1 or r[5] != 1:
+            raise node_error(n, f"Resize roi {r} must keep N and C (0..1)")
+        attrs["roi"] = [r[2], r[3], r[6], r[7]]
     if scales is not None and np.size(scales):
         sc = [float(v) for v in np.asarray(scales).reshape(-1)]
         if len(sc) != 4 or sc[0] != 1 or sc[1] != 1:
             raise node_error(n, f"Resize scales {sc} must keep N and C")
         attrs["scales"] = sc[2:]
+        attrs.pop("keep_aspect_ratio_policy", None)   # ONNX: it applies to sizes only
     elif sizes is not None and np.size(sizes):
         sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
         if len(sz) != 4 or sz[1] != xs[1]:
@@ -77,18 +92,46 @@ def Upsample(ctx, n, name, at):
     _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor", scales, None)
 
 
+def _expand_axes(vals, ax, base):
+    full = list(base)
+    for a, v in zip(ax, np.asarray(vals).reshape(-1)):
+        full[a] = v
+    return np.asarray(full)
+
+
 def Resize(ctx, n, name, at):
     x = ctx.act_in(n, 0)
     if ctx.opset < 11:
         _resize(ctx, n, name, x, at.get("mode", "nearest"), "asymmetric", "floor",
                 ctx.cin(n, 1), None)
         return
-    if at.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise node_error(n, "Resize keep_aspect_ratio_policy "
-                         f"{at['keep_aspect_ratio_policy']!r} is not supported")
-    if int(at.get("exclude_outside", 0)) or int(at.get("antialias", 0)):
-        raise node_error(n, "Resize exclude_outside/antialias is not supported")
+    mode = at.get("mode", "nearest")
+    ctm = at.get("coordinate_transformation_mode", "half_pixel")
+    nearest = at.get("nearest_mode", "round_prefer_floor")
+    policy = at.get("keep_aspect_ratio_policy", "stretch")
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise node_error(n, f"keep_aspect_ratio_policy {policy!r} is not valid")
+    extra = {"cubic_coeff_a": float(at.get("cubic_coeff_a", -0.75)),
+             "exclude_outside": int(at.get("exclude_outside", 0)),
+             "antialias": int(at.get("antialias", 0)),
+             "extrapolation_value": float(at.get("extrapolation_value", 0.0)),
+             "keep_aspect_ratio_policy": policy}
+    if extra["antialias"] and mode == "nearest":
+        raise node_error(n, "antialias applies to the linear and cubic modes only")
     axes = at.get("axes")
+    rank = len(ctx.shape(x, n))
+    ax = None if axes is None else [int(a) % rank for a in axes]
+    if ax is not None and len(set(ax)) != len(ax):
+        raise node_error(n, f"Resize axes {list(axes)} repeat an axis")
+    if policy != "stretch" and ax is not None and sorted(ax) != [2, 3]:
+        raise node_error(n, "keep_aspect_ratio_policy needs both H and W among the axes")
+    roi = ctx.cin(n, 1) if ctm == "tf_crop_and_resize" and len(n.input) > 1 and \
+        n.input[1] else None
+    if roi is not None and ax is not None:
+        k = len(ax)
+        r = np.asarray(roi, np.float64).reshape(-1)
+        roi = np.concatenate([_expand_axes(r[:k], ax, [0.0] * rank),
+                              _expand_axes(r[k:], ax, [1.0] * rank)])
     if len(n.input) > 3 and n.input[3] in ctx.fe.folded and axes is None:
         sa, sb = (np.asarray(v, np.int64).reshape(-1) for v in ctx.fe.folded[n.input[3]])
         if not np.array_equal(sa, sb):
@@ -96,34 +139,24 @@ def Resize(ctx, n, name, at):
             xa, xb = ctx.fe.shape_ab(x, n)
             ra, rb = sa / np.asarray(xa, np.float64), sb / np.asarray(xb, np.float64)
             if len(sa) != 4 or not np.allclose(ra, rb, rtol=0, atol=1e-12) or \
-                    ra[0] != 1 or ra[1] != 1:
+                    ra[0] != 1 or ra[1] != 1 or policy != "stretch":
                 raise node_error(n, "Resize sizes depend on the symbolic input size other "
                                  "than by a constant factor; freeze the input dims at "
                                  "conversion (--input-shape)")
-            _resize(ctx, n, name, x, at.get("mode", "nearest"),
-                    at.get("coordinate_transformation_mode", "half_pixel"),
-                    at.get("nearest_mode", "round_prefer_floor"), ra, None)
+            _resize(ctx, n, name, x, mode, ctm, nearest, ra, None, extra, roi)
             return
     scales, sizes = ctx.cin(n, 2), ctx.cin(n, 3)
     for idx in (2, 3):
         if idx < len(n.input) and n.input[idx] and ctx.cin(n, idx) is None:
             raise node_error(n, "Resize scales/sizes must be constants")
-    if axes is not None:
-        ax = [int(a) % 4 for a in axes]
+    if ax is not None:
         if scales is not None and np.size(scales):
-            full = [1.0] * 4
-            for a, v in zip(ax, scales.reshape(-1)):
-                full[a] = float(v)
-            scales = np.asarray(full)
+            scales = _expand_axes(scales.astype(np.float64), ax, [1.0] * rank)
         if sizes is not None and np.size(sizes):
             full = list(ctx.shape(x, n))
-            for a, v in zip(ax, sizes.reshape(-1)):
-                full[a] = int(v)
             full[0] = 1
-            sizes = np.asarray(full)
-    _resize(ctx, n, name, x, at.get("mode", "nearest"),
-            at.get("coordinate_transformation_mode", "half_pixel"),
-            at.get("nearest_mode", "round_prefer_floor"), scales, sizes)
+            sizes = _expand_axes(sizes, ax, full)
+    _resize(ctx, n, name, x, mode, ctm, nearest, scales, sizes, extra, roi)
 
 
 def DepthToSpace(ctx, n, name, at):

@@ -9,6 +9,8 @@ import numpy as np
 from numba import prange
 
 from .. import ir
+from .. import resize as rz
+from ..ops import node_attrs
 from ._common import OpImpl, attrs, operand, prepare_consts
 from .._jit import njit, pjit
 
@@ -188,83 +190,75 @@ class Softmax(_Move):
 
 
 # ----------------------------------------------------------------------------- Resize
-_CT = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3}
-_NM = {"round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3}
-
-
-def _axis_table(n_in, n_out, scale, ct, linear, nm):
-    """Per output index: (i0, i1, lambda). Source coordinates in float32 (ONNX order)."""
-    xr = np.arange(n_out, dtype=np.float32)
-    s = np.float32(scale)
-    half = np.float32(0.5)
-    if ct == 0 or (ct == 3 and n_out > 1):
-        xo = (xr + half) / s - half
-    elif ct == 1:
-        xo = xr / s
-    elif ct == 2 and n_out > 1:
-        xo = xr * np.float32(n_in - 1) / np.float32(n_out - 1)
-    else:
-        xo = np.zeros(n_out, np.float32)
-    if linear:
-        xo = np.clip(xo, np.float32(0), np.float32(n_in - 1)).astype(np.float32)
-        i0 = np.floor(xo).astype(np.int64)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        lam = (xo - i0.astype(np.float32)).astype(np.float32)
-        return i0, i1, lam
-    xd = xo.astype(np.float64)
-    fl = np.floor(xd)
-    frac = xd - fl
-    if nm == 2:
-        idx = fl
-    elif nm == 3:
-        idx = np.ceil(xd)
-    else:
-        idx = np.where(frac > 0.5, fl + 1, np.where(frac < 0.5, fl, fl + 1 if nm == 1 else fl))
-    idx = np.clip(idx, 0, n_in - 1).astype(np.int64)
-    return idx, idx, np.zeros(n_out, np.float32)
+@pjit
+def _resize_gather(x, y, iy, ix):
+    """Nearest: y[n, c, oy, ox] = x[n, c, iy[oy], ix[ox]]."""
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    for q in prange(N * C * OH):
+        oy = q % OH
+        p = q // OH
+        c = p % C
+        n = p // C
+        r = iy[oy]
+        for ox in range(OW):
+            y[n, c, oy, ox] = x[n, c, r, ix[ox]]
 
 
 @pjit
-def _resize(x, y, nearest, y0, y1, ly, x0, x1, lx):
-    N, C, H, W = x.shape
-    OH = y.shape[2]
-    OW = y.shape[3]
-    for q in prange(N * C * OH):
-        oy = q % OH
-        r = q // OH
-        c = r % C
-        n = r // C
-        a = y0[oy]
-        b = y1[oy]
-        wy = ly[oy]
-        for ox in range(OW):
-            u = x0[ox]
-            v = x1[ox]
-            wx = lx[ox]
-            if nearest:
-                y[n, c, oy, ox] = x[n, c, a, u]
+def _resize(x, y, iy, wy, ey, ix, wx, ex, ev):
+    """y[n, c, oy, ox] = sum_kx wx[ox, kx] * row[ix[ox, kx]] with
+    row = sum_ky wy[oy, ky] * x[n, c, iy[oy, ky], :]: every Resize mode as per-axis tap
+    tables (edgenet/resize.py); ey/ex mark outputs set to ``ev``. One row buffer per
+    chunk of output rows holds the H-interpolated row."""
+    N, C, W = x.shape[0], x.shape[1], x.shape[3]
+    OH, OW = y.shape[2], y.shape[3]
+    KH, KW = iy.shape[1], ix.shape[1]
+    rows = N * C * OH
+    nch = min(rows, 64)
+    for t in prange(nch):
+        tmp = np.empty(W, np.float32)
+        for q in range(t * rows // nch, (t + 1) * rows // nch):
+            oy = q % OH
+            p = q // OH
+            c = p % C
+            n = p // C
+            if ey[oy]:
+                for ox in range(OW):
+                    y[n, c, oy, ox] = ev
                 continue
-            top = x[n, c, a, u] + (x[n, c, a, v] - x[n, c, a, u]) * wx
-            bot = x[n, c, b, u] + (x[n, c, b, v] - x[n, c, b, u]) * wx
-            y[n, c, oy, ox] = top + (bot - top) * wy
+            r = iy[oy, 0]
+            w = wy[oy, 0]
+            for j in range(W):
+                tmp[j] = w * x[n, c, r, j]
+            for k in range(1, KH):
+                r = iy[oy, k]
+                w = wy[oy, k]
+                for j in range(W):
+                    tmp[j] += w * x[n, c, r, j]
+            for ox in range(OW):
+                if ex[ox]:
+                    y[n, c, oy, ox] = ev
+                    continue
+                acc = wx[ox, 0] * tmp[ix[ox, 0]]
+                for k in range(1, KW):
+                    acc += wx[ox, k] * tmp[ix[ox, k]]
+                y[n, c, oy, ox] = acc
 
 
 class Resize(_Move):
     def run(self, node, state, inputs, outputs):
         x = self.x(state, inputs)
         y = outputs[0]
-        H, W = x.shape[2], x.shape[3]
-        OH, OW = y.shape[2], y.shape[3]
-        key = (H, W, OH, OW)
+        key = (x.shape[2], x.shape[3], y.shape[2], y.shape[3])
         tabs = state.get(key)
         if tabs is None:
-            a = state["a"]
-            scales = a.get("scales")
-            sh, sw = ((np.float32(scales[0]), np.float32(scales[1])) if scales is not None
-                      else (np.float32(OH) / np.float32(H), np.float32(OW) / np.float32(W)))
-            ct = _CT[a.get("coordinate_transformation_mode") or "half_pixel"]
-            lin = a.get("mode", "nearest") == "linear"
-            nm = _NM[a.get("nearest_mode") or "round_prefer_floor"]
-            tabs = _axis_table(H, OH, sh, ct, lin, nm) + _axis_table(W, OW, sw, ct, lin, nm)
+            tabs = rz.tables(node_attrs(node), *key)
+            if all(t[0].shape[1] == 1 and np.all(t[1] == 1) and not t[2].any()
+                   for t in (tabs[:3], tabs[3:])):       # one unit tap per axis: nearest
+                tabs = (tabs[0][:, 0].copy(), tabs[3][:, 0].copy())
             state[key] = tabs  # immutable once built; a racing rebuild is identical
-        _resize(x, y, state["a"].get("mode", "nearest") != "linear", *tabs)
+        if len(tabs) == 2:
+            _resize_gather(x, y, *tabs)
+        else:
+            _resize(x, y, *tabs, np.float32(node_attrs(node)["extrapolation_value"]))

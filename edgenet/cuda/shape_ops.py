@@ -16,6 +16,7 @@ from numba import cuda, float32
 
 from .. import ir
 from .. import resize as rz
+from ..ops import node_attrs
 from . import config
 from ._common import OpImpl, attrs, blocks, device_copy, prod, to_device
 
@@ -111,7 +112,9 @@ def _softmax_k(x, y, rows, L, inner):
 
 
 @cuda.jit
-def _resize_nearest_k(x, y, n, H, W, OH, OW, yi, xi):
+def _resize_k(x, y, n, H, W, OH, OW, KH, KW, iy, wy, ey, ix, wx, ex, ev):
+    """The CPU kernel's sum, one output per thread: sum over kx of wx * (sum over ky of
+    wy * x[iy, ix]) (edgenet/resize.py tap tables, flattened (O, K) row-major)."""
     i = cuda.grid(1)
     if i >= n:
         return
@@ -119,24 +122,18 @@ def _resize_nearest_k(x, y, n, H, W, OH, OW, yi, xi):
     t = i // OW
     oy = t % OH
     plane = t // OH
-    y[i] = x[(plane * H + yi[oy]) * W + xi[ox]]
-
-
-@cuda.jit
-def _resize_linear_k(x, y, n, H, W, OH, OW, y0, y1, wy0, wy1, x0, x1, wx0, wx1):
-    i = cuda.grid(1)
-    if i >= n:
+    if ey[oy] != 0 or ex[ox] != 0:
+        y[i] = ev
         return
-    ox = i % OW
-    t = i // OW
-    oy = t % OH
-    plane = t // OH
-    b = plane * H
-    r0 = (b + y0[oy]) * W
-    r1 = (b + y1[oy]) * W
-    top0 = x[r0 + x0[ox]] * wy0[oy] + x[r1 + x0[ox]] * wy1[oy]
-    top1 = x[r0 + x1[ox]] * wy0[oy] + x[r1 + x1[ox]] * wy1[oy]
-    y[i] = top0 * wx0[ox] + top1 * wx1[ox]
+    base = plane * H
+    acc = float32(0.0)
+    for kx in range(KW):
+        c = ix[ox * KW + kx]
+        col = float32(0.0)
+        for ky in range(KH):
+            col += wy[oy * KH + ky] * x[(base + iy[oy * KH + ky]) * W + c]
+        acc += wx[ox * KW + kx] * col
+    y[i] = acc
 
 
 class _Move(OpImpl):
@@ -266,26 +263,22 @@ class Softmax(_Move):
         _softmax_k[blocks(rows), config.THREADS, stream](x, out, rows, L, inner)
 
 
-# ---- Resize: source coordinates in float32 in ONNX's order (as the reference does)
+# ---- Resize: the per-axis tap tables of edgenet/resize.py (as the CPU and reference)
 class Resize(_Move):
     def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
         (x,), (s,) = self.operands(state, ins, in_shapes)
-        a = attrs(node)
+        a = node_attrs(node)
         _, _, H, W = s
         OH, OW = out_shape[2], out_shape[3]
 
         def build():
-            sh, sw = rz.axis_scales(a, H, W, OH, OW)
-            ctm = a["coordinate_transformation_mode"]
-            yo, xo = rz.source_coords(OH, H, sh, ctm), rz.source_coords(OW, W, sw, ctm)
-            if a["mode"] == "nearest":
-                nm = a["nearest_mode"]
-                return (to_device(rz.nearest_index(yo, H, nm), np.int64),
-                        to_device(rz.nearest_index(xo, W, nm), np.int64))
-            ty, tx = rz.linear_weights(yo, H), rz.linear_weights(xo, W)
-            return tuple(to_device(v, v.dtype) for v in ty + tx)
+            iy, wy, ey, ix, wx, ex = rz.tables(a, H, W, OH, OW)
+            return (iy.shape[1], ix.shape[1], to_device(iy, np.int64),
+                    to_device(wy, np.float32), to_device(ey, np.uint8),
+                    to_device(ix, np.int64), to_device(wx, np.float32),
+                    to_device(ex, np.uint8))
 
-        tab = self.cached(state, tuple(s), build)
+        KH, KW, *tab = self.cached(state, tuple(s), build)
         n = prod(out_shape)
-        kern = _resize_nearest_k if len(tab) == 2 else _resize_linear_k
-        kern[blocks(n), config.THREADS, stream](x, out, n, H, W, OH, OW, *tab)
+        _resize_k[blocks(n), config.THREADS, stream](
+            x, out, n, H, W, OH, OW, KH, KW, *tab, np.float32(a["extrapolation_value"]))

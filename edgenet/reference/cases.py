@@ -375,20 +375,58 @@ def _resize_cases():
              ("down_scales", (2, 1, 8, 6), [0.5, 0.75], None),
              ("odd_scales", (1, 2, 3, 3), [1.5, 2.5], None),
              ("sizes_to_1", (1, 2, 4, 3), None, [1, 1])]
+    base_ctms = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+
+    def node(name, **a):
+        a.setdefault("nearest_mode", None)
+        return _node(name, "Resize", [name + ".x"], a)
+
     for gid, shape, scales, sizes in geoms:
         x = _x(rng, *shape)
-        for ctm in ir.RESIZE_COORD_MODES:
+        for ctm in base_ctms:
             name = f"resize_linear_{ctm}_{gid}"
-            yield name, _node(name, "Resize", [name + ".x"], {
-                "mode": "linear", "coordinate_transformation_mode": ctm,
-                "nearest_mode": None, "scales": scales, "sizes": sizes}), [x], {}
+            yield name, node(name, mode="linear", coordinate_transformation_mode=ctm,
+                             scales=scales, sizes=sizes), [x], {}
             for nm in ir.RESIZE_NEAREST_MODES:
                 if gid in ("sizes_to_1",) and nm != "floor":
                     continue
                 name = f"resize_nearest_{ctm}_{nm}_{gid}"
-                yield name, _node(name, "Resize", [name + ".x"], {
-                    "mode": "nearest", "coordinate_transformation_mode": ctm,
-                    "nearest_mode": nm, "scales": scales, "sizes": sizes}), [x], {}
+                yield name, node(name, mode="nearest", coordinate_transformation_mode=ctm,
+                                 nearest_mode=nm, scales=scales, sizes=sizes), [x], {}
+    # cubic, antialias, exclude_outside, the newer coordinate modes, aspect policies
+    # (one tap table per axis: edgenet/resize.py)
+    more = [
+        ("cubic_hp_up", (1, 2, 4, 5), [2.0, 1.5], None, dict(mode="cubic")),
+        ("cubic_ac_down", (1, 2, 8, 7), None, [3, 5],
+         dict(mode="cubic", coordinate_transformation_mode="align_corners")),
+        ("cubic_asym_a05_excl", (2, 1, 5, 6), [1.6, 0.6], None,
+         dict(mode="cubic", coordinate_transformation_mode="asymmetric",
+              cubic_coeff_a=-0.5, exclude_outside=1)),
+        ("cubic_aa_down", (1, 2, 9, 11), [0.4, 0.6], None, dict(mode="cubic", antialias=1)),
+        ("linear_aa_down", (1, 2, 10, 7), None, [3, 4], dict(mode="linear", antialias=1)),
+        ("linear_aa_up_down", (1, 1, 4, 12), [1.75, 0.3], None,
+         dict(mode="linear", antialias=1)),
+        ("linear_hps", (1, 2, 5, 7), [0.6, 1.3], None,
+         dict(mode="linear", coordinate_transformation_mode="half_pixel_symmetric")),
+        ("nearest_tfnn", (1, 2, 5, 4), [1.7, 0.8], None,
+         dict(mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
+              nearest_mode="round_prefer_floor")),
+        ("linear_crop", (1, 2, 6, 7), None, [4, 9],
+         dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+              roi=[0.2, -0.3, 0.7, 1.2], extrapolation_value=5.0)),
+        ("cubic_crop", (1, 1, 6, 6), None, [3, 5],
+         dict(mode="cubic", coordinate_transformation_mode="tf_crop_and_resize",
+              roi=[0.1, 0.25, 0.9, 0.75])),
+        ("nearest_not_larger", (1, 2, 4, 6), None, [7, 8],
+         dict(mode="nearest", nearest_mode="round_prefer_ceil",
+              keep_aspect_ratio_policy="not_larger")),
+        ("linear_not_smaller", (1, 2, 6, 4), None, [3, 5],
+         dict(mode="linear", keep_aspect_ratio_policy="not_smaller")),
+    ]
+    for cid, shape, scales, sizes, a in more:
+        name = f"resize_{cid}"
+        a.setdefault("coordinate_transformation_mode", "half_pixel")
+        yield name, node(name, scales=scales, sizes=sizes, **a), [_x(rng, *shape)], {}
 
 
 def _math_cases():

@@ -8,8 +8,8 @@ Plain, vectorized, obviously-correct NumPy. Precision:
 * Elementwise ops (Affine, PRelu, Add/Sub/Mul/Div, activations) compute in float32, as
   the IR's activations are float32.
 * Resize computes source coordinates in float32 in the order the ONNX spec writes them
-  (what onnxruntime does), so ties of the nearest modes land the same way; bilinear
-  weights are float32 as well.
+  (what onnxruntime does), so ties of the nearest modes land the same way; tap weights
+  are computed in float64 and stored as float32 (edgenet/resize.py), applied in float64.
 
 ``prepare`` always dequantizes weights/constants to float32 once (``policy`` is accepted
 and ignored: the reference has no packed mode). ``run`` writes into the preallocated
@@ -326,29 +326,19 @@ class Pad(OpImpl):
 
 
 class Resize(OpImpl):
-    """ONNX Resize on the H, W axes. With ``scales`` the coordinate transform divides by
-    the given scale; with ``sizes`` by out/in (computed in float32), as ONNX says."""
+    """ONNX Resize on the H, W axes: the per-axis tap tables of edgenet/resize.py applied
+    in float64 (H first, then W, as ONNX's reference does); tf_crop_and_resize outputs
+    outside the input are ``extrapolation_value``."""
 
     def run(self, node, state, inputs, outputs):
         (x,) = self.args(node, state, inputs)
-        a = _attrs(node)
+        a = node_attrs(node)
         y = outputs[0]
-        h, w = x.shape[2:]
-        oh, ow = y.shape[2:]
-        sh, sw = rz.axis_scales(a, h, w, oh, ow)
-        ctm = a["coordinate_transformation_mode"]
-        yo = rz.source_coords(oh, h, sh, ctm)
-        xo = rz.source_coords(ow, w, sw, ctm)
-        if a["mode"] == "nearest":
-            nm = a["nearest_mode"]
-            yi = rz.nearest_index(yo, h, nm)
-            xi = rz.nearest_index(xo, w, nm)
-            y[...] = x[:, :, yi[:, None], xi[None, :]]
-        else:
-            y0, y1, wy0, wy1 = rz.linear_weights(yo, h)
-            x0, x1, wx0, wx1 = rz.linear_weights(xo, w)
-            rows = (x[:, :, y0, :] * wy0[:, None] + x[:, :, y1, :] * wy1[:, None])
-            y[...] = rows[:, :, :, x0] * wx0 + rows[:, :, :, x1] * wx1
+        iy, wy, ey, ix, wx, ex = rz.tables(a, *x.shape[2:], *y.shape[2:])
+        rows = np.einsum("ncokw,ok->ncow", x.astype(np.float64)[:, :, iy, :], wy)
+        out = np.einsum("ncyok,ok->ncyo", rows[:, :, :, ix], wx)
+        mask = ey.astype(bool)[:, None] | ex.astype(bool)[None, :]
+        y[...] = np.where(mask, np.float64(a["extrapolation_value"]), out)
 
 
 class DepthToSpace(OpImpl):
