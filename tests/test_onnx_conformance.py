@@ -28,7 +28,7 @@ RTOL, ATOL = 1e-3, 1e-6
 
 # case -> why it is not run. Keep every entry justified; remove it when it passes.
 # Outside edgenet's scope: integer tensors, training-mode semantics, non-float outputs,
-# 3-D (and 1-D pooling) operators. These stay excluded.
+# 3-D (and 1-D pooling) operators, zero-size tensors. These stay excluded.
 NOT_APPLICABLE = {
     'test_add_int16': 'integer input tensor: edgenet activations are float32',
     'test_add_int8': 'integer input tensor: edgenet activations are float32',
@@ -102,6 +102,7 @@ NOT_APPLICABLE = {
     'test_reduce_sum_empty_set_non_reduced_axis_zero': 'zero-size tensor: edgenet refuses empty inputs/outputs (no CNN produces them)',
     'test_reduce_sum_square_empty_set': 'zero-size tensor: edgenet refuses empty inputs/outputs (no CNN produces them)',
     'test_reflect_pad': 'integer input tensor: edgenet activations are float32',
+    'test_reshape_allowzero_reordered': 'zero-size tensor: edgenet refuses empty inputs/outputs (no CNN produces them)',
     'test_slice_start_out_of_bounds': 'zero-size tensor: edgenet refuses empty inputs/outputs (no CNN produces them)',
     'test_split_zero_size_splits_opset13': 'zero-size tensor: edgenet refuses empty inputs/outputs (no CNN produces them)',
     'test_split_zero_size_splits_opset18': 'zero-size tensor: edgenet refuses empty inputs/outputs (no CNN produces them)',
@@ -120,21 +121,6 @@ NOT_APPLICABLE = {
 }
 # Within scope, not done yet (issue 13 work items); each entry states today's failure.
 TODO = {
-    'test_averagepool_2d_dilations': "ConversionError: node 'AveragePool' (AveragePool): AveragePool with dilations is not supported",
-    'test_convtranspose_output_shape': "ConversionError: node 'ConvTranspose' (ConvTranspose): output_shape larger than the transposed conv produces",
-    'test_expand_dim_changed': 'Expand not implemented yet (issue 13)',
-    'test_expand_dim_unchanged': 'Expand not implemented yet (issue 13)',
-    'test_gather_0': 'Gather not implemented yet (issue 13)',
-    'test_gather_1': 'Gather not implemented yet (issue 13)',
-    'test_gather_2d_indices': 'Gather not implemented yet (issue 13)',
-    'test_gather_negative_indices': 'Gather not implemented yet (issue 13)',
-    'test_matmul_1d_1d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
-    'test_matmul_1d_3d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
-    'test_matmul_3d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
-    'test_matmul_4d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
-    'test_matmul_4d_1d': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
-    'test_matmul_bcast': "ConversionError: node 'MatMul' (MatMul): MatMul by a constant of rank != 2 is not supported",
-    'test_reshape_allowzero_reordered': "ConversionError: node 'Reshape' (Reshape): Reshape with allowzero=1 and a zero dimension",
 }
 
 EXCLUDE: dict[str, str] = {**NOT_APPLICABLE, **TODO}

@@ -154,7 +154,10 @@ def ConvTranspose(ctx, n, name, at):
         for i in range(2):
             tot = s[i] * (xs[2 + i] - 1) + op_[i] + ((k[i] - 1) * d[i] + 1) - outs[i]
             if tot < 0:
-                raise node_error(n, "output_shape larger than the transposed conv produces")
+                # an output_shape larger than the natural output: ONNX's reference extends
+                # it at the end (no input reaches there: zeros + bias), as output_padding
+                op_[i] -= tot
+                tot = 0
             if auto == "SAME_UPPER":
                 b.append(tot // 2), e.append(tot - tot // 2)
             else:
@@ -219,19 +222,32 @@ def MatMul(ctx, n, name, at):
     if B is None:
         ctx.emit(name, "MatMul", [a, ctx.act_in(n, 1)], [n.output[0]], {})
         return
-    if B.ndim != 2:
-        raise node_error(n, "MatMul by a constant of rank != 2 is not supported")
     B = B.astype(np.float32)
-    wn = ctx.weight(n, 1, "Gemm", B.T, lambda m: np.ascontiguousarray(m.T))
     ash = ctx.shape(a, n)
-    if len(ash) == 2:
-        ctx.emit(name, "Gemm", [a, wn, ""], [n.output[0]], {"activation": None})
-        return
-    if len(ash) < 2:
-        raise node_error(n, "MatMul of a 1-D activation is not supported")
-    # rank > 2: the IR Gemm applies along the last axis (any symbolic leading dims);
-    # "_nd" keeps BatchNormalization (channel axis 1) from being folded into it
-    ctx.emit(name, "Gemm", [a, wn, ""], [n.output[0]], {"activation": None, "_nd": True})
+    if B.ndim == 0 or len(ash) == 0:
+        raise node_error(n, "MatMul of a scalar is not defined")
+    out = n.output[0]
+    vec = len(ash) == 1 or B.ndim == 1     # numpy.matmul's 1-D promotion, then dropped
+    if len(ash) == 1:
+        a1 = ctx.tmp(a + "::row")
+        ctx.emit(name + "::row", "Reshape", [a], [a1], {"shape": [1, int(ash[0])]})
+        a, ash = a1, (1, ash[0])
+    if B.ndim == 1:
+        B = B.reshape(-1, 1)
+    y = ctx.tmp(out + "::mm") if vec else out
+    if B.ndim > 2:
+        # batched constant B: the IR MatMul with a constant operand (broadcasting)
+        ctx.emit(name, "MatMul", [a, ctx.add_const(B, n.input[1])], [y], {})
+    else:
+        wn = ctx.weight(n, 1, "Gemm", B.T, lambda m: np.ascontiguousarray(m.T))
+        # rank > 2: the IR Gemm applies along the last axis (any symbolic leading dims);
+        # "_nd" keeps BatchNormalization (channel axis 1) from being folded into it
+        nd = {"_nd": True} if len(ash) > 2 else {}
+        ctx.emit(name, "Gemm", [a, wn, ""], [y], {"activation": None, **nd})
+    if vec:
+        # kept dims sit at the same positions in y and the output (symbolic ones: copy)
+        tgt = [0 if d is None else int(d) for d in ctx.shape(out, n)]
+        ctx.emit(name + "::vec", "Reshape", [y], [out], {"shape": tgt})
 
 
 def BatchNormalization(ctx, n, name, at):
@@ -294,15 +310,10 @@ def _pool(ctx, n, name, at, op):
         raise node_error(n, "only 2-D pooling is supported")
     s = list(at.get("strides", [1, 1]))
     d = list(at.get("dilations", [1, 1]))
-    if op == "AveragePool" and d != [1, 1]:
-        raise node_error(n, "AveragePool with dilations is not supported")
     p = _spatial_pads(ctx, n, at, x, k, s, d)
-    attrs = {"kernel": k, "strides": s, "pads": p, "ceil_mode": int(at.get("ceil_mode", 0))}
-    if op == "MaxPool":
-        if int(at.get("storage_order", 0)):
-            pass
-        attrs["dilations"] = d
-    else:
+    attrs = {"kernel": k, "strides": s, "pads": p, "ceil_mode": int(at.get("ceil_mode", 0)),
+             "dilations": d}
+    if op == "AveragePool":
         attrs["count_include_pad"] = int(at.get("count_include_pad", 0))
     ctx.emit(name, op, [x], [n.output[0]], attrs)
 

@@ -246,7 +246,99 @@ def Split(ctx, n, name, at):
 
 
 # ONNX op -> translator (merged into translate.TRANSLATORS)
+def Gather(ctx, n, name, at):
+    """Gather on an activation with constant indices: Slices of the runs of consecutive
+    indices, a Concat when there are several, and a Reshape to the indices' shape."""
+    x = ctx.act_in(n, 0)
+    xs = ctx.shape(x, n)
+    rank = len(xs)
+    ax = int(at.get("axis", 0))
+    if not -rank <= ax < rank:
+        raise node_error(n, f"axis {ax} is out of range for rank {rank}")
+    ax %= rank
+    ind = ctx.cin(n, 1)
+    if ind is None:
+        raise node_error(n, "Gather on an activation needs constant indices")
+    dim = xs[ax]
+    if dim is None:
+        raise node_error(n, f"Gather along axis {ax} of symbolic size; freeze the input "
+                         "dims at conversion (--input-shape)")
+    ind = np.asarray(ind)
+    if not np.issubdtype(ind.dtype, np.integer):
+        raise node_error(n, "Gather indices must be integers")
+    flat = ind.astype(np.int64).reshape(-1)
+    if flat.size == 0:
+        raise node_error(n, "Gather with no indices makes an empty tensor")
+    if flat.min() < -dim or flat.max() >= dim:
+        raise node_error(n, f"Gather indices {flat.tolist()} out of range for size {dim}")
+    flat = flat % dim
+    runs, lo = [], 0
+    for i in range(1, flat.size + 1):
+        if i == flat.size or flat[i] != flat[i - 1] + 1:
+            runs.append((int(flat[lo]), int(flat[i - 1]) + 1))
+            lo = i
+    out = n.output[0]
+    want = tuple(xs[:ax]) + tuple(ind.shape) + tuple(xs[ax + 1:])
+    cat_shape = tuple(xs[:ax]) + (flat.size,) + tuple(xs[ax + 1:])
+    if runs == [(0, dim)]:
+        y = x                                   # every index, in order
+    else:
+        y = out if want == cat_shape else ctx.tmp(out + "::cat")
+        parts = []
+        for j, (a, b) in enumerate(runs):
+            p = y if len(runs) == 1 else ctx.tmp(f"{out}::part{j}")
+            ctx.emit(f"{name}::slice{j}", "Slice", [x], [p],
+                     {"starts": [a], "ends": [b], "axes": [ax], "steps": [1]})
+            parts.append(p)
+        if len(runs) > 1:
+            ctx.emit(name + "::concat", "Concat", parts, [y], {"axis": ax})
+    if y == x and want == cat_shape:
+        ctx.alias[out] = x
+        return
+    if y != out:
+        tgt = [0 if (d is None and i < ax) else (-1 if d is None else int(d))
+               for i, d in enumerate(want)]
+        if tgt.count(-1) > 1:
+            raise node_error(n, "Gather output has several symbolic dims the IR cannot "
+                             "place; freeze the input dims at conversion (--input-shape)")
+        ctx.emit(name + "::reshape", "Reshape", [y], [out], {"shape": tgt})
+
+
+def Expand(ctx, n, name, at):
+    """Expand of an activation to a constant shape: a broadcasting Mul by a constant of
+    ones (exact: x * 1 keeps -0, inf and NaN) whose shape holds only the new extents."""
+    x = ctx.act_in(n, 0)
+    xs = list(ctx.shape(x, n))
+    tgt = ctx.cin(n, 1)
+    if tgt is None:
+        raise node_error(n, "Expand needs a constant shape")
+    tgt = [int(v) for v in np.asarray(tgt).reshape(-1)]
+    r = max(len(xs), len(tgt))
+    xa = [1] * (r - len(xs)) + xs
+    ta = [1] * (r - len(tgt)) + tgt
+    out, ones = [], []
+    for d, t in zip(xa, ta):
+        if d is None:
+            if t != 1:
+                raise node_error(n, "Expand of a symbolic dim; freeze the input dims at "
+                                 "conversion (--input-shape)")
+            out.append(None), ones.append(1)
+        elif d == t or t == 1:
+            out.append(d), ones.append(1)
+        elif d == 1:
+            out.append(t), ones.append(t)
+        else:
+            raise node_error(n, f"shape {tgt} does not broadcast with the input {xs}")
+    if out == xs:
+        ctx.alias[n.output[0]] = x
+        return
+    c = ctx.add_const(np.ones(ones, np.float32), n.input[1] + "::ones")
+    ctx.emit(name, "Mul", [x, c], [n.output[0]], {"activation": None})
+
+
 LAYOUT_TRANSLATORS = {
+    "Gather": Gather,
+    "Expand": Expand,
     "Pad": Pad,
     "Upsample": Upsample,
     "Resize": Resize,

@@ -202,6 +202,13 @@ def _matmul_cases():
         name = f"matmul_{cid}"
         yield name, _node(name, "MatMul", [name + ".a", name + ".b"], {}), \
             [_x(rng, *sa), _x(rng, *sb)], {}
+    # a stored B of rank > 2 (batched, broadcasting against A's batch dims)
+    for cid, sa, sb in [("const_3d", (2, 3, 4), (2, 4, 3)),
+                        ("const_bcast", (3, 1, 3, 4), (1, 2, 4, 2))]:
+        rng = _rng("mm" + cid)
+        name = f"matmul_{cid}"
+        yield name, _node(name, "MatMul", [name + ".a", name + ".b"], {}), \
+            [_x(rng, *sa), None], {name + ".b": _f32(_x(rng, *sb))}
 
 
 def _affine_cases():
@@ -263,6 +270,9 @@ def _pool_cases():
         ("stride_gt_kernel", "AveragePool", (1, 2, 9, 9), [2, 2], [3, 3], [0, 0, 0, 0], [1, 1], 0, 0),
         ("1x1_k3_pad1_cip1", "AveragePool", (2, 2, 1, 1), [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 0, 1),
         ("1x1_k3_pad1_cip0", "AveragePool", (2, 2, 1, 1), [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 0, 0),
+        ("dilation_cip0", "AveragePool", (1, 2, 9, 8), [3, 2], [1, 2], [2, 1, 1, 1], [2, 3], 0, 0),
+        ("dilation_cip1", "AveragePool", (1, 2, 9, 8), [3, 2], [2, 1], [1, 1, 2, 0], [2, 2], 0, 1),
+        ("dilation_ceil", "AveragePool", (1, 2, 8, 8), [2, 2], [2, 2], [0, 0, 0, 0], [2, 2], 1, 0),
     ]
     for cid, op, shape, k, st, pads, dil, cm, cip in specs:
         rng = _rng(op + cid)
