@@ -90,6 +90,20 @@ def test_matmul_batched_constant_and_vector(tmp_path):
     _check(*_convert(tmp_path, m), [(1, 2, 3, 5), (2, 2, 3, 5)])
 
 
+def test_1d_pooling_and_conv_transpose_any_length(tmp_path):
+    """1-D MaxPool / AveragePool / ConvTranspose run as their 2-D forms over (N, C, 1, L)."""
+    rng = np.random.default_rng(5)
+    m = _model([h.make_node("MaxPool", ["x"], ["p"], kernel_shape=[3], strides=[2],
+                            pads=[1, 1], ceil_mode=1),
+                h.make_node("AveragePool", ["p"], ["a"], kernel_shape=[2], dilations=[2],
+                            pads=[1, 0], count_include_pad=1),
+                h.make_node("ConvTranspose", ["a", "w", "b"], ["y"], strides=[3],
+                            pads=[1, 0], output_padding=[1], group=2)],
+               [_f32("w", rng.standard_normal((4, 3, 3))), _f32("b", rng.standard_normal(6))],
+               ("N", 4, "L"))
+    _check(*_convert(tmp_path, m), [(1, 4, 11), (2, 4, 16)])
+
+
 @pytest.mark.parametrize("node,inits,dims,needle", [
     (h.make_node("Gather", ["x", "i"], ["y"], axis=1), [_i64("i", [0, 3])], (1, 3, 4, 4),
      "out of range"),

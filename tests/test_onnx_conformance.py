@@ -28,7 +28,7 @@ RTOL, ATOL = 1e-3, 1e-6
 
 # case -> why it is not run. Keep every entry justified; remove it when it passes.
 # Outside edgenet's scope: integer tensors, training-mode semantics, non-float outputs,
-# 3-D (and 1-D pooling) operators, zero-size tensors. These stay excluded.
+# 3-D operators, zero-size tensors. These stay excluded.
 NOT_APPLICABLE = {
     'test_add_int16': 'integer input tensor: edgenet activations are float32',
     'test_add_int8': 'integer input tensor: edgenet activations are float32',
@@ -36,15 +36,13 @@ NOT_APPLICABLE = {
     'test_add_uint32': 'integer input tensor: edgenet activations are float32',
     'test_add_uint64': 'integer input tensor: edgenet activations are float32',
     'test_add_uint8': 'integer input tensor: edgenet activations are float32',
-    'test_averagepool_1d_default': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
-    'test_averagepool_3d_dilations_small': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
+    'test_averagepool_3d_dilations_small': '3-D pooling or ConvTranspose: edgenet runs 1-D (mapped onto 2-D) and 2-D CNNs',
     'test_batchnorm_epsilon_training_mode': 'training-mode semantics (random mask / batch statistics): inference runtime',
     'test_batchnorm_example_training_mode': 'training-mode semantics (random mask / batch statistics): inference runtime',
     'test_clip_default_int8_inbounds': 'integer input tensor: edgenet activations are float32',
     'test_clip_default_int8_max': 'integer input tensor: edgenet activations are float32',
     'test_clip_default_int8_min': 'integer input tensor: edgenet activations are float32',
-    'test_convtranspose_1d': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
-    'test_convtranspose_3d': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
+    'test_convtranspose_3d': '3-D pooling or ConvTranspose: edgenet runs 1-D (mapped onto 2-D) and 2-D CNNs',
     'test_div_int16': 'integer input tensor: edgenet activations are float32',
     'test_div_int32_trunc': 'integer input tensor: edgenet activations are float32',
     'test_div_int8': 'integer input tensor: edgenet activations are float32',
@@ -65,10 +63,9 @@ NOT_APPLICABLE = {
     'test_max_uint32': 'non-float32 input tensor (integer / bool / float16 / float64): edgenet activations are float32',
     'test_max_uint64': 'non-float32 input tensor (integer / bool / float16 / float64): edgenet activations are float32',
     'test_max_uint8': 'non-float32 input tensor (integer / bool / float16 / float64): edgenet activations are float32',
-    'test_maxpool_1d_default': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
     'test_maxpool_2d_uint8': 'integer input tensor: edgenet activations are float32',
-    'test_maxpool_3d_dilations': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
-    'test_maxpool_3d_dilations_use_ref_impl': '3-D / 1-D pooling or ConvTranspose: edgenet runs 2-D CNNs (1-D Conv is mapped)',
+    'test_maxpool_3d_dilations': '3-D pooling or ConvTranspose: edgenet runs 1-D (mapped onto 2-D) and 2-D CNNs',
+    'test_maxpool_3d_dilations_use_ref_impl': '3-D pooling or ConvTranspose: edgenet runs 1-D (mapped onto 2-D) and 2-D CNNs',
     'test_maxpool_with_argmax_2d_precomputed_pads': 'MaxPool Indices output (int64): edgenet outputs are float32',
     'test_maxpool_with_argmax_2d_precomputed_strides': 'MaxPool Indices output (int64): edgenet outputs are float32',
     'test_min_float16': 'non-float32 input tensor (integer / bool / float16 / float64): edgenet activations are float32',

@@ -131,16 +131,33 @@ def ConvTranspose(ctx, n, name, at):
     if W is None:
         raise node_error(n, "weights must be constant")
     W = W.astype(np.float32)
-    if W.ndim != 4:
-        raise node_error(n, "only 2-D ConvTranspose is supported")
+    if W.ndim not in (3, 4):
+        raise node_error(n, "only 1-D and 2-D ConvTranspose are supported")
     xs = ctx.shape(x, n)
+    out = n.output[0]
+    src_shape = W.shape
+    if W.ndim == 3:
+        # 1-D: a 2-D ConvTranspose over (N, C, 1, L), as 1-D Conv is mapped
+        W = W[:, :, None, :]
+        xs = (xs[0], xs[1], 1, xs[2])
+        at = dict(at)
+        for key, one in (("strides", 1), ("dilations", 1), ("output_padding", 0)):
+            if key in at:
+                at[key] = [one] + list(at[key])
+        if "pads" in at:
+            at["pads"] = [0, at["pads"][0], 0, at["pads"][1]]
+        if "output_shape" in at:
+            at["output_shape"] = [1, list(at["output_shape"])[-1]]
+        x4 = ctx.tmp(x + "::4d")
+        ctx.emit(name + "::to2d", "Reshape", [x], [x4], {"shape": [0, 0, 1, -1]})
+        x, out = x4, ctx.tmp(out + "::4d")
     g = int(at.get("group", 1))
     C, Og, kh, kw = W.shape
     O = Og * g
     wir = W.reshape(g, C // g, Og, kh, kw).transpose(0, 2, 1, 3, 4).reshape(O, C // g, kh, kw)
 
-    def to_src(a, g=g, C=C, Og=Og, kh=kh, kw=kw):
-        return a.reshape(g, Og, C // g, kh, kw).transpose(0, 2, 1, 3, 4).reshape(C, Og, kh, kw)
+    def to_src(a, g=g, C=C, Og=Og, kh=kh, kw=kw, sh=src_shape):
+        return a.reshape(g, Og, C // g, kh, kw).transpose(0, 2, 1, 3, 4).reshape(sh)
 
     s = list(at.get("strides", [1, 1]))
     d = list(at.get("dilations", [1, 1]))
@@ -168,9 +185,11 @@ def ConvTranspose(ctx, n, name, at):
     else:
         p = list(at.get("pads", [0, 0, 0, 0]))
     wn = ctx.weight(n, 1, "ConvTranspose", wir, to_src)
-    ctx.emit(name, "ConvTranspose", [x, wn, ctx.bias(n, 2, O)], [n.output[0]],
+    ctx.emit(name, "ConvTranspose", [x, wn, ctx.bias(n, 2, O)], [out],
              {"strides": s, "pads": p, "dilations": d, "group": g,
               "output_padding": op_, "activation": None})
+    if out != n.output[0]:
+        ctx.emit(name + "::to1d", "Reshape", [out], [n.output[0]], {"shape": [0, 0, -1]})
 
 
 def Gemm(ctx, n, name, at):
@@ -306,16 +325,25 @@ def _pool(ctx, n, name, at, op):
         raise node_error(n, "MaxPool Indices output is not supported")
     xs = ctx.shape(x, n)
     k = list(at["kernel_shape"])
-    if len(k) != 2:
-        raise node_error(n, "only 2-D pooling is supported")
-    s = list(at.get("strides", [1, 1]))
-    d = list(at.get("dilations", [1, 1]))
+    if len(k) not in (1, 2):
+        raise node_error(n, "only 1-D and 2-D pooling are supported")
+    s = list(at.get("strides", [1] * len(k)))
+    d = list(at.get("dilations", [1] * len(k)))
     p = _spatial_pads(ctx, n, at, x, k, s, d)
+    out = n.output[0]
+    if len(k) == 1:
+        # 1-D: 2-D pooling over (N, C, 1, L), as 1-D Conv is mapped
+        k, s, d, p = [1, k[0]], [1, s[0]], [1, d[0]], [0, p[0], 0, p[1]]
+        x4 = ctx.tmp(x + "::4d")
+        ctx.emit(name + "::to2d", "Reshape", [x], [x4], {"shape": [0, 0, 1, -1]})
+        x, out = x4, ctx.tmp(out + "::4d")
     attrs = {"kernel": k, "strides": s, "pads": p, "ceil_mode": int(at.get("ceil_mode", 0)),
              "dilations": d}
     if op == "AveragePool":
         attrs["count_include_pad"] = int(at.get("count_include_pad", 0))
-    ctx.emit(name, op, [x], [n.output[0]], attrs)
+    ctx.emit(name, op, [x], [out], attrs)
+    if out != n.output[0]:
+        ctx.emit(name + "::to1d", "Reshape", [out], [n.output[0]], {"shape": [0, 0, -1]})
 
 
 def MaxPool(ctx, n, name, at):
