@@ -191,18 +191,25 @@ class Softmax(_Move):
 
 # ----------------------------------------------------------------------------- Resize
 @pjit
-def _resize_gather(x, y, iy, ix):
-    """Nearest: y[n, c, oy, ox] = x[n, c, iy[oy], ix[ox]]."""
-    N, C = x.shape[0], x.shape[1]
-    OH, OW = y.shape[2], y.shape[3]
-    for q in prange(N * C * OH):
-        oy = q % OH
-        p = q // OH
-        c = p % C
-        n = p // C
-        r = iy[oy]
+def _resize_gather(x, y, iy, ix, runs):
+    """Nearest: y[n, c, oy, ox] = x[n, c, iy[oy], ix[ox]]. ``runs`` (R + 1,) starts the
+    runs of output rows that read the same input row: the first is gathered, the rest
+    copy it (an integer upscale gathers 1 row in f)."""
+    P = x.shape[0] * x.shape[1]
+    OW = y.shape[3]
+    xf = x.reshape(P, x.shape[2], x.shape[3])
+    yf = y.reshape(P, y.shape[2], OW)
+    R = runs.shape[0] - 1
+    for q in prange(P * R):
+        p = q // R
+        r = q % R
+        o0 = runs[r]
+        src = xf[p, iy[o0]]
+        dst = yf[p, o0]
         for ox in range(OW):
-            y[n, c, oy, ox] = x[n, c, r, ix[ox]]
+            dst[ox] = src[ix[ox]]
+        for oy in range(o0 + 1, runs[r + 1]):
+            yf[p, oy, :] = dst
 
 
 @pjit
@@ -211,39 +218,44 @@ def _resize(x, y, iy, wy, ey, ix, wx, ex, ev):
     row = sum_ky wy[oy, ky] * x[n, c, iy[oy, ky], :]: every Resize mode as per-axis tap
     tables (edgenet/resize.py); ey/ex mark outputs set to ``ev``. One row buffer per
     chunk of output rows holds the H-interpolated row."""
-    N, C, W = x.shape[0], x.shape[1], x.shape[3]
+    P = x.shape[0] * x.shape[1]
+    W = x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
     KH, KW = iy.shape[1], ix.shape[1]
-    rows = N * C * OH
+    xf = x.reshape(P, x.shape[2], W)
+    yf = y.reshape(P, OH, OW)
+    rows = P * OH
     nch = min(rows, 64)
     for t in prange(nch):
         tmp = np.empty(W, np.float32)
         for q in range(t * rows // nch, (t + 1) * rows // nch):
             oy = q % OH
             p = q // OH
-            c = p % C
-            n = p // C
+            yr = yf[p, oy]
             if ey[oy]:
-                for ox in range(OW):
-                    y[n, c, oy, ox] = ev
+                yr[:] = ev
                 continue
-            r = iy[oy, 0]
+            xr = xf[p, iy[oy, 0]]
             w = wy[oy, 0]
             for j in range(W):
-                tmp[j] = w * x[n, c, r, j]
+                tmp[j] = w * xr[j]
             for k in range(1, KH):
-                r = iy[oy, k]
+                xr = xf[p, iy[oy, k]]
                 w = wy[oy, k]
                 for j in range(W):
-                    tmp[j] += w * x[n, c, r, j]
+                    tmp[j] += w * xr[j]
+            if KW == 2:                         # linear: the common case, unrolled
+                for ox in range(OW):
+                    yr[ox] = wx[ox, 0] * tmp[ix[ox, 0]] + wx[ox, 1] * tmp[ix[ox, 1]]
+            else:
+                for ox in range(OW):
+                    acc = wx[ox, 0] * tmp[ix[ox, 0]]
+                    for k in range(1, KW):
+                        acc += wx[ox, k] * tmp[ix[ox, k]]
+                    yr[ox] = acc
             for ox in range(OW):
                 if ex[ox]:
-                    y[n, c, oy, ox] = ev
-                    continue
-                acc = wx[ox, 0] * tmp[ix[ox, 0]]
-                for k in range(1, KW):
-                    acc += wx[ox, k] * tmp[ix[ox, k]]
-                y[n, c, oy, ox] = acc
+                    yr[ox] = ev
 
 
 class Resize(_Move):
@@ -256,9 +268,11 @@ class Resize(_Move):
             tabs = rz.tables(node_attrs(node), *key)
             if all(t[0].shape[1] == 1 and np.all(t[1] == 1) and not t[2].any()
                    for t in (tabs[:3], tabs[3:])):       # one unit tap per axis: nearest
-                tabs = (tabs[0][:, 0].copy(), tabs[3][:, 0].copy())
+                iy = tabs[0][:, 0].copy()
+                runs = np.flatnonzero(np.diff(iy, prepend=-1)).astype(np.int64)
+                tabs = (iy, tabs[3][:, 0].copy(), np.append(runs, len(iy)))
             state[key] = tabs  # immutable once built; a racing rebuild is identical
-        if len(tabs) == 2:
+        if len(tabs) == 3:
             _resize_gather(x, y, *tabs)
         else:
             _resize(x, y, *tabs, np.float32(node_attrs(node)["extrapolation_value"]))
