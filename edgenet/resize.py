@@ -11,10 +11,11 @@ is ``extrapolation_value`` when either axis marks it.
 The formulas are ONNX's reference (onnx/reference/ops/op_resize.py). Source coordinates
 are computed in float32 in the order ONNX writes them (what onnxruntime does, so ties of
 the nearest modes land the same way); ratios, weights and their normalization in float64,
-stored as float32. ``length_resized`` in the align_corners / pytorch_half_pixel /
-tf_crop_and_resize / half_pixel_symmetric formulas is ``in * scale`` (ONNX's reference;
-onnxruntime uses the integer output length for align_corners: they differ only when
-``in * scale`` is not an integer).
+stored as float32. ``length_resized`` in the align_corners / tf_crop_and_resize /
+half_pixel_symmetric formulas is ``in * scale``, as ONNX's reference and node tests have
+it (onnx/onnx#2462: intended); onnxruntime uses the integer output length for
+align_corners: they differ only when ``in * scale`` is not an integer. pytorch_half_pixel
+with a single output reads coordinate 0 (the spec's text and onnxruntime).
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def coords(n_in, n_out, scale, ctm, roi=(0.0, 1.0)):
     if ctm == "half_pixel":
         x = (y + f(0.5)) / s - f(0.5)
     elif ctm == "pytorch_half_pixel":
-        x = (np.full(n_out, -0.5, np.float32) if out_w == 1
+        # a single output reads coordinate 0: the spec's text and onnxruntime (ONNX's
+        # reference puts -0.5; the same for nearest and linear, not for cubic/antialias)
+        x = (np.zeros(n_out, np.float32) if n_out == 1
              else (y + f(0.5)) / s - f(0.5))
     elif ctm == "asymmetric":
         x = y / s

@@ -430,6 +430,8 @@ def _resize_cases():
         ("nearest_not_larger", (1, 2, 4, 6), None, [7, 8],
          dict(mode="nearest", nearest_mode="round_prefer_ceil",
               keep_aspect_ratio_policy="not_larger")),
+        ("cubic_pytorch_half_pixel_to_1", (1, 2, 5, 4), None, [1, 3],
+         dict(mode="cubic", coordinate_transformation_mode="pytorch_half_pixel")),
         ("linear_not_smaller", (1, 2, 6, 4), None, [3, 5],
          dict(mode="linear", keep_aspect_ratio_policy="not_smaller")),
     ]
