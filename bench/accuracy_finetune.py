@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=11.0, help="fine-tuning training budget")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--feature-weight", type=float, default=1.0)
     ap.add_argument("--calib", type=int, default=512, help="samples for the PTQ start")
     ap.add_argument("--tag", default="")
     ap.add_argument("--json", default=None)
@@ -129,6 +130,7 @@ def main():
                           file=sys.stderr, flush=True)
             res = finetune(src, dst, xtr, weights=a.weights, minutes=a.minutes, lr=a.lr,
                            batch=a.batch, fidelity_samples=xv, input_shapes=shapes,
+                           feature_weight=a.feature_weight,
                            calib_samples=a.calib, checkpoint=dst + ".ckpt", resume=False,
                            log=lambda m: print(m, file=sys.stderr, flush=True),
                            progress=prog)
@@ -150,6 +152,7 @@ def main():
         print(json.dumps(row), flush=True)
     info = {"model": a.model, "src": os.path.basename(src), "train": a.train, "val": a.val,
             "test": a.test, "weights": a.weights, "minutes": a.minutes, "lr": a.lr,
+            "feature_weight": a.feature_weight, "batch": a.batch,
             "machine": f"{os.cpu_count()} CPU ({platform.machine()}), shared", "rows": rows}
     if a.json:
         with open(a.json, "w") as f:

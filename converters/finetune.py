@@ -13,7 +13,9 @@ For a model trained in float, with a few hundred *unlabeled* typical inputs:
 3. train with the seed's algorithm (forward with α·T(W), the gradient with respect to T
    applied unchanged to the latent float weights) on a distillation loss against the float
    network's own outputs on the same samples: KL divergence of the softmax outputs when the
-   model ends in Softmax (its input is compared), else the MSE of the outputs; Adam, cosine
+   model ends in Softmax (its input is compared), else the MSE of the outputs, plus (with
+   ``feature_weight``) the normalized MSE of every quantized layer's output against the
+   float network's on the same batch (layer-wise reconstruction, as BRECQ); Adam, cosine
    learning-rate decay over the time/step budget, a resumable checkpoint;
 4. export losslessly: the source ONNX with each quantized weight replaced by the float32
    products α·T and each bias by the trained one (this file is the ``--reference-onnx``),
@@ -314,12 +316,16 @@ def _load_ckpt(path, fingerprint):
 def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, batch=32,
              lr=1e-3, holdout=0.2, fidelity_samples=None, seed=0, checkpoint=None,
              resume=True, reference_onnx=None, input_shapes=None, keep_float=(),
-             calib_samples=512, loss="auto", threads=2, mean=None, std=None, labels=None,
+             calib_samples=512, loss="auto", feature_weight=1.0, threads=2, mean=None,
+             std=None, labels=None,
              log=None, progress=None) -> Result:
     """Fine-tune ``src`` (ONNX) into ``dst`` (.edgenet) with ternary/quinary weights on the
     unlabeled ``samples`` (float32 array (S, ...) or a path: see :func:`load_samples`).
 
     minutes / steps: the training budget (whichever ends first; at least one step).
+    feature_weight: weight of the feature term of the loss (the normalized MSE of every
+    quantized layer's output against the float network's on the same batch, averaged over
+    the layers; 0 = output distillation only).
     holdout: fraction of the samples kept for the fidelity report (or ``fidelity_samples``).
     checkpoint: path of the resumable checkpoint (default: ``dst`` + ".ckpt"), written every
     ~30 s and at the end; with ``resume`` an existing one is continued (same model,
@@ -420,6 +426,8 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     budget_s = float(minutes) * 60.0 if minutes else float("inf")
     max_steps = int(steps) if steps else None
     lossf = _loss_fn(kind, axis)
+    feats = [nd["outputs"][0] for nd in _weight_nodes(g)
+             if encs[nd["inputs"][1]] != "f32"]
     model.train()
     t0 = time.perf_counter() - elapsed
     last_save = time.perf_counter()
@@ -435,8 +443,16 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
                 grp["lr"] = b * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
             gen.manual_seed(seed * 1000003 + step)     # the batch depends on the step only
             idx = torch.randint(0, len(xtr), (min(batch, len(xtr)),), generator=gen)
-            out = model(torch.from_numpy(xtr[idx.numpy()]))[model.logits]
-            lo = lossf(out, yt[idx])
+            xb = torch.from_numpy(xtr[idx.numpy()])
+            if feature_weight > 0:
+                with torch.no_grad():
+                    tf = teacher(xb, feats)
+                sf = model(xb, feats + [model.logits])
+                lo = lossf(sf[model.logits], yt[idx]) + feature_weight * sum(
+                    ((sf[n] - tf[n]) ** 2).mean() / (tf[n].var() + 1e-12) for n in feats
+                ) / max(len(feats), 1)
+            else:
+                lo = lossf(model(xb)[model.logits], yt[idx])
             opt.zero_grad(set_to_none=True)
             lo.backward()
             opt.step()
@@ -489,7 +505,8 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
         fid = _fidelity_of(y_float_ho, yq)
         settings = {"weights": weights, "method": "label-free distillation fine-tuning "
                     "(calibrated PTQ start; forward alpha*T, straight-through gradients)",
-                    "loss": kind, "samples": int(len(xtr)), "steps": int(step),
+                    "loss": kind, "feature_weight": float(feature_weight),
+                    "samples": int(len(xtr)), "steps": int(step),
                     "batch": int(batch), "lr": float(lr), "seconds": round(train_sec, 1),
                     "seed": int(seed), "keep_float": list(keep),
                     "ptq_start_fidelity": p_start}

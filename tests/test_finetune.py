@@ -46,8 +46,9 @@ def _net(path, seed=0, extra=None):
         helper.make_node("Conv", ["x", init("w1", rng.normal(0, 0.4, (c, 3, 3, 3))),
                                   init("b1", rng.normal(0, 0.1, c))], ["c1"], pads=[1] * 4),
         helper.make_node("BatchNormalization",
-                         ["c1", init("g", rng.uniform(0.5, 1.5, c)), init("be", rng.normal(0, .2, c)),
-                          init("mu", rng.normal(0, .2, c)), init("var", rng.uniform(.5, 2, c))],
+                         ["c1", init("g", rng.uniform(0.5, 1.5, c)),
+                          init("be", rng.normal(0, .2, c)), init("mu", rng.normal(0, .2, c)),
+                          init("var", rng.uniform(.5, 2, c))],
                          ["bn"]),
         helper.make_node("Relu", ["bn"], ["r1"]),
     ]
@@ -140,7 +141,7 @@ def test_improves_over_calibrated_ptq(tmp_path):
     src = _net(str(tmp_path / "m.onnx"), seed=3)
     x = _samples(400, seed=2)
     res = ft.finetune(src, str(tmp_path / "m.edgenet"), x[:300], fidelity_samples=x[300:],
-                      steps=150, minutes=None, lr=3e-3, calib_samples=128, threads=1)
+                      steps=150, minutes=None, lr=1e-3, calib_samples=128, threads=1)
     f, p = res.fidelity, res.ptq_fidelity
     assert f["top1_agreement"] > p["top1_agreement"] and f["snr_db"] > p["snr_db"], (f, p)
 
