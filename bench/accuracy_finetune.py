@@ -88,7 +88,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=11.0, help="fine-tuning training budget")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--feature-weight", type=float, default=1.0)
+    ap.add_argument("--feature-weight", type=float, default=0.0)
     ap.add_argument("--calib", type=int, default=512, help="samples for the PTQ start")
     ap.add_argument("--tag", default="")
     ap.add_argument("--json", default=None)

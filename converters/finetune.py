@@ -316,7 +316,7 @@ def _load_ckpt(path, fingerprint):
 def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, batch=32,
              lr=1e-3, holdout=0.2, fidelity_samples=None, seed=0, checkpoint=None,
              resume=True, reference_onnx=None, input_shapes=None, keep_float=(),
-             calib_samples=512, loss="auto", feature_weight=1.0, threads=2, mean=None,
+             calib_samples=512, loss="auto", feature_weight=0.0, threads=2, mean=None,
              std=None, labels=None,
              log=None, progress=None) -> Result:
     """Fine-tune ``src`` (ONNX) into ``dst`` (.edgenet) with ternary/quinary weights on the

@@ -129,7 +129,7 @@ def test_quinary_levels(tmp_path):
     src = _net(str(tmp_path / "m.onnx"))
     dst = str(tmp_path / "q.edgenet")
     ft.finetune(src, dst, _samples(), weights="quinary", steps=3, minutes=None,
-                calib_samples=64, threads=1)
+                calib_samples=64, threads=1, feature_weight=1.0)
     mf = read_model(dst)
     assert {t.encoding for t in mf.weights().values() if t.quantized} <= {"t2", "q3"}
     assert "q3" in {t.encoding for t in mf.weights().values() if t.quantized}

@@ -69,6 +69,9 @@ def _input_shapes(specs):
               show_default=True,
               help="Distillation loss against the float model: kl on the softmax (auto when "
                    "the model ends in Softmax), else mse on the outputs.")
+@click.option("--feature-weight", type=click.FloatRange(0.0), default=0.0, show_default=True,
+              help="Add the normalized MSE of every quantized layer's output against the "
+                   "float model's, with this weight, to the loss (0: outputs only).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Resumable checkpoint. [default: OUTPUT.ckpt]")
 @click.option("--restart", is_flag=True,
@@ -87,8 +90,8 @@ def _input_shapes(specs):
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the fidelity line.")
 def finetune(src, samples, dst, weights, minutes, steps, batch, lr, holdout, calib_samples,
-             keep_float, loss, checkpoint, restart, reference_onnx, mean, std, input_shape,
-             threads, seed, quiet):
+             keep_float, loss, feature_weight, checkpoint, restart, reference_onnx, mean, std,
+             input_shape, threads, seed, quiet):
     """Fine-tune the float ONNX model SRC into a ternary/quinary .edgenet file on unlabeled
     samples (distillation against the model's own float outputs)."""
     try:
@@ -131,6 +134,7 @@ def finetune(src, samples, dst, weights, minutes, steps, batch, lr, holdout, cal
                           checkpoint=checkpoint, resume=not restart,
                           reference_onnx=reference_onnx, input_shapes=_input_shapes(input_shape),
                           keep_float=keep, calib_samples=calib_samples, loss=loss,
+                          feature_weight=feature_weight,
                           threads=threads, mean=_floats("--mean", mean),
                           std=_floats("--std", std),
                           log=None if quiet else (lambda m: click.echo(m, err=True)),
