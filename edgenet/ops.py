@@ -108,7 +108,8 @@ SPEC = {s.name: s for s in (
         S.shape_resize, "ONNX Resize on H, W; nearest_mode is required when mode is "
         "nearest; roi [y0, x0, y1, x1] with tf_crop_and_resize only"),
     _op("DepthToSpace", [_X], {"blocksize": R, "mode": R}, False, S.shape_depth_to_space),
-    _op("Slice", [_X], {"starts": R, "ends": R, "axes": R, "steps": R}, False,
+    _op("Slice", [_X], {"starts": R, "ends": R, "axes": R, "steps": R, "onnx_bounds": 0},
+        False,
         S.shape_slice),
 )}
 

@@ -601,11 +601,27 @@ def shape_depth_to_space(c: Ctx):
     return [(n, ch // (b * b), h * b, w * b)]
 
 
-def slice_ranges(shape, starts, ends, axes, steps):
-    """Per-axis (start, stop, step) of a normalized Slice: Python ``range`` semantics
-    (for a negative step, stop = -1 means "down to and including index 0")."""
+def slice_normalize(s, e, step, dim):
+    """ONNX Slice bounds (negative counts from the end; clamped) on an axis of size dim,
+    as the normalized pair :func:`slice_ranges` takes (for a negative step, end -1 means
+    "through index 0")."""
+    if s < 0:
+        s += dim
+    if e < 0:
+        e += dim
+    if step > 0:
+        return min(max(s, 0), dim), min(max(e, 0), dim)
+    return min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
+
+
+def slice_ranges(shape, starts, ends, axes, steps, onnx_bounds=0):
+    """Per-axis (start, stop, step) of a Slice: Python ``range`` semantics (for a negative
+    step, stop = -1 means "down to and including index 0"). ``onnx_bounds``: starts/ends
+    are ONNX's (normalized here against ``shape``, per plan), else already normalized."""
     out = [(0, d, 1) for d in shape]
     for st, en, ax, sp in zip(starts, ends, axes, steps):
+        if onnx_bounds:
+            st, en = slice_normalize(int(st), int(en), int(sp), int(shape[ax]))
         out[ax] = (st, en, sp)
     return out
 
@@ -618,6 +634,9 @@ def shape_slice(c: Ctx):
     ends = c.ints_attr("ends", n)
     axes = c.ints_attr("axes", n, lo=0)
     steps = c.ints_attr("steps", n)
+    raw = c.int_attr("onnx_bounds")
+    if raw not in (0, 1):
+        c.fail("attribute 'onnx_bounds' must be 0 or 1")
     if len(set(axes)) != n or any(a >= r for a in axes):
         c.fail(f"axes {axes} must be distinct axes of the rank-{r} input")
     out = list(x)
@@ -627,6 +646,8 @@ def shape_slice(c: Ctx):
             c.fail("steps must be non-zero")
         if d is None:
             c.fail("cannot slice the dynamic batch axis")
+        if raw:
+            st, en = slice_normalize(st, en, sp, d)
         if sp > 0:
             if not (0 <= st <= d and 0 <= en <= d):
                 c.fail(f"axis {ax}: starts/ends ({st}, {en}) not normalized to [0, {d}] "

@@ -127,3 +127,18 @@ def test_bad_parameters_name_the_node(tmp_path, node, inits, dims, needle):
         convert(src, str(tmp_path / "m.edgenet"), weights="f32")
     assert "bad_node" in str(ei.value) and needle in str(ei.value), str(ei.value)
     assert not (tmp_path / "m.edgenet").exists()
+
+
+def test_slice_bounds_on_symbolic_axes(tmp_path):
+    """x[:, :, 1:-1, ::-2] with constant bounds, then an end computed from the input size
+    (H - 2, what exporters emit for x[..., :h - 2]): normalized per plan."""
+    m = _model([h.make_node("Slice", ["x", "s0", "e0", "a0", "t0"], ["s1"]),
+                h.make_node("Shape", ["s1"], ["sh"]),
+                h.make_node("Gather", ["sh", "i2"], ["hh"], axis=0),
+                h.make_node("Sub", ["hh", "two"], ["end"]),
+                h.make_node("Slice", ["s1", "zero", "end", "i2"], ["y"])],
+               [_i64("s0", [1, -1]), _i64("e0", [-1, -(2 ** 62)]), _i64("a0", [2, 3]),
+                _i64("t0", [1, -2]), _i64("i2", [2]), _i64("two", [2]), _i64("zero", [0])],
+               ("N", 2, "H", "W"))
+    src, dst = _convert(tmp_path, m)
+    _check(src, dst, [(1, 2, 8, 7), (2, 2, 13, 10)])

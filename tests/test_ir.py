@@ -122,6 +122,10 @@ GOOD = [
                                       "steps": [2, 3]}), [(1, 2, 6, 7)], {}), (1, 2, 2, 3)),
     ("slice_negative", (node("Slice", ["x"], {"starts": [5], "ends": [-1], "axes": [3],
                                                "steps": [-2]}), [(1, 2, 6, 6)], {}), (1, 2, 6, 3)),
+    ("slice_onnx_bounds", (node("Slice", ["x"], {"starts": [1, -1], "ends": [-1, -100],
+                                                  "axes": [2, 3], "steps": [1, -2],
+                                                  "onnx_bounds": 1}), [(1, 2, 6, 7)], {}),
+     (1, 2, 4, 4)),
 ]
 
 
@@ -324,6 +328,12 @@ BAD = [
                                                   "steps": [1]}), [(2, 3)], {}), "normalized"),
     ("slice_empty", (node("Slice", ["x"], {"starts": [2], "ends": [1], "axes": [1], "steps": [1]}),
                      [(2, 3)], {}), "empty"),
+    ("slice_onnx_empty", (node("Slice", ["x"], {"starts": [-1], "ends": [-2], "axes": [1],
+                                                 "steps": [1], "onnx_bounds": 1}), [(2, 3)], {}),
+     "empty"),
+    ("slice_onnx_flag", (node("Slice", ["x"], {"starts": [0], "ends": [1], "axes": [1],
+                                                "steps": [1], "onnx_bounds": 2}), [(2, 3)], {}),
+     "onnx_bounds"),
     ("slice_axes", (node("Slice", ["x"], {"starts": [0, 0], "ends": [1, 1], "axes": [1, 1],
                                           "steps": [1, 1]}), [(2, 3)], {}), "axes"),
     ("slice_lens", (node("Slice", ["x"], {"starts": [0], "ends": [1, 1], "axes": [1],

@@ -184,7 +184,8 @@ def to_onnx(node, inputs, consts):
     elif op == "Slice":
         # normalized ends: -1 with a negative step means "through index 0", which ONNX
         # spells with a very negative end
-        ends = [(-(2 ** 62) if (e == -1 and s < 0) else e) for e, s in zip(a["ends"], a["steps"])]
+        ends = a["ends"] if a.get("onnx_bounds") else \
+            [(-(2 ** 62) if (e == -1 and s < 0) else e) for e, s in zip(a["ends"], a["steps"])]
         out = b.add("Slice", [x] + [b.const(np.array(v, dtype=np.int64)) for v in
                                     (a["starts"], ends, a["axes"], a["steps"])])
     elif op == "Unary":

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgenet.shapes import slice_normalize
+
 from .graph import node_error
 
 
@@ -164,58 +166,86 @@ def DepthToSpace(ctx, n, name, at):
              {"blocksize": int(at["blocksize"]), "mode": at.get("mode", "DCR")})
 
 
-def _norm_one(s, e, st, dim):
-    if s < 0:
-        s += dim
-    if e < 0:
-        e += dim
-    if st > 0:
-        return min(max(s, 0), dim), min(max(e, 0), dim)
-    return min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
+_I32 = 2 ** 31 - 1
 
 
 def _slice_norm(ctx, n, x, starts, ends, axes, steps):
-    """Slice bounds normalized to the IR's (clamped, non-negative) form. Along a symbolic
-    axis the bounds must normalize alike under both dim assignments."""
+    """Slice bounds: normalized to the IR's (clamped, non-negative) form when they
+    normalize alike under both symbolic-dim assignments; else ONNX's own bounds, which the
+    runtime normalizes per plan (``onnx_bounds``). ``starts``/``ends`` entries are ints or
+    (value under A, value under B) pairs when they were computed from the input size: a
+    pair that keeps its distance to the axis end becomes that (negative) distance."""
     xa, xb = ctx.fe.shape_ab(x, n)
     rank = len(xa)
-    S, E, A, T = [], [], [], []
+    out, raw, per_plan = [], [], False
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = int(a) % rank
-        s, e, st = int(s), int(e), int(st)
+        st = int(st)
         if st == 0:
             raise node_error(n, "Slice step 0")
-        na, nb = _norm_one(s, e, st, xa[a]), _norm_one(s, e, st, xb[a])
+        bounds = []
+        for v, is_end in ((s, False), (e, True)):
+            if isinstance(v, tuple):
+                va, vb = int(v[0]), int(v[1])
+                if va == vb:
+                    v = va
+                elif va - xa[a] == vb - xb[a] and va - xa[a] < 0:
+                    v = va - xa[a]            # a fixed distance from the end of the axis
+                elif va - xa[a] == vb - xb[a] == 0 and is_end and st > 0:
+                    v = _I32                  # the end of the axis
+                else:
+                    raise node_error(n, f"Slice bounds along axis {a} depend on the "
+                                     "symbolic input size in a way the IR cannot express; "
+                                     "freeze the input dims at conversion (--input-shape)")
+                per_plan = per_plan or xa[a] != xb[a]
+            bounds.append(max(-_I32, min(_I32, int(v))))
+        s, e = bounds
+        na, nb = slice_normalize(s, e, st, xa[a]), slice_normalize(s, e, st, xb[a])
         if st == 1 and na == (0, xa[a]) and nb == (0, xb[a]):
             continue
         if na != nb:
-            raise node_error(n, f"Slice bounds ({s}, {e}) along axis {a} depend on its "
-                             "symbolic size; freeze the input dims at conversion "
-                             "(--input-shape)")
-        S.append(na[0]), E.append(na[1]), A.append(a), T.append(st)
-    return S, E, A, T
+            per_plan = True
+        out.append((na[0], na[1], a, st))
+        raw.append((s, e, a, st))
+    if per_plan:
+        out = raw
+    cols = [list(c) for c in zip(*out)] if out else [[], [], [], []]
+    return (*cols, int(per_plan))
 
 
 def Slice(ctx, n, name, at):
     x = ctx.act_in(n, 0)
-    xs = ctx.shape(x, n)
     if ctx.opset < 10:
         starts, ends = at["starts"], at["ends"]
         axes = at.get("axes", list(range(len(starts))))
         steps = [1] * len(starts)
     else:
-        vals = [ctx.cin(n, i) for i in range(1, 5)]
-        for i in range(1, min(5, len(n.input))):
-            if n.input[i] and vals[i - 1] is None:
+        def bound(i):
+            """Input i as a list of ints, or of (A, B) pairs when it depends on the
+            symbolic input size; None when absent."""
+            if i >= len(n.input) or not n.input[i]:
+                return None
+            nm = n.input[i]
+            if nm not in ctx.fe.folded:
                 raise node_error(n, "Slice parameters must be constants")
-        starts, ends = vals[0].reshape(-1).tolist(), vals[1].reshape(-1).tolist()
-        axes = vals[2].reshape(-1).tolist() if vals[2] is not None else list(range(len(starts)))
-        steps = vals[3].reshape(-1).tolist() if vals[3] is not None else [1] * len(starts)
-    S, E, A, T = _slice_norm(ctx, n, x, starts, ends, axes, steps)
+            va, vb = (np.asarray(v).reshape(-1) for v in ctx.fe.folded[nm])
+            if np.array_equal(va, vb):
+                return va.tolist()
+            if i > 2 or va.shape != vb.shape:
+                ctx.cin(n, i)                 # raises the "depends on the symbolic dims" error
+            return [(int(p), int(q)) for p, q in zip(va, vb)]
+
+        starts, ends, axes, steps = (bound(i) for i in range(1, 5))
+        axes = axes if axes is not None else list(range(len(starts)))
+        steps = steps if steps is not None else [1] * len(starts)
+    S, E, A, T, per_plan = _slice_norm(ctx, n, x, starts, ends, axes, steps)
     if not A:
         ctx.alias[n.output[0]] = x
         return
-    ctx.emit(name, "Slice", [x], [n.output[0]], {"starts": S, "ends": E, "axes": A, "steps": T})
+    attrs = {"starts": S, "ends": E, "axes": A, "steps": T}
+    if per_plan:
+        attrs["onnx_bounds"] = 1
+    ctx.emit(name, "Slice", [x], [n.output[0]], attrs)
 
 
 def Split(ctx, n, name, at):

@@ -67,7 +67,8 @@ class Slice(_Move):
             idx = tuple(slice(s, None if e < 0 else e, p) for s, e, p in
                         ir.slice_ranges(x.shape, [int(v) for v in a["starts"]],
                                         [int(v) for v in a["ends"]],
-                                        [int(v) for v in a["axes"]], [int(v) for v in steps]))
+                                        [int(v) for v in a["axes"]], [int(v) for v in steps],
+                                        int(a.get("onnx_bounds", 0))))
             state["idx"][x.shape] = idx
         np.copyto(outputs[0], x[idx])
 

@@ -212,7 +212,8 @@ class Slice(_Gather):
     def geometry(self, node, s, out_shape):
         a = attrs(node)
         st = _strides(s)
-        rng = ir.slice_ranges(s, a["starts"], a["ends"], a["axes"], a["steps"])
+        rng = ir.slice_ranges(s, a["starts"], a["ends"], a["axes"], a["steps"],
+                              a.get("onnx_bounds", 0))
         base = sum(start * st[ax] for ax, (start, _, _) in enumerate(rng))
         return out_shape, [st[ax] * step for ax, (_, _, step) in enumerate(rng)], base
 

@@ -376,6 +376,15 @@ def _layout_cases():
         yield name, _node(name, "Slice", [name + ".x"], {"starts": starts, "ends": ends,
                                                           "axes": axes, "steps": steps}), \
             [_x(rng, *shape)], {}
+    # ONNX's own bounds, normalized per plan (onnx_bounds=1): negative from the end, clamped
+    for cid, shape, starts, ends, axes, steps in [
+            ("onnx_neg", (1, 2, 6, 7), [1, -1], [-1, -2 ** 31 + 1], [2, 3], [1, -2]),
+            ("onnx_clamp", (2, 3, 5, 4), [-100, 2], [100, -1], [1, 3], [2, 1])]:
+        rng = _rng("slice" + cid)
+        name = f"slice_{cid}"
+        yield name, _node(name, "Slice", [name + ".x"], {
+            "starts": starts, "ends": ends, "axes": axes, "steps": steps,
+            "onnx_bounds": 1}), [_x(rng, *shape)], {}
 
 
 def _resize_cases():

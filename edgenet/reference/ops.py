@@ -362,7 +362,8 @@ class Slice(OpImpl):
         (x,) = self.args(node, state, inputs)
         a = _attrs(node)
         idx = tuple(np.arange(st, en, sp) for st, en, sp in
-                    ir.slice_ranges(x.shape, a["starts"], a["ends"], a["axes"], a["steps"]))
+                    ir.slice_ranges(x.shape, a["starts"], a["ends"], a["axes"], a["steps"],
+                                    a.get("onnx_bounds", 0)))
         outputs[0][...] = x[np.ix_(*idx)]
 
 
