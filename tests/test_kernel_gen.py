@@ -74,7 +74,46 @@ def test_conv_tile_matches_reference(key, O, act, res, policy, monkeypatch):
     assert ("conv", key) in gen._KERNELS          # the forced tile ran, nothing else
 
 
-@pytest.mark.parametrize("OW,P", [(3, 1), (6, 4)])
+# (kernel, pads (t, l, b, r), dilation, H, W) of stride-2 convs on the stride-2 tiles: odd
+# and even sizes, no padding, asymmetric pads, dilation 2, a row narrower than the tiles
+S2_CASES = [(1, (0, 0, 0, 0), 1, 9, 11), (3, (1, 1, 1, 1), 1, 10, 13),
+            (3, (0, 1, 1, 0), 1, 9, 9), (5, (2, 2, 2, 2), 1, 7, 16), (3, (2, 2, 2, 2), 2, 8, 9),
+            (3, (1, 1, 1, 1), 1, 4, 3), (7, (3, 3, 3, 3), 1, 12, 12)]
+
+
+@pytest.mark.parametrize("ks,pads,dil,H,W", S2_CASES, ids=[str(c) for c in S2_CASES])
+def test_stride2_geometries_match_reference(ks, pads, dil, H, W, monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(H * W + ks)
+    O, C = 20, 3
+    consts, inputs, _ = _case(rng, 2, C, H, W, O, ks, 2, 0, True)
+    OH = (H + pads[0] + pads[2] - dil * (ks - 1) - 1) // 2 + 1
+    OW = (W + pads[1] + pads[3] - dil * (ks - 1) - 1) // 2 + 1
+    inputs[3] = rng.uniform(-1, 1, size=(2, O, OH, OW)).astype(np.float32)
+    node = _node(2, 0, "Relu", True)
+    node["attrs"].update(pads=list(pads), dilations=[dil, dil])
+    want = run_node(node, inputs, consts)[0]
+    assert want.shape == (2, O, OH, OW)
+    for policy in ("expanded", "packed"):
+        st = cpu.OPS["Conv"].prepare(node, consts, policy)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st, inputs, [y])
+        np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+        assert st.simd is not None
+
+
+def test_tiles_share_one_driver_and_one_store():
+    """Tiles of every (k, P) run on their family's one prange driver and one epilogue
+    (tile_store) signature: a new tile compiles only its own body."""
+    from edgenet.cpu import warm
+    for key in ((16, 1, 4, 1), (16, 1, 1, 1), (16, 2, 8, 2)):
+        warm.build_tile("conv", key)
+        assert gen.kernel("conv", key).drive is gen.kernel("drive", ("f32",))
+    assert len(gen.kernel("drive", ("f32",)).signatures) == 1
+    assert len(gen.tile_store.signatures) <= 1       # (0: every tile came from the disk cache)
+
+
+@pytest.mark.parametrize("OW,P", [(3, 1), (4, 4)])
 def test_narrow_rows_run_k1_tiles_on_a_wider_layout(OW, P, monkeypatch):
     """O = 40 prepares a k = 3 layout (48 channels per block); rows narrower than every
     k = 3 tile run the k = 1 small tile on that layout (runtime block width WB = 48)."""
@@ -213,7 +252,7 @@ def test_warmup_builds_the_signature_the_runtime_calls(kind, key, monkeypatch):
     warm.build_tile(kind, key)
     kern = gen.kernel(kind, key)
     sigs = list(kern.signatures)
-    assert len(sigs) == 1
+    assert len(sigs) == (1 if kind == "dw" else 2)     # tile kernels: the tile + its driver
     rng = np.random.default_rng(7)
     if kind == "conv":
         monkeypatch.setenv("EDGENET_SIMD", "avx512")

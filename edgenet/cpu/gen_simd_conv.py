@@ -34,7 +34,10 @@ import sys
 import threading
 
 import numba
+import numpy as np  # noqa: F401  (used by the generated drivers)
 from numba import prange  # noqa: F401  (used by the generated kernels)
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .. import _jit
 from ..activation import ActCode, act_scalar  # noqa: F401  (ActCode: generated kernels)
@@ -48,6 +51,8 @@ from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs
                    vzerow16)
 
 STRIDES = (1, 2)
+# tile families: one shared prange driver each (argument types: f32, int8 VNNI, int8 pm, g)
+FAMILIES = ("f32", "vnni", "pm", "g")
 
 # ----------------------------------------------------------------------------- the menu
 # f32: lanes L -> k (output-channel vectors per tile) -> pixel-tile widths P. The k = 1
@@ -93,6 +98,8 @@ def _menu_all():
         for k, P in tiles:
             for S in STRIDES:
                 keys.append(("qtier", (fam, L, k, P, S)))
+    for fam in FAMILIES:
+        keys.append(("drive", (fam,)))
     return keys
 
 
@@ -169,19 +176,13 @@ def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha,
 
 
 def tile_header(w, name, head_args, cname, B, P, S):
-    """A tile kernel is two functions: ``{name}_tile`` (one tile, plain ``njit``: Numba's
-    parallel passes never see the big unrolled body, which keeps compilation short) and
-    ``{name}``, the ``prange`` over (batch, channel block, output row, row tile). The last
-    tile of a row overlaps (ox0 = OW - P)."""
+    """A tile kernel is one plain ``njit`` function, ``{name}_tile``: one (L*k channels) x
+    (P pixels) tile ``t`` of the output. The ``prange`` over (batch, channel block, output
+    row, row tile) is a driver shared by every tile of a family (``drive_source``: it calls
+    the tile through a function pointer), so a new tile costs only its own body's
+    compilation, never Numba's parallel passes. The last tile of a row overlaps
+    (ox0 = OW - P)."""
     args = f"{head_args}, toff, yf, N, O, OH, OW, rf, has_r, code, alpha, beta"
-    w("@pjit(fastmath=FM, boundscheck=False, error_model='numpy')")
-    w(f"def {name}({args}, tb):")
-    w(f"    NB = (O + {B - 1}) // {B}")
-    w(f"    TX = (OW + {P - 1}) // {P}")
-    w("    for t in prange(N * NB * OH * TX):")
-    w(f"        {name}_tile({args}, tb[numba.get_thread_id()], t, NB, TX)")
-    w("")
-    w("")
     w("@njit(fastmath=FM, boundscheck=False, error_model='numpy')")
     w(f"def {name}_tile({args}, buf, t, NB, TX):")
     w("    T = toff.shape[0]")
@@ -228,8 +229,10 @@ def tile_epilogue(w, acc, L, k, P):
     for p in range(P):
         for j in range(k):
             w(f"    vst{L}(buf, {p * B + j * L}, {acc}{j}_{p})")
-    w(f"    tile_store(buf, {B}, {P}, yf, rf, has_r, n, O, OH, OW, oy, ox0, ob * {B}, "
-      "code, alpha, beta)")
+    # (B, P as int64, not integer literals: Numba would compile tile_store once per
+    # literal (B, P) pair, ~0.8 s per tile kernel; one int64 signature serves every tile)
+    w(f"    tile_store(buf, np.int64({B}), np.int64({P}), yf, rf, has_r, n, O, OH, OW, oy, ox0, "
+      f"ob * {B}, code, alpha, beta)")
 
 
 # ----------------------------------------------------------------------------- generators
@@ -447,7 +450,157 @@ def qtier_source(fam, L, k, P, S):
     return name, "\n".join(o) + "\n"
 
 
-SOURCES = {"conv": conv_source, "dw": dw_source, "qconv": qconv_source, "qtier": qtier_source}
+# ----------------------------------------------------------------------------- shared drivers
+# One prange driver per argument-type family, shared by all of its tiles: it receives the
+# tile's address (``TileKernel``) and calls it through a first-class function pointer.
+# Numba's parallel passes cost ~1.7 s per driver compile (measured: more than most tile
+# bodies), paid once per family instead of once per tile; an indirect call per tile is
+# noise next to a tile's k*P*C*T FMAs. The signatures are explicit (the function pointer
+# must match the tile's compiled signature exactly).
+_f32, _i64, _b1 = numba.float32, numba.int64, numba.boolean
+_TAIL = (numba.int64[::1], numba.float32[::1], _i64, _i64, _i64, _i64, numba.float32[::1], _b1,
+         _i64, _f32, _f32)
+FAMILY_HEAD = {   # family -> (head argument names, their types)
+    "f32": ("xp, C, Hp, Wp, wt, WB, bp",
+            (numba.float32[::1], _i64, _i64, _i64, numba.float32[::1], _i64, numba.float32[::1])),
+    "vnni": ("xq, C4, Hp, Wp, wt, sc, bb",
+             (numba.int32[::1], _i64, _i64, _i64, numba.int32[::1], numba.float32[::1],
+              numba.float32[::1])),
+    "pm": ("xq, C4, Hp, Wp, wt, sc, bb, smax",
+           (numba.int32[::1], _i64, _i64, _i64, numba.int32[::1], numba.float32[::1],
+            numba.float32[::1], _i64)),
+    "g": ("xq, C4, Hp, Wp, wt, sc, bb, smax",
+          (numba.int32[::1], _i64, _i64, _i64, numba.int16[::1], numba.float32[::1],
+           numba.float32[::1], _i64)),
+}
+assert FAMILIES == tuple(FAMILY_HEAD)
+
+
+def tile_sig(fam):
+    """The tile function's signature: the driver's arguments, then (buf, t, NB, TX)."""
+    return numba.types.none(*(FAMILY_HEAD[fam][1] + _TAIL
+                              + (numba.float32[::1], _i64, _i64, _i64)))
+
+
+def drive_sig(fam):
+    return numba.types.none(_i64, _i64, _i64, *(FAMILY_HEAD[fam][1] + _TAIL),
+                            numba.float32[:, ::1])
+
+
+def _fn_caster(fam):
+    """An intrinsic: int64 address -> a first-class function of ``tile_sig(fam)`` (called
+    with Numba's own calling convention, through the ``jit_addr`` member)."""
+    ftype = numba.types.FunctionType(tile_sig(fam))
+
+    @intrinsic
+    def as_tile(typingctx, addr):
+        def codegen(context, builder, signature, args):
+            fn = cgutils.create_struct_proxy(ftype)(context, builder)
+            fn.jit_addr = builder.inttoptr(args[0], cgutils.voidptr_t)
+            return fn._getvalue()
+        return ftype(numba.int64), codegen
+    return as_tile
+
+
+for _fam in FAMILIES:
+    globals()[f"as_tile_{_fam}"] = _fn_caster(_fam)
+
+
+def drive_source(fam):
+    """(name, source) of a family's prange driver. ``B``, ``P``: the tile's channels and
+    pixels (runtime values here; compile-time constants inside the tile)."""
+    head = FAMILY_HEAD[fam][0]
+    args = f"{head}, toff, yf, N, O, OH, OW, rf, has_r, code, alpha, beta"
+    name = f"drive_{fam}"
+    o = []
+    w = o.append
+    w(f"@pjit(drive_sig({fam!r}), fastmath=FM, boundscheck=False, error_model='numpy')")
+    w(f"def {name}(fa, B, P, {args}, tb):")
+    w(f"    f = as_tile_{fam}(fa)")
+    w("    NB = (O + B - 1) // B")
+    w("    TX = (OW + P - 1) // P")
+    w("    for t in prange(N * NB * OH * TX):")
+    w(f"        f({args}, tb[numba.get_thread_id()], np.int64(t), NB, TX)")
+    return name, "\n".join(o) + "\n"
+
+
+SOURCES = {"conv": conv_source, "dw": dw_source, "qconv": qconv_source, "qtier": qtier_source,
+           "drive": drive_source}
+
+
+def family(kind, key):
+    """The driver family of a tile kernel."""
+    if kind == "conv":
+        return "f32"
+    if kind == "qconv":
+        return key[3]
+    return key[0]
+
+
+def tile_shape(kind, key):
+    """(B channels, P pixels) of a tile kernel."""
+    if kind == "conv":
+        return key[0] * key[1], key[2]
+    if kind == "qconv":
+        return 16 * key[0], key[1]
+    return key[1] * key[2], key[3]
+
+
+class TileKernel:
+    """A tile kernel: the tile function (compiled for ``tile_sig``) run by its family's
+    shared driver. Called with the arguments the per-tile kernels took."""
+
+    def __init__(self, kind, key, name, tile):
+        self.kind, self.key, self.name, self.tile = kind, key, name, tile
+        self.fam = family(kind, key)
+        self.B, self.P = tile_shape(kind, key)
+        self.addr = 0
+        self.drive = None
+
+    def _bind(self):
+        from numba.experimental.function_type import _get_jit_address
+        with _LOCK:
+            if not self.addr:
+                self.drive = kernel("drive", (self.fam,))
+                sig = tile_sig(self.fam)
+                self.tile.compile(sig.args)
+                self.addr = _get_jit_address(self.tile, sig)
+        return self.addr
+
+    def __call__(self, *args):
+        addr = self.addr or self._bind()
+        try:
+            self.drive(addr, self.B, self.P, *args)
+        except TypeError:
+            # a read-only array (a file view) does not match the driver's signature: copy
+            args2 = tuple(np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable
+                          else a for a in args)
+            if all(a is b for a, b in zip(args, args2)):
+                raise
+            self.drive(addr, self.B, self.P, *args2)
+
+    @property
+    def _cache(self):
+        return self.tile._cache
+
+    @property
+    def signatures(self):
+        """The compiled signatures of the tile and of its driver."""
+        return list(self.tile.signatures) + list(self.drive.signatures if self.drive else [])
+
+    @property
+    def py_func(self):   # (tests read the tile through ``py_func.__globals__[name + "_tile"]``)
+        return _PyFuncView(self.name, globals())
+
+    def inspect_asm(self):
+        self.addr or self._bind()
+        return {**self.tile.inspect_asm(), **self.drive.inspect_asm()}
+
+
+class _PyFuncView:
+    def __init__(self, name, g):
+        self.__name__ = name
+        self.__globals__ = g
 
 
 # ----------------------------------------------------------------------------- the factory
@@ -489,6 +642,8 @@ def _build(kind, key):
     assert n < _LINES_PER_KERNEL, (name, n)
     _register_lines(base, src)
     exec(compile("\n" * base + src, _FILE, "exec"), globals())
+    if kind in ("conv", "qconv", "qtier"):
+        return TileKernel(kind, key, name, globals()[name + "_tile"])
     return globals()[name]
 
 
