@@ -102,15 +102,14 @@ def test_stride2_geometries_match_reference(ks, pads, dil, H, W, monkeypatch):
         assert st.simd is not None
 
 
-def test_tiles_share_one_driver_and_one_store():
-    """Tiles of every (k, P) run on their family's one prange driver and one epilogue
-    (tile_store) signature: a new tile compiles only its own body."""
+def test_tiles_share_one_driver():
+    """Tiles of every (k, P) run on their family's one prange driver (one signature): a new
+    tile compiles its body (and tile_store for a new (B, P)), never a parallel driver."""
     from edgenet.cpu import warm
     for key in ((16, 1, 4, 1), (16, 1, 1, 1), (16, 2, 8, 2)):
         warm.build_tile("conv", key)
         assert gen.kernel("conv", key).drive is gen.kernel("drive", ("f32",))
     assert len(gen.kernel("drive", ("f32",)).signatures) == 1
-    assert len(gen.tile_store.signatures) <= 1       # (0: every tile came from the disk cache)
 
 
 @pytest.mark.parametrize("OW,P", [(3, 1), (4, 4)])
