@@ -109,11 +109,18 @@ class _Plan:
                 (pool.append(flat) if lu <= i else still.append((lu, n, flat)))
             live = still
         self.steps = []
+        # serial[i]: node i would run on one thread anyway (the CPU backend's rule): runs of
+        # such nodes share one numba.set_num_threads(1) region (_execute)
+        serial_step = getattr(model.backend, "serial_step", None)
+        self.serial = []
         for node, state in zip(g["nodes"], model._states):
             impl = model._impls[node["op"]]
             ins_names = [None if (n == "" or n in model.consts) else n for n in node["inputs"]]
             outs = [self.buffers[n] for n in node["outputs"]]
             self.steps.append((impl, node, state, ins_names, outs))
+            self.serial.append(bool(serial_step) and serial_step(
+                node, state, [None if n is None else shapes[n] for n in ins_names],
+                [shapes[n] for n in node["outputs"]]))
 
 
 class Model:
@@ -354,26 +361,36 @@ class Model:
                 "device 'cpu' cannot run in a process forked after parallel kernels ran "
                 "(numba's OpenMP layer would terminate it): start workers with "
                 "multiprocessing 'spawn' or 'forkserver', or load with device='reference'")
-        if self.threads is not None and self.device == "cpu":
+        nt = cur = 1
+        if self.device == "cpu":
             import numba
-            numba.set_num_threads(self.threads)
+            if self.threads is not None:
+                numba.set_num_threads(self.threads)
+            nt = cur = numba.get_num_threads()
         bufs = plan.buffers
         if observe is not None:
             for n, a in arrays.items():
                 observe(n, a)
-        for impl, node, state, ins_names, outs in plan.steps:
-            ins = [None if n is None else (arrays[n] if n in arrays else bufs[n])
-                   for n in ins_names]
-            if profile is None:
-                impl.run(node, state, ins, outs)
-            else:
-                t0 = time.perf_counter()
-                impl.run(node, state, ins, outs)
-                key = (node.get("name") or node["outputs"][0], node["op"])
-                profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
-            if observe is not None:
-                for n, o in zip(node["outputs"], outs):
-                    observe(n, o)
+        try:
+            for (impl, node, state, ins_names, outs), serial in zip(plan.steps, plan.serial):
+                if nt > 1 and cur != (1 if serial else nt):
+                    cur = 1 if serial else nt
+                    numba.set_num_threads(cur)
+                ins = [None if n is None else (arrays[n] if n in arrays else bufs[n])
+                       for n in ins_names]
+                if profile is None:
+                    impl.run(node, state, ins, outs)
+                else:
+                    t0 = time.perf_counter()
+                    impl.run(node, state, ins, outs)
+                    key = (node.get("name") or node["outputs"][0], node["op"])
+                    profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
+                if observe is not None:
+                    for n, o in zip(node["outputs"], outs):
+                        observe(n, o)
+        finally:
+            if cur != nt:
+                numba.set_num_threads(nt)
 
     def __call__(self, x):
         """Run a one-input model on ``x``; returns the (first) output array."""

@@ -46,4 +46,29 @@ OPS.update(MATH_OPS)   # Unary, BinaryMath, Reduce (edgenet/cpu/math_ops.py)
 
 EXCLUDED: dict = {}   # op -> why this backend has no kernel for it
 
-__all__ = ["EXCLUDED", "OPS"]
+
+def serial_step(node, state, in_shapes, out_shapes) -> bool:
+    """Would this node's kernels run on one thread anyway (``_common.use_parallel``'s and
+    ``Conv.run``'s thresholds)? The executor runs consecutive such nodes inside one
+    ``numba.set_num_threads(1)`` region instead of a region per node (a small Conv's thread
+    switch cost 2 calls into numba's thread layer per node)."""
+    from math import prod
+    from ._common import CONV_PAR_MIN, PAR_MIN
+    if node["op"] == "Conv":
+        K = getattr(state, "K", None)
+        if K is None:
+            return False
+        return prod(out_shapes[0]) * K * (8 if state.simd_dw else 1) < CONV_PAR_MIN
+    if node["op"] not in _SERIAL_BELOW_PAR_MIN:
+        return False
+    work = max([prod(s) for s in in_shapes if s is not None] + [prod(s) for s in out_shapes])
+    return work < PAR_MIN // 4
+
+
+# ops whose parallel/serial choice is use_parallel(elements touched): moving, elementwise,
+# pooling (Gemm/MatMul count MACs, math ops their own work: they decide per call)
+_SERIAL_BELOW_PAR_MIN = {"Add", "Sub", "Mul", "Div", "Act", "Affine", "PRelu", "MaxPool",
+                         "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat",
+                         "Flatten", "Reshape", "Transpose", "Pad", "Slice"}
+
+__all__ = ["EXCLUDED", "OPS", "serial_step"]
