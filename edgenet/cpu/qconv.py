@@ -31,7 +31,7 @@ from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import tls_buffer, use_parallel
 from . import simd
-from .gen_simd_conv import Q_TIER_TILES, Q_TILES
+from .gen_simd_conv import Q_TIER_TILES, Q_TILES, qconv_kernel, qtier_kernel
 from .simd import vquant4_16
 
 # (family, lanes) -> (k output-channel vectors, P pixels) tiles: gen_simd_conv's menu
@@ -165,30 +165,48 @@ def quantize_padded(x, q, pt, pl, pb, pr):
     return buf, Hp, Wp
 
 
+class _Kern:
+    """A layer's tile kernel, kept in its ``q`` (slots: runtime.memory() does not walk it)."""
+    __slots__ = ("f",)
+
+    def __init__(self, f):
+        self.f = f
+
+
+def _bind(q, sh):
+    """The layer's tile kernel (its dispatcher: generated and compiled at the first call,
+    never at prepare), looked up once."""
+    if q["fam"] == "v":
+        f = qconv_kernel(q["k"], q["P"], sh, "vnni")
+    else:
+        f = qtier_kernel(q["fam"], q["L"], q["k"], q["P"], sh)
+    q["_kern"] = _Kern(f)
+    return q["_kern"]
+
+
+_NT = numba.config.NUMBA_NUM_THREADS
+
+
 def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
-    from .gen_simd_conv import qconv_kernel, qtier_kernel
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    k, P, L = q["k"], q["P"], q["L"]
-    B = L * k
+    P = q["P"]
     if P > OW:   # P was chosen from the output width at load (fixed: only N is dynamic)
         raise InputError(f"int8 conv: output width {OW} is narrower than the tile ({P}) "
                          "chosen for the model's input size")
+    kern = (q.get("_kern") or _bind(q, sh)).f
     xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
     bb = q["bb"]
     if not b_is_const:
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
-    nt = numba.config.NUMBA_NUM_THREADS
-    tb = tls_buffer("conv.tb", nt * B * P).reshape(nt, B * P)
-    xi = xq.view(np.int32)
+    BP = q["L"] * q["k"] * P
+    tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
     if q["fam"] == "v":
-        qconv_kernel(k, P, sh, "vnni")(xi, q["C4"], Hp, Wp, q["wt"], q["sc"], bb, toff,
-                                       y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code,
-                                       alpha, beta, tb)
+        kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, toff, y.reshape(-1), N,
+             O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
         return
-    qtier_kernel(q["fam"], L, k, P, sh)(xi, q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"],
-                                        toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1),
-                                        has_r, code, alpha, beta, tb)
+    kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"], toff,
+         y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
