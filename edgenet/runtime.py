@@ -21,6 +21,12 @@ from .format import ModelFile
 from .ops import ACT, SPEC
 
 MAX_PLAN_BYTES = int(os.environ.get("EDGENET_MAX_PLAN_BYTES", 8 << 30))
+# Adaptive threading (docs/PERFORMANCE.md, "Threads on a busy machine"): with threads > 1, a
+# plan times whole runs with its nodes' own thread counts and with one thread for every node,
+# and keeps the faster (re-measuring the other every PROBE_EVERY runs). EDGENET_ADAPTIVE_THREADS=0
+# turns it off.
+ADAPTIVE_THREADS = os.environ.get("EDGENET_ADAPTIVE_THREADS", "1") != "0"
+PROBE_EVERY = 50
 _FORKED_AFTER_PARALLEL = False
 
 
@@ -121,6 +127,28 @@ class _Plan:
             self.serial.append(bool(serial_step) and serial_step(
                 node, state, [None if n is None else shapes[n] for n in ins_names],
                 [shapes[n] for n in node["outputs"]]))
+        self.any_parallel = not all(self.serial)
+        self.times = ([], [])    # wall seconds of recent runs: [0] nodes' own threads, [1] one
+        self.one = False         # run every node on one thread (the faster so far)
+        self.runs = 0
+
+    def pick_one(self) -> bool:
+        """Run this call on one thread? Both choices are timed 3 times first (alternating),
+        then the faster median wins; every PROBE_EVERY runs the other is timed again (the
+        load on a shared machine changes)."""
+        self.runs += 1
+        a, b = self.times
+        if len(a) < 3 or len(b) < 3:
+            return len(b) < len(a)
+        return (not self.one) if self.runs % PROBE_EVERY == 0 else self.one
+
+    def record(self, one: bool, dt: float):
+        t = self.times[one]
+        t.append(dt)
+        del t[:-5]
+        a, b = self.times
+        if len(a) >= 3 and len(b) >= 3:
+            self.one = sorted(b)[len(b) // 2] < sorted(a)[len(a) // 2]
 
 
 class Model:
@@ -367,14 +395,17 @@ class Model:
             if self.threads is not None:
                 numba.set_num_threads(self.threads)
             nt = cur = numba.get_num_threads()
+        one = (nt > 1 and ADAPTIVE_THREADS and plan.any_parallel and profile is None
+               and observe is None and plan.pick_one())
+        t0 = time.perf_counter()
         bufs = plan.buffers
         if observe is not None:
             for n, a in arrays.items():
                 observe(n, a)
         try:
             for (impl, node, state, ins_names, outs), serial in zip(plan.steps, plan.serial):
-                if nt > 1 and cur != (1 if serial else nt):
-                    cur = 1 if serial else nt
+                if nt > 1 and cur != (1 if serial or one else nt):
+                    cur = 1 if serial or one else nt
                     numba.set_num_threads(cur)
                 ins = [None if n is None else (arrays[n] if n in arrays else bufs[n])
                        for n in ins_names]
@@ -391,6 +422,9 @@ class Model:
         finally:
             if cur != nt:
                 numba.set_num_threads(nt)
+        if nt > 1 and ADAPTIVE_THREADS and plan.any_parallel and profile is None \
+                and observe is None:
+            plan.record(one, time.perf_counter() - t0)
 
     def __call__(self, x):
         """Run a one-input model on ``x``; returns the (first) output array."""

@@ -159,3 +159,40 @@ def test_bad_options_are_usage_errors(model_path):
         edgenet.load(model_path, device="tpu")
     with pytest.raises(TypeError):
         edgenet.load(model_path, "cpu")
+
+
+def test_adaptive_threads_times_both_choices_and_keeps_the_faster():
+    """_Plan.pick_one / record: both choices timed 3 times (alternating), then the faster
+    median wins; the other is re-timed every PROBE_EVERY runs and can win back."""
+    from edgenet import runtime
+    p = object.__new__(runtime._Plan)
+    p.times, p.one, p.runs = ([], []), False, 0
+    seen = []
+    for _ in range(6):
+        one = p.pick_one()
+        seen.append(one)
+        p.record(one, 0.010 if one else 0.030)      # one thread is faster here
+    assert sorted(seen) == [False] * 3 + [True] * 3 and p.one is True
+    picks = [p.pick_one() for _ in range(2 * runtime.PROBE_EVERY)]
+    assert picks.count(False) == 2                 # the probes of the slower choice
+    for _ in range(5):                             # the load changed: threads win again
+        p.record(False, 0.005)
+    assert p.one is False
+
+
+def test_adaptive_threads_give_the_same_outputs(model_path, monkeypatch):
+    """Every node forced parallel (thresholds 0), threads=2: runs alternate between the
+    nodes' own thread counts and one thread; outputs never change."""
+    import numba
+    from edgenet.cpu import _common
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    monkeypatch.setattr(_common, "PAR_MIN", 0)
+    monkeypatch.setattr(_common, "CONV_PAR_MIN", 0)
+    x = RNG.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    want = edgenet.load(model_path, threads=1)(x)
+    m = edgenet.load(model_path, threads=2)
+    for _ in range(8):
+        np.testing.assert_allclose(m(x), want, rtol=1e-6, atol=1e-6)
+    (plan,), = m._plans.values()
+    assert plan.any_parallel and len(plan.times[0]) >= 3 and len(plan.times[1]) >= 3
