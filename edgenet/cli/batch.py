@@ -5,7 +5,6 @@ import sys
 
 import click
 
-from ..batch import run_batch
 from ..errors import InputError
 from ..io import check_model_path, check_writable_file
 from .app import main, warn
@@ -79,6 +78,7 @@ def batch(model, inputs, output, engine, batch_size, chunk_size, workers, thread
     ray_options = {"model_from": model_from} if engine == "ray" else None
     bar = None if quiet else _Bar()
     try:
+        from ..batch import run_batch   # (imported by this command only: startup time)
         s = run_batch(model, inputs, output, engine=engine, batch_size=batch_size,
                       chunk_size=chunk_size, workers=workers, threads=threads, top_k=top_k,
                       device=device, policy=policy, address=address, fresh=fresh,

@@ -6,7 +6,6 @@ import os
 import click
 import numpy as np
 
-from ..batch.scoring import top_k_arrays
 from ..errors import InputError
 from ..io import (EXAMPLE_INPUT, EXAMPLE_MODEL, NO_PREPROCESSING_WARNING, check_model_path,
                   check_writable_file, has_preprocessing, is_image, load_input, save_npy)
@@ -71,6 +70,7 @@ def run(model, input, output, device, threads, top_k, activations, policy):
                        f"{100.0 * float((pred == truth).mean()):.2f}%")
         return
     if top_k or (y.ndim == 2 and labels):
+        from ..batch.scoring import top_k_arrays   # (edgenet.batch: not on the common path)
         idx, score = top_k_arrays(y, top_k or 1)
         for i in range(idx.shape[0]):
             click.echo(f"  [{i}] " + ", ".join(

@@ -22,10 +22,13 @@ import subprocess
 import sys
 import time
 
+import dataclasses
+
 import numpy as np
 import numba
 
 from .. import _jit
+from ..format.codecs import Packed
 from . import _common, gen_simd_conv as gen, simd
 
 
@@ -81,9 +84,22 @@ def build_tile(kind, key):
     gen.kernel(kind, key)(*_tile_args(kind, key))
 
 
+def _read_only(v):
+    """A constant as a model file gives it: read-only views (kernels that take weight arrays
+    then compile the read-only signatures a loaded model calls, e.g. depthwise decode_rows)."""
+    if isinstance(v, np.ndarray):
+        r = v.view()
+        r.flags.writeable = False
+        return r
+    if isinstance(v, Packed):
+        return dataclasses.replace(v, data=_read_only(v.data),
+                                   scale=None if v.scale is None else _read_only(v.scale))
+    return v
+
+
 def generic_jobs():
     """(label, fn) per reference case x policy: every op's kernels at the signatures the
-    runtime uses."""
+    runtime uses (constants read-only, as a loaded model's are)."""
     from ..reference.cases import cases
     from . import OPS
     jobs = []
@@ -91,6 +107,7 @@ def generic_jobs():
         impl = OPS.get(node["op"])
         if impl is None:
             continue
+        consts = {k: _read_only(v) for k, v in consts.items()}
         for policy in ("packed", "expanded"):
             def job(node=node, inputs=inputs, consts=consts, policy=policy, impl=impl):
                 from ..reference import run_node
@@ -152,6 +169,19 @@ def _spawn_helpers(parts):
     return procs
 
 
+def _split(tiles, n):
+    """n lists of tiles; the tiles of one (B, P) stay together (they share a tile_store
+    specialization: one process compiles it), groups dealt largest first to the lightest."""
+    groups = {}
+    for kind, key in tiles:
+        groups.setdefault(gen.tile_shape(kind, key) if kind != "dw" else (kind, key),
+                          []).append((kind, key))
+    parts = [[] for _ in range(n)]
+    for g in sorted(groups.values(), key=len, reverse=True):
+        min(parts, key=len).extend(g)
+    return parts
+
+
 def warmup(model=None, *, progress=None, workers=None) -> dict:
     """Build every kernel of this CPU's menu (``model`` None) or what ``model`` (a loaded
     ``edgenet.Model``) needs.
@@ -183,14 +213,22 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
         else:
             tiles_todo = tile_menu()
             n = max(1, min(workers or (os.cpu_count() or 1), 8))
-            mine = tiles_todo[0::n]
-            procs = _spawn_helpers([tiles_todo[i::n] for i in range(1, n)])
+            parts = _split(tiles_todo, n)
+            mine = parts[0]
+            if n > 1 and tiles_todo:   # the shared drivers first: helpers load them
+                firsts = {}
+                for kd, key in tiles_todo:
+                    if kd != "dw":
+                        firsts.setdefault(gen.family(kd, key), (kd, key))
+                for kd, key in firsts.values():
+                    gen.kernel(kd, key)._bind()
+            procs = _spawn_helpers(parts[1:])
             if not procs:
                 mine = tiles_todo
             generic = generic_jobs()
             total = len(tiles_todo) + 2 * len(generic)
             done = 0
-            saved = _common.PAR_MIN
+            saved = _common.PAR_MIN, _common.CONV_PAR_MIN
             try:
                 for kind, key in mine:
                     if progress:
@@ -200,12 +238,12 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                 for label, job in generic:
                     if progress:
                         progress(done, total, label)
-                    for par_min in (saved, 0):   # serial and parallel variants
-                        _common.PAR_MIN = par_min
+                    for par_min in (saved, (0, 0)):   # serial and parallel variants (a small
+                        _common.PAR_MIN, _common.CONV_PAR_MIN = par_min  # conv runs on 1 thread)
                         job()
                         done += 1
             finally:
-                _common.PAR_MIN = saved
+                _common.PAR_MIN, _common.CONV_PAR_MIN = saved
             for p in procs:
                 if progress:
                     progress(done, total, "waiting for helper processes")
