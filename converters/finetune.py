@@ -43,7 +43,7 @@ import numpy as np
 from edgenet.errors import ConversionError
 
 MODES = {"ternary": "t2", "quinary": "q3"}
-CKPT_VERSION = 1
+CKPT_VERSION = 2
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Result:
     steps: int = 0
     seconds: float = 0.0
     ptq_seconds: float = 0.0
+    kept: str = "fine-tuned"       # or "calibrated PTQ start" (fine-tuning did not beat it)
 
     def format(self) -> str:
         f, p = self.fidelity, self.ptq_fidelity
@@ -62,7 +63,8 @@ class Result:
                 f"{100 * f['top1_agreement']:.2f}% (calibrated PTQ start "
                 f"{100 * p['top1_agreement']:.2f}%), output SNR {f['snr_db']:.1f} dB "
                 f"(start {p['snr_db']:.1f} dB); {self.steps} steps in {self.seconds:.0f} s "
-                f"(+ {self.ptq_seconds:.0f} s calibration)")
+                f"(+ {self.ptq_seconds:.0f} s calibration)"
+                + ("" if self.kept == "fine-tuned" else "; kept the calibrated PTQ start"))
 
 
 # ----------------------------------------------------------------------------- samples
@@ -275,12 +277,12 @@ def file_forward(path, x):
 
 # ----------------------------------------------------------------------------- checkpoint
 
-def _save_ckpt(path, model, opt, step, elapsed, fingerprint):
+def _save_ckpt(path, model, opt, step, elapsed, fingerprint, extra):
     import torch
 
     state = {"version": CKPT_VERSION, "fingerprint": fingerprint, "step": int(step),
              "elapsed": float(elapsed), "model": model.state_dict(),
-             "opt": opt.state_dict()}
+             "opt": opt.state_dict(), **extra}
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".edgenet-ckpt-", suffix=".tmp", dir=d)
     os.close(fd)
@@ -411,7 +413,15 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
             raise ConversionError(f"{ckpt}: checkpoint does not fit the model: "
                                   f"{str(e).splitlines()[0][:200]}") from None
     model.eval()
-    p_start = _fidelity_of(y_float_ho, _run(model, xho, g.outputs[0]["name"]))
+    if state is None:
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        p_start = _fidelity_of(y_float_ho, _run(model, xho, g.outputs[0]["name"]))
+    else:
+        start = state["start"]
+        p_start = {"samples": int(len(xho)), "top1_agreement": float(state["start_agree"]),
+                   "snr_db": float(state["start_snr"])}
+    extra = {"start": start, "start_agree": p_start["top1_agreement"],
+             "start_snr": p_start["snr_db"]}
 
     params = [p for p in model.parameters() if p.requires_grad]
     gains = [m.gain for m in model.q if hasattr(m, "gain")]
@@ -461,15 +471,26 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
             if progress is not None:
                 progress(step, max_steps, cur, min(frac, 1.0))
             if time.perf_counter() - last_save > 30.0:
-                _save_ckpt(ckpt, model, opt, step, time.perf_counter() - t0, fingerprint)
+                _save_ckpt(ckpt, model, opt, step, time.perf_counter() - t0, fingerprint, extra)
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
-        _save_ckpt(ckpt, model, opt, step, time.perf_counter() - t0, fingerprint)
+        _save_ckpt(ckpt, model, opt, step, time.perf_counter() - t0, fingerprint, extra)
         say(f"interrupted at step {step}: checkpoint saved to {ckpt} (rerun to resume)")
         raise
     train_sec = time.perf_counter() - t0
-    _save_ckpt(ckpt, model, opt, step, train_sec, fingerprint)
+    _save_ckpt(ckpt, model, opt, step, train_sec, fingerprint, extra)
     model.eval()
+    # keep the better of the fine-tuned weights and the calibrated PTQ start, judged on the
+    # held-out samples (never on a test set): a short budget can end worse than it began
+    p_end = _fidelity_of(y_float_ho, _run(model, xho, g.outputs[0]["name"]))
+    kept = "fine-tuned"
+    if (p_end["top1_agreement"], p_end["snr_db"]) < (p_start["top1_agreement"],
+                                                     p_start["snr_db"]):
+        model.load_state_dict(start)
+        kept = "calibrated PTQ start"
+        say("fine-tuning did not beat the calibrated PTQ start on the held-out samples "
+            f"(agreement {100 * p_end['top1_agreement']:.2f}% vs "
+            f"{100 * p_start['top1_agreement']:.2f}%): keeping the start")
 
     # export: the source ONNX with α·T weights and trained biases, converted losslessly
     ref_values, bias_deltas = {}, {}
@@ -509,7 +530,7 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
                     "samples": int(len(xtr)), "steps": int(step),
                     "batch": int(batch), "lr": float(lr), "seconds": round(train_sec, 1),
                     "seed": int(seed), "keep_float": list(keep),
-                    "ptq_start_fidelity": p_start}
+                    "ptq_start_fidelity": p_start, "kept": kept}
         _rewrite_metadata(tmp_dst, dst, src, fid, settings)
         if reference_onnx is not None:
             os.replace(tmp_onnx, os.fspath(reference_onnx))
@@ -525,7 +546,7 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     rep.output_bytes = os.path.getsize(dst)
     rep.fidelity = fid
     res = Result(report=rep, fidelity=fid, ptq_fidelity=p_start, settings=settings,
-                 steps=step, seconds=train_sec, ptq_seconds=ptq_sec)
+                 steps=step, seconds=train_sec, ptq_seconds=ptq_sec, kept=kept)
     res.settings["total_seconds"] = round(time.perf_counter() - t_all, 1)
     return res
 

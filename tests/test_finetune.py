@@ -143,7 +143,25 @@ def test_improves_over_calibrated_ptq(tmp_path):
     res = ft.finetune(src, str(tmp_path / "m.edgenet"), x[:300], fidelity_samples=x[300:],
                       steps=150, minutes=None, lr=1e-3, calib_samples=128, threads=1)
     f, p = res.fidelity, res.ptq_fidelity
+    assert res.kept == "fine-tuned"
     assert f["top1_agreement"] > p["top1_agreement"] and f["snr_db"] > p["snr_db"], (f, p)
+
+
+def test_keeps_ptq_start_when_training_hurts(tmp_path):
+    """A wild learning rate wrecks the weights: the held-out check keeps the PTQ start."""
+    src = _net(str(tmp_path / "m.onnx"), seed=3)
+    x = _samples(200, seed=2)
+    logs = []
+    res = ft.finetune(src, str(tmp_path / "m.edgenet"), x[:150], fidelity_samples=x[150:],
+                      steps=8, minutes=None, lr=2.0, calib_samples=64, threads=1,
+                      log=logs.append)
+    assert res.kept == "calibrated PTQ start", (res.fidelity, res.ptq_fidelity)
+    assert any("keeping the start" in m for m in logs)
+    # the written file is the start: its own fidelity equals the start's
+    assert res.fidelity["top1_agreement"] == res.ptq_fidelity["top1_agreement"]
+    assert res.fidelity["snr_db"] == pytest.approx(res.ptq_fidelity["snr_db"], abs=0.01)
+    meta = read_model(str(tmp_path / "m.edgenet")).metadata
+    assert meta["quantization"]["finetuned"]["kept"] == "calibrated PTQ start"
 
 
 def _tensors(path):
