@@ -493,7 +493,7 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
             f"{100 * p_start['top1_agreement']:.2f}%): keeping the start")
 
     # export: the source ONNX with α·T weights and trained biases, converted losslessly
-    ref_values, bias_deltas = {}, {}
+    ref_values, bias_deltas, deqs = {}, {}, {}
     for nd in _weight_nodes(g):
         wn = nd["inputs"][1]
         layer = model.q[model._qi[wn]]
@@ -503,6 +503,7 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
         t, a = layer.export()
         deq = (a.reshape((-1,) + (1,) * (t.ndim - 1)) * t.astype(np.float32)).astype(np.float32)
         ref_values[w.source] = w.to_source(deq)
+        deqs[wn] = deq
         if layer.bias is not None and train_bias[wn]:
             bname = nd["inputs"][2] if len(nd["inputs"]) > 2 else ""
             old = g.consts[bname].astype(np.float64) if bname else 0.0
@@ -540,6 +541,12 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+    for r in rep.layers:        # weight error against the original float weights
+        if r.tensor in deqs:
+            v = g.weights[r.tensor].values.astype(np.float64)
+            n = float(np.linalg.norm(v))
+            r.rel_error = float(np.linalg.norm(v - deqs[r.tensor])) / n if n > 0 else 0.0
+            r.note = "fine-tuned, lossless"
     rep.dst = dst
     rep.src = src
     rep.source_bytes = os.path.getsize(src)

@@ -118,7 +118,7 @@ def test_export_matches_reference_onnx(tmp_path):
         lv = np.unique(mf.tensor(n).dequantize() / mf.tensor(n).scale.reshape(
             (-1,) + (1,) * (len(mf.tensor(n).shape) - 1)))
         assert set(np.round(lv).astype(int).tolist()) <= {-1, 0, 1}
-    assert all(r.note == "lossless" for r in res.report.layers)
+    assert all(r.note == "fine-tuned, lossless" and r.rel_error > 0 for r in res.report.layers)
     meta = mf.metadata
     assert meta["fidelity"] == res.fidelity and meta["fidelity"]["samples"] == 32
     assert meta["quantization"]["finetuned"]["steps"] == 5
