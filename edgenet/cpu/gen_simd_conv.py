@@ -680,7 +680,7 @@ def is_cached(kind, key) -> bool:
 # tile kernels that prepared layers will ask for: (kind, key prefix: the key without P for
 # conv / qconv, whose P depends on the row width) -> for the "~N s" of the compile notice
 EXPECTED: set = set()
-SECONDS_PER_KERNEL = 5.0    # measured: 4.5-7 s per tile kernel on a shared 2-core Zen 4
+SECONDS_PER_KERNEL = 1.5    # measured: 0.4-1 s per tile + ~0.8 s per new tile_store (B, P), 2-core Zen 4
 
 
 def _prefix(kind, key):
@@ -696,7 +696,7 @@ def estimate_seconds() -> float:
         keys = [key for kd, key in MENU if kd == kind and _prefix(kind, key) == pre]
         if keys and not any(is_cached(kind, key) for key in keys):
             n += 1
-    return SECONDS_PER_KERNEL * n + (10.0 if _jit.COLD_START else 3.0)
+    return SECONDS_PER_KERNEL * n + (7.0 if _jit.COLD_START else 1.5)   # (+ the other ops)
 
 
 def conv_kernel(L, k, P, S):
