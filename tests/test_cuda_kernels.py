@@ -53,7 +53,7 @@ if not INNER:
         code = (
             "import edgenet.cuda  # its NumPy-compat shim, as for every CUDA kernel\n"
             "from numba import cuda, float32, int64\n"
-            "from edgenet.activation import act_scalar\n"
+            "from edgenet.activation import act_scalar_libm as act_scalar\n"
             "try:\n"
             "    ptx, rt = cuda.compile_ptx(act_scalar, (float32, int64, float32, float32),\n"
             "                               device=True, cc=(7, 5))\n"

@@ -194,3 +194,47 @@ def test_onnx_graph_matches_onnxruntime(name, device, tmp_path):
     got = edgenet.load(dst, device=device)(x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1, np.abs(want).max()))
+
+
+# ---- the float32 polynomials (edgenet/activation.py) against float64 NumPy, ulp by ulp ----
+import math  # noqa: E402
+
+_F64 = {
+    "exp": (np.exp, 1.5), "log": (np.log, 1.5), "tanh": (np.tanh, 2.0),
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), 3.0),
+    "erf": (np.vectorize(math.erf), 6.0),
+    "softplus": (lambda z: np.logaddexp(0, z), 3.0),
+    "mish": (lambda z: z * np.tanh(np.logaddexp(0, z)), 5.0),
+    "silu": (lambda z: z / (1 + np.exp(-z)), 4.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_F64))
+def test_float32_math_ulp_sweep(name):
+    from numba import njit
+    from edgenet import activation as A
+    f = getattr(A, f"{name}_f32")
+    ref, bound = _F64[name]
+
+    @njit(fastmath={"contract", "arcp", "nsz"}, error_model="numpy")
+    def run(x, y):
+        for i in range(x.size):
+            y[i] = f(x[i])
+
+    x = np.concatenate([np.linspace(-110, 100, 40001), _x(20000, seed=3) * 3,
+                        [0, -0.0, 1e-40, -1e-40, 1e-30, 88.7, 88.8, -87.5, -104.5,
+                         np.inf, -np.inf, np.nan]]).astype(np.float32)
+    if name == "log":
+        x = np.concatenate([np.abs(x), [-1.0, -np.inf, 0.0]]).astype(np.float32)
+    y = np.empty_like(x)
+    run(x, y)
+    with np.errstate(all="ignore"):
+        r = ref(x.astype(np.float64))
+        r32 = r.astype(np.float32)
+    same_special = ~np.isfinite(r32)
+    np.testing.assert_array_equal(y[same_special], r32[same_special])   # NaN, ±inf as NumPy
+    ok = np.isfinite(r32) & (np.abs(r32) >= np.float32(1e-30))
+    ulp = np.abs(y[ok] - r[ok]) / np.spacing(np.abs(r32[ok])).astype(np.float64)
+    assert ulp.max() <= bound, (name, float(ulp.max()), x[ok][np.argmax(ulp)])
+    tiny = np.isfinite(r32) & ~ok       # results near / below the denormals: absolutely close
+    assert np.all(np.abs(y[tiny] - r[tiny]) <= 1e-37), (name, float(np.abs(y[tiny] - r[tiny]).max()))

@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda, float32
 
 from . import config
-from ..activation import act_code, act_scalar
+from ..activation import act_code, act_scalar_libm
 from ..format.codecs import Packed
 from ..format.constants import WeightCode
 
@@ -170,9 +170,9 @@ def load_w(enc, wf, codes, scale, rb, K, o, k):
     return scale[o] * float32(v)
 
 
-# The activation epilogue: edgenet.activation.act_scalar, the very function the CPU backend
-# compiles (one definition: same NaN rule on both).
-act = cuda.jit(device=True)(act_scalar)
+# The activation epilogue: edgenet.activation's one body with the device's libm exp/tanh
+# (act_scalar_libm; the CPU binds float32 polynomials); same NaN rule on both.
+act = cuda.jit(device=True)(act_scalar_libm)
 
 
 @cuda.jit
