@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgenet.errors import ConversionError
+from edgenet.io import sha256_file
 from edgenet.format import pack, stored_nbytes, write_model
 
 from edgenet import __version__  # one distribution, one version
@@ -97,13 +97,6 @@ class Report:
                      f"{self.bits_per_weight:.2f} bits/weight over {self.weight_count:,} conv/gemm weights)")
         return "\n".join(lines)
 
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _norm_keep(keep_float):
@@ -333,7 +326,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     src_bytes = os.path.getsize(src)
     meta = {
         "producer": f"edgenet-converters {__version__}",
-        "source": {"file": os.path.basename(src), "sha256": _sha256(src), "bytes": src_bytes,
+        "source": {"file": os.path.basename(src), "sha256": sha256_file(src), "bytes": src_bytes,
                    "format": "onnx", "opset": g.opset},
         "quantization": settings,
         "inputs": [dict(i) for i in g.inputs],

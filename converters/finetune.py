@@ -31,7 +31,6 @@ imports this module. The checkpoint is ``torch.save`` of a dict of tensors and n
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgenet.errors import ConversionError
+from edgenet.io import sha256_file
 
 MODES = {"ternary": "t2", "quinary": "q3"}
 CKPT_VERSION = 2
@@ -125,13 +125,6 @@ def check_samples(x, g, what="samples"):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _source_ops(model):
@@ -384,7 +377,7 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     torch.set_num_threads(max(1, int(threads)))
     torch.manual_seed(seed)
     ckpt = checkpoint or (dst + ".ckpt")
-    fingerprint = f"{_sha256(src)}:{weights}:{','.join(keep)}:{seed}:{len(xtr)}"
+    fingerprint = f"{sha256_file(src)}:{weights}:{','.join(keep)}:{seed}:{len(xtr)}"
 
     # the float network (teacher) and its outputs
     teacher = _build(g, encs, train_bias, float_model=True).eval()
@@ -567,7 +560,7 @@ def _rewrite_metadata(tmp, dst, src, fid, settings):
     try:
         meta = dict(mf.metadata)
         meta["source"] = dict(meta.get("source") or {}, file=os.path.basename(src),
-                              sha256=_sha256(src), bytes=os.path.getsize(src))
+                              sha256=sha256_file(src), bytes=os.path.getsize(src))
         meta["fidelity"] = fid
         q = dict(meta.get("quantization") or {})
         q["finetuned"] = settings

@@ -5,6 +5,7 @@ Library code (no click): the command line and ``edgenet.batch`` both build on it
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -20,6 +21,15 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 
 
 # -- output ------------------------------------------------------------------------------
+
+def sha256_file(path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
 def atomic_save(path: str, writer):
     """Call writer(tmp_path) and rename into place; never leaves a half-written file."""
     from .format.writer import atomic_write

@@ -19,20 +19,13 @@ import shutil
 import numpy as np
 
 from ..errors import EdgenetError, InputError
-from ..io import atomic_save
+from ..io import atomic_save, sha256_file
 from .sources import PARTIAL_SUFFIX, discover, plan_chunks
 from .writers import check_parts, write_npz, write_parquet
 
 MANIFEST = "manifest.json"
 JOB_VERSION = 1
 
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_npz_atomic(path, arrays: dict):
@@ -87,7 +80,7 @@ class BatchJob:
         self.partial = self.output + PARTIAL_SUFFIX
         self.manifest = {
             "edgenet_batch": JOB_VERSION,
-            "model_sha256": _sha256(self.model_path),
+            "model_sha256": sha256_file(self.model_path),
             "inputs_sha256": hashlib.sha256(json.dumps(
                 [[s.key, s.kind, s.member, s.n, s.size, s.mtime_ns] for s in self.sources]
             ).encode()).hexdigest(),
