@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgenet.errors import ConversionError
+from edgenet.format.writer import atomic_write
 from edgenet.io import sha256_file
 
 MODES = {"ternary": "t2", "quinary": "q3"}
@@ -276,18 +277,7 @@ def _save_ckpt(path, model, opt, step, elapsed, fingerprint, extra):
     state = {"version": CKPT_VERSION, "fingerprint": fingerprint, "step": int(step),
              "elapsed": float(elapsed), "model": model.state_dict(),
              "opt": opt.state_dict(), **extra}
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".edgenet-ckpt-", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp), by_path=True)
 
 
 def _load_ckpt(path, fingerprint):

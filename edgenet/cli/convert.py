@@ -12,7 +12,8 @@ from ..summary import describe
 from .app import main
 
 
-def _floats(opt, s):
+def parse_floats(opt, s):
+    """Comma-separated numbers (--mean/--std), None when the option is absent."""
     if s is None:
         return None
     try:
@@ -34,7 +35,7 @@ def _calibration_samples(calib):
     return samples
 
 
-def _input_shapes(specs):
+def parse_input_shapes(specs):
     """``NAME:D0,D1,...`` options -> {name: [dims]} (None when none given)."""
     out = {}
     for spec in specs:
@@ -119,7 +120,7 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
     bad = [k for k in keep if k not in ("first", "last")]
     if bad:
         raise InputError(f"--keep-float: unknown value(s) {bad} (use first,last or none)")
-    input_shapes = _input_shapes(input_shape)
+    input_shapes = parse_input_shapes(input_shape)
     samples = None
     mixed = target_agreement is not None or max_bits is not None
     if target_agreement is not None and max_bits is not None:
@@ -157,8 +158,8 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
     try:
         report = do_convert(src, dst, weights=weights, granularity=granularity,
                             threshold=threshold, keep_float=keep,
-                            reference_onnx=reference_onnx, mean=_floats("--mean", mean),
-                            std=_floats("--std", std), labels=label_list, progress=progress,
+                            reference_onnx=reference_onnx, mean=parse_floats("--mean", mean),
+                            std=parse_floats("--std", std), labels=label_list, progress=progress,
                             activations=activations, calibration=samples,
                             calib_method=calib_method, input_shapes=input_shapes,
                             calibrate_weights=samples is not None

@@ -10,33 +10,7 @@ import click
 from ..errors import EdgenetError, InputError
 from ..io import check_writable_file
 from .app import main
-
-
-def _floats(opt, s):
-    """Comma-separated numbers (the rule of convert's --mean/--std)."""
-    if s is None:
-        return None
-    try:
-        return [float(v) for v in s.split(",")]
-    except ValueError:
-        raise InputError(f"{opt}: expected comma-separated numbers, got {s!r}") from None
-
-
-def _input_shapes(specs):
-    """``NAME:D0,D1,...`` options -> {name: [dims]} (convert's --input-shape rule)."""
-    out = {}
-    for spec in specs:
-        name, sep, dims = spec.rpartition(":")
-        vals = [int(d) if d.strip().lstrip("-").isdigit() else d.strip()
-                for d in dims.split(",")]
-        if not sep or not name or not dims or any(
-                (isinstance(v, int) and v <= 0) or (isinstance(v, str) and
-                                                    not v.replace("_", "").isalnum())
-                for v in vals) or name in out:
-            raise InputError(f"--input-shape: expected NAME:D0,D1,... with positive dims "
-                             f"(or names for dims left symbolic), once per input, got {spec!r}")
-        out[name] = vals
-    return out or None
+from .convert import parse_floats, parse_input_shapes
 
 
 @main.command()
@@ -132,11 +106,11 @@ def finetune(src, samples, dst, weights, minutes, steps, batch, lr, holdout, cal
         res = do_finetune(src, dst, samples, weights=weights, minutes=minutes, steps=steps,
                           batch=batch, lr=lr, holdout=holdout, seed=seed,
                           checkpoint=checkpoint, resume=not restart,
-                          reference_onnx=reference_onnx, input_shapes=_input_shapes(input_shape),
+                          reference_onnx=reference_onnx, input_shapes=parse_input_shapes(input_shape),
                           keep_float=keep, calib_samples=calib_samples, loss=loss,
                           feature_weight=feature_weight,
-                          threads=threads, mean=_floats("--mean", mean),
-                          std=_floats("--std", std),
+                          threads=threads, mean=parse_floats("--mean", mean),
+                          std=parse_floats("--std", std),
                           log=None if quiet else (lambda m: click.echo(m, err=True)),
                           progress=progress)
     finally:
