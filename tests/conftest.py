@@ -11,6 +11,9 @@ whichever test first touches them. Here:
   kernels: each has one signature, so two processes compiling one at once write the same
   cache entry (Numba's cache index is not safe for two processes adding *different*
   signatures of one function at once). Off with ``EDGENET_TEST_PRECOMPILE=0``;
+- the CUDA simulator runs (tests/helpers.py ``run_inner``: one subprocess per CUDA test
+  module) start at collection, niced, in the background with their own compile cache, and
+  their outer tests run last and collect the results (``EDGENET_TEST_BACKGROUND=0``: off);
 - markers (registered in pyproject.toml): ``subprocess`` (added here to every test whose
   code starts a Python process) and ``slow``;
 - ``EDGENET_TEST_COMPILE_REPORT=1`` prints the tests that spent the most time compiling.
@@ -59,15 +62,47 @@ for kind, key in reversed(eval(sys.argv[1])):
 """
 
 
+def _source(item):
+    fn = getattr(item, "function", None)
+    try:
+        return inspect.getsource(fn) if fn is not None else ""
+    except (OSError, TypeError):
+        return ""
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        fn = getattr(item, "function", None)
-        try:
-            src = inspect.getsource(fn) if fn is not None else ""
-        except (OSError, TypeError):
-            src = ""
-        if "sys.executable" in src or "subprocess." in src:
+        src = _source(item)
+        if "sys.executable" in src or "subprocess." in src or "run_inner(" in src:
             item.add_marker(pytest.mark.subprocess)
+
+
+_INNER_ITEMS: list = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """The CUDA simulator runs (one subprocess per CUDA test module, ~2 min in all) start now
+    in the background and their outer tests move to the end of the run, so they overlap the
+    rest of the suite instead of following it. Off with ``EDGENET_TEST_BACKGROUND=0``."""
+    from tests import helpers
+    if helpers.INNER or os.environ.get("EDGENET_TEST_BACKGROUND", "1") == "0":
+        return
+    items = session.items
+    inner = [it for it in items if "run_inner(" in _source(it)]
+    if not inner or len(items) == len(inner):
+        return
+    items[:] = [it for it in items if it not in inner] + inner
+    import edgenet._jit as j
+    cache = (j.CACHE_DIR.rstrip(os.sep) + "-cudasim") if j.CACHE_DIR else None
+    helpers.start_inner_in_background([str(it.path) for it in inner], cache)
+    _INNER_ITEMS.extend(inner)
+
+
+def pytest_sessionfinish(session):
+    if _INNER_ITEMS:
+        from tests import helpers
+        helpers.stop_background()
 
 
 @pytest.fixture(scope="session", autouse=True)

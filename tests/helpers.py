@@ -162,19 +162,80 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INNER = os.environ.get("EDGENET_CUDA_INNER") == "1"
 
 
-def run_inner(path, timeout=900):
-    """Re-run ``path`` in a subprocess with the simulator switched on before numba loads."""
+def _inner_run(path, cache_dir=None, nice=0, timeout=900):
+    """Start ``path``'s inner run: the Popen, its stdout/stderr captured."""
     env = dict(os.environ, EDGENET_CUDA_INNER="1", PYTHONPATH=os.pathsep.join(
         p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     if os.environ.get("EDGENET_CUDA_REAL") == "1":
         env.pop("NUMBA_ENABLE_CUDASIM", None)
     else:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--durations=5", path], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=timeout)
-    out = r.stdout[-12000:] + ("\n--- stderr ---\n" + r.stderr[-4000:] if r.stderr else "")
+    if cache_dir:
+        env["EDGENET_CACHE_DIR"] = env["NUMBA_CACHE_DIR"] = cache_dir
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--durations=5", path], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=(lambda: os.nice(nice)) if nice else None)
+
+
+def _finish(proc, t0, timeout):
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        stderr += f"\n[inner run killed after {timeout} s]"
+    out = stdout[-12000:] + ("\n--- stderr ---\n" + stderr[-4000:] if stderr else "")
+    return proc.returncode, out, time.perf_counter() - t0
+
+
+# path -> {"done": Event, "proc": Popen or None, "result": (returncode, output, seconds)}
+_BACKGROUND: dict = {}
+
+
+def start_inner_in_background(paths, cache_dir, timeout=900):
+    """Run the inner (simulator) runs of ``paths`` one after another in a background thread,
+    niced, while the rest of the suite runs: the simulator is single-threaded Python, and the
+    suite's own process leaves the second core mostly idle. They get their own compile cache
+    (``cache_dir``): two processes adding *different* signatures of one function to one Numba
+    cache at once can pair an index entry with the other's data file."""
+    import threading
+    jobs = {os.path.abspath(p): {"done": threading.Event(), "proc": None} for p in paths}
+
+    def work():
+        for path, job in jobs.items():
+            t0 = time.perf_counter()
+            try:
+                job["proc"] = _inner_run(path, cache_dir, nice=10)
+                job["result"] = _finish(job["proc"], t0, timeout)
+            except Exception as e:  # reported by run_inner, in the test that owns it
+                job["result"] = (None, f"background inner run failed to start: {e!r}",
+                                 time.perf_counter() - t0)
+            job["done"].set()
+
+    _BACKGROUND.update(jobs)
+    threading.Thread(target=work, name="cuda-sim-inner", daemon=True).start()
+
+
+def stop_background():
+    """Kill inner runs nobody waited for (the session ended early, or -x stopped it)."""
+    for job in _BACKGROUND.values():
+        proc = job.get("proc")
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+
+def run_inner(path, timeout=900):
+    """Re-run ``path`` in a subprocess with the simulator switched on before numba loads
+    (or take the result of the run ``start_inner_in_background`` already started)."""
+    job = _BACKGROUND.pop(os.path.abspath(path), None)
+    if job is not None:
+        job["done"].wait(timeout + 60)
+        code, out, secs = job.get("result", (None, "background inner run did not finish", 0.0))
+        where = "background "
+    else:
+        code, out, secs = _finish(_inner_run(path), time.perf_counter(), timeout)
+        where = ""
     print(out)
-    print(f"[inner run: {time.perf_counter() - t0:.1f} s]")
-    assert r.returncode == 0, out
+    print(f"[{where}inner run: {secs:.1f} s]")
+    assert code == 0, out
