@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--feature-weight", type=float, default=0.0)
     ap.add_argument("--calib", type=int, default=512, help="samples for the PTQ start")
+    ap.add_argument("--keep-float", default="none",
+                    help="layers kept float for plain/cal: none, first, last or first,last")
     ap.add_argument("--tag", default="")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -113,13 +115,16 @@ def main():
         t = time.perf_counter()
         extra = {}
         if v == "plain":
-            rep = convert(src, dst, weights=a.weights, keep_float="none", input_shapes=shapes)
+            rep = convert(src, dst, weights=a.weights, keep_float=a.keep_float,
+                          input_shapes=shapes)
             label = f"PTQ {a.weights}, seed rule (TWN), per channel"
         elif v == "cal":
-            rep = convert(src, dst, weights=a.weights, keep_float="none", input_shapes=shapes,
-                          calibrate_weights=True, calibration=xtr[:a.calib],
+            rep = convert(src, dst, weights=a.weights, keep_float=a.keep_float,
+                          input_shapes=shapes, calibrate_weights=True, calibration=xtr[:a.calib],
                           fidelity_samples=xv[:1])
             label = f"calibrated PTQ {a.weights} ({min(a.calib, a.train)} samples)"
+        if v in ("plain", "cal") and a.keep_float != "none":
+            label += f", {a.keep_float} kept float"
         elif v == "ft":
             last = [0.0]
 
