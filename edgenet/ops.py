@@ -135,3 +135,17 @@ def _math_ops():
 
 
 SPEC.update({s.name: s for s in _math_ops()})
+
+
+# Recurrent ops (issue 13; shape rule in edgenet/shapes_rnn.py).
+def _rnn_ops():
+    from . import shapes_rnn as N
+    return (
+        _op("LSTM", [_X, In("W", CONST), In("R", CONST), In("B", CONST, optional=True),
+                     In("initial_h", ANY, optional=True), In("initial_c", ANY, optional=True)],
+            {"hidden_size": R, "direction": R, "with_states": 0}, False, N.shape_lstm,
+            "ONNX LSTM (layout 0, default activations); output Y, or Y then Y_h, Y_c rows"),
+    )
+
+
+SPEC.update({s.name: s for s in _rnn_ops()})

@@ -39,6 +39,8 @@ FAMILIES = (
     "Conv", "ConvTranspose", "Gemm", "MatMul",
     # normalization
     "BatchNormalization", "InstanceNormalization", "LayerNormalization", "LRN",
+    # recurrent
+    "LSTM",
     # activations
     "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Clip", "HardSigmoid",
     "HardSwish", "Softplus", "Mish", "Gelu",

@@ -17,6 +17,7 @@ from .fold import dyn_target
 from .graph import node_error, np_dtype, onnx_attrs
 from .translate_layout import LAYOUT_TRANSLATORS
 from .translate_math import MATH_TRANSLATORS
+from .translate_rnn import RNN_TRANSLATORS
 
 
 def Identity(ctx, n, name, at):
@@ -548,6 +549,7 @@ TRANSLATORS = {
 TRANSLATORS.update({op: act for op in ACT_OPS})
 TRANSLATORS.update(LAYOUT_TRANSLATORS)  # translate_layout.py
 TRANSLATORS.update(MATH_TRANSLATORS)     # translate_math.py (issue 13)
+TRANSLATORS.update(RNN_TRANSLATORS)      # translate_rnn.py (issue 13)
 
 
 def translate_node(ctx, n):

@@ -12,6 +12,7 @@ from .dense import Gemm, MatMul
 from .elementwise import Act, Add, Affine, Div, Mul, PRelu, Sub
 from .math_ops import MATH_OPS
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool
+from .rnn import RNN_OPS
 from .shape_ops import (Concat, DepthToSpace, Flatten, Pad, Reshape, Resize, Slice, Softmax,
                         Transpose)
 
@@ -43,6 +44,7 @@ OPS = {
 }
 
 OPS.update(MATH_OPS)   # Unary, BinaryMath, Reduce (edgenet/cpu/math_ops.py)
+OPS.update(RNN_OPS)    # LSTM (edgenet/cpu/rnn.py)
 
 EXCLUDED: dict = {}   # op -> why this backend has no kernel for it
 

@@ -125,7 +125,10 @@ def _ops():
 
 
 # ops of the spec (edgenet/ops.py) this backend deliberately lacks: op -> why
-EXCLUDED: dict = {}
+EXCLUDED: dict = {
+    "LSTM": "no CUDA kernel yet (issue 13): a sequential recurrence; models with an "
+            "LSTM run on the CPU backend",
+}
 
 
 def __getattr__(name):

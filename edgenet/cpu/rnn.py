@@ -1,0 +1,143 @@
+"""LSTM on the CPU (edgenet/shapes_rnn.py; NumPy oracle: edgenet/reference/rnn.py).
+
+1. Input projection of every timestep at once: G [T·N, D·4H] = X · Wᵀ + (Wb + Rb), both
+   directions in one matrix, a parallel loop over (row block, column block) tiles (each
+   thread owns its tile of G; no BLAS: OpenBLAS's threads fight Numba's).
+2. The recurrence, one step at a time: a parallel loop over (direction, hidden-unit block);
+   a thread computes the 4 gate pre-activations of its units (dot products of H_{t-1} with
+   rows of R), then their c and h. H is double-buffered; each thread writes only its own
+   units of C, H and Y.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ..activation import sigmoid_f32, tanh_f32
+from ..ops import node_attrs
+from .._jit import njit, pjit
+from ._common import OpImpl, const_f32, use_parallel
+
+_FM = {"contract", "reassoc", "nsz", "arcp"}
+RB, JB = 8, 256      # projection tile: rows × columns of G
+HB = 16              # hidden units per recurrence task
+
+
+@njit(fastmath=_FM, error_model="numpy")
+def _cell(si, so, sf, sc, cprev):
+    """(c, h) of one unit from its gate pre-activations (ONNX default activations)."""
+    cn = sigmoid_f32(sf) * cprev + sigmoid_f32(si) * tanh_f32(sc)
+    return cn, sigmoid_f32(so) * tanh_f32(cn)
+
+
+def _proj_impl(x, wt, bias, g):
+    M, K = x.shape
+    J = wt.shape[1]
+    nrb = (M + RB - 1) // RB
+    njb = (J + JB - 1) // JB
+    for task in prange(nrb * njb):
+        r0 = (task // njb) * RB
+        j0 = (task % njb) * JB
+        r1 = min(M, r0 + RB)
+        j1 = min(J, j0 + JB)
+        for r in range(r0, r1):
+            for j in range(j0, j1):
+                g[r, j] = bias[j]
+        for k in range(K):
+            for r in range(r0, r1):
+                xv = x[r, k]
+                for j in range(j0, j1):
+                    g[r, j] += xv * wt[k, j]
+
+
+def _rec_impl(g, r, rev, hbuf, c, y, T, N, with_states):
+    D, H4, H = r.shape
+    nhb = (H + HB - 1) // HB
+    for s in range(T):
+        cur = s % 2
+        nxt = 1 - cur
+        for task in prange(D * nhb):
+            d = task // nhb
+            h0 = (task % nhb) * HB
+            h1 = min(H, h0 + HB)
+            t = T - 1 - s if rev[d] else s
+            col = d * H4
+            for n in range(N):
+                row = t * N + n
+                for h in range(h0, h1):
+                    si = g[row, col + h]
+                    so = g[row, col + H + h]
+                    sf = g[row, col + 2 * H + h]
+                    sc = g[row, col + 3 * H + h]
+                    for k in range(H):
+                        hv = hbuf[cur, d, n, k]
+                        si += hv * r[d, h, k]
+                        so += hv * r[d, H + h, k]
+                        sf += hv * r[d, 2 * H + h, k]
+                        sc += hv * r[d, 3 * H + h, k]
+                    cn, hn = _cell(si, so, sf, sc, c[d, n, h])
+                    c[d, n, h] = cn
+                    hbuf[nxt, d, n, h] = hn
+                    y[t, d, n, h] = hn
+    if with_states:
+        last = T % 2
+        for d in range(D):
+            for n in range(N):
+                for h in range(H):
+                    y[T, d, n, h] = hbuf[last, d, n, h]
+                    y[T + 1, d, n, h] = c[d, n, h]
+
+
+_opts = dict(boundscheck=False, fastmath=_FM, error_model="numpy")
+_proj_par = pjit(**_opts)(_proj_impl)
+_proj_ser = njit(**_opts)(_proj_impl)
+_rec_par = pjit(**_opts)(_rec_impl)
+_rec_ser = njit(**_opts)(_rec_impl)
+
+
+class LSTM(OpImpl):
+    def prepare(self, node, consts, policy):
+        at = node_attrs(node)
+        ins = list(node["inputs"]) + [""] * (6 - len(node["inputs"]))
+        w = const_f32(consts, ins[1])            # [D, 4H, I]
+        r = const_f32(consts, ins[2])            # [D, 4H, H]
+        D, H4, _ = w.shape
+        b = const_f32(consts, ins[3])
+        bias = np.zeros(D * H4, np.float32) if b is None else \
+            np.ascontiguousarray((b[:, :H4] + b[:, H4:]).reshape(-1))
+        # all directions side by side: wt [I, D·4H]
+        wt = np.ascontiguousarray(np.concatenate(list(w), axis=0).T)
+        direction = at["direction"]
+        rev = np.array([direction == "reverse" or (direction == "bidirectional" and d == 1)
+                        for d in range(D)], np.bool_)
+        init = [const_f32(consts, ins[k]) for k in (4, 5)]
+        return {"wt": wt, "bias": bias, "r": r, "rev": rev, "init": init,
+                "states": int(at["with_states"])}
+
+    def run(self, node, state, inputs, outputs):
+        x = inputs[0]
+        T, N, _ = x.shape
+        r = state["r"]
+        D, H4, H = r.shape
+        init = []
+        for k, cst in zip((4, 5), state["init"]):
+            v = cst if cst is not None else (inputs[k] if k < len(inputs) else None)
+            a = np.zeros((D, N, H), np.float32)
+            if v is not None:
+                a[...] = v                       # batch 1 broadcasts
+            init.append(a)
+        hbuf = np.empty((2, D, N, H), np.float32)
+        hbuf[0] = init[0]
+        c = init[1]
+        g = np.empty((T * N, D * H4), np.float32)
+        x2 = x.reshape(T * N, x.shape[2])
+        wt = state["wt"]
+        if use_parallel(x2.shape[0] * wt.size):
+            _proj_par(x2, wt, state["bias"], g)
+        else:
+            _proj_ser(x2, wt, state["bias"], g)
+        rec = _rec_par if use_parallel(N * r.size) else _rec_ser
+        rec(g, r, state["rev"], hbuf, c, outputs[0], T, N, state["states"])
+
+
+RNN_OPS = {"LSTM": LSTM()}
