@@ -1,8 +1,8 @@
 """LSTM on the CPU (edgenet/shapes_rnn.py; NumPy oracle: edgenet/reference/rnn.py).
 
 1. Input projection of every timestep at once: G [T·N, D·4H] = X · Wᵀ + (Wb + Rb), both
-   directions in one matrix, a parallel loop over (row block, column block) tiles (each
-   thread owns its tile of G; no BLAS: OpenBLAS's threads fight Numba's).
+   directions in one matrix, a parallel loop over blocks of G's columns (each thread owns
+   its columns; no BLAS: OpenBLAS's threads fight Numba's).
 2. The recurrence, one step at a time: a parallel loop over (direction, hidden-unit block);
    a thread computes the 4 gate pre-activations of its units (dot products of H_{t-1} with
    rows of R), then their c and h. H is double-buffered; each thread writes only its own
@@ -19,7 +19,7 @@ from .._jit import njit, pjit
 from ._common import OpImpl, const_f32, use_parallel
 
 _FM = {"contract", "reassoc", "nsz", "arcp"}
-RB, JB = 8, 256      # projection tile: rows × columns of G
+JB = 32              # projection: columns of G per task
 HB = 16              # hidden units per recurrence task
 
 
@@ -30,24 +30,39 @@ def _cell(si, so, sf, sc, cprev):
     return cn, sigmoid_f32(so) * tanh_f32(cn)
 
 
-def _proj_impl(x, wt, bias, g):
+def _proj_impl(x, w, bias, g):
+    """g[r, j] = bias[j] + x[r] · w[j]: dot products, 4 columns of g per pass over x[r]
+    (4 independent vectorized reductions; each thread owns a block of JB columns)."""
     M, K = x.shape
-    J = wt.shape[1]
-    nrb = (M + RB - 1) // RB
+    J = w.shape[0]
     njb = (J + JB - 1) // JB
-    for task in prange(nrb * njb):
-        r0 = (task // njb) * RB
-        j0 = (task % njb) * JB
-        r1 = min(M, r0 + RB)
+    for jb in prange(njb):
+        j0 = jb * JB
         j1 = min(J, j0 + JB)
-        for r in range(r0, r1):
-            for j in range(j0, j1):
-                g[r, j] = bias[j]
-        for k in range(K):
-            for r in range(r0, r1):
-                xv = x[r, k]
-                for j in range(j0, j1):
-                    g[r, j] += xv * wt[k, j]
+        for r in range(M):
+            j = j0
+            while j + 4 <= j1:
+                s0 = np.float32(0)
+                s1 = np.float32(0)
+                s2 = np.float32(0)
+                s3 = np.float32(0)
+                for k in range(K):
+                    xv = x[r, k]
+                    s0 += xv * w[j, k]
+                    s1 += xv * w[j + 1, k]
+                    s2 += xv * w[j + 2, k]
+                    s3 += xv * w[j + 3, k]
+                g[r, j] = s0 + bias[j]
+                g[r, j + 1] = s1 + bias[j + 1]
+                g[r, j + 2] = s2 + bias[j + 2]
+                g[r, j + 3] = s3 + bias[j + 3]
+                j += 4
+            while j < j1:
+                s0 = np.float32(0)
+                for k in range(K):
+                    s0 += x[r, k] * w[j, k]
+                g[r, j] = s0 + bias[j]
+                j += 1
 
 
 def _rec_impl(g, r, rev, hbuf, c, y, T, N, with_states):
@@ -105,8 +120,8 @@ class LSTM(OpImpl):
         b = const_f32(consts, ins[3])
         bias = np.zeros(D * H4, np.float32) if b is None else \
             np.ascontiguousarray((b[:, :H4] + b[:, H4:]).reshape(-1))
-        # all directions side by side: wt [I, D·4H]
-        wt = np.ascontiguousarray(np.concatenate(list(w), axis=0).T)
+        # all directions stacked: wcat [D·4H, I]
+        wt = np.ascontiguousarray(w.reshape(D * H4, w.shape[2]))
         direction = at["direction"]
         rev = np.array([direction == "reverse" or (direction == "bidirectional" and d == 1)
                         for d in range(D)], np.bool_)
