@@ -4,8 +4,8 @@
    directions in one matrix, a parallel loop over blocks of G's columns (each thread owns
    its columns; no BLAS: OpenBLAS's threads fight Numba's).
 2. The recurrence, one step at a time: a parallel loop over (direction, hidden-unit block);
-   a thread computes the 4 gate pre-activations of its units (dot products of H_{t-1} with
-   rows of R), then their c and h. H is double-buffered; each thread writes only its own
+   a thread computes the 4 gate pre-activations of its units (H_{t-1} times its block of R,
+   regrouped at prepare so that the block is one contiguous stream), then their c and h. H is double-buffered; each thread writes only its own
    units of C, H and Y.
 """
 from __future__ import annotations
@@ -65,32 +65,50 @@ def _proj_impl(x, w, bias, g):
                 j += 1
 
 
-def _rec_impl(g, r, rev, hbuf, c, y, T, N, with_states):
-    D, H4, H = r.shape
-    nhb = (H + HB - 1) // HB
+def _rec_impl(g, rt, rev, hbuf, c, y, T, N, H, with_states):
+    """rt [D, nhb, H, 4·HB]: R regrouped per block of HB hidden units, k-major (zero rows
+    past H): a task streams its block once per step and accumulates the 4·HB gate sums
+    of its units in one small vector (no horizontal reductions)."""
+    D = rt.shape[0]
+    nhb = rt.shape[1]
+    Q = rt.shape[3]
+    H4 = 4 * H
     for s in range(T):
         cur = s % 2
         nxt = 1 - cur
         for task in prange(D * nhb):
             d = task // nhb
-            h0 = (task % nhb) * HB
-            h1 = min(H, h0 + HB)
+            hb = task % nhb
+            h0 = hb * HB
+            nh = min(HB, H - h0)
             t = T - 1 - s if rev[d] else s
             col = d * H4
+            acc = np.empty(Q, np.float32)
             for n in range(N):
                 row = t * N + n
-                for h in range(h0, h1):
-                    si = g[row, col + h]
-                    so = g[row, col + H + h]
-                    sf = g[row, col + 2 * H + h]
-                    sc = g[row, col + 3 * H + h]
-                    for k in range(H):
-                        hv = hbuf[cur, d, n, k]
-                        si += hv * r[d, h, k]
-                        so += hv * r[d, H + h, k]
-                        sf += hv * r[d, 2 * H + h, k]
-                        sc += hv * r[d, 3 * H + h, k]
-                    cn, hn = _cell(si, so, sf, sc, c[d, n, h])
+                for q in range(Q):
+                    acc[q] = 0
+                k = 0
+                while k + 4 <= H:       # 4 rows of R per pass: acc loaded/stored 1/4 as often
+                    h0v = hbuf[cur, d, n, k]
+                    h1v = hbuf[cur, d, n, k + 1]
+                    h2v = hbuf[cur, d, n, k + 2]
+                    h3v = hbuf[cur, d, n, k + 3]
+                    for q in range(Q):
+                        acc[q] += (h0v * rt[d, hb, k, q] + h1v * rt[d, hb, k + 1, q]) + \
+                            (h2v * rt[d, hb, k + 2, q] + h3v * rt[d, hb, k + 3, q])
+                    k += 4
+                while k < H:
+                    hv = hbuf[cur, d, n, k]
+                    for q in range(Q):
+                        acc[q] += hv * rt[d, hb, k, q]
+                    k += 1
+                for hl in range(nh):
+                    h = h0 + hl
+                    cn, hn = _cell(g[row, col + h] + acc[hl],
+                                   g[row, col + H + h] + acc[HB + hl],
+                                   g[row, col + 2 * H + h] + acc[2 * HB + hl],
+                                   g[row, col + 3 * H + h] + acc[3 * HB + hl], c[d, n, h])
                     c[d, n, h] = cn
                     hbuf[nxt, d, n, h] = hn
                     y[t, d, n, h] = hn
@@ -116,6 +134,13 @@ class LSTM(OpImpl):
         ins = list(node["inputs"]) + [""] * (6 - len(node["inputs"]))
         w = const_f32(consts, ins[1])            # [D, 4H, I]
         r = const_f32(consts, ins[2])            # [D, 4H, H]
+        H = r.shape[2]
+        nhb = (H + HB - 1) // HB
+        rp = np.zeros((r.shape[0], 4, nhb * HB, H), np.float32)
+        rp[:, :, :H] = r.reshape(r.shape[0], 4, H, H)
+        # rt[d, hb, k, g·HB + hl] = R[d, g·H + hb·HB + hl, k]
+        rt = np.ascontiguousarray(rp.reshape(r.shape[0], 4, nhb, HB, H)
+                                  .transpose(0, 2, 4, 1, 3).reshape(r.shape[0], nhb, H, 4 * HB))
         D, H4, _ = w.shape
         b = const_f32(consts, ins[3])
         bias = np.zeros(D * H4, np.float32) if b is None else \
@@ -126,14 +151,15 @@ class LSTM(OpImpl):
         rev = np.array([direction == "reverse" or (direction == "bidirectional" and d == 1)
                         for d in range(D)], np.bool_)
         init = [const_f32(consts, ins[k]) for k in (4, 5)]
-        return {"wt": wt, "bias": bias, "r": r, "rev": rev, "init": init,
+        return {"wt": wt, "bias": bias, "rt": rt, "H": H, "rev": rev, "init": init,
                 "states": int(at["with_states"])}
 
     def run(self, node, state, inputs, outputs):
         x = inputs[0]
         T, N, _ = x.shape
-        r = state["r"]
-        D, H4, H = r.shape
+        rt, H = state["rt"], state["H"]
+        D = rt.shape[0]
+        H4 = 4 * H
         init = []
         for k, cst in zip((4, 5), state["init"]):
             v = cst if cst is not None else (inputs[k] if k < len(inputs) else None)
@@ -151,8 +177,8 @@ class LSTM(OpImpl):
             _proj_par(x2, wt, state["bias"], g)
         else:
             _proj_ser(x2, wt, state["bias"], g)
-        rec = _rec_par if use_parallel(N * r.size) else _rec_ser
-        rec(g, r, state["rev"], hbuf, c, outputs[0], T, N, state["states"])
+        rec = _rec_par if use_parallel(N * rt.size) else _rec_ser
+        rec(g, rt, state["rev"], hbuf, c, outputs[0], T, N, H, state["states"])
 
 
 RNN_OPS = {"LSTM": LSTM()}
