@@ -43,6 +43,10 @@ CASES = [
     (1, 4, 3, 2, 16, 3, 3, 1, (1, 1, 1, 1), 1, "Relu", False, "t2", 0.0, 1.0),    # 2-wide: P = 1
     (1, 10, 9, 20, 24, 3, 3, 1, (1, 1, 1, 1), 1, "Clip", False, "i8", -1.0, 2.0),
     (1, 17, 14, 14, 96, 1, 1, 1, (0, 0, 0, 0), 1, "Relu", False, "t2", 0.0, 0.7),  # clamps
+    # 1x1 stride 1 (VNNI: the pixel-vector kernel): 7x11 (overlapping pixel tile), O and C
+    # not multiples of 4, residual + Clip; HardSwish (scalar activation after the store)
+    (2, 5, 7, 11, 6, 1, 1, 1, (0, 0, 0, 0), 1, "Clip", True, "t2", 0.0, 1.0),
+    (1, 12, 8, 10, 9, 1, 1, 1, (0, 0, 0, 0), 1, "HardSwish", False, "q3", -1.0, 1.0),
 ]
 
 

@@ -337,3 +337,29 @@ def test_warmup_all_splits_tiles_across_processes(monkeypatch):
     r = warm.warmup(progress=lambda d, t, lab: seen.append((d, t)), workers=2)
     assert r["kernels"] == 3 and seen[-1] == (3, 3)
     assert all(k in gen._KERNELS and gen.is_cached(*k) for k in keys)
+
+
+def test_warmup_builds_the_pointwise_int8_signature(monkeypatch):
+    """The 1x1 pixel-vector int8 kernel (qconv._pw_vnni, VNNI only): warmup compiles the
+    signature a real layer calls (none compiled at the run), and the layer matches the
+    reference."""
+    from edgenet.cpu import qconv
+    if not simd.has_vnni() or simd.rank(simd.codegen_tier()) > simd.rank("avx512vnni"):
+        pytest.skip("no AVX512-VNNI")
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
+    qconv.warm_pointwise()
+    sigs = list(qconv._pw_vnni.signatures)
+    assert len(sigs) == 1
+    rng = np.random.default_rng(11)
+    consts, inputs, OW = _case(rng, 1, 6, 8, 12, 20, 1, 1, 0, True)
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node(1, 0, "Relu", True, aq=(float(s), zp, OW))
+    st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    want = run_node(node, inputs, consts)[0]
+    y = np.full_like(want, np.nan)
+    real, calls = qconv._pw_vnni, []
+    monkeypatch.setattr(qconv, "_pw_vnni", lambda *a: calls.append(1) or real(*a))
+    cpu.OPS["Conv"].run(node, st, inputs, [y])
+    assert calls == [1]                       # 8x12 = 96 pixels: the pixel-vector kernel ran
+    np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+    assert list(real.signatures) == sigs      # the run found the signature warmup built

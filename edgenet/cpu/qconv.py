@@ -22,6 +22,7 @@ family      tiers, weights              dot product (edgenet/cpu/simd.py, "int8"
 that is faster)."""
 from __future__ import annotations
 
+
 import numba
 import numpy as np
 from numba import prange
@@ -31,7 +32,7 @@ from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import tls_buffer, use_parallel
 from . import simd
-from .gen_simd_conv import Q_TIER_TILES, Q_TILES, qconv_kernel, qtier_kernel
+from .gen_simd_conv import Q_TIER_TILES, Q_TILES, act_call, qconv_kernel, qtier_kernel
 from .simd import vquant4_16
 
 # (family, lanes) -> (k output-channel vectors, P pixels) tiles: gen_simd_conv's menu
@@ -195,13 +196,20 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
     if P > OW:   # P was chosen from the output width at load (fixed: only N is dynamic)
         raise InputError(f"int8 conv: output width {OW} is narrower than the tile ({P}) "
                          "chosen for the model's input size")
-    kern = (q.get("_kern") or _bind(q, sh)).f
+    pw = (q["fam"] == "v" and toff.shape[0] == 1 and sh == 1 and params[1] == 1
+          and not (pt or pl or pb or pr) and PW_ON
+          and -(-OH * OW // PW_PIX) * PW_PIX * 4 <= OH * OW * 5)   # <= 25% recomputed
+    kern = None if pw else (q.get("_kern") or _bind(q, sh)).f
     xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
     bb = q["bb"]
     if not b_is_const:
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
+    if pw:
+        _pw_vnni(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
+                 y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
+        return
     BP = q["L"] * q["k"] * P
     tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
     if q["fam"] == "v":
@@ -210,3 +218,118 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
         return
     kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"], toff,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+
+
+# ----------------------------------------------------------------------------- pointwise (VNNI)
+# A 1x1 stride-1 unpadded conv vectorized over *pixels* instead of output channels: the
+# quantized input (N, C4, H*W) int32 words already holds 4 channels of one pixel per lane,
+# so ``vpdpbusd(x[16 pixels], broadcast(w[o, 4 channels]))`` accumulates 16 pixels of one
+# output channel, and the epilogue stores whole vectors into NCHW rows (the channel-vector
+# tiles transpose through ``tile_store`` one float at a time, which cost more than their
+# dot products on MobileNet's expansion convs). Tile: PW_K output channels x PW_V vectors.
+PW_K = 4
+PW_V = 3
+PW_PIX = 16 * PW_V
+PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in bench_int8.py)
+
+
+@pjit(fastmath=True, boundscheck=False, error_model="numpy")
+def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta):
+    """xq: int32 (N, C4, HW); wt: int32 words (ceil(O/B), C4, 1, B) (prepare's layout);
+    yf, rf: float32 (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps)."""
+    NG = (O + PW_K - 1) // PW_K
+    NT = (HW + PW_PIX - 1) // PW_PIX
+    for t in prange(N * NG * NT):
+        tx = t % NT
+        u = t // NT
+        g = u % NG
+        n = u // NG
+        px = tx * PW_PIX
+        if px > HW - PW_PIX:
+            px = HW - PW_PIX
+        o0 = g * PW_K
+        o1 = min(o0 + 1, O - 1)
+        o2 = min(o0 + 2, O - 1)
+        o3 = min(o0 + 3, O - 1)
+        w0 = (o0 // B) * C4 * B + o0 % B
+        w1 = (o1 // B) * C4 * B + o1 % B
+        w2 = (o2 // B) * C4 * B + o2 % B
+        w3 = (o3 // B) * C4 * B + o3 % B
+        a00 = simd.vzeroi16()
+        a01 = simd.vzeroi16()
+        a02 = simd.vzeroi16()
+        a10 = simd.vzeroi16()
+        a11 = simd.vzeroi16()
+        a12 = simd.vzeroi16()
+        a20 = simd.vzeroi16()
+        a21 = simd.vzeroi16()
+        a22 = simd.vzeroi16()
+        a30 = simd.vzeroi16()
+        a31 = simd.vzeroi16()
+        a32 = simd.vzeroi16()
+        xb = n * C4 * HW + px
+        for c in range(C4):
+            xo = xb + c * HW
+            x0 = simd.vldi16(xq, xo)
+            x1 = simd.vldi16(xq, xo + 16)
+            x2 = simd.vldi16(xq, xo + 32)
+            wc = c * B
+            v = simd.vbci16(wt, w0 + wc)
+            a00 = simd.vdpbusd16(a00, x0, v)
+            a01 = simd.vdpbusd16(a01, x1, v)
+            a02 = simd.vdpbusd16(a02, x2, v)
+            v = simd.vbci16(wt, w1 + wc)
+            a10 = simd.vdpbusd16(a10, x0, v)
+            a11 = simd.vdpbusd16(a11, x1, v)
+            a12 = simd.vdpbusd16(a12, x2, v)
+            v = simd.vbci16(wt, w2 + wc)
+            a20 = simd.vdpbusd16(a20, x0, v)
+            a21 = simd.vdpbusd16(a21, x1, v)
+            a22 = simd.vdpbusd16(a22, x2, v)
+            v = simd.vbci16(wt, w3 + wc)
+            a30 = simd.vdpbusd16(a30, x0, v)
+            a31 = simd.vdpbusd16(a31, x1, v)
+            a32 = simd.vdpbusd16(a32, x2, v)
+        _pw_store(a00, a01, a02, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+        if o0 + 1 < O:
+            _pw_store(a10, a11, a12, o0 + 1, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+        if o0 + 2 < O:
+            _pw_store(a20, a21, a22, o0 + 2, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+        if o0 + 3 < O:
+            _pw_store(a30, a31, a32, o0 + 3, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+
+
+def warm_pointwise():
+    """Compile (or load) ``_pw_vnni`` at run()'s argument types (edgenet warmup)."""
+    z = np.zeros(PW_PIX, np.float32)
+    _pw_vnni(np.zeros(PW_PIX, np.int32), 1, PW_PIX, np.zeros(16, np.int32), 16, z[:16],
+             z[:16], z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6))
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
+    f = simd.vfma16(simd.vitof16(a), s, c)
+    if has_r:
+        f = simd.vadd16(f, simd.vld16(rf, yb))
+    if code == 1:
+        f = simd.vrelu16(f)
+    elif code == 7:
+        f = simd.vclip16(f, lo, hi)
+    simd.vst16(yf, yb, f)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_store(a0, a1, a2, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta):
+    """One output channel's PW_PIX pixels: y = float(acc) * sc + bb (+ residual), then the
+    activation (vector for none / Relu / Clip, else the scalar ``act`` over the stored row)."""
+    s = simd.vsplat16(sc[oc])
+    c = simd.vsplat16(bb[oc])
+    lo = simd.vsplat16(np.float32(alpha))
+    hi = simd.vsplat16(np.float32(beta))
+    yb = (n * O + oc) * HW + px
+    _pw_vec(a0, s, c, yf, rf, yb, has_r, code, lo, hi)
+    _pw_vec(a1, s, c, yf, rf, yb + 16, has_r, code, lo, hi)
+    _pw_vec(a2, s, c, yf, rf, yb + 32, has_r, code, lo, hi)
+    if code != 0 and code != 1 and code != 7:
+        for i in range(yb, yb + PW_PIX):
+            yf[i] = act_call(yf[i], code, alpha, beta)

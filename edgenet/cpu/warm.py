@@ -254,6 +254,9 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                         progress(done, total, f"{kind} {key}")
                     build_tile(kind, key)
                     done += 1
+            if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
+                from .qconv import warm_pointwise
+                warm_pointwise()
             if progress:
                 progress(total, total, "done")
             tiles = len(tiles_todo)
