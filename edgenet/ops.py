@@ -142,7 +142,8 @@ def _rnn_ops():
     from . import shapes_rnn as N
     return (
         _op("LSTM", [_X, In("W", CONST), In("R", CONST), In("B", CONST, optional=True),
-                     In("initial_h", ANY, optional=True), In("initial_c", ANY, optional=True)],
+                     In("initial_h", ANY, optional=True), In("initial_c", ANY, optional=True),
+                     In("P", CONST, optional=True)],
             {"hidden_size": R, "direction": R, "with_states": 0}, False, N.shape_lstm,
             "ONNX LSTM (layout 0, default activations); output Y, or Y then Y_h, Y_c rows"),
     )

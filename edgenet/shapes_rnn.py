@@ -3,7 +3,7 @@ Same contract as edgenet/shapes.py.
 
 IR ``LSTM``: inputs X [T, N, I], W [D, 4H, I], R [D, 4H, H] (gate order i, o, f, c, as
 ONNX), optional B [D, 8H] (Wb then Rb), optional initial_h / initial_c [D, N or 1, H]
-(a batch of 1 broadcasts); attributes ``hidden_size`` H, ``direction`` (forward, reverse,
+(a batch of 1 broadcasts), optional P [D, 3H] (peepholes i, o, f); attributes ``hidden_size`` H, ``direction`` (forward, reverse,
 bidirectional: D = 1, 1, 2), ``with_states`` 0/1. Output: Y [T, D, N, H] when with_states
 is 0, else [T + 2, D, N, H]: Y, then Y_h (row T) and Y_c (row T + 1).
 """
@@ -39,6 +39,8 @@ def shape_lstm(c: Ctx):
             s = c.shape(k)
             if len(s) != 3 or s[0] != d or s[2] != hs or s[1] not in (1, n):
                 c.fail(f"{what} shape {s} must be {(d, n, hs)} (or batch 1)")
+    if c.present(6) and c.shape(6) != (d, 3 * hs):
+        c.fail(f"P shape {c.shape(6)} must be {(d, 3 * hs)}")
     if t <= 0 or n <= 0 or i <= 0:
         c.fail(f"empty X {x}")
     return [(t + 2 * states, d, n, hs)]

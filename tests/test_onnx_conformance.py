@@ -118,10 +118,6 @@ NOT_APPLICABLE = {
 }
 # Within scope, not done yet (issue 13 work items); each entry states today's failure.
 TODO = {
-    'test_lstm_batchwise': 'LSTM layout=1 (batch-major X/Y): refused with a one-line error; '
-                           'the IR LSTM is layout 0 (issue 13, LSTM follow-up)',
-    'test_lstm_with_peepholes': 'LSTM input P (peepholes): refused with a one-line error; no '
-                                'exporter of the models tried emits it (issue 13, LSTM follow-up)',
 }
 
 EXCLUDE: dict[str, str] = {**NOT_APPLICABLE, **TODO}

@@ -37,19 +37,21 @@ def _run(ops, node, inputs, consts, out_shape):
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 @pytest.mark.parametrize("states", [0, 1])
 @pytest.mark.parametrize("with_b,h0", [(False, None), (True, "const"), (True, "act1")])
+# "const": constant initial states (c0 with batch 1) and peepholes
 def test_lstm_cpu_matches_reference(direction, states, with_b, h0, monkeypatch):
     D = 2 if direction == "bidirectional" else 1
     Tn, N, hs, i = 4, 2, 19, 7          # 19 hidden units: two recurrence blocks, one partial
     consts = {"w": pack("f32", _r((D, 4 * hs, i), 1)), "r": pack("f32", _r((D, 4 * hs, hs), 2))}
-    ins = ["x", "w", "r", "", "", ""]
+    ins = ["x", "w", "r", "", "", "", ""]
     if with_b:
         consts["b"] = pack("f32", _r((D, 8 * hs), 3))
         ins[3] = "b"
-    inputs = [_r((Tn, N, i), 4, 1.5), None, None, None, None, None]
+    inputs = [_r((Tn, N, i), 4, 1.5), None, None, None, None, None, None]
     if h0 == "const":
         consts["h0"] = pack("f32", _r((D, N, hs), 5))
         consts["c0"] = pack("f32", _r((D, 1, hs), 6))
-        ins[4:6] = ["h0", "c0"]
+        consts["p"] = pack("f32", _r((D, 3 * hs), 7))
+        ins[4:7] = ["h0", "c0", "p"]
     elif h0 == "act1":
         inputs[4], inputs[5] = _r((D, 1, hs), 5), _r((D, N, hs), 6)
         ins[4:6] = ["h0", "c0"]
@@ -68,19 +70,24 @@ def test_lstm_cpu_matches_reference(direction, states, with_b, h0, monkeypatch):
 
 # ---------------------------------------------------------------- ONNX graphs
 def _lstm_model(direction="forward", with_b=True, init=None, outputs=("Y", "Y_h", "Y_c"),
-                seq="T", batch=2, opset=14, extra_attrs=None, seq_lens=False):
+                seq="T", batch=2, opset=14, extra_attrs=None, seq_lens=False, peep=False,
+                layout=0):
     D = 2 if direction == "bidirectional" else 1
     inits = {"W": _r((D, 4 * H, I), 11), "R": _r((D, 4 * H, H), 12)}
-    ins = ["x", "W", "R", "", "", "", ""]
+    ins = ["x", "W", "R", "", "", "", "", ""]
     if with_b:
         inits["B"] = _r((D, 8 * H), 13)
         ins[3] = "B"
     nodes = []
     if seq_lens:
-        inits["sl"] = np.full((batch,), 3, np.int32)
+        inits["sl"] = np.full((batch,), 3 if seq_lens is True else seq_lens, np.int32)
         ins[4] = "sl"
+    if peep:
+        inits["P"] = _r((D, 3 * H), 17)
+        ins[7] = "P"
     if init == "const":
-        inits["h0"], inits["c0"] = _r((D, batch, H), 14), _r((D, batch, H), 15)
+        sh = (batch, D, H) if layout else (D, batch, H)
+        inits["h0"], inits["c0"] = _r(sh, 14), _r(sh, 15)
         ins[5:7] = ["h0", "c0"]
     elif init == "computed":
         # the exporters' pattern: zeros of shape [D, batch, H] with batch from Shape(x)
@@ -107,29 +114,32 @@ def _lstm_model(direction="forward", with_b=True, init=None, outputs=("Y", "Y_h"
     outs = [o if o in outputs else "" for o in ("Y", "Y_h", "Y_c")]
     while outs[-1] == "":
         outs.pop()
+    if layout:
+        extra_attrs = dict(extra_attrs or {}, layout=1)
     nodes.append(h.make_node("LSTM", ins, outs, hidden_size=H, direction=direction,
                              **(extra_attrs or {})))
-    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [seq, batch, I])],
+    xs = [batch, seq, I] if layout else [seq, batch, I]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, xs)],
                      [h.make_tensor_value_info(o, T.FLOAT, None) for o in outputs],
                      initializer=[nh.from_array(v, k) for k, v in inits.items()])
     return h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
 
 
-def _check(model, tmp_path, seqs=(4,), batch=2, device="cpu"):
+def _check(model, tmp_path, seqs=(4,), batch=2, device="cpu", use_ort=True, layout=0):
     import edgenet
     from converters.convert import convert
     src, dst = str(tmp_path / "m.onnx"), str(tmp_path / "m.edgenet")
     onnx.save(model, src)
     convert(src, dst, weights="f32")
     m = edgenet.load(dst, device=device)
-    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"]) if use_ort else None
     refe = ReferenceEvaluator(model)
     names = [o.name for o in model.graph.output]
     for k, t in enumerate(seqs):
-        x = _r((t, batch, I), 20 + k, 1.5)
+        x = _r((batch, t, I) if layout else (t, batch, I), 20 + k, 1.5)
         got = m.run({"x": x})
-        want = sess.run(names, {"x": x})
         want2 = refe.run(names, {"x": x})
+        want = sess.run(names, {"x": x}) if sess else want2
         for nm, w, w2 in zip(names, want, want2):
             assert got[nm].shape == w.shape, nm
             np.testing.assert_allclose(got[nm], w, rtol=1e-4, atol=1e-5)
@@ -163,6 +173,19 @@ def test_lstm_initial_state_from_an_activation(tmp_path):
     _check(_lstm_model("forward", True, "activation", ("Y", "Y_h"), seq=4), tmp_path)
 
 
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_lstm_peepholes_and_full_sequence_lens(direction, tmp_path):
+    # sequence_lens equal to the static length everywhere is the same as absent
+    _check(_lstm_model(direction, True, "const", seq=4, peep=True, seq_lens=4), tmp_path)
+
+
+@pytest.mark.parametrize("outputs", [("Y", "Y_h", "Y_c"), ("Y",), ("Y_c",)])
+def test_lstm_layout_1(outputs, tmp_path):
+    # batch-major X / Y / Y_h / Y_c (onnxruntime refuses layout 1: onnx.reference only)
+    _check(_lstm_model("bidirectional", True, "const", outputs, seq=4, layout=1), tmp_path,
+           use_ort=False, layout=1)
+
+
 def test_lstm_reference_device(tmp_path):
     _check(_lstm_model("bidirectional", True, "const", seq=3), tmp_path, seqs=(3,),
            device="reference")
@@ -185,7 +208,6 @@ def test_lstm_weights_stay_float_under_ternary(tmp_path):
     ({"extra_attrs": {"activations": ["Relu", "Tanh", "Tanh"]}}, "activations"),
     ({"extra_attrs": {"clip": 1.0}}, "clip"),
     ({"extra_attrs": {"input_forget": 1}}, "input_forget"),
-    ({"extra_attrs": {"layout": 1}, "opset": 14}, "layout"),
 ])
 def test_lstm_unsupported_forms_are_one_line_errors(kw, match, tmp_path):
     from converters.convert import convert

@@ -3,8 +3,9 @@ Registered in ``translate.TRANSLATORS``.
 
 Supported: direction forward / reverse / bidirectional, optional B, initial_h/initial_c
 absent, constant, computed by shape arithmetic (a fill whose size depends on symbolic dims
-becomes a batch-1 constant the kernel broadcasts) or an activation; layout 0; the default
-activations. W, R and B stay float32 constants (not conv weights: never quantized).
+becomes a batch-1 constant the kernel broadcasts) or an activation; peepholes P; layout 0,
+and layout 1 through Transposes; sequence_lens only when it is a constant equal to the
+static sequence length; the default activations. W, R and B stay float32 constants (not conv weights: never quantized).
 
 The IR LSTM has one output: Y when Y_h and Y_c are unused, else Y with Y_h and Y_c appended
 as two more timesteps; Slice (+ Reshape) nodes split them into the ONNX outputs.
@@ -19,13 +20,16 @@ _DEFAULT_ACTS = ("sigmoid", "tanh", "tanh")
 _BIG = 2 ** 31 - 1
 
 
-def _initial_state(ctx, n, k, D, H, what):
-    """An initial_h / initial_c input: '' (zeros), a constant name or an activation."""
+def _initial_state(ctx, n, name, k, D, H, what, batch_major):
+    """An initial_h / initial_c input: '' (zeros), a constant name or an activation
+    (layout 1: [N, D, H] in the file, moved to [D, N, H])."""
     if k >= len(n.input) or not n.input[k]:
         return ""
     src = n.input[k]
     if src in ctx.fe.folded:
         va, vb = (np.asarray(v, np.float32) for v in ctx.fe.folded[src])
+        if batch_major:
+            va, vb = (v.transpose(1, 0, 2) if v.ndim == 3 else v for v in (va, vb))
         if va.shape != vb.shape or not np.array_equal(va, vb):
             # sized by symbolic dims: only a uniform fill (ConstantOfShape) is expressible
             if va.size and vb.size and np.all(va == va.flat[0]) and np.all(vb == va.flat[0]) \
@@ -42,7 +46,12 @@ def _initial_state(ctx, n, k, D, H, what):
         if not va.any():
             return ""
         return ctx.add_const(va, src)
-    return ctx.act_in(n, k)
+    a = ctx.act_in(n, k)
+    if batch_major:
+        t = ctx.tmp(a + "::dnh")
+        ctx.emit(f"{name}::{what}", "Transpose", [a], [t], {"perm": [1, 0, 2]})
+        a = t
+    return a
 
 
 def LSTM(ctx, n, name, at):
@@ -59,12 +68,9 @@ def LSTM(ctx, n, name, at):
                          "(only the defaults Sigmoid, Tanh, Tanh)")
     if int(at.get("input_forget", 0)):
         raise node_error(n, "LSTM attribute 'input_forget' = 1 is not supported")
-    if int(at.get("layout", 0)):
-        raise node_error(n, "LSTM attribute 'layout' = 1 is not supported")
-    if len(n.input) > 4 and n.input[4]:
-        raise node_error(n, "LSTM input 'sequence_lens' is not supported")
-    if len(n.input) > 7 and n.input[7]:
-        raise node_error(n, "LSTM input 'P' (peepholes) is not supported")
+    layout = int(at.get("layout", 0))
+    if layout not in (0, 1):
+        raise node_error(n, f"LSTM attribute 'layout' = {layout} is not supported")
     W, R = ctx.cin(n, 1), ctx.cin(n, 2)
     if W is None or R is None:
         raise node_error(n, "LSTM W and R must be constants")
@@ -80,6 +86,23 @@ def LSTM(ctx, n, name, at):
     xs = ctx.shape(x, n)
     if len(xs) != 3 or xs[2] != W.shape[2]:
         raise node_error(n, f"LSTM X shape {xs} does not match W {W.shape}")
+    T = xs[1] if layout else xs[0]
+    if len(n.input) > 4 and n.input[4]:
+        # only the trivial form: every sequence as long as X (what some exporters write)
+        sl = ctx.cin(n, 4)
+        if sl is None or T is None or np.size(sl) == 0 or np.any(np.asarray(sl) != T):
+            raise node_error(n, "LSTM input 'sequence_lens' is not supported (only when "
+                             "it is a constant equal to the static sequence length)")
+    if layout:
+        xt = ctx.tmp(x + "::tni")
+        ctx.emit(name + "::X", "Transpose", [x], [xt], {"perm": [1, 0, 2]})
+        x = xt
+    p = ""
+    if len(n.input) > 7 and n.input[7]:
+        P = ctx.cin(n, 7)
+        if P is None or np.shape(P) != (D, 3 * H):
+            raise node_error(n, f"LSTM P (peepholes) must be a constant of shape {(D, 3 * H)}")
+        p = ctx.add_const(np.asarray(P, np.float32), n.input[7])
     b = ""
     if len(n.input) > 3 and n.input[3]:
         B = ctx.cin(n, 3)
@@ -89,29 +112,39 @@ def LSTM(ctx, n, name, at):
         if B.shape != (D, 8 * H):
             raise node_error(n, f"LSTM B shape {B.shape}, expected {(D, 8 * H)}")
         b = ctx.add_const(B, n.input[3])
-    h0 = _initial_state(ctx, n, 5, D, H, "initial_h")
-    c0 = _initial_state(ctx, n, 6, D, H, "initial_c")
+    h0 = _initial_state(ctx, n, name, 5, D, H, "initial_h", layout)
+    c0 = _initial_state(ctx, n, name, 6, D, H, "initial_c", layout)
     outs = list(n.output) + [""] * (3 - len(n.output))
     used = {i for m in ctx.fe.nodes for i in m.input} | set(ctx.fe.output_names)
     y_name, yh_name, yc_name = (o if o and o in used else "" for o in outs[:3])
     states = bool(yh_name or yc_name)
-    ins = [x, ctx.add_const(W, n.input[1]), ctx.add_const(R, n.input[2]), b, h0, c0]
+    ins = [x, ctx.add_const(W, n.input[1]), ctx.add_const(R, n.input[2]), b, h0, c0, p]
     while ins[-1] == "":
         ins.pop()
     attrs = {"hidden_size": H, "direction": direction, "with_states": int(states)}
+    # layout 1: Y [N, T, D, H], Y_h / Y_c [N, D, H] (transposed from the IR's layout 0)
+    yt = (lambda nm: ctx.tmp(nm + "::tdnh")) if layout else (lambda nm: nm)
+    y_ir = yt(y_name) if y_name else ""
     if not states:
-        ctx.emit(name, "LSTM", ins, [y_name or ctx.tmp(outs[0] or name + "::Y")], attrs)
-        return
-    packed = ctx.tmp(name + "::packed")
-    ctx.emit(name, "LSTM", ins, [packed], attrs)
-    sl = {"axes": [0], "steps": [1], "onnx_bounds": 1}
-    if y_name:
-        ctx.emit(name + "::Y", "Slice", [packed], [y_name], {"starts": [0], "ends": [-2], **sl})
-    for nm, st, en in ((yh_name, -2, -1), (yc_name, -1, _BIG)):
-        if nm:
-            t = ctx.tmp(nm + "::row")
-            ctx.emit(f"{name}::{nm}", "Slice", [packed], [t], {"starts": [st], "ends": [en], **sl})
-            ctx.emit(f"{name}::{nm}::reshape", "Reshape", [t], [nm], {"shape": [D, -1, H]})
+        ctx.emit(name, "LSTM", ins, [y_ir or ctx.tmp(outs[0] or name + "::Y")], attrs)
+    else:
+        packed = ctx.tmp(name + "::packed")
+        ctx.emit(name, "LSTM", ins, [packed], attrs)
+        sl = {"axes": [0], "steps": [1], "onnx_bounds": 1}
+        if y_name:
+            ctx.emit(name + "::Y", "Slice", [packed], [y_ir],
+                     {"starts": [0], "ends": [-2], **sl})
+        for nm, st, en in ((yh_name, -2, -1), (yc_name, -1, _BIG)):
+            if nm:
+                t = ctx.tmp(nm + "::row")
+                ctx.emit(f"{name}::{nm}", "Slice", [packed], [t],
+                         {"starts": [st], "ends": [en], **sl})
+                r = yt(nm)
+                ctx.emit(f"{name}::{nm}::reshape", "Reshape", [t], [r], {"shape": [D, -1, H]})
+                if layout:
+                    ctx.emit(f"{name}::{nm}::nd", "Transpose", [r], [nm], {"perm": [1, 0, 2]})
+    if layout and y_name:
+        ctx.emit(name + "::Y::ntdh", "Transpose", [y_ir], [y_name], {"perm": [2, 0, 1, 3]})
 
 
 RNN_TRANSLATORS = {"LSTM": LSTM}

@@ -24,10 +24,11 @@ HB = 16              # hidden units per recurrence task
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _cell(si, so, sf, sc, cprev):
-    """(c, h) of one unit from its gate pre-activations (ONNX default activations)."""
-    cn = sigmoid_f32(sf) * cprev + sigmoid_f32(si) * tanh_f32(sc)
-    return cn, sigmoid_f32(so) * tanh_f32(cn)
+def _cell(si, so, sf, sc, cprev, pi, po, pf):
+    """(c, h) of one unit from its gate pre-activations and peepholes (ONNX default
+    activations)."""
+    cn = sigmoid_f32(sf + pf * cprev) * cprev + sigmoid_f32(si + pi * cprev) * tanh_f32(sc)
+    return cn, sigmoid_f32(so + po * cn) * tanh_f32(cn)
 
 
 def _proj_impl(x, w, bias, g):
@@ -65,7 +66,7 @@ def _proj_impl(x, w, bias, g):
                 j += 1
 
 
-def _rec_impl(g, rt, rev, hbuf, c, y, T, N, H, with_states):
+def _rec_impl(g, rt, p, rev, hbuf, c, y, T, N, H, with_states):
     """rt [D, nhb, H, 4·HB]: R regrouped per block of HB hidden units, k-major (zero rows
     past H): a task streams its block once per step and accumulates the 4·HB gate sums
     of its units in one small vector (no horizontal reductions)."""
@@ -108,7 +109,8 @@ def _rec_impl(g, rt, rev, hbuf, c, y, T, N, H, with_states):
                     cn, hn = _cell(g[row, col + h] + acc[hl],
                                    g[row, col + H + h] + acc[HB + hl],
                                    g[row, col + 2 * H + h] + acc[2 * HB + hl],
-                                   g[row, col + 3 * H + h] + acc[3 * HB + hl], c[d, n, h])
+                                   g[row, col + 3 * H + h] + acc[3 * HB + hl], c[d, n, h],
+                                   p[d, 0, h], p[d, 1, h], p[d, 2, h])
                     c[d, n, h] = cn
                     hbuf[nxt, d, n, h] = hn
                     y[t, d, n, h] = hn
@@ -131,7 +133,7 @@ _rec_ser = njit(**_opts)(_rec_impl)
 class LSTM(OpImpl):
     def prepare(self, node, consts, policy):
         at = node_attrs(node)
-        ins = list(node["inputs"]) + [""] * (6 - len(node["inputs"]))
+        ins = list(node["inputs"]) + [""] * (7 - len(node["inputs"]))
         w = const_f32(consts, ins[1])            # [D, 4H, I]
         r = const_f32(consts, ins[2])            # [D, 4H, H]
         H = r.shape[2]
@@ -151,7 +153,10 @@ class LSTM(OpImpl):
         rev = np.array([direction == "reverse" or (direction == "bidirectional" and d == 1)
                         for d in range(D)], np.bool_)
         init = [const_f32(consts, ins[k]) for k in (4, 5)]
-        return {"wt": wt, "bias": bias, "rt": rt, "H": H, "rev": rev, "init": init,
+        pp = const_f32(consts, ins[6])          # peepholes [D, 3H] (i, o, f)
+        p = np.zeros((D, 3, H), np.float32) if pp is None else \
+            np.ascontiguousarray(pp.reshape(D, 3, H))
+        return {"wt": wt, "bias": bias, "rt": rt, "p": p, "H": H, "rev": rev, "init": init,
                 "states": int(at["with_states"])}
 
     def run(self, node, state, inputs, outputs):
@@ -178,7 +183,7 @@ class LSTM(OpImpl):
         else:
             _proj_ser(x2, wt, state["bias"], g)
         rec = _rec_par if use_parallel(N * rt.size) else _rec_ser
-        rec(g, rt, state["rev"], hbuf, c, outputs[0], T, N, H, state["states"])
+        rec(g, rt, state["p"], state["rev"], hbuf, c, outputs[0], T, N, H, state["states"])
 
 
 RNN_OPS = {"LSTM": LSTM()}
