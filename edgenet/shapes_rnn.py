@@ -3,7 +3,8 @@ Same contract as edgenet/shapes.py.
 
 IR ``LSTM``: inputs X [T, N, I], W [D, 4H, I], R [D, 4H, H] (gate order i, o, f, c, as
 ONNX), optional B [D, 8H] (Wb then Rb), optional initial_h / initial_c [D, N or 1, H]
-(a batch of 1 broadcasts), optional P [D, 3H] (peepholes i, o, f); attributes ``hidden_size`` H, ``direction`` (forward, reverse,
+(a batch of 1 broadcasts), optional P [D, 3H] (peepholes i, o, f); attributes
+``hidden_size`` H, ``direction`` (forward, reverse,
 bidirectional: D = 1, 1, 2), ``with_states`` 0/1. Output: Y [T, D, N, H] when with_states
 is 0, else [T + 2, D, N, H]: Y, then Y_h (row T) and Y_c (row T + 1).
 """

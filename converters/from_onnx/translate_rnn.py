@@ -5,7 +5,8 @@ Supported: direction forward / reverse / bidirectional, optional B, initial_h/in
 absent, constant, computed by shape arithmetic (a fill whose size depends on symbolic dims
 becomes a batch-1 constant the kernel broadcasts) or an activation; peepholes P; layout 0,
 and layout 1 through Transposes; sequence_lens only when it is a constant equal to the
-static sequence length; the default activations. W, R and B stay float32 constants (not conv weights: never quantized).
+static sequence length; the default activations. W, R and B stay float32 constants (not
+conv weights: never quantized).
 
 The IR LSTM has one output: Y when Y_h and Y_c are unused, else Y with Y_h and Y_c appended
 as two more timesteps; Slice (+ Reshape) nodes split them into the ONNX outputs.

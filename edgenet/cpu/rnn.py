@@ -5,7 +5,8 @@
    its columns; no BLAS: OpenBLAS's threads fight Numba's).
 2. The recurrence, one step at a time: a parallel loop over (direction, hidden-unit block);
    a thread computes the 4 gate pre-activations of its units (H_{t-1} times its block of R,
-   regrouped at prepare so that the block is one contiguous stream), then their c and h. H is double-buffered; each thread writes only its own
+   regrouped at prepare so that the block is one contiguous stream), then their c and h.
+   H is double-buffered; each thread writes only its own
    units of C, H and Y.
 """
 from __future__ import annotations
