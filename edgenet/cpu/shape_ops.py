@@ -197,25 +197,44 @@ class Softmax(_Move):
 
 # ----------------------------------------------------------------------------- Resize
 @pjit
-def _resize_gather(x, y, iy, ix, runs):
+def _resize_gather(x, y, iy, ix, runs, fw):
     """Nearest: y[n, c, oy, ox] = x[n, c, iy[oy], ix[ox]]. ``runs`` (R + 1,) starts the
     runs of output rows that read the same input row: the first is gathered, the rest
-    copy it (an integer upscale gathers 1 row in f)."""
+    copy it (an integer upscale gathers 1 row in f). ``fw`` > 0: ix[ox] == ox // fw (an
+    integer upscale along W), written as fw stores of each input value instead of a
+    gather (2.5x faster at x2: the gather does not vectorize)."""
     P = x.shape[0] * x.shape[1]
+    W = x.shape[3]
     OW = y.shape[3]
-    xf = x.reshape(P, x.shape[2], x.shape[3])
+    xf = x.reshape(P, x.shape[2], W)
     yf = y.reshape(P, y.shape[2], OW)
     R = runs.shape[0] - 1
-    for q in prange(P * R):
-        p = q // R
-        r = q % R
-        o0 = runs[r]
-        src = xf[p, iy[o0]]
-        dst = yf[p, o0]
-        for ox in range(OW):
-            dst[ox] = src[ix[ox]]
-        for oy in range(o0 + 1, runs[r + 1]):
-            yf[p, oy, :] = dst
+    n = P * R
+    nch = min(n, 256)
+    for t in prange(nch):
+        for q in range(t * n // nch, (t + 1) * n // nch):
+            p = q // R
+            r = q % R
+            o0 = runs[r]
+            src = xf[p, iy[o0]]
+            dst = yf[p, o0]
+            if fw == 2:
+                for j in range(W):
+                    v = src[j]
+                    dst[2 * j] = v
+                    dst[2 * j + 1] = v
+            elif fw > 0:
+                for j in range(W):
+                    v = src[j]
+                    for k in range(fw):
+                        dst[fw * j + k] = v
+            else:
+                for ox in range(OW):
+                    dst[ox] = src[ix[ox]]
+            for oy in range(o0 + 1, runs[r + 1]):
+                d2 = yf[p, oy]
+                for j in range(OW):
+                    d2[j] = dst[j]
 
 
 @pjit
@@ -276,9 +295,14 @@ class Resize(_Move):
                    for t in (tabs[:3], tabs[3:])):       # one unit tap per axis: nearest
                 iy = tabs[0][:, 0].copy()
                 runs = np.flatnonzero(np.diff(iy, prepend=-1)).astype(np.int64)
-                tabs = (iy, tabs[3][:, 0].copy(), np.append(runs, len(iy)))
+                ix = tabs[3][:, 0].copy()
+                W, OW = key[1], key[3]
+                fw = OW // W if OW % W == 0 else 0
+                if fw < 2 or not np.array_equal(ix, np.arange(OW) // fw):
+                    fw = 0
+                tabs = (iy, ix, np.append(runs, len(iy)), fw)
             state[key] = tabs  # immutable once built; a racing rebuild is identical
-        if len(tabs) == 3:
+        if len(tabs) == 4:
             _resize_gather(x, y, *tabs)
         else:
             _resize(x, y, *tabs, np.float32(node_attrs(node)["extrapolation_value"]))
