@@ -246,6 +246,7 @@ PTQ = [
 
 CAL_N = 1000          # unlabeled calibration / distillation images (training images)
 FT_STEPS = 1000       # label-free fine-tuning budget (steps of 32 images)
+MIXED_BITS = 3.0      # mixed precision with a bit budget (bits per weight, scales included)
 MIXED_TARGET = 1.0    # mixed precision: top-1 agreement with float on held-out samples
 
 
@@ -315,6 +316,16 @@ def run_seed(act, seed, data, work, quick, log, variants=None):
             res["encs:mixed:mixed"] = sorted({r_.encoding for r_ in rep.layers})
             log(f"  [{act} seed {seed}] mixed: {res['mixed:mixed']:.2f} "
                 f"({rep.bits_per_weight:.2f} bits/weight, {res['sec:mixed:mixed']:.0f}s)")
+        if on("mixed2") and w == "ternary":
+            t1 = time.time()
+            rep = convert(fonnx, os.path.join(work, "mixed2.edgenet"), weights=w,
+                          keep_float=(), calibration=xcal, max_bits=MIXED_BITS)
+            _record(res, "mixed-bits:mixed", edgenet_accuracy(rep.dst, xte, yte), rep,
+                    time.time() - t1)
+            res["encs:mixed-bits:mixed"] = [r_.encoding for r_ in rep.layers]
+            log(f"  [{act} seed {seed}] mixed --max-bits {MIXED_BITS}: "
+                f"{res['mixed-bits:mixed']:.2f} ({rep.bits_per_weight:.2f} bits/weight, "
+                f"{res['encs:mixed-bits:mixed']}, {res['sec:mixed-bits:mixed']:.0f}s)")
         if on("ft"):
             from converters.finetune import finetune
             t1 = time.time()
@@ -363,7 +374,9 @@ for _w in ("ternary", "quinary"):
               "images), all layers", _w)]
     if _w == "ternary":
         ROWS += [("mixed:mixed", f"**mixed precision** (`--target-agreement {MIXED_TARGET}`, "
-                  "t2 start)", "mixed")]
+                  "t2 start)", "mixed"),
+                 ("mixed-bits:mixed", f"**mixed precision** (`--max-bits {MIXED_BITS:g}`)",
+                  "mixed")]
     ROWS += [(f"ft:{_w}", f"**label-free fine-tuned {_w}** (`edgenet finetune`, "
               f"{FT_STEPS} steps)", _w),
              (f"qat-layer:{_w}", f"**QAT {_w}, per layer, all layers**", _w),
@@ -591,12 +604,20 @@ def write_markdown(path, results, seeds, acts, elapsed, cmd, plot_ok, n_test, pa
                 n = sum(r[k] != "fine-tuned" for r in rs)
                 L.append(f"- FC {a}: `edgenet finetune` {w} kept its calibrated PTQ start "
                          f"(fine-tuning did not beat it on its held-out samples) on {n} of "
-                         f"{len(rs)} seeds.")
+                         f"{len(rs)} seeds (its start is calibrated on 512 of the images, "
+                         f"`finetune`'s default, not {CAL_N}: hence not the calibrated PTQ "
+                         "row's accuracy).")
         if all("mixed:mixed" in r for r in rs):
             L.append(f"- FC {a}: mixed precision chose the encodings "
                      + "; ".join("/".join(r["encs:mixed:mixed"]) for r in rs)
                      + " (per seed): every layer ternary where that already met the target "
                      "on its held-out samples.")
+        if all("mixed-bits:mixed" in r for r in rs):
+            L.append(f"- FC {a}: `--max-bits {MIXED_BITS:g}` chose, per seed, for conv1, conv2, "
+                     "fc1, fc2: " + "; ".join(", ".join(r["encs:mixed-bits:mixed"])
+                                               for r in rs)
+                     + f" (fc1, ternary, holds {_ws[2]:,} of the {nw:,} weights, "
+                     f"{100.0 * _ws[2] / nw:.0f}%).")
     L.append("")
     if plot_ok:
         L.append("![accuracy vs bits per weight](accuracy.png)\n")
@@ -664,7 +685,11 @@ def write_markdown(path, results, seeds, acts, elapsed, cmd, plot_ok, n_test, pa
              "quinary, ternary:2, quinary:2\n"
              "    python bench/accuracy_digits.py --no-bundle --only-seeds 0,1 --json a.json &\n"
              "    python bench/accuracy_digits.py --no-bundle --only-seeds 2 --json b.json\n"
-             "    python bench/accuracy_digits.py --report-only a.json,b.json \\\n"
+             "    python bench/accuracy_digits.py --no-bundle --variants mixed2 --only-seeds 0,1 "
+             "--json c.json   # the --max-bits row, added later (same float nets: checked)\n"
+             "    python bench/accuracy_digits.py --no-bundle --variants mixed2 --only-seeds 2 "
+             "--json d.json\n"
+             "    python bench/accuracy_digits.py --report-only a.json,b.json,c.json,d.json \\\n"
              "        --tune-json tune.json,tq_t.json,tq_q.json,tq2_t.json,tq2_q.json\n")
     how = ("the run that wrote this file" if parts == 1 else
            f"the longest of the {parts} processes (one per `--only-seeds` value, run "
@@ -714,14 +739,15 @@ TUNE_NOTE = (
 _MARK = {"float-torch": "o", "float-edgenet": "x", "ptq-twn-layer": "v", "ptq-opt-layer": "D",
          "ptq-twn-channel": "^", "ptq-twn-channel-keep": "<", "ptq-bc-channel": "P",
          "qat-layer": "s", "qat-channel": "*",
-         "cal": "h", "mixed": "p", "ft": "X"}
+         "cal": "h", "mixed": "p", "mixed-bits": "8", "ft": "X"}
 _SHORT = {"float-torch": "float (PyTorch)", "float-edgenet": "float, edgenet f32",
           "ptq-twn-layer": "PTQ seed rule, per layer", "ptq-opt-layer": "PTQ optimal Δ",
           "ptq-twn-channel": "PTQ per channel", "ptq-twn-channel-keep":
           "PTQ per channel, first/last float", "ptq-bc-channel":
           "PTQ per channel + bias corr.", "qat-layer": "QAT per layer",
           "qat-channel": "QAT per channel",
-          "cal": "calibrated PTQ", "mixed": "mixed precision", "ft": "label-free fine-tuned"}
+          "cal": "calibrated PTQ", "mixed": "mixed precision", "mixed-bits": "mixed, bit budget",
+          "ft": "label-free fine-tuned"}
 
 
 def plot(path, results, acts):
@@ -794,8 +820,8 @@ def main(argv=None):
                     help="where the raw results are saved as they come (default: temp dir)")
     ap.add_argument("--only-seeds", metavar="S[,S]",
                     help="run only these seeds (to split the study over processes)")
-    ap.add_argument("--variants", default="ptq,cal,mixed,ft,qat",
-                    help="which quantized rows to run (ptq,cal,mixed,ft,qat)")
+    ap.add_argument("--variants", default="ptq,cal,mixed,mixed2,ft,qat",
+                    help="which quantized rows to run (ptq,cal,mixed,mixed2,ft,qat)")
     ap.add_argument("--tune", action="store_true",
                     help="score the candidate recipes on the validation split (carved from "
                          "the training images) and exit")
@@ -843,7 +869,20 @@ def main(argv=None):
             with open(jp) as f:
                 part = json.load(f)
             for a, rs in part["results"].items():
-                saved["results"].setdefault(a, []).extend(rs)
+                # merged by seed: a JSON with seeds already loaded (e.g. a later run of
+                # --variants mixed2) adds its rows to them, if its float net is the same
+                by_seed = saved.setdefault("by_seed", {}).setdefault(a, {})
+                for sd, r in zip(part["seeds"], rs):
+                    if sd in by_seed:
+                        if by_seed[sd]["float-torch"] != r["float-torch"]:
+                            raise SystemExit(f"{jp}: seed {sd}'s float net differs from the "
+                                             "one already loaded: not merged")
+                        by_seed[sd].update({k: v for k, v in r.items()
+                                            if k not in by_seed[sd]})
+                    else:
+                        by_seed[sd] = dict(r)
+            for a, by_seed in saved["by_seed"].items():
+                saved["results"][a] = [by_seed[sd] for sd in sorted(by_seed)]
             saved["seeds"] = sorted(set(saved.get("seeds", [])) | set(part["seeds"]))
             saved["cmd"] = part.get("cmd", cmd)
             saved["elapsed"] = max(saved["elapsed"], part.get("elapsed", 0.0))
