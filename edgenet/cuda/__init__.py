@@ -92,6 +92,7 @@ def _ops():
     from .math_ops import MATH_OPS
     from .elementwise import Act, Add, Affine, Div, Mul, PRelu, Sub
     from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool
+    from .rnn import RNN_OPS
     from .shape_ops import (Concat, DepthToSpace, Flatten, Pad, Reshape, Resize, Slice,
                             Softmax, Transpose)
     # the one table from op to kernel on this backend
@@ -121,14 +122,12 @@ def _ops():
         "DepthToSpace": DepthToSpace(),
         "Slice": Slice(),
         **MATH_OPS,     # Unary, BinaryMath, Reduce (math_ops.py)
+        **RNN_OPS,      # LSTM (rnn.py)
     }
 
 
 # ops of the spec (edgenet/ops.py) this backend deliberately lacks: op -> why
-EXCLUDED: dict = {
-    "LSTM": "no CUDA kernel yet (issue 13): a sequential recurrence; models with an "
-            "LSTM run on the CPU backend",
-}
+EXCLUDED: dict = {}
 
 
 def __getattr__(name):
