@@ -339,16 +339,20 @@ def test_warmup_all_splits_tiles_across_processes(monkeypatch):
     assert all(k in gen._KERNELS and gen.is_cached(*k) for k in keys)
 
 
-def test_warmup_builds_the_pointwise_int8_signature(monkeypatch):
-    """The 1x1 pixel-vector int8 kernel (qconv._pw_vnni, VNNI only): warmup compiles the
-    signature a real layer calls (none compiled at the run), and the layer matches the
+@pytest.mark.parametrize("tier,kern,warm", [("avx512vnni", "_pw_vnni", "warm_pointwise"),
+                                            ("avx2", "_pw_pm8", "warm_pointwise_pm8")])
+def test_warmup_builds_the_pointwise_int8_signature(tier, kern, warm, monkeypatch):
+    """The 1x1 pixel-vector int8 kernels (qconv._pw_vnni, qconv._pw_pm8): warmup compiles
+    the signature a real layer calls (none compiled at the run), and the layer matches the
     reference."""
     from edgenet.cpu import qconv
-    if not simd.has_vnni() or simd.rank(simd.codegen_tier()) > simd.rank("avx512vnni"):
-        pytest.skip("no AVX512-VNNI")
-    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
-    qconv.warm_pointwise()
-    sigs = list(qconv._pw_vnni.signatures)
+    if simd.rank(simd.codegen_tier()) > simd.rank(tier) or (tier == "avx512vnni"
+                                                           and not simd.has_vnni()):
+        pytest.skip(f"no {tier}")
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    getattr(qconv, warm)()
+    real = getattr(qconv, kern)
+    sigs = list(real.signatures)
     assert len(sigs) == 1
     rng = np.random.default_rng(11)
     consts, inputs, OW = _case(rng, 1, 6, 8, 12, 20, 1, 1, 0, True)
@@ -357,8 +361,8 @@ def test_warmup_builds_the_pointwise_int8_signature(monkeypatch):
     st = cpu.OPS["Conv"].prepare(node, consts, "packed")
     want = run_node(node, inputs, consts)[0]
     y = np.full_like(want, np.nan)
-    real, calls = qconv._pw_vnni, []
-    monkeypatch.setattr(qconv, "_pw_vnni", lambda *a: calls.append(1) or real(*a))
+    calls = []
+    monkeypatch.setattr(qconv, kern, lambda *a: calls.append(1) or real(*a))
     cpu.OPS["Conv"].run(node, st, inputs, [y])
     assert calls == [1]                       # 8x12 = 96 pixels: the pixel-vector kernel ran
     np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))

@@ -199,7 +199,10 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
     pw = (q["fam"] == "v" and toff.shape[0] == 1 and sh == 1 and params[1] == 1
           and not (pt or pl or pb or pr) and PW_ON
           and -(-OH * OW // PW_PIX) * PW_PIX * 4 <= OH * OW * 5)   # <= 25% recomputed
-    kern = None if pw else (q.get("_kern") or _bind(q, sh)).f
+    pw8 = (q["fam"] == "pm" and q["L"] == 8 and toff.shape[0] == 1 and sh == 1
+           and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
+           and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
+    kern = None if (pw or pw8) else (q.get("_kern") or _bind(q, sh)).f
     xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
     bb = q["bb"]
     if not b_is_const:
@@ -209,6 +212,10 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
     if pw:
         _pw_vnni(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
                  y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
+        return
+    if pw8:
+        _pw_pm8(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
+                q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
         return
     BP = q["L"] * q["k"] * P
     tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
@@ -333,3 +340,117 @@ def _pw_store(a0, a1, a2, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, 
     if code != 0 and code != 1 and code != 7:
         for i in range(yb, yb + PW_PIX):
             yf[i] = act_call(yf[i], code, alpha, beta)
+
+
+# The same 1x1 pixel-vector conv for the AVX2 tier (``pm`` family, 8 int32 lanes):
+# ``vpmaddubsw(x[8 pixels], broadcast(w))`` pair sums accumulate in int16 and widen to int32
+# (``vpmaddwd``) every ``smax`` channel groups, as in the tiles. Tile: 4 output channels x
+# 2 vectors (16 pixels; 16 ymm registers: 8 int16 + 8 int32 accumulators).
+PW8_PIX = 16
+
+
+@pjit(fastmath=True, boundscheck=False, error_model="numpy")
+def _pw_pm8(xq, C4, HW, wt, B, sc, bb, smax, yf, N, O, rf, has_r, code, alpha, beta):
+    """As ``_pw_vnni`` with the avx2 ``pm`` weights (same layout) and ``smax``."""
+    NG = (O + 3) // 4
+    NT = (HW + PW8_PIX - 1) // PW8_PIX
+    for t in prange(N * NG * NT):
+        tx = t % NT
+        u = t // NT
+        g = u % NG
+        n = u // NG
+        px = tx * PW8_PIX
+        if px > HW - PW8_PIX:
+            px = HW - PW8_PIX
+        o0 = g * 4
+        o1 = min(o0 + 1, O - 1)
+        o2 = min(o0 + 2, O - 1)
+        o3 = min(o0 + 3, O - 1)
+        w0 = (o0 // B) * C4 * B + o0 % B
+        w1 = (o1 // B) * C4 * B + o1 % B
+        w2 = (o2 // B) * C4 * B + o2 % B
+        w3 = (o3 // B) * C4 * B + o3 % B
+        a00 = simd.vzeroi8()
+        a01 = simd.vzeroi8()
+        a10 = simd.vzeroi8()
+        a11 = simd.vzeroi8()
+        a20 = simd.vzeroi8()
+        a21 = simd.vzeroi8()
+        a30 = simd.vzeroi8()
+        a31 = simd.vzeroi8()
+        xb = n * C4 * HW + px
+        for c0 in range(0, C4, smax):
+            c1 = min(c0 + smax, C4)
+            h00 = simd.vzerow8()
+            h01 = simd.vzerow8()
+            h10 = simd.vzerow8()
+            h11 = simd.vzerow8()
+            h20 = simd.vzerow8()
+            h21 = simd.vzerow8()
+            h30 = simd.vzerow8()
+            h31 = simd.vzerow8()
+            for c in range(c0, c1):
+                xo = xb + c * HW
+                x0 = simd.vldi8(xq, xo)
+                x1 = simd.vldi8(xq, xo + 8)
+                wc = c * B
+                v = simd.vbci8(wt, w0 + wc)
+                h00 = simd.vaddw8(h00, simd.vmaddubs8(x0, v))
+                h01 = simd.vaddw8(h01, simd.vmaddubs8(x1, v))
+                v = simd.vbci8(wt, w1 + wc)
+                h10 = simd.vaddw8(h10, simd.vmaddubs8(x0, v))
+                h11 = simd.vaddw8(h11, simd.vmaddubs8(x1, v))
+                v = simd.vbci8(wt, w2 + wc)
+                h20 = simd.vaddw8(h20, simd.vmaddubs8(x0, v))
+                h21 = simd.vaddw8(h21, simd.vmaddubs8(x1, v))
+                v = simd.vbci8(wt, w3 + wc)
+                h30 = simd.vaddw8(h30, simd.vmaddubs8(x0, v))
+                h31 = simd.vaddw8(h31, simd.vmaddubs8(x1, v))
+            a00 = simd.vwiden8(a00, h00)
+            a01 = simd.vwiden8(a01, h01)
+            a10 = simd.vwiden8(a10, h10)
+            a11 = simd.vwiden8(a11, h11)
+            a20 = simd.vwiden8(a20, h20)
+            a21 = simd.vwiden8(a21, h21)
+            a30 = simd.vwiden8(a30, h30)
+            a31 = simd.vwiden8(a31, h31)
+        _pw8_store(a00, a01, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+        if o0 + 1 < O:
+            _pw8_store(a10, a11, o0 + 1, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+        if o0 + 2 < O:
+            _pw8_store(a20, a21, o0 + 2, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+        if o0 + 3 < O:
+            _pw8_store(a30, a31, o0 + 3, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw8_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
+    f = simd.vfma8(simd.vitof8(a), s, c)
+    if has_r:
+        f = simd.vadd8(f, simd.vld8(rf, yb))
+    if code == 1:
+        f = simd.vrelu8(f)
+    elif code == 7:
+        f = simd.vclip8(f, lo, hi)
+    simd.vst8(yf, yb, f)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw8_store(a0, a1, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta):
+    s = simd.vsplat8(sc[oc])
+    c = simd.vsplat8(bb[oc])
+    lo = simd.vsplat8(np.float32(alpha))
+    hi = simd.vsplat8(np.float32(beta))
+    yb = (n * O + oc) * HW + px
+    _pw8_vec(a0, s, c, yf, rf, yb, has_r, code, lo, hi)
+    _pw8_vec(a1, s, c, yf, rf, yb + 8, has_r, code, lo, hi)
+    if code != 0 and code != 1 and code != 7:
+        for i in range(yb, yb + PW8_PIX):
+            yf[i] = act_call(yf[i], code, alpha, beta)
+
+
+def warm_pointwise_pm8():
+    """Compile (or load) ``_pw_pm8`` at run()'s argument types (edgenet warmup, avx2)."""
+    z = np.zeros(PW8_PIX, np.float32)
+    _pw_pm8(np.zeros(PW8_PIX, np.int32), 1, PW8_PIX, np.zeros(8, np.int32), 8, z[:8], z[:8],
+            64, z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6))

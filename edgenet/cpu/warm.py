@@ -257,6 +257,9 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
             if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
                 from .qconv import warm_pointwise
                 warm_pointwise()
+            elif simd.tier() == "avx2":   # its avx2 (pm, 8 lanes) twin (qconv._pw_pm8)
+                from .qconv import warm_pointwise_pm8
+                warm_pointwise_pm8()
             if progress:
                 progress(total, total, "done")
             tiles = len(tiles_todo)
