@@ -49,7 +49,11 @@ def test_unary_special_values_follow_numpy():
 
 @pytest.mark.parametrize("fn", BINARY_FNS)
 @pytest.mark.parametrize("sa,sb", [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 1)),
-                                   ((1, 4), (3, 1)), ((2, 3, 4), ())])
+                                   ((1, 4), (3, 1)), ((2, 3, 4), ()),
+                                   # rows of >= 16 (the row kernel): a or b broadcast
+                                   # along the rows, along the inner axis, or both
+                                   ((2, 3, 20), (3, 1)), ((4, 1), (1, 20)), ((3, 40), (40,)),
+                                   ((1, 17), (5, 1)), ((2, 1, 16), (2, 3, 1)), ((18,), ())])
 def test_binary_cpu_matches_reference(fn, sa, sb):
     a, b = _x(sa, 1, positive=fn == "pow"), _x(sb, 2)
     if fn == "pow":
@@ -75,6 +79,12 @@ def test_binary_nan_propagates():
         node = {"name": "b", "op": "BinaryMath", "inputs": ["a", "b"], "outputs": ["y"],
                 "attrs": {"fn": fn}}
         np.testing.assert_array_equal(_run(cpu.OPS, node, [a, b], (3,)), binary_np(fn, a, b))
+        # the row kernel: full rows, a broadcast row value, a broadcast NaN
+        a2, b2 = np.tile(a, 7).reshape(1, 21), np.tile(b, 7).reshape(1, 21)
+        for x, y in ((a2, b2), (a2, b[:, None]), (a[:, None], b2)):
+            out = np.broadcast_shapes(x.shape, y.shape)
+            np.testing.assert_array_equal(_run(cpu.OPS, node, [x, y], out),
+                                          binary_np(fn, x, y))
 
 
 @pytest.mark.parametrize("fn", REDUCE_FNS)
@@ -238,3 +248,16 @@ def test_float32_math_ulp_sweep(name):
     assert ulp.max() <= bound, (name, float(ulp.max()), x[ok][np.argmax(ulp)])
     tiny = np.isfinite(r32) & ~ok       # results near / below the denormals: absolutely close
     assert np.all(np.abs(y[tiny] - r[tiny]) <= 1e-37), (name, float(np.abs(y[tiny] - r[tiny]).max()))
+
+
+def test_binary_rows_parallel_chunks(monkeypatch):
+    # the row kernel split in several parallel chunks (rows_per < rows), uneven last chunk
+    import edgenet.cpu.math_ops as cm
+    monkeypatch.setattr(cm, "use_parallel", lambda work: True)
+    a, b = _x((40, 1000), 3), _x((40, 1), 4)
+    for fn in ("max", "min", "pow"):
+        x = np.abs(a) + 0.1 if fn == "pow" else a
+        node = {"name": "b", "op": "BinaryMath", "inputs": ["a", "b"], "outputs": ["y"],
+                "attrs": {"fn": fn}}
+        np.testing.assert_allclose(_run(cpu.OPS, node, [x, b], (40, 1000)),
+                                   binary_np(fn, x, b), rtol=2e-6)

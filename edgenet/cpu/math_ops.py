@@ -103,6 +103,75 @@ def _binary6(a, b, y, fn):
                                                     b[i0, i1, i2, i3, i4, i5], fn)
 
 
+@njit(boundscheck=False, error_model="numpy")
+def _binrow(a, b, y, fa, fb, fn):
+    """y = fn(a, b) over one contiguous row; fa / fb: that operand is a full row (else its
+    one value is broadcast). Loops indexed from 0 over contiguous slices vectorize."""
+    L = y.shape[0]
+    if fn == 0:
+        if fa and fb:
+            for j in range(L):
+                u, v = a[j], b[j]
+                y[j] = u if (u >= v or u != u) else v
+        elif fa:
+            v = b[0]
+            for j in range(L):
+                u = a[j]
+                y[j] = u if (u >= v or u != u) else v
+        else:
+            u = a[0]
+            for j in range(L):
+                v = b[j] if fb else b[0]
+                y[j] = u if (u >= v or u != u) else v
+    elif fn == 1:
+        if fa and fb:
+            for j in range(L):
+                u, v = a[j], b[j]
+                y[j] = u if (u <= v or u != u) else v
+        elif fa:
+            v = b[0]
+            for j in range(L):
+                u = a[j]
+                y[j] = u if (u <= v or u != u) else v
+        else:
+            u = a[0]
+            for j in range(L):
+                v = b[j] if fb else b[0]
+                y[j] = u if (u <= v or u != u) else v
+    else:
+        for j in range(L):
+            y[j] = _binary(a[j] if fa else a[0], b[j] if fb else b[0], fn)
+
+
+@pjit(boundscheck=False)
+def _binary_rows(a, b, y, oa, ob, fa, fb, L, fn, rows_per):
+    """Rows of L outputs: row r reads a from flat offset oa[r] (L values if fa, else one)
+    and b likewise; the rows run in parallel in chunks of rows_per."""
+    R = oa.shape[0]
+    for t in prange((R + rows_per - 1) // rows_per):
+        for r in range(t * rows_per, min(R, (t + 1) * rows_per)):
+            i, k = oa[r], ob[r]
+            _binrow(a[i:i + (L if fa else 1)], b[k:k + (L if fb else 1)],
+                    y[r * L:(r + 1) * L], fa, fb, fn)
+
+
+@njit(boundscheck=False)
+def _binary_rows_seq(a, b, y, oa, ob, fa, fb, L, fn):
+    """_binary_rows on the calling thread: a parallel region costs its launch even for one
+    chunk (on a loaded 2-core box, a waking worker that finds no free core: ~1 ms)."""
+    for r in range(oa.shape[0]):
+        i, k = oa[r], ob[r]
+        _binrow(a[i:i + (L if fa else 1)], b[k:k + (L if fb else 1)],
+                y[r * L:(r + 1) * L], fa, fb, fn)
+
+
+def _row_offsets(s, sy):
+    """Flat offset of each output row's first operand value (operand shape s broadcast to
+    sy, rows along the last axis)."""
+    idx = np.arange(int(np.prod(s, dtype=np.int64)), dtype=np.int64).reshape(s)
+    return np.ascontiguousarray(np.broadcast_to(idx, sy)[..., 0]).reshape(-1)
+
+
 def _collapse(shapes):
     """Merge adjacent axes where every operand is full or broadcast alike (as
     elementwise.py does for Add/Sub/Mul/Div)."""
@@ -242,6 +311,23 @@ class BinaryMath(OpImpl):
         sa = (1,) * (r - a.ndim) + tuple(a.shape)
         sb = (1,) * (r - b.ndim) + tuple(b.shape)
         sa, sb, sy = _collapse([sa, sb, tuple(y.shape)])
+        L = sy[-1]
+        if L >= 16 or len(sy) == 1:
+            # rows along the (collapsed) last axis: contiguous inner loops, one offset per
+            # row per operand (Max of 1x64x56x56 with a (64,1,1) constant: 4x faster than
+            # the 6-D strided loop, which ran on one thread)
+            key = (sa, sb, sy)
+            tab = state.get(key)
+            if tab is None:
+                tab = (_row_offsets(sa, sy), _row_offsets(sb, sy))
+                state[key] = tab    # immutable once built; a racing rebuild is identical
+            args = (np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+                    y.reshape(-1), tab[0], tab[1], sa[-1] == L, sb[-1] == L, L, state["fn"])
+            if use_parallel(y.size) and tab[0].shape[0] > 1:
+                _binary_rows(*args, max(1, 16384 // L))
+            else:
+                _binary_rows_seq(*args)
+            return
         if len(sy) > 6:
             from ..reference.math_ops import binary_np
             np.copyto(y, binary_np(node_attrs(node)["fn"], a, b))
