@@ -131,6 +131,9 @@ def _math_ops():
             M.shape_binary_math, "y = max/min/pow(a, b), broadcasting"),
         _op("Reduce", [_X], {"fn": R, "axes": R, "keepdims": R}, False, M.shape_reduce,
             "reduce over sorted axes; fn in shapes_math.REDUCE_FNS"),
+        _op("LayerNorm", [_X, In("S", CONST), In("B", CONST)], {"axis": R, "epsilon": R},
+            False, M.shape_layernorm,
+            "(x - mean) / sqrt(var + epsilon) · S + B over the axes [axis, rank)"),
     )
 
 

@@ -39,6 +39,24 @@ def shape_binary_math(c: Ctx):
     return [broadcast(c, c.shape(0), c.shape(1))]
 
 
+def shape_layernorm(c: Ctx):
+    """y = (x - mean) / sqrt(var + epsilon) · S + B over the axes [axis, rank) (biased
+    variance); S and B have the shape x.shape[axis:]."""
+    x = c.shape(0)
+    ax = c.int_attr("axis", lo=0)
+    if ax >= len(x):
+        c.fail(f"axis {ax} out of range for the rank-{len(x)} input {x}")
+    eps = c.attr("epsilon")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        c.fail(f"attribute 'epsilon' must be a non-negative number, got {eps!r}")
+    for i, what in ((1, "S"), (2, "B")):
+        s = c.shape(i)
+        if tuple(s) != tuple(x[ax:]):
+            c.fail(f"{what} (input {i}) must have the shape {tuple(x[ax:])} "
+                   f"(the normalized axes), got {s}")
+    return [x]
+
+
 def reduce_out_shape(shape, axes, keepdims):
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))

@@ -62,3 +62,11 @@ else:
             x = (0.8 + 0.4 * np.abs(np.sin(x))).astype(np.float32)
         compare({"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
                  "attrs": {"fn": fn, "axes": axes, "keepdims": keep}}, [x])
+
+    @pytest.mark.parametrize("axis, shape", [(2, (2, 3, 7)), (1, (2, 3, 2, 5))])
+    def test_layernorm(axis, shape):
+        x = _x(shape, 4) + np.float32(3.0)
+        from edgenet.format import pack
+        consts = {"s": pack("f32", _x(shape[axis:], 5)), "b": pack("f32", _x(shape[axis:], 6))}
+        compare({"name": "ln", "op": "LayerNorm", "inputs": ["x", "s", "b"], "outputs": ["y"],
+                 "attrs": {"axis": axis, "epsilon": 1e-5}}, [x, None, None], consts)

@@ -129,10 +129,13 @@ def _graph(nodes, x_shape, inits=(), opset=17):
     return h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
 
 
-def _layernorm_pattern():
-    """What torch / paddle exporters emit for LayerNorm over the last axis."""
+def _layernorm_pattern(extra=False):
+    """What torch / paddle exporters emit for LayerNorm over the last axis. ``extra``: the
+    mean is also used outside the chain (so it must not be fused)."""
     c = {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32),
          "g": _x((8,), 5), "b": _x((8,), 6)}
+    tail = [h.make_node("Add", ["ng", "b"], ["yb"]), h.make_node("Add", ["yb", "m"], ["y"])] \
+        if extra else [h.make_node("Add", ["ng", "b"], ["y"])]
     nodes = [h.make_node("ReduceMean", ["x"], ["m"], axes=[-1]),
              h.make_node("Sub", ["x", "m"], ["d"]),
              h.make_node("Pow", ["d", "two"], ["p"]),
@@ -140,13 +143,16 @@ def _layernorm_pattern():
              h.make_node("Add", ["v", "eps"], ["ve"]),
              h.make_node("Sqrt", ["ve"], ["s"]),
              h.make_node("Div", ["d", "s"], ["n"]),
-             h.make_node("Mul", ["n", "g"], ["ng"]),
-             h.make_node("Add", ["ng", "b"], ["y"])]
+             h.make_node("Mul", ["n", "g"], ["ng"])] + tail
     return _graph(nodes, ["N", 5, 8], c, opset=13)
 
 
 GRAPHS = {
     "layernorm_pattern": (_layernorm_pattern, (2, 5, 8)),
+    "layernorm_pattern_mean_reused": (lambda: _layernorm_pattern(extra=True), (2, 5, 8)),
+    "layernorm_op_last": (lambda: _graph(
+        [h.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-3)],
+        ["N", 3, 16], {"g": _x((16,), 16), "b": _x((16,), 17)}, opset=17), (2, 3, 16)),
     "layernorm_op": (lambda: _graph(
         [h.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-2)],
         ["N", 3, 4, 6], {"g": _x((4, 6), 7), "b": _x((4, 6), 8)}), (2, 3, 4, 6)),
@@ -204,6 +210,40 @@ def test_onnx_graph_matches_onnxruntime(name, device, tmp_path):
     got = edgenet.load(dst, device=device)(x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("name, fused", [("layernorm_pattern", True), ("layernorm_op", True),
+                                         ("layernorm_op_last", True),
+                                         ("layernorm_pattern_mean_reused", False)])
+def test_layernorm_chain_becomes_one_node(name, fused, tmp_path):
+    """The exported 9-node chain and ONNX LayerNormalization convert to one LayerNorm IR
+    node; a chain whose mean is used elsewhere keeps its pieces."""
+    import edgenet
+    from converters.convert import convert
+    src, dst = str(tmp_path / "m.onnx"), str(tmp_path / "m.edgenet")
+    onnx.save(GRAPHS[name][0](), src)
+    convert(src, dst, weights="f32")
+    ops = [nd["op"] for nd in edgenet.load(dst, device="reference").graph["nodes"]]
+    if fused:
+        assert ops == ["LayerNorm"], ops
+    else:
+        assert "LayerNorm" not in ops and ops.count("Reduce") == 2, ops
+
+
+def test_layernorm_cpu_parallel_matches_reference(monkeypatch):
+    """The row-parallel CPU path against the NumPy oracle (offset mean, 2 x 37 x 50 rows)."""
+    from edgenet.cpu import math_ops as M
+    from edgenet.reference.math_ops import layernorm_np
+    monkeypatch.setattr(M, "use_parallel", lambda work: True)
+    x = _x((2, 37, 50), 18) * 3 + 100
+    s, b = _x((50,), 19), _x((50,), 20)
+    node = {"name": "ln", "op": "LayerNorm", "inputs": ["x", "s", "b"], "outputs": ["y"],
+            "attrs": {"axis": 2, "epsilon": 1e-5}}
+    impl = M.MATH_OPS["LayerNorm"]
+    st = impl.prepare(node, {"s": s, "b": b}, "expanded")
+    y = np.empty_like(x)
+    impl.run(node, st, [x, None, None], [y])
+    np.testing.assert_allclose(y, layernorm_np(x, s, b, 2, 1e-5), rtol=1e-5, atol=2e-5)
 
 
 # ---- the float32 polynomials (edgenet/activation.py) against float64 NumPy, ulp by ulp ----

@@ -216,6 +216,8 @@ def to_onnx(node, inputs, consts):
                    "logsumexp": "ReduceLogSumExp"}[a["fn"]]
         out = b.add(onnx_op, [x, b.const(np.array(a["axes"], np.int64))],
                     keepdims=a["keepdims"])
+    elif op == "LayerNorm":
+        out = b.add("LayerNormalization", names, axis=a["axis"], epsilon=a["epsilon"])
     else:
         raise AssertionError(op)
     b.nodes.append(helper.make_node("Identity", [out], ["y"]))

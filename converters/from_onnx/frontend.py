@@ -14,6 +14,7 @@ from edgenet.errors import ConversionError, UnsupportedOpError
 from . import passes
 from .builder import Builder
 from .fold import FOLD_OPS, Folder
+from .fuse_layernorm import fuse_layernorm
 from .graph import IRGraph
 from .translate import TRANSLATORS, translate_node
 
@@ -86,6 +87,18 @@ def freeze_dims(model, input_shapes):
     return m
 
 
+def _static_dims(fe, name):
+    """A value's shape, None for the dims that depend on symbolic input dims; None when
+    unknown."""
+    if name in fe.input_dims:
+        s = fe.input_shape(name, 0), fe.input_shape(name, 1)
+    else:
+        s = fe.shapes_ab.get(name)
+    if s is None or -1 in s[0] or -1 in s[1]:
+        return None
+    return tuple(a if a == b else None for a, b in zip(*s))
+
+
 def load_onnx(src, input_shapes=None) -> IRGraph:
     """Load an ONNX model (path or ModelProto) and normalize it to the edgenet IR.
 
@@ -149,6 +162,7 @@ def load_onnx(src, input_shapes=None) -> IRGraph:
 
     out_set = set(outputs)
     b.nodes = passes.prune(b.nodes, out_set)
+    fuse_layernorm(b, out_set, lambda t: _static_dims(fe, t))
     passes.fold_bn(b, out_set)
     passes.merge_pad(b.nodes, out_set)
     passes.fuse_act(b.nodes, out_set)

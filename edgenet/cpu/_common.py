@@ -190,14 +190,15 @@ def act_inplace(y, lo, hi, code, alpha, beta):
     """y[lo:hi] = act(y[lo:hi]), with vectorizable loops for none / Relu / Clip."""
     if code == ActCode.NONE:
         return
+    z = y[lo:hi]        # indexed from 0 so LLVM can vectorize (no wraparound selects)
     if code == ActCode.RELU:
-        for i in range(lo, hi):
-            v = y[i]
-            y[i] = np.float32(0) if v < 0 else v
+        for i in range(hi - lo):
+            v = z[i]
+            z[i] = np.float32(0) if v < 0 else v
     elif code == ActCode.CLIP:
-        for i in range(lo, hi):
-            v = y[i]
-            y[i] = alpha if v < alpha else (beta if v > beta else v)
+        for i in range(hi - lo):
+            v = z[i]
+            z[i] = alpha if v < alpha else (beta if v > beta else v)
     else:
-        for i in range(lo, hi):
-            y[i] = act(y[i], code, alpha, beta)
+        for i in range(hi - lo):
+            z[i] = act(z[i], code, alpha, beta)

@@ -18,17 +18,19 @@ SUB = 4096     # sub-block: compute, then the activation pass while it is in L1
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _act_rng(x, y, lo, hi, code, alpha, beta):
+def _act_rng(xa, ya, lo, hi, code, alpha, beta):
     for s0 in range(lo, hi, SUB):
         s1 = min(hi, s0 + SUB)
+        x = xa[s0:s1]       # slices indexed from 0 (see _bin_rng)
+        y = ya[s0:s1]
         if code == ActCode.RELU:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 v = x[i]
                 y[i] = np.float32(0) if v < 0 else v
         else:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = x[i]
-            act_inplace(y, s0, s1, code, alpha, beta)
+            act_inplace(y, 0, s1 - s0, code, alpha, beta)
 
 
 @pjit(fastmath=FM, boundscheck=False)
@@ -81,22 +83,28 @@ def _binop(a, b, op):
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _bin_rng(a, b, y, lo, hi, op, code, alpha, beta):
+def _bin_rng(aa, ba, ya, lo, hi, op, code, alpha, beta):
     for s0 in range(lo, hi, SUB):
         s1 = min(hi, s0 + SUB)
+        # slices indexed from 0: over range(s0, s1) Numba cannot prove the index is
+        # non-negative, every access keeps its wraparound select and LLVM does not
+        # vectorize (Add of 12544 floats: 21 us, NumPy 2.3 us)
+        a = aa[s0:s1]
+        b = ba[s0:s1]
+        y = ya[s0:s1]
         if op == 0:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = a[i] + b[i]
         elif op == 1:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = a[i] - b[i]
         elif op == 2:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = a[i] * b[i]
         else:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = a[i] / b[i]
-        act_inplace(y, s0, s1, code, alpha, beta)
+        act_inplace(y, 0, s1 - s0, code, alpha, beta)
 
 
 @pjit(fastmath=FM, boundscheck=False)
@@ -107,22 +115,24 @@ def _bin_par(a, b, y, op, code, alpha, beta):
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _bins_rng(a, s, y, lo, hi, op, swap, code, alpha, beta):
+def _bins_rng(aa, s, ya, lo, hi, op, swap, code, alpha, beta):
     for s0 in range(lo, hi, SUB):
         s1 = min(hi, s0 + SUB)
+        a = aa[s0:s1]       # slices indexed from 0 (see _bin_rng)
+        y = ya[s0:s1]
         if op == 0:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = a[i] + s
         elif op == 2:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = a[i] * s
         elif swap:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = _binop(s, a[i], op)
         else:
-            for i in range(s0, s1):
+            for i in range(s1 - s0):
                 y[i] = _binop(a[i], s, op)
-        act_inplace(y, s0, s1, code, alpha, beta)
+        act_inplace(y, 0, s1 - s0, code, alpha, beta)
 
 
 @pjit(fastmath=FM, boundscheck=False)

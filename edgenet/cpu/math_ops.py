@@ -29,43 +29,49 @@ _FMU = {"contract", "arcp", "nsz"}     # no nnan/ninf: NaN and inf pass through
 
 
 @njit(boundscheck=False, fastmath=_FMU, error_model="numpy")
-def _unary_rng(x, y, lo, hi, fn):
+def _unary_rng(xa, ya, lo, hi, fn):
     # the common functions get their own float32 loop (vectorized: the transcendentals are
-    # edgenet.activation's float32 polynomials); the rest go through the scalar switch
+    # edgenet.activation's float32 polynomials); the rest go through the scalar switch.
+    # The loops index slices from 0: over range(lo, hi) Numba cannot prove the index is
+    # non-negative and every access keeps its wraparound select, which stops LLVM's
+    # vectorizer (Neg 9x, Exp 2.5x slower measured).
+    x = xa[lo:hi]
+    y = ya[lo:hi]
+    n = hi - lo
     if fn == 0:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = -x[i]
     elif fn == 1:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = abs(x[i])
     elif fn == 2:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = np.sqrt(x[i])
     elif fn == 3:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = exp_f32(x[i])
     elif fn == 4:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = log_f32(x[i])
     elif fn == 5:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = np.float32(1) / x[i]
     elif fn == 6:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = erf_f32(x[i])
     elif fn == 7:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = softplus_f32(x[i])
     elif fn == 8:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = mish_f32(x[i])
     elif fn == 9:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = silu_f32(x[i])
     # Gelu (10, 11) stays on the float64 path: 1 + erf (1 + tanh) cancels in float32 for
     # x < -3 (absolute error ~1e-6 there); an erfc-based float32 form would fix it.
     else:
-        for i in range(lo, hi):
+        for i in range(n):
             y[i] = _unary(x[i], fn)
 
 
@@ -285,6 +291,62 @@ def _reduce_par(x, y, fn, inv_d, rows_per):
         _reduce_rows(x, y, t * rows_per, min(A, (t + 1) * rows_per), fn, inv_d)
 
 
+# ----------------------------------------------------------------------------- LayerNorm
+@njit(boundscheck=False, fastmath={"reassoc", "contract", "nsz"}, error_model="numpy")
+def _layernorm_rows(x, s, b, y, i0, i1, eps):
+    """x, y (R, D) rows i0..i1: one pass for the sum and the sum of squares (float64 local
+    accumulators, reassociated so the loop vectorizes), then y = (x - m)·r·s + b."""
+    D = x.shape[1]
+    inv_d = 1.0 / D
+    for i in range(i0, i1):
+        xr = x[i]
+        yr = y[i]
+        s1 = 0.0
+        s2 = 0.0
+        for d in range(D):
+            v = np.float64(xr[d])
+            s1 += v
+            s2 += v * v
+        m = s1 * inv_d
+        var = max(s2 * inv_d - m * m, 0.0)
+        r = 1.0 / math.sqrt(var + eps)
+        mf = np.float32(m)
+        rf = np.float32(r)
+        for d in range(D):
+            yr[d] = (xr[d] - mf) * rf * s[d] + b[d]
+
+
+@pjit(boundscheck=False)
+def _layernorm_par(x, s, b, y, eps, rows_per):
+    R = x.shape[0]
+    for t in prange((R + rows_per - 1) // rows_per):
+        _layernorm_rows(x, s, b, y, t * rows_per, min(R, (t + 1) * rows_per), eps)
+
+
+class LayerNorm(OpImpl):
+    def prepare(self, node, consts, policy):
+        at = node_attrs(node)
+        c = prepare_consts(node, consts)
+        return {"consts": c, "axis": int(at["axis"]), "eps": float(at["epsilon"])}
+
+    def run(self, node, state, inputs, outputs):
+        x = inputs[0]
+        ax = state["axis"]
+        s = operand(state["consts"], inputs, 1).reshape(-1)
+        b = operand(state["consts"], inputs, 2).reshape(-1)
+        D = int(np.prod(x.shape[ax:], dtype=np.int64))
+        R = x.size // D
+        if s.size != D or b.size != D:       # validated by the shape rule; never index past
+            raise ValueError(f"LayerNorm: scale/bias of {s.size}/{b.size} values for rows "
+                             f"of {D}")
+        x2 = x.reshape(R, D)
+        y2 = outputs[0].reshape(R, D)
+        if use_parallel(x.size) and R > 1:
+            _layernorm_par(x2, s, b, y2, state["eps"], max(1, R // 64))
+        else:
+            _layernorm_rows(x2, s, b, y2, 0, R, state["eps"])
+
+
 class Unary(OpImpl):
     def prepare(self, node, consts, policy):
         return UNARY_CODE[node_attrs(node)["fn"]]
@@ -370,4 +432,5 @@ class Reduce(OpImpl):
             _reduce_rows(x3, y2, 0, A, fn, 1.0 / D)
 
 
-MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce()}
+MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce(),
+            "LayerNorm": LayerNorm()}

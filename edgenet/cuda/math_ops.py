@@ -127,6 +127,27 @@ def _reduce_k(x, y, n, meta, K, Rr, D, fn, inv_d):
     y[i] = float32(acc)
 
 
+@cuda.jit
+def _layernorm_k(x, s, b, y, R, D, eps):
+    """One thread per row of D (flat arrays): float64 sum and sum of squares, then the
+    normalized, scaled, shifted row."""
+    i = cuda.grid(1)
+    if i >= R:
+        return
+    base = i * D
+    s1 = 0.0
+    s2 = 0.0
+    for d in range(D):
+        v = float64(x[base + d])
+        s1 += v
+        s2 += v * v
+    m = s1 / D
+    var = max(s2 / D - m * m, 0.0)
+    r = 1.0 / math.sqrt(var + eps)
+    for d in range(D):
+        y[base + d] = float32((float64(x[base + d]) - m) * r * float64(s[d]) + float64(b[d]))
+
+
 class _Math(OpImpl):
     def prepare(self, node, consts, policy):
         st = super().prepare(node, consts, policy)
@@ -175,4 +196,15 @@ class Reduce(_Math):
                                                     REDUCE_CODE[at["fn"]], 1.0 / D)
 
 
-MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce()}
+class LayerNorm(_Math):
+    def launch(self, node, state, ins, in_shapes, out, out_shape, stream):
+        (x, s, b), (sx, _, _) = self.operands(state, ins, in_shapes)
+        at = node_attrs(node)
+        D = prod(sx[int(at["axis"]):])
+        R = prod(sx) // max(D, 1)
+        _layernorm_k[blocks(R), config.THREADS, stream](x, s, b, out, R, D,
+                                                       float(at["epsilon"]))
+
+
+MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce(),
+            "LayerNorm": LayerNorm()}

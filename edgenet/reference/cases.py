@@ -479,6 +479,12 @@ def _math_cases():
             x = _x(rng, 2, 3, 4, 5, lo=0.7, hi=1.3)
         yield name, _node(name, "Reduce", [name + ".x"],
                           {"fn": fn, "axes": axes, "keepdims": keep}), [x], {}
+    for axis, shape in ((2, (2, 3, 7)), (1, (2, 3, 4, 5))):
+        name = f"layernorm_axis{axis}"
+        x = _x(rng, *shape) + np.float32(3.0)          # an offset mean: one-pass variance
+        yield name, _node(name, "LayerNorm", [name + ".x", "s", "b"],
+                          {"axis": axis, "epsilon": 1e-5}), [x, None, None], \
+            {"s": pack("f32", _x(rng, *shape[axis:])), "b": pack("f32", _x(rng, *shape[axis:]))}
 
 
 def _concat_const_cases():

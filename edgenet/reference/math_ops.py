@@ -117,4 +117,22 @@ class Reduce(OpImpl):
         outputs[0][...] = reduce_np(at["fn"], x, at["axes"], at["keepdims"])
 
 
-MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce()}
+def layernorm_np(x, s, b, axis, eps):
+    """The oracle: float64 mean and biased variance over the axes [axis, rank)."""
+    x64 = np.asarray(x, np.float64)
+    axes = tuple(range(axis, x64.ndim))
+    m = x64.mean(axis=axes, keepdims=True)
+    v = ((x64 - m) ** 2).mean(axis=axes, keepdims=True)
+    y = (x64 - m) / np.sqrt(v + eps) * np.asarray(s, np.float64) + np.asarray(b, np.float64)
+    return y.astype(np.float32)
+
+
+class LayerNorm(OpImpl):
+    def run(self, node, state, inputs, outputs):
+        x, s, b = self.args(node, state, inputs)
+        at = _attrs(node)
+        outputs[0][...] = layernorm_np(x, s, b, int(at["axis"]), float(at["epsilon"]))
+
+
+MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce(),
+            "LayerNorm": LayerNorm()}
