@@ -214,6 +214,27 @@ def _bitcast_to_i32(typingctx, x):
     return _nt.int32(_nt.float32), codegen
 
 
+def floor_f32(x):
+    """floor(x) as a float32."""
+    return np.float32(math.floor(x))
+
+
+@_intrinsic
+def _floor_f32(typingctx, x):
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+        f = builder.module.declare_intrinsic("llvm.floor", [ir.FloatType()])
+        return builder.call(f, args)
+    return _nt.float32(_nt.float32), codegen
+
+
+@_overload(floor_f32)
+def _ol_floor(x):
+    # llvm.floor.f32 (vrndscaleps on x86, cvt.rmi on PTX): math.floor goes through int64
+    # on the CPU, np.floor is not a CUDA device function
+    return lambda x: _floor_f32(np.float32(x))
+
+
 @_overload(f32_from_bits)
 def _ol_from_bits(i):
     return lambda i: _bitcast_to_f32(np.int32(i))
@@ -235,10 +256,8 @@ def exp_f32(x):
     x = _F(x)
     xc = x if x < _F(88.72284) else _F(88.72284)
     xc = xc if xc > _F(-104.0) else _F(-104.0)
-    t = xc * _F(1.442695) + _F(0.5)
-    k = np.int32(t)                     # floor by truncation and a fix-up: math.floor
-    k = k - np.int32(1) if _F(k) > t else k   # goes through int64 (2x slower Exp on CPU)
-    kf = _F(k)
+    kf = floor_f32(xc * _F(1.442695) + _F(0.5))
+    k = np.int32(kf)
     r = xc - kf * _F(0.693359375)
     r = r - kf * _F(-2.12194440e-4)
     p = _F(1.9875691500e-4) * r + _F(1.3981999507e-3)
