@@ -301,3 +301,19 @@ def test_binary_rows_parallel_chunks(monkeypatch):
                 "attrs": {"fn": fn}}
         np.testing.assert_allclose(_run(cpu.OPS, node, [x, b], (40, 1000)),
                                    binary_np(fn, x, b), rtol=2e-6)
+
+
+@pytest.mark.parametrize("e", [2.0, 0.5, 0.75])
+def test_pow_scalar_fast_exponents(e):
+    # Pow by a broadcast 2 / 0.5 / 0.75 (the row kernel's fast loops) against NumPy's pow,
+    # with zeros, negatives (NaN unless e == 2), infinities and NaN
+    a = np.concatenate([_x((40,), 5) * 10, np.abs(_x((40,), 6)) * 1e-3,
+                        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, 1e-30], np.float32)])
+    a = a.reshape(1, -1).astype(np.float32)
+    b = np.array([e], np.float32)
+    node = {"name": "b", "op": "BinaryMath", "inputs": ["a", "b"], "outputs": ["y"],
+            "attrs": {"fn": "pow"}}
+    got = _run(cpu.OPS, node, [a, b], a.shape)
+    want = binary_np("pow", a, b)
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=0)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

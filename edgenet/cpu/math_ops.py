@@ -144,6 +144,17 @@ def _binrow(a, b, y, fa, fb, fn):
             for j in range(L):
                 v = b[j] if fb else b[0]
                 y[j] = u if (u <= v or u != u) else v
+    elif fa and not fb and b[0] == np.float32(2):        # Pow by a scalar 2, 0.5, 0.75
+        for j in range(L):                                 # (LRN's default beta): vectorized
+            y[j] = a[j] * a[j]                             # and within 1.5 ulp of pow
+    elif fa and not fb and b[0] == np.float32(0.5):
+        for j in range(L):
+            y[j] = np.sqrt(a[j])
+    elif fa and not fb and b[0] == np.float32(0.75):
+        for j in range(L):
+            u = a[j]
+            r = np.sqrt(u)
+            y[j] = r * np.sqrt(r) if u != -np.inf else np.inf     # pow(-inf, .75) = inf
     else:
         for j in range(L):
             y[j] = _binary(a[j] if fa else a[0], b[j] if fb else b[0], fn)
