@@ -218,6 +218,19 @@ def to_onnx(node, inputs, consts):
                     keepdims=a["keepdims"])
     elif op == "LayerNorm":
         out = b.add("LayerNormalization", names, axis=a["axis"], epsilon=a["epsilon"])
+    elif op == "LSTM":   # IR inputs X W R B h0 c0 P; ONNX has sequence_lens after B
+        ins = (names + [""] * 7)[:7]
+        ins = ins[:4] + [""] + ins[4:]
+        while ins[-1] == "":
+            ins.pop()
+        outs = [f"{node['name']}.{k}" for k in ("Y", "Y_h", "Y_c")]
+        b.nodes.append(helper.make_node("LSTM", ins, outs, hidden_size=a["hidden_size"],
+                                        direction=a["direction"]))
+        out = outs[0]
+        if a["with_states"]:
+            ax = b.const(np.array([0], np.int64))
+            out = b.add("Concat", [out, b.add("Unsqueeze", [outs[1], ax]),
+                                   b.add("Unsqueeze", [outs[2], ax])], axis=0)
     else:
         raise AssertionError(op)
     b.nodes.append(helper.make_node("Identity", [out], ["y"]))

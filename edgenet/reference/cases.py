@@ -495,9 +495,31 @@ def _concat_const_cases():
         [_x(rng, 2, 3, 4), None], {"c": pack("f32", _x(rng, 2, 2, 4))}
 
 
+def _rnn_cases():
+    """LSTM (edgenet/shapes_rnn.py): bidirectional with B, activation initial states and the
+    Y_h / Y_c rows; forward with peepholes and no B (tests/test_rnn.py has the rest)."""
+    rng = np.random.default_rng(19)
+    T, N, I, H = 3, 2, 4, 5
+    name = "lstm_bidir_states"
+    yield name, _node(name, "LSTM", [name + ".x", "w", "r", "b", name + ".h0", name + ".c0"],
+                      {"hidden_size": H, "direction": "bidirectional", "with_states": 1}), \
+        [_x(rng, T, N, I), None, None, None, _x(rng, 2, N, H, lo=-0.5, hi=0.5),
+         _x(rng, 2, N, H, lo=-0.5, hi=0.5)], \
+        {"w": pack("f32", _x(rng, 2, 4 * H, I, lo=-0.6, hi=0.6)),
+         "r": pack("f32", _x(rng, 2, 4 * H, H, lo=-0.6, hi=0.6)),
+         "b": pack("f32", _x(rng, 2, 8 * H, lo=-0.3, hi=0.3))}
+    name = "lstm_forward_peepholes"
+    yield name, _node(name, "LSTM", [name + ".x", "w", "r", "", "", "", "p"],
+                      {"hidden_size": H, "direction": "forward", "with_states": 0}), \
+        [_x(rng, T, N, I), None, None, None, None, None, None], \
+        {"w": pack("f32", _x(rng, 1, 4 * H, I, lo=-0.6, hi=0.6)),
+         "r": pack("f32", _x(rng, 1, 4 * H, H, lo=-0.6, hi=0.6)),
+         "p": pack("f32", _x(rng, 1, 3 * H, lo=-0.5, hi=0.5))}
+
+
 def cases():
     """Yield (id, node, inputs, consts) for every op and its edge cases."""
     for gen in (_conv_cases, _convtranspose_cases, _gemm_cases, _matmul_cases, _affine_cases,
                 _act_cases, _prelu_cases, _pool_cases, _binary_cases, _layout_cases,
-                _resize_cases, _math_cases, _concat_const_cases):
+                _resize_cases, _math_cases, _concat_const_cases, _rnn_cases):
         yield from gen()
