@@ -103,6 +103,11 @@ import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 
 if CACHE_DIR:
     numba.config.CACHE_DIR = CACHE_DIR
+# Numba's SSA pass warns ("variable ... is not in scope", an internal pedantic check) when it
+# compiles the epilogues that inline the float32 polynomials of edgenet/activation.py: 16-20
+# multi-line warnings on a first run, with nothing wrong in the result (the kernels are
+# checked against the NumPy reference in tests). Hidden for edgenet's users.
+warnings.filterwarnings("ignore", category=numba.core.errors.NumbaIRAssumptionWarning)
 if not os.environ.get("NUMBA_THREADING_LAYER"):
     numba.config.THREADING_LAYER = "threadsafe"
 
