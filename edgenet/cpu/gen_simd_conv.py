@@ -40,9 +40,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .. import _jit
-from ..activation import ActCode, act_scalar  # noqa: F401  (ActCode: generated kernels)
+from ..activation import ActCode  # noqa: F401  (generated kernels)
 from .._jit import njit, pjit  # noqa: F401
-from ._common import FM, FZERO  # noqa: F401
+from ._common import FM, FZERO, act_call  # noqa: F401
 from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
                    vld2_16, vldi16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16, vzeroi16)
@@ -127,17 +127,7 @@ def menu(lanes=None, q_tier=None, q_fam=None):
 
 
 # ----------------------------------------------------------------------------- shared parts
-# the generic activation as a called function (``_common.act`` is inlined into Numba's IR at
-# every call site: the epilogues' rare paths then cost seconds of compilation per kernel)
-# (act_scalar's own dispatcher is not cached: its file holds other dispatchers of the same
-# function; the wrapper below is, under its own name here, so a process that compiles a new
-# tile_store loads it instead of compiling it again: ~0.7 s per process, measured)
-_act_jit = njit(fastmath=FM, error_model="numpy", cache=False)(act_scalar)
-
-
-@njit(fastmath=FM, error_model="numpy")
-def act_call(v, code, alpha, beta):
-    return _act_jit(v, code, alpha, beta)
+# the generic activation as a called function: _common.act_call (cached; see _common)
 
 
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
