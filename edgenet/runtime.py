@@ -73,6 +73,27 @@ def _backend(device: str):
     raise DeviceError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
 
 
+def _thread_calls():
+    """numba's get/set_num_threads without their per-call lock and checks (the C calls
+    behind them, ~0.1 µs instead of 1-2 µs); the public functions if numba changed."""
+    global _THREAD_CALLS
+    if _THREAD_CALLS is None:
+        import numba
+        try:
+            from numba.np.ufunc import parallel as par
+            par._launch_threads()
+            get_nt, set_nt = par._get_num_threads, par._set_num_threads
+            if get_nt() != numba.get_num_threads():
+                raise RuntimeError
+        except Exception:
+            get_nt, set_nt = numba.get_num_threads, numba.set_num_threads
+        _THREAD_CALLS = get_nt, set_nt
+    return _THREAD_CALLS
+
+
+_THREAD_CALLS = None
+
+
 class _Plan:
     """Shapes and buffers for one set of concrete input shapes."""
 
@@ -91,42 +112,52 @@ class _Plan:
                 last[n] = i
         keep = set(model._output_names)
         pool: list = []          # free flat buffers
-        self.buffers = {}        # value name -> ndarray view
+        self.buffers = {}        # value name -> ndarray view (graph outputs: the last call's)
         self.nbytes = 0
         live = []                # (last_use, name, flat)
         for i, node in enumerate(g["nodes"]):
             for n in node["outputs"]:
                 size = int(np.prod(shapes[n], dtype=np.int64))
-                if n in keep:
-                    flat = np.empty(size, dtype=np.float32)
-                    self.nbytes += flat.nbytes
+                if n in keep:    # a fresh array per call (run: returned without a copy)
+                    self.buffers[n] = None
+                    continue
+                fit = [j for j, b in enumerate(pool) if b.size >= size]
+                if fit:
+                    flat = pool.pop(min(fit, key=lambda j: pool[j].size))
                 else:
-                    fit = [j for j, b in enumerate(pool) if b.size >= size]
-                    if fit:
-                        flat = pool.pop(min(fit, key=lambda j: pool[j].size))
-                    else:
-                        flat = np.empty(max(size, 1), dtype=np.float32)
-                        self.nbytes += flat.nbytes
-                    live.append((last.get(n, i), n, flat))
+                    flat = np.empty(max(size, 1), dtype=np.float32)
+                    self.nbytes += flat.nbytes
+                live.append((last.get(n, i), n, flat))
                 self.buffers[n] = flat[:size].reshape(shapes[n])
             # values whose last reader is node i are free for the nodes after it
             still = []
             for lu, n, flat in live:
                 (pool.append(flat) if lu <= i else still.append((lu, n, flat)))
             live = still
+        self.out_shapes = [(n, shapes[n]) for n in model._output_names]
+        # steps: (impl, node, state, ins, outs, dyn_in, dyn_out, serial). ins/outs are the
+        # lists the kernel gets (None: absent or a stored constant); dyn_in/dyn_out name the
+        # positions that change per call (graph inputs, graph outputs), filled by _execute
         self.steps = []
-        # serial[i]: node i would run on one thread anyway (the CPU backend's rule): runs of
-        # such nodes share one numba.set_num_threads(1) region (_execute)
+        # serial: node i would run on one thread anyway (the CPU backend's rule): runs of
+        # such nodes share one one-thread region (_execute)
         serial_step = getattr(model.backend, "serial_step", None)
         self.serial = []
+        feeds = {v["name"] for v in g["inputs"]}
         for node, state in zip(g["nodes"], model._states):
             impl = model._impls[node["op"]]
             ins_names = [None if (n == "" or n in model.consts) else n for n in node["inputs"]]
+            ins = [None if n is None or n in feeds or n in keep else self.buffers[n]
+                   for n in ins_names]
+            dyn_in = tuple((j, n) for j, n in enumerate(ins_names)
+                           if n is not None and (n in feeds or n in keep))
             outs = [self.buffers[n] for n in node["outputs"]]
-            self.steps.append((impl, node, state, ins_names, outs))
-            self.serial.append(bool(serial_step) and serial_step(
+            dyn_out = tuple((j, n) for j, n in enumerate(node["outputs"]) if n in keep)
+            serial = bool(serial_step) and bool(serial_step(
                 node, state, [None if n is None else shapes[n] for n in ins_names],
                 [shapes[n] for n in node["outputs"]]))
+            self.serial.append(serial)
+            self.steps.append((impl, node, state, ins, outs, dyn_in, dyn_out, serial))
         self.any_parallel = not all(self.serial)
         self.times = ([], [])    # wall seconds of recent runs: [0] nodes' own threads, [1] one
         self.one = False         # run every node on one thread (the faster so far)
@@ -336,12 +367,11 @@ class Model:
                 shapes[name] = tuple(int(d) for d in s)
         return shapes
 
-    def _get_plan(self, in_shapes: dict) -> _Plan:
-        key = tuple(sorted(in_shapes.items()))
+    def _get_plan(self, key: tuple, arrays: dict) -> _Plan:
         with self._plans_lock:
             pool = self._plans.setdefault(key, [])
             plan = pool.pop() if pool else None
-        return plan if plan is not None else _Plan(self, in_shapes)
+        return plan if plan is not None else _Plan(self, {n: a.shape for n, a in arrays.items()})
 
     def _release(self, key, plan):
         with self._plans_lock:
@@ -350,40 +380,50 @@ class Model:
     def run(self, feeds: dict, outputs=None, profile: dict | None = None,
             observe=None) -> dict:
         """Run the model. ``feeds`` maps input names to float32 arrays; returns a dict of
-        output arrays (fresh copies). ``profile``, if given, accumulates seconds per node.
-        ``observe(name, array)``, if given, sees every graph input and every node output
-        while it is live (calibration); CPU and reference devices only."""
+        output arrays (fresh arrays: a later call never overwrites them). ``profile``, if
+        given, accumulates seconds per node. ``observe(name, array)``, if given, sees every
+        graph input and every node output while it is live (calibration); CPU and reference
+        devices only."""
         if not isinstance(feeds, dict):
             raise InputError("run() takes a dict {input name: array}")
-        specs = {s.name: s for s in self.inputs}
-        unknown = set(feeds) - set(specs)
-        if unknown:
-            raise InputError(f"unknown input(s) {sorted(unknown)}; model inputs: {sorted(specs)}")
-        missing = set(specs) - set(feeds)
-        if missing:
-            raise InputError(f"missing input(s) {sorted(missing)}")
+        io = self.__dict__.get("_io")
+        if io is None:   # graph inputs/outputs never change after load
+            io = self._io = ({s.name: s for s in self.inputs}, self._output_names)
+        specs, names = io
+        if feeds.keys() != specs.keys():
+            unknown = set(feeds) - set(specs)
+            if unknown:
+                raise InputError(f"unknown input(s) {sorted(unknown)}; model inputs: "
+                                 f"{sorted(specs)}")
+            raise InputError(f"missing input(s) {sorted(set(specs) - set(feeds))}")
         arrays = {n: self._coerce(specs[n], x) for n, x in feeds.items()}
-        batch = {a.shape[0] for n, a in arrays.items() if specs[n].shape[0] is None}
-        if len(batch) > 1:
-            raise InputError(f"inputs disagree on the batch size: {sorted(batch)}")
-        wanted = self._output_names if outputs is None else list(outputs)
-        for n in wanted:
-            if n not in self._output_names:
-                raise InputError(f"unknown output '{n}'; model outputs: {self._output_names}")
+        if len(arrays) > 1:
+            batch = {a.shape[0] for n, a in arrays.items() if specs[n].shape[0] is None}
+            if len(batch) > 1:
+                raise InputError(f"inputs disagree on the batch size: {sorted(batch)}")
+        if outputs is None:
+            wanted = names
+        else:
+            wanted = list(outputs)
+            for n in wanted:
+                if n not in names:
+                    raise InputError(f"unknown output '{n}'; model outputs: {names}")
         if observe is not None and self.device == "cuda":
             raise DeviceError("run(observe=...) is for devices 'cpu' and 'reference'")
         if self.device == "cuda":  # activations stay on the GPU: one upload, one download
             return self.backend.run_graph(self, arrays, wanted, profile)
-        key_shapes = {n: a.shape for n, a in arrays.items()}
-        plan = self._get_plan(key_shapes)
-        key = tuple(sorted(key_shapes.items()))
+        key = tuple(sorted((n, a.shape) for n, a in arrays.items()))
+        plan = self._get_plan(key, arrays)
         try:
-            self._execute(plan, arrays, profile, observe)
-            return {n: plan.buffers[n].copy() for n in wanted}
+            # graph outputs: fresh arrays the nodes write into, returned without a copy
+            res = {n: np.empty(s, np.float32) for n, s in plan.out_shapes}
+            self._execute(plan, arrays, res, profile, observe)
+            return res if outputs is None and len(res) == len(wanted) else \
+                {n: res[n] for n in wanted}
         finally:
             self._release(key, plan)
 
-    def _execute(self, plan: _Plan, arrays: dict, profile, observe=None):
+    def _execute(self, plan: _Plan, arrays: dict, res: dict, profile, observe=None):
         if _FORKED_AFTER_PARALLEL and self.device == "cpu":
             raise DeviceError(
                 "device 'cpu' cannot run in a process forked after parallel kernels ran "
@@ -391,39 +431,48 @@ class Model:
                 "multiprocessing 'spawn' or 'forkserver', or load with device='reference'")
         nt = cur = 1
         if self.device == "cpu":
-            import numba
-            if self.threads is not None:
-                numba.set_num_threads(self.threads)
-            nt = cur = numba.get_num_threads()
-        one = (nt > 1 and ADAPTIVE_THREADS and plan.any_parallel and profile is None
-               and observe is None and plan.pick_one())
+            get_nt, set_nt = _thread_calls()
+            nt = cur = get_nt()
+            if self.threads is not None and nt != self.threads:
+                set_nt(self.threads)
+                nt = cur = self.threads
+        adaptive = (nt > 1 and ADAPTIVE_THREADS and plan.any_parallel and profile is None
+                    and observe is None)
+        one = adaptive and plan.pick_one()
         t0 = time.perf_counter()
-        bufs = plan.buffers
+        env = arrays if not res else {**arrays, **res}
         if observe is not None:
             for n, a in arrays.items():
                 observe(n, a)
         try:
-            for (impl, node, state, ins_names, outs), serial in zip(plan.steps, plan.serial):
-                if nt > 1 and cur != (1 if serial or one else nt):
-                    cur = 1 if serial or one else nt
-                    numba.set_num_threads(cur)
-                ins = [None if n is None else (arrays[n] if n in arrays else bufs[n])
-                       for n in ins_names]
+            for impl, node, state, ins, outs, dyn_in, dyn_out, serial in plan.steps:
+                if nt > 1:
+                    want = 1 if serial or one else nt
+                    if cur != want:
+                        set_nt(want)
+                        cur = want
+                if dyn_in:
+                    ins = list(ins)
+                    for j, n in dyn_in:
+                        ins[j] = env[n]
+                if dyn_out:
+                    outs = list(outs)
+                    for j, n in dyn_out:
+                        outs[j] = env[n]
                 if profile is None:
                     impl.run(node, state, ins, outs)
                 else:
-                    t0 = time.perf_counter()
+                    t1 = time.perf_counter()
                     impl.run(node, state, ins, outs)
-                    key = (node.get("name") or node["outputs"][0], node["op"])
-                    profile[key] = profile.get(key, 0.0) + time.perf_counter() - t0
+                    k = (node.get("name") or node["outputs"][0], node["op"])
+                    profile[k] = profile.get(k, 0.0) + time.perf_counter() - t1
                 if observe is not None:
                     for n, o in zip(node["outputs"], outs):
                         observe(n, o)
         finally:
             if cur != nt:
-                numba.set_num_threads(nt)
-        if nt > 1 and ADAPTIVE_THREADS and plan.any_parallel and profile is None \
-                and observe is None:
+                set_nt(nt)
+        if adaptive:
             plan.record(one, time.perf_counter() - t0)
 
     def __call__(self, x):
