@@ -2,11 +2,14 @@
 """Per-op CPU time of the issue-13 ops: edgenet (one-op model, f32) vs onnxruntime on the
 same ONNX graph, same thread count, interleaved runs, medians.
 
-    python bench/bench_math_ops.py [--threads 2] [--runs 30] [--only SUBSTRING]
+    python bench/bench_math_ops.py [--threads 1,2] [--runs 30] [--only SUBSTRING]
+    python bench/bench_math_ops.py --base COMMIT    # also that commit's edgenet (A/B)
 
 onnxruntime runs with session.intra_op.allow_spinning=0 (its spinning workers would
 otherwise take the cores edgenet's calls need in an interleaved loop). "LayerNorm pattern"
-is the 9-node graph torch's exporter writes for nn.LayerNorm below opset 17.
+is the 9-node graph torch's exporter writes for nn.LayerNorm below opset 17. ``--base``
+loads that commit's ``edgenet/`` as a package ``edgenet_base`` (bench/bench_dispatch.py) and
+times it interleaved too, so before/after ratios come from one process.
 """
 from __future__ import annotations
 
@@ -70,43 +73,54 @@ def _cases():
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="1,2", help="comma list")
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--block", type=int, default=5, help="calls per engine per round")
     ap.add_argument("--only", default="", help="run the cases whose name contains this")
+    ap.add_argument("--base", default="", help="also time this commit's edgenet (A/B)")
     args = ap.parse_args(argv)
     import onnx
     import onnxruntime as ort
 
     import edgenet
+    from bench.bench_dispatch import _base_package, _time
     from converters.convert import convert
+    from edgenet import _tiers
     cases, (T, h) = _cases()
-    print(f"{'op':34s} {'edgenet ms':>10s} {'ort ms':>8s} {'ratio':>6s}")
+    print(f"CPU tier {_tiers.tier()}, load {os.getloadavg()[0]:.1f}; median ms per call "
+          f"(interleaved blocks of {args.block}); ratio = edgenet / onnxruntime")
     with tempfile.TemporaryDirectory() as d:
-        for name, (nodes, shape, inits) in cases.items():
-            if args.only.lower() not in name.lower():
-                continue
-            g = h.make_graph(nodes, "b", [h.make_tensor_value_info("x", T.FLOAT, list(shape))],
-                             [h.make_tensor_value_info("y", T.FLOAT, None)], initializer=inits)
-            src, dst = os.path.join(d, "m.onnx"), os.path.join(d, "m.edgenet")
-            onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 18)]), src)
-            convert(src, dst, weights="f32")
-            m = edgenet.load(dst, threads=args.threads)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = args.threads
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            s = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-            m(x), s.run(None, {"x": x})
-            te, to = [], []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                m(x)
-                te.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                s.run(None, {"x": x})
-                to.append(time.perf_counter() - t0)
-            e, o = 1e3 * np.median(te), 1e3 * np.median(to)
-            print(f"{name:34s} {e:10.3f} {o:8.3f} {e / o:6.2f}", flush=True)
+        pkgs = [("edgenet", edgenet)]
+        if args.base:
+            pkgs.append(("base", _base_package(args.base, d)))
+        for th in [int(t) for t in args.threads.split(",")]:
+            print(f"\n== {th} thread(s) ==")
+            print(f"{'op':34s} {'edgenet':>8s}" + (f" {'base':>8s}" if args.base else "")
+                  + f" {'ort':>8s} {'ratio':>6s}" + (f" {'new/base':>8s}" if args.base else ""))
+            for name, (nodes, shape, inits) in cases.items():
+                if args.only.lower() not in name.lower():
+                    continue
+                g = h.make_graph(nodes, "b", [h.make_tensor_value_info("x", T.FLOAT,
+                                                                        list(shape))],
+                                 [h.make_tensor_value_info("y", T.FLOAT, None)],
+                                 initializer=inits)
+                src, dst = os.path.join(d, "m.onnx"), os.path.join(d, "m.edgenet")
+                onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 18)]), src)
+                convert(src, dst, weights="f32", log=lambda *a, **k: None)
+                ms = [pkg.load(dst, threads=th) for _, pkg in pkgs]
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = th
+                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                s = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+                x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+                want = s.run(None, {"x": x})[0]
+                for m in ms:
+                    np.testing.assert_allclose(m(x), want, rtol=1e-4, atol=1e-5)
+                fns = [(lambda m=m: m(x)) for m in ms] + [lambda: s.run(None, {"x": x})]
+                res = [1e3 * t for t in _time(fns, args.runs, args.block)]
+                row = " ".join(f"{t:8.3f}" for t in res)
+                extra = f" {res[0] / res[1]:8.2f}" if args.base else ""
+                print(f"{name:34s} {row} {res[0] / res[-1]:6.2f}{extra}", flush=True)
     return 0
 
 

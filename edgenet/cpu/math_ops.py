@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import prange
 
-from ..activation import (erf_f32, exp_f32, log_f32, mish_f32, silu_f32, softplus_f32,
-                          unary_scalar)
+from ..activation import (erf_f32, f32_bits, f32_from_bits, log_f32, mish_f32, silu_f32,
+                          softplus_f32, unary_scalar)
 from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from .._jit import njit, pjit
@@ -26,6 +26,36 @@ _unary = njit(inline="always")(unary_scalar)
 
 
 _FMU = {"contract", "arcp", "nsz"}     # no nnan/ninf: NaN and inf pass through
+_F = np.float32
+# e**r on [-ln2/2, ln2/2]: a degree-6 polynomial fitted for relative error (~2e-9), its
+# coefficients doubled (the scale below is 2**(k-1))
+_E0, _E1, _E2, _E3, _E4, _E5, _E6 = (_F(2 * c) for c in (
+    1.0, 1.0, 0.4999999403953552, 0.16666430234909058, 0.04166800528764725,
+    0.008374199271202087, 0.0013843611814081669))
+
+
+@njit(inline="always")
+def _exp_fast(x):
+    """e**x in float32 for the Exp op, within 1.02 ulp of e**x where the result is a normal
+    float (>= 2**-125; tests/test_math_ops.py sweeps it), ~15 vector operations a lane:
+    x = k ln2 + r (k rounded by adding 1.5*2**23, so the sum's low bits are k), e**r by one
+    Horner chain, 2**(k-1) as the sum's bits shifted into the exponent field. Results
+    below 2**-125 (x < -86.6) lose precision and flush to 0 below x = -87.34 (absolute
+    error < 2e-38; edgenet.activation.exp_f32 keeps the denormals, 1.7x slower);
+    x > 88.73 gives inf, NaN passes through (both clamps keep it)."""
+    xc = _F(89.0) if x > _F(89.0) else x
+    xc = _F(-87.6) if xc < _F(-87.6) else xc      # k >= -126: 2**(k-1) is 0 or normal
+    m = xc * _F(1.44269504) + _F(12583038.0)      # 1.5 * 2**23 + 126: m = that + k
+    kf = m - _F(12583038.0)
+    r = xc - kf * _F(0.693359375)                 # Cody-Waite ln 2, two parts
+    r = r - kf * _F(-2.12194440e-4)
+    p = _E6 * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + _E1
+    p = p * r + _E0                               # 2 e**r
+    return p * f32_from_bits(f32_bits(m) << 23)   # bits (k + 126) << 23: 2**(k-1)
 
 
 @njit(boundscheck=False, fastmath=_FMU, error_model="numpy")
@@ -49,7 +79,7 @@ def _unary_rng(xa, ya, lo, hi, fn):
             y[i] = np.sqrt(x[i])
     elif fn == 3:
         for i in range(n):
-            y[i] = exp_f32(x[i])
+            y[i] = _exp_fast(x[i])
     elif fn == 4:
         for i in range(n):
             y[i] = log_f32(x[i])
@@ -200,7 +230,7 @@ def _collapse(shapes):
             keep[-1][0].append(i)
         else:
             keep.append(([i], kinds))
-    return [tuple(int(np.prod([s[i] for i in g], dtype=np.int64)) for g, _ in keep)
+    return [tuple(math.prod([s[i] for i in g]) for g, _ in keep)
             for s in shapes]
 
 
@@ -345,7 +375,7 @@ class LayerNorm(OpImpl):
         ax = state["axis"]
         s = operand(state["consts"], inputs, 1).reshape(-1)
         b = operand(state["consts"], inputs, 2).reshape(-1)
-        D = int(np.prod(x.shape[ax:], dtype=np.int64))
+        D = math.prod(x.shape[ax:])
         R = x.size // D
         if s.size != D or b.size != D:       # validated by the shape rule; never index past
             raise ValueError(f"LayerNorm: scale/bias of {s.size}/{b.size} values for rows "
@@ -380,64 +410,88 @@ class BinaryMath(OpImpl):
         a = operand(state["consts"], inputs, 0)
         b = operand(state["consts"], inputs, 1)
         y = outputs[0]
-        r = y.ndim
-        sa = (1,) * (r - a.ndim) + tuple(a.shape)
-        sb = (1,) * (r - b.ndim) + tuple(b.shape)
-        sa, sb, sy = _collapse([sa, sb, tuple(y.shape)])
-        L = sy[-1]
-        if L >= 16 or len(sy) == 1:
+        key = (a.shape, b.shape, y.shape)
+        how = state.get(key)
+        if how is None:     # per shape: immutable once built; a racing rebuild is identical
+            how = state[key] = self._how(a.shape, b.shape, y.shape)
+        if how[0] == "rows":
             # rows along the (collapsed) last axis: contiguous inner loops, one offset per
             # row per operand (Max of 1x64x56x56 with a (64,1,1) constant: 4x faster than
             # the 6-D strided loop, which ran on one thread)
-            key = (sa, sb, sy)
-            tab = state.get(key)
-            if tab is None:
-                tab = (_row_offsets(sa, sy), _row_offsets(sb, sy))
-                state[key] = tab    # immutable once built; a racing rebuild is identical
-            args = (np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
-                    y.reshape(-1), tab[0], tab[1], sa[-1] == L, sb[-1] == L, L, state["fn"])
-            if use_parallel(y.size) and tab[0].shape[0] > 1:
-                _binary_rows(*args, max(1, 16384 // L))
+            _, oa, ob, fa, fb, L, rows_per = how
+            args = (a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1),
+                    b.reshape(-1) if b.flags.c_contiguous else np.ascontiguousarray(b).reshape(-1),
+                    y.reshape(-1), oa, ob, fa, fb, L, state["fn"])
+            if rows_per and use_parallel(y.size):
+                _binary_rows(*args, rows_per)
             else:
                 _binary_rows_seq(*args)
             return
-        if len(sy) > 6:
+        if how[0] == "numpy":
             from ..reference.math_ops import binary_np
             np.copyto(y, binary_np(node_attrs(node)["fn"], a, b))
             return
-        pad = (1,) * (6 - len(sy))
-        sy6 = pad + sy
-        a6 = np.broadcast_to(np.ascontiguousarray(a).reshape(pad + sa), sy6)
-        b6 = np.broadcast_to(np.ascontiguousarray(b).reshape(pad + sb), sy6)
+        _, sa6, sb6, sy6 = how
+        a6 = np.broadcast_to(np.ascontiguousarray(a).reshape(sa6), sy6)
+        b6 = np.broadcast_to(np.ascontiguousarray(b).reshape(sb6), sy6)
         _binary6(a6, b6, y.reshape(sy6), state["fn"])
+
+    @staticmethod
+    def _how(sa, sb, sy):
+        """The loop for these shapes: ("rows", row offsets of a and b, a full row?, b full
+        row?, row length, rows per parallel chunk or 0 for one row), ("6d", shapes) or
+        ("numpy",)."""
+        r = len(sy)
+        sa = (1,) * (r - len(sa)) + tuple(sa)
+        sb = (1,) * (r - len(sb)) + tuple(sb)
+        sa, sb, sy = _collapse([sa, sb, tuple(sy)])
+        L = sy[-1]
+        if L >= 16 or len(sy) == 1:
+            oa, ob = _row_offsets(sa, sy), _row_offsets(sb, sy)
+            return ("rows", oa, ob, sa[-1] == L, sb[-1] == L, L,
+                    max(1, 16384 // L) if oa.shape[0] > 1 else 0)
+        if len(sy) > 6:
+            return ("numpy",)
+        pad = (1,) * (6 - len(sy))
+        return ("6d", pad + sa, pad + sb, pad + sy)
 
 
 class Reduce(OpImpl):
     def prepare(self, node, consts, policy):
         at = node_attrs(node)
-        return REDUCE_CODE[at["fn"]], [int(a) for a in at["axes"]]
+        return REDUCE_CODE[at["fn"]], [int(a) for a in at["axes"]], {}
+
+    @staticmethod
+    def _how(shape, axes):
+        """(transpose that makes the reduced axes contiguous or None, A, D, B)."""
+        perm = None
+        if axes != list(range(axes[0], axes[-1] + 1)):
+            keep = [i for i in range(len(shape)) if i not in axes]
+            perm = keep + axes
+            shape = tuple(shape[i] for i in perm)
+            axes = list(range(len(keep), len(shape)))
+        a0, a1 = axes[0], axes[-1] + 1
+        return perm, math.prod(shape[:a0]), math.prod(shape[a0:a1]), math.prod(shape[a1:])
 
     def run(self, node, state, inputs, outputs):
-        fn, axes = state
+        fn, axes, memo = state
         x = inputs[0]
-        if axes != list(range(axes[0], axes[-1] + 1)):
-            keep = [i for i in range(x.ndim) if i not in axes]
-            x = np.ascontiguousarray(x.transpose(keep + axes))
-            axes = list(range(len(keep), x.ndim))
-        a0, a1 = axes[0], axes[-1] + 1
-        A = int(np.prod(x.shape[:a0], dtype=np.int64))
-        D = int(np.prod(x.shape[a0:a1], dtype=np.int64))
-        B = int(np.prod(x.shape[a1:], dtype=np.int64))
+        how = memo.get(x.shape)
+        if how is None:     # per input shape; a racing rebuild is identical
+            how = memo[x.shape] = self._how(x.shape, axes)
+        perm, A, D, B = how
+        if perm is not None:
+            x = np.ascontiguousarray(x.transpose(perm))
         if B == 1 and fn in (0, 1, 2, 3, 5):     # mean sum max min sumsquare, contiguous
             x2, y1 = x.reshape(A, D), outputs[0].reshape(A)
-            if use_parallel(x.size) and A > 1:
+            if A > 1 and use_parallel(x.size):
                 _reduce_contig_par(x2, y1, fn, 1.0 / D, max(1, A // 64))
             else:
                 _reduce_rows_contig(x2, y1, 0, A, fn, 1.0 / D)
             return
         x3 = x.reshape(A, D, B)
         y2 = outputs[0].reshape(A, B)
-        if use_parallel(x.size) and A > 1:
+        if A > 1 and use_parallel(x.size):
             _reduce_par(x3, y2, fn, 1.0 / D, max(1, A // 64))
         else:
             _reduce_rows(x3, y2, 0, A, fn, 1.0 / D)

@@ -5,6 +5,8 @@ allocation); Pad, Resize and Softmax are Numba kernels.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -189,8 +191,8 @@ class Softmax(_Move):
     def run(self, node, state, inputs, outputs):
         x = self.x(state, inputs)
         ax = int(state["a"]["axis"])
-        A = int(np.prod(x.shape[:ax], dtype=np.int64))
-        B = int(np.prod(x.shape[ax + 1:], dtype=np.int64))
+        A = math.prod(x.shape[:ax])
+        B = math.prod(x.shape[ax + 1:])
         D = x.shape[ax]
         _softmax(x.reshape(A, D, B), outputs[0].reshape(A, D, B))
 
