@@ -112,6 +112,42 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
     numba.config.THREADING_LAYER = "threadsafe"
 
 
+def _lock_cache_saves():
+    """Make Numba's cache writes safe between processes. Numba saves a new signature of a
+    function by reading the function's index, picking the first free data-file number and
+    rewriting the index: two processes compiling *different* signatures of one function
+    at once can pick the same number, and an index entry then names the other signature's
+    machine code. Saves here hold an exclusive ``flock`` on ``<index>.lock`` for that
+    read-modify-write (POSIX; elsewhere saves are as Numba does them). ``edgenet warmup``
+    compiles in several processes and relies on it; so do users who start two edgenet
+    processes on a cold cache."""
+    try:
+        import fcntl
+    except ImportError:    # pragma: no cover  (Windows)
+        return
+    from numba.core import caching
+    save = caching.IndexDataCacheFile.save
+    if getattr(save, "_edgenet_locked", False):
+        return
+
+    def locked_save(self, key, data):
+        try:
+            fd = os.open(self._index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return save(self, key, data)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return save(self, key, data)
+        finally:
+            os.close(fd)     # releases the lock
+
+    locked_save._edgenet_locked = True
+    caching.IndexDataCacheFile.save = locked_save
+
+
+_lock_cache_saves()
+
+
 def njit(*args, **kw):
     """numba.njit with edgenet's cache policy (``cache=True`` only when a dir is writable)."""
     kw.setdefault("cache", CACHE)

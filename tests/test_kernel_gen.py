@@ -367,3 +367,60 @@ def test_warmup_builds_the_pointwise_int8_signature(tier, kern, warm, monkeypatc
     assert calls == [1]                       # 8x12 = 96 pixels: the pixel-vector kernel ran
     np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
     assert list(real.signatures) == sigs      # the run found the signature warmup built
+
+
+_RACE_MOD = r"""
+from edgenet._jit import njit
+
+@njit
+def twice(x):
+    return x + x
+"""
+
+_RACE = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import race_mod
+kinds = sys.argv[2].split(",")
+go = float(sys.argv[3])
+while time.time() < go:          # both processes start compiling at the same moment
+    time.sleep(0.005)
+out = {}
+for k in kinds:
+    v = race_mod.twice(np.full(2, 3, dtype=k))
+    out[k] = [str(v.dtype), float(np.real(v[1]))]
+hits = sum(race_mod.twice._cache_hits.values())
+print(json.dumps({"out": out, "hits": hits}))
+"""
+
+
+@pytest.mark.subprocess
+def test_concurrent_processes_keep_every_signature_in_the_cache(tmp_path):
+    """Two processes add *different* signatures of one cached function at once (what
+    ``warmup --all``'s helper processes do); Numba picks data-file numbers by a read-modify-
+    write of the index, so without edgenet._jit's lock an entry can name the other's code.
+    Oracle: a third process loads every signature from the cache (hits, no compile) and
+    each returns what the process that compiled it got (result dtype and value)."""
+    import time
+    (tmp_path / "race_mod.py").write_text(_RACE_MOD)
+    env = dict(os.environ, EDGENET_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT,
+               EDGENET_COMPILE_NOTICE="0")
+    env.pop("NUMBA_CACHE_DIR", None)
+    a = ["int8", "int16", "int32", "int64", "uint8", "uint16"]
+    b = ["float32", "float64", "complex64", "complex128", "uint32", "uint64"]
+    go = str(time.time() + 4.0)
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, str(tmp_path), ",".join(k), go],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for k in (a, b)]
+    first = {}
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        first.update(json.loads(out.strip().splitlines()[-1])["out"])
+    r = subprocess.run([sys.executable, "-c", _RACE, str(tmp_path), ",".join(a + b), "0"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["hits"] == len(a + b)
+    assert got["out"] == first == {k: [k, 6.0] for k in a + b}

@@ -197,12 +197,13 @@ def _conv_tiled(x, wt, packed, enc, codes, scale, wbuf, last, b, r, has_r, y,
             if last[tid] != ob:
                 _decode_block(enc, codes, scale, ob, O, K, wrow[K * OT:], wblk)
                 last[tid] = ob
-            _rows_one(x, n, wblk.reshape((1, C, KH, KW, OT)), 0, b[ob * OT:], y[:, ob * OT:],
-                      r[:, ob * OT:], has_r, oy, KH, KW, sh, sw, pt, pl, dh, dw,
-                      code, alpha, beta, acc)
+            wsel = wblk.reshape((1, C, KH, KW, OT))
         else:
-            _rows_one(x, n, wt, ob, b, y, r, has_r, oy, KH, KW, sh, sw, pt, pl, dh, dw,
-                      code, alpha, beta, acc)
+            wsel = wt[ob:ob + 1]
+        # one call site, one argument typing: LLVM re-optimizes each inlined copy of
+        # _rows_one inside this gufunc (two copies took ~15 s of compilation)
+        _rows_one(x, n, wsel, 0, b[ob * OT:], y[:, ob * OT:], r[:, ob * OT:], has_r, oy,
+                  KH, KW, sh, sw, pt, pl, dh, dw, code, alpha, beta, acc)
 
 
 def expand_tiled(wf, O, C, KH, KW):
