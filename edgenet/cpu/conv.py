@@ -340,6 +340,20 @@ _DUMMY4 = np.zeros((1, 1, 1, 1), np.float32)
 _DUMMY5 = np.zeros((1, 1, 1, 1, OT), np.float32)
 
 
+def _ro(a):
+    """A read-only view. The fallback kernels (_conv_tiled, _conv_plane, _convt_plane) get
+    their weight arrays read-only whatever their origin (a file view, a decoded copy, a
+    dummy): one compiled signature each instead of three (~4 s of compilation each)."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+_RO_W2 = _ro(_DUMMY4[0, 0])
+_RO_W5 = _ro(_DUMMY5)
+
+
 def _consts_but_weight(node, consts):
     """float32 constants by input position, except the weight (position 1: held by
     ``Weights`` under the policy; a dequantized float copy here would double the memory)."""
@@ -507,20 +521,21 @@ class Conv(OpImpl):
         if g == 1:
             nt = numba.config.NUMBA_NUM_THREADS
             if w.packed:
-                wt, wbuf = _DUMMY5, scratch(w.K * (OT + 1))
+                wt, wbuf = _RO_W5, scratch(w.K * (OT + 1))
             else:
-                wt, wbuf = state.tiled, _DUMMY4[0, 0]
-            _conv_tiled(x, wt, w.packed, w.enc, w.codes, w.scale, wbuf, np.full(nt, -1, np.int64),
+                wt, wbuf = _ro(state.tiled), _DUMMY4[0, 0]
+            _conv_tiled(x, wt, w.packed, w.enc, _ro(w.codes), _ro(w.scale), wbuf,
+                        np.full(nt, -1, np.int64),
                         b, r, has_r, y, KH, KW, sh, sw, pt, pl, dh, dw, code, alpha, beta,
                         scratch(OT * y.shape[3]))
             return
         if w.packed:
-            wf = _DUMMY4[0, 0]
+            wf = _RO_W2
             buf = scratch(w.K)
         else:
-            wf = w.f
+            wf = _ro(w.f)
             buf = _DUMMY4[0, 0]
-        _conv_plane(x, wf, w.packed, w.enc, w.codes, w.scale, buf, b, r, has_r, y, g,
+        _conv_plane(x, wf, w.packed, w.enc, _ro(w.codes), _ro(w.scale), buf, b, r, has_r, y, g,
                     KH, KW, sh, sw, pt, pl, dh, dw, code, alpha, beta)
 
 
@@ -592,8 +607,8 @@ class ConvTranspose(Conv):
         code, alpha, beta = state.act
         w = state.w
         if w.packed:
-            wf, buf = _DUMMY4[0, 0], scratch(w.K)
+            wf, buf = _RO_W2, scratch(w.K)
         else:
-            wf, buf = w.f, _DUMMY4[0, 0]
-        _convt_plane(x, wf, w.packed, w.enc, w.codes, w.scale, buf, b, y, g,
+            wf, buf = _ro(w.f), _DUMMY4[0, 0]
+        _convt_plane(x, wf, w.packed, w.enc, _ro(w.codes), _ro(w.scale), buf, b, y, g,
                      state.KH, state.KW, sh, sw, pt, pl, dh, dw, code, alpha, beta)

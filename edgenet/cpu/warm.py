@@ -177,7 +177,7 @@ def build_part(tiles, job_ids):
 # Compile seconds of each op's generic jobs (both policies, both variants; measured on a
 # Zen 4 core, from an empty cache, tiles built first): the weights that balance the
 # processes' shares. An op not listed weighs 0.5 s; a tile kernel ~0.8 s.
-_JOB_SECONDS = {"Conv": 36, "Unary": 12, "ConvTranspose": 8.5, "LSTM": 5.5, "Add": 4.6,
+_JOB_SECONDS = {"Conv": 28, "Unary": 12, "ConvTranspose": 4, "LSTM": 5.5, "Add": 4.6,
                 "Reduce": 3.3, "Resize": 3.0, "MatMul": 2.9, "Pad": 2.7, "MaxPool": 2.6,
                 "Affine": 2.6, "PRelu": 1.5, "Gemm": 1.5, "BinaryMath": 1.4, "Act": 1.4,
                 "Sub": 1.2}
