@@ -206,17 +206,36 @@ class Act(OpImpl):
         _act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), *state)
 
 
+def _run_chan(x, s, t, y, mode, code, alpha, beta):
+    """Per-channel rows (axis 1 of x): mode 0 y = x * s[c] + t[c], mode 1 PRelu."""
+    N = x.shape[0]
+    C = x.shape[1] if x.ndim > 1 else 1
+    L = x.size // max(N * C, 1)
+    x2 = x.reshape(N * C, L)
+    y2 = y.reshape(N * C, L)
+    if use_parallel(x.size):
+        _chan_par(x2, s, t, y2, mode, code, alpha, beta)
+    else:
+        _chan_rng(x2, s, t, y2, 0, N * C, mode, code, alpha, beta)
+
+
+def _chan_vector(v, y):
+    """v's C values when v broadcasts along y's channel axis (1) only, e.g. (1, C, 1, 1)
+    against (N, C, H, W): squeeze-excitation's scale. Else None."""
+    if y.ndim < 3 or v.ndim > y.ndim:
+        return None
+    C = y.shape[1]
+    if C < 2 or v.size != C:
+        return None
+    sv = (1,) * (y.ndim - v.ndim) + tuple(v.shape)
+    if sv[1] != C:
+        return None
+    return np.ascontiguousarray(v.reshape(C), dtype=np.float32)
+
+
 class _Chan(OpImpl):
     def run_chan(self, x, s, t, y, mode, code, alpha, beta):
-        N = x.shape[0]
-        C = x.shape[1] if x.ndim > 1 else 1
-        L = x.size // max(N * C, 1)
-        x2 = x.reshape(N * C, L)
-        y2 = y.reshape(N * C, L)
-        if use_parallel(x.size):
-            _chan_par(x2, s, t, y2, mode, code, alpha, beta)
-        else:
-            _chan_rng(x2, s, t, y2, 0, N * C, mode, code, alpha, beta)
+        _run_chan(x, s, t, y, mode, code, alpha, beta)
 
 
 class PRelu(_Chan):
@@ -264,6 +283,18 @@ class _Binary(OpImpl):
             _bin_scalar(b.reshape(-1), np.float32(a.reshape(-1)[0]), y.reshape(-1), self.op,
                         True, code, alpha, beta)
             return
+        if self.op != 3 and a.shape == y.shape or self.op in (0, 2) and b.shape == y.shape:
+            # a per-channel operand (squeeze-excitation's x * scale): the channel-row loop,
+            # vectorized, instead of the 6-D broadcast one (4 ns per element, measured)
+            x, v = (a, b) if a.shape == y.shape else (b, a)
+            c = _chan_vector(v, y)
+            if c is not None:
+                if self.op == 2:
+                    s, t = c, np.zeros_like(c)
+                else:
+                    s, t = np.ones_like(c), (c if self.op == 0 else -c)
+                _run_chan(x, s, t, y, 0, code, alpha, beta)
+                return
         r = y.ndim
         sa = (1,) * (r - a.ndim) + tuple(a.shape)
         sb = (1,) * (r - b.ndim) + tuple(b.shape)

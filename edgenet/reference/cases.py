@@ -299,6 +299,9 @@ def _binary_cases():
         ("broadcast_both", (2, 1, 4, 1), (1, 3, 1, 5), False, ir.act_desc("Sigmoid")),
         ("rank_mismatch", (2, 3, 4), (4,), False, None),
         ("2d", (3, 5), (3, 5), False, ir.act_desc("Clip", -1.0, 1.0)),
+        # a runtime per-channel operand (squeeze-excitation's scale), on either side
+        ("chan_runtime", (2, 5, 3, 4), (1, 5, 1, 1), False, ir.act_desc("HardSwish")),
+        ("chan_runtime_left", (1, 5, 1, 1), (2, 5, 3, 4), False, None),
     ]
     for op in ("Add", "Sub", "Mul", "Div"):
         for cid, sa, sb, const, act in specs:
