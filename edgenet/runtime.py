@@ -447,7 +447,7 @@ class Model:
         adaptive = (nt > 1 and ADAPTIVE_THREADS and plan.any_parallel and profile is None
                     and observe is None)
         one = adaptive and plan.pick_one()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if adaptive else 0.0
         env = arrays if not res else {**arrays, **res}
         if observe is not None:
             for n, a in arrays.items():

