@@ -375,14 +375,22 @@ class Model:
         return shapes
 
     def _get_plan(self, key: tuple, arrays: dict) -> _Plan:
-        with self._plans_lock:
-            pool = self._plans.setdefault(key, [])
-            plan = pool.pop() if pool else None
-        return plan if plan is not None else _Plan(self, {n: a.shape for n, a in arrays.items()})
+        # list.pop / append are atomic under the GIL: the lock only guards new keys (and
+        # memory()'s walk over the dict)
+        pool = self._plans.get(key)
+        if pool:
+            try:
+                return pool.pop()
+            except IndexError:    # another thread took the last one
+                pass
+        return _Plan(self, {n: a.shape for n, a in arrays.items()})
 
     def _release(self, key, plan):
-        with self._plans_lock:
-            self._plans.setdefault(key, []).append(plan)
+        pool = self._plans.get(key)
+        if pool is None:
+            with self._plans_lock:
+                pool = self._plans.setdefault(key, [])
+        pool.append(plan)
 
     def run(self, feeds: dict, outputs=None, profile: dict | None = None,
             observe=None) -> dict:
@@ -485,10 +493,10 @@ class Model:
 
     def __call__(self, x):
         """Run a one-input model on ``x``; returns the (first) output array."""
-        if len(self.graph["inputs"]) != 1:
-            raise InputError(f"model has {len(self.graph['inputs'])} inputs: use model.run({{...}})")
-        name = self.graph["inputs"][0]["name"]
-        return self.run({name: x})[self._output_names[0]]
+        ins = self.graph["inputs"]
+        if len(ins) != 1:
+            raise InputError(f"model has {len(ins)} inputs: use model.run({{...}})")
+        return self.run({ins[0]["name"]: x})[self.graph["outputs"][0]["name"]]
 
     def warmup(self, batch: int = 1):
         """Compile (or load from cache) every kernel the model needs by running it once."""
