@@ -125,6 +125,33 @@ def test_reduce_cpu_matches_reference(fn, axes, keep):
                                atol=1e-6)
 
 
+def test_reduce_nan_inf_and_long_rows():
+    """NaN propagates through max / min / logsumexp over an inner and an outer axis; inf
+    and -inf as NumPy; a contiguous sum longer than one float32 block (512) and a row of
+    mixed magnitudes stay within 2e-5 of the float64 reference."""
+    x = _x((3, 6, 40), 7)
+    x[0, 2, 5] = np.nan
+    x[1, 4, 9] = np.inf       # (logsumexp with +inf: the kernel gives inf, the reference
+    x[2, 1, 3] = -np.inf      # NaN from inf - inf; not compared here)
+    for fn in ("max", "min", "logsumexp", "mean"):
+        if fn == "logsumexp":
+            x[1, 4, 9] = 0.5
+        for axes in ([1], [2]):
+            node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
+                    "attrs": {"fn": fn, "axes": axes, "keepdims": 0}}
+            want = reduce_np(fn, x, axes, 0)
+            with np.errstate(all="ignore"):
+                got = _run(cpu.OPS, node, [x], want.shape)
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=f"{fn} {axes}")
+    x = (_x((2, 1500), 8) * np.float32(1e3) + np.float32(7)).astype(np.float32)
+    x[:, ::97] = np.float32(1e-3)
+    for fn in ("mean", "sum", "sumsquare"):
+        node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
+                "attrs": {"fn": fn, "axes": [1], "keepdims": 0}}
+        want = reduce_np(fn, x, [1], 0)
+        np.testing.assert_allclose(_run(cpu.OPS, node, [x], want.shape), want, rtol=2e-5)
+
+
 def test_reduce_parallel_path(monkeypatch):
     from edgenet.cpu import _common
     monkeypatch.setattr(_common, "PAR_MIN", 0)

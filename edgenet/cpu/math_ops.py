@@ -240,18 +240,25 @@ def _reduce_rows(x, y, i0, i1, fn, inv_d):
     """x (A, D, B) -> y (A, B) for rows i0..i1; accumulates in float64 rows of y's size."""
     A, D, B = x.shape
     acc = np.empty(B, np.float64)
+    accf = np.empty(B, np.float32)
     for i in range(i0, i1):
         if fn == 2 or fn == 3 or fn == 9:          # max, min, logsumexp: start from d = 0
-            for b in range(B):
-                acc[b] = x[i, 0, b]
+            for b in range(B):                     # (float32: exact, and rows of B indexed
+                accf[b] = x[i, 0, b]               # from 0 vectorize)
             for d in range(1, D):
-                for b in range(B):
-                    v = np.float64(x[i, d, b])
-                    if fn == 3:
-                        if v < acc[b] or v != v:
-                            acc[b] = v
-                    elif v > acc[b] or v != v:
-                        acc[b] = v
+                xr = x[i, d]
+                if fn == 3:
+                    for b in range(B):
+                        v = xr[b]
+                        u = accf[b]
+                        accf[b] = v if (v < u or v != v) else u
+                else:
+                    for b in range(B):
+                        v = xr[b]
+                        u = accf[b]
+                        accf[b] = v if (v > u or v != v) else u
+            for b in range(B):
+                acc[b] = np.float64(accf[b])
             if fn == 9:
                 for b in range(B):
                     m = acc[b]
