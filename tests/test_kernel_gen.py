@@ -74,6 +74,27 @@ def test_conv_tile_matches_reference(key, O, act, res, policy, monkeypatch):
     assert ("conv", key) in gen._KERNELS          # the forced tile ran, nothing else
 
 
+@pytest.mark.parametrize("kind", ["conv", "dw"])
+def test_hardswish_epilogue_matches_reference(kind, monkeypatch):
+    """The inline HardSwish epilogues (tile_store; the depthwise vector store): values far
+    outside [-3, 3] on both sides, and NaN / +-inf inputs, as the reference (NumPy)."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(7)
+    g = 16 if kind == "dw" else 1
+    consts, inputs, _ = _case(rng, 1, 16, 9, 21, 16 if kind == "dw" else 40, 3, 1, 1, False,
+                              group=g)
+    inputs[0] *= 8
+    inputs[0][0, :3, 4, 5] = [np.nan, np.inf, -np.inf]
+    node = _node(1, 1, "HardSwish", False, group=g)
+    want = run_node(node, inputs, consts)[0]
+    st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    y = np.full_like(want, 7.0)
+    cpu.OPS["Conv"].run(node, st, inputs, [y])
+    assert np.isnan(want).any() and (want > 10).any() and (want[np.isfinite(want)] < 0).any()
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+    assert any(k[0] == kind for k in gen._KERNELS)
+
+
 # (kernel, pads (t, l, b, r), dilation, H, W) of stride-2 convs on the stride-2 tiles: odd
 # and even sizes, no padding, asymmetric pads, dilation 2, a row narrower than the tiles
 S2_CASES = [(1, (0, 0, 0, 0), 1, 9, 11), (3, (1, 1, 1, 1), 1, 10, 13),

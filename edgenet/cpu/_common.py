@@ -182,9 +182,8 @@ def act(x, code, alpha, beta):
         return alpha if x < alpha else (beta if x > beta else x)
     if code == ActCode.LEAKY_RELU:
         return x if x >= 0 else alpha * x
-    if code == ActCode.HARD_SWISH:
-        y = x / np.float32(6) + np.float32(0.5)
-        return x * (np.float32(0) if y < 0 else (np.float32(1) if y > 1 else y))
+    if code == ActCode.HARD_SWISH:   # min / max: selects (nested ifs stay branches)
+        return x * min(max(x / np.float32(6) + np.float32(0.5), np.float32(0)), np.float32(1))
     return act_call(x, code, alpha, beta)
 
 

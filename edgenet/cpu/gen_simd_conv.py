@@ -169,6 +169,11 @@ def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha,
                 v = ldf(buf, p * B + l)
                 v = beta if v > beta else v
                 stf(yf, yb + p, alpha if v < alpha else v)
+        elif code == ActCode.HARD_SWISH:     # MobileNetV3's convs: inline, not a call
+            for p in range(P):
+                v = ldf(buf, p * B + l)
+                u = min(max(v / np.float32(6) + np.float32(0.5), FZERO), np.float32(1))
+                stf(yf, yb + p, v * u)   # (min/max: selects; nested ifs mispredicted)
         else:
             for p in range(P):
                 stf(yf, yb + p, act_call(ldf(buf, p * B + l), code, alpha, beta))
@@ -312,9 +317,14 @@ def dw_source(L, S):
             w(f"                a{v} = vfma{L}(vld2_{L}(xp, xo + {2 * v * L}), wv, a{v})")
         for v in range(V):
             w(f"            vst{L}(buf, oy * RW + x0 + {v * L}, a{v})")
-    w("    if code <= ActCode.RELU or code == ActCode.CLIP:   # vector epilogue, scalar row tails")
+    w("    if code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH:")
+    w("        # vector epilogue, scalar row tails")
     w(f"        lo = vsplat{L}(alpha)")
     w(f"        hi = vsplat{L}(beta)")
+    w(f"        z0 = vsplat{L}(np.float32(0))")
+    w(f"        o1 = vsplat{L}(np.float32(1))")
+    w(f"        c6 = vsplat{L}(np.float32(1 / 6))")
+    w(f"        h5 = vsplat{L}(np.float32(0.5))")
 
     # rows before the last: whole vectors, the last one spilling into the next row of the
     # same plane (rewritten right after); last row: whole vectors, then one overlapping
@@ -327,6 +337,8 @@ def dw_source(L, S):
         w(f"{ind}    v = vrelu{L}(v)")
         w(f"{ind}elif code == ActCode.CLIP:")
         w(f"{ind}    v = vclip{L}(v, lo, hi)")
+        w(f"{ind}elif code == ActCode.HARD_SWISH:     # v * clip(v / 6 + 1/2, 0, 1)")
+        w(f"{ind}    v = vfma{L}(v, vclip{L}(vfma{L}(v, c6, h5), z0, o1), z0)")
         w(f"{ind}vst{L}(yf, rb + {off}, v)")
     # (rows narrower than the lanes: only rows whose spill stays inside the plane)
     w("        nv = OH - 1")
