@@ -28,6 +28,7 @@ from . import simd
 from ._common import tls_buffer
 from . import _common
 from . import gen_simd_conv
+from . import pw_f32
 from .simd_layout import (decode_rows, decode_simd, expand_simd, i8_simd,  # noqa: F401
                           ternary_bits)  # (i8_simd, ternary_bits: also dense.py's, through here)
 
@@ -286,6 +287,16 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     kt = k                       # the tile's channel vectors
     if P is None:                # a narrow row: a k = 1 tile on the same layout
         kt, P = 1, choose_p(OW, L, 1, small=True)
+    if b is st.b:
+        bp = st.bp
+    else:
+        bp = tls_buffer("conv.bp", -(-O // B) * B)
+        bp[:] = 0
+        bp[:O] = b.reshape(-1)
+    ws = st.wsimd if st.wsimd is not None else decode_simd(st.w, L, k)
+    if pw_f32.use(st, x.shape, y.shape):       # 1x1: vectors over pixels (pw_f32.py)
+        pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta)
+        return True
     Hp, Wp = H + pt + pb, W + pl + pr
     if pt or pl or pb or pr:
         xp = tls_buffer("conv.xp", N * C * Hp * Wp).reshape(N, C, Hp, Wp)
@@ -293,15 +304,8 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
         xf = xp.reshape(-1)
     else:
         xf = x.reshape(-1)
-    if b is st.b:
-        bp = st.bp
-    else:
-        bp = tls_buffer("conv.bp", -(-O // B) * B)
-        bp[:] = 0
-        bp[:O] = b.reshape(-1)
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_buffer("conv.tb", nt * L * kt * P).reshape(nt, L * kt * P)
-    ws = st.wsimd if st.wsimd is not None else decode_simd(st.w, L, k)
     gen_simd_conv.conv_kernel(L, kt, P, sh)(xf, C, Hp, Wp, ws, B, bp, toff, y.reshape(-1),
                                           N, O, OH, OW, r.reshape(-1), has_r, code, alpha,
                                           beta, tb)

@@ -182,7 +182,7 @@ _JOB_SECONDS = {"Conv": 28, "Unary": 12, "ConvTranspose": 4, "LSTM": 5.5, "Add":
                 "Affine": 2.6, "PRelu": 1.5, "Gemm": 1.5, "BinaryMath": 1.4, "Act": 1.4,
                 "Sub": 1.2}
 _TILE_SECONDS = 0.8
-_MAIN_EXTRA = 6.0     # the first process also builds the 1x1 pixel-vector int8 kernel
+_MAIN_EXTRA = 8.0     # the first process also builds the 1x1 pixel-vector kernels
 
 
 def _split_jobs(jobs, parts):
@@ -292,6 +292,9 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                 build_tile(kind, key)
                 done += 1
             done = run_jobs([generic[i] for i in my_jobs], progress, done, total)
+            if lanes:            # the 1x1 pixel-vector f32 kernel (pw_f32)
+                from . import pw_f32
+                pw_f32.warm(lanes)
             if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
                 from .qconv import warm_pointwise
                 warm_pointwise()

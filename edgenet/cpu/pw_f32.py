@@ -1,0 +1,136 @@
+"""float32 1x1 stride-1 unpadded convs vectorized over *pixels* (the pointwise convs of
+MobileNet-style nets).
+
+The channel-vector tiles (gen_simd_conv) hold L output channels of one pixel per register
+and write NCHW rows through ``tile_store`` one float at a time; for a 1x1 conv with few
+input channels that transposing store costs as much as the FMAs (16->72 at 56x56: 15
+GMAC/s). Here a register holds L consecutive pixels of one output channel: per input
+channel, V vector loads of x and 4 weight broadcasts feed 4*V FMAs, and the epilogue stores
+whole vectors (bias, residual, Relu / Clip / HardSwish as vectors; other activations by
+``act_call`` over the stored row). Tile: 4 output channels x V*L pixels (V = 3 at 16 lanes,
+2 at 8: 12 or 8 accumulators). Weights: the SIMD layout the tiles use (``expand_simd`` /
+``decode_simd``: (ceil(O/B), C, B)), so nothing new is kept per layer. The last pixel tile
+of a plane overlaps the one before (same values written twice).
+
+Used where the map has at least one tile of pixels and the overlap recomputes <= 25%
+(``use``). The kernels are generated from one template per lane count and compiled with
+this file as their source (Numba's disk cache keys on it).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange  # noqa: F401  (generated kernels)
+
+from .. import _jit  # noqa: F401
+from .._jit import pjit  # noqa: F401
+from ..activation import ActCode  # noqa: F401
+from . import simd
+from ._common import act_call  # noqa: F401
+from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
+                   vld8, vld16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
+
+K4 = 4
+V_OF = {16: 3, 8: 2}
+ON = True      # False: the channel-vector tiles for these convs too (A/B)
+
+
+def _source(L):
+    V = V_OF[L]
+    PIX = L * V
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def pw_f32_l{L}(xf, C, HW, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta):")
+    w("    NG = (O + 3) // 4")
+    w(f"    NT = (HW + {PIX - 1}) // {PIX}")
+    w("    for t in prange(N * NG * NT):")
+    w("        tx = t % NT")
+    w("        u = t // NT")
+    w("        g = u % NG")
+    w("        n = u // NG")
+    w(f"        px = tx * {PIX}")
+    w(f"        if px > HW - {PIX}:")
+    w(f"            px = HW - {PIX}")
+    w("        o0 = g * 4")
+    for i in range(K4):
+        oi = "o0" if i == 0 else f"min(o0 + {i}, O - 1)"
+        w(f"        w{i} = ({oi} // B) * C * B + ({oi}) % B")
+    for i in range(K4):
+        for v in range(V):
+            w(f"        a{i}{v} = vsplat{L}(np.float32(0))")
+    w("        xb = n * C * HW + px")
+    w("        for c in range(C):")
+    w("            xo = xb + c * HW")
+    for v in range(V):
+        w(f"            x{v} = vld{L}(xf, xo + {v * L})")
+    w("            wc = c * B")
+    for i in range(K4):
+        w(f"            wv = vbc{L}(ws, w{i} + wc)")
+        for v in range(V):
+            w(f"            a{i}{v} = vfma{L}(x{v}, wv, a{i}{v})")
+    w(f"        lo = vsplat{L}(alpha)")
+    w(f"        hi = vsplat{L}(beta)")
+    w(f"        z0 = vsplat{L}(np.float32(0))")
+    w(f"        o1 = vsplat{L}(np.float32(1))")
+    w(f"        c6 = vsplat{L}(np.float32(1 / 6))")
+    w(f"        h5 = vsplat{L}(np.float32(0.5))")
+    for i in range(K4):
+        w(f"        if o0 + {i} < O:")
+        w(f"            bv = vsplat{L}(bp[o0 + {i}])")
+        w(f"            yb = (n * O + o0 + {i}) * HW + px")
+        for v in range(V):
+            w(f"            f = vadd{L}(a{i}{v}, bv)")
+            w("            if has_r:")
+            w(f"                f = vadd{L}(f, vld{L}(rf, yb + {v * L}))")
+            w("            if code == ActCode.RELU:")
+            w(f"                f = vrelu{L}(f)")
+            w("            elif code == ActCode.CLIP:")
+            w(f"                f = vclip{L}(f, lo, hi)")
+            w("            elif code == ActCode.HARD_SWISH:")
+            w(f"                f = vfma{L}(f, vclip{L}(vfma{L}(f, c6, h5), z0, o1), z0)")
+            w(f"            vst{L}(yf, yb + {v * L}, f)")
+        w("            if code != ActCode.NONE and code != ActCode.RELU and "
+          "code != ActCode.CLIP and code != ActCode.HARD_SWISH:")
+        w(f"                for j in range(yb, yb + {PIX}):")
+        w("                    yf[j] = act_call(yf[j], code, alpha, beta)")
+    return "\n".join(o) + "\n"
+
+
+for _L in V_OF:
+    exec(compile(_source(_L), __file__, "exec"), globals())
+KERNELS = {16: pw_f32_l16, 8: pw_f32_l8}  # noqa: F821  (defined by the exec above)
+
+
+def use(st, x_shape, y_shape) -> bool:
+    """Does this f32 conv run here: 1x1, stride 1, no padding, group 1, a SIMD tier, at
+    least one pixel tile, the overlapping last tile recomputing <= 25%."""
+    if not ON or st.simd is None or st.KH != 1 or st.KW != 1:
+        return False
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    if sh != 1 or sw != 1 or pt or pl or pb or pr or g != 1:
+        return False
+    L = st.simd[0]
+    if L not in KERNELS:
+        return False
+    pix = L * V_OF[L]
+    HW = y_shape[2] * y_shape[3]
+    return HW >= pix and -(-HW // pix) * pix * 4 <= HW * 5
+
+
+def run(x, y, st, ws, bp, r, has_r, code, alpha, beta):
+    L, k = st.simd
+    N, C = x.shape[0], x.shape[1]
+    O = y.shape[1]
+    KERNELS[L](x.reshape(-1), C, y.shape[2] * y.shape[3], ws, L * k, bp, y.reshape(-1), N, O,
+               r.reshape(-1), has_r, code, alpha, beta)
+
+
+def warm(L):
+    """Compile (or load) the kernel at run()'s argument types (edgenet warmup)."""
+    pix = L * V_OF[L]
+    z = np.zeros(pix, np.float32)
+    KERNELS[L](z, 1, pix, np.zeros(L, np.float32), L, z[:L].copy(), z.copy(), 1, 1, z.copy(),
+               False, 1, np.float32(0), np.float32(6))
+
+
+__all__ = ["use", "run", "warm", "KERNELS", "simd"]
