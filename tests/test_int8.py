@@ -44,9 +44,11 @@ CASES = [
     (1, 10, 9, 20, 24, 3, 3, 1, (1, 1, 1, 1), 1, "Clip", False, "i8", -1.0, 2.0),
     (1, 17, 14, 14, 96, 1, 1, 1, (0, 0, 0, 0), 1, "Relu", False, "t2", 0.0, 0.7),  # clamps
     # 1x1 stride 1 (VNNI: the pixel-vector kernel): 7x11 (overlapping pixel tile), O and C
-    # not multiples of 4, residual + Clip; HardSwish (scalar activation after the store)
+    # not multiples of 4, residual + Clip; HardSwish (a vector epilogue); Sigmoid (the
+    # scalar activation after the store)
     (2, 5, 7, 11, 6, 1, 1, 1, (0, 0, 0, 0), 1, "Clip", True, "t2", 0.0, 1.0),
     (1, 12, 8, 10, 9, 1, 1, 1, (0, 0, 0, 0), 1, "HardSwish", False, "q3", -1.0, 1.0),
+    (1, 7, 8, 10, 5, 1, 1, 1, (0, 0, 0, 0), 1, "Sigmoid", True, "t2", -1.0, 1.0),
 ]
 
 

@@ -322,13 +322,18 @@ def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
         f = simd.vrelu16(f)
     elif code == 7:
         f = simd.vclip16(f, lo, hi)
+    elif code == 9:     # HardSwish: f * clip(f / 6 + 1/2, 0, 1), branch-free
+        z0 = simd.vsplat16(np.float32(0))
+        u = simd.vfma16(f, simd.vsplat16(np.float32(1 / 6)), simd.vsplat16(np.float32(0.5)))
+        f = simd.vfma16(f, simd.vclip16(u, z0, simd.vsplat16(np.float32(1))), z0)
     simd.vst16(yf, yb, f)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_store(a0, a1, a2, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta):
     """One output channel's PW_PIX pixels: y = float(acc) * sc + bb (+ residual), then the
-    activation (vector for none / Relu / Clip, else the scalar ``act`` over the stored row)."""
+    activation (vector for none / Relu / Clip / HardSwish, else the scalar ``act_call`` over
+    the stored row)."""
     s = simd.vsplat16(sc[oc])
     c = simd.vsplat16(bb[oc])
     lo = simd.vsplat16(np.float32(alpha))
@@ -337,7 +342,7 @@ def _pw_store(a0, a1, a2, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, 
     _pw_vec(a0, s, c, yf, rf, yb, has_r, code, lo, hi)
     _pw_vec(a1, s, c, yf, rf, yb + 16, has_r, code, lo, hi)
     _pw_vec(a2, s, c, yf, rf, yb + 32, has_r, code, lo, hi)
-    if code != 0 and code != 1 and code != 7:
+    if code != 0 and code != 1 and code != 7 and code != 9:
         for i in range(yb, yb + PW_PIX):
             yf[i] = act_call(yf[i], code, alpha, beta)
 
@@ -432,6 +437,10 @@ def _pw8_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
         f = simd.vrelu8(f)
     elif code == 7:
         f = simd.vclip8(f, lo, hi)
+    elif code == 9:     # HardSwish: f * clip(f / 6 + 1/2, 0, 1), branch-free
+        z0 = simd.vsplat8(np.float32(0))
+        u = simd.vfma8(f, simd.vsplat8(np.float32(1 / 6)), simd.vsplat8(np.float32(0.5)))
+        f = simd.vfma8(f, simd.vclip8(u, z0, simd.vsplat8(np.float32(1))), z0)
     simd.vst8(yf, yb, f)
 
 
@@ -444,7 +453,7 @@ def _pw8_store(a0, a1, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, bet
     yb = (n * O + oc) * HW + px
     _pw8_vec(a0, s, c, yf, rf, yb, has_r, code, lo, hi)
     _pw8_vec(a1, s, c, yf, rf, yb + 8, has_r, code, lo, hi)
-    if code != 0 and code != 1 and code != 7:
+    if code != 0 and code != 1 and code != 7 and code != 9:
         for i in range(yb, yb + PW8_PIX):
             yf[i] = act_call(yf[i], code, alpha, beta)
 
