@@ -17,7 +17,9 @@ and OpenVINO (``INFERENCE_NUM_THREADS``, ``PERFORMANCE_HINT=LATENCY``,
 model in bf16), each on the same ONNX file for fp32 and the same QDQ model for int8.
 
 Latency: all engines in ONE process, interleaved in blocks of `--block` calls (the machines
-are shared and noisy; medians and ratios from one run are what we quote). Peak memory: one
+are shared and noisy; medians and ratios from one run are what we quote); OpenVINO's two
+engines in a second pass of their own (``--openvino separate``, the default: its inference
+threads keep running after a call and slowed the engines interleaved with them 1.7-2x). Peak memory: one
 fresh process per engine and model (VmHWM after load + 5 runs; ru_maxrss would include the
 parent's RSS, which Linux carries across exec). Compile time: `edgenet
 run` with an empty compile cache, then again with the cache filled (warm start).
@@ -144,6 +146,9 @@ def _load_variant(edgenet, name, v, threads):
     return edgenet.load(edgenet_path(name, fv), threads=threads, activations=mode or None)
 
 
+OV_SEPARATE = True   # --openvino interleaved: time OpenVINO in the same pass as the rest
+
+
 def latency(models, batches, threads_list, runs, block, variants, use_torch):
     import edgenet
     from edgenet.cpu import simd
@@ -200,13 +205,22 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                 for f in calls.values():  # warm up / compile
                     f()
                     f()
+                # OpenVINO's inference threads keep running after a call: interleaved with
+                # them, edgenet's int8 MobileNetV3-small took 6.3-7.5 ms instead of 3.6 (1
+                # thread; ORT unaffected). OV_SEPARATE: OpenVINO's two engines are timed in
+                # a pass of their own, after the others (interleaved with each other).
+                passes = [calls]
+                if OV_SEPARATE and ovs:
+                    passes = [{k: f for k, f in calls.items() if k not in ovs},
+                              {k: f for k, f in calls.items() if k in ovs}]
                 times = {k: [] for k in calls}
-                for _ in range(max(1, runs // block)):
-                    for k, f in calls.items():
-                        for _ in range(block):
-                            t0 = time.perf_counter()
-                            f()
-                            times[k].append(time.perf_counter() - t0)
+                for group in passes:
+                    for _ in range(max(1, runs // block)):
+                        for k, f in group.items():
+                            for _ in range(block):
+                                t0 = time.perf_counter()
+                                f()
+                                times[k].append(time.perf_counter() - t0)
                 base = float(np.median(times["onnxruntime fp32"]))
                 meds = {k: float(np.median(t)) for k, t in times.items()}
                 fast32 = min(meds[k] for k in ("onnxruntime fp32", "openvino fp32") if k in meds)
@@ -582,8 +596,13 @@ def main():
     ap.add_argument("--agreement-n", type=int, default=1000)
     ap.add_argument("--tiers", default="", help="comma list of EDGENET_SIMD tiers for the "
                     "latency part, one process each (default: this process's tier)")
+    ap.add_argument("--openvino", choices=("separate", "interleaved"), default="separate",
+                    help="time OpenVINO in its own pass after the others (default: its "
+                         "threads slow the engines interleaved with it) or with them")
     ap.add_argument("--rows-out", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    global OV_SEPARATE
+    OV_SEPARATE = a.openvino == "separate"
     tiers = [t for t in a.tiers.split(",") if t]
     if a.rows_out:      # a child of latency_tiers: latency rows only
         os.environ["EDGENET_SIMD"] = tiers[0]
@@ -601,7 +620,8 @@ def main():
     if "latency" not in skip and tiers:
         print("latency per tier:")
         argv = ["--models", a.models, "--batches", a.batches, "--threads", a.threads,
-                "--variants", a.variants, "--runs", str(a.runs), "--block", str(a.block)]
+                "--variants", a.variants, "--runs", str(a.runs), "--block", str(a.block),
+                "--openvino", a.openvino]
         argv += ["--no-torch"] if a.no_torch else []
         res["latency"] = latency_tiers(tiers, argv)
         write_tiers_section(res["latency"], "python bench/harness.py " + " ".join(sys.argv[1:]))
