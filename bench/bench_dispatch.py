@@ -15,7 +15,9 @@ onnxruntime, interleaved in one process, medians.
 ``--base COMMIT`` extracts that commit's ``edgenet/`` as a package ``edgenet_base`` (git
 archive into a temporary directory) and times it interleaved with the working tree's, so
 before/after ratios come from the same process and the same load. onnxruntime runs with
-``session.intra_op.allow_spinning=0``.
+``session.intra_op.allow_spinning=0``. Under a forced tier (``EDGENET_SIMD``) the second
+package's import re-targets Numba and the Conv cases refuse to load: there, run ``--base``
+with ``--only fixed,chain --kinds Relu,Add,Reshape,ReduceMean,Exp``.
 """
 from __future__ import annotations
 
