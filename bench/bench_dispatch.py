@@ -142,7 +142,8 @@ def main(argv=None):
 
     import edgenet
     from converters.convert import convert
-    from edgenet import _tiers
+    import edgenet.cpu  # noqa: F401  (edgenet._jit configures a forced tier first: _tiers.tier()
+    from edgenet import _tiers  # before it would make _jit's configure() see 'generic')
     only = set(args.only.split(",")) if args.only else {"fixed", "chain", "models"}
     print(f"CPU tier {_tiers.tier()}, load {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as d:

@@ -85,7 +85,8 @@ def main(argv=None):
     import edgenet
     from bench.bench_dispatch import _base_package, _time
     from converters.convert import convert
-    from edgenet import _tiers
+    import edgenet.cpu  # noqa: F401  (edgenet._jit configures a forced tier first: _tiers.tier()
+    from edgenet import _tiers  # before it would make _jit's configure() see 'generic')
     cases, (T, h) = _cases()
     print(f"CPU tier {_tiers.tier()}, load {os.getloadavg()[0]:.1f}; median ms per call "
           f"(interleaved blocks of {args.block}); ratio = edgenet / onnxruntime")
