@@ -47,6 +47,7 @@ MODELS = {
 def model_path(model):
     cands = [os.path.join(d, "models", MODELS[model][0]) for d in (
         os.environ.get("EDGENET_REAL_MODELS", ""), "/work/cache-models/real_models",
+        os.path.expanduser("~/.cache/edgenet/real_models"),
         os.path.join(os.environ.get("EDGENET_CACHE_DIR", ""), "real_models"))]
     for c in cands:
         if os.path.exists(c):
@@ -82,11 +83,18 @@ def main():
     ap.add_argument("--work", default="/tmp/edgenet-finetune")
     ap.add_argument("--weights", choices=["ternary", "quinary"], default="ternary")
     ap.add_argument("--variants", default="plain,cal,ft")
-    ap.add_argument("--train", type=int, default=800, help="unlabeled samples (<= 1000)")
-    ap.add_argument("--val", type=int, default=200)
-    ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--train", type=int, default=1000, help="unlabeled samples (<= 1000)")
+    ap.add_argument("--val", type=int, default=1000)
+    ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=11.0, help="fine-tuning training budget")
+    ap.add_argument("--steps", type=int, default=None, help="fine-tuning step budget")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--min-lr", type=float, default=0.0, help="cosine floor, fraction of lr")
+    ap.add_argument("--int8", default="",
+                    help="mixed precision by rule for cal/ft: layers kept int8 (first, last, "
+                         "depthwise, small:N)")
+    ap.add_argument("--fid", type=int, default=200,
+                    help="validation samples the fine-tuning uses for its keep-the-start check")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--feature-weight", type=float, default=0.0)
     ap.add_argument("--calib", type=int, default=512, help="samples for the PTQ start")
@@ -118,13 +126,19 @@ def main():
             rep = convert(src, dst, weights=a.weights, keep_float=a.keep_float,
                           input_shapes=shapes)
             label = f"PTQ {a.weights}, seed rule (TWN), per channel"
+        elif v == "cal" and a.int8:
+            res = finetune(src, dst, xtr[:a.calib], weights=a.weights, steps=0,
+                           fidelity_samples=xv[:a.fid], input_shapes=shapes,
+                           calib_samples=a.calib, int8=a.int8, checkpoint=dst + ".ckpt",
+                           resume=False)
+            rep = res.report
+            label = (f"calibrated PTQ {a.weights} ({min(a.calib, a.train)} samples), "
+                     f"int8: {a.int8}")
         elif v == "cal":
             rep = convert(src, dst, weights=a.weights, keep_float=a.keep_float,
                           input_shapes=shapes, calibrate_weights=True, calibration=xtr[:a.calib],
                           fidelity_samples=xv[:1])
             label = f"calibrated PTQ {a.weights} ({min(a.calib, a.train)} samples)"
-        if v in ("plain", "cal") and a.keep_float != "none":
-            label += f", {a.keep_float} kept float"
         elif v == "ft":
             last = [0.0]
 
@@ -134,7 +148,8 @@ def main():
                     print(f"  step {step} loss {loss:.4f} ({100 * frac:.0f}% of budget)",
                           file=sys.stderr, flush=True)
             res = finetune(src, dst, xtr, weights=a.weights, minutes=a.minutes, lr=a.lr,
-                           batch=a.batch, fidelity_samples=xv, input_shapes=shapes,
+                           steps=a.steps, min_lr=a.min_lr, int8=a.int8 or (),
+                           batch=a.batch, fidelity_samples=xv[:a.fid], input_shapes=shapes,
                            feature_weight=a.feature_weight,
                            calib_samples=a.calib, checkpoint=dst + ".ckpt", resume=False,
                            log=lambda m: print(m, file=sys.stderr, flush=True),
@@ -143,9 +158,11 @@ def main():
             extra = {"steps": res.steps, "train_s": res.seconds, "ptq_s": res.ptq_seconds,
                      "val_fidelity": res.fidelity, "val_ptq_start": res.ptq_fidelity}
             label = (f"fine-tuned {a.weights} ({a.train} unlabeled, "
-                     f"{a.minutes:g} min budget)")
+                     f"{a.minutes:g} min budget)" + (f", int8: {a.int8}" if a.int8 else ""))
         else:
             sys.exit(f"unknown variant {v}")
+        if v in ("plain", "cal") and a.keep_float != "none" and not a.int8:
+            label += f", {a.keep_float} kept float"
         sec = time.perf_counter() - t
         yv_q = file_forward(dst, xv)
         yt_q = file_forward(dst, xt)
@@ -157,7 +174,8 @@ def main():
         print(json.dumps(row), flush=True)
     info = {"model": a.model, "src": os.path.basename(src), "train": a.train, "val": a.val,
             "test": a.test, "weights": a.weights, "minutes": a.minutes, "lr": a.lr,
-            "feature_weight": a.feature_weight, "batch": a.batch,
+            "feature_weight": a.feature_weight, "batch": a.batch, "int8": a.int8,
+            "min_lr": a.min_lr, "steps": a.steps, "calib": a.calib, "fid": a.fid,
             "machine": f"{os.cpu_count()} CPU ({platform.machine()}), shared", "rows": rows}
     if a.json:
         with open(a.json, "w") as f:

@@ -302,15 +302,21 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
              lr=1e-3, holdout=0.2, fidelity_samples=None, seed=0, checkpoint=None,
              resume=True, reference_onnx=None, input_shapes=None, keep_float=(),
              calib_samples=512, loss="auto", feature_weight=0.0, threads=2, mean=None,
-             std=None, labels=None,
+             std=None, labels=None, int8=(), min_lr=0.0,
              log=None, progress=None) -> Result:
     """Fine-tune ``src`` (ONNX) into ``dst`` (.edgenet) with ternary/quinary weights on the
     unlabeled ``samples`` (float32 array (S, ...) or a path: see :func:`load_samples`).
 
-    minutes / steps: the training budget (whichever ends first; at least one step).
+    minutes / steps: the training budget (whichever ends first; at least one step);
+    ``steps=0``: no training, the calibrated PTQ start is exported (with ``int8``: mixed
+    precision by rule, calibrated).
     feature_weight: weight of the feature term of the loss (the normalized MSE of every
     quantized layer's output against the float network's on the same batch, averaged over
     the layers; 0 = output distillation only).
+    int8: mixed precision without a search: layers kept at int8 (trained too, with int8
+    fake quantization), converters.mixed.int8_rules names (first, last, depthwise,
+    small:N); the rest stays ternary/quinary.
+    min_lr: the cosine schedule decays from ``lr`` to ``min_lr`` (a fraction of ``lr``).
     holdout: fraction of the samples kept for the fidelity report (or ``fidelity_samples``).
     checkpoint: path of the resumable checkpoint (default: ``dst`` + ".ckpt"), written every
     ~30 s and at the end; with ``resume`` an existing one is continued (same model,
@@ -328,7 +334,8 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
         raise ConversionError(f"--weights must be ternary or quinary, got {weights!r}")
     if loss not in ("auto", "kl", "mse"):
         raise ConversionError(f"--loss must be auto, kl or mse, got {loss!r}")
-    if not (minutes and minutes > 0) and not (steps and steps > 0):
+    no_training = steps is not None and int(steps) == 0
+    if not no_training and not (minutes and minutes > 0) and not (steps and steps > 0):
         raise ConversionError("finetune: give a positive --minutes or --steps budget")
     if batch < 1 or lr <= 0:
         raise ConversionError("finetune: --batch must be >= 1 and --lr > 0")
@@ -348,6 +355,12 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     from .finetune_graph import check_ops
     check_ops(g)
     encs, train_bias = _plan(g, mode, keep)
+    if int8:
+        from .mixed import int8_rules
+        encs, share = int8_rules(g, encs, int8)
+        say(f"int8 layers ({int8 if isinstance(int8, str) else ','.join(int8)}): "
+            f"{sum(e == 'i8' for e in encs.values())}; {100 * share:.1f}% of the weights "
+            f"stay {mode}")
     if not any(e != "f32" for e in encs.values()):
         raise ConversionError(f"{os.path.basename(src)}: no Conv/Gemm weight to quantize")
     if isinstance(samples, (str, os.PathLike)):
@@ -367,7 +380,8 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     torch.set_num_threads(max(1, int(threads)))
     torch.manual_seed(seed)
     ckpt = checkpoint or (dst + ".ckpt")
-    fingerprint = f"{sha256_file(src)}:{weights}:{','.join(keep)}:{seed}:{len(xtr)}"
+    i8s = ",".join(sorted(k for k, e in encs.items() if e == "i8"))
+    fingerprint = f"{sha256_file(src)}:{weights}:{','.join(keep)}:{seed}:{len(xtr)}:{i8s}"
 
     # the float network (teacher) and its outputs
     teacher = _build(g, encs, train_bias, float_model=True).eval()
@@ -420,20 +434,21 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     max_steps = int(steps) if steps else None
     lossf = _loss_fn(kind, axis)
     feats = [nd["outputs"][0] for nd in _weight_nodes(g)
-             if encs[nd["inputs"][1]] != "f32"]
+             if encs[nd["inputs"][1]] not in ("f32", "i8")]
     model.train()
     t0 = time.perf_counter() - elapsed
     last_save = time.perf_counter()
     cur = float("nan")
     gen = torch.Generator()
     try:
-        while True:
+        while not no_training:
             elapsed = time.perf_counter() - t0
             frac = max(elapsed / budget_s, (step / max_steps) if max_steps else 0.0)
             if step > 0 and frac >= 1.0:
                 break
             for grp, b in zip(opt.param_groups, base_lrs):
-                grp["lr"] = b * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+                grp["lr"] = b * (min_lr + (1.0 - min_lr) * 0.5
+                                 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
             gen.manual_seed(seed * 1000003 + step)     # the batch depends on the step only
             idx = torch.randint(0, len(xtr), (min(batch, len(xtr)),), generator=gen)
             xb = torch.from_numpy(xtr[idx.numpy()])
@@ -466,9 +481,9 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     # keep the better of the fine-tuned weights and the calibrated PTQ start, judged on the
     # held-out samples (never on a test set): a short budget can end worse than it began
     p_end = _fidelity_of(y_float_ho, _run(model, xho, g.outputs[0]["name"]))
-    kept = "fine-tuned"
-    if (p_end["top1_agreement"], p_end["snr_db"]) < (p_start["top1_agreement"],
-                                                     p_start["snr_db"]):
+    kept = "calibrated PTQ start" if no_training else "fine-tuned"
+    if not no_training and ((p_end["top1_agreement"], p_end["snr_db"])
+                            < (p_start["top1_agreement"], p_start["snr_db"])):
         model.load_state_dict(start)
         kept = "calibrated PTQ start"
         say("fine-tuning did not beat the calibrated PTQ start on the held-out samples "
@@ -483,10 +498,20 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
         if layer.enc == "f32":
             continue
         w = g.weights[wn]
-        t, a = layer.export()
-        deq = (a.reshape((-1,) + (1,) * (t.ndim - 1)) * t.astype(np.float32)).astype(np.float32)
-        ref_values[w.source] = w.to_source(deq)
-        deqs[wn] = deq
+        if layer.enc == "i8":
+            # the trained weight rounded to int8 as the forward pass did (per channel,
+            # max|w|/127); convert's int8 rule finds the same levels and scales again
+            from .quantize import int8_quantize
+            lv, sc = int8_quantize(layer.float_weight())
+            deq = (sc.reshape((-1,) + (1,) * (lv.ndim - 1))
+                   * lv.astype(np.float32)).astype(np.float32)
+            ref_values[w.source] = w.to_source(deq)
+        else:
+            t, a = layer.export()
+            deq = (a.reshape((-1,) + (1,) * (t.ndim - 1))
+                   * t.astype(np.float32)).astype(np.float32)
+            ref_values[w.source] = w.to_source(deq)
+            deqs[wn] = deq
         if layer.bias is not None and train_bias[wn]:
             bname = nd["inputs"][2] if len(nd["inputs"]) > 2 else ""
             old = g.consts[bname].astype(np.float64) if bname else 0.0
@@ -500,10 +525,16 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
     os.close(fd)
     try:
         write_reference_onnx(g.source_model, ref_values, tmp_onnx, bias_deltas=bias_deltas)
-        rep = convert(tmp_onnx, tmp_dst, weights=weights, keep_float="none",
+        # the t2/q3 layers are detected as exact levels (lossless) under every mode;
+        # int8 mode rounds the i8 layers; keep_float keeps the layers trained as float
+        any_i8 = any(e == "i8" for e in encs.values())
+        rep = convert(tmp_onnx, tmp_dst, weights="int8" if any_i8 else weights,
+                      keep_float=keep or "none",
                       input_shapes=input_shapes, mean=mean, std=std, labels=labels)
-        bad = [r.name for r in rep.layers if encs.get(r.tensor, "f32") != "f32"
+        bad = [r.name for r in rep.layers if encs.get(r.tensor, "f32") in ("t2", "q3")
                and r.note != "lossless"]
+        bad += [r.name for r in rep.layers
+                if encs.get(r.tensor) == "i8" and r.encoding != "i8"]
         if bad:
             raise ConversionError(f"finetune: export not lossless for layers {bad[:5]}")
         yq = file_forward(tmp_dst, xho)
@@ -514,6 +545,8 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
                     "samples": int(len(xtr)), "steps": int(step),
                     "batch": int(batch), "lr": float(lr), "seconds": round(train_sec, 1),
                     "seed": int(seed), "keep_float": list(keep),
+                    "int8_layers": [k for k, e in encs.items() if e == "i8"],
+                    "min_lr": float(min_lr),
                     "ptq_start_fidelity": p_start, "kept": kept}
         _rewrite_metadata(tmp_dst, dst, src, fid, settings)
         if reference_onnx is not None:
@@ -530,6 +563,8 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
             n = float(np.linalg.norm(v))
             r.rel_error = float(np.linalg.norm(v - deqs[r.tensor])) / n if n > 0 else 0.0
             r.note = "fine-tuned, lossless"
+        elif encs.get(r.tensor) == "i8":
+            r.note = "fine-tuned, int8"
     rep.dst = dst
     rep.src = src
     rep.source_bytes = os.path.getsize(src)

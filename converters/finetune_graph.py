@@ -15,6 +15,11 @@ layer holds:
 * ``gain``: α = α₀ · gain per output channel (trained; the forward weight is α·T·mult);
 * ``bias``: the folded bias (BatchNorm shift included), trained.
 
+An int8 layer (``enc="i8"``, mixed precision) holds ``u`` = w / max|w| per output channel
+(float, trained) and its bias; the forward pass uses the weight the file will store,
+symmetric per-channel int8 (scale = max|w|/127, converters/quantize.py ``int8_quantize``),
+with a straight-through gradient.
+
 Ops outside the small CNN set below are refused with one line naming the node.
 """
 from __future__ import annotations
@@ -94,7 +99,8 @@ class _Round(torch.autograd.Function):
 
 
 class QLayer(nn.Module):
-    """One Conv/Gemm weight: quantized (t2/q3: u, gain, bias trained) or frozen float."""
+    """One Conv/Gemm weight: quantized (t2/q3: u, gain, bias trained), int8 (u = w/max|w|
+    and bias trained, int8 fake quantization in the forward pass) or frozen float."""
 
     def __init__(self, w, enc, levels=None, alpha=None, bias=None, has_bias=True):
         super().__init__()
@@ -115,12 +121,18 @@ class QLayer(nn.Module):
             r = np.where((t == -L) & (vals < t), np.maximum(vals - t, -1.0), r)
             self.u = nn.Parameter(torch.tensor(t + r, dtype=torch.float32))
             self.gain = nn.Parameter(torch.ones(len(a0)))
+        elif enc == "i8":
+            v = np.asarray(w.values, np.float64)
+            m = np.abs(v.reshape(len(v), -1)).max(axis=1) if v.size else np.zeros(len(v))
+            m = np.where(m > 0, m, 1.0)
+            self.register_buffer("scale0", torch.tensor(m, dtype=torch.float32))
+            self.u = nn.Parameter(torch.tensor(v / m.reshape(shape), dtype=torch.float32))
         else:
             self.register_buffer("wf", torch.tensor(np.asarray(w.values, np.float32)))
         self.bias = None
         if bias is not None:
             self.bias = nn.Parameter(torch.tensor(np.asarray(bias, np.float32)),
-                                     requires_grad=enc in LEVELS and has_bias)
+                                     requires_grad=enc != "f32" and has_bias)
 
     def levels(self):
         return _Round.apply(self.u, LEVELS[self.enc])
@@ -132,9 +144,20 @@ class QLayer(nn.Module):
         """The folded weight (α·T·mult, or the frozen float values · mult)."""
         if self.enc in LEVELS:
             w = self.alpha().reshape(self._shape) * self.levels()
+        elif self.enc == "i8":
+            w = self.u * self.scale0.reshape(self._shape)
+            s = w.detach().abs().reshape(len(w), -1).amax(dim=1) / 127.0
+            s = torch.where(s > 0, s, torch.ones_like(s)).reshape(self._shape)
+            q = torch.clamp(torch.round(w / s), -127, 127) * s
+            w = w + (q - w).detach()            # int8 forward, straight-through backward
         else:
             w = self.wf
         return w * self.mult.reshape(self._shape)
+
+    def float_weight(self):
+        """The trained float weight of an int8 layer (before int8 rounding), unfolded."""
+        with torch.no_grad():
+            return (self.u * self.scale0.reshape(self._shape)).numpy().astype(np.float32)
 
     def export(self):
         """(levels int8, alpha float32 ≥ 0) of a quantized layer, exact: the float32

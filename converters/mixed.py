@@ -243,3 +243,47 @@ def format_table(table, bits_per_weight) -> str:
         lines.append(f"{name:40s} {r['encoding']:4s} {s:>9s} {a:>7s} {r['bytes']:>9,d}")
     lines.append(f"mixed precision: {bits_per_weight:.3f} bits/weight (scales included)")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- rules
+
+INT8_RULES = ("first", "last", "depthwise", "small:N")
+
+
+def int8_rules(g, encs, spec):
+    """Encodings with the layers named by ``spec`` moved from t2/q3 to i8, without a
+    sensitivity search: ``spec`` is a comma string or list of ``first`` (the first weight
+    layer), ``last``, ``depthwise`` (grouped convs with one input channel per group) and
+    ``small:N`` (layers with at most N weights). Layers kept f32/f16 are left alone.
+    Returns (new encodings, share of the weights of ``encs`` that stay t2)."""
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec or ())
+             if s and s.strip() and s.strip() != "none"]
+    small = None
+    for s in items:
+        if s in ("first", "last", "depthwise"):
+            continue
+        if s.startswith("small:"):
+            try:
+                small = int(s[6:])
+            except ValueError:
+                small = -1
+            if small >= 0:
+                continue
+        raise ConversionError(f"int8 layers: expected {', '.join(INT8_RULES)}, got {s!r}")
+    nodes = [nd for nd in ptq.weight_nodes(g) if nd["inputs"][1] in encs]
+    out = dict(encs)
+    for i, nd in enumerate(nodes):
+        k = nd["inputs"][1]
+        if out[k] not in ("t2", "q3"):
+            continue
+        shape = g.weights[k].values.shape
+        a = nd.get("attrs") or {}
+        dw = nd["op"] == "Conv" and int(a.get("group", 1)) > 1 and len(shape) > 1 \
+            and shape[1] == 1
+        if (("first" in items and i == 0) or ("last" in items and i == len(nodes) - 1)
+                or ("depthwise" in items and dw)
+                or (small is not None and int(np.prod(shape)) <= small)):
+            out[k] = "i8"
+    total = sum(int(np.prod(g.weights[k].values.shape)) for k in out)
+    t2 = sum(int(np.prod(g.weights[k].values.shape)) for k in out if out[k] == "t2")
+    return out, (t2 / total if total else 0.0)

@@ -125,6 +125,48 @@ def test_export_matches_reference_onnx(tmp_path):
     assert meta["source"]["file"] == "m.onnx"
 
 
+def test_int8_layers_mixed(tmp_path):
+    """int8 rules: the depthwise conv and the last layer are stored i8 (trained), the rest
+    t2 with exact levels; the file equals onnxruntime on the --reference-onnx export, and
+    the i8 layers hold int8 levels of the trained weights (their fake quantization)."""
+    src = _net(str(tmp_path / "m.onnx"))
+    dst, ref = str(tmp_path / "m.edgenet"), str(tmp_path / "m.ref.onnx")
+    res = ft.finetune(src, dst, _samples(), steps=5, minutes=None, reference_onnx=ref,
+                      calib_samples=64, threads=1, int8="depthwise,last")
+    mf = read_model(dst)
+    encs = {n: t.encoding for n, t in mf.weights().items() if t.quantized}
+    assert sorted(encs.values()) == ["i8", "i8", "t2", "t2"], encs
+    by = {r.tensor: r for r in res.report.layers}
+    assert {r.note for r in by.values() if r.encoding == "i8"} == {"fine-tuned, int8"}
+    assert {r.note for r in by.values() if r.encoding == "t2"} == {"fine-tuned, lossless"}
+    x = _samples(16, seed=7)
+    np.testing.assert_allclose(edgenet.load(dst, device="reference")(x), _ort(ref, x),
+                               rtol=1e-4, atol=1e-6)
+    m = onnx.load(ref)
+    w2 = numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == "w2"))
+    w1 = numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == "w1"))
+    s = np.abs(w2).reshape(len(w2), -1).max(axis=1) / 127
+    np.testing.assert_allclose(w2 / s[:, None, None, None],
+                               np.rint(w2 / s[:, None, None, None]), atol=1e-3)
+    assert not np.allclose(w2, numpy_helper.to_array(next(
+        i for i in onnx.load(src).graph.initializer if i.name == "w2")))   # it trained
+    assert len(np.unique(np.abs(w1[0]))) <= 2                              # 0 and α
+    assert len(res.settings["int8_layers"]) == 2
+    with pytest.raises(ConversionError, match="int8 layers"):
+        ft.finetune(src, dst, _samples(), steps=1, minutes=None, threads=1, int8="wide")
+
+
+def test_keep_float_layer_exported_float(tmp_path):
+    """A layer kept float in training is written f32 (not re-ternarized at export)."""
+    src = _net(str(tmp_path / "m.onnx"))
+    dst = str(tmp_path / "m.edgenet")
+    ft.finetune(src, dst, _samples(), steps=2, minutes=None, calib_samples=64, threads=1,
+                keep_float="first")
+    mf = read_model(dst)
+    encs = [t.encoding for n, t in mf.weights().items() if len(t.shape) == 4]
+    assert encs[0] == "f32" and set(encs[1:]) == {"t2"}, encs
+
+
 def test_quinary_levels(tmp_path):
     src = _net(str(tmp_path / "m.onnx"))
     dst = str(tmp_path / "q.edgenet")
