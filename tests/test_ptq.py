@@ -173,3 +173,37 @@ def test_target_agreement_and_errors(tmp_path):
     with pytest.raises(ConversionError, match="max_bits"):
         convert(src, str(tmp_path / "b.edgenet"), weights="ternary", calibration=x,
                 max_bits=4.0)
+
+
+def test_int8_rules_pick_layers_and_share(tmp_path):
+    """mixed.int8_rules: first/last/depthwise/small:N pick the layers by position, group
+    and size; the share counts the weights left t2 (fixture: 216, 72, 128, 80 weights)."""
+    from converters import mixed
+    from converters.from_onnx import load_onnx
+    from edgenet.errors import ConversionError
+
+    g = load_onnx(_net(str(tmp_path / "net.onnx")))
+    names = [nd["inputs"][1] for nd in ptq.weight_nodes(g)]
+    sizes = [int(np.prod(g.weights[k].values.shape)) for k in names]
+    assert sizes == [216, 72, 128, 80]
+    e0 = {k: "t2" for k in names}
+
+    def pick(spec):
+        e, share = mixed.int8_rules(g, e0, spec)
+        chosen = [i for i, k in enumerate(names) if e[k] == "i8"]
+        assert all(e[k] == "t2" for i, k in enumerate(names) if i not in chosen)
+        assert share == pytest.approx(sum(s for i, s in enumerate(sizes) if i not in chosen)
+                                      / sum(sizes))
+        return chosen
+
+    assert pick("first") == [0]
+    assert pick("last") == [3]
+    assert pick("depthwise") == [1]
+    assert pick("small:100") == [1, 3]
+    assert pick(["first", "small:72"]) == [0, 1]
+    assert pick("none") == []
+    e, _ = mixed.int8_rules(g, {**e0, names[0]: "f32"}, "first,small:1000")
+    assert e[names[0]] == "f32"                       # kept float stays float
+    for bad in ("wide", "small:x", "small:-1"):
+        with pytest.raises(ConversionError, match="int8 layers"):
+            mixed.int8_rules(g, e0, bad)
