@@ -137,6 +137,33 @@ def _source_ops(model):
     return out
 
 
+def _matmul_biases(model):
+    """{MatMul weight initializer: the initializer added right after it}: a MatMul whose
+    only consumer is an Add of a 1-D (or (1, O)) initializer, the pattern of a linear layer
+    exported as MatMul + Add. Its bias change is written into that initializer."""
+    inits = {t.name: t for t in model.graph.initializer}
+    users = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    out = {}
+    for n in model.graph.node:
+        if n.op_type != "MatMul" or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        u = users.get(n.output[0], [])
+        if len(u) != 1 or u[0].op_type != "Add":
+            continue
+        other = [i for i in u[0].input if i != n.output[0]]
+        if len(other) != 1 or other[0] not in inits:
+            continue
+        dims = list(inits[other[0]].dims)
+        wdims = list(inits[n.input[1]].dims)
+        if len(wdims) == 2 and dims in ([wdims[1]], [1, wdims[1]]) \
+                and sum(1 for i in users.get(other[0], [])) == 1:
+            out[n.input[1]] = other[0]
+    return out
+
+
 def _weight_nodes(g):
     return [nd for nd in g.nodes if nd["op"] in ("Conv", "ConvTranspose", "Gemm")
             and len(nd["inputs"]) > 1 and nd["inputs"][1] in g.weights]
@@ -158,6 +185,7 @@ def _plan(g, mode, keep):
     if order and "last" in keep:
         kept.add(order[-1])
     src_ops = _source_ops(g.source_model) if g.source_model is not None else {}
+    mm_bias = _matmul_biases(g.source_model) if g.source_model is not None else {}
     encs, train_bias = {}, {}
     for nd in nodes:
         wn = nd["inputs"][1]
@@ -170,7 +198,8 @@ def _plan(g, mode, keep):
                                       "an initializer; finetune cannot export it")
             encs[wn] = mode
         # a bias change is written back into the source Conv/Gemm's bias input
-        train_bias[wn] = src_ops.get(w.source) in ("Conv", "Gemm")
+        train_bias[wn] = (src_ops.get(w.source) in ("Conv", "Gemm")
+                          or (src_ops.get(w.source) == "MatMul" and w.source in mm_bias))
     return encs, train_bias
 
 
@@ -518,13 +547,31 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
             d = layer.bias.detach().double().numpy() - old
             if np.any(d != 0):
                 bias_deltas[w.source] = (d, np.asarray(w.mult, np.float64))
+    # MatMul + Add(initializer): the bias change goes into the Add's initializer
+    mm_bias = _matmul_biases(g.source_model)
+    src_model = g.source_model
+    if any(k in mm_bias for k in bias_deltas):
+        import copy
+
+        from onnx import numpy_helper
+        src_model = copy.deepcopy(g.source_model)
+        inits = {t.name: t for t in src_model.graph.initializer}
+        for k in [k for k in bias_deltas if k in mm_bias]:
+            d, mult = bias_deltas.pop(k)
+            if np.any((mult == 0) & (d != 0)):
+                raise ConversionError(f"finetune: bias of '{k}' follows a zero scale")
+            t = inits[mm_bias[k]]
+            old = numpy_helper.to_array(t).astype(np.float64)
+            add = np.divide(d, mult, out=np.zeros_like(d), where=mult != 0)
+            t.CopyFrom(numpy_helper.from_array(
+                (old + add.reshape(old.shape)).astype(np.float32), t.name))
     d = os.path.dirname(os.path.abspath(dst))
     fd, tmp_onnx = tempfile.mkstemp(prefix=".edgenet-ft-", suffix=".onnx", dir=d)
     os.close(fd)
     fd, tmp_dst = tempfile.mkstemp(prefix=".edgenet-ft-", suffix=".edgenet", dir=d)
     os.close(fd)
     try:
-        write_reference_onnx(g.source_model, ref_values, tmp_onnx, bias_deltas=bias_deltas)
+        write_reference_onnx(src_model, ref_values, tmp_onnx, bias_deltas=bias_deltas)
         # the t2/q3 layers are detected as exact levels (lossless) under every mode;
         # int8 mode rounds the i8 layers; keep_float keeps the layers trained as float
         any_i8 = any(e == "i8" for e in encs.values())

@@ -30,7 +30,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _net(path, seed=0, extra=None):
+def _net(path, seed=0, extra=None, matmul=False):
     """Conv+BN+Relu, depthwise Conv+HardSwish, 1x1 Conv + residual Add, MaxPool (padded),
     AveragePool, Concat, GlobalAveragePool, Flatten, Gemm, Softmax: (N, 3, 8, 8) -> (N, 4).
     ``extra``: an ONNX op type inserted after the first block (to test refusals)."""
@@ -69,8 +69,16 @@ def _net(path, seed=0, extra=None):
         helper.make_node("Concat", ["p1", "p2"], ["cat"], axis=1),
         helper.make_node("GlobalAveragePool", ["cat"], ["gp"]),
         helper.make_node("Flatten", ["gp"], ["fl"]),
-        helper.make_node("Gemm", ["fl", init("wf", rng.normal(0, 0.12, (4, 2 * c))),
-                                  init("bf", rng.normal(0, 0.1, 4))], ["lo"], transB=1),
+    ]
+    if matmul:          # a linear layer exported as MatMul + Add (as Paddle models are)
+        nodes += [helper.make_node("MatMul", ["fl", init("wf", rng.normal(0, 0.12, (2 * c, 4)))],
+                                   ["mm"]),
+                  helper.make_node("Add", ["mm", init("bf", rng.normal(0, 0.1, 4))], ["lo"])]
+    else:
+        nodes.append(helper.make_node(
+            "Gemm", ["fl", init("wf", rng.normal(0, 0.12, (4, 2 * c))),
+                     init("bf", rng.normal(0, 0.1, 4))], ["lo"], transB=1))
+    nodes += [
         helper.make_node("Softmax", ["lo"], ["y"], axis=1),
     ]
     g = helper.make_graph(nodes, "ft", [helper.make_tensor_value_info(
@@ -154,6 +162,25 @@ def test_int8_layers_mixed(tmp_path):
     assert len(res.settings["int8_layers"]) == 2
     with pytest.raises(ConversionError, match="int8 layers"):
         ft.finetune(src, dst, _samples(), steps=1, minutes=None, threads=1, int8="wide")
+
+
+def test_matmul_add_bias_written_back(tmp_path):
+    """MatMul + Add: the calibrated (and trained) bias of the linear layer reaches the file
+    through the Add's initializer: the written file computes what the torch start computed
+    (steps=0), and equals onnxruntime on the --reference-onnx export."""
+    src = _net(str(tmp_path / "m.onnx"), seed=3, matmul=True)
+    dst, ref = str(tmp_path / "m.edgenet"), str(tmp_path / "m.ref.onnx")
+    x = _samples(200, seed=2)
+    res = ft.finetune(src, dst, x[:150], fidelity_samples=x[150:], steps=0, minutes=None,
+                      calib_samples=128, threads=1, reference_onnx=ref)
+    assert res.kept == "calibrated PTQ start" and res.steps == 0
+    assert res.fidelity["snr_db"] == pytest.approx(res.ptq_fidelity["snr_db"], abs=0.01)
+    bf = lambda p: numpy_helper.to_array(next(  # noqa: E731
+        i for i in onnx.load(p).graph.initializer if i.name == "bf"))
+    assert not np.allclose(bf(ref), bf(src))          # the bias correction was written
+    xt = _samples(16, seed=7)
+    np.testing.assert_allclose(edgenet.load(dst, device="reference")(xt), _ort(ref, xt),
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_keep_float_layer_exported_float(tmp_path):
