@@ -196,3 +196,44 @@ def test_adaptive_threads_give_the_same_outputs(model_path, monkeypatch):
         np.testing.assert_allclose(m(x), want, rtol=1e-6, atol=1e-6)
     (plan,), = m._plans.values()
     assert plan.any_parallel and len(plan.times[0]) >= 3 and len(plan.times[1]) >= 3
+
+
+@pytest.mark.parametrize("device,threads", [("cpu", 1), ("cpu", 2), ("reference", None)])
+def test_graph_outputs_read_by_later_nodes_are_fresh_per_call(tmp_path, device, threads):
+    """Graph outputs are written straight into fresh arrays (no copy on return): an output
+    that later nodes read (r, s), several outputs, a subset (outputs=[...]), two calls whose
+    results must not alias, and a plan reused across calls."""
+    from edgenet.activation import act_desc
+    graph = {"inputs": [{"name": "x", "shape": [None, 4, 6, 6], "dtype": "float32"}],
+             "outputs": [{"name": "r", "shape": [None, 4, 6, 6]},
+                         {"name": "s", "shape": [None, 4, 6, 6]},
+                         {"name": "e", "shape": [None, 4, 6, 6]}],
+             "nodes": [{"name": "relu", "op": "Act", "inputs": ["x"], "outputs": ["r"],
+                        "attrs": {"activation": act_desc("Relu")}},
+                       {"name": "add", "op": "Add", "inputs": ["r", "x"], "outputs": ["s"],
+                        "attrs": {"activation": None}},
+                       {"name": "exp", "op": "Unary", "inputs": ["s"], "outputs": ["t"],
+                        "attrs": {"fn": "exp"}},
+                       {"name": "neg", "op": "Unary", "inputs": ["t"], "outputs": ["e"],
+                        "attrs": {"fn": "neg"}}]}
+    path = str(tmp_path / "outs.edgenet")
+    write_model(path, graph=graph, tensors={})
+    m = edgenet.load(path, device=device, threads=threads)
+
+    def want(x):
+        r = np.maximum(x, 0)
+        return {"r": r, "s": r + x, "e": -np.exp(r + x)}
+    a = RNG.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    b = RNG.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    ya = m.run({"x": a})
+    yb = m.run({"x": b})
+    for got, x in ((ya, a), (yb, b)):      # ya is unchanged by the second call
+        assert sorted(got) == ["e", "r", "s"]
+        for n, w in want(x).items():
+            np.testing.assert_allclose(got[n], w, rtol=2e-6, atol=1e-6, err_msg=n)
+    assert all(ya[n] is not yb[n] and not np.shares_memory(ya[n], yb[n]) for n in ya)
+    sub = m.run({"x": a}, outputs=["e"])
+    assert list(sub) == ["e"]
+    np.testing.assert_array_equal(sub["e"], ya["e"])
+    np.testing.assert_array_equal(m(b), yb["r"])
+    assert len(m._plans) == 1 and len(next(iter(m._plans.values()))) == 1
