@@ -247,16 +247,16 @@ def _reduce_rows(x, y, i0, i1, fn, inv_d):
                 accf[b] = x[i, 0, b]               # from 0 vectorize)
             for d in range(1, D):
                 xr = x[i, d]
+                # NaN sticks (a NaN v replaces u; numba's min/max keep a NaN u). This form
+                # vectorizes on the avx2 tier too (v if (v < u or v != v) else u: 6x slower)
                 if fn == 3:
                     for b in range(B):
                         v = xr[b]
-                        u = accf[b]
-                        accf[b] = v if (v < u or v != v) else u
+                        accf[b] = min(accf[b], v) if v == v else v
                 else:
                     for b in range(B):
                         v = xr[b]
-                        u = accf[b]
-                        accf[b] = v if (v > u or v != v) else u
+                        accf[b] = max(accf[b], v) if v == v else v
             for b in range(B):
                 acc[b] = np.float64(accf[b])
             if fn == 9:
