@@ -404,10 +404,6 @@ class LayerNorm(OpImpl):
             _layernorm_rows(x2, s, b, y2, 0, R, state["eps"])
 
 
-_HEAVY = frozenset(UNARY_CODE[f] for f in ("exp", "log", "erf", "softplus", "mish", "silu",
-                                            "gelu", "gelu_tanh", "sin", "cos"))
-
-
 class Unary(OpImpl):
     def prepare(self, node, consts, policy):
         return UNARY_CODE[node_attrs(node)["fn"]]
@@ -415,9 +411,7 @@ class Unary(OpImpl):
     def run(self, node, state, inputs, outputs):
         x = inputs[0].reshape(-1)
         y = outputs[0].reshape(-1)
-        # the transcendental functions cost 2-6x a copy per element: their work counts x4
-        # against PAR_MIN (Exp of 200,704 floats: 43 us on one thread)
-        if use_parallel(x.size * (4 if state in _HEAVY else 1)):
+        if use_parallel(x.size):
             _unary_par(x, y, state)
         else:
             _unary_rng(x, y, 0, x.size, state)
