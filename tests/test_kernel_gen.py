@@ -185,10 +185,12 @@ def test_narrow_rows_run_k1_tiles_on_a_wider_layout(OW, P, monkeypatch):
 
 
 @pytest.mark.parametrize("L,S", [(16, 1), (8, 2)])
-def test_depthwise_tile_matches_reference(L, S, monkeypatch):
+@pytest.mark.parametrize("H,W,N", [(11, 19, 1), (23, 29, 2)])   # one copy / per-plane padding
+def test_depthwise_tile_matches_reference(L, S, H, W, N, monkeypatch):
     monkeypatch.setenv("EDGENET_SIMD", "avx512" if L == 16 else "avx2")
-    rng = np.random.default_rng(L + S)
-    consts, inputs, _ = _case(rng, 1, 12, 11, 19, 12, 3, S, 1, True, group=12)
+    rng = np.random.default_rng(L + S + H)
+    assert (H * W >= conv.DW_PLANE_PAD) == (H > 20)
+    consts, inputs, _ = _case(rng, N, 12, H, W, 12, 3, S, 1, True, group=12)
     node = _node(S, 1, "Relu", True, group=12)
     want = run_node(node, inputs, consts)[0]
     st = cpu.OPS["Conv"].prepare(node, consts, "packed")
@@ -268,8 +270,8 @@ from edgenet.cpu import gen_simd_conv as gen
 kern = gen.dw_kernel(8, 2)
 f, i = np.zeros(4096, np.float32), np.zeros(9, np.int64)
 with event.install_recorder("numba:compile") as rec:
-    kern(f, 1, 8, 8, f, f, i, f, 1, 1, 3, 3, f, False, 1, np.float32(0), np.float32(6),
-         np.zeros((64, 256), np.float32))
+    kern(f, 1, 8, 8, 0, 0, 8, 8, f, f, i, f, 1, 1, 3, 3, f, False, 1, np.float32(0),
+         np.float32(6), np.zeros((64, 256), np.float32), np.zeros((64, 4096), np.float32))
 print(json.dumps({"hits": sum(kern._cache_hits.values()),
                   "misses": sum(kern._cache_misses.values()),
                   "compiles": sum(1 for _, e in rec.buffer if e.is_start)}))

@@ -312,6 +312,14 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     return True
 
 
+# Depthwise planes of at least this many pixels are padded per plane inside the kernel
+# (input read once); smaller ones padded as one tensor first. A/B, 1 thread, per conv:
+# 144ch 56x56 0.85, 96ch 112x112/2 0.86, 32ch 112x112 0.85, 240ch 28x28 5x5 0.82 of the
+# one-copy time; 960ch 7x7 1.6 (per-plane overhead), hence the threshold.
+DW_PLANE_PAD = 400
+_DW_NOPAD = np.zeros((1, 1), np.float32)
+
+
 def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none."""
     DW_V = gen_simd_conv.DW_V
@@ -324,18 +332,24 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     Hp, Wp = H + pt + pb, W + pl + pr
     LV = L * (DW_V if sh == 1 else 2)
     slack = 4 * LV + Wp + 64
-    xp = tls_buffer("conv.xp", N * C * Hp * Wp + slack)
-    _pad_copy(x, xp[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
+    nt = numba.config.NUMBA_NUM_THREADS
+    if H * W >= DW_PLANE_PAD:
+        # one padded plane per thread, filled by the kernel (the slack: dropped outputs)
+        xq = tls_buffer("conv.dwpad", nt * (Hp * Wp + slack)).reshape(nt, Hp * Wp + slack)
+        xf, ptk = x.reshape(-1), pt
+    else:    # small planes: the whole tensor padded once here (pt = -1 tells the kernel)
+        xf = tls_buffer("conv.xp", N * C * Hp * Wp + slack)
+        _pad_copy(x, xf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
+        xq, ptk = _DW_NOPAD, -1
     if sh == 1:
         psize = -(-(OH * Wp) // LV) * LV
     else:
         psize = OH * (-(-OW // LV) * LV)
     psize += L   # the vector epilogue may read up to L - 1 floats past the last row
-    nt = numba.config.NUMBA_NUM_THREADS
     pbuf = tls_buffer("conv.dwplane", nt * psize).reshape(nt, psize)
-    gen_simd_conv.dw_kernel(L, sh)(xp, C, Hp, Wp, st.wdw, b.reshape(-1), toff,
-                                   y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta,
-                                   pbuf)
+    gen_simd_conv.dw_kernel(L, sh)(xf, C, H, W, ptk, pl, Hp, Wp, st.wdw, b.reshape(-1),
+                                   toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code,
+                                   alpha, beta, pbuf, xq)
     return True
 
 

@@ -179,6 +179,29 @@ def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha,
                 stf(yf, yb + p, act_call(ldf(buf, p * B + l), code, alpha, beta))
 
 
+@njit(fastmath=FM, boundscheck=False, error_model="numpy")
+def pad_plane(xf, xb, H, W, pt, pl, Hp, Wp, xp):
+    """The plane xf[xb : xb + H*W] (H x W) into xp[: Hp*Wp] with zero borders (pt rows on
+    top, pl columns on the left; the rest of each row and the last rows zero). Unsigned
+    indices: no wraparound selects, the row copies vectorize."""
+    u0 = np.uint64(0)
+    for i in range(u0, np.uint64(pt * Wp)):
+        xp[i] = FZERO
+    n = np.uint64(W)
+    for iy in range(H):
+        do = np.uint64((iy + pt) * Wp)
+        so = np.uint64(xb + iy * W)
+        for i in range(u0, np.uint64(pl)):
+            xp[do + i] = FZERO
+        dp = do + np.uint64(pl)
+        for i in range(u0, n):
+            xp[dp + i] = xf[so + i]
+        for i in range(np.uint64(pl + W), np.uint64(Wp)):
+            xp[do + i] = FZERO
+    for i in range(np.uint64((pt + H) * Wp), np.uint64(Hp * Wp)):
+        xp[i] = FZERO
+
+
 def tile_header(w, name, head_args, cname, B, P, S):
     """A tile kernel is one plain ``njit`` function, ``{name}_tile``: one (L*k channels) x
     (P pixels) tile ``t`` of the output. The ``prange`` over (batch, channel block, output
@@ -274,17 +297,29 @@ def dw_source(L, S):
     V = DW_V if S == 1 else 2
     o = []
     w = o.append
+    # each step pads its own input plane into a per-thread buffer (xq: rows of Wp, zero
+    # borders; slack after it is only read for dropped outputs): the input is read once
+    # from memory, no padded copy of the whole tensor is written and read back. pt < 0:
+    # xf is that padded copy (small planes, where a plane's padding costs more than it saves)
     w("@pjit(fastmath=FM, boundscheck=False, error_model='numpy')")
-    w(f"def {name}(xp, C, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code, alpha, beta, pb):")
+    w(f"def {name}(xf, C, H, W, pt, pl, Hp, Wp, wf, b, toff, yf, N, O, OH, OW, rf, has_r, code,")
+    w("         alpha, beta, pb, xq):")
     w("    T = toff.shape[0]")
-    w("    HW = Hp * Wp")
     w("    m = O // C")
     w(f"    RW = Wp if {S} == 1 else ((OW + {L * V - 1}) // {L * V}) * {L * V}")
     w("    for t in prange(N * O):")
     w("        n = t // O")
     w("        oc = t % O")
-    w(f"        {name}_plane(xp, (n * C + oc // m) * HW, Wp, wf, oc * T, b[oc], toff, T, OH, OW, RW,")
-    w("                     pb[numba.get_thread_id()], yf, (n * O + oc) * OH * OW, rf, has_r, code,")
+    w("        tid = numba.get_thread_id()")
+    w("        if pt < 0:     # xf is already the padded tensor (small planes: one copy)")
+    w("            xp = xf")
+    w("            xb = (n * C + oc // m) * Hp * Wp")
+    w("        else:")
+    w("            xp = xq[tid]")
+    w("            xb = 0")
+    w("            pad_plane(xf, (n * C + oc // m) * H * W, H, W, pt, pl, Hp, Wp, xp)")
+    w(f"        {name}_plane(xp, xb, Wp, wf, oc * T, b[oc], toff, T, OH, OW, RW,")
+    w("                     pb[tid], yf, (n * O + oc) * OH * OW, rf, has_r, code,")
     w("                     alpha, beta)")
     w("")
     w("")

@@ -65,8 +65,8 @@ def _tile_args(kind, key):
                 z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
     if kind == "dw":
         L, S = key
-        return (z(4096), 1, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1, z(1),
-                False) + act + (np.zeros((nt, 512), f32),)
+        return (z(4096), 1, 3 * S, 3 * S, 0, 0, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1,
+                z(1), False) + act + (np.zeros((nt, 512), f32), np.zeros((nt, 4096), f32))
     if kind == "qtier":     # (xq, C4, Hp, Wp, wt, sc, bb, smax, ...): qconv.run's types
         fam, L, k, P, S = key
         B = L * k
