@@ -95,6 +95,20 @@ def _thread_calls():
 _THREAD_CALLS = None
 
 
+_VIEW_OPS = frozenset({"Reshape", "Flatten"})
+
+
+class _View:
+    """The step of a Reshape / Flatten whose output is a view of its input (_Plan)."""
+
+    @staticmethod
+    def run(node, state, inputs, outputs):
+        pass
+
+
+_VIEW = _View()
+
+
 class _Plan:
     """Shapes and buffers for one set of concrete input shapes."""
 
@@ -112,6 +126,19 @@ class _Plan:
             for n in node["inputs"]:
                 last[n] = i
         keep = set(model._output_names)
+        feeds = {v["name"] for v in g["inputs"]}
+        # Reshape / Flatten of an intermediate into an intermediate: the output is a view of
+        # the input's buffer (no copy, the node does not run); the buffer then lives until
+        # the view's last reader (the reverse walk carries that through chains of views)
+        alias = {}
+        for i, node in enumerate(g["nodes"]):
+            if node["op"] in _VIEW_OPS and len(node["outputs"]) == 1:
+                src, dst = node["inputs"][0], node["outputs"][0]
+                if src not in feeds and src not in keep and src not in model.consts \
+                        and dst not in keep and math.prod(shapes[src]) == math.prod(shapes[dst]):
+                    alias[dst] = (i, src)
+        for dst, (i, src) in reversed(alias.items()):
+            last[src] = max(last.get(src, i), last.get(dst, i))
         pool: list = []          # free flat buffers
         self.buffers = {}        # value name -> ndarray view (graph outputs: the last call's)
         self.nbytes = 0
@@ -121,6 +148,9 @@ class _Plan:
                 size = int(np.prod(shapes[n], dtype=np.int64))
                 if n in keep:    # a fresh array per call (run: returned without a copy)
                     self.buffers[n] = None
+                    continue
+                if n in alias:
+                    self.buffers[n] = self.buffers[alias[n][1]].reshape(shapes[n])
                     continue
                 fit = [j for j, b in enumerate(pool) if b.size >= size]
                 if fit:
@@ -144,9 +174,10 @@ class _Plan:
         # such nodes share one one-thread region (_execute)
         serial_step = getattr(model.backend, "serial_step", None)
         self.serial = []
-        feeds = {v["name"] for v in g["inputs"]}
         for node, state in zip(g["nodes"], model._states):
             impl = model._impls[node["op"]]
+            if node["outputs"][0] in alias:
+                impl = _VIEW
             ins_names = [None if (n == "" or n in model.consts) else n for n in node["inputs"]]
             ins = [None if n is None or n in feeds or n in keep else self.buffers[n]
                    for n in ins_names]
@@ -154,7 +185,7 @@ class _Plan:
                            if n is not None and (n in feeds or n in keep))
             outs = [self.buffers[n] for n in node["outputs"]]
             dyn_out = tuple((j, n) for j, n in enumerate(node["outputs"]) if n in keep)
-            serial = bool(serial_step) and bool(serial_step(
+            serial = impl is _VIEW or bool(serial_step) and bool(serial_step(
                 node, state, [None if n is None else shapes[n] for n in ins_names],
                 [shapes[n] for n in node["outputs"]]))
             self.serial.append(serial)

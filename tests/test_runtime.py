@@ -237,3 +237,49 @@ def test_graph_outputs_read_by_later_nodes_are_fresh_per_call(tmp_path, device, 
     np.testing.assert_array_equal(sub["e"], ya["e"])
     np.testing.assert_array_equal(m(b), yb["r"])
     assert len(m._plans) == 1 and len(next(iter(m._plans.values()))) == 1
+
+
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_reshape_of_an_intermediate_is_a_view_not_a_step(tmp_path, device):
+    """A Reshape / Flatten from an intermediate to an intermediate aliases its input's
+    buffer (no copy, the node is not run): chains of them, a view read by two later nodes
+    while other buffers are reused around it, a Reshape of the graph input and one into a
+    graph output (those still copy); results as NumPy, observe() sees every value."""
+    from edgenet.activation import act_desc
+    relu = act_desc("Relu")
+    graph = {"inputs": [{"name": "x", "shape": [None, 4, 6, 6], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 144]}],
+             "nodes": [
+                 {"name": "r0", "op": "Reshape", "inputs": ["x"], "outputs": ["x2"],
+                  "attrs": {"shape": [0, 4, 36]}},
+                 {"name": "a", "op": "Act", "inputs": ["x2"], "outputs": ["a"],
+                  "attrs": {"activation": relu}},
+                 {"name": "r1", "op": "Reshape", "inputs": ["a"], "outputs": ["v1"],
+                  "attrs": {"shape": [0, 144]}},
+                 {"name": "r2", "op": "Flatten", "inputs": ["v1"], "outputs": ["v2"],
+                  "attrs": {"axis": 1}},
+                 {"name": "n", "op": "Unary", "inputs": ["v2"], "outputs": ["b"],
+                  "attrs": {"fn": "neg"}},
+                 {"name": "e", "op": "Unary", "inputs": ["b"], "outputs": ["c"],
+                  "attrs": {"fn": "exp"}},
+                 {"name": "s", "op": "Add", "inputs": ["c", "v2"], "outputs": ["d"],
+                  "attrs": {"activation": None}},
+                 {"name": "r3", "op": "Reshape", "inputs": ["d"], "outputs": ["y"],
+                  "attrs": {"shape": [0, 144]}}]}
+    path = str(tmp_path / "views.edgenet")
+    write_model(path, graph=graph, tensors={})
+    m = edgenet.load(path, device=device)
+    for seed in (0, 1):
+        x = np.random.default_rng(seed).standard_normal((3, 4, 6, 6)).astype(np.float32)
+        v = np.maximum(x, 0).reshape(3, 144)
+        want = np.exp(-v) + v
+        seen = {}
+        y = m.run({"x": x}, observe=lambda n, a: seen.__setitem__(n, a.copy()))["y"]
+        np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-6)
+        assert set(seen) == {"x", "x2", "a", "v1", "v2", "b", "c", "d", "y"}
+        np.testing.assert_array_equal(seen["v2"], v)
+        np.testing.assert_allclose(m(x), want, rtol=2e-6, atol=1e-6)
+    (plan,), = m._plans.values()
+    views = [s[1]["name"] for s in plan.steps if s[0] is __import__("edgenet").runtime._VIEW]
+    assert views == ["r1", "r2"]
+    assert np.shares_memory(plan.buffers["v2"], plan.buffers["a"])
