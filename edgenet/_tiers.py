@@ -80,8 +80,12 @@ def _parse_features(s: str) -> dict:
 
 def configure() -> str:
     """Set numba's codegen target for a forced tier below the host's (before numba is
-    imported); returns the tier the codegen target supports."""
+    imported); returns the tier the codegen target supports. Runs once per process: a
+    second call (``tier()`` asked before ``edgenet._jit`` was imported) would read the
+    NUMBA_CPU_NAME the first one set as the user's own and report tier 'generic'."""
     global _codegen_tier
+    if _codegen_tier is not None:
+        return _codegen_tier
     host = tier_of(host_features())
     try:
         req = requested()

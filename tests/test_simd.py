@@ -333,6 +333,37 @@ def test_forced_tier_restricts_codegen(tier, cpu, fam, absent, present, tmp_path
         assert p in out["asm"], p
 
 
+_EARLY = r"""
+import json, os
+from edgenet import _tiers
+first = _tiers.tier()              # asked before edgenet._jit configures numba
+from edgenet.cpu import simd
+print(json.dumps({"first": first, "tier": simd.tier(), "codegen": simd.codegen_tier(),
+                  "cpu": os.environ.get("NUMBA_CPU_NAME")}))
+"""
+
+
+def test_forced_tier_asked_before_the_runtime_loads(tmp_path):
+    """_tiers.tier() before edgenet.cpu is imported, under a forced tier: the later
+    configuration keeps that tier (it used to read its own NUMBA_CPU_NAME as the user's and
+    report 'generic', and every Conv refused to load)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from edgenet import _tiers
+    if simd.rank("avx2") < simd.rank(_tiers.tier_of(simd.host_features())):
+        pytest.skip("host cannot run avx2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    env.update(EDGENET_SIMD="avx2", EDGENET_CACHE_DIR=str(tmp_path / "cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _EARLY], capture_output=True, text=True,
+                       env=env, cwd=root, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"first": "avx2", "tier": "avx2", "codegen": "avx2", "cpu": "haswell"}
+
+
 def test_tile_choice():
     assert choose_k(64, 16) == 2 and choose_k(144, 16) == 3 and choose_k(16, 16) == 1
     assert choose_p(56, 16, 2) == 14 and choose_p(7, 16, 2) == 7 and choose_p(8, 16, 2) == 8
