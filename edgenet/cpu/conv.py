@@ -29,6 +29,7 @@ from ._common import tls_buffer
 from . import _common
 from . import gen_simd_conv
 from . import pw_f32
+from . import qconv
 from .simd_layout import (decode_rows, decode_simd, expand_simd, i8_simd,  # noqa: F401
                           ternary_bits)  # (i8_simd, ternary_bits: also dense.py's, through here)
 
@@ -464,7 +465,6 @@ class Conv(OpImpl):
                        _conv_params(node), act_of(node), _bias(node, consts, O))
         g = st.params[-1]
         if aq is not None:
-            from . import qconv
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
@@ -544,7 +544,6 @@ class Conv(OpImpl):
         KH, KW = state.KH, state.KW
         w = state.w
         if state.q is not None:
-            from . import qconv
             qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
                       b is state.b, r, has_r, code, alpha, beta)
             return
