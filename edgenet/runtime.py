@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import ir
+from ._jit import thread_calls as _thread_calls
 from .errors import DeviceError, EdgenetError, InputError, ModelError, UsageError
 from .format import ModelFile
 from .ops import ACT, SPEC
@@ -74,25 +75,6 @@ def _backend(device: str):
     raise DeviceError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
 
 
-def _thread_calls():
-    """numba's get/set_num_threads without their per-call lock and checks (the C calls
-    behind them, ~0.1 µs instead of 1-2 µs); the public functions if numba changed."""
-    global _THREAD_CALLS
-    if _THREAD_CALLS is None:
-        import numba
-        try:
-            from numba.np.ufunc import parallel as par
-            par._launch_threads()
-            get_nt, set_nt = par._get_num_threads, par._set_num_threads
-            if get_nt() != numba.get_num_threads():
-                raise RuntimeError
-        except Exception:
-            get_nt, set_nt = numba.get_num_threads, numba.set_num_threads
-        _THREAD_CALLS = get_nt, set_nt
-    return _THREAD_CALLS
-
-
-_THREAD_CALLS = None
 
 
 _VIEW_OPS = frozenset({"Reshape", "Flatten"})

@@ -23,7 +23,7 @@ from numba import prange
 
 from ._common import (ENC_Q3, ENC_T2, FM, OpImpl, Weights, act, act_of, attrs, const_f32,
                       decode_row, node_inputs, scratch)
-from .._jit import njit, pjit
+from .._jit import njit, pjit, thread_calls
 from . import simd
 from ._common import tls_buffer
 from . import _common
@@ -260,17 +260,6 @@ def dense_f(st):
     return w.f
 
 
-def _thread_calls():
-    """(get, set) numba thread count without the public functions' lock (edgenet.runtime:
-    ~0.1 us a call instead of 1-2)."""
-    global _TC
-    if _TC is None:
-        from ..runtime import _thread_calls as tc
-        _TC = tc()
-    return _TC
-
-
-_TC = None
 
 
 def _pad_copy(x, xp, pt, pl):
@@ -516,7 +505,7 @@ class Conv(OpImpl):
         macs = y.size * state.K * (8 if state.simd_dw else 1)
         if macs >= _common.CONV_PAR_MIN:
             return self._run(node, state, inputs, outputs)
-        get_nt, set_nt = _thread_calls()
+        get_nt, set_nt = thread_calls()
         nt = get_nt()
         if nt == 1:
             return self._run(node, state, inputs, outputs)
