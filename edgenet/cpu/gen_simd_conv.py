@@ -287,6 +287,27 @@ def conv_source(L, k, P, S):
 DW_V = 4  # vectors per depthwise tile (stride 1)
 
 
+def emit_act_consts(w, L, ind):
+    """Generated code: the vectors the vector activation epilogue uses (emit_act_vec)."""
+    w(f"{ind}lo = vsplat{L}(alpha)")
+    w(f"{ind}hi = vsplat{L}(beta)")
+    w(f"{ind}z0 = vsplat{L}(np.float32(0))")
+    w(f"{ind}o1 = vsplat{L}(np.float32(1))")
+    w(f"{ind}c6 = vsplat{L}(np.float32(1 / 6))")
+    w(f"{ind}h5 = vsplat{L}(np.float32(0.5))")
+
+
+def emit_act_vec(w, L, ind, v):
+    """Generated code: Relu / Clip / HardSwish (v * clip(v / 6 + 1/2, 0, 1)) on the vector
+    ``v`` (other codes: the caller's scalar pass)."""
+    w(f"{ind}if code == ActCode.RELU:")
+    w(f"{ind}    {v} = vrelu{L}({v})")
+    w(f"{ind}elif code == ActCode.CLIP:")
+    w(f"{ind}    {v} = vclip{L}({v}, lo, hi)")
+    w(f"{ind}elif code == ActCode.HARD_SWISH:")
+    w(f"{ind}    {v} = vfma{L}({v}, vclip{L}(vfma{L}({v}, c6, h5), z0, o1), z0)")
+
+
 def dw_source(L, S):
     """Depthwise (C/group == 1) conv, one (batch, output channel) plane per prange step,
     vectorized over output pixels. S == 1: over the *flat* padded plane (output q reads
@@ -354,12 +375,7 @@ def dw_source(L, S):
             w(f"            vst{L}(buf, oy * RW + x0 + {v * L}, a{v})")
     w("    if code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH:")
     w("        # vector epilogue, scalar row tails")
-    w(f"        lo = vsplat{L}(alpha)")
-    w(f"        hi = vsplat{L}(beta)")
-    w(f"        z0 = vsplat{L}(np.float32(0))")
-    w(f"        o1 = vsplat{L}(np.float32(1))")
-    w(f"        c6 = vsplat{L}(np.float32(1 / 6))")
-    w(f"        h5 = vsplat{L}(np.float32(0.5))")
+    emit_act_consts(w, L, "        ")
 
     # rows before the last: whole vectors, the last one spilling into the next row of the
     # same plane (rewritten right after); last row: whole vectors, then one overlapping
@@ -368,12 +384,7 @@ def dw_source(L, S):
         w(f"{ind}v = vld{L}(buf, bb + {off})")
         w(f"{ind}if has_r:")
         w(f"{ind}    v = vadd{L}(v, vld{L}(rf, rb + {off}))")
-        w(f"{ind}if code == ActCode.RELU:")
-        w(f"{ind}    v = vrelu{L}(v)")
-        w(f"{ind}elif code == ActCode.CLIP:")
-        w(f"{ind}    v = vclip{L}(v, lo, hi)")
-        w(f"{ind}elif code == ActCode.HARD_SWISH:     # v * clip(v / 6 + 1/2, 0, 1)")
-        w(f"{ind}    v = vfma{L}(v, vclip{L}(vfma{L}(v, c6, h5), z0, o1), z0)")
+        emit_act_vec(w, L, ind, "v")
         w(f"{ind}vst{L}(yf, rb + {off}, v)")
     # (rows narrower than the lanes: only rows whose spill stays inside the plane)
     w("        nv = OH - 1")

@@ -26,6 +26,7 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from . import simd
 from ._common import act_call  # noqa: F401
+from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
                    vld8, vld16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
 
@@ -68,12 +69,7 @@ def _source(L):
         w(f"            wv = vbc{L}(ws, w{i} + wc)")
         for v in range(V):
             w(f"            a{i}{v} = vfma{L}(x{v}, wv, a{i}{v})")
-    w(f"        lo = vsplat{L}(alpha)")
-    w(f"        hi = vsplat{L}(beta)")
-    w(f"        z0 = vsplat{L}(np.float32(0))")
-    w(f"        o1 = vsplat{L}(np.float32(1))")
-    w(f"        c6 = vsplat{L}(np.float32(1 / 6))")
-    w(f"        h5 = vsplat{L}(np.float32(0.5))")
+    emit_act_consts(w, L, "        ")
     for i in range(K4):
         w(f"        if o0 + {i} < O:")
         w(f"            bv = vsplat{L}(bp[o0 + {i}])")
@@ -82,12 +78,7 @@ def _source(L):
             w(f"            f = vadd{L}(a{i}{v}, bv)")
             w("            if has_r:")
             w(f"                f = vadd{L}(f, vld{L}(rf, yb + {v * L}))")
-            w("            if code == ActCode.RELU:")
-            w(f"                f = vrelu{L}(f)")
-            w("            elif code == ActCode.CLIP:")
-            w(f"                f = vclip{L}(f, lo, hi)")
-            w("            elif code == ActCode.HARD_SWISH:")
-            w(f"                f = vfma{L}(f, vclip{L}(vfma{L}(f, c6, h5), z0, o1), z0)")
+            emit_act_vec(w, L, "            ", "f")
             w(f"            vst{L}(yf, yb + {v * L}, f)")
         w("            if code != ActCode.NONE and code != ActCode.RELU and "
           "code != ActCode.CLIP and code != ActCode.HARD_SWISH:")
