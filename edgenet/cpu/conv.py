@@ -260,8 +260,6 @@ def dense_f(st):
     return w.f
 
 
-
-
 def _pad_copy(x, xp, pt, pl):
     """x (N, C, H, W) -> xp (N, C, Hp, Wp) zero-padded (top/left offsets pt, pl). NumPy
     slice copies: ~memcpy speed, no parallel dispatch (a Numba loop here ran 7x slower).
