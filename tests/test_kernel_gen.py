@@ -479,3 +479,25 @@ def test_concurrent_processes_keep_every_signature_in_the_cache(tmp_path):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["hits"] == len(a + b)
     assert got["out"] == first == {k: [k, 6.0] for k in a + b}
+
+
+def test_warmup_builds_the_quantize_signatures(monkeypatch):
+    """int8 activations' quantize pass (qconv._quant_rng called directly by small convs,
+    _quant_par by big ones): warmup compiles the signatures a real layer calls; the layer
+    matches the reference and its run compiles no new signature."""
+    from edgenet.cpu import _common
+    qconv.warm_quantize()
+    sigs = (list(qconv._quant_rng.signatures), list(qconv._quant_par.signatures))
+    assert sigs[0] and sigs[1]
+    rng = np.random.default_rng(5)
+    consts, inputs, OW = _case(rng, 1, 8, 6, 9, 16, 3, 1, 1, False)
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node(1, 1, "Relu", False, aq=(float(s), zp, OW))
+    want = run_node(node, inputs, consts)[0]
+    for par_min in (1 << 62, 0):          # serial, then parallel quantize pass
+        monkeypatch.setattr(_common, "PAR_MIN", par_min)
+        st = cpu.OPS["Conv"].prepare(node, consts, "packed")
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st, inputs, [y])
+        np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+    assert (list(qconv._quant_rng.signatures), list(qconv._quant_par.signatures)) == sigs

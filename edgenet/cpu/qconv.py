@@ -166,6 +166,21 @@ def quantize_padded(x, q, pt, pl, pb, pr):
     return buf, Hp, Wp
 
 
+def warm_quantize():
+    """Compile (or load) the quantize pass at quantize_padded's argument types, serial and
+    parallel (edgenet warmup: a model's small int8 convs call the serial one directly)."""
+    from . import _common
+    q = {"C4": 1, "s": np.float32(1 / 255), "zp": np.float32(0)}
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    saved = _common.PAR_MIN
+    try:
+        for par_min in (1 << 62, 0):
+            _common.PAR_MIN = par_min
+            quantize_padded(x, q, 1, 1, 1, 1)
+    finally:
+        _common.PAR_MIN = saved
+
+
 class _Kern:
     """A layer's tile kernel, kept in its ``q`` (slots: runtime.memory() does not walk it)."""
     __slots__ = ("f",)

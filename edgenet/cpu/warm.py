@@ -295,6 +295,8 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
             if lanes:            # the 1x1 pixel-vector f32 kernel (pw_f32)
                 from . import pw_f32
                 pw_f32.warm(lanes)
+            from .qconv import warm_quantize   # int8 activations' quantize pass
+            warm_quantize()
             if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
                 from .qconv import warm_pointwise
                 warm_pointwise()
