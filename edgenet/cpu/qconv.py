@@ -146,39 +146,37 @@ def _quant_par(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, rows, chunk):
         _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, i * chunk, t1)
 
 
-def quantize_padded(x, q, pt, pl, pb, pr):
-    """float32 (N, C, H, W) -> uint8 padded, channel-interleaved buffer (per Python thread);
-    one compiled pass writes every byte (the border too: no NumPy fills per call)."""
+def _quant_args(x, q, pt, pl, pb, pr):
+    """(arguments shared by _quant_rng and _quant_par, rows, buffer, Hp, Wp)."""
     N, C, H, W = x.shape
     C4 = q["C4"]
     Hp, Wp = H + pt + pb, W + pl + pr
     buf = tls_buffer("qconv.xq", N * C4 * Hp * Wp).view(np.uint8)
     rows = N * C4 * Hp
-    xf = x.reshape(-1)
+    return (x.reshape(-1), C, H, W, C4, Hp, Wp, pt, pl, q["s"], q["zp"], buf), rows, buf, Hp, Wp
+
+
+def quantize_padded(x, q, pt, pl, pb, pr):
+    """float32 (N, C, H, W) -> uint8 padded, channel-interleaved buffer (per Python thread);
+    one compiled pass writes every byte (the border too: no NumPy fills per call)."""
+    args, rows, buf, Hp, Wp = _quant_args(x, q, pt, pl, pb, pr)
     # serial below ~2M elements: a parallel call's wake-up (passive OpenMP workers) costs more
     # than quantizing 64x56x56 (0.04 ms at 1 thread vs 0.12 ms as a 2-thread call)
-    if use_parallel(N * C * H * W // 8):
+    if use_parallel(x.size // 8):
         nt = numba.get_num_threads()
-        _quant_par(xf, C, H, W, C4, Hp, Wp, pt, pl, q["s"], q["zp"], buf, rows,
-                   max(1, -(-rows // (4 * nt))))
+        _quant_par(*args, rows, max(1, -(-rows // (4 * nt))))
     else:
-        _quant_rng(xf, C, H, W, C4, Hp, Wp, pt, pl, q["s"], q["zp"], buf, 0, rows)
+        _quant_rng(*args, 0, rows)
     return buf, Hp, Wp
 
 
 def warm_quantize():
     """Compile (or load) the quantize pass at quantize_padded's argument types, serial and
     parallel (edgenet warmup: a model's small int8 convs call the serial one directly)."""
-    from . import _common
     q = {"C4": 1, "s": np.float32(1 / 255), "zp": np.float32(0)}
-    x = np.zeros((1, 3, 4, 4), np.float32)
-    saved = _common.PAR_MIN
-    try:
-        for par_min in (1 << 62, 0):
-            _common.PAR_MIN = par_min
-            quantize_padded(x, q, 1, 1, 1, 1)
-    finally:
-        _common.PAR_MIN = saved
+    args, rows, _, _, _ = _quant_args(np.zeros((1, 3, 4, 4), np.float32), q, 1, 1, 1, 1)
+    _quant_rng(*args, 0, rows)
+    _quant_par(*args, rows, max(1, rows // 2))
 
 
 class _Kern:
