@@ -291,10 +291,13 @@ class _Binary(OpImpl):
             x, v = (a, b) if a.shape == y.shape else (b, a)
             c = _chan_vector(v, y)
             if c is not None:
+                k = state.get("chan_const")     # the constant row (0 for Mul, 1 else),
+                if k is None or k.size != c.size:  # kept: no allocation per call
+                    k = state["chan_const"] = np.full(c.size, self.op != 2, np.float32)
                 if self.op == 2:
-                    s, t = c, np.zeros_like(c)
+                    s, t = c, k
                 else:
-                    s, t = np.ones_like(c), (c if self.op == 0 else -c)
+                    s, t = k, (c if self.op == 0 else -c)
                 _run_chan(x, s, t, y, 0, code, alpha, beta)
                 return
         key = (a.shape, b.shape, y.shape)
