@@ -159,7 +159,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
             labels=None, layout="NCHW", size=None, progress=None, activations="f32",
             calibration=None, calib_method="minmax", input_shapes=None, calibrate_weights=False,
             target_agreement=None, max_bits=None, holdout=0.2,
-            fidelity_samples=None, log=None) -> Report:
+            fidelity_samples=None, log=None, min_ternary=None) -> Report:
     """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
 
     weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
@@ -179,7 +179,10 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     (converters/ptq.py: output-error fit, α refit, bias correction; per output channel)
     instead of the plain rules. target_agreement (e.g. 0.99) or max_bits (e.g. 2.5 bits per
     weight, scales included): mixed precision, each layer t2/q3/i8/f16 by measured
-    sensitivity (converters/mixed.py). holdout: the fraction of ``calibration`` kept out of
+    sensitivity (converters/mixed.py). min_ternary (e.g. 0.8, weights 'ternary'): mixed
+    precision with a ternary floor: at least this share of the weights stays t2 and the
+    most sensitive layers per weight take the rest at i8 (mixed.choose_min_ternary).
+    holdout: the fraction of ``calibration`` kept out of
     the fit for the fidelity report (top-1 agreement and output SNR against the float
     network, stored in the metadata as "fidelity"); or pass ``fidelity_samples``.
     log: optional callable(str) for progress lines (the mixed-precision table).
@@ -201,6 +204,14 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     keep = _norm_keep(keep_float)
     src, dst = os.fspath(src), os.fspath(dst)
     mixed_on = target_agreement is not None or max_bits is not None
+    if min_ternary is not None:
+        if mixed_on:
+            raise ValueError("min_ternary: give it alone, not with target_agreement / max_bits")
+        if weights != "ternary":
+            raise ValueError("min_ternary needs weights 'ternary'")
+        if not 0.0 <= float(min_ternary) <= 1.0:
+            raise ValueError(f"min_ternary must be in [0, 1], got {min_ternary!r}")
+        mixed_on = True
     if (calibrate_weights or mixed_on) and calibration is None:
         raise ConversionError("calibrated weights need calibration samples (--calibrate FILE.npy)")
     if mixed_on and weights not in ("ternary", "quinary"):
@@ -246,8 +257,13 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         mixed_table = None
         if mixed_on:
             from . import mixed
-            encs, mixed_table = mixed.choose(g, cal_x, encs, target_agreement=target_agreement,
-                                             max_bits=max_bits, log=log)
+            if min_ternary is not None:
+                encs, mixed_table, _ = mixed.choose_min_ternary(g, cal_x, encs, min_ternary,
+                                                                log=log)
+            else:
+                encs, mixed_table = mixed.choose(g, cal_x, encs,
+                                                 target_agreement=target_agreement,
+                                                 max_bits=max_bits, log=log)
         old_bias = {k: v.copy() for k, v in g.consts.items()}
         cal = ptq.calibrate(g, cal_x, encs)
         ptq.apply_biases(g, cal)
@@ -258,6 +274,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
         if mixed_on:
             settings["mixed"] = {"target_agreement": target_agreement, "max_bits": max_bits,
                                  "table": mixed_table}
+            if min_ternary is not None:
+                settings["mixed"]["min_ternary"] = float(min_ternary)
     report = Report(src=src, dst=dst, settings=settings, reference_onnx=reference_onnx)
     tensors = {}
     ref_values = {}        # source tensor name -> dequantized values in source layout

@@ -210,6 +210,65 @@ def choose(g, x, encs, *, target_agreement=None, max_bits=None, log=None,
     return full, table
 
 
+def choose_min_ternary(g, x, encs, min_ternary, *, upgrade="i8", log=None,
+                       n_samples=SENS_SAMPLES, sens=None):
+    """Per-layer encodings {weight name: enc} that keep at least ``min_ternary`` of the
+    weights (counted over every layer of ``encs``, float ones included) ternary, and return
+    the most sensitive layers to ``upgrade`` (i8, or q3) within the rest of the weights.
+
+    Sensitivity of a layer: the output NSR of the float network with that layer alone
+    ternary (calibrated on its float inputs) minus its NSR at ``upgrade``, over the
+    ``n_samples`` first samples. Greedy knapsack on the weight count (the budget is a count
+    of weights, not bytes): layers by gain per weight, largest first, each taken when it
+    still fits; a layer that does not fit is skipped and smaller ones may still be taken.
+    Quinary counts against the floor like int8 and is noisier at the same weight count, so
+    ``upgrade="i8"`` dominates it under this constraint (q3 only saves bytes).
+    Returns (encodings, table rows, share of the weights left ternary); ``sens`` (from an
+    earlier call's rows' source, :func:`sensitivities`) may be passed to skip measuring."""
+    if not 0.0 <= float(min_ternary) <= 1.0:
+        raise ConversionError(f"min_ternary must be in [0, 1], got {min_ternary!r}")
+    if upgrade not in ("q3", "i8", "f16"):
+        raise ConversionError(f"upgrade must be q3, i8 or f16, got {upgrade!r}")
+    if "t2" not in encs.values():
+        raise ConversionError("min_ternary needs ternary layers (weights 'ternary')")
+    if sens is None:
+        xs = np.asarray(x, np.float32)[:n_samples]
+        sens, _, cache = sensitivities(g, xs, encs, ("t2", upgrade), log=log)
+        del cache
+    shapes = {k: tuple(g.weights[k].values.shape) for k in encs}
+    count = {k: int(np.prod(s)) for k, s in shapes.items()}
+    total = sum(count.values())
+    free = total - int(np.ceil(float(min_ternary) * total - 1e-9))   # weights allowed non-t2
+    free -= sum(count[k] for k in encs if encs[k] != "t2")
+    if free < 0:
+        t2 = sum(count[k] for k in encs if encs[k] == "t2")
+        raise ConversionError(f"min_ternary {min_ternary}: only {100 * t2 / total:.1f}% of the "
+                              f"weights can be ternary (layers kept float?)")
+    gain = {k: sens[k]["t2"][0] - sens[k][upgrade][0] for k in sens if encs.get(k) == "t2"}
+    order = sorted(gain, key=lambda k: (-gain[k] / count[k], count[k], k))
+    out = dict(encs)
+    for k in order:
+        if gain[k] > 0 and count[k] <= free:
+            out[k] = upgrade
+            free -= count[k]
+    share = sum(count[k] for k in out if out[k] == "t2") / total if total else 0.0
+    table = []
+    for nd in ptq.weight_nodes(g):
+        k = nd["inputs"][1]
+        if k not in out:
+            continue
+        s = sens.get(k, {}).get("t2")
+        table.append({"layer": nd["name"], "encoding": out[k],
+                      "sensitivity_nsr": None if s is None else float(s[0]),
+                      "agreement_alone": None if s is None else float(s[1]),
+                      "weights": count[k], "bytes": nbytes(out[k], shapes[k])})
+    if log is not None:
+        bits = 8.0 * sum(r["bytes"] for r in table) / total
+        log(format_table(table, bits) + f"\nternary: {100 * share:.1f}% of the weights "
+            f"(floor {100 * float(min_ternary):.1f}%)")
+    return out, table, share
+
+
 def network_agreement(g, x, encs, yf) -> float:
     """Top-1 agreement with ``yf`` of the network quantized with ``encs`` sequentially
     (ptq.calibrate on ``x``: prefix inputs, bias correction), as the file will be."""

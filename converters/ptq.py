@@ -374,10 +374,11 @@ def _groups(node, w):
 
 
 def quantize_layer(node, wrec, enc, xq, xf=None, *, damp=DAMP, max_rows=MAX_ROWS,
-                   chunk=CHUNK, scales=SCALES, sweeps=2, means=None):
+                   chunk=CHUNK, scales=SCALES, sweeps=2, means=None, seed=0):
     """Calibrated levels and scales of one weight layer. Returns (levels int8 in the
     weight's shape, alpha float32 (O,)) — alpha before the folded multiplier. ``means``: a
-    list that receives the im2col input means (mu_q, mu_f) (None for ConvTranspose)."""
+    list that receives the im2col input means (mu_q, mu_f) (None for ConvTranspose).
+    ``seed``: of the im2col row sampling for H (layers with more than ``max_rows``)."""
     vals = np.asarray(wrec.values, dtype=np.float64)
     o = vals.shape[0]
     G = _groups(node, vals)
@@ -388,9 +389,11 @@ def quantize_layer(node, wrec, enc, xq, xf=None, *, damp=DAMP, max_rows=MAX_ROWS
         C = None
         mus = (None, None)
     elif enc in LEVELS:
-        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows, chunk=chunk)
+        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows, chunk=chunk,
+                                  seed=seed)
     else:
-        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows // 4, chunk=chunk)
+        (H, C), mus = layer_stats(node, vals.shape, xq, xf, max_rows=max_rows // 4, chunk=chunk,
+                                  seed=seed)
     if means is not None:
         means.extend(mus)
     if enc == "i8":
@@ -458,10 +461,12 @@ def weight_nodes(g):
 
 def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target=True,
               damp=DAMP, max_rows=MAX_ROWS, chunk=CHUNK, scales=SCALES, sweeps=2,
-              progress=None) -> Calibrated:
+              progress=None, seed=0) -> Calibrated:
     """Quantize the weights of IR graph ``g`` layer by layer on ``samples`` (one-input
     graphs: float32 (S, ...) array). ``encodings``: {weight name: t2|q3|i8|f16|f32}.
-    progress(done, total) is called after each weight layer."""
+    progress(done, total) is called after each weight layer. ``seed``: of the sampling of
+    im2col rows for the layers' H (the solution changes with it: several seeds, judged on
+    held-out samples, give a steadier result than one)."""
     t0 = time.perf_counter()
     x = np.asarray(samples, dtype=np.float32)
     inp = g.inputs[0]["name"]
@@ -485,7 +490,8 @@ def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target
                 lv, a = quantize_layer(nd, w, enc, vq[nd["inputs"][0]],
                                        vf[nd["inputs"][0]] if float_target else None,
                                        damp=damp, max_rows=max_rows, chunk=chunk,
-                                       scales=scales, sweeps=sweeps, means=mus)
+                                       scales=scales, sweeps=sweeps, means=mus,
+                                       seed=seed)
                 res.weights[wname] = (enc, lv, a)
                 deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
                 qc[wname] = Const(folded(w, deq))

@@ -282,6 +282,26 @@ def test_cli_runs_and_reports(tmp_path):
     assert "top-1 agreement" in out and "calibrated PTQ start" in out
 
 
+def test_cli_int8_rules(tmp_path):
+    """--int8 on the command line: the depthwise conv is stored i8, the rest t2; a bad rule
+    is one line."""
+    src = _net(str(tmp_path / "m.onnx"))
+    np.save(tmp_path / "s.npy", _samples())
+    dst = str(tmp_path / "m.edgenet")
+    code, out = _cli("finetune", src, "--samples", str(tmp_path / "s.npy"), "-o", dst,
+                     "--steps", "1", "--calib-samples", "32", "--threads", "1",
+                     "--int8", "depthwise", "-q")
+    assert code == 0, out
+    mf = read_model(dst)
+    encs = {n: t.encoding for n, t in mf.weights().items() if t.quantized}
+    assert sorted(encs.values()) == ["i8", "t2", "t2", "t2"], encs
+    code, out = _cli("finetune", src, "--samples", str(tmp_path / "s.npy"), "-o",
+                     str(tmp_path / "b.edgenet"), "--steps", "1", "--threads", "1",
+                     "--int8", "wide", "-q")
+    assert code != 0 and "int8 layers" in out and "Traceback" not in out
+    assert len([ln for ln in out.splitlines() if ln.strip()]) == 1, out
+
+
 @pytest.mark.parametrize("case", ["samples_shape", "no_samples", "bad_op", "bad_ckpt",
                                   "not_onnx"])
 def test_cli_bad_input_one_line(tmp_path, case):

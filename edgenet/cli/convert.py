@@ -94,6 +94,10 @@ def parse_input_shapes(specs):
 @click.option("--max-bits", type=click.FloatRange(2.0), default=None,
               help="Mixed precision (needs --calibrate): the best per-layer t2/q3/i8/f16 "
                    "choice within this many bits per conv/gemm weight, scales included.")
+@click.option("--min-ternary", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Mixed precision (needs --calibrate, --weights ternary): keep at least "
+                   "this share of the conv/gemm weights ternary, e.g. 0.8, and store the "
+                   "layers that matter most per weight (measured sensitivity) int8.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile"]), default="minmax",
               show_default=True,
               help="Activation range from the calibration samples: min/max, or the 99.99th "
@@ -105,7 +109,7 @@ def parse_input_shapes(specs):
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
             labels, activations, calib, calib_method, target_agreement, max_bits, input_shape,
-            quiet):
+            quiet, min_ternary=None):
     """Convert an ONNX model SRC into a .edgenet file."""
     try:
         from converters.convert import convert as do_convert
@@ -125,6 +129,14 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
     mixed = target_agreement is not None or max_bits is not None
     if target_agreement is not None and max_bits is not None:
         raise InputError("--target-agreement and --max-bits: give one, not both")
+    if min_ternary is not None:
+        if mixed:
+            raise InputError("--min-ternary: give it alone, not with --target-agreement / "
+                             "--max-bits")
+        if weights != "ternary":
+            raise InputError("--min-ternary needs --weights ternary")
+        if calib is None:
+            raise InputError("--min-ternary needs --calibrate SAMPLES.npy")
     if mixed and calib is None:
         raise InputError("--target-agreement / --max-bits need --calibrate SAMPLES.npy")
     if mixed and weights not in ("ternary", "quinary"):
@@ -165,6 +177,7 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
                             calibrate_weights=samples is not None
                             and weights in ("ternary", "quinary"),
                             target_agreement=target_agreement, max_bits=max_bits,
+                            min_ternary=min_ternary,
                             log=None if quiet else (lambda m: click.echo(m, err=True)))
     finally:
         if bar is not None:

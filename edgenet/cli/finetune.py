@@ -39,6 +39,9 @@ from .convert import parse_floats, parse_input_shapes
               help="Samples used for the calibrated PTQ starting point.")
 @click.option("--keep-float", default="none", show_default=True,
               help="Layers kept in float: 'first,last', 'first', 'last' or 'none'.")
+@click.option("--int8", "int8", default="", metavar="RULES",
+              help="Layers kept int8 (trained too): a comma list of first, last, depthwise, "
+                   "small:N (layers of at most N weights); the rest ternary/quinary.")
 @click.option("--loss", type=click.Choice(["auto", "kl", "mse"]), default="auto",
               show_default=True,
               help="Distillation loss against the float model: kl on the softmax (auto when "
@@ -65,7 +68,7 @@ from .convert import parse_floats, parse_input_shapes
 @click.option("-q", "--quiet", is_flag=True, help="Print only the fidelity line.")
 def finetune(src, samples, dst, weights, minutes, steps, batch, lr, holdout, calib_samples,
              keep_float, loss, feature_weight, checkpoint, restart, reference_onnx, mean, std,
-             input_shape, threads, seed, quiet):
+             input_shape, threads, seed, quiet, int8=""):
     """Fine-tune the float ONNX model SRC into a ternary/quinary .edgenet file on unlabeled
     samples (distillation against the model's own float outputs)."""
     try:
@@ -108,7 +111,7 @@ def finetune(src, samples, dst, weights, minutes, steps, batch, lr, holdout, cal
                           checkpoint=checkpoint, resume=not restart,
                           reference_onnx=reference_onnx, input_shapes=parse_input_shapes(input_shape),
                           keep_float=keep, calib_samples=calib_samples, loss=loss,
-                          feature_weight=feature_weight,
+                          feature_weight=feature_weight, int8=int8,
                           threads=threads, mean=parse_floats("--mean", mean),
                           std=parse_floats("--std", std),
                           log=None if quiet else (lambda m: click.echo(m, err=True)),
