@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgenet import _jit, cpu, quant
-from edgenet.cpu import conv, gen_simd_conv as gen, qconv, simd
+from edgenet.cpu import conv, dw_cv, gen_simd_conv as gen, qconv, simd
 from edgenet.format import pack
 from edgenet.ir import act_desc
 from edgenet.reference import run_node
@@ -74,14 +74,16 @@ def test_conv_tile_matches_reference(key, O, act, res, policy, monkeypatch):
     assert ("conv", key) in gen._KERNELS          # the forced tile ran, nothing else
 
 
-@pytest.mark.parametrize("kind", ["conv", "dw"])
+@pytest.mark.parametrize("kind", ["conv", "dw", "dwcv"])
 def test_hardswish_epilogue_matches_reference(kind, monkeypatch):
-    """The inline HardSwish epilogues (tile_store; the depthwise vector store): values far
-    outside [-3, 3] on both sides, and NaN / +-inf inputs, as the reference (NumPy)."""
+    """The inline HardSwish epilogues (tile_store; the depthwise plane kernel's vector
+    store; the channel-vector depthwise kernel's): values far outside [-3, 3] on both sides,
+    and NaN / +-inf inputs, as the reference (NumPy)."""
     monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    monkeypatch.setattr(dw_cv, "ON", kind == "dwcv")
     rng = np.random.default_rng(7)
-    g = 16 if kind == "dw" else 1
-    consts, inputs, _ = _case(rng, 1, 16, 9, 21, 16 if kind == "dw" else 40, 3, 1, 1, False,
+    g = 1 if kind == "conv" else 16
+    consts, inputs, _ = _case(rng, 1, 16, 9, 21, 40 if kind == "conv" else 16, 3, 1, 1, False,
                               group=g)
     inputs[0] *= 8
     inputs[0][0, :3, 4, 5] = [np.nan, np.inf, -np.inf]
@@ -92,7 +94,10 @@ def test_hardswish_epilogue_matches_reference(kind, monkeypatch):
     cpu.OPS["Conv"].run(node, st, inputs, [y])
     assert np.isnan(want).any() and (want > 10).any() and (want[np.isfinite(want)] < 0).any()
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
-    assert any(k[0] == kind for k in gen._KERNELS)
+    if kind == "dwcv":
+        assert dw_cv.use(st, inputs[0].shape, want.shape)
+    else:
+        assert any(k[0] == kind for k in gen._KERNELS)
 
 
 @pytest.mark.parametrize("tier,act,res,N,O,H,W", [
@@ -188,6 +193,7 @@ def test_narrow_rows_run_k1_tiles_on_a_wider_layout(OW, P, monkeypatch):
 @pytest.mark.parametrize("H,W,N", [(11, 19, 1), (23, 29, 2)])   # one copy / per-plane padding
 def test_depthwise_tile_matches_reference(L, S, H, W, N, monkeypatch):
     monkeypatch.setenv("EDGENET_SIMD", "avx512" if L == 16 else "avx2")
+    monkeypatch.setattr(dw_cv, "ON", False)       # the plane kernel (dw_cv: test_simd.py)
     rng = np.random.default_rng(L + S + H)
     assert (H * W >= conv.DW_PLANE_PAD) == (H > 20)
     consts, inputs, _ = _case(rng, N, 12, H, W, 12, 3, S, 1, True, group=12)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgenet import cpu
-from edgenet.cpu import simd
+from edgenet.cpu import dw_cv, simd
 from edgenet.cpu.conv import choose_k, choose_p
 from edgenet.format import pack
 from edgenet.ir import act_desc
@@ -92,6 +92,13 @@ DW_CASES = [
     (2, 5, 20, 37, 1, 3, 2, (1, 1, 1, 1), 1, "Clip", False),    # overlapping last vector
     (1, 3, 21, 1, 1, 3, 1, (1, 1, 1, 1), 1, "Relu", True),      # 1-wide rows (Wp = 3)
     (1, 4, 17, 16, 1, 3, 1, (1, 1, 1, 1), 1, None, True),       # rows of exactly 16
+    # channel-vector kernel (dw_cv): whole blocks of 16 / 8 channels (vector transposes)
+    (1, 32, 9, 11, 1, 3, 1, (1, 1, 1, 1), 1, "HardSwish", True),
+    (2, 20, 14, 14, 1, 3, 2, (1, 1, 1, 1), 1, "Clip", True),    # a whole and a partial block
+    (1, 16, 3, 3, 1, 3, 1, (1, 1, 1, 1), 1, "Relu", False),     # planes under 16 pixels
+    (1, 48, 10, 10, 1, 3, 2, (1, 1, 1, 1), 2, "Sigmoid", True), # dilation; act_call epilogue
+    (1, 16, 33, 35, 1, 5, 2, (2, 1, 2, 3), 1, None, True),      # stride 2, a big plane, 5x5
+    (1, 24, 7, 5, 1, 3, 1, (0, 1, 2, 0), 1, "Relu", False),     # uneven pads, 35-pixel planes
 ]
 
 
@@ -107,9 +114,10 @@ def test_depthwise_paths(case, mode, monkeypatch):
               "b": pack("f32", rng.normal(size=O).astype(np.float32))}
     node = _node(st, pads, dil, act, res, group=C)
     inputs = [x, None, None]
+    OH_ = (H + pads[0] + pads[2] - dil * (k - 1) - 1) // st + 1
+    OW_ = (W + pads[1] + pads[3] - dil * (k - 1) - 1) // st + 1
     if res:
-        OH = (H + pads[0] + pads[2] - dil * (k - 1) - 1) // st + 1
-        OW = (W + pads[1] + pads[3] - dil * (k - 1) - 1) // st + 1
+        OH, OW = OH_, OW_
         inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
     want = run_node(node, inputs, consts)[0]
     for policy in ("expanded", "packed"):
@@ -117,6 +125,8 @@ def test_depthwise_paths(case, mode, monkeypatch):
         want = run_node(node, inputs, c)[0]
         st_ = cpu.OPS["Conv"].prepare(node, c, policy)
         assert (st_["simd_dw"] is not None) == (mode != "off")
+        if mode != "off" and m == 1 and C >= 16:
+            assert dw_cv.use(st_, x.shape, (N, O, OH_, OW_)) == (st > 1 or H * W <= 32 * 32)
         for _ in range(2):
             y = np.full_like(want, np.nan)
             cpu.OPS["Conv"].run(node, st_, inputs, [y])

@@ -28,7 +28,7 @@ from . import simd
 from ._common import tls_buffer
 from . import _common
 from . import gen_simd_conv
-from . import pw_f32
+from . import dw_cv, pw_f32
 from . import qconv
 from .simd_layout import (decode_rows, decode_simd, expand_simd, i8_simd,  # noqa: F401
                           ternary_bits)  # (i8_simd, ternary_bits: also dense.py's, through here)
@@ -332,6 +332,9 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if sh != sw or sh not in (1, 2):
         return False
+    if dw_cv.use(st, x.shape, y.shape):        # channel vectors (dw_cv.py)
+        dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta)
+        return True
     L = st.simd_dw
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -412,6 +415,8 @@ class ConvState:
     wsimd: np.ndarray | None = None  # expanded policy: weights in the SIMD layout
     bp: np.ndarray | None = None     # bias padded to whole channel blocks
     wdw: np.ndarray | None = None    # depthwise: float32 filters (O*kh*kw)
+    wcv: np.ndarray | None = None    # depthwise, multiplier 1: channel-vector filters (dw_cv)
+    bcv: np.ndarray | None = None    # and its bias, padded to whole channel vectors
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 
@@ -474,6 +479,9 @@ class Conv(OpImpl):
                 st.wdw[:] = w.f.reshape(-1)
             if tile_s:
                 gen_simd_conv.EXPECTED.add(("dw", (L, tile_s)))
+            if O == g and L in dw_cv.KERNELS:
+                st.wcv = dw_cv.weights(st.wdw, O, KH * KW, L)
+                st.bcv = dw_cv.bias(st.b, O, L)
         if g == 1 and L:
             k = choose_k(O, L)
             B = L * k

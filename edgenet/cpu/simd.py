@@ -274,6 +274,56 @@ def _make(n):
  vi8_8) = _make(8)
 
 
+def _make_tr(n):
+    LV = ir.VectorType(_F, n)
+    I32 = ir.IntType(32)
+    h = n // 2
+    lo = ir.Constant(ir.VectorType(I32, n), [j for i in range(h) for j in (i, n + i)])
+    hi = ir.Constant(ir.VectorType(I32, n), [j for i in range(h, n) for j in (i, n + i)])
+
+    @intrinsic
+    def vtr(typingctx, arr, idx, stride, out, oidx):
+        """Load n vectors of n floats at arr.flat[idx + i*stride] (i < n) and store them
+        transposed at out.flat[oidx:oidx + n*n] (vector j: lane j of every loaded vector).
+        log2(n) rounds of interleaves (rows 2i, 2i+1 <- lo / hi of rows i, i + n/2): n*log2(n)
+        shuffles per n*n floats."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer)
+                and isinstance(stride, types.Integer) and _is_f32_array(out)
+                and isinstance(oidx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            a = context.make_array(sig.args[0])(context, builder, args[0])
+            i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+            st = context.cast(builder, args[2], sig.args[2], types.int64)
+            o = context.make_array(sig.args[3])(context, builder, args[3])
+            o0 = context.cast(builder, args[4], sig.args[4], types.int64)
+            rows = []
+            for i in range(n):
+                off = builder.add(i0, builder.mul(st, ir.Constant(ir.IntType(64), i)))
+                p = builder.bitcast(builder.gep(a.data, [off], inbounds=True), LV.as_pointer())
+                rows.append(builder.load(p, align=4, typ=LV))
+            r = n
+            while r > 1:
+                new = []
+                for i in range(h):
+                    new.append(builder.shuffle_vector(rows[i], rows[i + h], lo))
+                    new.append(builder.shuffle_vector(rows[i], rows[i + h], hi))
+                rows = new
+                r //= 2
+            for j in range(n):
+                off = builder.add(o0, ir.Constant(ir.IntType(64), j * n))
+                p = builder.bitcast(builder.gep(o.data, [off], inbounds=True), LV.as_pointer())
+                builder.store(rows[j], p, align=4)
+            return context.get_dummy_value()
+        return types.none(arr, idx, stride, out, oidx), codegen
+    return vtr
+
+
+vtr16 = _make_tr(16)
+vtr8 = _make_tr(8)
+
+
 @intrinsic
 def ldf(typingctx, arr, idx):
     """arr.flat[idx] without bounds check or wraparound."""

@@ -292,9 +292,10 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                 build_tile(kind, key)
                 done += 1
             done = run_jobs([generic[i] for i in my_jobs], progress, done, total)
-            if lanes:            # the 1x1 pixel-vector f32 kernel (pw_f32)
-                from . import pw_f32
+            if lanes:            # the 1x1 pixel-vector f32 kernel (pw_f32), the
+                from . import dw_cv, pw_f32   # channel-vector depthwise one (dw_cv)
                 pw_f32.warm(lanes)
+                dw_cv.warm(lanes)
             from .qconv import warm_quantize   # int8 activations' quantize pass
             warm_quantize()
             if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)

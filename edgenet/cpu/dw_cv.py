@@ -1,0 +1,231 @@
+"""float32 depthwise convs vectorized over *channels* (small planes and stride 2).
+
+The plane kernel (``gen_simd_conv.dw_source``) holds L consecutive output pixels of one
+channel per register. On small maps (14x14, 7x7: a row is narrower than the lanes) and at
+stride 2 (every tap a two-load deinterleave) its per-plane costs dominate: MobileNetV2's
+960-channel 7x7 layer ran at 3.6x onnxruntime's time, the 576-channel 14x14/2 one at 5.3x.
+
+Here a register holds L channels of one pixel, as in onnxruntime's NCHWc kernels, but the
+tensors stay NCHW: each prange step takes L channels of one image, transposes them into a
+zero-bordered per-thread buffer ``(Hp, Wp, L)`` (scalar moves), runs P output pixels per
+step with one weight vector per tap shared by P FMAs (stride and dilation are only
+offsets), keeps the result as ``(OH, OW, L)`` and transposes it back into the NCHW output
+with the residual and the activation (scalar). The transposes cost about one move per
+element; the FMAs 1/L per tap. Channel multiplier 1 only (O == C == group).
+
+Used by ``conv.simd_dwconv`` where ``use`` says (the measured rule is at ``use``).
+Kernels are generated from one template per lane count and compiled with this file as
+their source (Numba's disk cache keys on it), like ``pw_f32``.
+"""
+from __future__ import annotations
+
+import numba  # noqa: F401  (generated kernels)
+import numpy as np
+from numba import prange  # noqa: F401  (generated kernels)
+
+from .. import _jit  # noqa: F401
+from .._jit import pjit  # noqa: F401
+from ..activation import ActCode  # noqa: F401
+from ._common import act_call, tls_buffer  # noqa: F401
+from .gen_simd_conv import emit_act_consts, emit_act_vec
+from .simd import (vadd8, vadd16, vclip8, vclip16, vfma8, vfma16, vld8, vld16,  # noqa: F401
+                   vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16, vtr8, vtr16)
+
+P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
+ON = True                # False: the plane kernel for every depthwise conv (A/B)
+MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
+
+
+def _source(L):
+    P = P_OF[L]
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, rf, has_r,")
+    w("              code, alpha, beta, xb, ob, tt_):")
+    w("    T = toff.shape[0]")
+    w(f"    NB = (C + {L - 1}) // {L}")
+    w("    HWo = OH * OW")
+    w("    for t in prange(N * NB):")
+    w("        n = t // NB")
+    w("        cb = t % NB")
+    w(f"        c0 = cb * {L}")
+    w(f"        nc = min({L}, C - c0)")
+    w("        tid = numba.get_thread_id()")
+    w("        xp = xb[tid]")
+    w("        op = ob[tid]")
+    w("        tb = tt_[tid]")
+    w(f"        z = vsplat{L}(np.float32(0))")
+    # zero borders (and the whole interior when the block has fewer than L channels)
+    w("        for i in range(pt * Wp):")
+    w(f"            vst{L}(xp, i * {L}, z)")
+    w("        for i in range((pt + H) * Wp, Hp * Wp):")
+    w(f"            vst{L}(xp, i * {L}, z)")
+    w("        for yy in range(H):")
+    w("            rb = (yy + pt) * Wp")
+    w(f"            if nc < {L}:")
+    w("                for i in range(rb, rb + Wp):")
+    w(f"                    vst{L}(xp, i * {L}, z)")
+    w("            else:")
+    w("                for i in range(rb, rb + pl):")
+    w(f"                    vst{L}(xp, i * {L}, z)")
+    w("                for i in range(rb + pl + W, rb + Wp):")
+    w(f"                    vst{L}(xp, i * {L}, z)")
+    w(f"        if nc == {L} and H * W >= {L}:")
+    w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
+    w("            # padded places; the last chunk overlaps the one before (same values)")
+    w("            src = (n * C + c0) * H * W")
+    w(f"            for p00 in range(0, H * W, {L}):")
+    w(f"                p0 = min(p00, H * W - {L})")
+    w(f"                vtr{L}(xf, src + p0, H * W, tb, 0)")
+    w("                yy = p0 // W")
+    w("                xx = p0 - yy * W")
+    w(f"                d = ((yy + pt) * Wp + pl + xx) * {L}")
+    w(f"                for j in range({L}):")
+    w(f"                    vst{L}(xp, d, vld{L}(tb, j * {L}))")
+    w("                    xx += 1")
+    w(f"                    d += {L}")
+    w("                    if xx == W:")
+    w("                        xx = 0")
+    w(f"                        d += (Wp - W) * {L}")
+    w("        else:")
+    w("            for c in range(nc):")
+    w("                src = (n * C + c0 + c) * H * W")
+    w("                for yy in range(H):")
+    w(f"                    d = ((yy + pt) * Wp + pl) * {L} + c")
+    w("                    s = src + yy * W")
+    w("                    for xx in range(W):")
+    w(f"                        xp[d + xx * {L}] = xf[s + xx]")
+    # the FMAs: P pixels of a row per step, then single pixels
+    w(f"        bv = vld{L}(bc, c0)")
+    w(f"        wb = cb * T * {L}")
+    w(f"        SL = S * {L}")
+    w("        for oy in range(OH):")
+    w("            rowb = oy * S * Wp")
+    w("            ox = 0")
+    w(f"            while ox + {P} <= OW:")
+    for p in range(P):
+        w(f"                a{p} = bv")
+    w(f"                xo = (rowb + ox * S) * {L}")
+    w("                for tt in range(T):")
+    w(f"                    wv = vld{L}(wc, wb + tt * {L})")
+    w(f"                    xt = xo + toff[tt] * {L}")
+    for p in range(P):
+        w(f"                    a{p} = vfma{L}(vld{L}(xp, xt + {p} * SL), wv, a{p})")
+    w(f"                q = (oy * OW + ox) * {L}")
+    for p in range(P):
+        w(f"                vst{L}(op, q + {p * L}, a{p})")
+    w(f"                ox += {P}")
+    w("            while ox < OW:")
+    w("                a0 = bv")
+    w(f"                xo = (rowb + ox * S) * {L}")
+    w("                for tt in range(T):")
+    w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}), vld{L}(wc, wb + tt * {L}), a0)")
+    w(f"                vst{L}(op, (oy * OW + ox) * {L}, a0)")
+    w("                ox += 1")
+    # back to NCHW: residual, activation (Relu / Clip / HardSwish as vectors after a vtr of
+    # L pixel vectors; other activations and partial blocks: scalar)
+    w(f"        if nc == {L} and HWo >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
+      " or code == ActCode.HARD_SWISH):")
+    emit_act_consts(w, L, "            ")
+    w(f"            db = (n * C + c0) * HWo")
+    w(f"            for q00 in range(0, HWo, {L}):")
+    w(f"                q0 = min(q00, HWo - {L})")
+    w(f"                vtr{L}(op, q0 * {L}, {L}, tb, 0)")
+    w(f"                for c in range({L}):")
+    w(f"                    v = vld{L}(tb, c * {L})")
+    w("                    yo = db + c * HWo + q0")
+    w("                    if has_r:")
+    w(f"                        v = vadd{L}(v, vld{L}(rf, yo))")
+    emit_act_vec(w, L, "                    ", "v")
+    w(f"                    vst{L}(yf, yo, v)")
+    w("            continue")
+    w("        for c in range(nc):")
+    w("            dst = (n * C + c0 + c) * HWo")
+    w("            if code == ActCode.NONE:")
+    w("                for q in range(HWo):")
+    w(f"                    v = op[q * {L} + c]")
+    w("                    if has_r:")
+    w("                        v += rf[dst + q]")
+    w("                    yf[dst + q] = v")
+    w("            elif code == ActCode.RELU:")
+    w("                for q in range(HWo):")
+    w(f"                    v = op[q * {L} + c]")
+    w("                    if has_r:")
+    w("                        v += rf[dst + q]")
+    w("                    yf[dst + q] = max(v, np.float32(0))")
+    w("            elif code == ActCode.CLIP:")
+    w("                for q in range(HWo):")
+    w(f"                    v = op[q * {L} + c]")
+    w("                    if has_r:")
+    w("                        v += rf[dst + q]")
+    w("                    yf[dst + q] = min(max(v, alpha), beta)")
+    w("            elif code == ActCode.HARD_SWISH:")
+    w("                for q in range(HWo):")
+    w(f"                    v = op[q * {L} + c]")
+    w("                    if has_r:")
+    w("                        v += rf[dst + q]")
+    w("                    yf[dst + q] = v * min(max(v * np.float32(1 / 6) + np.float32(0.5),"
+      " np.float32(0)), np.float32(1))")
+    w("            else:")
+    w("                for q in range(HWo):")
+    w(f"                    v = op[q * {L} + c]")
+    w("                    if has_r:")
+    w("                        v += rf[dst + q]")
+    w("                    yf[dst + q] = act_call(v, code, alpha, beta)")
+    return "\n".join(o) + "\n"
+
+
+for _L in P_OF:
+    exec(compile(_source(_L), __file__, "exec"), globals())
+KERNELS = {16: dwcv_l16, 8: dwcv_l8}  # noqa: F821  (defined by the exec above)
+
+
+def use(st, x_shape, y_shape) -> bool:
+    """Does this depthwise conv run here: a SIMD tier with a kernel, channel multiplier 1,
+    stride 2 or an input plane of at most MAX_PIXELS."""
+    if not ON or st.simd_dw not in KERNELS or st.wcv is None:
+        return False
+    return x_shape[1] == y_shape[1] and (st.params[0] > 1 or
+                                         x_shape[2] * x_shape[3] <= MAX_PIXELS)
+
+
+def weights(wdw, O, T, L):
+    """(O*T,) per-channel filters -> (ceil(O/L), T, L) channel vectors, zero-padded."""
+    NB = -(-O // L)
+    wc = np.zeros((NB * L, T), np.float32)
+    wc[:O] = wdw.reshape(O, T)
+    return np.ascontiguousarray(wc.reshape(NB, L, T).transpose(0, 2, 1)).reshape(-1)
+
+
+def bias(b, O, L):
+    bc = np.zeros(-(-O // L) * L, np.float32)
+    bc[:O] = b.reshape(-1)
+    return bc
+
+
+def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
+    L = st.simd_dw
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    Hp, Wp = H + pt + pb, W + pl + pr
+    bc = st.bcv if b is st.b else bias(b, C, L)
+    nt = numba.config.NUMBA_NUM_THREADS
+    xb = tls_buffer("dwcv.x", nt * Hp * Wp * L).reshape(nt, Hp * Wp * L)
+    ob = tls_buffer("dwcv.o", nt * OH * OW * L).reshape(nt, OH * OW * L)
+    tb = tls_buffer("dwcv.t", nt * L * L).reshape(nt, L * L)
+    KERNELS[L](x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc, y.reshape(-1), N,
+               OH, OW, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb)
+
+
+def warm(L):
+    """Compile (or load) the kernel at run()'s argument types (edgenet warmup)."""
+    z = np.zeros(9 * L, np.float32)
+    KERNELS[L](z[:L].copy(), L, 1, 1, 1, 1, 3, 3, 1, np.zeros(9, np.int64), z.copy(),
+               z[:L].copy(), z[:L].copy(), 1, 1, 1, z[:L].copy(), False, 1, np.float32(0),
+               np.float32(6), np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
+               np.zeros((1, L * L), np.float32))
+
+
+__all__ = ["use", "run", "warm", "weights", "bias", "KERNELS"]
