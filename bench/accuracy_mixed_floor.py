@@ -12,7 +12,8 @@ the test split is never loaded here):
     python bench/accuracy_mixed_floor.py --sens sens.json '{"floor": 0.8}' \\
         '{"floor": 0.8, "seed": 1}' '{"rule": "small:1700"}'
 
-keys: floor (min ternary share, sensitivity choice), upgrade (i8 | q3), rule (the
+keys: floor (min ternary share, sensitivity choice), method (prefix | alone),
+nsens (samples for the sensitivity), upgrade (i8 | q3), rule (the
 int8_rules spec instead of the sensitivity choice), ncal (calibration lines, default
 512), seed (of ptq.calibrate's row sampling), and any other ptq.calibrate keyword.
 """
@@ -68,7 +69,9 @@ def main():
     print(json.dumps({"cand": "float", "val_acc": float(np.mean(yfv.argmax(1) == yv))}),
           flush=True)
     e0 = {nd["inputs"][1]: "t2" for nd in ptq.weight_nodes(g0)}
-    sens = load_sens(a.sens, g0, xtr[:a.sens_samples], e0)
+    sens = None
+    if any(json.loads(c).get("method") == "alone" for c in a.cands):
+        sens = load_sens(a.sens, g0, xtr[:a.sens_samples], e0)
     for spec in a.cands:
         d = json.loads(spec)
         cand = dict(d)
@@ -77,9 +80,17 @@ def main():
         if rule is not None:
             encs, share = mixed.int8_rules(g0, e0, rule)
         else:
-            s = {k: {e: (v[0], v[1], None) for e, v in r.items()} for k, r in sens.items()}
-            encs, table, share = mixed.choose_min_ternary(g0, None, e0, floor, upgrade=up,
-                                                          sens=s)
+            method = d.pop("method", "prefix")
+            nsens = int(d.pop("nsens", a.sens_samples))
+            s = None
+            if method == "alone":
+                s = {k: {e: (v[0], v[1], None) for e, v in r.items()} for k, r in sens.items()}
+            t = time.perf_counter()
+            encs, table, share = mixed.choose_min_ternary(
+                g0, xtr[:ncal], e0, floor, upgrade=up, sens=s, method=method,
+                n_samples=nsens, i8_target=bool(d.get("i8_target", False)),
+                log=lambda m: print(m, file=sys.stderr, flush=True))
+            cand["choose_s"] = round(time.perf_counter() - t)
             cand["upgraded"] = [r["layer"] for r in table if r["encoding"] != "t2"]
         g = copy.copy(g0)
         g.nodes = copy.deepcopy(g0.nodes)

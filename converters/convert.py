@@ -159,7 +159,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
             labels=None, layout="NCHW", size=None, progress=None, activations="f32",
             calibration=None, calib_method="minmax", input_shapes=None, calibrate_weights=False,
             target_agreement=None, max_bits=None, holdout=0.2,
-            fidelity_samples=None, log=None, min_ternary=None) -> Report:
+            fidelity_samples=None, log=None, min_ternary=None, calib_seeds=1) -> Report:
     """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
 
     weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
@@ -181,7 +181,10 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     weight, scales included): mixed precision, each layer t2/q3/i8/f16 by measured
     sensitivity (converters/mixed.py). min_ternary (e.g. 0.8, weights 'ternary'): mixed
     precision with a ternary floor: at least this share of the weights stays t2 and the
-    most sensitive layers per weight take the rest at i8 (mixed.choose_min_ternary).
+    most sensitive layers per weight take the rest at i8 (mixed.choose_min_ternary), each
+    i8 layer fitted to the float outputs on its quantized inputs (ptq ``i8_target``).
+    calib_seeds: calibrate this many times (seeds of the row sampling) and keep the
+    solution with the best output SNR on the held-out samples (ptq.calibrate_best).
     holdout: the fraction of ``calibration`` kept out of
     the fit for the fidelity report (top-1 agreement and output SNR against the float
     network, stored in the metadata as "fidelity"); or pass ``fidelity_samples``.
@@ -204,6 +207,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     keep = _norm_keep(keep_float)
     src, dst = os.fspath(src), os.fspath(dst)
     mixed_on = target_agreement is not None or max_bits is not None
+    if int(calib_seeds) < 1:
+        raise ValueError(f"calib_seeds must be >= 1, got {calib_seeds!r}")
     if min_ternary is not None:
         if mixed_on:
             raise ValueError("min_ternary: give it alone, not with target_agreement / max_bits")
@@ -265,12 +270,26 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
                                                  target_agreement=target_agreement,
                                                  max_bits=max_bits, log=log)
         old_bias = {k: v.copy() for k, v in g.consts.items()}
-        cal = ptq.calibrate(g, cal_x, encs)
+        i8t = min_ternary is not None
+        seed_fids = None
+        if int(calib_seeds) > 1:
+            if fid_x is None or not len(fid_x):
+                raise ConversionError("calib_seeds > 1 needs held-out samples (holdout > 0 or "
+                                      "fidelity samples) to choose between the solutions")
+            cal, seed_fids = ptq.calibrate_best(g, cal_x, encs, fid_x,
+                                                seeds=range(int(calib_seeds)), log=log,
+                                                i8_target=i8t)
+        else:
+            cal = ptq.calibrate(g, cal_x, encs, i8_target=i8t)
         ptq.apply_biases(g, cal)
         bias_deltas = _bias_deltas(g, cal, old_bias)
         settings.update({"granularity": "channel", "calibrated": {
             "method": "layerwise output-error fit (GPTQ-style, alpha refit, bias correction)",
             "samples": int(len(cal_x)), "seconds": round(cal.seconds, 2)}})
+        if seed_fids is not None:
+            settings["calibrated"]["seeds"] = seed_fids
+        if i8t:
+            settings["calibrated"]["i8_target"] = True
         if mixed_on:
             settings["mixed"] = {"target_agreement": target_agreement, "max_bits": max_bits,
                                  "table": mixed_table}

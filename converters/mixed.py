@@ -210,62 +210,150 @@ def choose(g, x, encs, *, target_agreement=None, max_bits=None, log=None,
     return full, table
 
 
-def choose_min_ternary(g, x, encs, min_ternary, *, upgrade="i8", log=None,
-                       n_samples=SENS_SAMPLES, sens=None):
+def _run_nodes(nodes, consts, vals, outs):
+    """Run ``nodes`` on top of the values ``vals`` (not modified); the outputs ``outs``."""
+    new = {}
+    merged = _Overlay(vals, new)
+    for nd in nodes:
+        for name, v in zip(nd["outputs"], ptq.run_node(nd, merged, consts)):
+            new[name] = v
+    return {o: merged[o] for o in outs}
+
+
+def prefix_gains(g, x, encs, upgrade="i8", *, log=None, i8_target=False):
+    """Sensitivity along the calibration pass: the network is quantized layer by layer on
+    ``x`` as ptq.calibrate does (prefix inputs, float target, bias correction; the layers
+    at their ``encs``); at each t2 layer, the output NSR against the float network is
+    measured with the rest of the network still float, once with the layer at t2 and once
+    at ``upgrade`` (fitted the same way; ``i8_target`` as in ptq.calibrate). The gain of the
+    layer is the difference: its own share of the noise, on the inputs it really sees.
+    Returns {weight name: (gain, nsr at t2, agreement at t2)}."""
+    out = g.outputs[0]["name"]
+    inp = g.inputs[0]["name"]
+    xs = np.asarray(x, np.float32)
+    fc = ptq.float_consts(g)
+    qc = dict(fc)
+    vf = {inp: xs}
+    vq = {inp: xs}
+    for nd in g.nodes:
+        for name, v in zip(nd["outputs"], ptq.run_node(nd, vf, fc)):
+            vf[name] = v
+    yf = vf[out]
+    res = {}
+    for i, nd in enumerate(g.nodes):
+        k = nd["inputs"][1] if len(nd["inputs"]) > 1 else None
+        enc = encs.get(k) if nd["op"] in ptq.WEIGHT_OPS and k in g.weights else None
+        if enc in ("t2", "q3", "i8"):
+            w = g.weights[k]
+            probes = {}
+            for e in ((enc, upgrade) if enc == "t2" else (enc,)):
+                mus = []
+                lv, a = ptq.quantize_layer(nd, w, e, vq[nd["inputs"][0]], vf[nd["inputs"][0]],
+                                           means=mus, i8_target=i8_target)
+                deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
+                c = dict(qc)
+                c[k] = ptq.Const(ptq.folded(w, deq))
+                delta = ptq._bias_delta(nd, w, deq, mus, vf, vq, fc, c, ptq.CHUNK)
+                n2 = dict(nd)
+                ins = list(nd["inputs"]) + [""] * (3 - len(nd["inputs"]))
+                if not ins[2]:
+                    ins[2] = f"{nd['name']}__probe_bias"
+                    c[ins[2]] = ptq.Const(delta)
+                else:
+                    c[ins[2]] = ptq.Const(c[ins[2]].arr.astype(np.float64) + delta)
+                n2["inputs"] = ins
+                y = _run_nodes([n2] + g.nodes[i + 1:], c, vq, [out])[out]
+                probes[e] = (_nsr(yf, y), ptq.fidelity(yf, y)["top1_agreement"], c, n2)
+            if enc == "t2":
+                res[k] = (probes["t2"][0] - probes[upgrade][0], probes["t2"][0],
+                          probes["t2"][1])
+                if log is not None:
+                    log(f"  sensitivity {nd['name']}: output nsr {probes['t2'][0]:.2e} at t2, "
+                        f"{probes[upgrade][0]:.2e} at {upgrade} (prefix quantized)")
+            _, _, qc, nd = probes[enc]
+        elif enc == "f16":
+            qc[k] = ptq.Const(ptq.folded(g.weights[k], g.weights[k].values.astype(
+                np.float16).astype(np.float32)))
+        for name, v in zip(nd["outputs"], ptq.run_node(nd, vq, qc)):
+            vq[name] = v
+    return res
+
+
+def _fill(gain, count, free, out, upgrade):
+    """Greedy knapsack on weight counts: largest gain per weight first, each layer taken
+    when it still fits. Updates ``out``; returns the weights left in the budget."""
+    for k in sorted(gain, key=lambda k: (-gain[k] / count[k], count[k], k)):
+        if gain[k] > 0 and count[k] <= free:
+            out[k] = upgrade
+            free -= count[k]
+    return free
+
+
+def choose_min_ternary(g, x, encs, min_ternary, *, upgrade="i8", method="prefix", log=None,
+                       n_samples=SENS_SAMPLES, sens=None, i8_target=False):
     """Per-layer encodings {weight name: enc} that keep at least ``min_ternary`` of the
     weights (counted over every layer of ``encs``, float ones included) ternary, and return
     the most sensitive layers to ``upgrade`` (i8, or q3) within the rest of the weights.
 
-    Sensitivity of a layer: the output NSR of the float network with that layer alone
-    ternary (calibrated on its float inputs) minus its NSR at ``upgrade``, over the
-    ``n_samples`` first samples. Greedy knapsack on the weight count (the budget is a count
-    of weights, not bytes): layers by gain per weight, largest first, each taken when it
-    still fits; a layer that does not fit is skipped and smaller ones may still be taken.
-    Quinary counts against the floor like int8 and is noisier at the same weight count, so
-    ``upgrade="i8"`` dominates it under this constraint (q3 only saves bytes).
-    Returns (encodings, table rows, share of the weights left ternary); ``sens`` (from an
-    earlier call's rows' source, :func:`sensitivities`) may be passed to skip measuring."""
+    Sensitivity of a layer (its gain): the drop of the output NSR against the float
+    network on the first ``n_samples`` of ``x`` when that layer is at ``upgrade`` instead
+    of t2; ``method="prefix"`` (default, :func:`prefix_gains`): measured along the
+    calibration pass, the layers before it quantized, after it float; ``method="alone"``
+    (:func:`sensitivities`): that layer alone quantized in the float network (``sens`` may
+    pass an earlier result). Greedy knapsack on the weight count (the budget is a count of
+    weights, not bytes): the largest gain per weight first, each layer taken when it still
+    fits. Quinary counts against the floor like int8 and is noisier at the same weight
+    count, so ``upgrade="i8"`` dominates it under this constraint (q3 saves
+    bytes only). Returns (encodings, table rows, share of the weights left ternary)."""
     if not 0.0 <= float(min_ternary) <= 1.0:
         raise ConversionError(f"min_ternary must be in [0, 1], got {min_ternary!r}")
     if upgrade not in ("q3", "i8", "f16"):
         raise ConversionError(f"upgrade must be q3, i8 or f16, got {upgrade!r}")
+    if method not in ("prefix", "alone"):
+        raise ConversionError(f"method must be prefix or alone, got {method!r}")
     if "t2" not in encs.values():
         raise ConversionError("min_ternary needs ternary layers (weights 'ternary')")
-    if sens is None:
-        xs = np.asarray(x, np.float32)[:n_samples]
-        sens, _, cache = sensitivities(g, xs, encs, ("t2", upgrade), log=log)
-        del cache
     shapes = {k: tuple(g.weights[k].values.shape) for k in encs}
     count = {k: int(np.prod(s)) for k, s in shapes.items()}
     total = sum(count.values())
-    free = total - int(np.ceil(float(min_ternary) * total - 1e-9))   # weights allowed non-t2
-    free -= sum(count[k] for k in encs if encs[k] != "t2")
-    if free < 0:
+    budget = total - int(np.ceil(float(min_ternary) * total - 1e-9))   # weights allowed non-t2
+    budget -= sum(count[k] for k in encs if encs[k] != "t2")
+    if budget < 0:
         t2 = sum(count[k] for k in encs if encs[k] == "t2")
         raise ConversionError(f"min_ternary {min_ternary}: only {100 * t2 / total:.1f}% of the "
                               f"weights can be ternary (layers kept float?)")
-    gain = {k: sens[k]["t2"][0] - sens[k][upgrade][0] for k in sens if encs.get(k) == "t2"}
-    order = sorted(gain, key=lambda k: (-gain[k] / count[k], count[k], k))
     out = dict(encs)
-    for k in order:
-        if gain[k] > 0 and count[k] <= free:
-            out[k] = upgrade
-            free -= count[k]
+    shown = {}
+    if method == "alone" or sens is not None:
+        if sens is None:
+            xs = np.asarray(x, np.float32)[:n_samples]
+            sens, _, cache = sensitivities(g, xs, encs, ("t2", upgrade), log=log)
+            del cache
+        gain = {k: sens[k]["t2"][0] - sens[k][upgrade][0] for k in sens if encs.get(k) == "t2"}
+        _fill(gain, count, budget, out, upgrade)
+        shown = {k: (sens[k]["t2"][0], sens[k]["t2"][1]) for k in sens}
+    else:
+        xs = np.asarray(x, np.float32)[:n_samples]
+        res = prefix_gains(g, xs, encs, upgrade, log=log, i8_target=i8_target)
+        shown = {k: (v[0], v[2]) for k, v in res.items()}
+        _fill({k: v[0] for k, v in res.items()}, count, budget, out, upgrade)
     share = sum(count[k] for k in out if out[k] == "t2") / total if total else 0.0
     table = []
     for nd in ptq.weight_nodes(g):
         k = nd["inputs"][1]
         if k not in out:
             continue
-        s = sens.get(k, {}).get("t2")
+        s = shown.get(k)
         table.append({"layer": nd["name"], "encoding": out[k],
                       "sensitivity_nsr": None if s is None else float(s[0]),
-                      "agreement_alone": None if s is None else float(s[1]),
+                      "agreement_alone": None if s is None or s[1] is None else float(s[1]),
                       "weights": count[k], "bytes": nbytes(out[k], shapes[k])})
     if log is not None:
         bits = 8.0 * sum(r["bytes"] for r in table) / total
         log(format_table(table, bits) + f"\nternary: {100 * share:.1f}% of the weights "
-            f"(floor {100 * float(min_ternary):.1f}%)")
+            f"(floor {100 * float(min_ternary):.1f}%); sensitivity: "
+            + ("output NSR with the layer alone ternary" if method == "alone" or sens is not None
+               else f"output NSR gain of the layer at {upgrade}, prefix quantized"))
     return out, table, share
 
 

@@ -115,7 +115,32 @@ def test_cli_min_ternary_prints_table(tmp_path):
     dst = str(tmp_path / "c.edgenet")
     r = CliRunner().invoke(main, ["convert", src, "-o", dst, "--keep-float", "none",
                                   "--calibrate", str(tmp_path / "s.npy"),
-                                  "--min-ternary", "0.6"])
+                                  "--min-ternary", "0.6", "--calib-seeds", "2"])
     assert r.exit_code == 0, r.output
     assert "sens.NSR" in r.output and "ternary:" in r.output
+    assert "calibration seed 1" in r.output
     assert _t2_share(dst) >= 0.6
+
+
+def test_calib_seeds_keeps_the_best_held_out_solution(tmp_path):
+    """calib_seeds=3: three calibrations (row samplings differ: max_rows below the rows),
+    the written file is the one with the best held-out SNR, and it matches onnxruntime on
+    its reference export."""
+    src = _net(str(tmp_path / "net.onnx"))
+    x = _samples(384)            # 320 x 144 positions > ptq.MAX_ROWS: the seed matters
+    dst, ref = str(tmp_path / "s.edgenet"), str(tmp_path / "s.ref.onnx")
+    rep = convert(src, dst, weights="ternary", keep_float="none", calibration=x[:320],
+                  fidelity_samples=x[320:], calibrate_weights=True, calib_seeds=3,
+                  reference_onnx=ref)
+    seeds = read_model(dst).metadata["quantization"]["calibrated"]["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1, 2]
+    snrs = [s["snr_db"] for s in seeds]
+    assert len(set(round(v, 6) for v in snrs)) > 1          # the solutions differ
+    assert rep.fidelity["snr_db"] == pytest.approx(max(snrs), abs=0.05)
+    xt = _samples(16, seed=7)
+    want = ort.InferenceSession(ref, providers=["CPUExecutionProvider"]).run(None, {"x": xt})[0]
+    np.testing.assert_allclose(edgenet.load(dst, device="reference")(xt), want, rtol=1e-4,
+                               atol=1e-4)
+    with pytest.raises(ConversionError, match="held-out"):
+        convert(src, dst, weights="ternary", keep_float="none", calibration=x, holdout=0.0,
+                calibrate_weights=True, calib_seeds=2)

@@ -98,6 +98,10 @@ def parse_input_shapes(specs):
               help="Mixed precision (needs --calibrate, --weights ternary): keep at least "
                    "this share of the conv/gemm weights ternary, e.g. 0.8, and store the "
                    "layers that matter most per weight (measured sensitivity) int8.")
+@click.option("--calib-seeds", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Calibrated weights: fit this many times (different samplings of the "
+                   "layer inputs) and keep the one closest to the float model on the "
+                   "held-out samples (output SNR).")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile"]), default="minmax",
               show_default=True,
               help="Activation range from the calibration samples: min/max, or the 99.99th "
@@ -109,7 +113,7 @@ def parse_input_shapes(specs):
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
             labels, activations, calib, calib_method, target_agreement, max_bits, input_shape,
-            quiet, min_ternary=None):
+            quiet, min_ternary=None, calib_seeds=1):
     """Convert an ONNX model SRC into a .edgenet file."""
     try:
         from converters.convert import convert as do_convert
@@ -137,6 +141,9 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
             raise InputError("--min-ternary needs --weights ternary")
         if calib is None:
             raise InputError("--min-ternary needs --calibrate SAMPLES.npy")
+    if calib_seeds > 1 and (calib is None or weights not in ("ternary", "quinary")):
+        raise InputError("--calib-seeds needs --calibrate SAMPLES.npy and --weights "
+                         "ternary or quinary")
     if mixed and calib is None:
         raise InputError("--target-agreement / --max-bits need --calibrate SAMPLES.npy")
     if mixed and weights not in ("ternary", "quinary"):
@@ -177,7 +184,7 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
                             calibrate_weights=samples is not None
                             and weights in ("ternary", "quinary"),
                             target_agreement=target_agreement, max_bits=max_bits,
-                            min_ternary=min_ternary,
+                            min_ternary=min_ternary, calib_seeds=calib_seeds,
                             log=None if quiet else (lambda m: click.echo(m, err=True)))
     finally:
         if bar is not None:
