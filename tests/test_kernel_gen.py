@@ -100,13 +100,14 @@ def test_hardswish_epilogue_matches_reference(kind, monkeypatch):
         assert any(k[0] == kind for k in gen._KERNELS)
 
 
-@pytest.mark.parametrize("tier,act,res,N,O,H,W", [
-    ("avx512", "Relu", True, 2, 9, 7, 11),        # O not a multiple of 4; tiles overlap
-    ("avx512", "Sigmoid", False, 1, 20, 12, 12),  # the act_call row epilogue
-    ("avx2", "HardSwish", True, 1, 13, 5, 9),
-    ("avx2", "Clip", False, 2, 4, 4, 4)])
+@pytest.mark.parametrize("tier,act,res,N,C,O,H,W", [
+    ("avx512", "Relu", True, 2, 6, 9, 7, 11),        # O not a multiple of 4; tiles overlap
+    ("avx512", "Sigmoid", False, 1, 6, 20, 12, 12),  # the act_call row epilogue
+    ("avx512", "Clip", True, 1, 70, 26, 8, 8),       # the 12 x 2 tile (WIDE_C channels)
+    ("avx2", "HardSwish", True, 1, 6, 13, 5, 9),
+    ("avx2", "Clip", False, 2, 6, 4, 4, 6)])
 @pytest.mark.parametrize("policy", ["expanded", "packed"])
-def test_pointwise_f32_matches_reference(tier, act, res, N, O, H, W, policy, monkeypatch):
+def test_pointwise_f32_matches_reference(tier, act, res, N, C, O, H, W, policy, monkeypatch):
     """1x1 stride-1 convs on the pixel-vector kernel (cpu/pw_f32.py): against the NumPy
     reference, and the kernel really ran (the channel-vector tiles did not)."""
     from edgenet.cpu import pw_f32
@@ -114,16 +115,17 @@ def test_pointwise_f32_matches_reference(tier, act, res, N, O, H, W, policy, mon
         pytest.skip(f"no {tier}")
     monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(N * O + H)
-    consts, inputs, _ = _case(rng, N, 6, H, W, O, 1, 1, 0, res)
+    consts, inputs, _ = _case(rng, N, C, H, W, O, 1, 1, 0, res)
     inputs[0] *= 4
     node = _node(1, 0, act, res)
     want = run_node(node, inputs, consts)[0]
     L = 16 if tier == "avx512" else 8
     calls = []
-    real = pw_f32.KERNELS[L]
+    table = pw_f32.KERNELS_WIDE if C >= pw_f32.WIDE_C and L in pw_f32.WIDE else pw_f32.KERNELS
+    real = table[L]
     pw_f32.warm(L)                 # what edgenet warmup builds
     sigs = list(real.signatures)
-    monkeypatch.setitem(pw_f32.KERNELS, L, lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setitem(table, L, lambda *a: calls.append(1) or real(*a))
     st = cpu.OPS["Conv"].prepare(node, consts, policy)
     y = np.full_like(want, np.nan)
     cpu.OPS["Conv"].run(node, st, inputs, [y])

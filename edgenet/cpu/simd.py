@@ -282,14 +282,15 @@ def _make_tr(n):
     hi = ir.Constant(ir.VectorType(I32, n), [j for i in range(h, n) for j in (i, n + i)])
 
     @intrinsic
-    def vtr(typingctx, arr, idx, stride, out, oidx):
+    def vtr(typingctx, arr, idx, stride, out, oidx, ostride):
         """Load n vectors of n floats at arr.flat[idx + i*stride] (i < n) and store them
-        transposed at out.flat[oidx:oidx + n*n] (vector j: lane j of every loaded vector).
+        transposed at out.flat[oidx + j*ostride] (vector j: lane j of every loaded vector;
+        every load comes before the first store: in place is fine).
         log2(n) rounds of interleaves (rows 2i, 2i+1 <- lo / hi of rows i, i + n/2): n*log2(n)
         shuffles per n*n floats."""
         if not (_is_f32_array(arr) and isinstance(idx, types.Integer)
                 and isinstance(stride, types.Integer) and _is_f32_array(out)
-                and isinstance(oidx, types.Integer)):
+                and isinstance(oidx, types.Integer) and isinstance(ostride, types.Integer)):
             return None
 
         def codegen(context, builder, sig, args):
@@ -298,6 +299,7 @@ def _make_tr(n):
             st = context.cast(builder, args[2], sig.args[2], types.int64)
             o = context.make_array(sig.args[3])(context, builder, args[3])
             o0 = context.cast(builder, args[4], sig.args[4], types.int64)
+            os_ = context.cast(builder, args[5], sig.args[5], types.int64)
             rows = []
             for i in range(n):
                 off = builder.add(i0, builder.mul(st, ir.Constant(ir.IntType(64), i)))
@@ -312,11 +314,11 @@ def _make_tr(n):
                 rows = new
                 r //= 2
             for j in range(n):
-                off = builder.add(o0, ir.Constant(ir.IntType(64), j * n))
+                off = builder.add(o0, builder.mul(os_, ir.Constant(ir.IntType(64), j)))
                 p = builder.bitcast(builder.gep(o.data, [off], inbounds=True), LV.as_pointer())
                 builder.store(rows[j], p, align=4)
             return context.get_dummy_value()
-        return types.none(arr, idx, stride, out, oidx), codegen
+        return types.none(arr, idx, stride, out, oidx, ostride), codegen
     return vtr
 
 
