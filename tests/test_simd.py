@@ -378,3 +378,36 @@ def test_tile_choice():
     assert choose_k(64, 16) == 2 and choose_k(144, 16) == 3 and choose_k(16, 16) == 1
     assert choose_p(56, 16, 2) == 14 and choose_p(7, 16, 2) == 7 and choose_p(8, 16, 2) == 8
     assert choose_p(5, 16, 2) is None
+
+
+@pytest.mark.parametrize("band_bytes", [1, 12000])
+@pytest.mark.parametrize("case", [
+    (1, 16, 13, 11, 3, 1, (1, 1, 1, 1), 1, "Relu", True),
+    (2, 32, 15, 17, 3, 2, (1, 0, 2, 1), 2, "HardSwish", False),
+    (1, 16, 20, 9, 5, 2, (2, 2, 2, 2), 1, "Sigmoid", True)])
+def test_depthwise_channel_vector_bands(case, band_bytes, monkeypatch):
+    """dw_cv in row bands (one output row a band with band_bytes=1; the halo rows read again
+    by the next band; the last band overlapping the one before): the NumPy reference."""
+    mode = "avx512" if simd.rank("avx512") >= simd.rank(simd.codegen_tier()) else "avx2"
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    monkeypatch.setattr(dw_cv, "BAND_BYTES", band_bytes)
+    N, C, H, W, k, st, pads, dil, act, res = case
+    rng = np.random.default_rng(H * W + k)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": _ternary(rng, (C, 1, k, k)),
+              "b": pack("f32", rng.normal(size=C).astype(np.float32))}
+    node = _node(st, pads, dil, act, res, group=C)
+    OH = (H + pads[0] + pads[2] - dil * (k - 1) - 1) // st + 1
+    OW = (W + pads[1] + pads[3] - dil * (k - 1) - 1) // st + 1
+    inputs = [x, None, None] + ([rng.uniform(-1, 1, size=(N, C, OH, OW)).astype(np.float32)]
+                                if res else [])
+    want = run_node(node, inputs, consts)[0]
+    st_ = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    assert dw_cv.use(st_, x.shape, want.shape)
+    L = st_.simd_dw
+    R, RI, NB = dw_cv.bands(N, C, OH, st, (k - 1) * dil + 1, W + pads[1] + pads[3], L, 2)
+    assert (R == 1 and NB == OH) if band_bytes == 1 else (1 < R < OH and NB > 1)
+    y = np.full_like(want, np.nan)
+    cpu.OPS["Conv"].run(node, st_, inputs, [y])
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6

@@ -34,6 +34,7 @@ from .simd import (vadd8, vadd16, vclip8, vclip16, vfma8, vfma16, vld8, vld16,  
 P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
 MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
+BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them)
 
 
 def _source(L):
@@ -41,46 +42,51 @@ def _source(L):
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, rf, has_r,")
-    w("              code, alpha, beta, xb, ob, tt_):")
+    w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
+    w("              rf, has_r, code, alpha, beta, xb, ob, tt_):")
     w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
     w("    HWo = OH * OW")
-    w("    for t in prange(N * NB):")
-    w("        n = t // NB")
-    w("        cb = t % NB")
+    w("    for t in prange(N * NB * NBND):")
+    w("        band = t % NBND")
+    w("        u = t // NBND")
+    w("        cb = u % NB")
+    w("        n = u // NB")
     w(f"        c0 = cb * {L}")
     w(f"        nc = min({L}, C - c0)")
+    # output rows r0 .. r0 + R (the last band overlaps the one before: every band has R
+    # rows); buffer row i = padded input row r0 * S + i, input row r0 * S + i - pt
+    w("        r0 = min(band * R, OH - R)")
+    w("        iy0 = r0 * S - pt")
     w("        tid = numba.get_thread_id()")
     w("        xp = xb[tid]")
     w("        op = ob[tid]")
     w("        tb = tt_[tid]")
     w(f"        z = vsplat{L}(np.float32(0))")
-    # zero borders (and the whole interior when the block has fewer than L channels)
-    w("        for i in range(pt * Wp):")
-    w(f"            vst{L}(xp, i * {L}, z)")
-    w("        for i in range((pt + H) * Wp, Hp * Wp):")
-    w(f"            vst{L}(xp, i * {L}, z)")
-    w("        for yy in range(H):")
-    w("            rb = (yy + pt) * Wp")
-    w(f"            if nc < {L}:")
-    w("                for i in range(rb, rb + Wp):")
-    w(f"                    vst{L}(xp, i * {L}, z)")
+    # zero: rows outside the input, the pad columns (the whole row for a partial block)
+    w("        for i in range(RI):")
+    w("            iy = iy0 + i")
+    w("            rb = i * Wp")
+    w(f"            if iy < 0 or iy >= H or nc < {L}:")
+    w("                for q in range(rb, rb + Wp):")
+    w(f"                    vst{L}(xp, q * {L}, z)")
     w("            else:")
-    w("                for i in range(rb, rb + pl):")
-    w(f"                    vst{L}(xp, i * {L}, z)")
-    w("                for i in range(rb + pl + W, rb + Wp):")
-    w(f"                    vst{L}(xp, i * {L}, z)")
-    w(f"        if nc == {L} and H * W >= {L}:")
+    w("                for q in range(rb, rb + pl):")
+    w(f"                    vst{L}(xp, q * {L}, z)")
+    w("                for q in range(rb + pl + W, rb + Wp):")
+    w(f"                    vst{L}(xp, q * {L}, z)")
+    w("        ia = max(iy0, 0)")
+    w("        ib = min(iy0 + RI, H)")
+    w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
     w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
     w("            # padded places; the last chunk overlaps the one before (same values)")
     w("            src = (n * C + c0) * H * W")
-    w(f"            for p00 in range(0, H * W, {L}):")
-    w(f"                p0 = min(p00, H * W - {L})")
+    w(f"            for p00 in range(ia * W, ib * W, {L}):")
+    w(f"                p0 = min(p00, ib * W - {L})")
     w(f"                vtr{L}(xf, src + p0, H * W, tb, 0, {L})")
     w("                yy = p0 // W")
     w("                xx = p0 - yy * W")
-    w(f"                d = ((yy + pt) * Wp + pl + xx) * {L}")
+    w(f"                d = ((yy - iy0) * Wp + pl + xx) * {L}")
     w(f"                for j in range({L}):")
     w(f"                    vst{L}(xp, d, vld{L}(tb, j * {L}))")
     w("                    xx += 1")
@@ -91,8 +97,8 @@ def _source(L):
     w("        else:")
     w("            for c in range(nc):")
     w("                src = (n * C + c0 + c) * H * W")
-    w("                for yy in range(H):")
-    w(f"                    d = ((yy + pt) * Wp + pl) * {L} + c")
+    w("                for yy in range(ia, ib):")
+    w(f"                    d = ((yy - iy0) * Wp + pl) * {L} + c")
     w("                    s = src + yy * W")
     w("                    for xx in range(W):")
     w(f"                        xp[d + xx * {L}] = xf[s + xx]")
@@ -100,8 +106,8 @@ def _source(L):
     w(f"        bv = vld{L}(bc, c0)")
     w(f"        wb = cb * T * {L}")
     w(f"        SL = S * {L}")
-    w("        for oy in range(OH):")
-    w("            rowb = oy * S * Wp")
+    w("        for lr in range(R):")
+    w("            rowb = lr * S * Wp")
     w("            ox = 0")
     w(f"            while ox + {P} <= OW:")
     for p in range(P):
@@ -112,7 +118,7 @@ def _source(L):
     w(f"                    xt = xo + toff[tt] * {L}")
     for p in range(P):
         w(f"                    a{p} = vfma{L}(vld{L}(xp, xt + {p} * SL), wv, a{p})")
-    w(f"                q = (oy * OW + ox) * {L}")
+    w(f"                q = (lr * OW + ox) * {L}")
     for p in range(P):
         w(f"                vst{L}(op, q + {p * L}, a{p})")
     w(f"                ox += {P}")
@@ -121,16 +127,18 @@ def _source(L):
     w(f"                xo = (rowb + ox * S) * {L}")
     w("                for tt in range(T):")
     w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}), vld{L}(wc, wb + tt * {L}), a0)")
-    w(f"                vst{L}(op, (oy * OW + ox) * {L}, a0)")
+    w(f"                vst{L}(op, (lr * OW + ox) * {L}, a0)")
     w("                ox += 1")
     # back to NCHW: residual, activation (Relu / Clip / HardSwish as vectors after a vtr of
-    # L pixel vectors; other activations and partial blocks: scalar)
-    w(f"        if nc == {L} and HWo >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
+    # L pixel vectors; other activations and partial blocks: scalar). The band's outputs
+    # are the flat range [r0 * OW, (r0 + R) * OW) of every plane.
+    w("        RO = R * OW")
+    w(f"        if nc == {L} and RO >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
       " or code == ActCode.HARD_SWISH):")
     emit_act_consts(w, L, "            ")
-    w(f"            db = (n * C + c0) * HWo")
-    w(f"            for q00 in range(0, HWo, {L}):")
-    w(f"                q0 = min(q00, HWo - {L})")
+    w("            db = (n * C + c0) * HWo + r0 * OW")
+    w(f"            for q00 in range(0, RO, {L}):")
+    w(f"                q0 = min(q00, RO - {L})")
     w(f"                vtr{L}(op, q0 * {L}, {L}, tb, 0, {L})")
     w(f"                for c in range({L}):")
     w(f"                    v = vld{L}(tb, c * {L})")
@@ -141,38 +149,21 @@ def _source(L):
     w(f"                    vst{L}(yf, yo, v)")
     w("            continue")
     w("        for c in range(nc):")
-    w("            dst = (n * C + c0 + c) * HWo")
-    w("            if code == ActCode.NONE:")
-    w("                for q in range(HWo):")
-    w(f"                    v = op[q * {L} + c]")
-    w("                    if has_r:")
-    w("                        v += rf[dst + q]")
-    w("                    yf[dst + q] = v")
-    w("            elif code == ActCode.RELU:")
-    w("                for q in range(HWo):")
-    w(f"                    v = op[q * {L} + c]")
-    w("                    if has_r:")
-    w("                        v += rf[dst + q]")
-    w("                    yf[dst + q] = max(v, np.float32(0))")
-    w("            elif code == ActCode.CLIP:")
-    w("                for q in range(HWo):")
-    w(f"                    v = op[q * {L} + c]")
-    w("                    if has_r:")
-    w("                        v += rf[dst + q]")
-    w("                    yf[dst + q] = min(max(v, alpha), beta)")
-    w("            elif code == ActCode.HARD_SWISH:")
-    w("                for q in range(HWo):")
-    w(f"                    v = op[q * {L} + c]")
-    w("                    if has_r:")
-    w("                        v += rf[dst + q]")
-    w("                    yf[dst + q] = v * min(max(v * np.float32(1 / 6) + np.float32(0.5),"
-      " np.float32(0)), np.float32(1))")
-    w("            else:")
-    w("                for q in range(HWo):")
-    w(f"                    v = op[q * {L} + c]")
-    w("                    if has_r:")
-    w("                        v += rf[dst + q]")
-    w("                    yf[dst + q] = act_call(v, code, alpha, beta)")
+    w("            dst = (n * C + c0 + c) * HWo + r0 * OW")
+    w("            for q in range(RO):")
+    w(f"                v = op[q * {L} + c]")
+    w("                if has_r:")
+    w("                    v += rf[dst + q]")
+    w("                if code == ActCode.RELU:")
+    w("                    v = max(v, np.float32(0))")
+    w("                elif code == ActCode.CLIP:")
+    w("                    v = min(max(v, alpha), beta)")
+    w("                elif code == ActCode.HARD_SWISH:")
+    w("                    v = v * min(max(v * np.float32(1 / 6) + np.float32(0.5), np.float32(0)),"
+      " np.float32(1))")
+    w("                elif code != ActCode.NONE:")
+    w("                    v = act_call(v, code, alpha, beta)")
+    w("                yf[dst + q] = v")
     return "\n".join(o) + "\n"
 
 
@@ -204,6 +195,19 @@ def bias(b, O, L):
     return bc
 
 
+def bands(N, C, OH, S, KHe, Wp, L, nt):
+    """(R output rows per band, RI input rows a band reads, bands per plane): as many rows as
+    keep the band's padded input under BAND_BYTES (the halo rows, KHe - S of every band,
+    are transposed again), and at least 2 units of work per thread where the planes
+    allow it."""
+    row = Wp * L * 4
+    R = max(1, min(OH, ((BAND_BYTES // row) - KHe) // S + 1))
+    units = N * (-(-C // L))
+    while R > 1 and units * -(-OH // R) < 2 * nt:
+        R = -(-R // 2)
+    return R, (R - 1) * S + KHe, -(-OH // R)
+
+
 def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
     L = st.simd_dw
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
@@ -212,18 +216,19 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
     Hp, Wp = H + pt + pb, W + pl + pr
     bc = st.bcv if b is st.b else bias(b, C, L)
     nt = numba.config.NUMBA_NUM_THREADS
-    xb = tls_buffer("dwcv.x", nt * Hp * Wp * L).reshape(nt, Hp * Wp * L)
-    ob = tls_buffer("dwcv.o", nt * OH * OW * L).reshape(nt, OH * OW * L)
+    R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
+    xb = tls_buffer("dwcv.x", nt * RI * Wp * L).reshape(nt, RI * Wp * L)
+    ob = tls_buffer("dwcv.o", nt * R * OW * L).reshape(nt, R * OW * L)
     tb = tls_buffer("dwcv.t", nt * L * L).reshape(nt, L * L)
     KERNELS[L](x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc, y.reshape(-1), N,
-               OH, OW, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb)
+               OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb)
 
 
 def warm(L):
     """Compile (or load) the kernel at run()'s argument types (edgenet warmup)."""
     z = np.zeros(9 * L, np.float32)
     KERNELS[L](z[:L].copy(), L, 1, 1, 1, 1, 3, 3, 1, np.zeros(9, np.int64), z.copy(),
-               z[:L].copy(), z[:L].copy(), 1, 1, 1, z[:L].copy(), False, 1, np.float32(0),
+               z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
                np.float32(6), np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
                np.zeros((1, L * L), np.float32))
 
