@@ -53,6 +53,8 @@ def _cases():
                                      [ax(-1)]),
         "ReduceMean HW 1x64x56x56": ([h.make_node("ReduceMean", ["x", "axes"], ["y"])], x4,
                                      [ax(2, 3)]),
+        "ReduceMean C 1x64x56x56": ([h.make_node("ReduceMean", ["x", "axes"], ["y"])], x4,
+                                    [ax(1)]),
         "ReduceMax C 1x64x56x56": ([h.make_node("ReduceMax", ["x", "axes"], ["y"])], x4,
                                    [ax(1)]),
         "Max bcast 1x64x56x56,(64,1,1)": ([h.make_node("Max", ["x", "c"], ["y"])], x4,

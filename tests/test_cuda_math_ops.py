@@ -63,6 +63,18 @@ else:
         compare({"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
                  "attrs": {"fn": fn, "axes": axes, "keepdims": keep}}, [x])
 
+    @pytest.mark.parametrize("fn", ["logsumexp", "max", "sum", "mean"])
+    @pytest.mark.parametrize("axes", [[1], [0]])
+    def test_reduce_inf_nan(fn, axes):
+        """+inf, a set of only -inf, NaN, both infinities: the CPU kernel's and the
+        reference's answers (logsumexp: onnxruntime's, tests/test_math_ops.py)."""
+        inf, nan = np.inf, np.nan
+        x = np.array([[1, inf, 2, 0], [-inf, -inf, -inf, -inf], [nan, 1, 2, 0],
+                      [-inf, inf, 0, 0], [0.5, -1, 2, 3]], np.float32)
+        with np.errstate(all="ignore"):
+            compare({"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
+                     "attrs": {"fn": fn, "axes": axes, "keepdims": 0}}, [x])
+
     @pytest.mark.parametrize("axis, shape", [(2, (2, 3, 7)), (1, (2, 3, 2, 5))])
     def test_layernorm(axis, shape):
         x = _x(shape, 4) + np.float32(3.0)

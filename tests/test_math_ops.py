@@ -52,9 +52,11 @@ def test_exp_op_kernel_ulp_sweep():
     where e**x >= 2**-125 (normal), absolutely within 2e-38 below (flushed to 0 past
     -87.34), inf / 0 / NaN exactly as NumPy; through the op's kernel loop."""
     from edgenet.cpu import math_ops as M
-    x = np.concatenate([np.linspace(-110, 100, 400001), _x(20000, seed=3) * 3,
-                        [0, -0.0, 1e-40, -1e-40, 1e-30, 88.7, 88.72283, 88.72284, 88.7229,
-                         88.8, 89.5, 1e30, -87.5, -104.5, -1e30, np.inf, -np.inf, np.nan]])
+    special = [0, -0.0, 1e-40, -1e-40, 1e-30, 88.7, 88.72283, 88.72284, 88.7229, 88.8, 89.5,
+               1e30, -87.5, -104.5, -1e30, np.inf, -np.inf, np.nan, -np.nan, 3e38, -3e38]
+    # the special values both in the vectorized body (first) and in the scalar tail (last)
+    x = np.concatenate([special * 16, np.linspace(-110, 100, 400001), _x(20000, seed=3) * 3,
+                        special])
     x = x.astype(np.float32)
     y = np.empty_like(x)
     M._unary_rng(x, y, 0, x.size, 3)
@@ -69,6 +71,28 @@ def test_exp_op_kernel_ulp_sweep():
     tiny = np.isfinite(r32) & ~ok
     assert tiny.sum() > 1000 and np.all(np.abs(y[tiny] - r[tiny]) <= 2e-38)
     assert np.all(y[~np.isnan(x)] >= 0)
+
+
+def test_unary_parallel_path(monkeypatch):
+    """The chunked parallel loop (several CHUNKs, a ragged last one) gives the serial
+    loop's values; the polynomial functions weigh more than Neg toward the threshold."""
+    import numba
+
+    from edgenet.cpu import _common
+    from edgenet.cpu import math_ops as M
+    monkeypatch.setattr(_common, "PAR_MIN", 2 * M.CHUNK * M.UNARY_PAR_WEIGHT)
+    x = _x(2 * M.CHUNK + 777, 11)
+    x[5:8] = [np.nan, np.inf, -np.inf]
+    calls, par = [], M._unary_par
+    monkeypatch.setattr(M, "_unary_par", lambda x, y, fn: (calls.append(fn), par(x, y, fn)))
+    for fn in ("exp", "neg"):
+        node = {"name": "u", "op": "Unary", "inputs": ["x"], "outputs": ["y"],
+                "attrs": {"fn": fn}}
+        want = np.empty_like(x)
+        M._unary_rng(x, want, 0, x.size, M.UNARY_CODE[fn])
+        np.testing.assert_array_equal(_run(cpu.OPS, node, [x], x.shape), want)
+    if numba.get_num_threads() > 1:
+        assert calls == [M.UNARY_CODE["exp"]]     # Neg of the same size stays serial
 
 
 @pytest.mark.parametrize("fn", BINARY_FNS)
@@ -131,11 +155,9 @@ def test_reduce_nan_inf_and_long_rows():
     mixed magnitudes stay within 2e-5 of the float64 reference."""
     x = _x((3, 6, 40), 7)
     x[0, 2, 5] = np.nan
-    x[1, 4, 9] = np.inf       # (logsumexp with +inf: the kernel gives inf, the reference
-    x[2, 1, 3] = -np.inf      # NaN from inf - inf; not compared here)
-    for fn in ("max", "min", "logsumexp", "mean"):
-        if fn == "logsumexp":
-            x[1, 4, 9] = 0.5
+    x[1, 4, 9] = np.inf
+    x[2, 1, 3] = -np.inf
+    for fn in ("max", "min", "logsumexp", "mean", "sum", "sumsquare", "l1", "l2"):
         for axes in ([1], [2]):
             node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
                     "attrs": {"fn": fn, "axes": axes, "keepdims": 0}}
@@ -152,13 +174,28 @@ def test_reduce_nan_inf_and_long_rows():
         np.testing.assert_allclose(_run(cpu.OPS, node, [x], want.shape), want, rtol=2e-5)
 
 
+def test_reduce_outer_axis_sums_long():
+    """Sums over a non-innermost axis longer than the float32 block (64 rows): float32
+    within a block, float64 across; within 2e-6 of the float64 reference, for a shifted
+    input (mean 7) whose float32 running sum would drift further without the blocks."""
+    from edgenet.cpu import math_ops as M
+    x = (_x((2, 3 * M._OUTER_BLOCK + 5, 33), 12) + np.float32(7)).astype(np.float32)
+    for fn in ("mean", "sum", "sumsquare", "l1", "l2", "logsum"):
+        for axes in ([1], [0, 1]):
+            node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
+                    "attrs": {"fn": fn, "axes": axes, "keepdims": 1}}
+            want = reduce_np(fn, x, axes, 1)
+            np.testing.assert_allclose(_run(cpu.OPS, node, [x], want.shape), want, rtol=2e-6,
+                                       err_msg=f"{fn} {axes}")
+
+
 def test_reduce_parallel_path(monkeypatch):
     from edgenet.cpu import _common
     monkeypatch.setattr(_common, "PAR_MIN", 0)
     import edgenet.cpu.math_ops as M
     monkeypatch.setattr(M, "use_parallel", lambda work: True)
     x = _x((130, 6, 7), 4)
-    for fn in ("mean", "max", "logsumexp"):
+    for fn in ("mean", "max", "logsumexp", "sumsquare"):
         node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
                 "attrs": {"fn": fn, "axes": [1], "keepdims": 0}}
         np.testing.assert_allclose(_run(cpu.OPS, node, [x], (130, 7)),
@@ -261,6 +298,35 @@ def test_onnx_graph_matches_onnxruntime(name, device, tmp_path):
     got = edgenet.load(dst, device=device)(x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_logsumexp_of_inf_and_nan_matches_onnxruntime(axis, device, tmp_path):
+    """ReduceLogSumExp of sets with +inf (inf), only -inf (-inf: ln 0), NaN (NaN), both
+    infinities (inf), 1e30: onnxruntime's answers, which are ln Σeˣ's; onnx.reference agrees
+    except for the all -inf set (NaN, from -inf + inf). Over the inner and an outer axis."""
+    import edgenet
+    from converters.convert import convert
+    from onnx.reference import ReferenceEvaluator
+    inf, nan = np.inf, np.nan
+    rows = np.array([[1, inf, 2, 0], [1, -inf, 2, 0], [-inf, -inf, -inf, -inf],
+                     [nan, 1, 2, 0], [inf, nan, 1, 0], [-inf, inf, 0, 0], [1e30, 1e30, 0, 0],
+                     [0.5, -1, 2, 3]], np.float32)
+    x = rows if axis == 1 else np.ascontiguousarray(rows.T)
+    model = _graph([h.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[axis], keepdims=0)],
+                   list(x.shape), opset=13)
+    src, dst = str(tmp_path / "m.onnx"), str(tmp_path / "m.edgenet")
+    onnx.save(model, src)
+    convert(src, dst, weights="f32")
+    want = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(want[[0, 2, 3, 5]], [inf, -inf, nan, inf])
+    with np.errstate(all="ignore"):
+        onnx_ref = ReferenceEvaluator(model).run(None, {"x": x})[0]
+        got = edgenet.load(dst, device=device)(x)
+    keep = np.arange(len(rows)) != 2
+    np.testing.assert_allclose(onnx_ref[keep], want[keep], rtol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name, fused", [("layernorm_pattern", True), ("layernorm_op", True),

@@ -17,6 +17,8 @@ from ..activation import (erf_f32, f32_bits, f32_from_bits, log_f32, mish_f32, s
 from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from .._jit import njit, pjit
+from .._jit import thread_calls as _thread_calls
+from . import _common
 from ._common import OpImpl, operand, prepare_consts, use_parallel
 
 CHUNK = 16384
@@ -34,19 +36,31 @@ _E0, _E1, _E2, _E3, _E4, _E5, _E6 = (_F(2 * c) for c in (
     0.008374199271202087, 0.0013843611814081669))
 
 
+_I = np.int32
+_EXP_MAGIC = _F(12583038.0)        # 1.5 * 2**23 + 126: round(x / ln2) + that = m, m's
+_EXP_TOP = _I(0x4B4000FE)          # bits are 0x4B40007E + k; k + 126 <= 254: the top clamp
+
+
 @njit(inline="always")
 def _exp_fast(x):
-    """e**x in float32 for the Exp op, within 1.02 ulp of e**x where the result is a normal
-    float (>= 2**-125; tests/test_math_ops.py sweeps it), ~15 vector operations a lane:
-    x = k ln2 + r (k rounded by adding 1.5*2**23, so the sum's low bits are k), e**r by one
-    Horner chain, 2**(k-1) as the sum's bits shifted into the exponent field. Results
-    below 2**-125 (x < -86.6) lose precision and flush to 0 below x = -87.34 (absolute
-    error < 2e-38; edgenet.activation.exp_f32 keeps the denormals, 1.7x slower);
-    x > 88.73 gives inf, NaN passes through (both clamps keep it)."""
-    xc = _F(89.0) if x > _F(89.0) else x
-    xc = _F(-87.6) if xc < _F(-87.6) else xc      # k >= -126: 2**(k-1) is 0 or normal
-    m = xc * _F(1.44269504) + _F(12583038.0)      # 1.5 * 2**23 + 126: m = that + k
-    kf = m - _F(12583038.0)
+    """e**x in float32 for the Exp op, within 1.01 ulp of e**x where the result is a normal
+    float (>= 2**-125; tests/test_math_ops.py sweeps it), 14 vector operations a lane, 10
+    of them multiply-adds: x = k ln2 + r (k rounded by adding 1.5*2**23, so the sum's low
+    bits are k), e**r by one Horner chain, 2**(k-1) as the sum's bits shifted into the
+    exponent field. Results below 2**-125 (x < -86.6) lose precision and flush to 0 below
+    x = -87.34 (absolute error < 2e-38; edgenet.activation.exp_f32 keeps the denormals,
+    1.7x slower); x > 88.73 gives inf, NaN passes through.
+
+    Clamps: x from below by max (NaN kept: Numba's max returns the NaN argument), k from
+    above on the integer bits of m (+inf: k = 128 and r = inf, so 2 e**r * 2**127 = inf;
+    finite x > 89 overflows the same way). The form "c if x > c else x" for both compiled
+    to a compare and a masked max and took 15% more time; the integer top clamp instead of
+    a float min saves 2% more on avx2 (200,704 floats: 43.5 -> 37.5 us AVX-512, 57 -> 46
+    us avx2, Zen 4). Fewer operations cost accuracy: a degree-5 polynomial (-10%) or
+    k = round(2x / ln2) with sqrt(2) for odd k (degree 5, no gain) reach 1.6-2 ulp."""
+    xc = max(x, _F(-87.6))                           # k >= -126: 2**(k-1) is 0 or normal
+    mb = min(f32_bits(xc * _F(1.44269504) + _EXP_MAGIC), _EXP_TOP)
+    kf = f32_from_bits(mb) - _EXP_MAGIC
     r = xc - kf * _F(0.693359375)                 # Cody-Waite ln 2, two parts
     r = r - kf * _F(-2.12194440e-4)
     p = _E6 * r + _E5
@@ -55,7 +69,7 @@ def _exp_fast(x):
     p = p * r + _E2
     p = p * r + _E1
     p = p * r + _E0                               # 2 e**r
-    return p * f32_from_bits(f32_bits(m) << 23)   # bits (k + 126) << 23: 2**(k-1)
+    return p * f32_from_bits(mb << 23)            # bits (k + 126) << 23: 2**(k-1)
 
 
 @njit(boundscheck=False, fastmath=_FMU, error_model="numpy")
@@ -334,6 +348,58 @@ def _reduce_rows_contig(x, y, i0, i1, fn, inv_d):
         y[i] = np.float32(s * inv_d if fn == 0 else s)
 
 
+_OUTER_BLOCK = 64
+_OUTER_SUMS = (0, 1, 5, 6, 7, 8)       # mean sum sumsquare l1 l2 logsum
+
+
+@njit(boundscheck=False, fastmath={"contract"}, error_model="numpy")
+def _reduce_rows_outer(x, y, i0, i1, fn, inv_d):
+    """x (A, D, B) -> y (A, B) for rows i0..i1, the sums (_OUTER_SUMS) over an axis that is
+    not the innermost: whole rows of B accumulate in float32 (vector lanes) over blocks of
+    _OUTER_BLOCK rows of D, in float64 across blocks (each lane's float32 sum runs over at
+    most 64 values: relative error <= 64 * 2**-24 of the sum of |terms|, ~4e-6; float64
+    throughout converted every value and was 2x slower; bench/bench_math_ops.py)."""
+    A, D, B = x.shape
+    acc = np.empty(B, np.float64)
+    t = np.empty(B, np.float32)
+    for i in range(i0, i1):
+        for b in range(B):
+            acc[b] = 0.0
+        for d0 in range(0, D, _OUTER_BLOCK):
+            for b in range(B):
+                t[b] = np.float32(0)
+            for d in range(d0, min(D, d0 + _OUTER_BLOCK)):
+                xr = x[i, d]
+                if fn == 5 or fn == 7:
+                    for b in range(B):
+                        t[b] += xr[b] * xr[b]
+                elif fn == 6:
+                    for b in range(B):
+                        t[b] += abs(xr[b])
+                else:
+                    for b in range(B):
+                        t[b] += xr[b]
+            for b in range(B):
+                acc[b] += np.float64(t[b])
+        yr = y[i]
+        for b in range(B):
+            v = acc[b]
+            if fn == 0:
+                v = v * inv_d
+            elif fn == 7:
+                v = math.sqrt(v)
+            elif fn == 8:
+                v = math.log(v) if v > 0 else (-np.inf if v == 0 else np.nan)
+            yr[b] = np.float32(v)
+
+
+@pjit(boundscheck=False)
+def _reduce_outer_par(x, y, fn, inv_d, rows_per):
+    A = x.shape[0]
+    for t in prange((A + rows_per - 1) // rows_per):
+        _reduce_rows_outer(x, y, t * rows_per, min(A, (t + 1) * rows_per), fn, inv_d)
+
+
 @pjit(boundscheck=False)
 def _reduce_contig_par(x, y, fn, inv_d, rows_per):
     A = x.shape[0]
@@ -404,14 +470,26 @@ class LayerNorm(OpImpl):
             _layernorm_rows(x2, s, b, y2, 0, R, state["eps"])
 
 
+# work per element for the parallel threshold (PAR_MIN counts simple elementwise ops):
+# Neg, Abs, Sqrt, Reciprocal are one vector instruction a lane, the polynomial functions
+# ~15. Exp of 200,704 floats (43 us on one thread) stayed serial under the plain size and
+# onnxruntime's Exp is single-threaded: at 2 threads the weight halves edgenet's time.
+_CHEAP_UNARY = (0, 1, 2, 5)
+UNARY_PAR_WEIGHT = 4
+
+
 class Unary(OpImpl):
     def prepare(self, node, consts, policy):
-        return UNARY_CODE[node_attrs(node)["fn"]]
+        fn = UNARY_CODE[node_attrs(node)["fn"]]
+        return fn, (1 if fn in _CHEAP_UNARY else UNARY_PAR_WEIGHT)
 
     def run(self, node, state, inputs, outputs):
+        state, weight = state
         x = inputs[0].reshape(-1)
         y = outputs[0].reshape(-1)
-        if use_parallel(x.size):
+        # the thread count through numba's C call (_jit.thread_calls: ~0.1 us; the public
+        # numba.get_num_threads in use_parallel costs 1-2 us, 3% of a 40 us Exp)
+        if x.size * weight >= _common.PAR_MIN and _thread_calls()[0]() > 1:
             _unary_par(x, y, state)
         else:
             _unary_rng(x, y, 0, x.size, state)
@@ -507,6 +585,12 @@ class Reduce(OpImpl):
             return
         x3 = x.reshape(A, D, B)
         y2 = outputs[0].reshape(A, B)
+        if fn in _OUTER_SUMS:
+            if A > 1 and use_parallel(x.size):
+                _reduce_outer_par(x3, y2, fn, 1.0 / D, max(1, A // 64))
+            else:
+                _reduce_rows_outer(x3, y2, 0, A, fn, 1.0 / D)
+            return
         if A > 1 and use_parallel(x.size):
             _reduce_par(x3, y2, fn, 1.0 / D, max(1, A // 64))
         else:

@@ -89,8 +89,13 @@ def reduce_np(fn, x, axes, keepdims):
         elif fn == "logsum":
             r = np.log(z.sum(axis=ax, keepdims=k))
         elif fn == "logsumexp":
+            # a set whose max is not finite has that max as its answer: +inf with a +inf
+            # term, -inf when every term is -inf (ln 0), NaN with a NaN (onnxruntime's and
+            # ln Σeˣ's answers; onnx.reference agrees but for all -inf: NaN, from -inf + inf)
             m = z.max(axis=ax, keepdims=True)
-            r = np.log(np.exp(z - m).sum(axis=ax, keepdims=True)) + m
+            fin = np.isfinite(m)
+            ms = np.where(fin, m, 0.0)
+            r = np.where(fin, np.log(np.exp(z - ms).sum(axis=ax, keepdims=True)) + ms, m)
             if not k:
                 r = np.squeeze(r, axis=ax)
         else:
