@@ -100,6 +100,13 @@ def main():
     ap.add_argument("--calib", type=int, default=512, help="samples for the PTQ start")
     ap.add_argument("--keep-float", default="none",
                     help="layers kept float for plain/cal: none, first, last or first,last")
+    ap.add_argument("--min-ternary", type=float, default=0.8,
+                    help="variant floor: edgenet convert --min-ternary (sensitivity choice)")
+    ap.add_argument("--calib-seeds", type=int, default=1,
+                    help="variant floor: --calib-seeds (best held-out SNR of N calibrations)")
+    ap.add_argument("--holdout", type=float, default=0.2,
+                    help="variant floor: share of the --calib lines held out (unlabeled) for "
+                         "the seed choice and the fidelity report")
     ap.add_argument("--tag", default="")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -134,6 +141,17 @@ def main():
             rep = res.report
             label = (f"calibrated PTQ {a.weights} ({min(a.calib, a.train)} samples), "
                      f"int8: {a.int8}")
+        elif v == "floor":
+            rep = convert(src, dst, weights=a.weights, keep_float="none", input_shapes=shapes,
+                          calibrate_weights=True, calibration=xtr[:a.calib],
+                          holdout=a.holdout, min_ternary=a.min_ternary,
+                          calib_seeds=a.calib_seeds, int8=a.int8 or None,
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
+            n_cal = a.calib - int(round(a.calib * a.holdout))
+            label = (f"calibrated PTQ, ternary floor {a.min_ternary:g} (sensitivity), "
+                     f"{n_cal} + {a.calib - n_cal} held-out lines, "
+                     f"{a.calib_seeds} calibration seed(s)"
+                     + (f", int8 first: {a.int8}" if a.int8 else ""))
         elif v == "cal":
             rep = convert(src, dst, weights=a.weights, keep_float=a.keep_float,
                           input_shapes=shapes, calibrate_weights=True, calibration=xtr[:a.calib],
@@ -176,6 +194,7 @@ def main():
             "test": a.test, "weights": a.weights, "minutes": a.minutes, "lr": a.lr,
             "feature_weight": a.feature_weight, "batch": a.batch, "int8": a.int8,
             "min_lr": a.min_lr, "steps": a.steps, "calib": a.calib, "fid": a.fid,
+            "min_ternary": a.min_ternary, "calib_seeds": a.calib_seeds, "holdout": a.holdout,
             "machine": f"{os.cpu_count()} CPU ({platform.machine()}), shared", "rows": rows}
     if a.json:
         with open(a.json, "w") as f:

@@ -13,8 +13,9 @@ the test split is never loaded here):
         '{"floor": 0.8, "seed": 1}' '{"rule": "small:1700"}'
 
 keys: floor (min ternary share, sensitivity choice), method (prefix | alone),
-nsens (samples for the sensitivity), upgrade (i8 | q3), rule (the
-int8_rules spec instead of the sensitivity choice), ncal (calibration lines, default
+nsens (samples for the sensitivity), upgrade (i8 | q3), rule (an
+int8_rules spec: alone, or with floor the layers it names first and the sensitivity
+choice for the rest of the budget), ncal (calibration lines, default
 512), seed (of ptq.calibrate's row sampling), and any other ptq.calibrate keyword.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main():
         up, ncal = d.pop("upgrade", "i8"), int(d.pop("ncal", 512))
         if rule is not None:
             encs, share = mixed.int8_rules(g0, e0, rule)
-        else:
+        if floor is not None:
             method = d.pop("method", "prefix")
             nsens = int(d.pop("nsens", a.sens_samples))
             s = None
@@ -87,7 +88,8 @@ def main():
                 s = {k: {e: (v[0], v[1], None) for e, v in r.items()} for k, r in sens.items()}
             t = time.perf_counter()
             encs, table, share = mixed.choose_min_ternary(
-                g0, xtr[:ncal], e0, floor, upgrade=up, sens=s, method=method,
+                g0, xtr[:ncal], encs if rule is not None else e0, floor, upgrade=up, sens=s,
+                method=method,
                 n_samples=nsens, i8_target=bool(d.get("i8_target", False)),
                 log=lambda m: print(m, file=sys.stderr, flush=True))
             cand["choose_s"] = round(time.perf_counter() - t)

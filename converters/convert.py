@@ -159,7 +159,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
             labels=None, layout="NCHW", size=None, progress=None, activations="f32",
             calibration=None, calib_method="minmax", input_shapes=None, calibrate_weights=False,
             target_agreement=None, max_bits=None, holdout=0.2,
-            fidelity_samples=None, log=None, min_ternary=None, calib_seeds=1) -> Report:
+            fidelity_samples=None, log=None, min_ternary=None, calib_seeds=1,
+            int8=None) -> Report:
     """Convert the ONNX model ``src`` into the .edgenet file ``dst``.
 
     weights: ternary | quinary | int8 | f16 | f32 for Conv/ConvTranspose/Gemm weights
@@ -183,7 +184,9 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     precision with a ternary floor: at least this share of the weights stays t2 and the
     most sensitive layers per weight take the rest at i8 (mixed.choose_min_ternary), each
     i8 layer fitted to the float outputs on its quantized inputs (ptq ``i8_target``).
-    calib_seeds: calibrate this many times (seeds of the row sampling) and keep the
+    int8: with calibrated weights, layers stored i8 by rule (mixed.int8_rules: first, last,
+    depthwise, small:N) before any sensitivity choice (with min_ternary they count against
+    the floor). calib_seeds: calibrate this many times (seeds of the row sampling) and keep the
     solution with the best output SNR on the held-out samples (ptq.calibrate_best).
     holdout: the fraction of ``calibration`` kept out of
     the fit for the fidelity report (top-1 agreement and output SNR against the float
@@ -207,6 +210,8 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
     keep = _norm_keep(keep_float)
     src, dst = os.fspath(src), os.fspath(dst)
     mixed_on = target_agreement is not None or max_bits is not None
+    if int8 and not (calibrate_weights or mixed_on or min_ternary is not None):
+        raise ValueError("int8 rules need calibrated weights (calibrate_weights or mixed)")
     if int(calib_seeds) < 1:
         raise ValueError(f"calib_seeds must be >= 1, got {calib_seeds!r}")
     if min_ternary is not None:
@@ -260,6 +265,10 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
             else:
                 encs[wname] = enc0
         mixed_table = None
+        if int8:
+            from . import mixed
+            encs, _ = mixed.int8_rules(g, encs, int8)
+            settings["int8"] = int8 if isinstance(int8, str) else ",".join(int8)
         if mixed_on:
             from . import mixed
             if min_ternary is not None:

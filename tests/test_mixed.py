@@ -144,3 +144,20 @@ def test_calib_seeds_keeps_the_best_held_out_solution(tmp_path):
     with pytest.raises(ConversionError, match="held-out"):
         convert(src, dst, weights="ternary", keep_float="none", calibration=x, holdout=0.0,
                 calibrate_weights=True, calib_seeds=2)
+
+
+def test_int8_rule_then_floor(tmp_path):
+    """--int8 small:N with --min-ternary: the rule's layers are i8 and count against the
+    floor; without calibration --int8 is refused in one line."""
+    src = _net(str(tmp_path / "net.onnx"))
+    x = _samples(48)
+    np.save(tmp_path / "s.npy", x)
+    dst = str(tmp_path / "r.edgenet")
+    rep = convert(src, dst, weights="ternary", keep_float="none", calibration=x,
+                  min_ternary=0.5, int8="small:72")
+    by = {r.name: r.encoding for r in rep.layers}
+    assert by["dw"] == "i8" and _t2_share(dst) >= 0.5
+    assert read_model(dst).metadata["quantization"]["int8"] == "small:72"
+    r = CliRunner().invoke(main, ["convert", src, "-o", dst + "2", "--int8", "small:72"])
+    assert r.exit_code != 0 and "--int8" in r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1, r.output

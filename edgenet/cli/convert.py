@@ -98,6 +98,10 @@ def parse_input_shapes(specs):
               help="Mixed precision (needs --calibrate, --weights ternary): keep at least "
                    "this share of the conv/gemm weights ternary, e.g. 0.8, and store the "
                    "layers that matter most per weight (measured sensitivity) int8.")
+@click.option("--int8", "int8", default=None, metavar="RULES",
+              help="Calibrated weights: layers stored int8 by rule, a comma list of first, "
+                   "last, depthwise, small:N (at most N weights); with --min-ternary the "
+                   "sensitivity choice fills the rest of the budget.")
 @click.option("--calib-seeds", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Calibrated weights: fit this many times (different samplings of the "
                    "layer inputs) and keep the one closest to the float model on the "
@@ -113,7 +117,7 @@ def parse_input_shapes(specs):
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 def convert(src, dst, weights, granularity, threshold, keep_float, reference_onnx, mean, std,
             labels, activations, calib, calib_method, target_agreement, max_bits, input_shape,
-            quiet, min_ternary=None, calib_seeds=1):
+            quiet, min_ternary=None, calib_seeds=1, int8=None):
     """Convert an ONNX model SRC into a .edgenet file."""
     try:
         from converters.convert import convert as do_convert
@@ -141,6 +145,9 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
             raise InputError("--min-ternary needs --weights ternary")
         if calib is None:
             raise InputError("--min-ternary needs --calibrate SAMPLES.npy")
+    if int8 and (calib is None or weights not in ("ternary", "quinary")):
+        raise InputError("--int8 needs --calibrate SAMPLES.npy and --weights ternary or "
+                         "quinary")
     if calib_seeds > 1 and (calib is None or weights not in ("ternary", "quinary")):
         raise InputError("--calib-seeds needs --calibrate SAMPLES.npy and --weights "
                          "ternary or quinary")
@@ -184,7 +191,7 @@ def convert(src, dst, weights, granularity, threshold, keep_float, reference_onn
                             calibrate_weights=samples is not None
                             and weights in ("ternary", "quinary"),
                             target_agreement=target_agreement, max_bits=max_bits,
-                            min_ternary=min_ternary, calib_seeds=calib_seeds,
+                            min_ternary=min_ternary, calib_seeds=calib_seeds, int8=int8,
                             log=None if quiet else (lambda m: click.echo(m, err=True)))
     finally:
         if bar is not None:
