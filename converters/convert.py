@@ -273,7 +273,7 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
             from . import mixed
             if min_ternary is not None:
                 encs, mixed_table, _ = mixed.choose_min_ternary(g, cal_x, encs, min_ternary,
-                                                                log=log)
+                                                                log=log, i8_target=True)
             else:
                 encs, mixed_table = mixed.choose(g, cal_x, encs,
                                                  target_agreement=target_agreement,
