@@ -472,8 +472,10 @@ class LayerNorm(OpImpl):
 
 # work per element for the parallel threshold (PAR_MIN counts simple elementwise ops):
 # Neg, Abs, Sqrt, Reciprocal are one vector instruction a lane, the polynomial functions
-# ~15. Exp of 200,704 floats (43 us on one thread) stayed serial under the plain size and
-# onnxruntime's Exp is single-threaded: at 2 threads the weight halves edgenet's time.
+# ~15. Exp / Erf of 200,704 floats (40-75 us on one thread) stayed serial under the plain
+# size; with the weight they run on 2 threads (Erf 73 -> 53 us with a free second core;
+# on a saturated 2-core box 3-5% slower, where the executor's adaptive threading picks
+# one thread). onnxruntime's Exp does not use its second thread.
 _CHEAP_UNARY = (0, 1, 2, 5)
 UNARY_PAR_WEIGHT = 4
 
