@@ -612,6 +612,20 @@ def _patch_biases(m, bias_deltas: dict):
                 n.input.append(name)
             else:
                 n.input[2] = name
+    if bias_deltas:            # a linear layer exported as MatMul + Add of an initializer
+        from .finetune import _matmul_biases
+        for wname, bname in _matmul_biases(m).items():
+            if wname not in bias_deltas:
+                continue
+            d, mult = bias_deltas.pop(wname)
+            if np.any((mult == 0) & (d != 0)):
+                raise ConversionError(f"reference ONNX: MatMul weight '{wname}': a bias "
+                                      "correction follows a zero scale; cannot express it")
+            t = inits[bname]
+            old = numpy_helper.to_array(t).astype(np.float64)
+            add = np.divide(d, mult, out=np.zeros_like(d), where=mult != 0)
+            t.CopyFrom(numpy_helper.from_array((old + add.reshape(old.shape)).astype(
+                np.float32), t.name))
     if bias_deltas:
         raise ConversionError(f"reference ONNX: layers not found for the bias corrections: "
                               f"{sorted(bias_deltas)}")

@@ -183,6 +183,24 @@ def test_matmul_add_bias_written_back(tmp_path):
                                rtol=1e-4, atol=1e-6)
 
 
+def test_convert_calibrated_matmul_add_reference_onnx(tmp_path):
+    """convert with calibrated weights (--min-ternary) on a MatMul + Add head: the bias
+    correction of the linear layer goes into the Add's initializer of the --reference-onnx
+    export (it used to fail: 'layers not found for the bias corrections'), which then
+    equals the file."""
+    from converters.convert import convert
+    src = _net(str(tmp_path / "m.onnx"), seed=3, matmul=True)
+    dst, ref = str(tmp_path / "m.edgenet"), str(tmp_path / "m.ref.onnx")
+    convert(src, dst, weights="ternary", keep_float="none", calibration=_samples(96, seed=2),
+            min_ternary=0.8, reference_onnx=ref)
+    bf = lambda p: numpy_helper.to_array(next(  # noqa: E731
+        i for i in onnx.load(p).graph.initializer if i.name == "bf"))
+    assert not np.allclose(bf(ref), bf(src))
+    xt = _samples(16, seed=7)
+    np.testing.assert_allclose(edgenet.load(dst, device="reference")(xt), _ort(ref, xt),
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_keep_float_layer_exported_float(tmp_path):
     """A layer kept float in training is written f32 (not re-ternarized at export)."""
     src = _net(str(tmp_path / "m.onnx"))
