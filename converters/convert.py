@@ -575,6 +575,11 @@ def _patch_biases(m, bias_deltas: dict):
     from onnx import helper, numpy_helper
 
     inits = {t.name: t for t in m.graph.initializer}
+    consts = {n.output[0]: n for n in m.graph.node if n.op_type == "Constant"}
+    uses = {}
+    for n in m.graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
     for n in m.graph.node:
         if n.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(n.input) < 2 \
                 or n.input[1] not in bias_deltas:
@@ -594,6 +599,9 @@ def _patch_biases(m, bias_deltas: dict):
         o = add.size
         if len(n.input) > 2 and n.input[2]:
             t = inits.get(n.input[2])
+            if t is None and n.input[2] in consts and uses.get(n.input[2]) == 1:
+                t = next((a.t for a in consts[n.input[2]].attribute if a.name == "value"),
+                         None)        # a bias held by a Constant node (Paddle exports)
             if t is None:
                 raise ConversionError(f"reference ONNX: node '{n.name}': bias "
                                       f"'{n.input[2]}' is not an initializer")
@@ -612,23 +620,53 @@ def _patch_biases(m, bias_deltas: dict):
                 n.input.append(name)
             else:
                 n.input[2] = name
-    if bias_deltas:            # a linear layer exported as MatMul + Add of an initializer
-        from .finetune import _matmul_biases
-        for wname, bname in _matmul_biases(m).items():
-            if wname not in bias_deltas:
-                continue
-            d, mult = bias_deltas.pop(wname)
-            if np.any((mult == 0) & (d != 0)):
-                raise ConversionError(f"reference ONNX: MatMul weight '{wname}': a bias "
-                                      "correction follows a zero scale; cannot express it")
-            t = inits[bname]
-            old = numpy_helper.to_array(t).astype(np.float64)
-            add = np.divide(d, mult, out=np.zeros_like(d), where=mult != 0)
-            t.CopyFrom(numpy_helper.from_array((old + add.reshape(old.shape)).astype(
-                np.float32), t.name))
+    if bias_deltas:            # a linear layer exported as MatMul + Add of a constant
+        _patch_matmul_biases(m, bias_deltas)
     if bias_deltas:
         raise ConversionError(f"reference ONNX: layers not found for the bias corrections: "
                               f"{sorted(bias_deltas)}")
+
+
+def _patch_matmul_biases(m, bias_deltas: dict):
+    """MatMul(x, W) whose only consumer is Add(., b), b an initializer or a Constant node's
+    output used only there, of shape (O,) or (1, O): the bias correction of W's layer
+    (popped from ``bias_deltas``) is added to b."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in m.graph.initializer}
+    consts = {n.output[0]: n for n in m.graph.node if n.op_type == "Constant"}
+    users = {}
+    for n in m.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    for n in m.graph.node:
+        if n.op_type != "MatMul" or len(n.input) < 2 or n.input[1] not in bias_deltas:
+            continue
+        u = users.get(n.output[0], [])
+        if len(u) != 1 or u[0].op_type != "Add":
+            continue
+        other = [i for i in u[0].input if i != n.output[0]]
+        if len(other) != 1 or len(users.get(other[0], [])) != 1:
+            continue
+        if other[0] in inits:
+            t = inits[other[0]]
+        elif other[0] in consts:
+            t = next((a.t for a in consts[other[0]].attribute if a.name == "value"), None)
+        else:
+            continue
+        if t is None:
+            continue
+        d, mult = bias_deltas[n.input[1]]
+        old = numpy_helper.to_array(t).astype(np.float64)
+        if old.size != d.size or old.shape not in ((d.size,), (1, d.size)):
+            continue
+        if np.any((mult == 0) & (d != 0)):
+            raise ConversionError(f"reference ONNX: MatMul weight '{n.input[1]}': a bias "
+                                  "correction follows a zero scale; cannot express it")
+        del bias_deltas[n.input[1]]
+        add = np.divide(d, mult, out=np.zeros_like(d), where=mult != 0)
+        t.CopyFrom(numpy_helper.from_array((old + add.reshape(old.shape)).astype(np.float32),
+                                           t.name))
 
 
 def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None,

@@ -183,18 +183,33 @@ def test_matmul_add_bias_written_back(tmp_path):
                                rtol=1e-4, atol=1e-6)
 
 
-def test_convert_calibrated_matmul_add_reference_onnx(tmp_path):
+@pytest.mark.parametrize("as_constant", [False, True])
+def test_convert_calibrated_matmul_add_reference_onnx(tmp_path, as_constant):
     """convert with calibrated weights (--min-ternary) on a MatMul + Add head: the bias
-    correction of the linear layer goes into the Add's initializer of the --reference-onnx
-    export (it used to fail: 'layers not found for the bias corrections'), which then
-    equals the file."""
+    correction of the linear layer goes into the Add's bias (an initializer, or a Constant
+    node as in PP-OCR's Paddle export) of the --reference-onnx export (it used to fail:
+    'layers not found for the bias corrections'), which then equals the file."""
     from converters.convert import convert
     src = _net(str(tmp_path / "m.onnx"), seed=3, matmul=True)
+    if as_constant:           # every initializer as a Constant node
+        m = onnx.load(src)
+        consts = [helper.make_node("Constant", [], [t.name], value=t, name=f"c_{t.name}")
+                  for t in m.graph.initializer]
+        del m.graph.initializer[:]
+        nodes = consts + list(m.graph.node)
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
+        onnx.save(m, src)
     dst, ref = str(tmp_path / "m.edgenet"), str(tmp_path / "m.ref.onnx")
     convert(src, dst, weights="ternary", keep_float="none", calibration=_samples(96, seed=2),
             min_ternary=0.8, reference_onnx=ref)
-    bf = lambda p: numpy_helper.to_array(next(  # noqa: E731
-        i for i in onnx.load(p).graph.initializer if i.name == "bf"))
+
+    def bf(p):
+        m = onnx.load(p)
+        t = next((i for i in m.graph.initializer if i.name == "bf"), None)
+        if t is None:
+            t = next(n.attribute[0].t for n in m.graph.node if n.output[0] == "bf")
+        return numpy_helper.to_array(t)
     assert not np.allclose(bf(ref), bf(src))
     xt = _samples(16, seed=7)
     np.testing.assert_allclose(edgenet.load(dst, device="reference")(xt), _ort(ref, xt),
