@@ -173,6 +173,56 @@ def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None
     return out, count
 
 
+FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, tests)
+
+
+def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
+    """A depthwise Conv (multiplier 1, stride 1 or 2, no fused residual) whose output only
+    an int8 Conv without padding reads (and no graph output) writes that conv's quantized
+    input itself: ``_qo`` = the consumer's (scale, zero point) on the producer, ``_qi`` on
+    the consumer (edgenet/cpu: dw_cv quantizes in its epilogue, other kernels through one
+    pass after the conv, the consumer skips its quantize pass). In place on ``nodes`` (the
+    copies ``annotate`` made); returns the number of pairs."""
+    if not FUSE_PRODUCERS:
+        return 0
+    readers: dict = {}
+    for nd in nodes:
+        for n in nd.get("inputs", []):
+            if n:
+                readers[n] = readers.get(n, 0) + 1
+    by_input = {}
+    for i, nd in enumerate(nodes):
+        if nd.get("_aq") is not None and nd.get("inputs"):
+            by_input.setdefault(nd["inputs"][0], []).append(i)
+    outs = set(outputs)
+    count = 0
+    for i, nd in enumerate(nodes):
+        if nd.get("op") != "Conv" or nd.get("_aq") is not None or len(nd.get("outputs", [])) != 1:
+            continue
+        y = nd["outputs"][0]
+        ins = nd.get("inputs", [])
+        if y in outs or readers.get(y) != 1 or len(by_input.get(y, [])) != 1:
+            continue
+        if len(ins) > 3 and ins[3]:          # a fused residual
+            continue
+        a = nd.get("attrs") or {}
+        w = consts.get(ins[1]) if len(ins) > 1 else None
+        shp = tuple(int(d) for d in getattr(w, "shape", ()))
+        g = int(a.get("group", 1))
+        st = [int(v) for v in a.get("strides", [1, 1])]
+        if len(shp) != 4 or g < 2 or shp[0] != g or shp[1] != 1 or len(st) != 2 \
+                or st[0] != st[1] or st[0] not in (1, 2):
+            continue
+        j = by_input[y][0]
+        q = nodes[j]
+        if any(int(v) for v in (q.get("attrs") or {}).get("pads", [0, 0, 0, 0])):
+            continue
+        nodes[i] = dict(nd, _qo=(q["_aq"][0], q["_aq"][1]))
+        nodes[j] = dict(q, _qi=True)
+        count += 1
+    return count
+
+
 def ranges_from_metadata(meta: dict):
     aq = (meta or {}).get(METADATA_KEY)
     if not isinstance(aq, dict) or not isinstance(aq.get("ranges"), dict):

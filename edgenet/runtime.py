@@ -277,6 +277,8 @@ class Model:
                                           auto=mode == "auto", choices=self.int8_choices)
         except EdgenetError as e:   # e.g. a NaN or inverted range in the file's metadata
             raise ModelError(f"{self.path}: activation ranges: {e}") from None
+        if self.device == "cpu":
+            quant.mark_quantized_producers(nodes, self.consts, self._output_names)
         self.graph = dict(self.graph)
         self.graph["nodes"] = nodes
         return mode, count

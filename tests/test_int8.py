@@ -449,3 +449,82 @@ def test_cli_shows_the_auto_choice(r20):
     r = subprocess.run([sys.executable, "-m", "edgenet", "info", p], capture_output=True,
                        text=True, cwd=root)
     assert "activations auto on this CPU" in r.stdout and "/conv1/Conv" in r.stdout
+
+
+# ------------------------------------------------- producers that quantize for their consumer
+def _dw_pw_model(path, rng, C, H, st, act, extra_output=False, pw_pads=0):
+    """x -> depthwise 3x3 (group C, stride st, act) -> 1x1 conv C -> 24 (Relu) -> y."""
+    OH = (H + 2 - 3) // st + 1
+    OP = OH + 2 * pw_pads
+    outs = [{"name": "y", "shape": [None, 24, OP, OP]}]
+    if extra_output:
+        outs.append({"name": "d", "shape": [None, C, OH, OH]})
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": outs,
+             "nodes": [
+                 {"name": "dw", "op": "Conv", "inputs": ["x", "wd", "bd"], "outputs": ["d"],
+                  "attrs": {"strides": [st, st], "pads": [1, 1, 1, 1], "dilations": [1, 1],
+                            "group": C, "activation": desc}},
+                 {"name": "pw", "op": "Conv", "inputs": ["d", "wp", "bp"], "outputs": ["y"],
+                  "attrs": {"strides": [1, 1], "pads": [pw_pads] * 4, "dilations": [1, 1],
+                            "group": 1, "activation": act_desc("Relu")}}]}
+    tensors = {"wd": pack("t2", rng.integers(-1, 2, size=(C, 1, 3, 3)),
+                          rng.uniform(0.2, 0.5, size=C).astype(np.float32)),
+               "bd": pack("f32", rng.normal(0, 0.2, size=C).astype(np.float32)),
+               "wp": pack("t2", rng.integers(-1, 2, size=(24, C, 1, 1)),
+                          rng.uniform(0.05, 0.2, size=24).astype(np.float32)),
+               "bp": pack("f32", rng.normal(0, 0.2, size=24).astype(np.float32))}
+    from edgenet.format import write_model
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+@pytest.mark.parametrize("C,H,st,act,N", [
+    (16, 9, 2, "Clip", 1),        # dw_cv quantizes in its epilogue
+    (18, 12, 1, "HardSwish", 2),  # a partial channel block, C % 4 = 2
+    (20, 40, 1, "Relu", 1),       # a 40x40 plane: the plane kernel, then one quantize pass
+    (32, 10, 2, "Sigmoid", 2),    # an activation dw_cv's vector epilogue lacks: f32, then pass
+])
+def test_depthwise_writes_its_int8_consumers_input(C, H, st, act, N, tmp_path, monkeypatch):
+    """A depthwise conv whose only reader is an int8 conv writes that conv's quantized input
+    (quant.mark_quantized_producers): bit-identical to the consumer quantizing it, and the
+    NumPy reference of the same int8 model."""
+    from edgenet.cpu import dw_cv
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni" if simd.has_vnni() else simd.codegen_tier())
+    rng = np.random.default_rng(C * H)
+    path = _dw_pw_model(str(tmp_path / "m.edgenet"), rng, C, H, st, act)
+    ranges = {"d": (-1.0, 6.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    fused = edgenet.load(path, activations="int8", act_ranges=ranges, threads=2)
+    nodes = {n["name"]: n for n in fused.graph["nodes"]}
+    assert nodes["dw"]["_qo"] == nodes["pw"]["_aq"][:2] and nodes["pw"]["_qi"]
+    monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
+    plain = edgenet.load(path, activations="int8", act_ranges=ranges, threads=2)
+    assert not any("_qo" in n for n in plain.graph["nodes"])
+    st_ = fused._states[0]
+    uses_cv = dw_cv.use(st_, x.shape, (N, C, (H - 1) // st + 1, (H - 1) // st + 1))
+    assert uses_cv == (H <= 32 or st == 2) and \
+        dw_cv.qo_ok(st_, st_.act[0], False) == (act != "Sigmoid")
+    want = plain(x)
+    np.testing.assert_array_equal(fused(x), want)
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
+    scale = float(np.abs(ref).max())
+    assert float(np.abs(want - ref).max()) <= 1e-2 * scale
+    assert float(np.median(np.abs(want - ref))) <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("why", ["graph output", "consumer padding"])
+def test_depthwise_quantizes_only_for_a_sole_unpadded_reader(why, tmp_path):
+    rng = np.random.default_rng(3)
+    path = _dw_pw_model(str(tmp_path / "m.edgenet"), rng, 16, 9, 2, "Clip",
+                        extra_output=why == "graph output", pw_pads=int(why != "graph output"))
+    m = edgenet.load(path, activations="int8", act_ranges={"d": (-1.0, 6.0)})
+    assert m.int8_convs == 1 and not any("_qo" in n or "_qi" in n for n in m.graph["nodes"])
+    x = rng.normal(0, 1, (2, 16, 9, 9)).astype(np.float32)
+    ref = edgenet.load(path, device="reference", activations="int8",
+                       act_ranges={"d": (-1.0, 6.0)}).run({"x": x})
+    got = m.run({"x": x})
+    for k in ref:
+        scale = float(np.abs(ref[k]).max())
+        assert float(np.abs(got[k] - ref[k]).max()) <= 1e-2 * scale

@@ -333,8 +333,7 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     if sh != sw or sh not in (1, 2):
         return False
     if dw_cv.use(st, x.shape, y.shape):        # channel vectors (dw_cv.py)
-        dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta)
-        return True
+        return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta) else True
     L = st.simd_dw
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -417,6 +416,8 @@ class ConvState:
     wdw: np.ndarray | None = None    # depthwise: float32 filters (O*kh*kw)
     wcv: np.ndarray | None = None    # depthwise, multiplier 1: channel-vector filters (dw_cv)
     bcv: np.ndarray | None = None    # and its bias, padded to whole channel vectors
+    qo: tuple | None = None          # (scale, zero point, buffer key): also writes its int8
+                                     # consumer's input (quant.mark_quantized_producers)
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 
@@ -456,8 +457,13 @@ class Conv(OpImpl):
         st = ConvState(_consts_but_weight(node, consts), w, O, KH, KW, Cg * KH * KW,
                        _conv_params(node), act_of(node), _bias(node, consts, O))
         g = st.params[-1]
+        qo = node.get("_qo") if isinstance(node, dict) else None
+        if qo is not None:
+            st.qo = (np.float32(qo[0]), np.float32(qo[1]), "dwq:" + node["outputs"][0])
         if aq is not None:
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
+            if node.get("_qi"):
+                st.q["qi"] = "dwq:" + node["inputs"][0]
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q
@@ -503,6 +509,11 @@ class Conv(OpImpl):
         return st
 
     def run(self, node, state, inputs, outputs):
+        fused = self._run_threads(node, state, inputs, outputs)
+        if state.qo is not None and not fused:   # the int8 consumer's input, from y
+            qconv.quantize_to(outputs[0], state.qo)
+
+    def _run_threads(self, node, state, inputs, outputs):
         """Small convs run on the calling thread alone (one-thread OpenMP region: no worker
         wake-up), bigger ones on all of its Numba threads (``_common.use_parallel`` on the
         MACs, depthwise weighted ×8 for its lower arithmetic intensity, against
@@ -545,8 +556,9 @@ class Conv(OpImpl):
         if state.simd is not None or state.simd_dw is not None:
             toff = _tap_offsets(state, x.shape[3])
             if state.simd_dw is not None:
-                if simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta):
-                    return
+                done = simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta)
+                if done:
+                    return done == 2
             elif simd_conv(x, y, state, toff, b, r, has_r, code, alpha, beta):
                 return
             if g == 1 and state.tiled is None and not w.packed:   # rare geometry

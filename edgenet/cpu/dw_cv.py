@@ -29,7 +29,8 @@ from ..activation import ActCode  # noqa: F401
 from ._common import act_call, tls_buffer  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vclip8, vclip16, vfma8, vfma16, vld8, vld16,  # noqa: F401
-                   vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16, vtr8, vtr16)
+                   vqpack8, vqpack16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
+                   vstword8, vstword16, vtr8, vtr16)
 
 P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
@@ -43,7 +44,7 @@ def _source(L):
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
     w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
-    w("              rf, has_r, code, alpha, beta, xb, ob, tt_):")
+    w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4):")
     w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
     w("    HWo = OH * OW")
@@ -133,6 +134,20 @@ def _source(L):
     # L pixel vectors; other activations and partial blocks: scalar). The band's outputs
     # are the flat range [r0 * OW, (r0 + R) * OW) of every plane.
     w("        RO = R * OW")
+    # the int8 consumer's input instead (mark_quantized_producers): per pixel, the L
+    # channels after the activation quantized and packed 4 a word into its (N, C4, OH*OW)
+    # words; no NCHW float output (nothing else reads it)
+    w("        if qo:")
+    emit_act_consts(w, L, "            ")
+    w("            wbase = (n * C4 + c0 // 4) * HWo + r0 * OW")
+    w("            nw = (nc + 3) // 4")
+    w("            for q in range(RO):")
+    w(f"                v = vld{L}(op, q * {L})")
+    emit_act_vec(w, L, "                ", "v")
+    w(f"                qv = vqpack{L}(v, qs, qz)")
+    w("                for j in range(nw):")
+    w(f"                    vstword{L}(qw, wbase + j * HWo + q, qv, j)")
+    w("            continue")
     w(f"        if nc == {L} and RO >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
       " or code == ActCode.HARD_SWISH):")
     emit_act_consts(w, L, "            ")
@@ -208,7 +223,18 @@ def bands(N, C, OH, S, KHe, Wp, L, nt):
     return R, (R - 1) * S + KHe, -(-OH // R)
 
 
+_QW0 = np.zeros(1, np.int32)
+
+
+def qo_ok(st, code, has_r) -> bool:
+    """Can the kernel write the int8 consumer's input itself (st.qo set at prepare): no
+    fused residual, an activation the vector epilogue has."""
+    return (st.qo is not None and not has_r
+            and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+
+
 def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
+    """Returns True when it wrote the int8 consumer's input (``st.qo``) instead of y."""
     L = st.simd_dw
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     N, C, H, W = x.shape
@@ -220,8 +246,17 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
     xb = tls_buffer("dwcv.x", nt * RI * Wp * L).reshape(nt, RI * Wp * L)
     ob = tls_buffer("dwcv.o", nt * R * OW * L).reshape(nt, R * OW * L)
     tb = tls_buffer("dwcv.t", nt * L * L).reshape(nt, L * L)
+    qo = qo_ok(st, code, has_r)
+    C4 = -(-C // 4)
+    if qo:
+        qs, qz, key = st.qo
+        qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
+    else:
+        qs, qz, qw = np.float32(1), np.float32(0), _QW0
     KERNELS[L](x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc, y.reshape(-1), N,
-               OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb)
+               OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb, qo,
+               qs, qz, qw, C4)
+    return qo
 
 
 def warm(L):
@@ -230,7 +265,7 @@ def warm(L):
     KERNELS[L](z[:L].copy(), L, 1, 1, 1, 1, 3, 3, 1, np.zeros(9, np.int64), z.copy(),
                z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
                np.float32(6), np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
-               np.zeros((1, L * L), np.float32))
+               np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
 
 
 __all__ = ["use", "run", "warm", "weights", "bias", "KERNELS"]

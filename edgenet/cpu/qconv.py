@@ -146,20 +146,20 @@ def _quant_par(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, rows, chunk):
         _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, i * chunk, t1)
 
 
-def _quant_args(x, q, pt, pl, pb, pr):
+def _quant_args(x, q, pt, pl, pb, pr, key="qconv.xq"):
     """(arguments shared by _quant_rng and _quant_par, rows, buffer, Hp, Wp)."""
     N, C, H, W = x.shape
     C4 = q["C4"]
     Hp, Wp = H + pt + pb, W + pl + pr
-    buf = tls_buffer("qconv.xq", N * C4 * Hp * Wp).view(np.uint8)
+    buf = tls_buffer(key, N * C4 * Hp * Wp).view(np.uint8)
     rows = N * C4 * Hp
     return (x.reshape(-1), C, H, W, C4, Hp, Wp, pt, pl, q["s"], q["zp"], buf), rows, buf, Hp, Wp
 
 
-def quantize_padded(x, q, pt, pl, pb, pr):
+def quantize_padded(x, q, pt, pl, pb, pr, key="qconv.xq"):
     """float32 (N, C, H, W) -> uint8 padded, channel-interleaved buffer (per Python thread);
     one compiled pass writes every byte (the border too: no NumPy fills per call)."""
-    args, rows, buf, Hp, Wp = _quant_args(x, q, pt, pl, pb, pr)
+    args, rows, buf, Hp, Wp = _quant_args(x, q, pt, pl, pb, pr, key)
     # serial below ~2M elements: a parallel call's wake-up (passive OpenMP workers) costs more
     # than quantizing 64x56x56 (0.04 ms at 1 thread vs 0.12 ms as a 2-thread call)
     if use_parallel(x.size // 8):
@@ -168,6 +168,14 @@ def quantize_padded(x, q, pt, pl, pb, pr):
     else:
         _quant_rng(*args, 0, rows)
     return buf, Hp, Wp
+
+
+def quantize_to(y, qo):
+    """A producer's float32 output y -> its int8 consumer's input buffer (``qo``: scale,
+    zero point, buffer key; the consumer has no padding: quant.mark_quantized_producers),
+    where the producer's kernel did not write it itself."""
+    s, zp, key = qo
+    quantize_padded(y, {"C4": -(-y.shape[1] // 4), "s": s, "zp": zp}, 0, 0, 0, 0, key)
 
 
 def warm_quantize():
@@ -216,7 +224,12 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
            and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
            and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
     kern = None if (pw or pw8) else (q.get("_kern") or _bind(q, sh)).f
-    xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
+    qi = q.get("qi")
+    if qi is not None:   # the producer wrote this input already (no padding here)
+        Hp, Wp = x.shape[2], x.shape[3]
+        xq = tls_buffer(qi, N * q["C4"] * Hp * Wp).view(np.uint8)
+    else:
+        xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
     bb = q["bb"]
     if not b_is_const:
         bb = tls_buffer("qconv.bb", bb.size)

@@ -707,3 +707,44 @@ def vquant4_16(typingctx, x, idx, cs, nc, np_, s, zp, out, oidx):
 def has_vnni() -> bool:
     """The int8 kernels of this tier use AVX512-VNNI (tier avx512vnni)."""
     return tier() == "avx512vnni"
+
+
+def _make_qpack(n):
+    VF, VW = F32Vec(n), Vec("i32", n // 4)
+    LF = ir.VectorType(_F, n)
+    LW = ir.VectorType(_I32, n // 4)
+
+    @intrinsic
+    def vqpack(typingctx, v, s, zp):
+        """n float lanes -> clamp(rint(v / s) + zp, 0, 255) as bytes, 4 a word (lane j of
+        the result: lanes 4j..4j+3, the first in the low byte): the int8 input layout's 4
+        channels of one pixel (qconv.quantize_padded's rule, bit for bit)."""
+        if not (v == VF and s == types.float32 and zp == types.float32):
+            return None
+
+        def codegen(context, builder, sig, args):
+            q = _rint_clamp(builder, args[0], _splat_i(builder, args[1], LF, n),
+                            _splat_i(builder, args[2], LF, n), LF)
+            b = builder.trunc(builder.fptosi(q, ir.VectorType(_I32, n)), ir.VectorType(_I8, n))
+            return builder.bitcast(b, LW)
+        return VW(v, s, zp), codegen
+
+    @intrinsic
+    def vstword(typingctx, arr, idx, w, j):
+        """arr.flat[idx] = lane j of the packed words w (arr: int32)."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer) and w == VW
+                and isinstance(j, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            jj = context.cast(builder, args[3], sig.args[3], types.int32)
+            lane = builder.extract_element(args[2], jj)
+            builder.store(lane, _eptr(context, builder, sig.args[0], args[0], args[1],
+                                      sig.args[1]))
+            return context.get_dummy_value()
+        return types.none(arr, idx, w, j), codegen
+    return vqpack, vstword
+
+
+vqpack16, vstword16 = _make_qpack(16)
+vqpack8, vstword8 = _make_qpack(8)
