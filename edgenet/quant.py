@@ -177,12 +177,13 @@ FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, t
 
 
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
-    """A depthwise Conv (multiplier 1, stride 1 or 2, no fused residual) whose output only
-    an int8 Conv without padding reads (and no graph output) writes that conv's quantized
-    input itself: ``_qo`` = the consumer's (scale, zero point) on the producer, ``_qi`` on
-    the consumer (edgenet/cpu: dw_cv quantizes in its epilogue, other kernels through one
-    pass after the conv, the consumer skips its quantize pass). In place on ``nodes`` (the
-    copies ``annotate`` made); returns the number of pairs."""
+    """A depthwise Conv (multiplier 1) or an int8 Conv, stride 1 or 2, no fused residual,
+    whose output only an int8 Conv reads (and no graph output) writes that conv's quantized
+    (padded) input itself: ``_qo`` = the consumer's (scale, zero point, pads) on the
+    producer, ``_qi`` on the consumer (edgenet/cpu: dw_cv and the int8 tiles quantize in
+    their epilogue, other kernels through one pass after the conv; the consumer skips its
+    quantize pass). In place on ``nodes`` (the copies ``annotate`` made); returns the
+    number of pairs."""
     if not FUSE_PRODUCERS:
         return 0
     readers: dict = {}
@@ -197,7 +198,7 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     outs = set(outputs)
     count = 0
     for i, nd in enumerate(nodes):
-        if nd.get("op") != "Conv" or nd.get("_aq") is not None or len(nd.get("outputs", [])) != 1:
+        if nd.get("op") != "Conv" or len(nd.get("outputs", [])) != 1:
             continue
         y = nd["outputs"][0]
         ins = nd.get("inputs", [])
@@ -210,14 +211,16 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
         shp = tuple(int(d) for d in getattr(w, "shape", ()))
         g = int(a.get("group", 1))
         st = [int(v) for v in a.get("strides", [1, 1])]
-        if len(shp) != 4 or g < 2 or shp[0] != g or shp[1] != 1 or len(st) != 2 \
+        dwise = g >= 2 and shp[0] == g and shp[1] == 1
+        if len(shp) != 4 or not (dwise or nd.get("_aq") is not None) or len(st) != 2 \
                 or st[0] != st[1] or st[0] not in (1, 2):
             continue
         j = by_input[y][0]
         q = nodes[j]
-        if any(int(v) for v in (q.get("attrs") or {}).get("pads", [0, 0, 0, 0])):
+        pads = tuple(int(v) for v in (q.get("attrs") or {}).get("pads", [0, 0, 0, 0]))
+        if len(pads) != 4:
             continue
-        nodes[i] = dict(nd, _qo=(q["_aq"][0], q["_aq"][1]))
+        nodes[i] = dict(nd, _qo=(q["_aq"][0], q["_aq"][1], pads))
         nodes[j] = dict(q, _qi=True)
         count += 1
     return count

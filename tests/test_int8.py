@@ -480,32 +480,34 @@ def _dw_pw_model(path, rng, C, H, st, act, extra_output=False, pw_pads=0):
     return path
 
 
-@pytest.mark.parametrize("C,H,st,act,N", [
-    (16, 9, 2, "Clip", 1),        # dw_cv quantizes in its epilogue
-    (18, 12, 1, "HardSwish", 2),  # a partial channel block, C % 4 = 2
-    (20, 40, 1, "Relu", 1),       # a 40x40 plane: the plane kernel, then one quantize pass
-    (32, 10, 2, "Sigmoid", 2),    # an activation dw_cv's vector epilogue lacks: f32, then pass
+@pytest.mark.parametrize("C,H,st,act,N,pads", [
+    (16, 9, 2, "Clip", 1, 0),        # dw_cv quantizes in its epilogue
+    (18, 12, 1, "HardSwish", 2, 0),  # a partial channel block, C % 4 = 2
+    (20, 40, 1, "Relu", 1, 0),       # a 40x40 plane: the plane kernel, then one quantize pass
+    (32, 10, 2, "Sigmoid", 2, 0),    # an activation dw_cv's vector epilogue lacks: f32, then pass
+    (16, 9, 2, "Clip", 2, 1),        # a padded consumer: f32, then one pass (with the border)
 ])
-def test_depthwise_writes_its_int8_consumers_input(C, H, st, act, N, tmp_path, monkeypatch):
+def test_depthwise_writes_its_int8_consumers_input(C, H, st, act, N, pads, tmp_path,
+                                                   monkeypatch):
     """A depthwise conv whose only reader is an int8 conv writes that conv's quantized input
     (quant.mark_quantized_producers): bit-identical to the consumer quantizing it, and the
     NumPy reference of the same int8 model."""
     from edgenet.cpu import dw_cv
     monkeypatch.setenv("EDGENET_SIMD", "avx512vnni" if simd.has_vnni() else simd.codegen_tier())
     rng = np.random.default_rng(C * H)
-    path = _dw_pw_model(str(tmp_path / "m.edgenet"), rng, C, H, st, act)
+    path = _dw_pw_model(str(tmp_path / "m.edgenet"), rng, C, H, st, act, pw_pads=pads)
     ranges = {"d": (-1.0, 6.0)}
     x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
     fused = edgenet.load(path, activations="int8", act_ranges=ranges, threads=2)
     nodes = {n["name"]: n for n in fused.graph["nodes"]}
-    assert nodes["dw"]["_qo"] == nodes["pw"]["_aq"][:2] and nodes["pw"]["_qi"]
+    assert nodes["dw"]["_qo"] == nodes["pw"]["_aq"][:2] + ((pads,) * 4,) and nodes["pw"]["_qi"]
     monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
     plain = edgenet.load(path, activations="int8", act_ranges=ranges, threads=2)
     assert not any("_qo" in n for n in plain.graph["nodes"])
     st_ = fused._states[0]
     uses_cv = dw_cv.use(st_, x.shape, (N, C, (H - 1) // st + 1, (H - 1) // st + 1))
     assert uses_cv == (H <= 32 or st == 2) and \
-        dw_cv.qo_ok(st_, st_.act[0], False) == (act != "Sigmoid")
+        dw_cv.qo_ok(st_, st_.act[0], False) == (act != "Sigmoid" and not pads)
     want = plain(x)
     np.testing.assert_array_equal(fused(x), want)
     ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
@@ -514,11 +516,9 @@ def test_depthwise_writes_its_int8_consumers_input(C, H, st, act, N, tmp_path, m
     assert float(np.median(np.abs(want - ref))) <= 1e-4 * scale
 
 
-@pytest.mark.parametrize("why", ["graph output", "consumer padding"])
-def test_depthwise_quantizes_only_for_a_sole_unpadded_reader(why, tmp_path):
+def test_a_graph_output_is_not_quantized_for_its_reader(tmp_path):
     rng = np.random.default_rng(3)
-    path = _dw_pw_model(str(tmp_path / "m.edgenet"), rng, 16, 9, 2, "Clip",
-                        extra_output=why == "graph output", pw_pads=int(why != "graph output"))
+    path = _dw_pw_model(str(tmp_path / "m.edgenet"), rng, 16, 9, 2, "Clip", extra_output=True)
     m = edgenet.load(path, activations="int8", act_ranges={"d": (-1.0, 6.0)})
     assert m.int8_convs == 1 and not any("_qo" in n or "_qi" in n for n in m.graph["nodes"])
     x = rng.normal(0, 1, (2, 16, 9, 9)).astype(np.float32)
@@ -528,3 +528,59 @@ def test_depthwise_quantizes_only_for_a_sole_unpadded_reader(why, tmp_path):
     for k in ref:
         scale = float(np.abs(ref[k]).max())
         assert float(np.abs(got[k] - ref[k]).max()) <= 1e-2 * scale
+
+
+def _conv_conv_model(path, rng, C, O, H, st, act, res=False):
+    """x -> conv 3x3 C -> O (stride st, act) -> conv 3x3 pad 1 O -> 12 (Relu) -> y."""
+    OH = (H + 2 - 3) // st + 1
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    a = {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1}
+    n1 = {"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1"] + (["x"] if res else []),
+          "outputs": ["m"], "attrs": dict(a, strides=[st, st], activation=desc)}
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 12, OH, OH]}],
+             "nodes": [n1, {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
+                            "outputs": ["y"], "attrs": dict(a, strides=[1, 1],
+                                                            activation=act_desc("Relu"))}]}
+    tensors = {"w1": _weight(rng, "t2", (O, C, 3, 3)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32)),
+               "w2": _weight(rng, "t2", (12, O, 3, 3)),
+               "b2": pack("f32", rng.normal(0, 0.2, size=12).astype(np.float32))}
+    from edgenet.format import write_model
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+@pytest.mark.parametrize("tier", [t for t in ("avx512vnni", "avx512", "avx2", "generic")
+                                  if simd.rank(t) >= simd.rank(simd.codegen_tier())])
+@pytest.mark.parametrize("O,H,st,act,N,res", [
+    (16, 12, 1, "Relu", 1, False),
+    (20, 11, 2, "Clip", 2, False),      # 20 channels: a last group of 4 (one word)
+    (18, 9, 1, "HardSwish", 2, False),  # C4 = 5: the last word holds 2 real channels
+    (16, 12, 1, None, 1, False),
+    (24, 10, 1, "Sigmoid", 2, False),   # no tile_store_q for it: f32, then one pass
+    (16, 12, 1, "Relu", 1, True),       # a fused residual: not marked
+])
+def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N, res,
+                                                          tmp_path, monkeypatch):
+    """An int8 conv whose only reader is an int8 conv (3x3, padded) writes that conv's
+    quantized input in its tile epilogue (tile_store_q; the border: zero point):
+    bit-identical to the consumer quantizing it, and the NumPy reference."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(O * H + st)
+    C = O if res else 8
+    path = _conv_conv_model(str(tmp_path / "m.edgenet"), rng, C, O, H, st, act, res)
+    ranges = {"x": (-3.0, 3.0), "m": (-2.0, 6.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    fused = edgenet.load(path, activations="int8", act_ranges=ranges)
+    nodes = {n["name"]: n for n in fused.graph["nodes"]}
+    assert fused.int8_convs == 2
+    assert ("_qo" in nodes["c1"]) == (not res) == bool(nodes["c2"].get("_qi"))
+    monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
+    plain = edgenet.load(path, activations="int8", act_ranges=ranges)
+    want = plain(x)
+    np.testing.assert_array_equal(fused(x), want)
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
+    scale = float(np.abs(ref).max())
+    assert float(np.abs(want - ref).max()) <= 2e-2 * scale
+    assert float(np.median(np.abs(want - ref))) <= 1e-3 * scale

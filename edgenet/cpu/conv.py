@@ -459,7 +459,8 @@ class Conv(OpImpl):
         g = st.params[-1]
         qo = node.get("_qo") if isinstance(node, dict) else None
         if qo is not None:
-            st.qo = (np.float32(qo[0]), np.float32(qo[1]), "dwq:" + node["outputs"][0])
+            st.qo = (np.float32(qo[0]), np.float32(qo[1]), "dwq:" + node["outputs"][0],
+                     tuple(int(v) for v in qo[2]))
         if aq is not None:
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
             if node.get("_qi"):
@@ -550,9 +551,8 @@ class Conv(OpImpl):
         KH, KW = state.KH, state.KW
         w = state.w
         if state.q is not None:
-            qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
-                      b is state.b, r, has_r, code, alpha, beta)
-            return
+            return qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
+                             b is state.b, r, has_r, code, alpha, beta, state.qo)
         if state.simd is not None or state.simd_dw is not None:
             toff = _tap_offsets(state, x.shape[3])
             if state.simd_dw is not None:

@@ -127,7 +127,8 @@ def _source(L):
     w("                a0 = bv")
     w(f"                xo = (rowb + ox * S) * {L}")
     w("                for tt in range(T):")
-    w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}), vld{L}(wc, wb + tt * {L}), a0)")
+    w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}),")
+    w(f"                                 vld{L}(wc, wb + tt * {L}), a0)")
     w(f"                vst{L}(op, (lr * OW + ox) * {L}, a0)")
     w("                ox += 1")
     # back to NCHW: residual, activation (Relu / Clip / HardSwish as vectors after a vtr of
@@ -147,8 +148,7 @@ def _source(L):
     w(f"                qv = vqpack{L}(v, qs, qz)")
     w("                for j in range(nw):")
     w(f"                    vstword{L}(qw, wbase + j * HWo + q, qv, j)")
-    w("            continue")
-    w(f"        if nc == {L} and RO >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
+    w(f"        elif nc == {L} and RO >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
       " or code == ActCode.HARD_SWISH):")
     emit_act_consts(w, L, "            ")
     w("            db = (n * C + c0) * HWo + r0 * OW")
@@ -162,23 +162,23 @@ def _source(L):
     w(f"                        v = vadd{L}(v, vld{L}(rf, yo))")
     emit_act_vec(w, L, "                    ", "v")
     w(f"                    vst{L}(yf, yo, v)")
-    w("            continue")
-    w("        for c in range(nc):")
-    w("            dst = (n * C + c0 + c) * HWo + r0 * OW")
-    w("            for q in range(RO):")
-    w(f"                v = op[q * {L} + c]")
-    w("                if has_r:")
-    w("                    v += rf[dst + q]")
-    w("                if code == ActCode.RELU:")
-    w("                    v = max(v, np.float32(0))")
-    w("                elif code == ActCode.CLIP:")
-    w("                    v = min(max(v, alpha), beta)")
-    w("                elif code == ActCode.HARD_SWISH:")
-    w("                    v = v * min(max(v * np.float32(1 / 6) + np.float32(0.5), np.float32(0)),"
-      " np.float32(1))")
-    w("                elif code != ActCode.NONE:")
-    w("                    v = act_call(v, code, alpha, beta)")
-    w("                yf[dst + q] = v")
+    w("        else:")
+    w("            for c in range(nc):")
+    w("                dst = (n * C + c0 + c) * HWo + r0 * OW")
+    w("                for q in range(RO):")
+    w(f"                    v = op[q * {L} + c]")
+    w("                    if has_r:")
+    w("                        v += rf[dst + q]")
+    w("                    if code == ActCode.RELU:")
+    w("                        v = max(v, np.float32(0))")
+    w("                    elif code == ActCode.CLIP:")
+    w("                        v = min(max(v, alpha), beta)")
+    w("                    elif code == ActCode.HARD_SWISH:")
+    w("                        v = v * min(max(v * np.float32(1 / 6) + np.float32(0.5),")
+    w("                                        np.float32(0)), np.float32(1))")
+    w("                    elif code != ActCode.NONE:")
+    w("                        v = act_call(v, code, alpha, beta)")
+    w("                    yf[dst + q] = v")
     return "\n".join(o) + "\n"
 
 
@@ -228,8 +228,8 @@ _QW0 = np.zeros(1, np.int32)
 
 def qo_ok(st, code, has_r) -> bool:
     """Can the kernel write the int8 consumer's input itself (st.qo set at prepare): no
-    fused residual, an activation the vector epilogue has."""
-    return (st.qo is not None and not has_r
+    fused residual, a consumer without padding, an activation the vector epilogue has."""
+    return (st.qo is not None and not has_r and not any(st.qo[3])
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
 
 
@@ -249,7 +249,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
     qo = qo_ok(st, code, has_r)
     C4 = -(-C // 4)
     if qo:
-        qs, qz, key = st.qo
+        qs, qz, key, _ = st.qo
         qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0

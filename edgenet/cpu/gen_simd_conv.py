@@ -45,7 +45,8 @@ from .._jit import njit, pjit  # noqa: F401
 from ._common import FM, FZERO, act_call  # noqa: F401
 from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
-                   vld2_16, vldi16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16, vzeroi16)
+                   vld2_16, vldi16, vqpack8, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
+                   vstword8, vzeroi16)
 from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs8,  # noqa: F401
                    vmaddubs16, vmlaw8, vwiden8, vwiden16, vwidenq8, vzeroh8, vzeroi8, vzerow8,
                    vzerow16)
@@ -180,6 +181,40 @@ def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha,
 
 
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
+def tile_store_q(buf, B, P, qw, qp, qf, n, O, oy, ox0, o0, code, alpha, beta):
+    """Tile buffer (P pixels x B channels) -> the int8 consumer's padded input words
+    (quant.mark_quantized_producers; no residual): per pixel, 8 channels at a time after
+    the activation (none / Relu / Clip / HardSwish: the only codes marked) quantized as the
+    consumer's quantize pass does and packed 4 a word (simd.vqpack8), at (c4, oy + pad top,
+    ox + pad left) of its (N, C4, Hp, Wp) words."""
+    QC4, QHp, QWp = qp[1], qp[2], qp[3]
+    qs, qz = qf[0], qf[1]
+    lo = vsplat8(alpha)
+    hi = vsplat8(beta)
+    z0 = vsplat8(FZERO)
+    o1 = vsplat8(np.float32(1))
+    c6 = vsplat8(np.float32(1 / 6))
+    h5 = vsplat8(np.float32(0.5))
+    rb = (oy + qp[4]) * QWp + ox0 + qp[5]
+    for l0 in range(0, B, 8):
+        if o0 + l0 >= O:
+            break
+        nw = min(2, (O - o0 - l0 + 3) // 4)
+        wb = (n * QC4 + (o0 + l0) // 4) * QHp * QWp + rb
+        for p in range(P):
+            v = vld8(buf, p * B + l0)
+            if code == ActCode.RELU:
+                v = vrelu8(v)
+            elif code == ActCode.CLIP:
+                v = vclip8(v, lo, hi)
+            elif code == ActCode.HARD_SWISH:
+                v = vfma8(v, vclip8(vfma8(v, c6, h5), z0, o1), z0)
+            qv = vqpack8(v, qs, qz)
+            for j in range(nw):
+                vstword8(qw, wb + j * QHp * QWp + p, qv, j)
+
+
+@njit(fastmath=FM, boundscheck=False, error_model="numpy")
 def pad_plane(xf, xb, H, W, pt, pl, Hp, Wp, xp):
     """The plane xf[xb : xb + H*W] (H x W) into xp[: Hp*Wp] with zero borders (pt rows on
     top, pl columns on the left; the rest of each row and the last rows zero). Unsigned
@@ -250,12 +285,18 @@ def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None):
     w(f"            wi += {B if wb is None else wb}")
 
 
-def tile_epilogue(w, acc, L, k, P):
-    """Float accumulators ``{acc}{j}_{p}`` -> the per-thread tile buffer -> ``tile_store``."""
+def tile_epilogue(w, acc, L, k, P, qout=False):
+    """Float accumulators ``{acc}{j}_{p}`` -> the per-thread tile buffer -> ``tile_store``
+    (``qout``: or ``tile_store_q`` when ``qp[0]``, the int8 tiles)."""
     B = L * k
     for p in range(P):
         for j in range(k):
             w(f"    vst{L}(buf, {p * B + j * L}, {acc}{j}_{p})")
+    if qout:
+        w("    if qp[0]:")
+        w(f"        tile_store_q(buf, {B}, {P}, qw, qp, qf, n, O, oy, ox0, ob * {B}, code, alpha,"
+          " beta)")
+        w("        return")
     # (B, P are integer literals: tile_store is compiled once per (B, P), ~0.8 s, shared by
     # the f32 and int8 tiles of that shape. With int64 B and P, one tile_store served every
     # tile, but its loops over P ran 2-8% slower on MobileNetV2 / ResNet-20, measured)
@@ -433,7 +474,7 @@ def qconv_source(k, P, S, tier):
     name = f"qconv_k{k}_p{P}_s{S}_{tier}"
     o = []
     w = o.append
-    tile_header(w, name, "xq, C4, Hp, Wp, wt, sc, bb", "C4", B, P, S)
+    tile_header(w, name, "xq, C4, Hp, Wp, wt, sc, bb, qw, qp, qf", "C4", B, P, S)
     for j in range(k):
         for p in range(P):
             w(f"    a{j}_{p} = vzeroi16()")
@@ -445,7 +486,7 @@ def qconv_source(k, P, S, tier):
     for j in range(k):
         for p in range(P):
             w(f"    f{j}_{p} = vfma16(vitof16(a{j}_{p}), s{j}, c{j})")
-    tile_epilogue(w, "f", 16, k, P)
+    tile_epilogue(w, "f", 16, k, P, qout=True)
     return name, "\n".join(o) + "\n"
 
 
@@ -462,7 +503,7 @@ def qtier_source(fam, L, k, P, S):
     name = f"qconv_{fam}{L}_k{k}_p{P}_s{S}"
     o = []
     w = o.append
-    tile_header(w, name, "xq, C4, Hp, Wp, wt, sc, bb, smax", "C4", B, P, S)
+    tile_header(w, name, "xq, C4, Hp, Wp, wt, sc, bb, smax, qw, qp, qf", "C4", B, P, S)
     for j in range(k):
         for p in range(P):
             w(f"    a{j}_{p} = vzeroi{L}()")
@@ -504,7 +545,7 @@ def qtier_source(fam, L, k, P, S):
     for j in range(k):
         for p in range(P):
             w(f"    f{j}_{p} = vfma{L}(vitof{L}(a{j}_{p}), s{j}, c{j})")
-    tile_epilogue(w, "f", L, k, P)
+    tile_epilogue(w, "f", L, k, P, qout=True)
     return name, "\n".join(o) + "\n"
 
 
@@ -518,18 +559,22 @@ def qtier_source(fam, L, k, P, S):
 _f32, _i64, _b1 = numba.float32, numba.int64, numba.boolean
 _TAIL = (numba.int64[::1], numba.float32[::1], _i64, _i64, _i64, _i64, numba.float32[::1], _b1,
          _i64, _f32, _f32)
+# int8 tiles that write their int8 consumer's input (quant.mark_quantized_producers):
+# qw the consumer's padded words, qp = (on, its C4, Hp, Wp, pad top, pad left), qf = (scale,
+# zero point): tile_store_q
+_QOUT = (numba.int32[::1], numba.int64[::1], numba.float32[::1])
 FAMILY_HEAD = {   # family -> (head argument names, their types)
     "f32": ("xp, C, Hp, Wp, wt, WB, bp",
             (numba.float32[::1], _i64, _i64, _i64, numba.float32[::1], _i64, numba.float32[::1])),
-    "vnni": ("xq, C4, Hp, Wp, wt, sc, bb",
+    "vnni": ("xq, C4, Hp, Wp, wt, sc, bb, qw, qp, qf",
              (numba.int32[::1], _i64, _i64, _i64, numba.int32[::1], numba.float32[::1],
-              numba.float32[::1])),
-    "pm": ("xq, C4, Hp, Wp, wt, sc, bb, smax",
+              numba.float32[::1]) + _QOUT),
+    "pm": ("xq, C4, Hp, Wp, wt, sc, bb, smax, qw, qp, qf",
            (numba.int32[::1], _i64, _i64, _i64, numba.int32[::1], numba.float32[::1],
-            numba.float32[::1], _i64)),
-    "g": ("xq, C4, Hp, Wp, wt, sc, bb, smax",
+            numba.float32[::1], _i64) + _QOUT),
+    "g": ("xq, C4, Hp, Wp, wt, sc, bb, smax, qw, qp, qf",
           (numba.int32[::1], _i64, _i64, _i64, numba.int16[::1], numba.float32[::1],
-           numba.float32[::1], _i64)),
+           numba.float32[::1], _i64) + _QOUT),
 }
 assert FAMILIES == tuple(FAMILY_HEAD)
 

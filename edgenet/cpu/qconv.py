@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from .. import quant
+from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import tls_buffer, use_parallel
@@ -171,11 +172,11 @@ def quantize_padded(x, q, pt, pl, pb, pr, key="qconv.xq"):
 
 
 def quantize_to(y, qo):
-    """A producer's float32 output y -> its int8 consumer's input buffer (``qo``: scale,
-    zero point, buffer key; the consumer has no padding: quant.mark_quantized_producers),
+    """A producer's float32 output y -> its int8 consumer's padded input buffer (``qo``:
+    scale, zero point, buffer key, the consumer's pads: quant.mark_quantized_producers),
     where the producer's kernel did not write it itself."""
-    s, zp, key = qo
-    quantize_padded(y, {"C4": -(-y.shape[1] // 4), "s": s, "zp": zp}, 0, 0, 0, 0, key)
+    s, zp, key, pads = qo
+    quantize_padded(y, {"C4": -(-y.shape[1] // 4), "s": s, "zp": zp}, *pads, key)
 
 
 def warm_quantize():
@@ -185,6 +186,7 @@ def warm_quantize():
     args, rows, _, _, _ = _quant_args(np.zeros((1, 3, 4, 4), np.float32), q, 1, 1, 1, 1)
     _quant_rng(*args, 0, rows)
     _quant_par(*args, rows, max(1, rows // 2))
+    _zp_border(np.zeros(64, np.uint8), 1, 2, 2, 4, 4, 1, 1, np.float32(0))   # (_qout)
 
 
 class _Kern:
@@ -209,7 +211,49 @@ def _bind(q, sh):
 _NT = numba.config.NUMBA_NUM_THREADS
 
 
-def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
+_QW0 = np.zeros(1, np.int32)
+_QP0 = np.zeros(6, np.int64)
+_QF0 = np.zeros(2, np.float32)
+
+
+@njit(boundscheck=False)
+def _zp_border(qb, planes, H, W, Hp, Wp, pt, pl, zp):
+    """The padding of a consumer's (planes, Hp, Wp, 4) uint8 input: zero-point bytes (the
+    interior is written by the producing tiles)."""
+    zb = np.uint8(zp)
+    RB = Wp * 4
+    for t in range(planes * Hp):
+        y = t % Hp - pt
+        db = t * RB
+        if y < 0 or y >= H:
+            for i in range(RB):
+                qb[db + i] = zb
+            continue
+        for i in range(pl * 4):
+            qb[db + i] = zb
+        for i in range((pl + W) * 4, RB):
+            qb[db + i] = zb
+
+
+def _qout(q, qo, N, O, OH, OW):
+    """(qw, qp, qf) for a tile kernel that writes its int8 consumer's input (``qo``: scale,
+    zero point, buffer key, the consumer's pads)."""
+    s, zp, key, (cpt, cpl, cpb, cpr) = qo
+    C4o = -(-O // 4)
+    QHp, QWp = OH + cpt + cpb, OW + cpl + cpr
+    qw = tls_buffer(key, N * C4o * QHp * QWp).view(np.int32)
+    if cpt or cpl or cpb or cpr:
+        _zp_border(qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
+    qp = q.get("_qp")
+    if qp is None:
+        qp = q["_qp"] = np.array([1, C4o, QHp, QWp, cpt, cpl], np.int64)
+        q["_qf"] = np.array([s, zp], np.float32)
+    return qw, qp, q["_qf"]
+
+
+def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=None):
+    """Returns True when the tile kernel wrote the int8 consumer's input (``qo``) instead
+    of y (no residual, an activation tile_store_q has, not a pixel-vector 1x1)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -225,8 +269,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
            and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
     kern = None if (pw or pw8) else (q.get("_kern") or _bind(q, sh)).f
     qi = q.get("qi")
-    if qi is not None:   # the producer wrote this input already (no padding here)
-        Hp, Wp = x.shape[2], x.shape[3]
+    if qi is not None:   # the producer wrote this input already (padding included)
+        Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xq = tls_buffer(qi, N * q["C4"] * Hp * Wp).view(np.uint8)
     else:
         xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
@@ -238,19 +282,23 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta):
     if pw:
         _pw_vnni(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
                  y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
-        return
+        return False
     if pw8:
         _pw_pm8(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
                 q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
-        return
+        return False
     BP = q["L"] * q["k"] * P
     tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
+    fused = (qo is not None and not has_r and
+             (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+    qw, qp, qf = _qout(q, qo, N, O, OH, OW) if fused else (_QW0, _QP0, _QF0)
     if q["fam"] == "v":
-        kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, toff, y.reshape(-1), N,
-             O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
-        return
-    kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"], toff,
+        kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, qw, qp, qf, toff,
+             y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+        return fused
+    kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"], qw, qp, qf, toff,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+    return fused
 
 
 # ----------------------------------------------------------------------------- pointwise (VNNI)

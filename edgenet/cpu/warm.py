@@ -58,6 +58,7 @@ def _tile_args(kind, key):
     z = lambda n: np.zeros(n, f32)  # noqa: E731
     toff = np.zeros(1, i64)
     act = (1, f32(0), f32(6))
+    qo = (np.zeros(1, np.int32), np.zeros(6, i64), z(2))   # the int8 tiles' qw, qp, qf
     if kind == "conv":
         L, k, P, S = key
         B = L * k
@@ -71,12 +72,13 @@ def _tile_args(kind, key):
         fam, L, k, P, S = key
         B = L * k
         wt = np.zeros(4 * B, np.int16) if fam == "g" else np.zeros(B, np.int32)
-        return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, wt, z(B), z(B), 1, toff,
-                z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
+        return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, wt, z(B), z(B), 1) + qo + (
+                toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
     k, P, S, tier = key
     B = 16 * k
-    return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, np.zeros(B, np.int32), z(B), z(B),
-            toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
+    return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, np.zeros(B, np.int32), z(B),
+            z(B)) + qo + (toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (
+                np.zeros((nt, B * P), f32),)
 
 
 def build_tile(kind, key):
