@@ -253,7 +253,7 @@ def prefix_gains(g, x, encs, upgrade="i8", *, log=None, i8_target=False):
                 deq = lv.astype(np.float32) * a.reshape((-1,) + (1,) * (lv.ndim - 1))
                 c = dict(qc)
                 c[k] = ptq.Const(ptq.folded(w, deq))
-                delta = ptq._bias_delta(nd, w, deq, mus, vf, vq, fc, c, ptq.CHUNK)
+                delta = ptq.bias_delta(nd, w, deq, mus, vf, vq, fc, c, ptq.CHUNK)
                 n2 = dict(nd)
                 ins = list(nd["inputs"]) + [""] * (3 - len(nd["inputs"]))
                 if not ins[2]:

@@ -424,7 +424,7 @@ class Calibrated:
     seconds: float = 0.0
 
 
-def _bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk):
+def bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk):
     """Per output channel: mean float pre-activation − mean quantized pre-activation."""
     if mus and mus[0] is not None:
         o = w.values.shape[0]
@@ -507,7 +507,7 @@ def calibrate(g, samples, encodings: dict, *, bias_correction=True, float_target
             else:
                 res.weights[wname] = (enc, None, None)
             if bias_correction and deq is not None:
-                delta = _bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk)
+                delta = bias_delta(nd, w, deq, mus, vf, vq, fc, qc, chunk)
                 bname = nd["inputs"][2] if len(nd["inputs"]) > 2 else ""
                 if bname:
                     b = qc[bname].arr.astype(np.float64) + delta
