@@ -249,6 +249,19 @@ def _collapse(shapes):
 
 
 # ----------------------------------------------------------------------------- Reduce
+@njit(inline="always")
+def _finish(v, fn, inv_d):
+    """A reduction's float64 accumulator -> its float32 result (Mean, L2, LogSum; others as
+    they are)."""
+    if fn == 0:
+        v = v * inv_d
+    elif fn == 7:
+        v = math.sqrt(v)
+    elif fn == 8:
+        v = math.log(v) if v > 0 else (-np.inf if v == 0 else np.nan)
+    return np.float32(v)
+
+
 @njit(boundscheck=False)
 def _reduce_rows(x, y, i0, i1, fn, inv_d):
     """x (A, D, B) -> y (A, B) for rows i0..i1; accumulates in float64 rows of y's size."""
@@ -302,14 +315,7 @@ def _reduce_rows(x, y, i0, i1, fn, inv_d):
                 else:
                     acc[b] += v
         for b in range(B):
-            v = acc[b]
-            if fn == 0:
-                v = v * inv_d
-            elif fn == 7:
-                v = math.sqrt(v)
-            elif fn == 8:
-                v = math.log(v) if v > 0 else (-np.inf if v == 0 else np.nan)
-            y[i, b] = np.float32(v)
+            y[i, b] = _finish(acc[b], fn, inv_d)
 
 
 _SUM_BLOCK = 512
@@ -383,14 +389,7 @@ def _reduce_rows_outer(x, y, i0, i1, fn, inv_d):
                 acc[b] += np.float64(t[b])
         yr = y[i]
         for b in range(B):
-            v = acc[b]
-            if fn == 0:
-                v = v * inv_d
-            elif fn == 7:
-                v = math.sqrt(v)
-            elif fn == 8:
-                v = math.log(v) if v > 0 else (-np.inf if v == 0 else np.nan)
-            yr[b] = np.float32(v)
+            yr[b] = _finish(acc[b], fn, inv_d)
 
 
 @pjit(boundscheck=False)

@@ -106,6 +106,20 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
             "vnni": fam == "v", "kern": f"{fam}{L} k{k} P{P}"}
 
 
+@njit(boundscheck=False, inline="always")
+def _zp_row(out, db, RB, pl, W, whole, zb):
+    """One padded row of RB bytes at out[db:]: all zero point (a padding row), or only its
+    left (pl pixels) and right (past pl + W) padding."""
+    if whole:
+        for i in range(RB):
+            out[db + i] = zb
+        return
+    for i in range(pl * 4):
+        out[db + i] = zb
+    for i in range((pl + W) * 4, RB):
+        out[db + i] = zb
+
+
 @njit(boundscheck=False)
 def _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, t0, t1):
     """Padded rows t0..t1 of (N, C4, Hp): x (flat NCHW float32) -> out (uint8 (N, C4, Hp,
@@ -120,14 +134,9 @@ def _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, t0, t1):
         n = u // C4
         db = t * RB
         y = yp - pt
+        _zp_row(out, db, RB, pl, W, y < 0 or y >= H, zb)
         if y < 0 or y >= H:
-            for i in range(RB):
-                out[db + i] = zb
             continue
-        for i in range(pl * 4):
-            out[db + i] = zb
-        for i in range((pl + W) * 4, RB):
-            out[db + i] = zb
         c0 = c4 * 4
         sb = ((n * C + c0) * H + y) * W
         db += pl * 4
@@ -224,15 +233,7 @@ def _zp_border(qb, planes, H, W, Hp, Wp, pt, pl, zp):
     RB = Wp * 4
     for t in range(planes * Hp):
         y = t % Hp - pt
-        db = t * RB
-        if y < 0 or y >= H:
-            for i in range(RB):
-                qb[db + i] = zb
-            continue
-        for i in range(pl * 4):
-            qb[db + i] = zb
-        for i in range((pl + W) * 4, RB):
-            qb[db + i] = zb
+        _zp_row(qb, t * RB, RB, pl, W, y < 0 or y >= H, zb)
 
 
 def _qout(q, qo, N, O, OH, OW):
