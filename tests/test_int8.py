@@ -449,6 +449,11 @@ def test_cli_shows_the_auto_choice(r20):
     r = subprocess.run([sys.executable, "-m", "edgenet", "info", p], capture_output=True,
                        text=True, cwd=root)
     assert "activations auto on this CPU" in r.stdout and "/conv1/Conv" in r.stdout
+    # the producers the CPU device marks at load (conv1 -> conv2 in each block)
+    marked = [n["name"] for n in edgenet.load(p).graph["nodes"] if "_qo" in n]
+    assert host["quantizing_producers"] == marked and len(marked) == 9
+    assert outs["generic"]["quantizing_producers"] == []
+    assert f"{len(marked)} convs write their int8 reader's quantized input" in r.stdout
 
 
 # ------------------------------------------------- producers that quantize for their consumer

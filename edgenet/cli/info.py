@@ -15,9 +15,13 @@ def auto_choices(path) -> dict:
     """What ``activations="auto"`` picks for the file at ``path`` on this CPU:
     {"tier": ..., "convs": [one dict per calibrated eligible conv (quant.annotate)]}."""
     from .. import _tiers
+    from ..quant import mark_quantized_producers
     from ..runtime import load
     m = load(path, device="reference", activations="auto")
-    return {"tier": _tiers.tier(), "convs": list(m.int8_choices)}
+    nodes = [dict(n) for n in m.graph["nodes"]]     # what the CPU device marks at load
+    mark_quantized_producers(nodes, m.consts, [o["name"] for o in m.graph["outputs"]])
+    return {"tier": _tiers.tier(), "convs": list(m.int8_choices),
+            "quantizing_producers": [n.get("name", "") for n in nodes if "_qo" in n]}
 
 
 @main.command()
@@ -57,3 +61,7 @@ def info(model, as_json):
         for c in a["convs"][:60]:
             click.echo(f"    {'int8' if c['int8'] else 'f32 '}  int8 {c['est_int8_ms']:7.3f}  f32 "
                        f"{c['est_f32_ms']:7.3f}  [{c['family']}]  {c['node']}")
+        qp = a["quantizing_producers"]
+        if qp:
+            click.echo(f"  {len(qp)} convs write their int8 reader's quantized input (no float32 "
+                       f"round trip): " + ", ".join(qp[:8]) + (", ..." if len(qp) > 8 else ""))
