@@ -487,7 +487,7 @@ class Conv(OpImpl):
             if tile_s:
                 gen_simd_conv.EXPECTED.add(("dw", (L, tile_s)))
             if O == g and L in dw_cv.KERNELS:
-                st.wcv = dw_cv.weights(st.wdw, O, KH * KW, L)
+                st.wcv = expand_simd(st.wdw, O, 1, KH, KW, L, 1)   # (ceil(O/L), T, L)
                 st.bcv = dw_cv.bias(st.b, O, L)
         if g == 1 and L:
             k = choose_k(O, L)

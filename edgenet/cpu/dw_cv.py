@@ -6,12 +6,16 @@ stride 2 (every tap a two-load deinterleave) its per-plane costs dominate: Mobil
 960-channel 7x7 layer ran at 3.6x onnxruntime's time, the 576-channel 14x14/2 one at 5.3x.
 
 Here a register holds L channels of one pixel, as in onnxruntime's NCHWc kernels, but the
-tensors stay NCHW: each prange step takes L channels of one image, transposes them into a
-zero-bordered per-thread buffer ``(Hp, Wp, L)`` (scalar moves), runs P output pixels per
-step with one weight vector per tap shared by P FMAs (stride and dilation are only
-offsets), keeps the result as ``(OH, OW, L)`` and transposes it back into the NCHW output
-with the residual and the activation (scalar). The transposes cost about one move per
-element; the FMAs 1/L per tap. Channel multiplier 1 only (O == C == group).
+tensors stay NCHW: each prange step takes L channels of one image and a band of output rows
+(``bands``), transposes the band's input rows into a zero-bordered per-thread buffer
+``(rows, Wp, L)`` (``simd.vtr16`` / ``vtr8``: n loads, log2(n) rounds of interleaving
+shuffles, n stores), runs P output pixels per step with one weight vector per tap shared by
+P FMAs (stride and dilation are only offsets), keeps the result as ``(R, OW, L)`` and
+transposes it back into the NCHW output with bias, residual and Relu / Clip / HardSwish as
+vectors (other activations and partial channel blocks: scalar) -- or quantizes it into its
+int8 consumer's input (``qo``: quant.mark_quantized_producers). Weights: the dense tiles'
+SIMD layout with one input channel (``simd_layout.expand_simd``, k = 1). Channel multiplier
+1 only (O == C == group).
 
 Used by ``conv.simd_dwconv`` where ``use`` says (the measured rule is at ``use``).
 Kernels are generated from one template per lane count and compiled with this file as
@@ -196,14 +200,6 @@ def use(st, x_shape, y_shape) -> bool:
                                          x_shape[2] * x_shape[3] <= MAX_PIXELS)
 
 
-def weights(wdw, O, T, L):
-    """(O*T,) per-channel filters -> (ceil(O/L), T, L) channel vectors, zero-padded."""
-    NB = -(-O // L)
-    wc = np.zeros((NB * L, T), np.float32)
-    wc[:O] = wdw.reshape(O, T)
-    return np.ascontiguousarray(wc.reshape(NB, L, T).transpose(0, 2, 1)).reshape(-1)
-
-
 def bias(b, O, L):
     bc = np.zeros(-(-O // L) * L, np.float32)
     bc[:O] = b.reshape(-1)
@@ -268,4 +264,4 @@ def warm(L):
                np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
 
 
-__all__ = ["use", "run", "warm", "weights", "bias", "KERNELS"]
+__all__ = ["use", "run", "warm", "bias", "KERNELS"]
