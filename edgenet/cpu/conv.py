@@ -416,8 +416,9 @@ class ConvState:
     wdw: np.ndarray | None = None    # depthwise: float32 filters (O*kh*kw)
     wcv: np.ndarray | None = None    # depthwise, multiplier 1: channel-vector filters (dw_cv)
     bcv: np.ndarray | None = None    # and its bias, padded to whole channel vectors
-    qo: tuple | None = None          # (scale, zero point, buffer key): also writes its int8
-                                     # consumer's input (quant.mark_quantized_producers)
+    qo: tuple | None = None          # (scale, zero point, buffer key, the consumer's pads):
+                                     # also writes its int8 consumer's padded input
+                                     # (quant.mark_quantized_producers)
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 
@@ -459,12 +460,12 @@ class Conv(OpImpl):
         g = st.params[-1]
         qo = node.get("_qo") if isinstance(node, dict) else None
         if qo is not None:
-            st.qo = (np.float32(qo[0]), np.float32(qo[1]), "dwq:" + node["outputs"][0],
+            st.qo = (np.float32(qo[0]), np.float32(qo[1]), "qin:" + node["outputs"][0],
                      tuple(int(v) for v in qo[2]))
         if aq is not None:
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
             if node.get("_qi"):
-                st.q["qi"] = "dwq:" + node["inputs"][0]
+                st.q["qi"] = "qin:" + node["inputs"][0]
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q
