@@ -28,6 +28,11 @@ MAX_PLAN_BYTES = int(os.environ.get("EDGENET_MAX_PLAN_BYTES", 8 << 30))
 # and keeps the faster (re-measuring the other every PROBE_EVERY runs). EDGENET_ADAPTIVE_THREADS=0
 # turns it off.
 ADAPTIVE_THREADS = os.environ.get("EDGENET_ADAPTIVE_THREADS", "1") != "0"
+# Bound steps (edgenet/cpu/_common.py, "bound steps"): after a plan's first run on a thread,
+# each op that can returns the exact calls it makes for the plan's arrays, and later runs
+# make just those (no per-call shapes, tile choices or Numba type dispatch: µs per node).
+# EDGENET_BIND=0 turns it off (every run through the ops' run()).
+BIND = os.environ.get("EDGENET_BIND", "1") != "0"
 PROBE_EVERY = 50
 _FORKED_AFTER_PARALLEL = False
 
@@ -173,6 +178,8 @@ class _Plan:
             self.serial.append(serial)
             self.steps.append((impl, node, state, ins, outs, dyn_in, dyn_out, serial))
         self.any_parallel = not all(self.serial)
+        # Python thread id -> (backend's bind generation, per step: its bound call or None)
+        self.bound = {}
         self.times = ([], [])    # wall seconds of recent runs: [0] nodes' own threads, [1] one
         self.one = False         # run every node on one thread (the faster so far)
         self.runs = 0
@@ -475,13 +482,27 @@ class Model:
         if observe is not None:
             for n, a in arrays.items():
                 observe(n, a)
+        gen_of = getattr(self.backend, "bind_generation", None) if BIND else None
+        bound = rebind = None
+        if gen_of is not None and profile is None and observe is None:
+            tid = threading.get_ident()
+            b = plan.bound.get(tid)
+            if b is not None and b[0] == gen_of():
+                bound = b[1]
+            rebind = bound is None and (b is None or b[0] is not _BIND_FAILED)
         try:
-            for impl, node, state, ins, outs, dyn_in, dyn_out, serial in plan.steps:
+            for i, (impl, node, state, ins, outs, dyn_in, dyn_out, serial) in \
+                    enumerate(plan.steps):
                 if nt > 1:
                     want = 1 if serial or one else nt
                     if cur != want:
                         set_nt(want)
                         cur = want
+                if bound is not None:
+                    f = bound[i]
+                    if f is not None:
+                        f()
+                        continue
                 if dyn_in:
                     ins = list(ins)
                     for j, n in dyn_in:
@@ -505,6 +526,11 @@ class Model:
                 set_nt(nt)
         if adaptive:
             plan.record(one, time.perf_counter() - t0)
+        if rebind:
+            try:
+                plan.bound[tid] = _bind_steps(plan, gen_of)
+            except Exception:   # never in the way of results: this thread runs unbound
+                plan.bound[tid] = (_BIND_FAILED, None)
 
     def __call__(self, x):
         """Run a one-input model on ``x``; returns the (first) output array."""
@@ -526,6 +552,21 @@ class Model:
         with self._plans_lock:
             act = sum(p.nbytes for pool in self._plans.values() for p in pool)
         return {"weights": w, "activations": act, "file": self.file.size}
+
+
+_BIND_FAILED = object()
+
+
+def _bind_steps(plan: _Plan, gen_of):
+    """(generation, bound calls) for this thread, after a complete run of the plan on it
+    (every kernel compiled, every scratch vector grown): steps whose arrays change per call
+    (graph inputs and outputs) and ops without ``bind`` stay None."""
+    calls = []
+    for impl, node, state, ins, outs, dyn_in, dyn_out, serial in plan.steps:
+        bind = getattr(impl, "bind", None)
+        calls.append(None if bind is None or dyn_in or dyn_out
+                     else bind(node, state, ins, outs))
+    return gen_of(), calls
 
 
 def _state_nbytes(state) -> int:

@@ -48,6 +48,8 @@ OPS.update(RNN_OPS)    # LSTM (edgenet/cpu/rnn.py)
 
 EXCLUDED: dict = {}   # op -> why this backend has no kernel for it
 
+from ._common import tls_generation as bind_generation  # noqa: E402  (runtime: bound steps)
+
 
 def serial_step(node, state, in_shapes, out_shapes) -> bool:
     """Would this node's kernels run on one thread anyway (``_common.use_parallel``'s and
@@ -73,4 +75,4 @@ _SERIAL_BELOW_PAR_MIN = {"Add", "Sub", "Mul", "Div", "Act", "Affine", "PRelu", "
                          "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat",
                          "Flatten", "Reshape", "Transpose", "Pad", "Slice"}
 
-__all__ = ["EXCLUDED", "OPS", "serial_step"]
+__all__ = ["EXCLUDED", "OPS", "bind_generation", "serial_step"]

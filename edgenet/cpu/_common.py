@@ -112,7 +112,14 @@ def tls_buffer(key: str, size: int) -> np.ndarray:
     size = max(int(size), 1)
     if a is None or a.size < size:
         a = d[key] = np.empty(size, np.float32)
+        _TLS.gen = getattr(_TLS, "gen", 0) + 1    # bound steps holding the old one: stale
     return a[:size]
+
+
+def tls_generation() -> int:
+    """Changes whenever one of the calling thread's ``tls_buffer`` vectors is replaced: the
+    steps bound by ``bind_step`` hold these vectors, so the executor binds again then."""
+    return getattr(_TLS, "gen", 0)
 
 
 def scratch(k: int) -> np.ndarray:
@@ -216,13 +223,114 @@ def act_rows(z, n, code, alpha, beta):
 
 
 class OpImpl:
-    """Backend contract (docs/IR.md)."""
+    """Backend contract (docs/IR.md). An op may also define ``bind(node, state, inputs,
+    outputs)``: the zero-argument call that does what ``run`` does on these very arrays
+    (or None), which the executor keeps and calls instead of ``run`` (see ``emit``)."""
 
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts)}
 
     def run(self, node, state, inputs, outputs):
         raise NotImplementedError
+
+
+class RecordedOp(OpImpl):
+    """An op whose ``exec(node, state, inputs, outputs, calls)`` makes its calls through
+    ``emit``: ``run`` makes them, ``bind`` records them (one code path for both)."""
+
+    def run(self, node, state, inputs, outputs):
+        self.exec(node, state, inputs, outputs, None)
+
+    def bind(self, node, state, inputs, outputs):
+        calls = []
+        try:
+            self.exec(node, state, inputs, outputs, calls)
+        except NoBind:
+            return None
+        return bind_calls(calls) if calls else None
+
+
+# ----------------------------------------------------------------------------- bound steps
+# A small model spends microseconds per node in Python before its kernel starts: shapes,
+# tile choices, buffer look-ups, and Numba's type dispatch of 20-odd arguments (~1 us).
+# For a planned step every one of those is fixed (the plan's buffers, the thread's scratch
+# vectors), so the executor asks the op once for the calls it would make (``bind``) and
+# from then on makes just those, through the compiled entry points (no type dispatch).
+# An op's run path passes ``calls``: None runs each call at once (``run``), a list records
+# it instead (``bind``); one code path for both.
+class NoBind(Exception):
+    """Raised while recording when this step's calls depend on more than its arrays."""
+
+
+def emit(calls, f, *args):
+    """f(*args) now, or (``calls`` a list: a step being bound) recorded for later."""
+    if calls is None:
+        return f(*args)
+    calls.append((f, args))
+
+
+def _entry(f, args):
+    """A callable equivalent to f(*args) for these argument objects: the compiled entry
+    point when f is a Numba dispatcher with an overload for exactly their types (it skips
+    type dispatch, the same machine code), else f."""
+    ovs = getattr(f, "overloads", None)
+    if ovs is None or not hasattr(f, "typeof_pyval"):
+        return f
+    try:
+        ov = ovs.get(tuple(f.typeof_pyval(a) for a in args))
+    except Exception:        # an argument Numba cannot type: the dispatcher decides
+        return f
+    return f if ov is None else ov.entry_point
+
+
+def emit_split(calls, work, par, ser):
+    """The parallel call ``par`` or the serial one ``ser`` ((function, arguments) each), as
+    ``use_parallel(work)`` decides: now, or recorded (the serial call where ``work`` is
+    below PAR_MIN whatever the thread count, else both, chosen per call)."""
+    if calls is None:
+        f, a = par if use_parallel(work) else ser
+        return f(*a)
+    calls.append(ser if work < PAR_MIN else (_split, (work, par, ser)))
+
+
+def _split(work, par, ser):
+    f, a = par if use_parallel(work) else ser
+    f(*a)
+
+
+def _bound(f, args):
+    import functools
+    as_call = getattr(f, "as_call", None)   # a tile kernel: its driver and tile address
+    if as_call is not None:
+        f, args = as_call(args)
+    if f is _split:              # both calls bound; the thread count decides per call
+        work, par, ser = args
+        par, ser = _bound(*par), _bound(*ser)
+
+        def split():
+            (par if numba.get_num_threads() > 1 else ser)()   # (work >= PAR_MIN here)
+        return split
+    return functools.partial(_entry(f, args), *args)
+
+
+def bind_calls(calls):
+    """The zero-argument call running the recorded ``calls`` in order (``emit``)."""
+    parts = [_bound(f, args) for f, args in calls]
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+
+        def two():
+            a()
+            b()
+        return two
+    parts = tuple(parts)
+
+    def many():
+        for p in parts:
+            p()
+    return many
 
 
 # ----------------------------------------------------------------------------- threading

@@ -25,7 +25,7 @@ from ._common import (ENC_Q3, ENC_T2, FM, OpImpl, Weights, act, act_of, attrs, c
                       decode_row, node_inputs, scratch)
 from .._jit import njit, pjit, thread_calls
 from . import simd
-from ._common import tls_buffer
+from ._common import NoBind, bind_calls, emit, tls_buffer
 from . import _common
 from . import gen_simd_conv
 from . import dw_cv, pw_f32
@@ -280,8 +280,9 @@ def _pad_copy(x, xp, pt, pl):
     xp[:, :, pt:pt + H, pl:pl + W] = x
 
 
-def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
-    """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back)."""
+def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
+    """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back).
+    ``calls``: record the calls instead (``_common.emit``)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if sh != sw or sh not in (1, 2):
         return False
@@ -296,25 +297,31 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta):
     if b is st.b:
         bp = st.bp
     else:
+        if calls is not None:
+            raise NoBind    # a bias computed per call
         bp = tls_buffer("conv.bp", -(-O // B) * B)
         bp[:] = 0
         bp[:O] = b.reshape(-1)
-    ws = st.wsimd if st.wsimd is not None else decode_simd(st.w, L, k)
+    if st.wsimd is not None:
+        ws = st.wsimd
+    else:       # packed weights: decoded per call into the thread's buffer, never held
+        ws = decode_simd(st.w, L, k)
+        if calls is not None:
+            calls.append((decode_simd, (st.w, L, k)))
     if pw_f32.use(st, x.shape, y.shape):       # 1x1: vectors over pixels (pw_f32.py)
-        pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta)
+        pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
     Hp, Wp = H + pt + pb, W + pl + pr
     if pt or pl or pb or pr:
         xp = tls_buffer("conv.xp", N * C * Hp * Wp).reshape(N, C, Hp, Wp)
-        _pad_copy(x, xp, pt, pl)
+        emit(calls, _pad_copy, x, xp, pt, pl)
         xf = xp.reshape(-1)
     else:
         xf = x.reshape(-1)
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_buffer("conv.tb", nt * L * kt * P).reshape(nt, L * kt * P)
-    gen_simd_conv.conv_kernel(L, kt, P, sh)(xf, C, Hp, Wp, ws, B, bp, toff, y.reshape(-1),
-                                          N, O, OH, OW, r.reshape(-1), has_r, code, alpha,
-                                          beta, tb)
+    emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp, toff,
+         y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
     return True
 
 
@@ -326,14 +333,14 @@ DW_PLANE_PAD = 400
 _DW_NOPAD = np.zeros((1, 1), np.float32)
 
 
-def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
+def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none."""
     DW_V = gen_simd_conv.DW_V
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if sh != sw or sh not in (1, 2):
         return False
     if dw_cv.use(st, x.shape, y.shape):        # channel vectors (dw_cv.py)
-        return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta) else True
+        return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls) else True
     L = st.simd_dw
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -347,7 +354,7 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
         xf, ptk = x.reshape(-1), pt
     else:    # small planes: the whole tensor padded once here (pt = -1 tells the kernel)
         xf = tls_buffer("conv.xp", N * C * Hp * Wp + slack)
-        _pad_copy(x, xf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
+        emit(calls, _pad_copy, x, xf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
         xq, ptk = _DW_NOPAD, -1
     if sh == 1:
         psize = -(-(OH * Wp) // LV) * LV
@@ -355,9 +362,9 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta):
         psize = OH * (-(-OW // LV) * LV)
     psize += L   # the vector epilogue may read up to L - 1 floats past the last row
     pbuf = tls_buffer("conv.dwplane", nt * psize).reshape(nt, psize)
-    gen_simd_conv.dw_kernel(L, sh)(xf, C, H, W, ptk, pl, Hp, Wp, st.wdw, b.reshape(-1),
-                                   toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code,
-                                   alpha, beta, pbuf, xq)
+    emit(calls, gen_simd_conv.dw_kernel(L, sh), xf, C, H, W, ptk, pl, Hp, Wp, st.wdw,
+         b.reshape(-1), toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha,
+         beta, pbuf, xq)
     return True
 
 
@@ -515,6 +522,35 @@ class Conv(OpImpl):
         if state.qo is not None and not fused:   # the int8 consumer's input, from y
             qconv.quantize_to(outputs[0], state.qo)
 
+    def bind(self, node, state, inputs, outputs):
+        """The step's calls, recorded once (``_common.emit``); None where a path has no
+        recording (the fallback kernels, a bias computed per call)."""
+        calls = []
+        try:
+            fused = self._run(node, state, inputs, outputs, calls)
+        except NoBind:
+            return None
+        if fused is NoBind or not calls:
+            return None
+        if state.qo is not None and not fused:
+            qconv.quantize_to(outputs[0], state.qo, calls)
+        f = bind_calls(calls)
+        if inputs[0].size and outputs[0].size * state.K * (8 if state.simd_dw else 1) \
+                >= _common.CONV_PAR_MIN:
+            return f
+        get_nt, set_nt = thread_calls()
+
+        def one_thread():    # as _run_threads: a small conv on the calling thread alone
+            nt = get_nt()
+            if nt == 1:
+                return f()
+            set_nt(1)
+            try:
+                f()
+            finally:
+                set_nt(nt)
+        return one_thread
+
     def _run_threads(self, node, state, inputs, outputs):
         """Small convs run on the calling thread alone (one-thread OpenMP region: no worker
         wake-up), bigger ones on all of its Numba threads (``_common.use_parallel`` on the
@@ -534,7 +570,9 @@ class Conv(OpImpl):
         finally:
             set_nt(nt)
 
-    def _run(self, node, state, inputs, outputs):
+    def _run(self, node, state, inputs, outputs, calls=None):
+        """Runs the conv (``calls``: records its calls instead, returning NoBind where this
+        path cannot). Returns True where the kernel wrote the int8 consumer's input."""
         x = inputs[0]
         y = outputs[0]
         names = node_inputs(node)
@@ -553,17 +591,19 @@ class Conv(OpImpl):
         w = state.w
         if state.q is not None:
             return qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
-                             b is state.b, r, has_r, code, alpha, beta, state.qo)
+                             b is state.b, r, has_r, code, alpha, beta, state.qo, calls)
         if state.simd is not None or state.simd_dw is not None:
             toff = _tap_offsets(state, x.shape[3])
             if state.simd_dw is not None:
-                done = simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta)
+                done = simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta, calls)
                 if done:
                     return done == 2
-            elif simd_conv(x, y, state, toff, b, r, has_r, code, alpha, beta):
+            elif simd_conv(x, y, state, toff, b, r, has_r, code, alpha, beta, calls):
                 return
             if g == 1 and state.tiled is None and not w.packed:   # rare geometry
                 state.tiled = expand_tiled(dense_f(state), state.O, w.shape[1], KH, KW)
+        if calls is not None:
+            return NoBind       # the fallback kernels: no recording (rare geometries)
         if g == 1:
             nt = numba.config.NUMBA_NUM_THREADS
             if w.packed:

@@ -6,8 +6,8 @@ import numba
 from numba import prange
 
 from . import simd
-from ._common import (ENC_I8, FM, OpImpl, Weights, act, act_of, decode_row, node_inputs,
-                      prepare_consts, scratch, tls_buffer, use_parallel)
+from ._common import (ENC_I8, FM, NoBind, OpImpl, RecordedOp, Weights, act, act_of, decode_row,
+                      emit_split, node_inputs, prepare_consts, scratch, tls_buffer)
 from .._jit import njit, pjit
 
 OB = 8  # output features per prange iteration (the packed decode is amortized over the batch)
@@ -99,7 +99,7 @@ def _gemm_v(x, wt, pos, neg, b2, q3, c8, sp, tern, bp, y, L, tmps, code, alpha, 
                     tmps[numba.get_thread_id()], code, alpha, beta)
 
 
-class Gemm(OpImpl):
+class Gemm(RecordedOp):
     """SIMD path (lanes L from simd_mode): expanded weights transposed to (ceil(O/L), K, L);
     packed t2 / q3 weights as bit planes in the same order (2 / 3 bits per weight), i8 as
     levels in that order (1 byte), decoded in registers; EDGENET_SIMD=off: the row-dot
@@ -140,7 +140,7 @@ class Gemm(OpImpl):
                 w.f = None          # the transposed copy is the only float copy kept
         return st
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         if inputs[0].ndim != 2:    # X of rank > 2: rows are all but the last axis
             inputs = [inputs[0].reshape(-1, inputs[0].shape[-1])] + list(inputs[1:])
             outputs = [outputs[0].reshape(-1, outputs[0].shape[-1])]
@@ -153,21 +153,21 @@ class Gemm(OpImpl):
         if L:
             bp = state["bp"]
             if b is not state["b"]:
+                if calls is not None:
+                    raise NoBind     # a bias computed per call
                 bp = np.zeros(bp.size, np.float32)
                 bp[:w.O] = b
             x = inputs[0]
             pos, neg, b2, q3, sp = state["bits"]
             NB = -(-w.O // L)
-            if use_parallel(x.shape[0] * w.O * w.K):
-                nt = numba.config.NUMBA_NUM_THREADS
-                tmps = tls_buffer("gemm.tmp", nt * L).reshape(nt, L)
-                _gemm_v(x, state["wt"], pos, neg, b2, q3, state["c8"], sp, state["mode"], bp,
-                        outputs[0], L, tmps,
-                        code, alpha, beta)
-            else:
-                _gemm_v_rng(x, state["wt"], pos, neg, b2, q3, state["c8"], sp, state["mode"], bp,
-                            outputs[0], L, 0, NB,
-                            tls_buffer("gemm.tmp", L), code, alpha, beta)
+            nt = numba.config.NUMBA_NUM_THREADS
+            tmps = tls_buffer("gemm.tmp", nt * L).reshape(nt, L)   # (row 0: the serial one's)
+            emit_split(calls, x.shape[0] * w.O * w.K,
+                       (_gemm_v, (x, state["wt"], pos, neg, b2, q3, state["c8"], sp,
+                                  state["mode"], bp, outputs[0], L, tmps, code, alpha, beta)),
+                       (_gemm_v_rng, (x, state["wt"], pos, neg, b2, q3, state["c8"], sp,
+                                      state["mode"], bp, outputs[0], L, 0, NB, tmps[0], code,
+                                      alpha, beta)))
             return
         dummy = _D2
         x = inputs[0]
@@ -177,12 +177,11 @@ class Gemm(OpImpl):
         else:
             buf = dummy
             wf = w.f
-        if use_parallel(x.shape[0] * w.O * w.K):
-            _gemm(x, wf, w.packed, w.enc, w.codes, w.scale, buf, b, outputs[0],
-                  code, alpha, beta)
-        else:
-            _gemm_rng(x, wf, w.packed, w.enc, w.codes, w.scale, buf[0], b, outputs[0],
-                      0, w.O, code, alpha, beta)
+        emit_split(calls, x.shape[0] * w.O * w.K,
+                   (_gemm, (x, wf, w.packed, w.enc, w.codes, w.scale, buf, b, outputs[0], code,
+                            alpha, beta)),
+                   (_gemm_rng, (x, wf, w.packed, w.enc, w.codes, w.scale, buf[0], b, outputs[0],
+                                0, w.O, code, alpha, beta)))
 
 
 _D2 = np.zeros((1, 1), np.float32)

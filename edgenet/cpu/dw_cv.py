@@ -30,7 +30,7 @@ from numba import prange  # noqa: F401  (generated kernels)
 from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
-from ._common import act_call, tls_buffer  # noqa: F401
+from ._common import NoBind, act_call, emit, tls_buffer  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vclip8, vclip16, vfma8, vfma16, vld8, vld16,  # noqa: F401
                    vqpack8, vqpack16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
@@ -229,13 +229,16 @@ def qo_ok(st, code, has_r) -> bool:
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
 
 
-def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
-    """Returns True when it wrote the int8 consumer's input (``st.qo``) instead of y."""
+def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
+    """Returns True when it wrote the int8 consumer's input (``st.qo``) instead of y
+    (``calls``: records the call instead, ``_common.emit``)."""
     L = st.simd_dw
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     Hp, Wp = H + pt + pb, W + pl + pr
+    if b is not st.b and calls is not None:
+        raise NoBind         # a bias computed per call
     bc = st.bcv if b is st.b else bias(b, C, L)
     nt = numba.config.NUMBA_NUM_THREADS
     R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
@@ -249,9 +252,9 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta):
         qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
-    KERNELS[L](x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc, y.reshape(-1), N,
-               OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb, qo,
-               qs, qz, qw, C4)
+    emit(calls, KERNELS[L], x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc,
+         y.reshape(-1), N, OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha, beta, xb,
+         ob, tb, qo, qs, qz, qw, C4)
     return qo
 
 

@@ -7,8 +7,8 @@ import numpy as np
 from numba import prange
 
 from ..activation import ActCode
-from ._common import (FM, OpImpl, act, act_inplace, act_of, attrs, operand,
-                      prepare_consts, use_parallel)
+from ._common import (FM, NoBind, RecordedOp, act, act_inplace, act_of, attrs,
+                      emit, emit_split, operand, prepare_consts)
 from .._jit import njit, pjit
 
 CHUNK = 16384  # elements per prange iteration for flat kernels
@@ -144,25 +144,19 @@ def _bins_par(a, s, y, op, swap, code, alpha, beta):
         _bins_rng(a, s, y, t * CHUNK, min(n, (t + 1) * CHUNK), op, swap, code, alpha, beta)
 
 
-def _act_flat(x, y, code, alpha, beta):
-    if use_parallel(x.size):
-        _act_par(x, y, code, alpha, beta)
-    else:
-        _act_rng(x, y, 0, x.size, code, alpha, beta)
+def _act_flat(x, y, code, alpha, beta, calls=None):
+    emit_split(calls, x.size, (_act_par, (x, y, code, alpha, beta)),
+               (_act_rng, (x, y, 0, x.size, code, alpha, beta)))
 
 
-def _bin_flat(a, b, y, op, code, alpha, beta):
-    if use_parallel(y.size):
-        _bin_par(a, b, y, op, code, alpha, beta)
-    else:
-        _bin_rng(a, b, y, 0, y.size, op, code, alpha, beta)
+def _bin_flat(a, b, y, op, code, alpha, beta, calls=None):
+    emit_split(calls, y.size, (_bin_par, (a, b, y, op, code, alpha, beta)),
+               (_bin_rng, (a, b, y, 0, y.size, op, code, alpha, beta)))
 
 
-def _bin_scalar(a, s, y, op, swap, code, alpha, beta):
-    if use_parallel(y.size):
-        _bins_par(a, s, y, op, swap, code, alpha, beta)
-    else:
-        _bins_rng(a, s, y, 0, y.size, op, swap, code, alpha, beta)
+def _bin_scalar(a, s, y, op, swap, code, alpha, beta, calls=None):
+    emit_split(calls, y.size, (_bins_par, (a, s, y, op, swap, code, alpha, beta)),
+               (_bins_rng, (a, s, y, 0, y.size, op, swap, code, alpha, beta)))
 
 
 @pjit(fastmath=FM)
@@ -200,25 +194,23 @@ def _collapse(shapes):
     return res
 
 
-class Act(OpImpl):
+class Act(RecordedOp):
     def prepare(self, node, consts, policy):
         return act_of(node)
 
-    def run(self, node, state, inputs, outputs):
-        _act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), *state)
+    def exec(self, node, state, inputs, outputs, calls):
+        _act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), *state, calls)
 
 
-def _run_chan(x, s, t, y, mode, code, alpha, beta):
+def _run_chan(x, s, t, y, mode, code, alpha, beta, calls=None):
     """Per-channel rows (axis 1 of x): mode 0 y = x * s[c] + t[c], mode 1 PRelu."""
     N = x.shape[0]
     C = x.shape[1] if x.ndim > 1 else 1
     L = x.size // max(N * C, 1)
     x2 = x.reshape(N * C, L)
     y2 = y.reshape(N * C, L)
-    if use_parallel(x.size):
-        _chan_par(x2, s, t, y2, mode, code, alpha, beta)
-    else:
-        _chan_rng(x2, s, t, y2, 0, N * C, mode, code, alpha, beta)
+    emit_split(calls, x.size, (_chan_par, (x2, s, t, y2, mode, code, alpha, beta)),
+               (_chan_rng, (x2, s, t, y2, 0, N * C, mode, code, alpha, beta)))
 
 
 def _chan_vector(v, y):
@@ -235,55 +227,62 @@ def _chan_vector(v, y):
     return np.ascontiguousarray(v.reshape(C), dtype=np.float32)
 
 
-class _Chan(OpImpl):
-    def run_chan(self, x, s, t, y, mode, code, alpha, beta):
-        _run_chan(x, s, t, y, mode, code, alpha, beta)
+def _fixed(inputs, i, calls, a):
+    """``a``, derived from input i's values (a copy, a scalar): only while running, or
+    recording with input i a constant (a runtime tensor's values change per call)."""
+    if calls is not None and i < len(inputs) and inputs[i] is not None:
+        raise NoBind
+    return a
 
 
-class PRelu(_Chan):
+class PRelu(RecordedOp):
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts)}
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         x = inputs[0]
         s = operand(state["consts"], inputs, 1).reshape(-1)
         C = x.shape[1] if x.ndim > 1 else 1
         if s.size != C:
-            s = np.ascontiguousarray(np.broadcast_to(s, (C,)), dtype=np.float32)
-        self.run_chan(x, s, s, outputs[0], 1, 0, np.float32(0), np.float32(0))
+            s = _fixed(inputs, 1, calls,
+                       np.ascontiguousarray(np.broadcast_to(s, (C,)), dtype=np.float32))
+        _run_chan(x, s, s, outputs[0], 1, 0, np.float32(0), np.float32(0), calls)
 
 
-class Affine(_Chan):
+class Affine(RecordedOp):
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts), "act": act_of(node)}
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         s = np.ascontiguousarray(operand(state["consts"], inputs, 1).reshape(-1))
         t = np.ascontiguousarray(operand(state["consts"], inputs, 2).reshape(-1))
-        self.run_chan(inputs[0], s, t, outputs[0], 0, *state["act"])
+        _run_chan(inputs[0], s, t, outputs[0], 0, *state["act"], calls)
 
 
-class _Binary(OpImpl):
+class _Binary(RecordedOp):
     op = 0
 
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts), "act": act_of(node)}
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         a = operand(state["consts"], inputs, 0)
         b = operand(state["consts"], inputs, 1)
         y = outputs[0]
         code, alpha, beta = state["act"]
-        if a.shape == y.shape and b.shape == y.shape:
-            _bin_flat(a.reshape(-1), b.reshape(-1), y.reshape(-1), self.op, code, alpha, beta)
+        if a.size == y.size and b.size == y.size:
+            # the same elements in the same order (shapes equal but for leading/size-1
+            # axes: a constant without the batch axis, say)
+            _bin_flat(a.reshape(-1), b.reshape(-1), y.reshape(-1), self.op, code, alpha, beta,
+                      calls)
             return
         if b.size == 1 and a.shape == y.shape:
-            _bin_scalar(a.reshape(-1), np.float32(b.reshape(-1)[0]), y.reshape(-1), self.op,
-                        False, code, alpha, beta)
+            _bin_scalar(a.reshape(-1), _fixed(inputs, 1, calls, np.float32(b.reshape(-1)[0])),
+                        y.reshape(-1), self.op, False, code, alpha, beta, calls)
             return
         if a.size == 1 and b.shape == y.shape:
-            _bin_scalar(b.reshape(-1), np.float32(a.reshape(-1)[0]), y.reshape(-1), self.op,
-                        True, code, alpha, beta)
+            _bin_scalar(b.reshape(-1), _fixed(inputs, 0, calls, np.float32(a.reshape(-1)[0])),
+                        y.reshape(-1), self.op, True, code, alpha, beta, calls)
             return
         if self.op != 3 and a.shape == y.shape or self.op in (0, 2) and b.shape == y.shape:
             # a per-channel operand (squeeze-excitation's x * scale): the channel-row loop,
@@ -297,8 +296,8 @@ class _Binary(OpImpl):
                 if self.op == 2:
                     s, t = c, k
                 else:
-                    s, t = k, (c if self.op == 0 else -c)
-                _run_chan(x, s, t, y, 0, code, alpha, beta)
+                    s, t = k, (c if self.op == 0 else _fixed(inputs, int(x is a), calls, -c))
+                _run_chan(x, s, t, y, 0, code, alpha, beta, calls)
                 return
         key = (a.shape, b.shape, y.shape)
         cached = state.get("bcast")      # (key, geometry): one tuple, read and set whole
@@ -313,12 +312,14 @@ class _Binary(OpImpl):
             shp = (pad + sa, pad + sb, pad + sy) if len(sy) <= 6 else None
             state["bcast"] = (key, shp)
         if shp is None:
+            if calls is not None:
+                raise NoBind
             np.copyto(y, act_np(a, b, self.op, code, alpha, beta))
             return
         sa6, sb6, sy6 = shp
         a6 = np.broadcast_to(np.ascontiguousarray(a).reshape(sa6), sy6)
         b6 = np.broadcast_to(np.ascontiguousarray(b).reshape(sb6), sy6)
-        _bin6(a6, b6, y.reshape(sy6), self.op, code, alpha, beta)
+        emit(calls, _bin6, a6, b6, y.reshape(sy6), self.op, code, alpha, beta)
 
 
 def act_np(a, b, op, code, alpha, beta):

@@ -682,6 +682,14 @@ class TileKernel:
                 raise
             self.drive(addr, self.B, self.P, *args2)
 
+    def as_call(self, args):
+        """(function, arguments) equivalent to ``self(*args)`` (``_common.bind_calls``);
+        read-only arrays copied once, as ``__call__`` copies them per call."""
+        addr = self.addr or self._bind()
+        args = tuple(np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable
+                     else a for a in args)
+        return self.drive, (addr, self.B, self.P) + args
+
     @property
     def _cache(self):
         return self.tile._cache

@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ..ops import node_attrs
-from ._common import FM, OpImpl, tls_buffer, use_parallel
+from ._common import FM, RecordedOp, emit_split, tls_buffer
 from .._jit import njit, pjit
 from .simd import ldf, stf
 
@@ -102,7 +102,7 @@ def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
     return inv
 
 
-class _Pool(OpImpl):
+class _Pool(RecordedOp):
     is_max = True
 
     def prepare(self, node, consts, policy):
@@ -114,7 +114,7 @@ class _Pool(OpImpl):
         return {"p": (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw),
                 "cip": bool(a.get("count_include_pad", 0)), "inv": {}}
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         x, y = inputs[0], outputs[0]
         kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = state["p"]
         N, C, H, W = x.shape
@@ -131,14 +131,13 @@ class _Pool(OpImpl):
         Wb = (OW - 1) * sw + (kw - 1) * dw + 1
         P = N * C
         xf, yf = x.reshape(-1), y.reshape(-1)
-        if use_parallel(P * OH * (kh * W + kw * OW)):
-            nt = numba.config.NUMBA_NUM_THREADS
-            rbs = tls_buffer("pool.rb", nt * Wb).reshape(nt, Wb)
-            _pool_par(xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, self.is_max,
-                      inv[0], inv[1], rbs)
-        else:
-            _pool_planes(xf, yf, 0, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
-                         self.is_max, inv[0], inv[1], tls_buffer("pool.rb", Wb))
+        nt = numba.config.NUMBA_NUM_THREADS
+        rbs = tls_buffer("pool.rb", nt * Wb).reshape(nt, Wb)    # (row 0: the serial one's)
+        emit_split(calls, P * OH * (kh * W + kw * OW),
+                   (_pool_par, (xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
+                                self.is_max, inv[0], inv[1], rbs)),
+                   (_pool_planes, (xf, yf, 0, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
+                                   self.is_max, inv[0], inv[1], rbs[0])))
 
 
 class MaxPool(_Pool):
@@ -176,21 +175,19 @@ def _gpool_par(x, y, is_max):
         _gpool_planes(x, y, t * CH, min(P, (t + 1) * CH), is_max)
 
 
-class GlobalAveragePool(OpImpl):
+class GlobalAveragePool(RecordedOp):
     is_max = False
 
     def prepare(self, node, consts, policy):
         return None
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         x = inputs[0]
         P = x.shape[0] * x.shape[1]
         x2 = x.reshape(P, -1)
         y1 = outputs[0].reshape(-1)
-        if use_parallel(x.size):
-            _gpool_par(x2, y1, self.is_max)
-        else:
-            _gpool_planes(x2, y1, 0, P, self.is_max)
+        emit_split(calls, x.size, (_gpool_par, (x2, y1, self.is_max)),
+                   (_gpool_planes, (x2, y1, 0, P, self.is_max)))
 
 
 class GlobalMaxPool(GlobalAveragePool):

@@ -25,7 +25,7 @@ from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from . import simd
-from ._common import act_call  # noqa: F401
+from ._common import act_call, emit  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
                    vld8, vld16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16)
@@ -124,12 +124,12 @@ def use(st, x_shape, y_shape) -> bool:
     return HW >= pix and -(-HW // pix) * pix * 4 <= HW * 5
 
 
-def run(x, y, st, ws, bp, r, has_r, code, alpha, beta):
+def run(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls=None):
     L, k = st.simd
     N, C = x.shape[0], x.shape[1]
     O = y.shape[1]
-    _pick(L, C)[0](x.reshape(-1), C, y.shape[2] * y.shape[3], ws, L * k, bp, y.reshape(-1), N,
-                   O, r.reshape(-1), has_r, code, alpha, beta)
+    emit(calls, _pick(L, C)[0], x.reshape(-1), C, y.shape[2] * y.shape[3], ws, L * k, bp,
+         y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
 
 
 def warm(L):

@@ -31,7 +31,7 @@ from .. import quant
 from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
-from ._common import tls_buffer, use_parallel
+from ._common import PAR_MIN, NoBind, emit, tls_buffer, use_parallel
 from . import simd
 from .gen_simd_conv import Q_TIER_TILES, Q_TILES, act_call, qconv_kernel, qtier_kernel
 from .simd import vquant4_16
@@ -166,26 +166,34 @@ def _quant_args(x, q, pt, pl, pb, pr, key="qconv.xq"):
     return (x.reshape(-1), C, H, W, C4, Hp, Wp, pt, pl, q["s"], q["zp"], buf), rows, buf, Hp, Wp
 
 
-def quantize_padded(x, q, pt, pl, pb, pr, key="qconv.xq"):
+def quantize_padded(x, q, pt, pl, pb, pr, key="qconv.xq", calls=None):
     """float32 (N, C, H, W) -> uint8 padded, channel-interleaved buffer (per Python thread);
-    one compiled pass writes every byte (the border too: no NumPy fills per call)."""
+    one compiled pass writes every byte (the border too: no NumPy fills per call).
+    ``calls``: record the pass instead (``_common.emit``)."""
     args, rows, buf, Hp, Wp = _quant_args(x, q, pt, pl, pb, pr, key)
     # serial below ~2M elements: a parallel call's wake-up (passive OpenMP workers) costs more
     # than quantizing 64x56x56 (0.04 ms at 1 thread vs 0.12 ms as a 2-thread call)
-    if use_parallel(x.size // 8):
+    if x.size // 8 < PAR_MIN:   # (use_parallel's own first test: serial whatever the threads)
+        emit(calls, _quant_rng, *args, 0, rows)
+    else:
+        emit(calls, _quant_auto, args, rows, x.size)
+    return buf, Hp, Wp
+
+
+def _quant_auto(args, rows, size):
+    if use_parallel(size // 8):
         nt = numba.get_num_threads()
         _quant_par(*args, rows, max(1, -(-rows // (4 * nt))))
     else:
         _quant_rng(*args, 0, rows)
-    return buf, Hp, Wp
 
 
-def quantize_to(y, qo):
+def quantize_to(y, qo, calls=None):
     """A producer's float32 output y -> its int8 consumer's padded input buffer (``qo``:
     scale, zero point, buffer key, the consumer's pads: quant.mark_quantized_producers),
     where the producer's kernel did not write it itself."""
     s, zp, key, pads = qo
-    quantize_padded(y, {"C4": -(-y.shape[1] // 4), "s": s, "zp": zp}, *pads, key)
+    quantize_padded(y, {"C4": -(-y.shape[1] // 4), "s": s, "zp": zp}, *pads, key, calls)
 
 
 def warm_quantize():
@@ -236,7 +244,7 @@ def _zp_border(qb, planes, H, W, Hp, Wp, pt, pl, zp):
         _zp_row(qb, t * RB, RB, pl, W, y < 0 or y >= H, zb)
 
 
-def _qout(q, qo, N, O, OH, OW):
+def _qout(q, qo, N, O, OH, OW, calls=None):
     """(qw, qp, qf) for a tile kernel that writes its int8 consumer's input (``qo``: scale,
     zero point, buffer key, the consumer's pads)."""
     s, zp, key, (cpt, cpl, cpb, cpr) = qo
@@ -244,7 +252,7 @@ def _qout(q, qo, N, O, OH, OW):
     QHp, QWp = OH + cpt + cpb, OW + cpl + cpr
     qw = tls_buffer(key, N * C4o * QHp * QWp).view(np.int32)
     if cpt or cpl or cpb or cpr:
-        _zp_border(qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
+        emit(calls, _zp_border, qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
     qp = q.get("_qp")
     if qp is None:
         qp = q["_qp"] = np.array([1, C4o, QHp, QWp, cpt, cpl], np.int64)
@@ -252,9 +260,11 @@ def _qout(q, qo, N, O, OH, OW):
     return qw, qp, q["_qf"]
 
 
-def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=None):
+def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=None,
+        calls=None):
     """Returns True when the tile kernel wrote the int8 consumer's input (``qo``) instead
-    of y (no residual, an activation tile_store_q has, not a pixel-vector 1x1)."""
+    of y (no residual, an activation tile_store_q has, not a pixel-vector 1x1). ``calls``:
+    record the calls instead (``_common.emit``)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -274,31 +284,34 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xq = tls_buffer(qi, N * q["C4"] * Hp * Wp).view(np.uint8)
     else:
-        xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr)
+        xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr, calls=calls)
     bb = q["bb"]
     if not b_is_const:
+        if calls is not None:
+            raise NoBind     # a bias computed per call
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
     if pw:
-        _pw_vnni(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
-                 y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
+        emit(calls, _pw_vnni, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
+             q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
         return False
     if pw8:
-        _pw_pm8(xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"], q["sc"], bb,
-                q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
+        emit(calls, _pw_pm8, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
+             q["sc"], bb, q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha,
+             beta)
         return False
     BP = q["L"] * q["k"] * P
     tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
     fused = (qo is not None and not has_r and
              (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
-    qw, qp, qf = _qout(q, qo, N, O, OH, OW) if fused else (_QW0, _QP0, _QF0)
+    qw, qp, qf = _qout(q, qo, N, O, OH, OW, calls) if fused else (_QW0, _QP0, _QF0)
     if q["fam"] == "v":
-        kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, qw, qp, qf, toff,
-             y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+        emit(calls, kern, xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, qw, qp, qf,
+             toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
         return fused
-    kern(xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"], qw, qp, qf, toff,
-         y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+    emit(calls, kern, xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, q["smax"], qw,
+         qp, qf, toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
     return fused
 
 

@@ -13,7 +13,7 @@ from numba import prange
 from .. import ir
 from .. import resize as rz
 from ..ops import node_attrs
-from ._common import OpImpl, attrs, operand, prepare_consts
+from ._common import OpImpl, RecordedOp, attrs, emit, operand, prepare_consts
 from .._jit import njit, pjit
 
 
@@ -25,8 +25,13 @@ class _Move(OpImpl):
         return operand(state["consts"], inputs, i)
 
 
-class Concat(_Move):
-    def run(self, node, state, inputs, outputs):
+class _Moving(RecordedOp, _Move):
+    """Data movement as NumPy copies between views of the plan's arrays (bound: the same
+    copies, the views made once)."""
+
+
+class Concat(_Moving):
+    def exec(self, node, state, inputs, outputs, calls):
         ax = int(state["a"]["axis"])
         y = outputs[0]
         o = 0
@@ -34,25 +39,26 @@ class Concat(_Move):
             x = self.x(state, inputs, i)
             k = x.shape[ax]
             idx = (slice(None),) * ax + (slice(o, o + k),)
-            np.copyto(y[idx], x)
+            emit(calls, np.copyto, y[idx], x)
             o += k
 
 
-class Flatten(_Move):
-    def run(self, node, state, inputs, outputs):
-        np.copyto(outputs[0].reshape(-1), self.x(state, inputs).reshape(-1))
+class Flatten(_Moving):
+    def exec(self, node, state, inputs, outputs, calls):
+        emit(calls, np.copyto, outputs[0].reshape(-1), self.x(state, inputs).reshape(-1))
 
 
 class Reshape(Flatten):
     pass
 
 
-class Transpose(_Move):
-    def run(self, node, state, inputs, outputs):
-        np.copyto(outputs[0], self.x(state, inputs).transpose([int(p) for p in state["a"]["perm"]]))
+class Transpose(_Moving):
+    def exec(self, node, state, inputs, outputs, calls):
+        emit(calls, np.copyto, outputs[0],
+             self.x(state, inputs).transpose([int(p) for p in state["a"]["perm"]]))
 
 
-class Slice(_Move):
+class Slice(_Moving):
     """Normalized starts/ends (ir.slice_ranges: Python range semantics per axis)."""
 
     def prepare(self, node, consts, policy):
@@ -60,7 +66,7 @@ class Slice(_Move):
         st["idx"] = {}
         return st
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         x = self.x(state, inputs)
         idx = state["idx"].get(x.shape)
         if idx is None:
@@ -72,11 +78,11 @@ class Slice(_Move):
                                         [int(v) for v in a["axes"]], [int(v) for v in steps],
                                         int(a.get("onnx_bounds", 0))))
             state["idx"][x.shape] = idx
-        np.copyto(outputs[0], x[idx])
+        emit(calls, np.copyto, outputs[0], x[idx])
 
 
-class DepthToSpace(_Move):
-    def run(self, node, state, inputs, outputs):
+class DepthToSpace(_Moving):
+    def exec(self, node, state, inputs, outputs, calls):
         b = int(state["a"]["blocksize"])
         mode = state["a"].get("mode", "DCR")
         x = self.x(state, inputs)
@@ -86,7 +92,7 @@ class DepthToSpace(_Move):
             v = x.reshape(N, b, b, c, H, W).transpose(0, 3, 4, 1, 5, 2)
         else:
             v = x.reshape(N, c, b, b, H, W).transpose(0, 1, 4, 2, 5, 3)
-        np.copyto(outputs[0].reshape(N, c, H, b, W, b), v)
+        emit(calls, np.copyto, outputs[0].reshape(N, c, H, b, W, b), v)
 
 
 # ----------------------------------------------------------------------------- Pad
@@ -139,8 +145,8 @@ def _pad6(x, y, lo, mode, value):
                 y[i0, i1, i2, i3, i4, i5] = value
 
 
-class Pad(_Move):
-    def run(self, node, state, inputs, outputs):
+class Pad(_Moving):
+    def exec(self, node, state, inputs, outputs, calls):
         a = state["a"]
         x = self.x(state, inputs)
         y = outputs[0]
@@ -154,14 +160,14 @@ class Pad(_Move):
                              "supported on device 'cpu'")
         if mode == 0 and min(pads) >= 0:   # constant, no cropping: a fill and a slice copy
             if max(pads):                    # (the 6-D kernel: ~12 ns/element, always prange)
-                y.fill(np.float32(a.get("value", 0.0) or 0.0))
-            y[tuple(slice(p, p + n) for p, n in zip(lo, x.shape))] = x
+                emit(calls, y.fill, np.float32(a.get("value", 0.0) or 0.0))
+            emit(calls, np.copyto, y[tuple(slice(p, p + n) for p, n in zip(lo, x.shape))], x)
             return
         k = 6 - r
         x6 = x.reshape((1,) * k + x.shape)
         y6 = y.reshape((1,) * k + y.shape)
         lo6 = np.array([0] * k + lo, np.int64)
-        _pad6(x6, y6, lo6, mode, np.float32(a.get("value", 0.0) or 0.0))
+        emit(calls, _pad6, x6, y6, lo6, mode, np.float32(a.get("value", 0.0) or 0.0))
 
 
 # ----------------------------------------------------------------------------- Softmax
