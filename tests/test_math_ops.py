@@ -192,8 +192,7 @@ def test_reduce_outer_axis_sums_long():
 def test_reduce_parallel_path(monkeypatch):
     from edgenet.cpu import _common
     monkeypatch.setattr(_common, "PAR_MIN", 0)
-    import edgenet.cpu.math_ops as M
-    monkeypatch.setattr(M, "use_parallel", lambda work: True)
+    monkeypatch.setattr(_common, "use_parallel", lambda work: True)
     x = _x((130, 6, 7), 4)
     for fn in ("mean", "max", "logsumexp", "sumsquare"):
         node = {"name": "r", "op": "Reduce", "inputs": ["x"], "outputs": ["y"],
@@ -349,9 +348,10 @@ def test_layernorm_chain_becomes_one_node(name, fused, tmp_path):
 
 def test_layernorm_cpu_parallel_matches_reference(monkeypatch):
     """The row-parallel CPU path against the NumPy oracle (offset mean, 2 x 37 x 50 rows)."""
+    from edgenet.cpu import _common
     from edgenet.cpu import math_ops as M
     from edgenet.reference.math_ops import layernorm_np
-    monkeypatch.setattr(M, "use_parallel", lambda work: True)
+    monkeypatch.setattr(_common, "use_parallel", lambda work: True)
     x = _x((2, 37, 50), 18) * 3 + 100
     s, b = _x((50,), 19), _x((50,), 20)
     node = {"name": "ln", "op": "LayerNorm", "inputs": ["x", "s", "b"], "outputs": ["y"],
@@ -409,8 +409,8 @@ def test_float32_math_ulp_sweep(name):
 
 def test_binary_rows_parallel_chunks(monkeypatch):
     # the row kernel split in several parallel chunks (rows_per < rows), uneven last chunk
-    import edgenet.cpu.math_ops as cm
-    monkeypatch.setattr(cm, "use_parallel", lambda work: True)
+    from edgenet.cpu import _common
+    monkeypatch.setattr(_common, "use_parallel", lambda work: True)
     a, b = _x((40, 1000), 3), _x((40, 1), 4)
     for fn in ("max", "min", "pow"):
         x = np.abs(a) + 0.1 if fn == "pow" else a

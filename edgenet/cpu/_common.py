@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _jit  # noqa: F401  (cache policy before numba)
 import numba
-from .._jit import njit
+from .._jit import njit, thread_calls
 from ..activation import ActCode, act_code, act_scalar
 from ..format.codecs import Packed
 from ..format.constants import WeightCode
@@ -285,12 +285,13 @@ def _entry(f, args):
 
 def emit_split(calls, work, par, ser):
     """The parallel call ``par`` or the serial one ``ser`` ((function, arguments) each), as
-    ``use_parallel(work)`` decides: now, or recorded (the serial call where ``work`` is
-    below PAR_MIN whatever the thread count, else both, chosen per call)."""
+    ``use_parallel(work)`` decides (work 0: always serial): now, or recorded (the serial
+    call where ``work`` is below PAR_MIN whatever the thread count, else both, chosen per
+    call)."""
     if calls is None:
-        f, a = par if use_parallel(work) else ser
+        f, a = par if work > 0 and use_parallel(work) else ser
         return f(*a)
-    calls.append(ser if work < PAR_MIN else (_split, (work, par, ser)))
+    calls.append(ser if work < PAR_MIN or work <= 0 else (_split, (work, par, ser)))
 
 
 def _split(work, par, ser):
@@ -306,9 +307,10 @@ def _bound(f, args):
     if f is _split:              # both calls bound; the thread count decides per call
         work, par, ser = args
         par, ser = _bound(*par), _bound(*ser)
+        get_nt = thread_calls()[0]
 
         def split():
-            (par if numba.get_num_threads() > 1 else ser)()   # (work >= PAR_MIN here)
+            (par if get_nt() > 1 else ser)()   # (work >= PAR_MIN here)
         return split
     return functools.partial(_entry(f, args), *args)
 
@@ -347,7 +349,7 @@ CONV_PAR_MIN = int(_os.environ.get("EDGENET_CONV_PAR_MIN", 1 << 22))
 def use_parallel(work) -> bool:
     """Run the parallel variant? (more than one Numba thread for the calling Python thread,
     and at least PAR_MIN work)."""
-    return work >= PAR_MIN and numba.get_num_threads() > 1
+    return work >= PAR_MIN and thread_calls()[0]() > 1   # (numba's C call: ~0.1 us)
 
 
 @njit(inline="always", fastmath=FM)

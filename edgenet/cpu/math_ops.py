@@ -17,9 +17,7 @@ from ..activation import (erf_f32, f32_bits, f32_from_bits, log_f32, mish_f32, s
 from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from .._jit import njit, pjit
-from .._jit import thread_calls as _thread_calls
-from . import _common
-from ._common import OpImpl, operand, prepare_consts, use_parallel
+from ._common import NoBind, RecordedOp, emit, emit_split, operand, prepare_consts
 
 CHUNK = 16384
 # the float64 scalar switch: edgenet.activation.unary_scalar, the function the CUDA
@@ -445,13 +443,13 @@ def _layernorm_par(x, s, b, y, eps, rows_per):
         _layernorm_rows(x, s, b, y, t * rows_per, min(R, (t + 1) * rows_per), eps)
 
 
-class LayerNorm(OpImpl):
+class LayerNorm(RecordedOp):
     def prepare(self, node, consts, policy):
         at = node_attrs(node)
         c = prepare_consts(node, consts)
         return {"consts": c, "axis": int(at["axis"]), "eps": float(at["epsilon"])}
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         x = inputs[0]
         ax = state["axis"]
         s = operand(state["consts"], inputs, 1).reshape(-1)
@@ -463,10 +461,9 @@ class LayerNorm(OpImpl):
                              f"of {D}")
         x2 = x.reshape(R, D)
         y2 = outputs[0].reshape(R, D)
-        if use_parallel(x.size) and R > 1:
-            _layernorm_par(x2, s, b, y2, state["eps"], max(1, R // 64))
-        else:
-            _layernorm_rows(x2, s, b, y2, 0, R, state["eps"])
+        emit_split(calls, x.size if R > 1 else 0,
+                   (_layernorm_par, (x2, s, b, y2, state["eps"], max(1, R // 64))),
+                   (_layernorm_rows, (x2, s, b, y2, 0, R, state["eps"])))
 
 
 # work per element for the parallel threshold (PAR_MIN counts simple elementwise ops):
@@ -479,29 +476,25 @@ _CHEAP_UNARY = (0, 1, 2, 5)
 UNARY_PAR_WEIGHT = 4
 
 
-class Unary(OpImpl):
+class Unary(RecordedOp):
     def prepare(self, node, consts, policy):
         fn = UNARY_CODE[node_attrs(node)["fn"]]
         return fn, (1 if fn in _CHEAP_UNARY else UNARY_PAR_WEIGHT)
 
-    def run(self, node, state, inputs, outputs):
-        state, weight = state
+    def exec(self, node, state, inputs, outputs, calls):
+        fn, weight = state
         x = inputs[0].reshape(-1)
         y = outputs[0].reshape(-1)
-        # the thread count through numba's C call (_jit.thread_calls: ~0.1 us; the public
-        # numba.get_num_threads in use_parallel costs 1-2 us, 3% of a 40 us Exp)
-        if x.size * weight >= _common.PAR_MIN and _thread_calls()[0]() > 1:
-            _unary_par(x, y, state)
-        else:
-            _unary_rng(x, y, 0, x.size, state)
+        emit_split(calls, x.size * weight, (_unary_par, (x, y, fn)),
+                   (_unary_rng, (x, y, 0, x.size, fn)))
 
 
-class BinaryMath(OpImpl):
+class BinaryMath(RecordedOp):
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts),
                 "fn": BINARY_CODE[node_attrs(node)["fn"]]}
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         a = operand(state["consts"], inputs, 0)
         b = operand(state["consts"], inputs, 1)
         y = outputs[0]
@@ -517,19 +510,19 @@ class BinaryMath(OpImpl):
             args = (a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1),
                     b.reshape(-1) if b.flags.c_contiguous else np.ascontiguousarray(b).reshape(-1),
                     y.reshape(-1), oa, ob, fa, fb, L, state["fn"])
-            if rows_per and use_parallel(y.size):
-                _binary_rows(*args, rows_per)
-            else:
-                _binary_rows_seq(*args)
+            emit_split(calls, y.size if rows_per else 0, (_binary_rows, args + (rows_per,)),
+                       (_binary_rows_seq, args))
             return
         if how[0] == "numpy":
+            if calls is not None:
+                raise NoBind
             from ..reference.math_ops import binary_np
             np.copyto(y, binary_np(node_attrs(node)["fn"], a, b))
             return
         _, sa6, sb6, sy6 = how
         a6 = np.broadcast_to(np.ascontiguousarray(a).reshape(sa6), sy6)
         b6 = np.broadcast_to(np.ascontiguousarray(b).reshape(sb6), sy6)
-        _binary6(a6, b6, y.reshape(sy6), state["fn"])
+        emit(calls, _binary6, a6, b6, y.reshape(sy6), state["fn"])
 
     @staticmethod
     def _how(sa, sb, sy):
@@ -551,7 +544,7 @@ class BinaryMath(OpImpl):
         return ("6d", pad + sa, pad + sb, pad + sy)
 
 
-class Reduce(OpImpl):
+class Reduce(RecordedOp):
     def prepare(self, node, consts, policy):
         at = node_attrs(node)
         return REDUCE_CODE[at["fn"]], [int(a) for a in at["axes"]], {}
@@ -568,7 +561,7 @@ class Reduce(OpImpl):
         a0, a1 = axes[0], axes[-1] + 1
         return perm, math.prod(shape[:a0]), math.prod(shape[a0:a1]), math.prod(shape[a1:])
 
-    def run(self, node, state, inputs, outputs):
+    def exec(self, node, state, inputs, outputs, calls):
         fn, axes, memo = state
         x = inputs[0]
         how = memo.get(x.shape)
@@ -576,26 +569,23 @@ class Reduce(OpImpl):
             how = memo[x.shape] = self._how(x.shape, axes)
         perm, A, D, B = how
         if perm is not None:
+            if calls is not None:
+                raise NoBind     # a transposed copy per call
             x = np.ascontiguousarray(x.transpose(perm))
+        work = x.size if A > 1 else 0
         if B == 1 and fn in (0, 1, 2, 3, 5):     # mean sum max min sumsquare, contiguous
             x2, y1 = x.reshape(A, D), outputs[0].reshape(A)
-            if A > 1 and use_parallel(x.size):
-                _reduce_contig_par(x2, y1, fn, 1.0 / D, max(1, A // 64))
-            else:
-                _reduce_rows_contig(x2, y1, 0, A, fn, 1.0 / D)
+            emit_split(calls, work, (_reduce_contig_par, (x2, y1, fn, 1.0 / D, max(1, A // 64))),
+                       (_reduce_rows_contig, (x2, y1, 0, A, fn, 1.0 / D)))
             return
         x3 = x.reshape(A, D, B)
         y2 = outputs[0].reshape(A, B)
         if fn in _OUTER_SUMS:
-            if A > 1 and use_parallel(x.size):
-                _reduce_outer_par(x3, y2, fn, 1.0 / D, max(1, A // 64))
-            else:
-                _reduce_rows_outer(x3, y2, 0, A, fn, 1.0 / D)
+            emit_split(calls, work, (_reduce_outer_par, (x3, y2, fn, 1.0 / D, max(1, A // 64))),
+                       (_reduce_rows_outer, (x3, y2, 0, A, fn, 1.0 / D)))
             return
-        if A > 1 and use_parallel(x.size):
-            _reduce_par(x3, y2, fn, 1.0 / D, max(1, A // 64))
-        else:
-            _reduce_rows(x3, y2, 0, A, fn, 1.0 / D)
+        emit_split(calls, work, (_reduce_par, (x3, y2, fn, 1.0 / D, max(1, A // 64))),
+                   (_reduce_rows, (x3, y2, 0, A, fn, 1.0 / D)))
 
 
 MATH_OPS = {"Unary": Unary(), "BinaryMath": BinaryMath(), "Reduce": Reduce(),
