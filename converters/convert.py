@@ -393,18 +393,44 @@ def convert(src, dst, *, weights="ternary", granularity="channel", threshold="tw
 
     if activations == "int8":   # calibrate a temporary f32 copy first: dst is written once
         meta = _calibrated_meta(dst, g.to_json(), tensors, meta, calibration, calib_method)
+    # Both outputs or neither: the reference ONNX is built first into a temporary file next
+    # to it, the model is written (atomically), then the reference is renamed into place; a
+    # failure on the way removes what this call wrote (never a file without its reference).
+    ref_tmp = None
+    if reference_onnx is not None:
+        ref_tmp = _reference_tmp(reference_onnx)
+        try:
+            qdq = None
+            if activations == "int8":
+                qdq = _int8_reference(g, tensors, meta, ref_values)
+            write_reference_onnx(g.source_model, ref_values, ref_tmp, qdq=qdq,
+                                 bias_deltas=bias_deltas)
+        except BaseException as e:
+            _unlink(ref_tmp)
+            if isinstance(e, (OSError, ValueError)):
+                raise ConversionError(f"{reference_onnx}: cannot write the reference ONNX: "
+                                      f"{e}") from None
+            raise
     try:
         out_bytes = write_model(dst, graph=g.to_json(), tensors=tensors, metadata=meta)
-    except (OSError, ValueError, TypeError) as e:
-        raise ConversionError(f"{dst}: cannot write model: {e}") from None
+    except BaseException as e:
+        if ref_tmp is not None:
+            _unlink(ref_tmp)
+        if isinstance(e, (OSError, ValueError, TypeError)):
+            raise ConversionError(f"{dst}: cannot write model: {e}") from None
+        raise
+    if ref_tmp is not None:
+        try:
+            os.replace(ref_tmp, os.fspath(reference_onnx))
+        except BaseException as e:
+            _unlink(ref_tmp)
+            _unlink(dst)
+            if isinstance(e, OSError):
+                raise ConversionError(f"{reference_onnx}: cannot write the reference ONNX: "
+                                      f"{e}") from None
+            raise
     report.source_bytes = src_bytes
     report.output_bytes = out_bytes
-    if reference_onnx is not None:
-        qdq = None
-        if activations == "int8":
-            qdq = _int8_reference(g, tensors, meta, ref_values)
-        write_reference_onnx(g.source_model, ref_values, reference_onnx, qdq=qdq,
-                             bias_deltas=bias_deltas)
     if progress is not None:
         progress(total, total)
     return report
@@ -667,6 +693,24 @@ def _patch_matmul_biases(m, bias_deltas: dict):
         add = np.divide(d, mult, out=np.zeros_like(d), where=mult != 0)
         t.CopyFrom(numpy_helper.from_array((old + add.reshape(old.shape)).astype(np.float32),
                                            t.name))
+
+
+def _reference_tmp(path) -> str:
+    """An empty temporary file in the directory of ``path`` (renamed onto it at the end)."""
+    d = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".edgenet-ref-", suffix=".onnx.part", dir=d)
+    except OSError as e:
+        raise ConversionError(f"{path}: cannot write the reference ONNX: {e}") from None
+    os.close(fd)
+    return tmp
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None,

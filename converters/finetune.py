@@ -597,7 +597,15 @@ def finetune(src, dst, samples, *, weights="ternary", minutes=10.0, steps=None, 
                     "ptq_start_fidelity": p_start, "kept": kept}
         _rewrite_metadata(tmp_dst, dst, src, fid, settings)
         if reference_onnx is not None:
-            os.replace(tmp_onnx, os.fspath(reference_onnx))
+            try:
+                os.replace(tmp_onnx, os.fspath(reference_onnx))
+            except OSError as e:     # both outputs or neither
+                try:
+                    os.unlink(dst)
+                except OSError:
+                    pass
+                raise ConversionError(f"{reference_onnx}: cannot write the reference ONNX: "
+                                      f"{e}") from None
     finally:
         for p in (tmp_onnx, tmp_dst):
             try:
