@@ -18,6 +18,12 @@ from ..ops import node_attrs
 from ..shapes_math import BINARY_CODE, REDUCE_CODE, UNARY_CODE
 from .._jit import njit, pjit
 from ._common import NoBind, RecordedOp, emit, emit_split, operand, prepare_consts
+from . import simd
+from .simd import vexp16, vld16, vst16
+
+# the Exp op's 16-lane kernel (vscalefps) where the tier has AVX-512 (frozen into the
+# compiled loop: the disk cache is per tier)
+_VEXP = simd.lanes(simd.simd_mode()) == 16
 
 CHUNK = 16384
 # the float64 scalar switch: edgenet.activation.unary_scalar, the function the CUDA
@@ -41,7 +47,9 @@ _EXP_TOP = _I(0x4B4000FE)          # bits are 0x4B40007E + k; k + 126 <= 254: th
 
 @njit(inline="always")
 def _exp_fast(x):
-    """e**x in float32 for the Exp op, within 1.01 ulp of e**x where the result is a normal
+    """e**x in float32 for the Exp op where the tier lacks AVX-512 (and for the tail of a
+    row on AVX-512, whose body runs simd.vexp16: 34.4 us for 200,704 floats, within 1.02
+    ulp, denormal results exact), within 1.01 ulp of e**x where the result is a normal
     float (>= 2**-125; tests/test_math_ops.py sweeps it), 14 vector operations a lane, 10
     of them multiply-adds: x = k ln2 + r (k rounded by adding 1.5*2**23, so the sum's low
     bits are k), e**r by one Horner chain, 2**(k-1) as the sum's bits shifted into the
@@ -90,8 +98,13 @@ def _unary_rng(xa, ya, lo, hi, fn):
         for i in range(n):
             y[i] = np.sqrt(x[i])
     elif fn == 3:
-        for i in range(n):
-            y[i] = _exp_fast(x[i])
+        i = 0
+        if _VEXP:          # AVX-512: simd.vexp16 (vscalefps), 16 lanes at a time
+            while i + 16 <= n:
+                vst16(y, i, vexp16(vld16(x, i)))
+                i += 16
+        for j in range(n - i):
+            y[i + j] = _exp_fast(x[i + j])
     elif fn == 4:
         for i in range(n):
             y[i] = log_f32(x[i])

@@ -274,6 +274,50 @@ def _make(n):
  vi8_8) = _make(8)
 
 
+# e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's
+# polynomial (edgenet/cpu/math_ops.py _exp_fast uses these coefficients doubled)
+EXP_POLY = (1.0, 1.0, 0.4999999403953552, 0.16666430234909058, 0.04166800528764725,
+            0.008374199271202087, 0.0013843611814081669)
+
+
+@intrinsic
+def vexp16(typingctx, a):
+    """e**a per lane, AVX-512F only (call where the tier is avx512 or avx512vnni): x
+    clamped to [-104, 89] (NaN kept), k = rint(x / ln2) (``vrndscaleps``), r = x - k ln2
+    (Cody-Waite, two parts), e**r by EXP_POLY, then ``vscalefps`` (p * 2**k, overflow to
+    inf and denormal results exact): 12 instructions per 16 lanes, against 14 for the
+    exponent-field construction, and no integer round trip."""
+    if a != F32x16:
+        return None
+    n = 16
+    LV = ir.VectorType(_F, n)
+
+    def c(v):
+        return ir.Constant(LV, [float(v)] * n)
+
+    def codegen(context, builder, sig, args):
+        m = builder.module
+        fma = cgutils.get_or_insert_function(m, ir.FunctionType(LV, [LV, LV, LV]),
+                                             "llvm.fma.v16f32")
+        rint = cgutils.get_or_insert_function(m, ir.FunctionType(LV, [LV]), "llvm.rint.v16f32")
+        scalef = cgutils.get_or_insert_function(
+            m, ir.FunctionType(LV, [LV, LV, LV, ir.IntType(16), ir.IntType(32)]),
+            "llvm.x86.avx512.mask.scalef.ps.512")
+        x = args[0]
+        x = builder.select(builder.fcmp_ordered("<", x, c(-104.0)), c(-104.0), x)
+        x = builder.select(builder.fcmp_ordered(">", x, c(89.0)), c(89.0), x)
+        k = builder.call(rint, [builder.fmul(x, c(1.44269504))])
+        r = builder.call(fma, [k, c(-0.693359375), x])
+        r = builder.call(fma, [k, c(2.12194440e-4), r])
+        p = c(EXP_POLY[6])
+        for coef in EXP_POLY[5::-1]:
+            p = builder.call(fma, [p, r, c(coef)])
+        return builder.call(scalef, [p, k, ir.Constant(LV, ir.Undefined),
+                                     ir.Constant(ir.IntType(16), -1),
+                                     ir.Constant(ir.IntType(32), 4)])
+    return F32x16(a), codegen
+
+
 def _make_tr(n):
     LV = ir.VectorType(_F, n)
     I32 = ir.IntType(32)
