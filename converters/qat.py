@@ -42,7 +42,7 @@ import copy
 import warnings
 
 __all__ = ["THRESHOLDS", "prepare", "quantize_weight", "quantized_weight", "export_onnx",
-           "strip", "quantized_modules"]
+           "strip", "quantized_modules", "reestimate_bn"]
 
 # Empirical threshold factors (multiples of E|W|), from shared/quantization.md.
 THRESHOLDS = {"ternary": (0.7,), "quinary": (0.5, 1.4)}
@@ -318,6 +318,37 @@ def strip(model, inplace: bool = False):
             for attr in ("qat_weights", "qat_granularity", "qat_threshold"):
                 mod.__dict__.pop(attr, None)
     return out
+
+
+def reestimate_bn(model, batches):
+    """Recompute every BatchNorm's running mean/variance with the final (quantized) weights.
+
+    During QAT the running statistics are averaged while the quantized weights still
+    change (each threshold crossing moves them); this pass replaces them by the exact
+    statistics of the trained model over ``batches`` (an iterable of input tensors, e.g.
+    the training images): BatchNorm in train mode with cumulative averaging
+    (momentum=None), no gradients, nothing else updated.  Returns ``model`` in eval mode.
+    """
+    import torch
+    import torch.nn as nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in bns]
+    was = model.training
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None       # cumulative average over the batches
+        m.train()
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+        model.train(was)
+    return model.eval()
 
 
 def export_onnx(model, example_input, path, opset: int = 17, input_name: str = "input",

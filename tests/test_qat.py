@@ -202,3 +202,32 @@ def test_export_converts_losslessly_and_matches_onnxruntime(tmp_path, weights, g
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale,
                                    err_msg=f"device={device}")
+
+
+def test_reestimate_bn_gives_the_statistics_of_the_quantized_net():
+    """Oracle: the mean and unbiased variance over (N, H, W) of the conv output, computed
+    here with the quantized weights alpha*T (numpy rules, independent of the BN code)."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    qm = qat.prepare(net, "ternary", "layer")
+    bn = qm[1]
+    bn.running_mean.fill_(5.0)          # stale statistics, as left by training
+    bn.running_var.fill_(7.0)
+    w_before = qm[0].weight.detach().clone()
+    x = torch.randn(40, 2, 6, 6)
+    qat.reestimate_bn(qm, [x])           # one batch: the exact statistics
+    levels, alpha = ternarize(qm[0].weight.detach().numpy(), "layer")
+    wq = torch.from_numpy(alpha.reshape(-1, 1, 1, 1) * levels.astype(np.float32))
+    y = F.conv2d(x, wq, qm[0].bias.detach(), padding=1).double()
+    mean = y.mean(dim=(0, 2, 3))
+    var = y.var(dim=(0, 2, 3), unbiased=True)
+    np.testing.assert_allclose(bn.running_mean.double().numpy(), mean.numpy(), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(bn.running_var.double().numpy(), var.numpy(), rtol=1e-5)
+    assert bn.momentum == 0.1 and not qm.training and not bn.training
+    assert torch.equal(qm[0].weight.detach(), w_before)   # nothing but the statistics moved
+    # cumulative averaging over several batches: the mean of the batch means
+    qat.reestimate_bn(qm, [x[:20], x[20:]])
+    np.testing.assert_allclose(bn.running_mean.double().numpy(), mean.numpy(), rtol=1e-5,
+                               atol=1e-6)
