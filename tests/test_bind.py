@@ -127,6 +127,26 @@ def test_bound_steps_per_thread(tmp_path, monkeypatch):
     assert len(bound_threads) >= 2
 
 
+def test_a_new_thread_with_a_reused_id_binds_anew(tmp_path, monkeypatch):
+    """Python reuses a finished thread's id: the new thread (fresh scratch vectors) must
+    not run the old thread's bound steps (whose vectors its unbound steps do not share: the
+    first conv, a graph-input step, writes its int8 consumer's input)."""
+    rng = np.random.default_rng(9)
+    path = _chain_model(str(tmp_path / "m.edgenet"), rng)
+    xs = [rng.normal(0, 1, (1, 8, 12, 12)).astype(np.float32) for _ in range(4)]
+    want = _unbound_outputs(path, "int8", xs, monkeypatch)
+    m = edgenet.load(path, activations="int8", act_ranges=RANGES)
+    np.testing.assert_array_equal(m(xs[0]), want[0])
+    np.testing.assert_array_equal(m(xs[1]), want[1])
+    gen, _ = _bound(m)
+    monkeypatch.setattr(_common, "_TLS", threading.local())   # as a new thread, same id
+    assert _common.tls_generation() == 0
+    for x, w in zip(xs[2:], want[2:]):
+        np.testing.assert_array_equal(m(x), w)
+    gen2, calls2 = _bound(m)
+    assert gen2 != gen and gen2 == _common.tls_generation() and calls2["c1"] is not None
+
+
 def test_entry_point_is_the_dispatchers_overload():
     """bind_calls calls the compiled overload for exactly the recorded argument types; a
     plain Python function is called as it is."""

@@ -99,6 +99,9 @@ class Weights:
 
 
 _TLS = threading.local()
+# generations of the threads' scratch vectors, unique across threads: a thread that reuses
+# a finished thread's id never sees that thread's generation (nor its bound steps)
+_GENS = __import__("itertools").count(1)
 
 
 def tls_buffer(key: str, size: int) -> np.ndarray:
@@ -112,13 +115,14 @@ def tls_buffer(key: str, size: int) -> np.ndarray:
     size = max(int(size), 1)
     if a is None or a.size < size:
         a = d[key] = np.empty(size, np.float32)
-        _TLS.gen = getattr(_TLS, "gen", 0) + 1    # bound steps holding the old one: stale
+        _TLS.gen = next(_GENS)      # bound steps holding the old vector: stale
     return a[:size]
 
 
 def tls_generation() -> int:
-    """Changes whenever one of the calling thread's ``tls_buffer`` vectors is replaced: the
-    steps bound by ``bind_step`` hold these vectors, so the executor binds again then."""
+    """Changes whenever one of the calling thread's ``tls_buffer`` vectors is replaced (a
+    number no other thread's vectors ever had): bound steps hold these vectors, so the
+    executor binds again then. 0: the thread has none yet."""
     return getattr(_TLS, "gen", 0)
 
 
