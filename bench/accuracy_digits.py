@@ -632,6 +632,16 @@ def write_markdown(path, results, seeds, acts, elapsed, cmd, plot_ok, n_test, pa
                  "channel, first/last float, bias correction) are baselines that show the "
                  "problem those methods solve. Among edgenet's methods, NOT within 0.3: "
                  + ("; ".join(meth) or "none") + ".")
+        for key, label, _ in ROWS:      # the misses among the methods, seed by seed
+            if key.startswith(("float", "ptq-")) or not all(key in r for r in rs):
+                continue
+            dv = [r[key] - r["float-torch"] for r in rs]
+            if np.mean(dv) < -0.3:
+                L.append(f"- FC {a}: {label.replace('**', '')}, change from float per seed "
+                         f"(test images of {n_test}): "
+                         + ", ".join(f"{round(d * n_test / 100.0):+d}" for d in dv)
+                         + f"; the standard error of the mean is "
+                         f"{np.std(dv, ddof=1) / np.sqrt(len(dv)):.2f} points.")
         for w in ("ternary", "quinary"):
             k = f"kept:ft:{w}"
             if all(k in r for r in rs):

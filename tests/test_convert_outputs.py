@@ -86,6 +86,8 @@ def test_success_writes_both_and_no_temporaries(tmp_path):
     r = _cli("convert", src, "-o", dst, "--weights", "ternary", "--reference-onnx", ref, "-q")
     assert r.exit_code == 0, r.output
     assert sorted(os.listdir(tmp_path)) == ["net.edgenet", "net.onnx", "net.ref.onnx"]
+    # the usual permissions (as the .edgenet file gets), not a temporary file's 0600
+    assert os.stat(ref).st_mode & 0o777 == os.stat(dst).st_mode & 0o777
     x = _samples(8, seed=5)
     want = ort.InferenceSession(str(ref), providers=["CPUExecutionProvider"]).run(
         None, {"x": x})[0]
