@@ -352,19 +352,28 @@ def test_cli_run_and_bench_activations(r20, tmp_path):
 
 @pytest.mark.parametrize("C,H,W", [(1, 3, 1), (3, 5, 7), (4, 2, 16), (5, 3, 17), (8, 4, 33),
                                    (9, 2, 40), (13, 6, 14)])
-def test_quantize_padded_layout_exact(C, H, W):
+@pytest.mark.parametrize("pads,split", [((1, 2, 0, 3), False), ((1, 1, 1, 1), True),
+                                        ((0, 0, 0, 0), True)])
+def test_quantize_padded_layout_exact(C, H, W, pads, split):
     """The uint8 (N, ceil(C/4), Hp, Wp, 4) buffer: codes equal ONNX QuantizeLinear's (numpy
     here), padding and missing channels hold the zero point, masked row tails write nothing
-    beyond the row (the buffer is pre-filled with garbage to see it)."""
+    beyond the row (the buffer is pre-filled with garbage to see it). ``split``: the rows
+    in two ranges, the second starting inside a plane (as a parallel chunk does)."""
     rng = np.random.default_rng(C * 100 + W)
     x = rng.normal(0, 2, (2, C, H, W)).astype(np.float32)
     x.flat[::7] = 2.5 * 0.05          # exact ties: half to even
     s, zp = np.float32(0.05), 17
     q = {"C4": -(-C // 4), "zp": np.float32(zp), "s": s}
-    pt, pl, pb, pr = 1, 2, 0, 3
+    pt, pl, pb, pr = pads
     from edgenet.cpu._common import tls_buffer
     tls_buffer("qconv.xq", 4096).view(np.uint8)[:] = 0xAB
-    buf, Hp, Wp = qconv.quantize_padded(x, q, pt, pl, pb, pr)
+    if split:
+        args, rows, buf, Hp, Wp = qconv._quant_args(x, q, pt, pl, pb, pr)
+        mid = rows // 2 + 1
+        qconv._quant_rng(*args, 0, mid)
+        qconv._quant_rng(*args, mid, rows)
+    else:
+        buf, Hp, Wp = qconv.quantize_padded(x, q, pt, pl, pb, pr)
     got = buf.reshape(2, q["C4"], Hp, Wp, 4)
     want = np.full((2, q["C4"] * 4, Hp, Wp), zp, np.uint8)
     want[:, :C, pt:pt + H, pl:pl + W] = np.clip(np.rint(x / s) + zp, 0, 255).astype(np.uint8)

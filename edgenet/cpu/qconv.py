@@ -114,6 +114,13 @@ def _zp_row(out, db, RB, pl, W, whole, zb):
         for i in range(RB):
             out[db + i] = zb
         return
+    if pl == 1 and RB == (W + 2) * 4:     # pads of 1 (3x3 convs): one word each side,
+        for i in range(4):                # constant trip counts (a loop of unknown
+            out[db + i] = zb              # length per side cost ~7 ns a row)
+        e = db + RB - 4
+        for i in range(4):
+            out[e + i] = zb
+        return
     for i in range(pl * 4):
         out[db + i] = zb
     for i in range((pl + W) * 4, RB):
@@ -127,11 +134,21 @@ def _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, t0, t1):
     HW = H * W
     zb = np.uint8(zp)
     RB = Wp * 4
+    # the row's (n, c4, yp) counted along, not divided out per row (four integer divisions
+    # a row were a third of the pass: 16x32x32 padded 4.6 -> 3.2 us)
+    yp = t0 % Hp
+    u = t0 // Hp
+    c4 = u % C4
+    n = u // C4
+    yp -= 1
     for t in range(t0, t1):
-        yp = t % Hp
-        u = t // Hp
-        c4 = u % C4
-        n = u // C4
+        yp += 1
+        if yp == Hp:
+            yp = 0
+            c4 += 1
+            if c4 == C4:
+                c4 = 0
+                n += 1
         db = t * RB
         y = yp - pt
         _zp_row(out, db, RB, pl, W, y < 0 or y >= H, zb)
