@@ -33,6 +33,7 @@ ADAPTIVE_THREADS = os.environ.get("EDGENET_ADAPTIVE_THREADS", "1") != "0"
 # make just those (no per-call shapes, tile choices or Numba type dispatch: µs per node).
 # EDGENET_BIND=0 turns it off (every run through the ops' run()).
 BIND = os.environ.get("EDGENET_BIND", "1") != "0"
+_get_ident = threading.get_ident
 PROBE_EVERY = 50
 _FORKED_AFTER_PARALLEL = False
 
@@ -221,6 +222,8 @@ class Model:
         self.consts = self.file.weights()
         self._check_graph()
         self.backend = _backend(device)
+        # the backend's scratch generation, where it binds steps (the CPU backend)
+        self._bind_gen = getattr(self.backend, "bind_generation", None)
         self._impls = {}
         for node in self.graph["nodes"]:
             impl = self.backend.OPS.get(node["op"])
@@ -482,10 +485,10 @@ class Model:
         if observe is not None:
             for n, a in arrays.items():
                 observe(n, a)
-        gen_of = getattr(self.backend, "bind_generation", None) if BIND else None
+        gen_of = self._bind_gen if BIND else None
         bound = rebind = None
         if gen_of is not None and profile is None and observe is None:
-            tid = threading.get_ident()
+            tid = _get_ident()
             b = plan.bound.get(tid)
             if b is not None and b[0] == gen_of():
                 bound = b[1]

@@ -139,7 +139,7 @@ def test_a_new_thread_with_a_reused_id_binds_anew(tmp_path, monkeypatch):
     np.testing.assert_array_equal(m(xs[0]), want[0])
     np.testing.assert_array_equal(m(xs[1]), want[1])
     gen, _ = _bound(m)
-    monkeypatch.setattr(_common, "_TLS", threading.local())   # as a new thread, same id
+    monkeypatch.setattr(_common, "_TLS", _common._Local())   # as a new thread, same id
     assert _common.tls_generation() == 0
     for x, w in zip(xs[2:], want[2:]):
         np.testing.assert_array_equal(m(x), w)

@@ -98,7 +98,12 @@ class Weights:
         return 0 if self.f is None else int(self.f.nbytes)
 
 
-_TLS = threading.local()
+class _Local(threading.local):
+    bufs = None     # per thread: key -> vector (class defaults: no failed look-ups,
+    gen = 0         # which cost ~0.4 us a call in getattr with a default)
+
+
+_TLS = _Local()
 # generations of the threads' scratch vectors, unique across threads: a thread that reuses
 # a finished thread's id never sees that thread's generation (nor its bound steps)
 _GENS = __import__("itertools").count(1)
@@ -108,7 +113,7 @@ def tls_buffer(key: str, size: int) -> np.ndarray:
     """A float32 scratch vector of ``size`` owned by the calling Python thread, reused across
     calls (grown when too small): no allocation in steady state, and no sharing between
     Python threads that run the same model at once. Contents are undefined."""
-    d = getattr(_TLS, "bufs", None)
+    d = _TLS.bufs
     if d is None:
         d = _TLS.bufs = {}
     a = d.get(key)
@@ -123,7 +128,7 @@ def tls_generation() -> int:
     """Changes whenever one of the calling thread's ``tls_buffer`` vectors is replaced (a
     number no other thread's vectors ever had): bound steps hold these vectors, so the
     executor binds again then. 0: the thread has none yet."""
-    return getattr(_TLS, "gen", 0)
+    return _TLS.gen
 
 
 def scratch(k: int) -> np.ndarray:
@@ -239,11 +244,14 @@ class OpImpl:
 
 
 class RecordedOp(OpImpl):
-    """An op whose ``exec(node, state, inputs, outputs, calls)`` makes its calls through
-    ``emit``: ``run`` makes them, ``bind`` records them (one code path for both)."""
+    """An op whose ``exec(node, state, inputs, outputs, calls=None)`` makes its calls
+    through ``emit``: ``run`` is ``exec`` (makes them), ``bind`` records them (one code
+    path for both)."""
 
-    def run(self, node, state, inputs, outputs):
-        self.exec(node, state, inputs, outputs, None)
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "exec" in cls.__dict__:   # run = exec: no extra Python call per step
+            cls.run = cls.exec
 
     def bind(self, node, state, inputs, outputs):
         calls = []

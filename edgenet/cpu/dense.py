@@ -140,7 +140,7 @@ class Gemm(RecordedOp):
                 w.f = None          # the transposed copy is the only float copy kept
         return st
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         if inputs[0].ndim != 2:    # X of rank > 2: rows are all but the last axis
             inputs = [inputs[0].reshape(-1, inputs[0].shape[-1])] + list(inputs[1:])
             outputs = [outputs[0].reshape(-1, outputs[0].shape[-1])]

@@ -198,7 +198,7 @@ class Act(RecordedOp):
     def prepare(self, node, consts, policy):
         return act_of(node)
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         _act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), *state, calls)
 
 
@@ -239,7 +239,7 @@ class PRelu(RecordedOp):
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts)}
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         x = inputs[0]
         s = operand(state["consts"], inputs, 1).reshape(-1)
         C = x.shape[1] if x.ndim > 1 else 1
@@ -253,7 +253,7 @@ class Affine(RecordedOp):
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts), "act": act_of(node)}
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         s = np.ascontiguousarray(operand(state["consts"], inputs, 1).reshape(-1))
         t = np.ascontiguousarray(operand(state["consts"], inputs, 2).reshape(-1))
         _run_chan(inputs[0], s, t, outputs[0], 0, *state["act"], calls)
@@ -265,7 +265,7 @@ class _Binary(RecordedOp):
     def prepare(self, node, consts, policy):
         return {"consts": prepare_consts(node, consts), "act": act_of(node)}
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         a = operand(state["consts"], inputs, 0)
         b = operand(state["consts"], inputs, 1)
         y = outputs[0]

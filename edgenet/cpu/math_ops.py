@@ -462,7 +462,7 @@ class LayerNorm(RecordedOp):
         c = prepare_consts(node, consts)
         return {"consts": c, "axis": int(at["axis"]), "eps": float(at["epsilon"])}
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         x = inputs[0]
         ax = state["axis"]
         s = operand(state["consts"], inputs, 1).reshape(-1)
@@ -494,7 +494,7 @@ class Unary(RecordedOp):
         fn = UNARY_CODE[node_attrs(node)["fn"]]
         return fn, (1 if fn in _CHEAP_UNARY else UNARY_PAR_WEIGHT)
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         fn, weight = state
         x = inputs[0].reshape(-1)
         y = outputs[0].reshape(-1)
@@ -507,7 +507,7 @@ class BinaryMath(RecordedOp):
         return {"consts": prepare_consts(node, consts),
                 "fn": BINARY_CODE[node_attrs(node)["fn"]]}
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         a = operand(state["consts"], inputs, 0)
         b = operand(state["consts"], inputs, 1)
         y = outputs[0]
@@ -574,7 +574,7 @@ class Reduce(RecordedOp):
         a0, a1 = axes[0], axes[-1] + 1
         return perm, math.prod(shape[:a0]), math.prod(shape[a0:a1]), math.prod(shape[a1:])
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         fn, axes, memo = state
         x = inputs[0]
         how = memo.get(x.shape)

@@ -114,7 +114,7 @@ class _Pool(RecordedOp):
         return {"p": (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw),
                 "cip": bool(a.get("count_include_pad", 0)), "inv": {}}
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         x, y = inputs[0], outputs[0]
         kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = state["p"]
         N, C, H, W = x.shape
@@ -181,7 +181,7 @@ class GlobalAveragePool(RecordedOp):
     def prepare(self, node, consts, policy):
         return None
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         x = inputs[0]
         P = x.shape[0] * x.shape[1]
         x2 = x.reshape(P, -1)

@@ -31,7 +31,7 @@ class _Moving(RecordedOp, _Move):
 
 
 class Concat(_Moving):
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         ax = int(state["a"]["axis"])
         y = outputs[0]
         o = 0
@@ -44,7 +44,7 @@ class Concat(_Moving):
 
 
 class Flatten(_Moving):
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         emit(calls, np.copyto, outputs[0].reshape(-1), self.x(state, inputs).reshape(-1))
 
 
@@ -53,7 +53,7 @@ class Reshape(Flatten):
 
 
 class Transpose(_Moving):
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         emit(calls, np.copyto, outputs[0],
              self.x(state, inputs).transpose([int(p) for p in state["a"]["perm"]]))
 
@@ -66,7 +66,7 @@ class Slice(_Moving):
         st["idx"] = {}
         return st
 
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         x = self.x(state, inputs)
         idx = state["idx"].get(x.shape)
         if idx is None:
@@ -82,7 +82,7 @@ class Slice(_Moving):
 
 
 class DepthToSpace(_Moving):
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         b = int(state["a"]["blocksize"])
         mode = state["a"].get("mode", "DCR")
         x = self.x(state, inputs)
@@ -146,7 +146,7 @@ def _pad6(x, y, lo, mode, value):
 
 
 class Pad(_Moving):
-    def exec(self, node, state, inputs, outputs, calls):
+    def exec(self, node, state, inputs, outputs, calls=None):
         a = state["a"]
         x = self.x(state, inputs)
         y = outputs[0]
