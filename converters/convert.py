@@ -13,7 +13,7 @@ import numpy as np
 from edgenet.errors import ConversionError
 from edgenet.io import sha256_file
 from edgenet.format import pack, stored_nbytes, write_model
-from edgenet.format.writer import _umask
+from edgenet.format.writer import umask
 
 from edgenet import __version__  # one distribution, one version
 from .quantize import (GRANULARITIES, THRESHOLDS, detect_levels, dequantize, int8_quantize,
@@ -753,7 +753,7 @@ def write_reference_onnx(model, ref_values: dict, path, qdq: dict | None = None,
             f.write(m.SerializeToString())
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())    # the usual permissions, not mkstemp's 0600
+        os.chmod(tmp, 0o666 & ~umask())    # the usual permissions, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         try:

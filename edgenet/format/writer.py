@@ -95,7 +95,10 @@ def sweep_stale_temporaries(directory: str) -> int:
     return n
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it: not
+    thread-safe); 0o022 where /proc is absent. Files written through a temporary file get
+    ``0o666 & ~umask()``, as ``open()`` would give them."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -143,7 +146,7 @@ def atomic_write(path, write_fn, by_path: bool = False) -> str:
                 write_fn(f)
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         try:
