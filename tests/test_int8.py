@@ -466,6 +466,17 @@ def test_cli_shows_the_auto_choice(r20):
 
 
 # ------------------------------------------------- producers that quantize for their consumer
+def _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, max_tol, med_tol):
+    """The fused producer's model gives the unfused one's bits, and both are within
+    max_tol (largest) / med_tol (median) of the NumPy reference's scale."""
+    want = plain(x)
+    np.testing.assert_array_equal(fused(x), want)
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
+    scale = float(np.abs(ref).max())
+    assert float(np.abs(want - ref).max()) <= max_tol * scale
+    assert float(np.median(np.abs(want - ref))) <= med_tol * scale
+
+
 def _dw_pw_model(path, rng, C, H, st, act, extra_output=False, pw_pads=0):
     """x -> depthwise 3x3 (group C, stride st, act) -> 1x1 conv C -> 24 (Relu) -> y."""
     OH = (H + 2 - 3) // st + 1
@@ -522,12 +533,7 @@ def test_depthwise_writes_its_int8_consumers_input(C, H, st, act, N, pads, tmp_p
     uses_cv = dw_cv.use(st_, x.shape, (N, C, (H - 1) // st + 1, (H - 1) // st + 1))
     assert uses_cv == (H <= 32 or st == 2) and \
         dw_cv.qo_ok(st_, st_.act[0], False) == (act != "Sigmoid" and not pads)
-    want = plain(x)
-    np.testing.assert_array_equal(fused(x), want)
-    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
-    scale = float(np.abs(ref).max())
-    assert float(np.abs(want - ref).max()) <= 1e-2 * scale
-    assert float(np.median(np.abs(want - ref))) <= 1e-4 * scale
+    _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 1e-2, 1e-4)
 
 
 def test_a_graph_output_is_not_quantized_for_its_reader(tmp_path):
@@ -592,9 +598,4 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
     assert ("_qo" in nodes["c1"]) == (not res) == bool(nodes["c2"].get("_qi"))
     monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
     plain = edgenet.load(path, activations="int8", act_ranges=ranges)
-    want = plain(x)
-    np.testing.assert_array_equal(fused(x), want)
-    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
-    scale = float(np.abs(ref).max())
-    assert float(np.abs(want - ref).max()) <= 2e-2 * scale
-    assert float(np.median(np.abs(want - ref))) <= 1e-3 * scale
+    _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)

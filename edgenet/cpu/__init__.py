@@ -7,7 +7,7 @@ every op is in one of the two).
 from __future__ import annotations
 
 from .. import _jit  # noqa: F401  (cache policy before numba)
-from .conv import Conv, ConvTranspose
+from .conv import Conv, ConvTranspose, conv_work
 from .dense import Gemm, MatMul
 from .elementwise import Act, Add, Affine, Div, Mul, PRelu, Sub
 from .math_ops import MATH_OPS
@@ -59,10 +59,9 @@ def serial_step(node, state, in_shapes, out_shapes) -> bool:
     from math import prod
     from ._common import CONV_PAR_MIN, PAR_MIN
     if node["op"] == "Conv":
-        K = getattr(state, "K", None)
-        if K is None:
+        if getattr(state, "K", None) is None:
             return False
-        return prod(out_shapes[0]) * K * (8 if state.simd_dw else 1) < CONV_PAR_MIN
+        return conv_work(state, prod(out_shapes[0])) < CONV_PAR_MIN
     if node["op"] not in _SERIAL_BELOW_PAR_MIN:
         return False
     work = max([prod(s) for s in in_shapes if s is not None] + [prod(s) for s in out_shapes])

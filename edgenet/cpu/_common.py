@@ -10,6 +10,7 @@ Weight policy (``prepare(node, consts, policy)``):
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -312,7 +313,6 @@ def _split(work, par, ser):
 
 
 def _bound(f, args):
-    import functools
     as_call = getattr(f, "as_call", None)   # a tile kernel: its driver and tile address
     if as_call is not None:
         f, args = as_call(args)

@@ -15,6 +15,7 @@ Conv paths (all fused: bias + residual + activation epilogue):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -455,6 +456,25 @@ def _tap_offsets(state, W):
     return toff
 
 
+def conv_work(state, y_size) -> int:
+    """A conv's work against CONV_PAR_MIN: its MACs, depthwise weighted ×8 for its lower
+    arithmetic intensity (``Conv``'s thread rule, and ``cpu.serial_step``'s)."""
+    return y_size * state.K * (8 if state.simd_dw else 1)
+
+
+def _on_one_thread(f, *args):
+    """f(*args) in a one-thread OpenMP region of the calling thread (no worker wake-up)."""
+    get_nt, set_nt = thread_calls()
+    nt = get_nt()
+    if nt == 1:
+        return f(*args)
+    set_nt(1)
+    try:
+        return f(*args)
+    finally:
+        set_nt(nt)
+
+
 class Conv(OpImpl):
     def prepare(self, node, consts, policy):
         names = node_inputs(node)
@@ -535,40 +555,17 @@ class Conv(OpImpl):
         if state.qo is not None and not fused:
             qconv.quantize_to(outputs[0], state.qo, calls)
         f = bind_calls(calls)
-        if inputs[0].size and outputs[0].size * state.K * (8 if state.simd_dw else 1) \
-                >= _common.CONV_PAR_MIN:
+        if conv_work(state, outputs[0].size) >= _common.CONV_PAR_MIN:
             return f
-        get_nt, set_nt = thread_calls()
-
-        def one_thread():    # as _run_threads: a small conv on the calling thread alone
-            nt = get_nt()
-            if nt == 1:
-                return f()
-            set_nt(1)
-            try:
-                f()
-            finally:
-                set_nt(nt)
-        return one_thread
+        return functools.partial(_on_one_thread, f)
 
     def _run_threads(self, node, state, inputs, outputs):
         """Small convs run on the calling thread alone (one-thread OpenMP region: no worker
-        wake-up), bigger ones on all of its Numba threads (``_common.use_parallel`` on the
-        MACs, depthwise weighted ×8 for its lower arithmetic intensity, against
+        wake-up), bigger ones on all of its Numba threads (``conv_work`` against
         ``CONV_PAR_MIN``)."""
-        x, y = inputs[0], outputs[0]
-        macs = y.size * state.K * (8 if state.simd_dw else 1)
-        if macs >= _common.CONV_PAR_MIN:
+        if conv_work(state, outputs[0].size) >= _common.CONV_PAR_MIN:
             return self._run(node, state, inputs, outputs)
-        get_nt, set_nt = thread_calls()
-        nt = get_nt()
-        if nt == 1:
-            return self._run(node, state, inputs, outputs)
-        set_nt(1)
-        try:
-            return self._run(node, state, inputs, outputs)
-        finally:
-            set_nt(nt)
+        return _on_one_thread(self._run, node, state, inputs, outputs)
 
     def _run(self, node, state, inputs, outputs, calls=None):
         """Runs the conv (``calls``: records its calls instead, returning NoBind where this
