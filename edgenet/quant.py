@@ -4,9 +4,10 @@ rules; the CPU backend runs uint8 x int8 kernels) and by the converter.
 
 Rules (docs/PERFORMANCE.md, "int8 activations"):
 
-- A Conv runs in int8 when ``group == 1``, its strides are equal and 1 or 2, its weight is
-  4-D, and its input tensor has a calibrated range. Every other node, and every Conv that
-  does not qualify, runs in float32 as before.
+- A Conv runs in int8 when it is dense (``group == 1``) or depthwise with channel
+  multiplier 1 (``group == C == O``), its strides are equal and 1 or 2, its weight is 4-D,
+  and its input tensor has a calibrated range. Every other node, and every Conv that does
+  not qualify, runs in float32 as before.
 - The input tensor of such a Conv is quantized per tensor, asymmetric, to uint8:
   ``q = clamp(rint(x / s) + zp, 0, 255)`` (rint: half to even, as ONNX QuantizeLinear),
   with ``s = (hi - lo) / 255`` and ``zp = round(-lo / s)`` from the calibrated range
@@ -16,6 +17,10 @@ Rules (docs/PERFORMANCE.md, "int8 activations"):
   ``rint(w / a)`` with ``a = max|w| / 127``.
 - The accumulation is exact (int32); the output is ``acc * (alpha * s) + bias - zp *
   sum(levels) * alpha * s`` in float32, then the fused residual / activation.
+- A depthwise conv computes in float32 on the values its uint8 input stands for,
+  ``(q - zp) * s``, with the weights ``levels * alpha``: the same function up to float32
+  rounding (its uint8 input is what saves time: its producer writes a quarter of the
+  bytes, and it reads a quarter).
 
 Modes: ``f32``; ``int8`` (every eligible conv with a range); ``auto`` (the default for a
 calibrated file): an eligible conv runs int8 only where this CPU tier's int8 kernel is
@@ -78,13 +83,15 @@ def eligible(node: dict, consts: dict) -> bool:
     if node.get("op") != "Conv":
         return False
     a = node.get("attrs") or {}
-    if int(a.get("group", 1)) != 1:
-        return False
     s = [int(v) for v in a.get("strides", [1, 1])]
     if len(s) != 2 or s[0] != s[1] or s[0] not in (1, 2):
         return False
     w = consts.get(node["inputs"][1]) if len(node["inputs"]) > 1 else None
-    return w is not None and len(getattr(w, "shape", ())) == 4
+    shp = tuple(int(d) for d in getattr(w, "shape", ()))
+    if w is None or len(shp) != 4:
+        return False
+    g = int(a.get("group", 1))
+    return g == 1 or (g > 1 and shp[0] == g and shp[1] == 1)   # dense, or depthwise x1
 
 
 # ---------------------------------------------------------------------------- auto mode
@@ -121,6 +128,8 @@ def choose_int8(node: dict, consts: dict, shapes: dict, tier: str | None = None)
     tier = tier or _tiers.tier()
     w = consts[node["inputs"][1]]
     O, C, KH, KW = (int(d) for d in w.shape)
+    if C == 1 and O > 1:    # depthwise (eligible: multiplier 1)
+        return choose_dw(tier, O, KH * KW, node, shapes)
     wmax = _max_level(w)
     fam = ("v" if tier == "avx512vnni" else
            f"pm{16 if tier == 'avx512' else 8}" if tier in ("avx512", "avx2") and wmax <= 64
@@ -130,6 +139,24 @@ def choose_int8(node: dict, consts: dict, shapes: dict, tier: str | None = None)
     t8, t32 = conv_cost(tier, fam, C, O, KH * KW, int(ys[-1]) * int(ys[-2]),
                         int(xs[-1]) * int(xs[-2]))
     return t8 < AUTO_MARGIN * t32, t8, t32, fam
+
+
+# Depthwise: float32 FMAs either way (quant rules above); int8 saves the memory traffic of a
+# float32 input (its producer writes uint8 in its epilogue, the band fill reads a quarter of
+# the bytes). Measured per tier (bench/bench_int8.py --depthwise, MobileNetV2's layers, one
+# thread): int8 / f32 time; the tiers without a channel-vector kernel keep f32.
+DW_INT8_RATIO = {"avx512vnni": 0.6, "avx512": 0.6, "avx2": 0.6}
+
+
+def choose_dw(tier: str, C: int, T: int, node: dict, shapes: dict):
+    """auto mode for a depthwise conv: (int8?, est. int8 ms, est. f32 ms, "dw")."""
+    ys = shapes[node["outputs"][0]]
+    macs = float(C) * T * int(ys[-1]) * int(ys[-2])
+    t32 = macs / (GMACS_F32.get(tier, GMACS_F32["generic"])["kxk"] / 8 * 1e6)
+    r = DW_INT8_RATIO.get(tier)
+    if r is None:
+        return False, t32, t32, "dw"
+    return r < AUTO_MARGIN, t32 * r, t32, "dw"
 
 
 def _max_level(w) -> int:
@@ -179,7 +206,7 @@ FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, t
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     """A depthwise Conv (multiplier 1) or an int8 Conv, stride 1 or 2, no fused residual,
     whose output only an int8 Conv reads (and no graph output) writes that conv's quantized
-    (padded) input itself: ``_qo`` = the consumer's (scale, zero point, pads) on the
+    (padded; unpadded for a depthwise consumer) input itself: ``_qo`` = the consumer's (scale, zero point, pads) on the
     producer, ``_qi`` on the consumer (edgenet/cpu: dw_cv and the int8 tiles quantize in
     their epilogue, other kernels through one pass after the conv; the consumer skips its
     quantize pass). In place on ``nodes`` (the copies ``annotate`` made); returns the
@@ -217,9 +244,12 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
             continue
         j = by_input[y][0]
         q = nodes[j]
-        pads = tuple(int(v) for v in (q.get("attrs") or {}).get("pads", [0, 0, 0, 0]))
+        qa = q.get("attrs") or {}
+        pads = tuple(int(v) for v in qa.get("pads", [0, 0, 0, 0]))
         if len(pads) != 4:
             continue
+        if int(qa.get("group", 1)) > 1:   # a depthwise consumer pads its bands itself
+            pads = (0, 0, 0, 0)
         nodes[i] = dict(nd, _qo=(q["_aq"][0], q["_aq"][1], pads))
         nodes[j] = dict(q, _qi=True)
         count += 1

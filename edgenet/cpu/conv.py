@@ -12,6 +12,12 @@ Conv paths (all fused: bias + residual + activation epilogue):
 - ``_conv_plane``: the general path (groups, depthwise, packed weights): one prange iteration
   per (batch, output channel) plane; the filter row is decoded into a per-thread buffer when
   weights are packed; taps accumulate into the output plane with vectorized row loops.
+
+int8 activations (edgenet/quant.py): group-1 convs run qconv's uint8 x int8 kernels; a
+depthwise conv (``ConvState.dq``) reads its input as uint8 (written by its int8 producer's
+epilogue, or quantized here) and dequantizes it as ``dw_cv`` fills its bands: the same
+float32 FMAs on the values the codes stand for, with a quarter of the input traffic (other
+geometries and tiers: the float32 kernels on the dequantized tensor).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from . import _common
 from . import gen_simd_conv
 from . import dw_cv, pw_f32
 from . import qconv
+from .. import quant
 from .simd_layout import (decode_rows, decode_simd, expand_simd, i8_simd,  # noqa: F401
                           ternary_bits)  # (i8_simd, ternary_bits: also dense.py's, through here)
 
@@ -334,10 +341,13 @@ DW_PLANE_PAD = 400
 _DW_NOPAD = np.zeros((1, 1), np.float32)
 
 
-def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
-    """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none."""
+def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
+    """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none. ``xq``: the
+    input as uint8 words (int8 depthwise where ``dw_cv.use_q``)."""
     DW_V = gen_simd_conv.DW_V
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    if xq is not None:
+        return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls, xq) else True
     if sh != sw or sh not in (1, 2):
         return False
     if dw_cv.use(st, x.shape, y.shape):        # channel vectors (dw_cv.py)
@@ -367,6 +377,40 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
          b.reshape(-1), toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha,
          beta, pbuf, xq)
     return True
+
+
+@njit(boundscheck=False)
+def _dequant_words(words, N, C, HW, s, zp, out):
+    """uint8 words (N, ceil(C/4), HW) of 4 channels -> float32 (N, C, HW) flat,
+    ``(q - zp) * s`` (quant.fake_quant's values, bit for bit)."""
+    b = words.view(np.uint8)
+    C4 = (C + 3) // 4
+    for n in range(N):
+        for c in range(C):
+            src = (n * C4 + c // 4) * HW * 4 + c % 4
+            dst = (n * C + c) * HW
+            for p in range(HW):
+                out[dst + p] = (np.float32(b[src + 4 * p]) - zp) * s
+
+
+def _dw_input(st, x, calls):
+    """An int8 depthwise conv's input: (x, its uint8 words) where dw_cv reads them, else
+    (the float32 values they stand for, None). The words are its producer's (``st.dq``'s
+    key) or quantized here."""
+    s, zp, key = st.dq
+    N, C, H, W = x.shape
+    C4 = -(-C // 4)
+    if key is not None:
+        words = tls_buffer(key, N * C4 * H * W).view(np.int32)
+    else:
+        buf, _, _ = qconv.quantize_padded(x, {"C4": C4, "s": s, "zp": zp}, 0, 0, 0, 0,
+                                          "dwq.xq", calls)
+        words = buf.view(np.int32)
+    if st.simd_dw is not None and dw_cv.use_q(st):
+        return x, words
+    xf = tls_buffer("dwq.x", x.size)
+    emit(calls, _dequant_words, words, N, C, H * W, s, zp, xf)
+    return xf.reshape(x.shape), None
 
 
 # ----------------------------------------------------------------------------- OpImpls
@@ -424,6 +468,8 @@ class ConvState:
     wdw: np.ndarray | None = None    # depthwise: float32 filters (O*kh*kw)
     wcv: np.ndarray | None = None    # depthwise, multiplier 1: channel-vector filters (dw_cv)
     bcv: np.ndarray | None = None    # and its bias, padded to whole channel vectors
+    dq: tuple | None = None          # int8 depthwise: (input scale, zero point, the buffer
+                                     # key its producer writes or None)
     qo: tuple | None = None          # (scale, zero point, buffer key, the consumer's pads):
                                      # also writes its int8 consumer's padded input
                                      # (quant.mark_quantized_producers)
@@ -479,12 +525,25 @@ class Conv(OpImpl):
     def prepare(self, node, consts, policy):
         names = node_inputs(node)
         aq = node.get("_aq") if isinstance(node, dict) else None
-        # int8 activations (edgenet/quant.py): only the int8 layout is kept, no float weights
-        w = None if aq else Weights(consts[names[1]], policy)
         O, Cg, KH, KW = (int(s) for s in consts[names[1]].shape)
+        params = _conv_params(node)
+        g = params[-1]
+        dq = None
+        if aq is not None and g > 1:
+            # int8 depthwise: float32 kernels on uint8 input, with the levels the int8 rules
+            # give the weights (quant.conv_levels: ternary / quinary as stored)
+            lev, alpha = quant.conv_levels(consts[names[1]], O, Cg * KH * KW)
+            w = Weights((lev.astype(np.float32) * alpha[:, None]).reshape(O, Cg, KH, KW),
+                        "expanded")
+            dq = (np.float32(aq[0]), np.float32(aq[1]),
+                  "qin:" + node["inputs"][0] if node.get("_qi") else None)
+            aq = None
+        else:
+            # int8 activations (edgenet/quant.py): only the int8 layout, no float weights
+            w = None if aq else Weights(consts[names[1]], policy)
         st = ConvState(_consts_but_weight(node, consts), w, O, KH, KW, Cg * KH * KW,
-                       _conv_params(node), act_of(node), _bias(node, consts, O))
-        g = st.params[-1]
+                       params, act_of(node), _bias(node, consts, O))
+        st.dq = dq
         qo = node.get("_qo") if isinstance(node, dict) else None
         if qo is not None:
             st.qo = (np.float32(qo[0]), np.float32(qo[1]), "qin:" + node["outputs"][0],
@@ -586,13 +645,17 @@ class Conv(OpImpl):
         code, alpha, beta = state.act
         KH, KW = state.KH, state.KW
         w = state.w
+        xq = None
+        if state.dq is not None:
+            x, xq = _dw_input(state, x, calls)
         if state.q is not None:
             return qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
                              b is state.b, r, has_r, code, alpha, beta, state.qo, calls)
         if state.simd is not None or state.simd_dw is not None:
             toff = _tap_offsets(state, x.shape[3])
             if state.simd_dw is not None:
-                done = simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta, calls)
+                done = simd_dwconv(x, y, state, toff, b, r, has_r, code, alpha, beta, calls,
+                                   xq)
                 if done:
                     return done == 2
             elif simd_conv(x, y, state, toff, b, r, has_r, code, alpha, beta, calls):

@@ -32,8 +32,9 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from ._common import NoBind, act_call, emit, tls_buffer  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .simd import (vadd8, vadd16, vclip8, vclip16, vfma8, vfma16, vld8, vld16,  # noqa: F401
-                   vqpack8, vqpack16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
+from .simd import (vadd8, vadd16, vclip8, vclip16, vdqword8, vdqword16,  # noqa: F401
+                   vfma8, vfma16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
+                   vdqtile8, vdqtile16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vstword8, vstword16, vtr8, vtr16)
 
 P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
@@ -42,12 +43,19 @@ MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the p
 BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them)
 
 
-def _source(L):
+def _source(L, qin=False):
+    """The kernel for L lanes; ``qin``: its input is uint8 in the int8 layout (words of 4
+    channels, ``(N, C4, H*W)``, unpadded: quant.mark_quantized_producers), dequantized as
+    the band is filled (``dwcvq_l{L}(xq, sq, zq, ...)``)."""
     P = P_OF[L]
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
+    if qin:
+        w(f"def dwcvq_l{L}(xq, sq, zq, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW,")
+        w("               R, RI, NBND,")
+    else:
+        w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
     w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4):")
     w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
@@ -72,7 +80,7 @@ def _source(L):
     w("        for i in range(RI):")
     w("            iy = iy0 + i")
     w("            rb = i * Wp")
-    w(f"            if iy < 0 or iy >= H or nc < {L}:")
+    w(f"            if iy < 0 or iy >= H{'' if qin else f' or nc < {L}'}:")
     w("                for q in range(rb, rb + Wp):")
     w(f"                    vst{L}(xp, q * {L}, z)")
     w("            else:")
@@ -82,31 +90,45 @@ def _source(L):
     w(f"                    vst{L}(xp, q * {L}, z)")
     w("        ia = max(iy0, 0)")
     w("        ib = min(iy0 + RI, H)")
-    w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
-    w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
-    w("            # padded places; the last chunk overlaps the one before (same values)")
-    w("            src = (n * C + c0) * H * W")
-    w(f"            for p00 in range(ia * W, ib * W, {L}):")
-    w(f"                p0 = min(p00, ib * W - {L})")
-    w(f"                vtr{L}(xf, src + p0, H * W, tb, 0, {L})")
-    w("                yy = p0 // W")
-    w("                xx = p0 - yy * W")
-    w(f"                d = ((yy - iy0) * Wp + pl + xx) * {L}")
-    w(f"                for j in range({L}):")
-    w(f"                    vst{L}(xp, d, vld{L}(tb, j * {L}))")
-    w("                    xx += 1")
-    w(f"                    d += {L}")
-    w("                    if xx == W:")
-    w("                        xx = 0")
-    w(f"                        d += (Wp - W) * {L}")
-    w("        else:")
-    w("            for c in range(nc):")
-    w("                src = (n * C + c0 + c) * H * W")
-    w("                for yy in range(ia, ib):")
-    w(f"                    d = ((yy - iy0) * Wp + pl) * {L} + c")
-    w("                    s = src + yy * W")
-    w("                    for xx in range(W):")
-    w(f"                        xp[d + xx * {L}] = xf[s + xx]")
+    if qin:   # per pixel: its L/4 words (one per channel group) -> L floats
+        w("        nw1 = (nc + 3) // 4 - 1")
+        w("        src = (n * C4 + c0 // 4) * H * W")
+        w("        for yy in range(ia, ib):")
+        w(f"            d = ((yy - iy0) * Wp + pl) * {L}")
+        w("            s0 = src + yy * W")
+        w("            xx = 0")
+        w(f"            if nw1 == {L // 4 - 1}:   # L pixels a step: L loads, then shuffles")
+        w(f"                while xx + {L} <= W:")
+        w(f"                    vdqtile{L}(xq, s0 + xx, H * W, sq, zq, xp, d + xx * {L}, {L})")
+        w(f"                    xx += {L}")
+        w("            for xx in range(xx, W):")
+        w(f"                vst{L}(xp, d + xx * {L}, vdqword{L}(xq, s0 + xx, H * W, nw1, sq, zq))")
+    else:
+        w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
+        w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
+        w("            # padded places; the last chunk overlaps the one before (same values)")
+        w("            src = (n * C + c0) * H * W")
+        w(f"            for p00 in range(ia * W, ib * W, {L}):")
+        w(f"                p0 = min(p00, ib * W - {L})")
+        w(f"                vtr{L}(xf, src + p0, H * W, tb, 0, {L})")
+        w("                yy = p0 // W")
+        w("                xx = p0 - yy * W")
+        w(f"                d = ((yy - iy0) * Wp + pl + xx) * {L}")
+        w(f"                for j in range({L}):")
+        w(f"                    vst{L}(xp, d, vld{L}(tb, j * {L}))")
+        w("                    xx += 1")
+        w(f"                    d += {L}")
+        w("                    if xx == W:")
+        w("                        xx = 0")
+        w(f"                        d += (Wp - W) * {L}")
+        w("        else:")
+        w("            for c in range(nc):")
+        w("                src = (n * C + c0 + c) * H * W")
+        w("                for yy in range(ia, ib):")
+        w(f"                    d = ((yy - iy0) * Wp + pl) * {L} + c")
+        w("                    s = src + yy * W")
+        w("                    for xx in range(W):")
+        w(f"                        xp[d + xx * {L}] = xf[s + xx]")
     # the FMAs: P pixels of a row per step, then single pixels
     w(f"        bv = vld{L}(bc, c0)")
     w(f"        wb = cb * T * {L}")
@@ -146,7 +168,16 @@ def _source(L):
     emit_act_consts(w, L, "            ")
     w("            wbase = (n * C4 + c0 // 4) * HWo + r0 * OW")
     w("            nw = (nc + 3) // 4")
-    w("            for q in range(RO):")
+    w("            q0 = 0")
+    w(f"            if nw == {L // 4}:   # 4 pixels a step: one 4-word store a plane")
+    w("                while q0 + 4 <= RO:")
+    for k in range(4):
+        w(f"                    v = vld{L}(op, (q0 + {k}) * {L})")
+        emit_act_vec(w, L, "                    ", "v")
+        w(f"                    p{k} = vqpack{L}(v, qs, qz)")
+    w(f"                    vstword4_{L}(qw, wbase + q0, HWo, p0, p1, p2, p3)")
+    w("                    q0 += 4")
+    w("            for q in range(q0, RO):")
     w(f"                v = vld{L}(op, q * {L})")
     emit_act_vec(w, L, "                ", "v")
     w(f"                qv = vqpack{L}(v, qs, qz)")
@@ -188,7 +219,9 @@ def _source(L):
 
 for _L in P_OF:
     exec(compile(_source(_L), __file__, "exec"), globals())
+    exec(compile(_source(_L, qin=True), __file__, "exec"), globals())
 KERNELS = {16: dwcv_l16, 8: dwcv_l8}  # noqa: F821  (defined by the exec above)
+QKERNELS = {16: dwcvq_l16, 8: dwcvq_l8}  # noqa: F821  (uint8 input: int8 depthwise)
 
 
 def use(st, x_shape, y_shape) -> bool:
@@ -229,9 +262,17 @@ def qo_ok(st, code, has_r) -> bool:
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
 
 
-def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
+def use_q(st) -> bool:
+    """Can an int8 depthwise conv (``st.dq``) read its uint8 input here (any plane size)?"""
+    return ON and st.simd_dw in QKERNELS and st.wcv is not None and st.O == st.params[-1] \
+        and st.params[0] == st.params[1] and st.params[0] in (1, 2)
+
+
+def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
     """Returns True when it wrote the int8 consumer's input (``st.qo``) instead of y
-    (``calls``: records the call instead, ``_common.emit``)."""
+    (``calls``: records the call instead, ``_common.emit``). ``xq``: the input as uint8
+    words ``(N, C4, H*W)`` (int8 depthwise, ``st.dq`` = (scale, zero point)); x then only
+    gives the shape."""
     L = st.simd_dw
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     N, C, H, W = x.shape
@@ -252,9 +293,12 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
-    emit(calls, KERNELS[L], x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc,
-         y.reshape(-1), N, OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha, beta, xb,
-         ob, tb, qo, qs, qz, qw, C4)
+    tail = (C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc, y.reshape(-1), N, OH, OW, R, RI,
+            NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb, qo, qs, qz, qw, C4)
+    if xq is not None:
+        emit(calls, QKERNELS[L], xq, st.dq[0], st.dq[1], *tail)
+    else:
+        emit(calls, KERNELS[L], x.reshape(-1), *tail)
     return qo
 
 
@@ -265,6 +309,13 @@ def warm(L):
                z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
                np.float32(6), np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
                np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
+    z = np.zeros(9 * L, np.float32)
+    QKERNELS[L](np.zeros(L // 4, np.int32), np.float32(1), np.float32(0), L, 1, 1, 1, 1, 3, 3,
+                1, np.zeros(9, np.int64), z.copy(), z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1,
+                z[:L].copy(), False, 1, np.float32(0), np.float32(6),
+                np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
+                np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0,
+                L // 4)
 
 
-__all__ = ["use", "run", "warm", "bias", "KERNELS"]
+__all__ = ["use", "use_q", "run", "warm", "bias", "KERNELS", "QKERNELS"]

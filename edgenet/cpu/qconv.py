@@ -310,9 +310,13 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
     if pw:
+        pq = (qo is not None and not has_r and not any(qo[3]) and
+              (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+        qw, _, qf = _qout(q, qo, N, O, OH, OW, calls) if pq else (_QW0, _QP0, _QF0)
         emit(calls, _pw_vnni, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
-             q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta)
-        return False
+             q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta, pq, qw,
+             qf)
+        return pq
     if pw8:
         emit(calls, _pw_pm8, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha,
@@ -346,9 +350,11 @@ PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in be
 
 
 @pjit(fastmath=True, boundscheck=False, error_model="numpy")
-def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta):
+def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta, qo, qw, qf):
     """xq: int32 (N, C4, HW); wt: int32 words (ceil(O/B), C4, 1, B) (prepare's layout);
-    yf, rf: float32 (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps)."""
+    yf, rf: float32 (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps).
+    qo: write the int8 consumer's unpadded input instead, words (N, ceil(O/4), HW) in qw,
+    quantized with qf = (scale, zero point) (no residual; none / Relu / Clip / HardSwish)."""
     NG = (O + PW_K - 1) // PW_K
     NT = (HW + PW_PIX - 1) // PW_PIX
     for t in prange(N * NG * NT):
@@ -402,6 +408,15 @@ def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta):
             a30 = simd.vdpbusd16(a30, x0, v)
             a31 = simd.vdpbusd16(a31, x1, v)
             a32 = simd.vdpbusd16(a32, x2, v)
+        if qo:   # PW_K == 4: the tile's channels are one word of the consumer's layout
+            qb = (n * NG + g) * HW + px
+            _pw_store_q(a00, a10, a20, a30, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
+                        qb)
+            _pw_store_q(a01, a11, a21, a31, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
+                        qb + 16)
+            _pw_store_q(a02, a12, a22, a32, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
+                        qb + 32)
+            continue
         _pw_store(a00, a01, a02, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
         if o0 + 1 < O:
             _pw_store(a10, a11, a12, o0 + 1, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
@@ -415,7 +430,8 @@ def warm_pointwise():
     """Compile (or load) ``_pw_vnni`` at run()'s argument types (edgenet warmup)."""
     z = np.zeros(PW_PIX, np.float32)
     _pw_vnni(np.zeros(PW_PIX, np.int32), 1, PW_PIX, np.zeros(16, np.int32), 16, z[:16],
-             z[:16], z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6))
+             z[:16], z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), False,
+             _QW0, _QF0)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
@@ -432,6 +448,33 @@ def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
         u = simd.vfma16(f, simd.vsplat16(np.float32(1 / 6)), simd.vsplat16(np.float32(0.5)))
         f = simd.vfma16(f, simd.vclip16(u, z0, simd.vsplat16(np.float32(1))), z0)
     simd.vst16(yf, yb, f)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_act(a, oc, sc, bb, code, lo, hi):
+    f = simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc]))
+    if code == 1:
+        f = simd.vrelu16(f)
+    elif code == 7:
+        f = simd.vclip16(f, lo, hi)
+    elif code == 9:
+        z0 = simd.vsplat16(np.float32(0))
+        u = simd.vfma16(f, simd.vsplat16(np.float32(1 / 6)), simd.vsplat16(np.float32(0.5)))
+        f = simd.vfma16(f, simd.vclip16(u, z0, simd.vsplat16(np.float32(1))), z0)
+    return f
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_store_q(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb):
+    """16 pixels of the tile's 4 channels, scaled and activated as _pw_store, quantized and
+    packed one word a pixel into the consumer's input at qw[qb:]."""
+    lo = simd.vsplat16(np.float32(alpha))
+    hi = simd.vsplat16(np.float32(beta))
+    simd.vstwords16(qw, qb, simd.vqpack4_16(_pw_act(a0, o0, sc, bb, code, lo, hi),
+                                            _pw_act(a1, o1, sc, bb, code, lo, hi),
+                                            _pw_act(a2, o2, sc, bb, code, lo, hi),
+                                            _pw_act(a3, o3, sc, bb, code, lo, hi),
+                                            qf[0], qf[1]))
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")

@@ -787,8 +787,142 @@ def _make_qpack(n):
                                       sig.args[1]))
             return context.get_dummy_value()
         return types.none(arr, idx, w, j), codegen
-    return vqpack, vstword
+    @intrinsic
+    def vdqword(typingctx, arr, idx, stride, last, s, zp):
+        """The inverse of vqpack: words arr.flat[idx + j * stride] (j < n/4, j past ``last``
+        read as word ``last``: a partial channel block) -> their n bytes as floats,
+        ``(q - zp) * s`` (the values the uint8 codes stand for, as quant.fake_quant)."""
+        if not (_is_arr(arr, types.int32) and s == types.float32 and zp == types.float32
+                and all(isinstance(t, types.Integer) for t in (idx, stride, last))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            I64 = ir.IntType(64)
+            a = context.make_array(sig.args[0])(context, builder, args[0])
+            i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+            st = context.cast(builder, args[2], sig.args[2], types.int64)
+            lst = context.cast(builder, args[3], sig.args[3], types.int64)
+            w = ir.Constant(LW, ir.Undefined)
+            for j in range(n // 4):
+                jj = ir.Constant(I64, j)
+                jj = builder.select(builder.icmp_signed(">", jj, lst), lst, jj)
+                p = builder.gep(a.data, [builder.add(i0, builder.mul(st, jj))], inbounds=True)
+                w = builder.insert_element(w, builder.load(p, align=4, typ=_I32),
+                                           ir.Constant(_I32, j))
+            b = builder.bitcast(w, ir.VectorType(_I8, n))
+            f = builder.uitofp(builder.zext(b, ir.VectorType(_I32, n)), LF)
+            f = builder.fsub(f, _splat_i(builder, args[5], LF, n))
+            return builder.fmul(f, _splat_i(builder, args[4], LF, n))
+        return VF(arr, idx, stride, last, s, zp), codegen
+    VP = Vec("i32", n)
+    LP = ir.VectorType(_I32, n)
+
+    @intrinsic
+    def vqpack4(typingctx, v0, v1, v2, v3, s, zp):
+        """Four channels' n pixels -> n words, one a pixel: the bytes of v0..v3 quantized
+        as vqpack (v0 in the low byte): the int8 layout's 4 channels of each pixel."""
+        if not (v0 == VF and v1 == VF and v2 == VF and v3 == VF and s == types.float32
+                and zp == types.float32):
+            return None
+
+        def codegen(context, builder, sig, args):
+            sv = _splat_i(builder, args[4], LF, n)
+            zv = _splat_i(builder, args[5], LF, n)
+            w = None
+            for k in range(4):
+                q = builder.fptosi(_rint_clamp(builder, args[k], sv, zv, LF), LP)
+                if k:
+                    q = builder.shl(q, ir.Constant(LP, [8 * k] * n))
+                w = q if w is None else builder.or_(w, q)
+            return w
+        return VP(v0, v1, v2, v3, s, zp), codegen
+
+    @intrinsic
+    def vstwords(typingctx, arr, idx, w):
+        """arr.flat[idx:idx + n] = the n words w (arr: int32)."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer) and w == VP):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            builder.store(args[2], builder.bitcast(p, LP.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return types.none(arr, idx, w), codegen
+    @intrinsic
+    def vstword4(typingctx, arr, idx, stride, w0, w1, w2, w3):
+        """Four consecutive pixels' packed words (vqpack of each) -> their n/4 planes:
+        arr.flat[idx + j * stride + k] = lane j of wk (k < 4, j < n/4): one 4-word store a
+        plane instead of four scalar ones (arr: int32)."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)
+                and isinstance(stride, types.Integer) and w0 == VW and w1 == VW
+                and w2 == VW and w3 == VW):
+            return None
+        m = n // 4
+        L4 = ir.VectorType(_I32, 4)
+
+        def codegen(context, builder, sig, args):
+            i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+            st = context.cast(builder, args[2], sig.args[2], types.int64)
+            a = context.make_array(sig.args[0])(context, builder, args[0])
+            ws = list(args[3:7])
+            for j in range(m):
+                lo = builder.shuffle_vector(ws[0], ws[1], ir.Constant(
+                    ir.VectorType(_I32, 2), [j, m + j]))
+                hi = builder.shuffle_vector(ws[2], ws[3], ir.Constant(
+                    ir.VectorType(_I32, 2), [j, m + j]))
+                v = builder.shuffle_vector(lo, hi, ir.Constant(L4, [0, 1, 2, 3]))
+                p = builder.gep(a.data, [builder.add(i0, builder.mul(st, ir.Constant(
+                    ir.IntType(64), j)))], inbounds=True)
+                builder.store(v, builder.bitcast(p, L4.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return types.none(arr, idx, stride, w0, w1, w2, w3), codegen
+    @intrinsic
+    def vdqtile(typingctx, arr, idx, stride, s, zp, out, oidx, ostep):
+        """n pixels of n channels: vdqword of the words arr.flat[idx + p + j * stride]
+        (p < n, j < n/4) stored at out.flat[oidx + p * ostep] (n loads, then shuffles,
+        instead of n*n/4 scalar loads)."""
+        if not (_is_arr(arr, types.int32) and s == types.float32 and zp == types.float32
+                and _is_f32_array(out)
+                and all(isinstance(t, types.Integer) for t in (idx, stride, oidx, ostep))):
+            return None
+        m = n // 4
+
+        def codegen(context, builder, sig, args):
+            I64 = ir.IntType(64)
+            a = context.make_array(sig.args[0])(context, builder, args[0])
+            i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+            st = context.cast(builder, args[2], sig.args[2], types.int64)
+            o0 = context.cast(builder, args[6], sig.args[6], types.int64)
+            os_ = context.cast(builder, args[7], sig.args[7], types.int64)
+            ob = context.make_array(sig.args[5])(context, builder, args[5])
+            LN = ir.VectorType(_I32, n)
+            rows = []
+            for j in range(m):
+                p = builder.gep(a.data, [builder.add(i0, builder.mul(st, ir.Constant(I64, j)))],
+                                inbounds=True)
+                rows.append(builder.load(builder.bitcast(p, LN.as_pointer()), align=4, typ=LN))
+            while len(rows) > 1:      # one vector of m*n words, plane-major
+                c = rows[0].type.count
+                rows = [builder.shuffle_vector(rows[i], rows[i + 1], ir.Constant(
+                    ir.VectorType(_I32, 2 * c), list(range(2 * c))))
+                        for i in range(0, len(rows), 2)]
+            big = rows[0]
+            sv = _splat_i(builder, args[3], LF, n)
+            zv = _splat_i(builder, args[4], LF, n)
+            for px in range(n):
+                w = builder.shuffle_vector(big, ir.Constant(big.type, ir.Undefined), ir.Constant(
+                    ir.VectorType(_I32, m), [j * n + px for j in range(m)]))
+                b = builder.bitcast(w, ir.VectorType(_I8, n))
+                f = builder.uitofp(builder.zext(b, ir.VectorType(_I32, n)), LF)
+                f = builder.fmul(builder.fsub(f, zv), sv)
+                q = builder.gep(ob.data, [builder.add(o0, builder.mul(os_, ir.Constant(I64, px)))],
+                                inbounds=True)
+                builder.store(f, builder.bitcast(q, LF.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return types.none(arr, idx, stride, s, zp, out, oidx, ostep), codegen
+    return vqpack, vstword, vdqword, vqpack4, vstwords, vstword4, vdqtile
 
 
-vqpack16, vstword16 = _make_qpack(16)
-vqpack8, vstword8 = _make_qpack(8)
+(vqpack16, vstword16, vdqword16, vqpack4_16, vstwords16, vstword4_16,
+ vdqtile16) = _make_qpack(16)
+vqpack8, vstword8, vdqword8, vqpack4_8, vstwords8, vstword4_8, vdqtile8 = _make_qpack(8)
