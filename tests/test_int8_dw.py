@@ -145,7 +145,7 @@ def test_int8_depthwise_quantizes_a_graph_input(tmp_path):
     np.testing.assert_array_equal(m(x), m(x))
 
 
-def test_auto_keeps_depthwise_f32_where_no_kernel_reads_uint8(tmp_path):
+def test_auto_keeps_depthwise_f32_where_no_kernel_reads_uint8(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     path = _model(str(tmp_path / "m.edgenet"), rng, 16, 12, 1, 3, "Clip")
     shapes = {"e": (1, 16, 12, 12), "d": (1, 16, 12, 12), "x": (1, 8, 12, 12),
@@ -154,5 +154,8 @@ def test_auto_keeps_depthwise_f32_where_no_kernel_reads_uint8(tmp_path):
     dw = [n for n in m.graph["nodes"] if n["name"] == "dw"][0]
     for tier in ("generic", "off"):
         assert not quant.choose_int8(dw, m.consts, shapes, tier)[0]
-    use, t8, t32, fam = quant.choose_int8(dw, m.consts, shapes, "avx512vnni")
-    assert fam == "dw" and use == (t8 < quant.AUTO_MARGIN * t32)
+    for tier in ("avx512vnni", "avx512", "avx2"):
+        use, t8, t32, fam = quant.choose_int8(dw, m.consts, shapes, tier)
+        assert fam == "dw" and use and t8 < quant.DW_MARGIN * t32
+    monkeypatch.setitem(quant.DW_INT8_RATIO, "avx2", 0.97)     # measured no faster: f32
+    assert not quant.choose_int8(dw, m.consts, shapes, "avx2")[0]

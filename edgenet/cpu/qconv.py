@@ -309,10 +309,13 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
+    pq = ((pw or pw8) and qo is not None and not has_r and not any(qo[3]) and
+          (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+    if pq:   # the pixel-vector kernels pack their 4 channels a word into the consumer's input
+        qw, _, qf = _qout(q, qo, N, O, OH, OW, calls)
+    else:
+        qw, qf = _QW0, _QF0
     if pw:
-        pq = (qo is not None and not has_r and not any(qo[3]) and
-              (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
-        qw, _, qf = _qout(q, qo, N, O, OH, OW, calls) if pq else (_QW0, _QP0, _QF0)
         emit(calls, _pw_vnni, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta, pq, qw,
              qf)
@@ -320,8 +323,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     if pw8:
         emit(calls, _pw_pm8, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha,
-             beta)
-        return False
+             beta, pq, qw, qf)
+        return pq
     BP = q["L"] * q["k"] * P
     tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
     fused = (qo is not None and not has_r and
@@ -350,7 +353,8 @@ PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in be
 
 
 @pjit(fastmath=True, boundscheck=False, error_model="numpy")
-def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta, qo, qw, qf):
+def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta, qo, qw,
+             qf):
     """xq: int32 (N, C4, HW); wt: int32 words (ceil(O/B), C4, 1, B) (prepare's layout);
     yf, rf: float32 (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps).
     qo: write the int8 consumer's unpadded input instead, words (N, ceil(O/4), HW) in qw,
@@ -503,7 +507,8 @@ PW8_PIX = 16
 
 
 @pjit(fastmath=True, boundscheck=False, error_model="numpy")
-def _pw_pm8(xq, C4, HW, wt, B, sc, bb, smax, yf, N, O, rf, has_r, code, alpha, beta):
+def _pw_pm8(xq, C4, HW, wt, B, sc, bb, smax, yf, N, O, rf, has_r, code, alpha, beta, qo, qw,
+            qf):
     """As ``_pw_vnni`` with the avx2 ``pm`` weights (same layout) and ``smax``."""
     NG = (O + 3) // 4
     NT = (HW + PW8_PIX - 1) // PW8_PIX
@@ -567,6 +572,13 @@ def _pw_pm8(xq, C4, HW, wt, B, sc, bb, smax, yf, N, O, rf, has_r, code, alpha, b
             a21 = simd.vwiden8(a21, h21)
             a30 = simd.vwiden8(a30, h30)
             a31 = simd.vwiden8(a31, h31)
+        if qo:
+            qb = (n * NG + g) * HW + px
+            _pw8_store_q(a00, a10, a20, a30, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
+                         qb)
+            _pw8_store_q(a01, a11, a21, a31, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
+                         qb + 8)
+            continue
         _pw8_store(a00, a01, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
         if o0 + 1 < O:
             _pw8_store(a10, a11, o0 + 1, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
@@ -593,6 +605,32 @@ def _pw8_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw8_act(a, oc, sc, bb, code, lo, hi):
+    f = simd.vfma8(simd.vitof8(a), simd.vsplat8(sc[oc]), simd.vsplat8(bb[oc]))
+    if code == 1:
+        f = simd.vrelu8(f)
+    elif code == 7:
+        f = simd.vclip8(f, lo, hi)
+    elif code == 9:
+        z0 = simd.vsplat8(np.float32(0))
+        u = simd.vfma8(f, simd.vsplat8(np.float32(1 / 6)), simd.vsplat8(np.float32(0.5)))
+        f = simd.vfma8(f, simd.vclip8(u, z0, simd.vsplat8(np.float32(1))), z0)
+    return f
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw8_store_q(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb):
+    """As _pw_store_q, 8 pixels."""
+    lo = simd.vsplat8(np.float32(alpha))
+    hi = simd.vsplat8(np.float32(beta))
+    simd.vstwords8(qw, qb, simd.vqpack4_8(_pw8_act(a0, o0, sc, bb, code, lo, hi),
+                                          _pw8_act(a1, o1, sc, bb, code, lo, hi),
+                                          _pw8_act(a2, o2, sc, bb, code, lo, hi),
+                                          _pw8_act(a3, o3, sc, bb, code, lo, hi),
+                                          qf[0], qf[1]))
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw8_store(a0, a1, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta):
     s = simd.vsplat8(sc[oc])
     c = simd.vsplat8(bb[oc])
@@ -610,4 +648,5 @@ def warm_pointwise_pm8():
     """Compile (or load) ``_pw_pm8`` at run()'s argument types (edgenet warmup, avx2)."""
     z = np.zeros(PW8_PIX, np.float32)
     _pw_pm8(np.zeros(PW8_PIX, np.int32), 1, PW8_PIX, np.zeros(8, np.int32), 8, z[:8], z[:8],
-            64, z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6))
+            64, z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), False, _QW0,
+            _QF0)
