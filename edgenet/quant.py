@@ -145,7 +145,8 @@ def choose_int8(node: dict, consts: dict, shapes: dict, tier: str | None = None)
 # float32 input (its producer writes uint8 in its epilogue, the band fill reads a quarter of
 # the bytes). Measured per tier on an AMD EPYC Zen 4, one thread, MobileNetV2 (the 17
 # depthwise convs and their 1x1 producers, int8 / f32 depthwise, interleaved in one process;
-# docs/PERFORMANCE.md, "int8 depthwise"): a measured ratio, not an estimate from GMAC/s, so
+# bench/bench_int8_dw.py at model level; docs/PERFORMANCE.md, "int8 depthwise"): avx512 is
+# the model-level figure. A measured ratio, not an estimate from GMAC/s, so
 # it needs only DW_MARGIN. generic (no fused producer: a separate quantize pass) measured
 # 1.07 at model level: f32 there and on ``off``.
 DW_INT8_RATIO = {"avx512vnni": 0.81, "avx512": 0.87, "avx2": 0.89}

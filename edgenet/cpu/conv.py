@@ -393,6 +393,12 @@ def _dequant_words(words, N, C, HW, s, zp, out):
                 out[dst + p] = (np.float32(b[src + 4 * p]) - zp) * s
 
 
+def warm_dequant():
+    """Compile (or load) ``_dequant_words`` at _dw_input's argument types (edgenet warmup)."""
+    _dequant_words(np.zeros(1, np.int32), 1, 1, 1, np.float32(1), np.float32(0),
+                   np.zeros(1, np.float32))
+
+
 def _dw_input(st, x, calls):
     """An int8 depthwise conv's input: (x, its uint8 words) where dw_cv reads them, else
     (the float32 values they stand for, None). The words are its producer's (``st.dq``'s

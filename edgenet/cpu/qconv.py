@@ -279,8 +279,9 @@ def _qout(q, qo, N, O, OH, OW, calls=None):
 
 def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=None,
         calls=None):
-    """Returns True when the tile kernel wrote the int8 consumer's input (``qo``) instead
-    of y (no residual, an activation tile_store_q has, not a pixel-vector 1x1). ``calls``:
+    """Returns True when the kernel wrote the int8 consumer's input (``qo``) instead of y
+    (no residual, an activation tile_store_q has; a pixel-vector 1x1 only for a consumer
+    without padding). ``calls``:
     record the calls instead (``_common.emit``)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]

@@ -300,6 +300,8 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                 dw_cv.warm(lanes)
             from .qconv import warm_quantize   # int8 activations' quantize pass
             warm_quantize()
+            from .conv import warm_dequant     # int8 depthwise off dw_cv: uint8 -> float
+            warm_dequant()
             if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
                 from .qconv import warm_pointwise
                 warm_pointwise()
