@@ -234,6 +234,8 @@ def test_int8_matches_onnxruntime_qdq_reference(name, weights, r20, tmp_path):
                 reference_onnx=ref)
     m = edgenet.load(p, activations="int8")     # the QDQ export quantizes every eligible conv
     assert m.int8_convs > 0
+    dws = [n for n in m.graph["nodes"] if int((n.get("attrs") or {}).get("group", 1)) > 1]
+    assert all("_aq" in n for n in dws) and (len(dws) > 0) == (name == "mobilenetv2_tiny")
     shape = [1 if s is None else s for s in m.inputs[0].shape]
     x = np.random.default_rng(6).normal(0, 1, [3] + shape[1:]).astype(np.float32)
     want = _ort_plain(ref)(x)
