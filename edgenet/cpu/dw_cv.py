@@ -48,6 +48,7 @@ def _source(L, qin=False):
     channels, ``(N, C4, H*W)``, unpadded: quant.mark_quantized_producers), dequantized as
     the band is filled (``dwcvq_l{L}(xq, sq, zq, ...)``)."""
     P = P_OF[L]
+    assert P % 4 == 0   # the quantized store takes 4 pixels at a time
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
@@ -133,6 +134,11 @@ def _source(L, qin=False):
     w(f"        bv = vld{L}(bc, c0)")
     w(f"        wb = cb * T * {L}")
     w(f"        SL = S * {L}")
+    # whole channel blocks for an int8 consumer: activated, quantized and stored from the
+    # accumulators (4 pixels a 4-word store a plane), no float band output
+    w(f"        qd = qo and nc == {L}")
+    emit_act_consts(w, L, "        ")
+    w("        wbq = (n * C4 + c0 // 4) * HWo + r0 * OW")
     w("        for lr in range(R):")
     w("            rowb = lr * S * Wp")
     w("            ox = 0")
@@ -145,9 +151,16 @@ def _source(L, qin=False):
     w(f"                    xt = xo + toff[tt] * {L}")
     for p in range(P):
         w(f"                    a{p} = vfma{L}(vld{L}(xp, xt + {p} * SL), wv, a{p})")
-    w(f"                q = (lr * OW + ox) * {L}")
+    w("                if qd:")
+    for k0 in range(0, P, 4):
+        for p in range(k0, k0 + 4):
+            emit_act_vec(w, L, "                    ", f"a{p}")
+        w(f"                    vstword4_{L}(qw, wbq + lr * OW + ox + {k0}, HWo, "
+          + ", ".join(f"vqpack{L}(a{p}, qs, qz)" for p in range(k0, k0 + 4)) + ")")
+    w("                else:")
+    w(f"                    q = (lr * OW + ox) * {L}")
     for p in range(P):
-        w(f"                vst{L}(op, q + {p * L}, a{p})")
+        w(f"                    vst{L}(op, q + {p * L}, a{p})")
     w(f"                ox += {P}")
     w("            while ox < OW:")
     w("                a0 = bv")
@@ -155,7 +168,13 @@ def _source(L, qin=False):
     w("                for tt in range(T):")
     w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}),")
     w(f"                                 vld{L}(wc, wb + tt * {L}), a0)")
-    w(f"                vst{L}(op, (lr * OW + ox) * {L}, a0)")
+    w("                if qd:")
+    emit_act_vec(w, L, "                    ", "a0")
+    w(f"                    qv = vqpack{L}(a0, qs, qz)")
+    w(f"                    for j in range({L // 4}):")
+    w(f"                        vstword{L}(qw, wbq + j * HWo + lr * OW + ox, qv, j)")
+    w("                else:")
+    w(f"                    vst{L}(op, (lr * OW + ox) * {L}, a0)")
     w("                ox += 1")
     # back to NCHW: residual, activation (Relu / Clip / HardSwish as vectors after a vtr of
     # L pixel vectors; other activations and partial blocks: scalar). The band's outputs
@@ -164,8 +183,9 @@ def _source(L, qin=False):
     # the int8 consumer's input instead (mark_quantized_producers): per pixel, the L
     # channels after the activation quantized and packed 4 a word into its (N, C4, OH*OW)
     # words; no NCHW float output (nothing else reads it)
-    w("        if qo:")
-    emit_act_consts(w, L, "            ")
+    w("        if qd:")
+    w("            pass")
+    w("        elif qo:")
     w("            wbase = (n * C4 + c0 // 4) * HWo + r0 * OW")
     w("            nw = (nc + 3) // 4")
     w("            q0 = 0")
