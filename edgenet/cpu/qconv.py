@@ -440,10 +440,8 @@ def warm_pointwise():
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
-    f = simd.vfma16(simd.vitof16(a), s, c)
-    if has_r:
-        f = simd.vadd16(f, simd.vld16(rf, yb))
+def _vact16(f, code, lo, hi):
+    """Relu / Clip / HardSwish on a vector (other codes: the caller's scalar pass)."""
     if code == 1:
         f = simd.vrelu16(f)
     elif code == 7:
@@ -452,21 +450,21 @@ def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
         z0 = simd.vsplat16(np.float32(0))
         u = simd.vfma16(f, simd.vsplat16(np.float32(1 / 6)), simd.vsplat16(np.float32(0.5)))
         f = simd.vfma16(f, simd.vclip16(u, z0, simd.vsplat16(np.float32(1))), z0)
-    simd.vst16(yf, yb, f)
+    return f
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
+    f = simd.vfma16(simd.vitof16(a), s, c)
+    if has_r:
+        f = simd.vadd16(f, simd.vld16(rf, yb))
+    simd.vst16(yf, yb, _vact16(f, code, lo, hi))
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_act(a, oc, sc, bb, code, lo, hi):
-    f = simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc]))
-    if code == 1:
-        f = simd.vrelu16(f)
-    elif code == 7:
-        f = simd.vclip16(f, lo, hi)
-    elif code == 9:
-        z0 = simd.vsplat16(np.float32(0))
-        u = simd.vfma16(f, simd.vsplat16(np.float32(1 / 6)), simd.vsplat16(np.float32(0.5)))
-        f = simd.vfma16(f, simd.vclip16(u, z0, simd.vsplat16(np.float32(1))), z0)
-    return f
+    return _vact16(simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc])),
+                  code, lo, hi)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
@@ -590,10 +588,8 @@ def _pw_pm8(xq, C4, HW, wt, B, sc, bb, smax, yf, N, O, rf, has_r, code, alpha, b
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _pw8_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
-    f = simd.vfma8(simd.vitof8(a), s, c)
-    if has_r:
-        f = simd.vadd8(f, simd.vld8(rf, yb))
+def _vact8(f, code, lo, hi):
+    """Relu / Clip / HardSwish on a vector (other codes: the caller's scalar pass)."""
     if code == 1:
         f = simd.vrelu8(f)
     elif code == 7:
@@ -602,21 +598,21 @@ def _pw8_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
         z0 = simd.vsplat8(np.float32(0))
         u = simd.vfma8(f, simd.vsplat8(np.float32(1 / 6)), simd.vsplat8(np.float32(0.5)))
         f = simd.vfma8(f, simd.vclip8(u, z0, simd.vsplat8(np.float32(1))), z0)
-    simd.vst8(yf, yb, f)
+    return f
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw8_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
+    f = simd.vfma8(simd.vitof8(a), s, c)
+    if has_r:
+        f = simd.vadd8(f, simd.vld8(rf, yb))
+    simd.vst8(yf, yb, _vact8(f, code, lo, hi))
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw8_act(a, oc, sc, bb, code, lo, hi):
-    f = simd.vfma8(simd.vitof8(a), simd.vsplat8(sc[oc]), simd.vsplat8(bb[oc]))
-    if code == 1:
-        f = simd.vrelu8(f)
-    elif code == 7:
-        f = simd.vclip8(f, lo, hi)
-    elif code == 9:
-        z0 = simd.vsplat8(np.float32(0))
-        u = simd.vfma8(f, simd.vsplat8(np.float32(1 / 6)), simd.vsplat8(np.float32(0.5)))
-        f = simd.vfma8(f, simd.vclip8(u, z0, simd.vsplat8(np.float32(1))), z0)
-    return f
+    return _vact8(simd.vfma8(simd.vitof8(a), simd.vsplat8(sc[oc]), simd.vsplat8(bb[oc])),
+                  code, lo, hi)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
