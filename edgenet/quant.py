@@ -17,10 +17,11 @@ Rules (docs/PERFORMANCE.md, "int8 activations"):
   ``rint(w / a)`` with ``a = max|w| / 127``.
 - The accumulation is exact (int32); the output is ``acc * (alpha * s) + bias - zp *
   sum(levels) * alpha * s`` in float32, then the fused residual / activation.
-- A depthwise conv computes in float32 on the values its uint8 input stands for,
-  ``(q - zp) * s``, with the weights ``levels * alpha``: the same function up to float32
-  rounding (its uint8 input is what saves time: its producer writes a quarter of the
-  bytes, and it reads a quarter).
+- A depthwise conv: the same function. The CPU's channel-vector kernels sum ``q * level``
+  exactly in float32 FMAs (below 2**24) and apply the same epilogue; elsewhere the float32
+  kernels run on the dequantized input ``(q - zp) * s`` with weights ``levels * alpha``
+  (equal up to float32 rounding). What saves time is the uint8 input: its producer writes
+  a quarter of the bytes, and it reads a quarter.
 
 Modes: ``f32``; ``int8`` (every eligible conv with a range); ``auto`` (the default for a
 calibrated file): an eligible conv runs int8 only where this CPU tier's int8 kernel is

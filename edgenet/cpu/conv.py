@@ -15,9 +15,9 @@ Conv paths (all fused: bias + residual + activation epilogue):
 
 int8 activations (edgenet/quant.py): group-1 convs run qconv's uint8 x int8 kernels; a
 depthwise conv (``ConvState.dq``) reads its input as uint8 (written by its int8 producer's
-epilogue, or quantized here) and dequantizes it as ``dw_cv`` fills its bands: the same
-float32 FMAs on the values the codes stand for, with a quarter of the input traffic (other
-geometries and tiers: the float32 kernels on the dequantized tensor).
+epilogue, or quantized here): ``dw_cv``'s uint8 kernels put the codes in their bands and
+sum code x level exactly with float32 FMAs, then the int8 epilogue (``ConvState.dqk``);
+other geometries and tiers run the float32 kernels on the dequantized tensor.
 """
 from __future__ import annotations
 
@@ -476,6 +476,8 @@ class ConvState:
     bcv: np.ndarray | None = None    # and its bias, padded to whole channel vectors
     dq: tuple | None = None          # int8 depthwise: (input scale, zero point, the buffer
                                      # key its producer writes or None)
+    dqk: tuple | None = None         # its dw_cv kernel's (levels (ceil(O/L), T, L), alpha * s,
+                                     # zp * sum(levels) * alpha * s, bias - that, padded)
     qo: tuple | None = None          # (scale, zero point, buffer key, the consumer's pads):
                                      # also writes its int8 consumer's padded input
                                      # (quant.mark_quantized_producers)
@@ -541,6 +543,7 @@ class Conv(OpImpl):
             lev, alpha = quant.conv_levels(consts[names[1]], O, Cg * KH * KW)
             w = Weights((lev.astype(np.float32) * alpha[:, None]).reshape(O, Cg, KH, KW),
                         "expanded")
+            dq_lev = (lev, alpha)
             dq = (np.float32(aq[0]), np.float32(aq[1]),
                   "qin:" + node["inputs"][0] if node.get("_qi") else None)
             aq = None
@@ -550,6 +553,14 @@ class Conv(OpImpl):
         st = ConvState(_consts_but_weight(node, consts), w, O, KH, KW, Cg * KH * KW,
                        params, act_of(node), _bias(node, consts, O))
         st.dq = dq
+        if dq is not None and O == g and simd.lanes(simd.simd_mode()) in dw_cv.KERNELS:
+            L = simd.lanes(simd.simd_mode())
+            lev, alpha = dq_lev
+            sc64 = alpha.astype(np.float64) * float(dq[0])
+            corr = (float(dq[1]) * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
+            st.dqk = (expand_simd(lev.astype(np.float32).reshape(-1), O, 1, KH, KW, L, 1),
+                      dw_cv.bias(sc64.astype(np.float32), O, L), corr,
+                      dw_cv.bias(st.b - corr, O, L))
         qo = node.get("_qo") if isinstance(node, dict) else None
         if qo is not None:
             st.qo = (np.float32(qo[0]), np.float32(qo[1]), "qin:" + node["outputs"][0],

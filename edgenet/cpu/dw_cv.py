@@ -32,9 +32,9 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from ._common import NoBind, act_call, emit, tls_buffer  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .simd import (vadd8, vadd16, vclip8, vclip16, vdqword8, vdqword16,  # noqa: F401
+from .simd import (vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vfma8, vfma16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
-                   vdqtile8, vdqtile16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
+                   vqtile8, vqtile16, vqword8, vqword16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vstword8, vstword16, vtr8, vtr16)
 
 P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
@@ -45,15 +45,18 @@ BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them
 
 def _source(L, qin=False):
     """The kernel for L lanes; ``qin``: its input is uint8 in the int8 layout (words of 4
-    channels, ``(N, C4, H*W)``, unpadded: quant.mark_quantized_producers), dequantized as
-    the band is filled (``dwcvq_l{L}(xq, sq, zq, ...)``)."""
+    channels, ``(N, C4, H*W)``, unpadded: quant.mark_quantized_producers), taken as the
+    codes q into the band (the border: the zero point), with the weights' int8 levels: the
+    sum of q * level is exact in float32 (below 2**24), then ``acc * qsc + bc`` (qsc: the
+    channel's alpha * s; bc: bias - zp * sum(levels) * alpha * s), the int8 convs' epilogue
+    (``dwcvq_l{L}(xq, qsc, zq, ...)``)."""
     P = P_OF[L]
     assert P % 4 == 0   # the quantized store takes 4 pixels at a time
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
     if qin:
-        w(f"def dwcvq_l{L}(xq, sq, zq, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW,")
+        w(f"def dwcvq_l{L}(xq, qsc, zq, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW,")
         w("               R, RI, NBND,")
     else:
         w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
@@ -76,8 +79,8 @@ def _source(L, qin=False):
     w("        xp = xb[tid]")
     w("        op = ob[tid]")
     w("        tb = tt_[tid]")
-    w(f"        z = vsplat{L}(np.float32(0))")
-    # zero: rows outside the input, the pad columns (the whole row for a partial block)
+    w(f"        z = vsplat{L}({'zq' if qin else 'np.float32(0)'})")
+    # zero (the zero point for uint8 input): rows outside the input, the pad columns (the whole row for a partial block)
     w("        for i in range(RI):")
     w("            iy = iy0 + i")
     w("            rb = i * Wp")
@@ -100,10 +103,10 @@ def _source(L, qin=False):
         w("            xx = 0")
         w(f"            if nw1 == {L // 4 - 1}:   # L pixels a step: L loads, then shuffles")
         w(f"                while xx + {L} <= W:")
-        w(f"                    vdqtile{L}(xq, s0 + xx, H * W, sq, zq, xp, d + xx * {L}, {L})")
+        w(f"                    vqtile{L}(xq, s0 + xx, H * W, xp, d + xx * {L}, {L})")
         w(f"                    xx += {L}")
         w("            for xx in range(xx, W):")
-        w(f"                vst{L}(xp, d + xx * {L}, vdqword{L}(xq, s0 + xx, H * W, nw1, sq, zq))")
+        w(f"                vst{L}(xp, d + xx * {L}, vqword{L}(xq, s0 + xx, H * W, nw1))")
     else:
         w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
         w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
@@ -131,7 +134,12 @@ def _source(L, qin=False):
         w("                    for xx in range(W):")
         w(f"                        xp[d + xx * {L}] = xf[s + xx]")
     # the FMAs: P pixels of a row per step, then single pixels
-    w(f"        bv = vld{L}(bc, c0)")
+    if qin:   # exact sums of q * level from 0, then scale and bias
+        w(f"        bv = vsplat{L}(np.float32(0))")
+        w(f"        sv = vld{L}(qsc, c0)")
+        w(f"        bq = vld{L}(bc, c0)")
+    else:
+        w(f"        bv = vld{L}(bc, c0)")
     w(f"        wb = cb * T * {L}")
     w(f"        SL = S * {L}")
     # whole channel blocks for an int8 consumer: activated, quantized and stored from the
@@ -151,6 +159,9 @@ def _source(L, qin=False):
     w(f"                    xt = xo + toff[tt] * {L}")
     for p in range(P):
         w(f"                    a{p} = vfma{L}(vld{L}(xp, xt + {p} * SL), wv, a{p})")
+    if qin:
+        for p in range(P):
+            w(f"                a{p} = vfma{L}(a{p}, sv, bq)")
     w("                if qd:")
     for k0 in range(0, P, 4):
         for p in range(k0, k0 + 4):
@@ -168,6 +179,8 @@ def _source(L, qin=False):
     w("                for tt in range(T):")
     w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}),")
     w(f"                                 vld{L}(wc, wb + tt * {L}), a0)")
+    if qin:
+        w(f"                a0 = vfma{L}(a0, sv, bq)")
     w("                if qd:")
     emit_act_vec(w, L, "                    ", "a0")
     w(f"                    qv = vqpack{L}(a0, qs, qz)")
@@ -284,7 +297,7 @@ def qo_ok(st, code, has_r) -> bool:
 
 def use_q(st) -> bool:
     """Can an int8 depthwise conv (``st.dq``) read its uint8 input here (any plane size)?"""
-    return ON and st.simd_dw in QKERNELS and st.wcv is not None and st.O == st.params[-1] \
+    return ON and st.simd_dw in QKERNELS and st.dqk is not None and st.O == st.params[-1] \
         and st.params[0] == st.params[1] and st.params[0] in (1, 2)
 
 
@@ -300,7 +313,12 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
     Hp, Wp = H + pt + pb, W + pl + pr
     if b is not st.b and calls is not None:
         raise NoBind         # a bias computed per call
-    bc = st.bcv if b is st.b else bias(b, C, L)
+    wc = st.wcv
+    if xq is not None:       # levels, alpha * s, bias - zero-point correction (st.dqk)
+        wc, qsc, corr, bq = st.dqk
+        bc = bq if b is st.b else bias(b.reshape(-1) - corr, C, L)
+    else:
+        bc = st.bcv if b is st.b else bias(b, C, L)
     nt = numba.config.NUMBA_NUM_THREADS
     R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
     xb = tls_buffer("dwcv.x", nt * RI * Wp * L).reshape(nt, RI * Wp * L)
@@ -313,10 +331,10 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
         qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
-    tail = (C, H, W, pt, pl, Hp, Wp, sh, toff, st.wcv, bc, y.reshape(-1), N, OH, OW, R, RI,
+    tail = (C, H, W, pt, pl, Hp, Wp, sh, toff, wc, bc, y.reshape(-1), N, OH, OW, R, RI,
             NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb, qo, qs, qz, qw, C4)
     if xq is not None:
-        emit(calls, QKERNELS[L], xq, st.dq[0], st.dq[1], *tail)
+        emit(calls, QKERNELS[L], xq, qsc, st.dq[1], *tail)
     else:
         emit(calls, KERNELS[L], x.reshape(-1), *tail)
     return qo
@@ -330,7 +348,7 @@ def warm(L):
                np.float32(6), np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
                np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
     z = np.zeros(9 * L, np.float32)
-    QKERNELS[L](np.zeros(L // 4, np.int32), np.float32(1), np.float32(0), L, 1, 1, 1, 1, 3, 3,
+    QKERNELS[L](np.zeros(L // 4, np.int32), z[:L].copy(), np.float32(0), L, 1, 1, 1, 1, 3, 3,
                 1, np.zeros(9, np.int64), z.copy(), z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1,
                 z[:L].copy(), False, 1, np.float32(0), np.float32(6),
                 np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),

@@ -788,11 +788,11 @@ def _make_qpack(n):
             return context.get_dummy_value()
         return types.none(arr, idx, w, j), codegen
     @intrinsic
-    def vdqword(typingctx, arr, idx, stride, last, s, zp):
-        """The inverse of vqpack: words arr.flat[idx + j * stride] (j < n/4, j past ``last``
-        read as word ``last``: a partial channel block) -> their n bytes as floats,
-        ``(q - zp) * s`` (the values the uint8 codes stand for, as quant.fake_quant)."""
-        if not (_is_arr(arr, types.int32) and s == types.float32 and zp == types.float32
+    def vqword(typingctx, arr, idx, stride, last):
+        """The inverse of vqpack's packing: words arr.flat[idx + j * stride] (j < n/4, j past
+        ``last`` read as word ``last``: a partial channel block) -> their n bytes as floats
+        (the uint8 codes q themselves)."""
+        if not (_is_arr(arr, types.int32)
                 and all(isinstance(t, types.Integer) for t in (idx, stride, last))):
             return None
 
@@ -810,10 +810,9 @@ def _make_qpack(n):
                 w = builder.insert_element(w, builder.load(p, align=4, typ=_I32),
                                            ir.Constant(_I32, j))
             b = builder.bitcast(w, ir.VectorType(_I8, n))
-            f = builder.uitofp(builder.zext(b, ir.VectorType(_I32, n)), LF)
-            f = builder.fsub(f, _splat_i(builder, args[5], LF, n))
-            return builder.fmul(f, _splat_i(builder, args[4], LF, n))
-        return VF(arr, idx, stride, last, s, zp), codegen
+            return builder.uitofp(builder.zext(b, ir.VectorType(_I32, n)), LF)
+        return VF(arr, idx, stride, last), codegen
+
     VP = Vec("i32", n)
     LP = ir.VectorType(_I32, n)
 
@@ -877,12 +876,11 @@ def _make_qpack(n):
             return context.get_dummy_value()
         return types.none(arr, idx, stride, w0, w1, w2, w3), codegen
     @intrinsic
-    def vdqtile(typingctx, arr, idx, stride, s, zp, out, oidx, ostep):
-        """n pixels of n channels: vdqword of the words arr.flat[idx + p + j * stride]
-        (p < n, j < n/4) stored at out.flat[oidx + p * ostep] (n loads, then shuffles,
-        instead of n*n/4 scalar loads)."""
-        if not (_is_arr(arr, types.int32) and s == types.float32 and zp == types.float32
-                and _is_f32_array(out)
+    def vqtile(typingctx, arr, idx, stride, out, oidx, ostep):
+        """n pixels of n channels: vqword of the words arr.flat[idx + p + j * stride]
+        (p < n, j < n/4) stored at out.flat[oidx + p * ostep] (n/4 vector loads, then
+        shuffles, instead of n*n/4 scalar loads)."""
+        if not (_is_arr(arr, types.int32) and _is_f32_array(out)
                 and all(isinstance(t, types.Integer) for t in (idx, stride, oidx, ostep))):
             return None
         m = n // 4
@@ -892,9 +890,9 @@ def _make_qpack(n):
             a = context.make_array(sig.args[0])(context, builder, args[0])
             i0 = context.cast(builder, args[1], sig.args[1], types.int64)
             st = context.cast(builder, args[2], sig.args[2], types.int64)
-            o0 = context.cast(builder, args[6], sig.args[6], types.int64)
-            os_ = context.cast(builder, args[7], sig.args[7], types.int64)
-            ob = context.make_array(sig.args[5])(context, builder, args[5])
+            o0 = context.cast(builder, args[4], sig.args[4], types.int64)
+            os_ = context.cast(builder, args[5], sig.args[5], types.int64)
+            ob = context.make_array(sig.args[3])(context, builder, args[3])
             LN = ir.VectorType(_I32, n)
             rows = []
             for j in range(m):
@@ -907,22 +905,19 @@ def _make_qpack(n):
                     ir.VectorType(_I32, 2 * c), list(range(2 * c))))
                         for i in range(0, len(rows), 2)]
             big = rows[0]
-            sv = _splat_i(builder, args[3], LF, n)
-            zv = _splat_i(builder, args[4], LF, n)
             for px in range(n):
                 w = builder.shuffle_vector(big, ir.Constant(big.type, ir.Undefined), ir.Constant(
                     ir.VectorType(_I32, m), [j * n + px for j in range(m)]))
                 b = builder.bitcast(w, ir.VectorType(_I8, n))
                 f = builder.uitofp(builder.zext(b, ir.VectorType(_I32, n)), LF)
-                f = builder.fmul(builder.fsub(f, zv), sv)
                 q = builder.gep(ob.data, [builder.add(o0, builder.mul(os_, ir.Constant(I64, px)))],
                                 inbounds=True)
                 builder.store(f, builder.bitcast(q, LF.as_pointer()), align=4)
             return context.get_dummy_value()
-        return types.none(arr, idx, stride, s, zp, out, oidx, ostep), codegen
-    return vqpack, vstword, vdqword, vqpack4, vstwords, vstword4, vdqtile
+        return types.none(arr, idx, stride, out, oidx, ostep), codegen
+    return vqpack, vstword, vqword, vqpack4, vstwords, vstword4, vqtile
 
 
-(vqpack16, vstword16, vdqword16, vqpack4_16, vstwords16, vstword4_16,
- vdqtile16) = _make_qpack(16)
-vqpack8, vstword8, vdqword8, vqpack4_8, vstwords8, vstword4_8, vdqtile8 = _make_qpack(8)
+(vqpack16, vstword16, vqword16, vqpack4_16, vstwords16, vstword4_16,
+ vqtile16) = _make_qpack(16)
+vqpack8, vstword8, vqword8, vqpack4_8, vstwords8, vstword4_8, vqtile8 = _make_qpack(8)
