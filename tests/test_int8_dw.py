@@ -25,10 +25,12 @@ def _desc(act):
     return act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
 
 
-def _model(path, rng, C, H, st, k, act, enc="t2", front=True):
-    """x -> [1x1 conv 8 -> C, Clip] -> depthwise kxk (group C, stride st, act) -> 1x1 conv
-    C -> 12 (Relu) -> y. front=False: the depthwise conv reads the graph input."""
-    OH = (H + 2 * (k // 2) - k) // st + 1
+def _model(path, rng, C, H, st, k, act, enc="t2", front=True, dil=1):
+    """x -> [1x1 conv 8 -> C, Clip] -> depthwise kxk (group C, stride st, dilation dil, act,
+    "same" pads) -> 1x1 conv C -> 12 (Relu) -> y. front=False: the depthwise conv reads the
+    graph input."""
+    pad = dil * (k // 2)
+    OH = (H + 2 * pad - dil * (k - 1) - 1) // st + 1
     C0 = 8 if front else C
     nodes = []
     if front:
@@ -37,8 +39,8 @@ def _model(path, rng, C, H, st, k, act, enc="t2", front=True):
                                                   "dilations": [1, 1], "group": 1,
                                                   "activation": _desc("Clip")}})
     nodes += [{"name": "dw", "op": "Conv", "inputs": ["e" if front else "x", "wd", "bd"],
-               "outputs": ["d"], "attrs": {"strides": [st, st], "pads": [k // 2] * 4,
-                                           "dilations": [1, 1], "group": C,
+               "outputs": ["d"], "attrs": {"strides": [st, st], "pads": [pad] * 4,
+                                           "dilations": [dil, dil], "group": C,
                                            "activation": _desc(act)}},
               {"name": "pw2", "op": "Conv", "inputs": ["d", "w2", "b2"], "outputs": ["y"],
                "attrs": {"strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1,
@@ -63,7 +65,8 @@ def _model(path, rng, C, H, st, k, act, enc="t2", front=True):
     return path
 
 
-RANGES = {"x": (-3.0, 3.0), "e": (0.0, 6.0), "d": (-1.0, 6.0)}
+# "e" wider than the Clip output it calibrates: a non-zero zero point for the depthwise input
+RANGES = {"x": (-3.0, 3.0), "e": (-1.0, 6.0), "d": (-1.0, 6.0)}
 
 
 def _close(got, ref, max_tol, med_tol):
@@ -84,20 +87,21 @@ def test_depthwise_is_eligible_and_grouped_convs_are_not():
 
 
 @pytest.mark.parametrize("tier", TIERS)
-@pytest.mark.parametrize("C,H,st,k,act,enc,N", [
-    (16, 12, 1, 3, "Clip", "t2", 1),
-    (24, 40, 1, 3, "Relu", "q3", 2),        # a 40x40 plane (f32: the plane kernel)
-    (18, 11, 2, 3, "HardSwish", "t2", 2),   # a partial channel block: C % 4 = 2
-    (20, 14, 2, 5, None, "f32", 1),         # 5x5, float weights -> int8 levels
-    (32, 9, 1, 3, "Sigmoid", "t2", 1),      # an activation without a vector epilogue
+@pytest.mark.parametrize("C,H,st,k,act,enc,N,dil", [
+    (16, 12, 1, 3, "Clip", "t2", 1, 1),
+    (24, 40, 1, 3, "Relu", "q3", 2, 1),        # a 40x40 plane (f32: the plane kernel)
+    (18, 11, 2, 3, "HardSwish", "t2", 2, 1),   # a partial channel block: C % 4 = 2
+    (20, 14, 2, 5, None, "f32", 1, 1),         # 5x5, float weights -> int8 levels
+    (32, 9, 1, 3, "Sigmoid", "t2", 1, 1),      # an activation without a vector epilogue
+    (16, 13, 1, 3, "Relu", "t2", 1, 2),        # dilation 2 (the taps are offsets)
 ])
-def test_int8_depthwise_matches_reference(tier, C, H, st, k, act, enc, N, tmp_path,
+def test_int8_depthwise_matches_reference(tier, C, H, st, k, act, enc, N, dil, tmp_path,
                                           monkeypatch):
     """The whole chain in int8 (the 1x1 producer writes the depthwise conv's uint8 input,
     the depthwise conv its consumer's): the unfused model's bits, and the NumPy reference."""
     monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(C * H + k)
-    path = _model(str(tmp_path / "m.edgenet"), rng, C, H, st, k, act, enc)
+    path = _model(str(tmp_path / "m.edgenet"), rng, C, H, st, k, act, enc, dil=dil)
     x = rng.normal(0, 1, (N, 8, H, H)).astype(np.float32)
     m = edgenet.load(path, activations="int8", act_ranges=RANGES)
     nodes = {n["name"]: n for n in m.graph["nodes"]}
