@@ -412,7 +412,7 @@ def _dw_input(st, x, calls):
         buf, _, _ = qconv.quantize_padded(x, {"C4": C4, "s": s, "zp": zp}, 0, 0, 0, 0,
                                           "dwq.xq", calls)
         words = buf.view(np.int32)
-    if st.simd_dw is not None and dw_cv.use_q(st):
+    if dw_cv.use_q(st):
         return x, words
     xf = tls_buffer("dwq.x", x.size)
     emit(calls, _dequant_words, words, N, C, H * W, s, zp, xf)
