@@ -129,7 +129,7 @@ def choose_int8(node: dict, consts: dict, shapes: dict, tier: str | None = None)
     tier = tier or _tiers.tier()
     w = consts[node["inputs"][1]]
     O, C, KH, KW = (int(d) for d in w.shape)
-    if C == 1 and O > 1:    # depthwise (eligible: multiplier 1)
+    if int((node.get("attrs") or {}).get("group", 1)) > 1:   # depthwise (eligible: x1)
         return choose_dw(tier, O, KH * KW, node, shapes)
     wmax = _max_level(w)
     fam = ("v" if tier == "avx512vnni" else
@@ -212,7 +212,8 @@ FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, t
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     """A depthwise Conv (multiplier 1) or an int8 Conv, stride 1 or 2, no fused residual,
     whose output only an int8 Conv reads (and no graph output) writes that conv's quantized
-    (padded; unpadded for a depthwise consumer) input itself: ``_qo`` = the consumer's (scale, zero point, pads) on the
+    (padded; unpadded for a depthwise consumer) input itself: ``_qo`` = the consumer's
+    (scale, zero point, pads) on the
     producer, ``_qi`` on the consumer (edgenet/cpu: dw_cv and the int8 tiles quantize in
     their epilogue, other kernels through one pass after the conv; the consumer skips its
     quantize pass). In place on ``nodes`` (the copies ``annotate`` made); returns the

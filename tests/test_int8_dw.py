@@ -163,3 +163,17 @@ def test_auto_keeps_depthwise_f32_where_no_kernel_reads_uint8(tmp_path, monkeypa
         assert fam == "dw" and use and t8 < quant.DW_MARGIN * t32
     monkeypatch.setitem(quant.DW_INT8_RATIO, "avx2", 0.97)     # measured no faster: f32
     assert not quant.choose_int8(dw, m.consts, shapes, "avx2")[0]
+
+
+def test_auto_rule_for_a_dense_conv_over_one_channel_is_the_dense_one():
+    """A group-1 conv over a 1-channel input (a grayscale stem) has a (O, 1, k, k) weight
+    like a depthwise conv: auto decides it with the dense rule, by its group."""
+    w = pack("t2", np.ones((16, 1, 3, 3), np.int64), np.ones(16, np.float32))
+    nd = {"op": "Conv", "name": "stem", "inputs": ["x", "w"], "outputs": ["y"],
+          "attrs": {"group": 1, "strides": [1, 1], "pads": [1, 1, 1, 1]}}
+    shapes = {"x": (1, 1, 28, 28), "y": (1, 16, 28, 28)}
+    use, t8, t32, fam = quant.choose_int8(nd, {"w": w}, shapes, "avx512vnni")
+    assert fam == "v" and use == (t8 < quant.AUTO_MARGIN * t32)
+    dw = dict(nd, attrs=dict(nd["attrs"], group=16))
+    assert quant.choose_int8(dw, {"w": w}, dict(shapes, x=(1, 16, 28, 28)), "avx512vnni")[3] \
+        == "dw"

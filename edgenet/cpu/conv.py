@@ -556,8 +556,7 @@ class Conv(OpImpl):
         if dq is not None and O == g and simd.lanes(simd.simd_mode()) in dw_cv.KERNELS:
             L = simd.lanes(simd.simd_mode())
             lev, alpha = dq_lev
-            sc64 = alpha.astype(np.float64) * float(dq[0])
-            corr = (float(dq[1]) * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
+            sc64, corr = qconv.epilogue(lev.reshape(O, -1), alpha, dq[0], dq[1])
             st.dqk = (expand_simd(lev.astype(np.float32).reshape(-1), O, 1, KH, KW, L, 1),
                       dw_cv.bias(sc64.astype(np.float32), O, L), corr,
                       dw_cv.bias(st.b - corr, O, L))

@@ -34,7 +34,8 @@ from ._common import NoBind, act_call, emit, tls_buffer  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vfma8, vfma16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
-                   vqtile8, vqtile16, vqword8, vqword16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
+                   vqtile8, vqtile16, vqword8, vqword16, vrelu8, vrelu16, vsplat8, vsplat16,
+                   vst8, vst16,
                    vstword8, vstword16, vtr8, vtr16)
 
 P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
@@ -80,7 +81,8 @@ def _source(L, qin=False):
     w("        op = ob[tid]")
     w("        tb = tt_[tid]")
     w(f"        z = vsplat{L}({'zq' if qin else 'np.float32(0)'})")
-    # zero (the zero point for uint8 input): rows outside the input, the pad columns (the whole row for a partial block)
+    # zero (the zero point for uint8 input): rows outside the input, the pad columns (the
+    # whole row for a partial float32 block)
     w("        for i in range(RI):")
     w("            iy = iy0 + i")
     w("            rb = i * Wp")

@@ -77,6 +77,13 @@ def choose_kp(O: int, OW: int, fam: str = "v", L: int = 16):
     return best[1], best[2]
 
 
+def epilogue(lev, alpha, s, zp):
+    """The int8 epilogue's per-channel factors: (alpha * s as float64, the zero-point
+    correction zp * sum(levels) * alpha * s as float32) for levels (O, K)."""
+    sc64 = alpha.astype(np.float64) * float(s)
+    return sc64, (float(zp) * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
+
+
 def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     """Weights in the kernel layout plus the epilogue vectors. p: the weight constant,
     bias: float32 (O,), aq: (input scale, zero point), OW: output width (fixed: only the
@@ -95,8 +102,7 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     w5[:O, :C] = lev.reshape(O, C, T)
     wt = np.ascontiguousarray(w5.reshape(NB, B, C4, 4, T).transpose(0, 2, 4, 1, 3))
     wt = wt.astype(np.int16).reshape(-1) if fam == "g" else wt.view(np.int32).reshape(-1)
-    sc64 = alpha.astype(np.float64) * float(s)
-    corr = (zp * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
+    sc64, corr = epilogue(lev, alpha, s, zp)
     sc = np.zeros(NB * B, np.float32)
     sc[:O] = sc64
     bb = np.zeros(NB * B, np.float32)
