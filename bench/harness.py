@@ -15,6 +15,10 @@ default for calibrated files). Peers: onnxruntime (``session.intra_op.allow_spin
 and OpenVINO (``INFERENCE_NUM_THREADS``, ``PERFORMANCE_HINT=LATENCY``,
 ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 OpenVINO would otherwise run the fp32
 model in bf16), each on the same ONNX file for fp32 and the same QDQ model for int8.
+``--ov-isa matched`` limits OpenVINO, in each forced tier's process, to that tier's ISA
+(``ONEDNN_MAX_CPU_ISA``: avx2 -> AVX2, avx512 -> AVX512_CORE, avx512vnni ->
+AVX512_CORE_VNNI; generic has no counterpart and keeps the native kernels): what OpenVINO
+does on a CPU of that tier. onnxruntime has no such switch and keeps its native kernels.
 
 Latency: all engines in ONE process, interleaved in blocks of `--block` calls (the machines
 are shared and noisy; medians and ratios from one run are what we quote); OpenVINO's two
@@ -147,6 +151,9 @@ def _load_variant(edgenet, name, v, threads):
 
 
 OV_SEPARATE = True   # --openvino interleaved: time OpenVINO in the same pass as the rest
+# --ov-isa matched: oneDNN's ISA cap for OpenVINO in a forced tier's process (read by oneDNN
+# at its first use, so it is set in the child's environment)
+OV_ISA = {"avx2": "AVX2", "avx512": "AVX512_CORE", "avx512vnni": "AVX512_CORE_VNNI"}
 
 
 def latency(models, batches, threads_list, runs, block, variants, use_torch):
@@ -230,6 +237,8 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                     med = meds[k]
                     rows.append({"model": name, "batch": batch, "threads": threads, "engine": k,
                                  "tier": tier, "cpu": cpu_model(),
+                                 "ov_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") if k in ovs
+                                 else None,
                                  "median_ms": med * 1e3, "p90_ms": float(np.percentile(t, 90)) * 1e3,
                                  "ratio_vs_ort_fp32": med / base,
                                  "ratio_vs_fastest_fp32": med / fast32,
@@ -241,9 +250,10 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
     return rows
 
 
-def latency_tiers(tiers, argv):
+def latency_tiers(tiers, argv, ov_isa="native"):
     """The latency part once per tier, each in its own process (EDGENET_SIMD set before
-    numba is imported); rows collected from their JSON."""
+    numba is imported); rows collected from their JSON. ``ov_isa="matched"``: OpenVINO
+    limited to the tier's ISA in that process (OV_ISA)."""
     rows = []
     for t in tiers:
         with tempfile.TemporaryDirectory() as d:
@@ -251,6 +261,9 @@ def latency_tiers(tiers, argv):
             env = dict(os.environ, EDGENET_SIMD=t)
             env.pop("NUMBA_CPU_NAME", None)
             env.pop("NUMBA_CPU_FEATURES", None)
+            env.pop("ONEDNN_MAX_CPU_ISA", None)
+            if ov_isa == "matched" and t in OV_ISA:
+                env["ONEDNN_MAX_CPU_ISA"] = OV_ISA[t]
             r = subprocess.run([sys.executable, __file__, *argv, "--tiers", t,
                                 "--skip", "memory,compile,agreement", "--rows-out", out],
                                env=env, cwd=ROOT)
@@ -480,7 +493,9 @@ def tiers_table(rows):
         for p in peers:
             ms = g.get(p, {}).get("median_ms")
             best = ms is not None and ms in (f32, i8)
-            cells.append("" if ms is None else (f"**{ms:.2f}**" if best else f"{ms:.2f}"))
+            isa = g.get(p, {}).get("ov_isa")
+            cell = "" if ms is None else (f"**{ms:.2f}**" if best else f"{ms:.2f}")
+            cells.append(cell + (f" ({isa})" if cell and isa else ""))
         for e in ours:
             r = g.get(e)
             if r is None:
@@ -506,7 +521,8 @@ def write_tiers_section(rows, cmd):
         "kernels in every tier's process). Bold: the fastest peer (fp32 and int8). In "
         "parentheses, edgenet's ratio to the fastest peer: fp32 peers for f32 activations, "
         "int8 peers for `:int8` / `:auto` (`ternary-a8:MODE` = the calibrated ternary file "
-        "loaded with `activations=MODE`; `auto` is the default).", "",
+        "loaded with `activations=MODE`; `auto` is the default). An OV cell marked "
+        "(AVX2) etc. ran with OpenVINO limited to that ISA (`--ov-isa matched`).", "",
         tiers_table(rows), "<!-- tiers:end -->"])
     if "<!-- tiers:begin" in text:
         text = text.split("<!-- tiers:begin")[0] + block + text.split("<!-- tiers:end -->", 1)[1]
@@ -599,6 +615,9 @@ def main():
     ap.add_argument("--openvino", choices=("separate", "interleaved"), default="separate",
                     help="time OpenVINO in its own pass after the others (default: its "
                          "threads slow the engines interleaved with it) or with them")
+    ap.add_argument("--ov-isa", choices=("native", "matched"), default="native",
+                    help="matched: in each forced tier's process, limit OpenVINO to that "
+                         "tier's ISA (ONEDNN_MAX_CPU_ISA), as on a CPU of that tier")
     ap.add_argument("--rows-out", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
     global OV_SEPARATE
@@ -623,7 +642,7 @@ def main():
                 "--variants", a.variants, "--runs", str(a.runs), "--block", str(a.block),
                 "--openvino", a.openvino]
         argv += ["--no-torch"] if a.no_torch else []
-        res["latency"] = latency_tiers(tiers, argv)
+        res["latency"] = latency_tiers(tiers, argv, a.ov_isa)
         write_tiers_section(res["latency"], "python bench/harness.py " + " ".join(sys.argv[1:]))
     elif "latency" not in skip:
         print("latency:")
