@@ -32,7 +32,7 @@ from ._common import (ENC_Q3, ENC_T2, FM, OpImpl, Weights, act, act_of, attrs, c
                       decode_row, node_inputs, scratch)
 from .._jit import njit, pjit, thread_calls
 from . import simd
-from ._common import NoBind, bind_calls, emit, tls_buffer
+from ._common import NoBind, bind_calls, emit, tls_buffer, tls_rows
 from . import _common
 from . import gen_simd_conv
 from . import dw_cv, pw_f32
@@ -327,7 +327,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     else:
         xf = x.reshape(-1)
     nt = numba.config.NUMBA_NUM_THREADS
-    tb = tls_buffer("conv.tb", nt * L * kt * P).reshape(nt, L * kt * P)
+    tb = tls_rows("conv.tb", nt, L * kt * P)
     emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp, toff,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
     return True
@@ -361,7 +361,7 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=N
     nt = numba.config.NUMBA_NUM_THREADS
     if H * W >= DW_PLANE_PAD:
         # one padded plane per thread, filled by the kernel (the slack: dropped outputs)
-        xq = tls_buffer("conv.dwpad", nt * (Hp * Wp + slack)).reshape(nt, Hp * Wp + slack)
+        xq = tls_rows("conv.dwpad", nt, Hp * Wp + slack)
         xf, ptk = x.reshape(-1), pt
     else:    # small planes: the whole tensor padded once here (pt = -1 tells the kernel)
         xf = tls_buffer("conv.xp", N * C * Hp * Wp + slack)
@@ -372,7 +372,7 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=N
     else:
         psize = OH * (-(-OW // LV) * LV)
     psize += L   # the vector epilogue may read up to L - 1 floats past the last row
-    pbuf = tls_buffer("conv.dwplane", nt * psize).reshape(nt, psize)
+    pbuf = tls_rows("conv.dwplane", nt, psize)
     emit(calls, gen_simd_conv.dw_kernel(L, sh), xf, C, H, W, ptk, pl, Hp, Wp, st.wdw,
          b.reshape(-1), toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha,
          beta, pbuf, xq)

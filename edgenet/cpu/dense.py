@@ -7,7 +7,7 @@ from numba import prange
 
 from . import simd
 from ._common import (ENC_I8, FM, NoBind, OpImpl, RecordedOp, Weights, act, act_of, decode_row,
-                      emit_split, node_inputs, prepare_consts, scratch, tls_buffer)
+                      emit_split, node_inputs, prepare_consts, scratch, tls_rows)
 from .._jit import njit, pjit
 
 OB = 8  # output features per prange iteration (the packed decode is amortized over the batch)
@@ -161,7 +161,7 @@ class Gemm(RecordedOp):
             pos, neg, b2, q3, sp = state["bits"]
             NB = -(-w.O // L)
             nt = numba.config.NUMBA_NUM_THREADS
-            tmps = tls_buffer("gemm.tmp", nt * L).reshape(nt, L)   # (row 0: the serial one's)
+            tmps = tls_rows("gemm.tmp", nt, L)   # (row 0: the serial one's)
             emit_split(calls, x.shape[0] * w.O * w.K,
                        (_gemm_v, (x, state["wt"], pos, neg, b2, q3, state["c8"], sp,
                                   state["mode"], bp, outputs[0], L, tmps, code, alpha, beta)),

@@ -30,7 +30,7 @@ from numba import prange  # noqa: F401  (generated kernels)
 from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
-from ._common import NoBind, act_call, emit, tls_buffer  # noqa: F401
+from ._common import NoBind, act_call, emit, tls_buffer, tls_rows  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vfma8, vfma16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
@@ -323,9 +323,9 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
         bc = st.bcv if b is st.b else bias(b, C, L)
     nt = numba.config.NUMBA_NUM_THREADS
     R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
-    xb = tls_buffer("dwcv.x", nt * RI * Wp * L).reshape(nt, RI * Wp * L)
-    ob = tls_buffer("dwcv.o", nt * R * OW * L).reshape(nt, R * OW * L)
-    tb = tls_buffer("dwcv.t", nt * L * L).reshape(nt, L * L)
+    xb = tls_rows("dwcv.x", nt, RI * Wp * L)
+    ob = tls_rows("dwcv.o", nt, R * OW * L)
+    tb = tls_rows("dwcv.t", nt, L * L)
     qo = qo_ok(st, code, has_r)
     C4 = -(-C // 4)
     if qo:

@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ..ops import node_attrs
-from ._common import FM, RecordedOp, emit_split, tls_buffer
+from ._common import FM, RecordedOp, emit_split, tls_rows
 from .._jit import njit, pjit
 from .simd import ldf, stf
 
@@ -132,7 +132,7 @@ class _Pool(RecordedOp):
         P = N * C
         xf, yf = x.reshape(-1), y.reshape(-1)
         nt = numba.config.NUMBA_NUM_THREADS
-        rbs = tls_buffer("pool.rb", nt * Wb).reshape(nt, Wb)    # (row 0: the serial one's)
+        rbs = tls_rows("pool.rb", nt, Wb)    # (row 0: the serial one's)
         emit_split(calls, P * OH * (kh * W + kw * OW),
                    (_pool_par, (xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
                                 self.is_max, inv[0], inv[1], rbs)),

@@ -31,7 +31,7 @@ from .. import quant
 from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
-from ._common import PAR_MIN, NoBind, emit, tls_buffer, use_parallel
+from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
 from . import simd
 from .gen_simd_conv import Q_TIER_TILES, Q_TILES, act_call, qconv_kernel, qtier_kernel
 from .simd import vquant4_16
@@ -333,7 +333,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
              beta, pq, qw, qf)
         return pq
     BP = q["L"] * q["k"] * P
-    tb = tls_buffer("conv.tb", _NT * BP).reshape(_NT, BP)
+    tb = tls_rows("conv.tb", _NT, BP)
     fused = (qo is not None and not has_r and
              (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
     qw, qp, qf = _qout(q, qo, N, O, OH, OW, calls) if fused else (_QW0, _QP0, _QF0)

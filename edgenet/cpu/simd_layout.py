@@ -15,7 +15,7 @@ from numba import prange
 
 from .._jit import njit, pjit
 from . import simd
-from ._common import ENC_T2, FM, decode_row, tls_buffer, use_parallel
+from ._common import ENC_T2, FM, decode_row, tls_buffer, tls_rows, use_parallel
 
 
 def expand_simd(wf, O, C, KH, KW, L, k):
@@ -191,7 +191,7 @@ def decode_simd(w, L, k):
         return out
     if use_parallel(w.O * w.K):
         nt = numba.config.NUMBA_NUM_THREADS
-        tmps = tls_buffer("conv.wdec_tmp", nt * w.K).reshape(nt, w.K)
+        tmps = tls_rows("conv.wdec_tmp", nt, w.K)
         _decode_simd_par(w.enc, w.codes, w.scale, w.O, w.K, B, tmps, out)
     else:
         _decode_simd_rng(w.enc, w.codes, w.scale, w.O, w.K, B, 0, NB, tls_buffer("conv.wdec_tmp", w.K),
