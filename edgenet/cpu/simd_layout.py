@@ -110,13 +110,14 @@ def _decode_i8_par(c8, sp, K, B, L, NB, out):
         _decode_i8_rng(c8, sp, K, B, L, ob, ob + 1, out)
 
 
-def i8_simd(w, B):
-    """i8 codes (O, K) -> the same levels re-ordered to the SIMD order (ceil(O/B), K, B)
-    (1 byte/weight, a uint8 view) and the scale padded to whole blocks."""
+def i8_simd(w, B, levels=None):
+    """i8 codes (O, K) (or ``levels``: int8 (O, K) of any quantized encoding) -> the same
+    levels re-ordered to the SIMD order (ceil(O/B), K, B) (1 byte/weight, a uint8 view) and
+    the scale padded to whole blocks."""
     O, K = w.O, w.K
     NB = -(-O // B)
     lev = np.zeros((NB * B, K), np.uint8)
-    lev[:O] = w.codes[:, :K]
+    lev[:O] = w.codes[:, :K] if levels is None else levels.reshape(O, K).view(np.uint8)
     c8 = np.ascontiguousarray(lev.reshape(NB, B, K).transpose(0, 2, 1)).reshape(-1)
     sp = np.zeros(NB * B, np.float32)
     sp[:O] = w.scale
