@@ -214,11 +214,13 @@ def test_large_pool_and_elementwise_variants(variant, monkeypatch):
     rng = np.random.default_rng(21)
     x = rng.normal(size=(2, 5, 37, 41)).astype(np.float32)
     x[0, 1, 3, 4] = np.nan
-    for op, k, s, p, cip in [("MaxPool", 3, 2, 1, None), ("AveragePool", 3, 2, 1, 0),
-                             ("AveragePool", 2, 1, 0, 1), ("MaxPool", 2, 2, 0, None)]:
+    # (rows of 21 / 40 outputs: the 16-lane vector loops and their scalar tails)
+    for op, k, s, p, cip, d in [("MaxPool", 3, 2, 1, None, 1), ("AveragePool", 3, 2, 1, 0, 1),
+                                ("AveragePool", 2, 1, 0, 1, 1), ("MaxPool", 2, 2, 0, None, 1),
+                                ("MaxPool", 3, 2, 2, None, 2), ("MaxPool", 3, 1, 1, None, 1)]:
         attrs = {"kernel": [k, k], "strides": [s, s], "pads": [p] * 4, "ceil_mode": 0}
         if op == "MaxPool":
-            attrs["dilations"] = [1, 1]
+            attrs["dilations"] = [d, d]
         else:
             attrs["count_include_pad"] = cip
         node = {"name": "p", "op": op, "inputs": ["x"], "outputs": ["y"], "attrs": attrs}

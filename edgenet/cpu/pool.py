@@ -17,7 +17,63 @@ from numba import prange
 from ..ops import node_attrs
 from ._common import FM, RecordedOp, emit_split, tls_rows
 from .._jit import njit, pjit
+from . import simd
 from .simd import ldf, stf
+
+
+# Row loops in explicit 16-lane vectors with a scalar tail: LLVM's own vectorization of them
+# ran 64 floats an iteration, so the 56- and 112-float rows of ResNet-18's MaxPool ran
+# mostly in its scalar remainder (64x112x112 3x3/2, 1 thread: 0.30 ms, about 2.5 floats a
+# cycle; see docs/PERFORMANCE.md for after).
+@njit(fastmath=FM, boundscheck=False, inline="always")
+def _row_merge(dst, d, src, s, n, mode):
+    """dst[d:d+n] = src[s:s+n] (mode 0), the max with the NaN rule (1), the sum (2)."""
+    i = 0
+    while i + 16 <= n:
+        v = simd.vld16(src, s + i)
+        if mode == 1:
+            v = simd.vmaxn16(v, simd.vld16(dst, d + i))
+        elif mode == 2:
+            v = simd.vadd16(simd.vld16(dst, d + i), v)
+        simd.vst16(dst, d + i, v)
+        i += 16
+    for j in range(i, n):
+        v = ldf(src, s + j)
+        if mode == 1:
+            m = ldf(dst, d + j)
+            v = v if (v > m or v != v) else m
+        elif mode == 2:
+            v = ldf(dst, d + j) + v
+        stf(dst, d + j, v)
+
+
+@njit(fastmath=FM, boundscheck=False, inline="always")
+def _row_windows(rb, yf, yb, OW, KW, sw, dw, is_max):
+    """yf[yb + ox] = the max (sum) of rb[ox * sw + kx * dw], kx < KW, for stride 1 or 2
+    (stride 2: even-element loads), in the order of the scalar loop below."""
+    ox = 0
+    while ox + 16 <= OW:
+        if sw == 1:
+            a = simd.vld16(rb, ox)
+        else:
+            a = simd.vld2_16(rb, 2 * ox)
+        for kx in range(1, KW):
+            if sw == 1:
+                v = simd.vld16(rb, ox + kx * dw)
+            else:
+                v = simd.vld2_16(rb, 2 * ox + kx * dw)
+            a = simd.vmaxn16(v, a) if is_max else simd.vadd16(a, v)
+        simd.vst16(yf, yb + ox, a)
+        ox += 16
+    for o in range(ox, OW):
+        a = ldf(rb, o * sw)
+        for kx in range(1, KW):
+            v = ldf(rb, o * sw + kx * dw)
+            if is_max:
+                a = v if (v > a or v != v) else a
+            else:
+                a = a + v
+        stf(yf, yb + o, a)
 
 
 @njit(fastmath=FM, boundscheck=False)
@@ -45,22 +101,19 @@ def _pool_planes(xf, yf, p0, p1, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, i
                 if iy < 0 or iy >= H:
                     continue
                 xb = (p * H + iy) * W
-                if first:
-                    for i in range(n):
-                        stf(rb, pl + i, ldf(xf, xb + i))
-                    first = False
-                elif is_max:
-                    for i in range(n):
-                        v = ldf(xf, xb + i)
-                        m = ldf(rb, pl + i)
-                        stf(rb, pl + i, v if (v > m or v != v) else m)
-                else:
-                    for i in range(n):
-                        stf(rb, pl + i, ldf(rb, pl + i) + ldf(xf, xb + i))
+                _row_merge(rb, pl, xf, xb, n, 0 if first else (1 if is_max else 2))
+                first = False
             if first:
                 for i in range(n):
                     stf(rb, pl + i, init)
             yb = (p * OH + oy) * OW
+            if sw <= 2:
+                _row_windows(rb, yf, yb, OW, KW, sw, dw, is_max)
+                if not is_max:
+                    iy_ = inv_y[oy]
+                    for ox in range(OW):
+                        stf(yf, yb + ox, ldf(yf, yb + ox) * (iy_ * inv_x[ox]))
+                continue
             for ox in range(OW):
                 stf(yf, yb + ox, ldf(rb, ox * sw))
             for kx in range(1, KW):
@@ -132,7 +185,8 @@ class _Pool(RecordedOp):
         P = N * C
         xf, yf = x.reshape(-1), y.reshape(-1)
         nt = numba.config.NUMBA_NUM_THREADS
-        rbs = tls_rows("pool.rb", nt, Wb)    # (row 0: the serial one's)
+        # (row 0: the serial one's; + 1: the stride-2 loads read one float past a row)
+        rbs = tls_rows("pool.rb", nt, Wb + 1)
         emit_split(calls, P * OH * (kh * W + kw * OW),
                    (_pool_par, (xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
                                 self.is_max, inv[0], inv[1], rbs)),

@@ -188,6 +188,19 @@ def _make(n):
         return VT(a, lo, hi), codegen
 
     @intrinsic
+    def vmaxn(typingctx, v, m):
+        """v where v > m or v is NaN, else m: the running maximum of MaxPool with the
+        reference's NaN rule (a NaN, once taken, stays)."""
+        if not (v == VT and m == VT):
+            return None
+
+        def codegen(context, builder, sig, args):
+            a, b = args
+            keep = builder.or_(builder.fcmp_ordered(">", a, b), builder.fcmp_unordered("uno", a, a))
+            return builder.select(keep, a, b)
+        return VT(v, m), codegen
+
+    @intrinsic
     def vtern(typingctx, arr, idx, pos, neg, base):
         """arr.flat[idx + l] * (bit (base + l) of pos - bit (base + l) of neg), l < n: one
         lane group of a ternary weight vector from its two 32-bit planes (base + n <= 32)."""
@@ -265,13 +278,13 @@ def _make(n):
             return builder.fmul(s, builder.sitofp(cv, LV))
         return VT(arr, idx, codes, cidx), codegen
 
-    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8
+    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn
 
 
 (vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16, vclip16,
- vtern16, vq3_16, vi8_16) = _make(16)
+ vtern16, vq3_16, vi8_16, vmaxn16) = _make(16)
 (vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8, vclip8, vtern8, vq3_8,
- vi8_8) = _make(8)
+ vi8_8, vmaxn8) = _make(8)
 
 
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's
