@@ -369,7 +369,12 @@ import os as _os  # noqa: E402
 
 PAR_MIN = int(_os.environ.get("EDGENET_PAR_MIN", 1 << 18))
 # Convs: multiply-accumulates (depthwise ×8) below which the kernel runs on one thread.
-CONV_PAR_MIN = int(_os.environ.get("EDGENET_CONV_PAR_MIN", 1 << 22))
+# 1 << 22 until the ninth session; with short-spin workers and bound steps a parallel conv
+# pays from far less: 1 << 19 at 2 threads, in-process A/B (adaptive threads off), Zen 4:
+# ResNet-20 int8 0.40 -> 0.35 ms (VNNI), 0.72-0.75 -> 0.52-0.77 (avx2, one process in six
+# slower), f32 1.05 -> 0.81; MobileNetV3-small int8 1.31-1.47 -> 1.09-1.22, f32 2.46 ->
+# 2.07; MobileNetV2 int8 -4 %; generic tier MobileNetV3-small 3.06 -> 2.43.
+CONV_PAR_MIN = int(_os.environ.get("EDGENET_CONV_PAR_MIN", 1 << 19))
 
 
 def use_parallel(work) -> bool:
