@@ -367,7 +367,9 @@ def bind_calls(calls):
 # serial variant of a kernel runs instead. EDGENET_PAR_MIN overrides (0: always parallel).
 import os as _os  # noqa: E402
 
-PAR_MIN = int(_os.environ.get("EDGENET_PAR_MIN", 1 << 18))
+# 1 << 18 until the ninth session; 1 << 16 since (short-spin workers: in-process A/B at 2
+# threads, Zen 4, MobileNetV2 / MobileNetV3-small f32 and int8 1-6 % faster, ResNet-20 +-1 %)
+PAR_MIN = int(_os.environ.get("EDGENET_PAR_MIN", 1 << 16))
 # Convs: multiply-accumulates (depthwise ×8) below which the kernel runs on one thread.
 # 1 << 22 until the ninth session; with short-spin workers and bound steps a parallel conv
 # pays from far less: 1 << 19 at 2 threads, in-process A/B (adaptive threads off), Zen 4:

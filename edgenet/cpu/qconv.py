@@ -194,8 +194,9 @@ def quantize_padded(x, q, pt, pl, pb, pr, key="qconv.xq", calls=None):
     one compiled pass writes every byte (the border too: no NumPy fills per call).
     ``calls``: record the pass instead (``_common.emit``)."""
     args, rows, buf, Hp, Wp = _quant_args(x, q, pt, pl, pb, pr, key)
-    # serial below ~2M elements: a parallel call's wake-up (passive OpenMP workers) costs more
-    # than quantizing 64x56x56 (0.04 ms at 1 thread vs 0.12 ms as a 2-thread call)
+    # serial below 8 x PAR_MIN elements (512 K): with passive OpenMP workers a parallel
+    # call's wake-up cost more than quantizing 64x56x56 (0.04 ms at 1 thread vs 0.12 ms as a
+    # 2-thread call); with short-spin workers a lower bound was within +-3 % (ninth session)
     if x.size // 8 < PAR_MIN:   # (use_parallel's own first test: serial whatever the threads)
         emit(calls, _quant_rng, *args, 0, rows)
     else:
