@@ -411,3 +411,40 @@ def test_depthwise_channel_vector_bands(case, band_bytes, monkeypatch):
     cpu.OPS["Conv"].run(node, st_, inputs, [y])
     scale = max(float(np.abs(want).max()), 1e-6)
     assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6
+
+
+STEM_CASES = [
+    # (N, C, H, W, O, k, stride, pads, dil, act): stem_f32 (pixel vectors, C <= 4; output
+    # rows of 32 / 31 / 45 / 31 / 29: whole and overlapping last vectors)
+    (1, 3, 40, 64, 16, 3, 2, (1, 1, 1, 1), 1, "HardSwish"),   # MobileNetV3-small's stem
+    (2, 3, 37, 61, 37, 3, 2, (1, 1, 1, 1), 1, "Clip"),        # O past a tile, odd rows, N 2
+    (1, 1, 21, 45, 24, 3, 1, (1, 1, 1, 1), 1, "Relu"),        # stride 1
+    (1, 4, 33, 33, 20, 3, 1, (2, 1, 0, 2), 2, None),          # dilation, asymmetric pads
+    (1, 3, 45, 57, 64, 7, 2, (3, 3, 3, 3), 1, "Relu"),        # ResNet stem (16 lanes only)
+]
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "off"])
+@pytest.mark.parametrize("case", STEM_CASES, ids=[str(i) for i in range(len(STEM_CASES))])
+def test_stem_f32(mode, case, monkeypatch):
+    """Convs with <= 4 input channels run as pixel vectors (stem_f32) where eligible, and
+    match the reference; the 7x7 stays on the tiles at 8 lanes."""
+    from edgenet.cpu import stem_f32
+    monkeypatch.setenv("EDGENET_SIMD", mode)
+    N, C, H, W, O, k, st, pads, dil, act = case
+    rng = np.random.default_rng(31)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, k, k)).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _node(st, pads, dil, act, False)
+    want = run_node(node, [x, None, None], consts)[0]
+    calls = []
+    run = stem_f32.run
+    monkeypatch.setattr(stem_f32, "run", lambda *a, **kw: calls.append(1) or run(*a, **kw))
+    for policy in ("expanded", "packed"):
+        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st_, [x, None, None], [y])
+        scale = max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (case, policy)
+    assert len(calls) == (0 if simd.lanes(mode) == 8 and k > 3 else 2)

@@ -35,7 +35,7 @@ from . import simd
 from ._common import NoBind, bind_calls, emit, tls_buffer, tls_rows
 from . import _common
 from . import gen_simd_conv
-from . import dw_cv, pw_f32
+from . import dw_cv, pw_f32, stem_f32
 from . import qconv
 from .. import quant
 from .simd_layout import (decode_rows, decode_simd, expand_simd, i8_simd,  # noqa: F401
@@ -318,6 +318,9 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
             calls.append((decode_simd, (st.w, L, k)))
     if pw_f32.use(st, x.shape, y.shape):       # 1x1: vectors over pixels (pw_f32.py)
         pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
+        return True
+    if stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls)
         return True
     Hp, Wp = H + pt + pb, W + pl + pr
     if pt or pl or pb or pr:
