@@ -133,8 +133,8 @@ LINE = 16   # float32 per 64-byte cache line
 def tls_rows(key: str, rows: int, n: int) -> np.ndarray:
     """``tls_buffer`` as (rows, >= n) C-contiguous rows, one per kernel thread, each starting
     on its own cache line (the width rounded up to 16 floats): threads writing their own
-    rows never write the same line. Rows that shared lines cost the avx2 int8 tiles (a
-    448-byte row per thread, written per tile) their second core in some processes."""
+    rows never write the same line (the 8-lane Gemm's 32-byte rows shared one; no speed
+    effect was measured beyond the spread)."""
     w = -(-max(int(n), 1) // LINE) * LINE
     return tls_buffer(key, rows * w).reshape(rows, w)
 

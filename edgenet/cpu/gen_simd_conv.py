@@ -610,13 +610,12 @@ for _fam in FAMILIES:
 
 
 # The driver's prange runs over at most DRIVE_CHUNKS runs of consecutive tiles, each run
-# calling its tiles serially with one view of the thread's tile buffer. A prange step per
-# tile made a view (``tb[thread]``: an atomic reference count on the one buffer, shared by
-# the threads) per tile, a cache line the cores pass back and forth: the avx2 tier's small
-# int8 tiles (pm8 k2 P7: ~1 us each) ran *slower* on 2 threads than on 1 (a 64->64 3x3 at
-# 56x56: tile 1.19 ms at 1 thread, 1.04 at 2; with runs: 1.06, 0.58). Numba splits a prange
-# into equal contiguous blocks per thread, so 64 runs keep the balance within 1/32 at 2
-# threads and leave several runs per thread up to 16.
+# calling its tiles serially. With a prange step per tile the avx2 tier's small int8 tiles
+# (pm8 k2 P7: ~1 us each) ran no faster on 2 threads than on 1 (a 64->64 3x3 at 56x56: 1.19
+# ms at 1 thread, 1.04 at 2; with runs: 1.06, 0.58). Why is not established: runs that
+# still take a view of the tile buffer per tile were as fast, so it is not the view's
+# reference count. Numba splits a prange into equal contiguous blocks per thread, so 64 runs
+# keep the balance within 1/32 at 2 threads and leave several runs per thread up to 16.
 DRIVE_CHUNKS = 64
 
 
