@@ -38,8 +38,7 @@ from . import gen_simd_conv
 from . import dw_cv, pw_f32, stem_f32
 from . import qconv
 from .. import quant
-from .simd_layout import (decode_rows, decode_simd, expand_simd, i8_simd,  # noqa: F401
-                          ternary_bits)  # (i8_simd, ternary_bits: also dense.py's, through here)
+from .simd_layout import decode_rows, decode_simd, expand_simd, i8_simd, ternary_bits  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- general path

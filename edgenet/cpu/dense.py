@@ -6,6 +6,7 @@ import numba
 from numba import prange
 
 from . import simd
+from .simd_layout import i8_simd
 from ._common import (ENC_I8, FM, NoBind, OpImpl, RecordedOp, Weights, act, act_of, decode_row,
                       emit_split, node_inputs, prepare_consts, scratch, tls_rows)
 from .._jit import njit, pjit
@@ -112,7 +113,6 @@ class Gemm(RecordedOp):
             st["bp"] = np.zeros(NB * L, np.float32)
             st["bp"][:w.O] = st["b"]
             if w.packed:
-                from .conv import i8_simd
                 lev = None if w.enc == ENC_I8 else consts[names[1]].levels()
                 st["c8"], st["sp"] = i8_simd(w, L, lev)
                 st["wt"] = _D1

@@ -7,7 +7,7 @@ at a time, and a stem writes many outputs per multiply-accumulate (C * kh * kw =
 one thread that way. Here a register holds L consecutive output pixels of one row and one
 output channel: per input channel and tap, one vector load of x (stride 2: the even
 elements of 2L, ``vld2``) feeds K FMAs with broadcast weights (K = 16 output channels at 16
-lanes, 12 at 8), and the epilogue stores whole vectors (bias, Relu / Clip / HardSwish). The
+lanes, 8 at 8), and the epilogue stores whole vectors (bias, Relu / Clip / HardSwish). The
 last vector of a row overlaps the one before (same values written twice). Weights: the
 SIMD layout the tiles use ((ceil(O/B), C, kh*kw, B)), nothing new kept per layer.
 
