@@ -207,6 +207,7 @@ def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None
 
 
 FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, tests)
+FUSE_KEEP = True        # False: no ``_qo_keep`` pairs (A/B, tests)
 
 
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
@@ -216,8 +217,14 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     (scale, zero point, pads) on the
     producer, ``_qi`` on the consumer (edgenet/cpu: dw_cv and the int8 tiles quantize in
     their epilogue, other kernels through one pass after the conv; the consumer skips its
-    quantize pass). In place on ``nodes`` (the copies ``annotate`` made); returns the
-    number of pairs."""
+    quantize pass).
+
+    An int8 Conv (group 1) whose float32 output is needed besides (other readers, a graph
+    output, or a fused residual: a residual block's output, read by the next block's first
+    conv and by its residual add) and that exactly one int8 Conv reads as its input writes
+    both: ``_qo`` and ``_qo_keep`` (its tiles quantize the rows they just stored, the
+    consumer quantize pass's own code; other kernels: the pass, run after the producer).
+    In place on ``nodes`` (the copies ``annotate`` made); returns the number of pairs."""
     if not FUSE_PRODUCERS:
         return 0
     readers: dict = {}
@@ -236,15 +243,16 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
             continue
         y = nd["outputs"][0]
         ins = nd.get("inputs", [])
-        if y in outs or readers.get(y) != 1 or len(by_input.get(y, [])) != 1:
-            continue
-        if len(ins) > 3 and ins[3]:          # a fused residual
+        if len(by_input.get(y, [])) != 1 or by_input[y][0] == i:
             continue
         a = nd.get("attrs") or {}
         w = consts.get(ins[1]) if len(ins) > 1 else None
         shp = tuple(int(d) for d in getattr(w, "shape", ()))
         g = int(a.get("group", 1))
         st = [int(v) for v in a.get("strides", [1, 1])]
+        keep = y in outs or readers.get(y) != 1 or (len(ins) > 3 and bool(ins[3]))
+        if keep and not (FUSE_KEEP and g == 1 and nd.get("_aq") is not None):
+            continue
         dwise = g >= 2 and shp[0] == g and shp[1] == 1
         if len(shp) != 4 or not (dwise or nd.get("_aq") is not None) or len(st) != 2 \
                 or st[0] != st[1] or st[0] not in (1, 2):
@@ -258,6 +266,8 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
         if int(qa.get("group", 1)) > 1:   # a depthwise consumer pads its bands itself
             pads = (0, 0, 0, 0)
         nodes[i] = dict(nd, _qo=(q["_aq"][0], q["_aq"][1], pads))
+        if keep:
+            nodes[i]["_qo_keep"] = True
         nodes[j] = dict(q, _qi=True)
         count += 1
     return count

@@ -73,10 +73,11 @@ def test_bound_steps_give_the_unbound_bits(act, act1, tmp_path, monkeypatch):
     m = edgenet.load(path, activations=act, act_ranges=RANGES if act == "int8" else None)
     if act == "int8":
         nodes = {n["name"]: n for n in m.graph["nodes"]}
-        # the depthwise conv runs int8 too: it quantizes its own input (c2 has a residual,
-        # so c2 does not write it) and writes pw's input in its epilogue
+        # the depthwise conv runs int8 too: c2 (a residual) writes its output and dw's
+        # quantized input (_qo_keep); dw writes pw's input in its epilogue
         assert "_qo" in nodes["c1"] and "_qo" in nodes["dw"] and m.int8_convs == 6
-        assert "_aq" in nodes["dw"] and "_qo" not in nodes["c2"] and m._states[3].dq
+        assert "_aq" in nodes["dw"] and nodes["c2"].get("_qo_keep") and nodes["dw"]["_qi"]
+        assert m._states[3].dq
     got = []
     for i, x in enumerate(xs):
         got.append(m(x))

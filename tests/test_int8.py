@@ -460,11 +460,18 @@ def test_cli_shows_the_auto_choice(r20):
     r = subprocess.run([sys.executable, "-m", "edgenet", "info", p], capture_output=True,
                        text=True, cwd=root)
     assert "activations auto on this CPU" in r.stdout and "/conv1/Conv" in r.stdout
-    # the producers the CPU device marks at load (conv1 -> conv2 in each block)
-    marked = [n["name"] for n in edgenet.load(p).graph["nodes"] if "_qo" in n]
-    assert host["quantizing_producers"] == marked and len(marked) == 9
+    # the producers the CPU device marks at load: conv1 -> conv2 in each block (9), and
+    # the 7 block outputs (the stem, conv2 + residual) that the next block's conv1 reads
+    # besides its residual input, which write both (_qo_keep)
+    nodes = edgenet.load(p).graph["nodes"]
+    marked = [n["name"] for n in nodes if "_qo" in n]
+    keep = [n["name"] for n in nodes if n.get("_qo_keep")]
+    assert host["quantizing_producers"] == marked and len(marked) == 16
+    assert host["quantizing_producers_keep_f32"] == keep and len(keep) == 7
+    assert all(k == "/conv1/Conv" or k.endswith("conv2/Conv") for k in keep)
     assert outs["generic"]["quantizing_producers"] == []
-    assert f"{len(marked)} convs write their int8 reader's quantized input" in r.stdout
+    assert (f"{len(marked)} convs write their int8 reader's quantized input (no float32 round "
+            f"trip; {len(keep)} of them their float32 output too") in r.stdout
 
 
 # ------------------------------------------------- producers that quantize for their consumer
@@ -552,15 +559,17 @@ def test_a_graph_output_is_not_quantized_for_its_reader(tmp_path):
         assert float(np.abs(got[k] - ref[k]).max()) <= 1e-2 * scale
 
 
-def _conv_conv_model(path, rng, C, O, H, st, act, res=False):
-    """x -> conv 3x3 C -> O (stride st, act) -> conv 3x3 pad 1 O -> 12 (Relu) -> y."""
+def _conv_conv_model(path, rng, C, O, H, st, act, res=False, extra=False):
+    """x -> conv 3x3 C -> O (stride st, act) -> conv 3x3 pad 1 O -> 12 (Relu) -> y;
+    ``extra``: m, the first conv's output, a graph output as well."""
     OH = (H + 2 - 3) // st + 1
     desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
     a = {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1}
     n1 = {"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1"] + (["x"] if res else []),
           "outputs": ["m"], "attrs": dict(a, strides=[st, st], activation=desc)}
     graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
-             "outputs": [{"name": "y", "shape": [None, 12, OH, OH]}],
+             "outputs": [{"name": "y", "shape": [None, 12, OH, OH]}] + (
+                 [{"name": "m", "shape": [None, O, OH, OH]}] if extra else []),
              "nodes": [n1, {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
                             "outputs": ["y"], "attrs": dict(a, strides=[1, 1],
                                                             activation=act_desc("Relu"))}]}
@@ -575,29 +584,49 @@ def _conv_conv_model(path, rng, C, O, H, st, act, res=False):
 
 @pytest.mark.parametrize("tier", [t for t in ("avx512vnni", "avx512", "avx2", "generic")
                                   if simd.rank(t) >= simd.rank(simd.codegen_tier())])
-@pytest.mark.parametrize("O,H,st,act,N,res", [
-    (16, 12, 1, "Relu", 1, False),
-    (20, 11, 2, "Clip", 2, False),      # 20 channels: a last group of 4 (one word)
-    (18, 9, 1, "HardSwish", 2, False),  # C4 = 5: the last word holds 2 real channels
-    (16, 12, 1, None, 1, False),
-    (24, 10, 1, "Sigmoid", 2, False),   # no tile_store_q for it: f32, then one pass
-    (16, 12, 1, "Relu", 1, True),       # a fused residual: not marked
+@pytest.mark.parametrize("O,H,st,act,N,res,extra", [
+    (16, 12, 1, "Relu", 1, False, False),
+    (20, 11, 2, "Clip", 2, False, False),      # 20 channels: a last group of 4 (one word)
+    (18, 9, 1, "HardSwish", 2, False, False),  # C4 = 5: the last word holds 2 real channels
+    (16, 12, 1, None, 1, False, False),
+    (24, 10, 1, "Sigmoid", 2, False, False),   # no tile_store_q for it: f32, then one pass
+    # y needed as well (_qo_keep): stored, then its rows quantized (tile_requant)
+    (16, 12, 1, "Relu", 1, True, False),       # a fused residual
+    (18, 30, 1, "Relu", 2, True, False),       # 30-pixel rows: tiles of > 16 pixels, C4 = 5
+    (20, 11, 2, "Sigmoid", 2, False, True),    # a graph output; any activation
+    (16, 12, 1, "Relu", 1, False, True),       # (8 lanes: tile_store_q must not run)
 ])
-def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N, res,
+def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N, res, extra,
                                                           tmp_path, monkeypatch):
     """An int8 conv whose only reader is an int8 conv (3x3, padded) writes that conv's
-    quantized input in its tile epilogue (tile_store_q; the border: zero point):
-    bit-identical to the consumer quantizing it, and the NumPy reference."""
+    quantized input in its tile epilogue (tile_store_q; the border: zero point), or with
+    its float32 output still needed, both (tile_requant): bit-identical to the consumer
+    quantizing it, and the NumPy reference."""
     monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(O * H + st)
     C = O if res else 8
-    path = _conv_conv_model(str(tmp_path / "m.edgenet"), rng, C, O, H, st, act, res)
+    path = _conv_conv_model(str(tmp_path / "m.edgenet"), rng, C, O, H, st, act, res, extra)
     ranges = {"x": (-3.0, 3.0), "m": (-2.0, 6.0)}
     x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
     fused = edgenet.load(path, activations="int8", act_ranges=ranges)
     nodes = {n["name"]: n for n in fused.graph["nodes"]}
     assert fused.int8_convs == 2
-    assert ("_qo" in nodes["c1"]) == (not res) == bool(nodes["c2"].get("_qi"))
+    assert "_qo" in nodes["c1"] and nodes["c2"].get("_qi")
+    assert nodes["c1"].get("_qo_keep", False) == (res or extra)
+    if res or extra:
+        from edgenet.cpu import qconv
+        called = []
+        real = qconv.quantize_padded
+        with monkeypatch.context() as mp:
+            mp.setattr(qconv, "quantize_padded",
+                       lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
+            fused.run({"x": x})
+        # 16-lane tiles: only c1's own input is quantized by a pass (c1's tiles wrote
+        # c2's); 8 lanes: c2's pass runs in c1's step
+        OH = (H - 1) // st + 1
+        assert called == [x.shape] + ([] if tier.startswith("avx512") else [(N, O, OH, OH)])
     monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
     plain = edgenet.load(path, activations="int8", act_ranges=ranges)
     _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)
+    if extra:
+        np.testing.assert_array_equal(fused.run({"x": x})["m"], plain.run({"x": x})["m"])

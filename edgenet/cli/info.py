@@ -21,7 +21,9 @@ def auto_choices(path) -> dict:
     nodes = [dict(n) for n in m.graph["nodes"]]     # what the CPU device marks at load
     mark_quantized_producers(nodes, m.consts, [o["name"] for o in m.graph["outputs"]])
     return {"tier": _tiers.tier(), "convs": list(m.int8_choices),
-            "quantizing_producers": [n.get("name", "") for n in nodes if "_qo" in n]}
+            "quantizing_producers": [n.get("name", "") for n in nodes if "_qo" in n],
+            "quantizing_producers_keep_f32": [n.get("name", "") for n in nodes
+                                              if n.get("_qo_keep")]}
 
 
 @main.command()
@@ -63,5 +65,7 @@ def info(model, as_json):
                        f"{c['est_f32_ms']:7.3f}  [{c['family']}]  {c['node']}")
         qp = a["quantizing_producers"]
         if qp:
+            keep = len(a.get("quantizing_producers_keep_f32", ()))
             click.echo(f"  {len(qp)} convs write their int8 reader's quantized input (no float32 "
-                       f"round trip): " + ", ".join(qp[:8]) + (", ..." if len(qp) > 8 else ""))
+                       f"round trip; {keep} of them their float32 output too, read elsewhere): "
+                       + ", ".join(qp[:8]) + (", ..." if len(qp) > 8 else ""))

@@ -570,6 +570,8 @@ class Conv(OpImpl):
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
             if node.get("_qi"):
                 st.q["qi"] = "qin:" + node["inputs"][0]
+            if st.qo is not None and node.get("_qo_keep"):
+                st.q["qo_keep"] = True    # y stays needed: the tiles write both
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q

@@ -46,7 +46,7 @@ from ._common import FM, FZERO, act_call  # noqa: F401
 from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
                    vld2_16, vldi16, vqpack8, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
-                   vstword8, vzeroi16)
+                   vquant4_16, vstword8, vzeroi16)
 from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs8,  # noqa: F401
                    vmaddubs16, vmlaw8, vwiden8, vwiden16, vwidenq8, vzeroh8, vzeroi8, vzerow8,
                    vzerow16)
@@ -215,6 +215,27 @@ def tile_store_q(buf, B, P, qw, qp, qf, n, O, oy, ox0, o0, code, alpha, beta):
 
 
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
+def tile_requant(yf, B, P, qw, qp, qf, n, O, OH, OW, oy, ox0, o0):
+    """The tile's rows of y, just stored (``tile_store``: residual and activation applied)
+    -> the int8 consumer's padded input words, as its own quantize pass would write them
+    (simd.vquant4_16, 4 channels x up to 16 pixels a call): the producers whose float32
+    output is needed as well (``qp[0] == 2``: quant.mark_quantized_producers, ``_qo_keep``)."""
+    QC4, QHp, QWp = qp[1], qp[2], qp[3]
+    qb = qw.view(np.uint8)
+    HW = OH * OW
+    rb = (oy + qp[4]) * QWp + ox0 + qp[5]
+    for l0 in range(0, B, 4):
+        oc = o0 + l0
+        if oc >= O:
+            break
+        src = ((n * O + oc) * OH + oy) * OW + ox0
+        wb = (n * QC4 + oc // 4) * QHp * QWp + rb
+        for p0 in range(0, P, 16):
+            vquant4_16(yf, src + p0, HW, min(4, O - oc), min(16, P - p0), qf[0], qf[1], qb,
+                       4 * (wb + p0))
+
+
+@njit(fastmath=FM, boundscheck=False, error_model="numpy")
 def pad_plane(xf, xb, H, W, pt, pl, Hp, Wp, xp):
     """The plane xf[xb : xb + H*W] (H x W) into xp[: Hp*Wp] with zero borders (pt rows on
     top, pl columns on the left; the rest of each row and the last rows zero). Unsigned
@@ -293,7 +314,7 @@ def tile_epilogue(w, acc, L, k, P, qout=False):
         for j in range(k):
             w(f"    vst{L}(buf, {p * B + j * L}, {acc}{j}_{p})")
     if qout:
-        w("    if qp[0]:")
+        w("    if qp[0] == 1:")
         w(f"        tile_store_q(buf, {B}, {P}, qw, qp, qf, n, O, oy, ox0, ob * {B}, code, alpha,"
           " beta)")
         w("        return")
@@ -302,6 +323,9 @@ def tile_epilogue(w, acc, L, k, P, qout=False):
     # tile, but its loops over P ran 2-8% slower on MobileNetV2 / ResNet-20, measured)
     w(f"    tile_store(buf, {B}, {P}, yf, rf, has_r, n, O, OH, OW, oy, ox0, "
       f"ob * {B}, code, alpha, beta)")
+    if qout:
+        w("    if qp[0] == 2:")
+        w(f"        tile_requant(yf, {B}, {P}, qw, qp, qf, n, O, OH, OW, oy, ox0, ob * {B})")
 
 
 # ----------------------------------------------------------------------------- generators

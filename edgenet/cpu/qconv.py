@@ -278,8 +278,9 @@ def _qout(q, qo, N, O, OH, OW, calls=None):
     if cpt or cpl or cpb or cpr:
         emit(calls, _zp_border, qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
     qp = q.get("_qp")
-    if qp is None:
-        qp = q["_qp"] = np.array([1, C4o, QHp, QWp, cpt, cpl], np.int64)
+    if qp is None:   # qp[0]: 1 the quantized words only, 2 y as well (``qo_keep``)
+        qp = q["_qp"] = np.array([2 if q.get("qo_keep") and q["L"] == 16 else 1, C4o, QHp,
+                                  QWp, cpt, cpl], np.int64)
         q["_qf"] = np.array([s, zp], np.float32)
     return qw, qp, q["_qf"]
 
@@ -288,7 +289,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         calls=None):
     """Returns True when the kernel wrote the int8 consumer's input (``qo``) instead of y
     (no residual, an activation tile_store_q has; a pixel-vector 1x1 only for a consumer
-    without padding). ``calls``:
+    without padding), or as well as y (``qo_keep``: the tiles, any residual and
+    activation). ``calls``:
     record the calls instead (``_common.emit``)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = params
     N = x.shape[0]
@@ -317,7 +319,12 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
-    pq = ((pw or pw8) and qo is not None and not has_r and not any(qo[3]) and
+    # qo_keep: the 16-lane tiles quantize their rows (tile_requant); on 8 lanes (avx2,
+    # generic) that cost as much as it saved (forced avx2, ResNet-20 +2 %, ResNet-18 0 %):
+    # the consumer's pass then runs right after this conv (conv.py), as before.
+    y_too = bool(q.get("qo_keep"))
+    keep = y_too and q["L"] == 16
+    pq = ((pw or pw8) and qo is not None and not y_too and not has_r and not any(qo[3]) and
           (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
     if pq:   # the pixel-vector kernels pack their 4 channels a word into the consumer's input
         qw, _, qf = _qout(q, qo, N, O, OH, OW, calls)
@@ -335,8 +342,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         return pq
     BP = q["L"] * q["k"] * P
     tb = tls_rows("conv.tb", _NT, BP)
-    fused = (qo is not None and not has_r and
-             (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+    fused = qo is not None and (keep or (not y_too and not has_r and (
+        code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH)))
     qw, qp, qf = _qout(q, qo, N, O, OH, OW, calls) if fused else (_QW0, _QP0, _QF0)
     if q["fam"] == "v":
         emit(calls, kern, xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, qw, qp, qf,
