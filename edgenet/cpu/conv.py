@@ -329,7 +329,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     else:
         xf = x.reshape(-1)
     nt = numba.config.NUMBA_NUM_THREADS
-    tb = tls_rows("conv.tb", nt, L * kt * P)
+    tb = tls_rows("conv.tb", nt, gen_simd_conv.tile_buf_len(L * kt, P))
     emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp, toff,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
     return True

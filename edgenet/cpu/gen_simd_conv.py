@@ -47,6 +47,7 @@ from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
                    vld2_16, vldi16, vqpack8, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vquant4_16, vstword8, vzeroi16)
+from .simd import vldm16, vstm16, vtr16  # noqa: F401
 from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs8,  # noqa: F401
                    vmaddubs16, vmlaw8, vwiden8, vwiden16, vwidenq8, vzeroh8, vzeroi8, vzerow8,
                    vzerow16)
@@ -214,25 +215,66 @@ def tile_store_q(buf, B, P, qw, qp, qf, n, O, oy, ox0, o0, code, alpha, beta):
                 vstword8(qw, wb + j * QHp * QWp + p, qv, j)
 
 
+def tile_buf_len(B, P):
+    """Floats a tile's buffer holds: the tile (P pixels, rounded up to 16, x B channels)
+    and as many again for its transposed rows (``tile_store_k``)."""
+    return 2 * B * (-(-P // 16) * 16)
+
+
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
-def tile_requant(yf, B, P, qw, qp, qf, n, O, OH, OW, oy, ox0, o0):
-    """The tile's rows of y, just stored (``tile_store``: residual and activation applied)
-    -> the int8 consumer's padded input words, as its own quantize pass would write them
-    (simd.vquant4_16, 4 channels x up to 16 pixels a call): the producers whose float32
-    output is needed as well (``qp[0] == 2``: quant.mark_quantized_producers, ``_qo_keep``)."""
+def tile_store_k(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha, beta,
+                 qw, qp, qf):
+    """``tile_store`` and the int8 consumer's padded input words, for an int8 producer whose
+    float32 output is needed as well (``qp[0] == 2``: quant.mark_quantized_producers,
+    ``_qo_keep``; 16-lane tiles). The tile (pixel p's B channels at buf[p * B]) is
+    transposed 16 x 16 at a time (simd.vtr16) into (channel, pixel) rows at T0 (16 pixels
+    of channel l at T0 + (c * B + l) * 16); each row gets the residual and the activation
+    as a vector, is stored into y (masked to the tile's pixels) and back into its row; the
+    rows are then quantized 4 channels x 16 pixels a call (simd.vquant4_16, the consumer's
+    own quantize pass). Rows past P hold whatever the buffer held: moved, never stored.
+    (Quantizing y's rows right after tile_store's scalar stores cost ~2 cycles an element:
+    the vector loads wait for the stores they overlap.)"""
+    PC = (P + 15) // 16
+    T0 = PC * 16 * B
+    for c in range(PC):
+        for jb in range(0, B, 16):
+            vtr16(buf, c * 16 * B + jb, B, buf, T0 + (c * B + jb) * 16, 16)
+    lo = vsplat16(alpha)
+    hi = vsplat16(beta)
+    z0 = vsplat16(FZERO)
+    o1 = vsplat16(np.float32(1))
+    c6 = vsplat16(np.float32(1 / 6))
+    h5 = vsplat16(np.float32(0.5))
+    NL = min(B, O - o0)
+    for l in range(NL):
+        yb = ((n * O + o0 + l) * OH + oy) * OW + ox0
+        for c in range(PC):
+            m = min(16, P - c * 16)
+            tb = T0 + (c * B + l) * 16
+            yo = yb + c * 16
+            v = vld16(buf, tb)
+            if has_r:
+                v = vadd16(v, vldm16(rf, yo, m))
+            if code == ActCode.RELU:
+                v = vrelu16(v)
+            elif code == ActCode.CLIP:
+                v = vclip16(v, lo, hi)
+            elif code == ActCode.HARD_SWISH:
+                v = vfma16(v, vclip16(vfma16(v, c6, h5), z0, o1), z0)
+            vst16(buf, tb, v)
+            if code > ActCode.RELU and code != ActCode.CLIP and code != ActCode.HARD_SWISH:
+                for i in range(m):
+                    stf(buf, tb + i, act_call(ldf(buf, tb + i), code, alpha, beta))
+                v = vld16(buf, tb)
+            vstm16(yf, yo, v, m)
     QC4, QHp, QWp = qp[1], qp[2], qp[3]
     qb = qw.view(np.uint8)
-    HW = OH * OW
     rb = (oy + qp[4]) * QWp + ox0 + qp[5]
-    for l0 in range(0, B, 4):
-        oc = o0 + l0
-        if oc >= O:
-            break
-        src = ((n * O + oc) * OH + oy) * OW + ox0
-        wb = (n * QC4 + oc // 4) * QHp * QWp + rb
-        for p0 in range(0, P, 16):
-            vquant4_16(yf, src + p0, HW, min(4, O - oc), min(16, P - p0), qf[0], qf[1], qb,
-                       4 * (wb + p0))
+    for l0 in range(0, NL, 4):
+        wb = (n * QC4 + (o0 + l0) // 4) * QHp * QWp + rb
+        for c in range(PC):
+            vquant4_16(buf, T0 + (c * B + l0) * 16, 16, min(4, NL - l0), min(16, P - c * 16),
+                       qf[0], qf[1], qb, 4 * (wb + c * 16))
 
 
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
@@ -321,11 +363,13 @@ def tile_epilogue(w, acc, L, k, P, qout=False):
     # (B, P are integer literals: tile_store is compiled once per (B, P), ~0.8 s, shared by
     # the f32 and int8 tiles of that shape. With int64 B and P, one tile_store served every
     # tile, but its loops over P ran 2-8% slower on MobileNetV2 / ResNet-20, measured)
+    if qout and L == 16:
+        w("    if qp[0] == 2:")
+        w(f"        tile_store_k(buf, {B}, {P}, yf, rf, has_r, n, O, OH, OW, oy, ox0, ob * {B},"
+          " code, alpha, beta, qw, qp, qf)")
+        w("        return")
     w(f"    tile_store(buf, {B}, {P}, yf, rf, has_r, n, O, OH, OW, oy, ox0, "
       f"ob * {B}, code, alpha, beta)")
-    if qout:
-        w("    if qp[0] == 2:")
-        w(f"        tile_requant(yf, {B}, {P}, qw, qp, qf, n, O, OH, OW, oy, ox0, ob * {B})")
 
 
 # ----------------------------------------------------------------------------- generators

@@ -33,7 +33,8 @@ from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
 from . import simd
-from .gen_simd_conv import Q_TIER_TILES, Q_TILES, act_call, qconv_kernel, qtier_kernel
+from .gen_simd_conv import (Q_TIER_TILES, Q_TILES, act_call, qconv_kernel, qtier_kernel,
+                             tile_buf_len)
 from .simd import vquant4_16
 
 # (family, lanes) -> (k output-channel vectors, P pixels) tiles: gen_simd_conv's menu
@@ -212,11 +213,21 @@ def _quant_auto(args, rows, size):
         _quant_rng(*args, 0, rows)
 
 
+def qin_key(key, Hp, Wp, padded):
+    """The buffer key of an int8 consumer's input that its producer writes: one buffer per
+    padded size (Hp, Wp), so that a plan for another input size never writes over the
+    zero-point border (a bound step writes it once: ``_qout``). Batch sizes share it: the
+    first n images' planes lie where a smaller batch's do."""
+    return f"{key}@{Hp}x{Wp}" if padded else key
+
+
 def quantize_to(y, qo, calls=None):
     """A producer's float32 output y -> its int8 consumer's padded input buffer (``qo``:
     scale, zero point, buffer key, the consumer's pads: quant.mark_quantized_producers),
     where the producer's kernel did not write it itself."""
     s, zp, key, pads = qo
+    key = qin_key(key, y.shape[2] + pads[0] + pads[2], y.shape[3] + pads[1] + pads[3],
+                  any(pads))
     quantize_padded(y, {"C4": -(-y.shape[1] // 4), "s": s, "zp": zp}, *pads, key, calls)
 
 
@@ -274,9 +285,13 @@ def _qout(q, qo, N, O, OH, OW, calls=None):
     s, zp, key, (cpt, cpl, cpb, cpr) = qo
     C4o = -(-O // 4)
     QHp, QWp = OH + cpt + cpb, OW + cpl + cpr
-    qw = tls_buffer(key, N * C4o * QHp * QWp).view(np.int32)
-    if cpt or cpl or cpb or cpr:
-        emit(calls, _zp_border, qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
+    padded = bool(cpt or cpl or cpb or cpr)
+    qw = tls_buffer(qin_key(key, QHp, QWp, padded), N * C4o * QHp * QWp).view(np.int32)
+    if padded:
+        # every call on the run path (the buffer may be new); a bound step writes the border
+        # once, now: it holds this buffer (``tls_generation``), whose border nothing else
+        # writes (the producer's tiles write its interior; the consumer skips its pass)
+        _zp_border(qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
     qp = q.get("_qp")
     if qp is None:   # qp[0]: 1 the quantized words only, 2 y as well (``qo_keep``)
         qp = q["_qp"] = np.array([2 if q.get("qo_keep") and q["L"] == 16 else 1, C4o, QHp,
@@ -309,7 +324,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     qi = q.get("qi")
     if qi is not None:   # the producer wrote this input already (padding included)
         Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-        xq = tls_buffer(qi, N * q["C4"] * Hp * Wp).view(np.uint8)
+        xq = tls_buffer(qin_key(qi, Hp, Wp, bool(pt or pl or pb or pr)),
+                        N * q["C4"] * Hp * Wp).view(np.uint8)
     else:
         xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr, calls=calls)
     bb = q["bb"]
@@ -340,8 +356,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
              q["sc"], bb, q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha,
              beta, pq, qw, qf)
         return pq
-    BP = q["L"] * q["k"] * P
-    tb = tls_rows("conv.tb", _NT, BP)
+    tb = tls_rows("conv.tb", _NT, tile_buf_len(q["L"] * q["k"], P))
     fused = qo is not None and (keep or (not y_too and not has_r and (
         code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH)))
     qw, qp, qf = _qout(q, qo, N, O, OH, OW, calls) if fused else (_QW0, _QP0, _QF0)

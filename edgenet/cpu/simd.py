@@ -278,13 +278,58 @@ def _make(n):
             return builder.fmul(s, builder.sitofp(cv, LV))
         return VT(arr, idx, codes, cidx), codegen
 
-    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn
+    LM = ir.VectorType(ir.IntType(1), n)
+    I32 = ir.IntType(32)
+    LI = ir.VectorType(I32, n)
+
+    def _mask(context, builder, cnt, cty):
+        c = builder.trunc(context.cast(builder, cnt, cty, types.int64), I32)
+        return builder.icmp_signed("<", ir.Constant(LI, list(range(n))),
+                                   _splat_i(builder, c, LI, n))
+
+    @intrinsic
+    def vldm(typingctx, arr, idx, cnt):
+        """The first cnt (0..n) floats at arr.flat[idx:], the other lanes 0 (a masked load:
+        nothing past them is read)."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer)
+                and isinstance(cnt, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(LV, [LV.as_pointer(), I32, LM, LV]),
+                f"llvm.masked.load.v{n}f32.p0v{n}f32")
+            return builder.call(fn, [builder.bitcast(p, LV.as_pointer()), ir.Constant(I32, 4),
+                                     _mask(context, builder, args[2], sig.args[2]),
+                                     ir.Constant(LV, [0.0] * n)])
+        return VT(arr, idx, cnt), codegen
+
+    @intrinsic
+    def vstm(typingctx, arr, idx, v, cnt):
+        """Store the first cnt (0..n) lanes of v at arr.flat[idx:] (a masked store: nothing
+        past them is written)."""
+        if not (_is_f32_array(arr) and isinstance(idx, types.Integer) and v == VT
+                and isinstance(cnt, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [LV, LV.as_pointer(), I32, LM]),
+                f"llvm.masked.store.v{n}f32.p0v{n}f32")
+            builder.call(fn, [args[2], builder.bitcast(p, LV.as_pointer()), ir.Constant(I32, 4),
+                              _mask(context, builder, args[3], sig.args[3])])
+            return context.get_dummy_value()
+        return types.none(arr, idx, v, cnt), codegen
+
+    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn, vldm, vstm
 
 
 (vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16, vclip16,
- vtern16, vq3_16, vi8_16, vmaxn16) = _make(16)
+ vtern16, vq3_16, vi8_16, vmaxn16, vldm16, vstm16) = _make(16)
 (vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8, vclip8, vtern8, vq3_8,
- vi8_8, vmaxn8) = _make(8)
+ vi8_8, vmaxn8, vldm8, vstm8) = _make(8)
 
 
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's

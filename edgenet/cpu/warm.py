@@ -63,7 +63,7 @@ def _tile_args(kind, key):
         L, k, P, S = key
         B = L * k
         return (z(P * S + 1), 1, 1, P * S + 1, z(B), B, z(B), toff, z(B * P), 1, B, 1, P,
-                z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
+                z(B * P), False) + act + (np.zeros((nt, gen.tile_buf_len(B, P)), f32),)
     if kind == "dw":
         L, S = key
         return (z(4096), 1, 3 * S, 3 * S, 0, 0, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1,
@@ -73,12 +73,12 @@ def _tile_args(kind, key):
         B = L * k
         wt = np.zeros(4 * B, np.int16) if fam == "g" else np.zeros(B, np.int32)
         return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, wt, z(B), z(B), 1) + qo + (
-                toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, B * P), f32),)
+                toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, gen.tile_buf_len(B, P)), f32),)
     k, P, S, tier = key
     B = 16 * k
     return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, np.zeros(B, np.int32), z(B),
             z(B)) + qo + (toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (
-                np.zeros((nt, B * P), f32),)
+                np.zeros((nt, gen.tile_buf_len(B, P)), f32),)
 
 
 def build_tile(kind, key):
