@@ -208,6 +208,7 @@ def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None
 
 FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, tests)
 FUSE_KEEP = True        # False: no ``_qo_keep`` pairs (A/B, tests)
+FUSE_SHARED = True      # False: a tensor with two int8 readers is quantized by each (A/B)
 
 
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
@@ -243,24 +244,29 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
             continue
         y = nd["outputs"][0]
         ins = nd.get("inputs", [])
-        if len(by_input.get(y, [])) != 1 or by_input[y][0] == i:
+        rq = by_input.get(y, [])
+        if not rq or i in rq:
+            continue
+        j = max(rq, key=lambda k: sum(_pads(nodes[k])))   # the padded reader, if any
+        extra = [k for k in rq if k != j]
+        if extra and not (FUSE_SHARED and
+                          all(_reads_interior(nodes[k], nodes[j], consts) for k in extra)):
             continue
         a = nd.get("attrs") or {}
         w = consts.get(ins[1]) if len(ins) > 1 else None
         shp = tuple(int(d) for d in getattr(w, "shape", ()))
         g = int(a.get("group", 1))
         st = [int(v) for v in a.get("strides", [1, 1])]
-        keep = y in outs or readers.get(y) != 1 or (len(ins) > 3 and bool(ins[3]))
+        keep = y in outs or readers.get(y) != len(rq) or (len(ins) > 3 and bool(ins[3]))
         if keep and not (FUSE_KEEP and g == 1 and nd.get("_aq") is not None):
             continue
         dwise = g >= 2 and shp[0] == g and shp[1] == 1
         if len(shp) != 4 or not (dwise or nd.get("_aq") is not None) or len(st) != 2 \
                 or st[0] != st[1] or st[0] not in (1, 2):
             continue
-        j = by_input[y][0]
         q = nodes[j]
         qa = q.get("attrs") or {}
-        pads = tuple(int(v) for v in qa.get("pads", [0, 0, 0, 0]))
+        pads = _pads(q)
         if len(pads) != 4:
             continue
         if int(qa.get("group", 1)) > 1:   # a depthwise consumer pads its bands itself
@@ -269,8 +275,27 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
         if keep:
             nodes[i]["_qo_keep"] = True
         nodes[j] = dict(q, _qi=True)
+        for k in extra:   # 1x1 readers: the same buffer, read at its interior
+            nodes[k] = dict(nodes[k], _qi=True, **({"_qi_pads": pads} if any(pads) else {}))
         count += 1
     return count
+
+
+def _pads(nd) -> tuple:
+    return tuple(int(v) for v in (nd.get("attrs") or {}).get("pads", [0, 0, 0, 0]))
+
+
+def _reads_interior(nd, main, consts) -> bool:
+    """Can the int8 Conv ``nd`` read the quantized input its producer writes for ``main``
+    (another int8 reader of the same tensor, the one whose pads the buffer has): a dense
+    1x1 conv without pads, quantized with the same scale and zero point (the ResNet
+    downsample beside its block's first 3x3 conv)."""
+    a = nd.get("attrs") or {}
+    ins = nd.get("inputs", [])
+    w = consts.get(ins[1]) if len(ins) > 1 else None
+    shp = tuple(int(d) for d in getattr(w, "shape", ()))
+    return (len(shp) == 4 and shp[2:] == (1, 1) and int(a.get("group", 1)) == 1
+            and not any(_pads(nd)) and tuple(nd["_aq"][:2]) == tuple(main["_aq"][:2]))
 
 
 def ranges_from_metadata(meta: dict):

@@ -559,6 +559,65 @@ def test_a_graph_output_is_not_quantized_for_its_reader(tmp_path):
         assert float(np.abs(got[k] - ref[k]).max()) <= 1e-2 * scale
 
 
+def _block_model(path, rng, C, O, H, res):
+    """x -> c0 3x3 C -> O (Relu) -> m, read by c1 (3x3 pad 1 stride 2, O -> 16) and by d
+    (1x1 stride 2, O -> 16: a ResNet downsample), y = Relu(c1(m) + d(m)) (``res``: c0 with
+    a residual x, so m is needed as float32 too: C == O)."""
+    OH = (H - 1) // 2 + 1
+    a = {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1}
+    nodes = [
+        {"name": "c0", "op": "Conv", "inputs": ["x", "w0", "b0"] + (["x"] if res else []),
+         "outputs": ["m"], "attrs": dict(a, strides=[1, 1], activation=act_desc("Relu"))},
+        {"name": "d", "op": "Conv", "inputs": ["m", "wd", "bd"], "outputs": ["e"],
+         "attrs": {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1,
+                   "strides": [2, 2]}},
+        {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "e"], "outputs": ["y"],
+         "attrs": dict(a, strides=[2, 2], activation=act_desc("Relu"))}]
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 16, OH, OH]}], "nodes": nodes}
+    tensors = {"w0": _weight(rng, "t2", (O, C, 3, 3)), "wd": _weight(rng, "t2", (16, O, 1, 1)),
+               "w1": _weight(rng, "t2", (16, O, 3, 3))}
+    for k, n in (("b0", O), ("bd", 16), ("b1", 16)):
+        tensors[k] = pack("f32", rng.normal(0, 0.2, size=n).astype(np.float32))
+    from edgenet.format import write_model
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+@pytest.mark.parametrize("tier", [t for t in ("avx512vnni", "avx512", "avx2", "generic")
+                                  if simd.rank(t) >= simd.rank(simd.codegen_tier())])
+@pytest.mark.parametrize("O,H,N,res", [(16, 12, 1, False), (20, 15, 2, True)])
+def test_a_downsample_reads_its_blocks_quantized_input(tier, O, H, N, res, tmp_path,
+                                                       monkeypatch):
+    """A tensor read by two int8 convs, a padded 3x3 and a 1x1 (the ResNet downsample):
+    its producer writes one padded buffer, the 1x1 reads it at the interior (``_qi_pads``),
+    and nothing quantizes m again: bit-identical to every conv quantizing its own input."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(O * H)
+    C = O if res else 8
+    path = _block_model(str(tmp_path / "m.edgenet"), rng, C, O, H, res)
+    ranges = {"x": (-3.0, 3.0), "m": (0.0, 6.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    fused = edgenet.load(path, activations="int8", act_ranges=ranges)
+    nodes = {n["name"]: n for n in fused.graph["nodes"]}
+    assert fused.int8_convs == 3
+    assert nodes["c0"]["_qo"][2] == (1, 1, 1, 1) and nodes["c0"].get("_qo_keep", False) == res
+    assert nodes["c1"]["_qi"] and nodes["d"]["_qi"] and nodes["d"]["_qi_pads"] == (1, 1, 1, 1)
+    called = []
+    real = qconv.quantize_padded
+    with monkeypatch.context() as mp:
+        mp.setattr(qconv, "quantize_padded",
+                   lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
+        fused.run({"x": x})
+    OH = H
+    assert called == [x.shape] + ([(N, O, OH, OH)] if res and not tier.startswith("avx512")
+                                  else []), called
+    monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
+    plain = edgenet.load(path, activations="int8", act_ranges=ranges)
+    assert not any("_qi" in n for n in plain.graph["nodes"])
+    _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)
+
+
 def _conv_conv_model(path, rng, C, O, H, st, act, res=False, extra=False):
     """x -> conv 3x3 C -> O (stride st, act) -> conv 3x3 pad 1 O -> 12 (Relu) -> y;
     ``extra``: m, the first conv's output, a graph output as well."""

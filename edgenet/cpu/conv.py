@@ -570,6 +570,8 @@ class Conv(OpImpl):
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
             if node.get("_qi"):
                 st.q["qi"] = "qin:" + node["inputs"][0]
+                if node.get("_qi_pads"):   # another reader's padded buffer (a 1x1 conv)
+                    st.q["qi_pads"] = tuple(int(v) for v in node["_qi_pads"])
             if st.qo is not None and node.get("_qo_keep"):
                 st.q["qo_keep"] = True    # y stays needed: the tiles write both
             sh, sw = st.params[:2]

@@ -315,17 +315,26 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         raise InputError(f"int8 conv: output width {OW} is narrower than the tile ({P}) "
                          "chosen for the model's input size")
     pw = (q["fam"] == "v" and toff.shape[0] == 1 and sh == 1 and params[1] == 1
-          and not (pt or pl or pb or pr) and PW_ON
+          and not (pt or pl or pb or pr) and PW_ON and q.get("qi_pads") is None
           and -(-OH * OW // PW_PIX) * PW_PIX * 4 <= OH * OW * 5)   # <= 25% recomputed
     pw8 = (q["fam"] == "pm" and q["L"] == 8 and toff.shape[0] == 1 and sh == 1
            and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
+           and q.get("qi_pads") is None
            and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
     kern = None if (pw or pw8) else (q.get("_kern") or _bind(q, sh)).f
     qi = q.get("qi")
     if qi is not None:   # the producer wrote this input already (padding included)
+        qpad = q.get("qi_pads")
+        if qpad is not None:   # a 1x1 conv reading another reader's padded buffer
+            pt, pl, pb, pr = qpad
         Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xq = tls_buffer(qin_key(qi, Hp, Wp, bool(pt or pl or pb or pr)),
                         N * q["C4"] * Hp * Wp).view(np.uint8)
+        if qpad is not None:   # its one tap at the buffer's interior
+            t = q.get("_toff_qi")
+            if t is None or t[0] != Wp:
+                t = q["_toff_qi"] = (Wp, toff + (pt * Wp + pl))
+            toff = t[1]
     else:
         xq, Hp, Wp = quantize_padded(x, q, pt, pl, pb, pr, calls=calls)
     bb = q["bb"]
