@@ -400,11 +400,15 @@ def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta, 
     quantized with qf = (scale, zero point) (no residual; none / Relu / Clip / HardSwish)."""
     NG = (O + PW_K - 1) // PW_K
     NT = (HW + PW_PIX - 1) // PW_PIX
+    # channel groups fastest: consecutive tiles read the same 48 pixels of input (L1) and
+    # only the weights change (pixel tiles fastest re-read the whole input per group:
+    # MobileNetV2's 16 -> 96 expansion at 112x112, 2 threads, in one process, 159 -> 146 us;
+    # its 14 bound expansions 658 -> 634 us)
     for t in prange(N * NG * NT):
-        tx = t % NT
-        u = t // NT
-        g = u % NG
-        n = u // NG
+        g = t % NG
+        u = t // NG
+        tx = u % NT
+        n = u // NT
         px = tx * PW_PIX
         if px > HW - PW_PIX:
             px = HW - PW_PIX
