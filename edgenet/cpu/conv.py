@@ -267,24 +267,19 @@ def dense_f(st):
     return w.f
 
 
+@njit(boundscheck=False)
 def _pad_copy(x, xp, pt, pl):
-    """x (N, C, H, W) -> xp (N, C, Hp, Wp) zero-padded (top/left offsets pt, pl). NumPy
-    slice copies: ~memcpy speed, no parallel dispatch (a Numba loop here ran 7x slower).
-    Small tensors: two slice operations instead of five (each costs ~1 us of NumPy)."""
-    H, W = x.shape[2], x.shape[3]
-    if xp.size <= 16384:
-        xp[...] = 0
-        xp[:, :, pt:pt + H, pl:pl + W] = x
-        return
-    if pt:
-        xp[:, :, :pt] = 0
-    if pt + H < xp.shape[2]:
-        xp[:, :, pt + H:] = 0
-    if pl:
-        xp[:, :, pt:pt + H, :pl] = 0
-    if pl + W < xp.shape[3]:
-        xp[:, :, pt:pt + H, pl + W:] = 0
-    xp[:, :, pt:pt + H, pl:pl + W] = x
+    """x (N, C, H, W) -> xp (N, C, Hp, Wp) zero-padded (top/left offsets pt, pl), plane by
+    plane (gen_simd_conv.pad_plane: vectorized row copies, every byte of xp written). One
+    compiled call: NumPy's five slice assignments cost ~1 us each (ResNet-20's 16x32x32
+    input: 7.8 -> 6.2 us through the dispatcher, less bound)."""
+    N, C, H, W = x.shape
+    Hp, Wp = xp.shape[2], xp.shape[3]
+    xf = np.ravel(x)
+    xpf = xp.reshape(-1)
+    PP = Hp * Wp
+    for p in range(N * C):
+        gen_simd_conv.pad_plane(xf, p * H * W, H, W, pt, pl, Hp, Wp, xpf[p * PP:(p + 1) * PP])
 
 
 def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
