@@ -209,6 +209,7 @@ def annotate(nodes: list, consts: dict, ranges: dict, shapes: dict | None = None
 FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, tests)
 FUSE_KEEP = True        # False: no ``_qo_keep`` pairs (A/B, tests)
 FUSE_SHARED = True      # False: a tensor with two int8 readers is quantized by each (A/B)
+FUSE_POOL = True        # False: a MaxPool's int8 reader quantizes its input itself (A/B)
 
 
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
@@ -225,6 +226,8 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     conv and by its residual add) and that exactly one int8 Conv reads as its input writes
     both: ``_qo`` and ``_qo_keep`` (its tiles quantize the rows they just stored, the
     consumer quantize pass's own code; other kernels: the pass, run after the producer).
+    A MaxPool whose output an int8 Conv reads writes its quantized input too (4 channels
+    pooled, then their rows quantized, in one parallel step: cpu/pool.py).
     In place on ``nodes`` (the copies ``annotate`` made); returns the number of pairs."""
     if not FUSE_PRODUCERS:
         return 0
@@ -240,7 +243,8 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     outs = set(outputs)
     count = 0
     for i, nd in enumerate(nodes):
-        if nd.get("op") != "Conv" or len(nd.get("outputs", [])) != 1:
+        op = nd.get("op")
+        if op not in ("Conv", "MaxPool") or len(nd.get("outputs", [])) != 1:
             continue
         y = nd["outputs"][0]
         ins = nd.get("inputs", [])
@@ -251,6 +255,10 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
         extra = [k for k in rq if k != j]
         if extra and not (FUSE_SHARED and
                           all(_reads_interior(nodes[k], nodes[j], consts) for k in extra)):
+            continue
+        if op == "MaxPool":    # writes y as always, then its reader's words (cpu/pool.py)
+            if FUSE_POOL:
+                count += _pair(nodes, i, j, extra, False)
             continue
         a = nd.get("attrs") or {}
         w = consts.get(ins[1]) if len(ins) > 1 else None
@@ -264,21 +272,26 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
         if len(shp) != 4 or not (dwise or nd.get("_aq") is not None) or len(st) != 2 \
                 or st[0] != st[1] or st[0] not in (1, 2):
             continue
-        q = nodes[j]
-        qa = q.get("attrs") or {}
-        pads = _pads(q)
-        if len(pads) != 4:
-            continue
-        if int(qa.get("group", 1)) > 1:   # a depthwise consumer pads its bands itself
-            pads = (0, 0, 0, 0)
-        nodes[i] = dict(nd, _qo=(q["_aq"][0], q["_aq"][1], pads))
-        if keep:
-            nodes[i]["_qo_keep"] = True
-        nodes[j] = dict(q, _qi=True)
-        for k in extra:   # 1x1 readers: the same buffer, read at its interior
-            nodes[k] = dict(nodes[k], _qi=True, **({"_qi_pads": pads} if any(pads) else {}))
-        count += 1
+        count += _pair(nodes, i, j, extra, keep)
     return count
+
+
+def _pair(nodes, i, j, extra, keep) -> int:
+    """Mark producer i as writing the quantized input of reader j (and of the 1x1 readers
+    ``extra``, at its interior); returns 1, or 0 where j's pads are not 4 numbers."""
+    q = nodes[j]
+    pads = _pads(q)
+    if len(pads) != 4:
+        return 0
+    if int((q.get("attrs") or {}).get("group", 1)) > 1:   # a depthwise consumer pads its
+        pads = (0, 0, 0, 0)                               # bands itself
+    nodes[i] = dict(nodes[i], _qo=(q["_aq"][0], q["_aq"][1], pads))
+    if keep:
+        nodes[i]["_qo_keep"] = True
+    nodes[j] = dict(q, _qi=True)
+    for k in extra:   # 1x1 readers: the same buffer, read at its interior
+        nodes[k] = dict(nodes[k], _qi=True, **({"_qi_pads": pads} if any(pads) else {}))
+    return 1
 
 
 def _pads(nd) -> tuple:

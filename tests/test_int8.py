@@ -618,6 +618,70 @@ def test_a_downsample_reads_its_blocks_quantized_input(tier, O, H, N, res, tmp_p
     _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)
 
 
+def _pool_block_model(path, rng, C, H, down):
+    """x -> MaxPool 3x3/2 pad 1 -> m -> c1 (3x3 pad 1, C -> C, Relu, residual m) -> y; with
+    ``down`` also d (1x1 stride 2, C -> 8) -> z (both graph outputs)."""
+    OH = (H - 1) // 2 + 1
+    nodes = [
+        {"name": "mp", "op": "MaxPool", "inputs": ["x"], "outputs": ["m"],
+         "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                   "ceil_mode": 0}},
+        {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "m"], "outputs": ["y"],
+         "attrs": {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1, "strides": [1, 1],
+                   "activation": act_desc("Relu")}}]
+    outs = [{"name": "y", "shape": [None, C, OH, OH]}]
+    tensors = {"w1": _weight(rng, "t2", (C, C, 3, 3)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=C).astype(np.float32))}
+    if down:
+        nodes.append({"name": "d", "op": "Conv", "inputs": ["m", "wd", "bd"], "outputs": ["z"],
+                      "attrs": {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1,
+                                "strides": [2, 2]}})
+        outs.append({"name": "z", "shape": [None, 8, (OH - 1) // 2 + 1, (OH - 1) // 2 + 1]})
+        tensors["wd"] = _weight(rng, "t2", (8, C, 1, 1))
+        tensors["bd"] = pack("f32", rng.normal(0, 0.2, size=8).astype(np.float32))
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": outs, "nodes": nodes}
+    from edgenet.format import write_model
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+@pytest.mark.parametrize("tier", [t for t in ("avx512vnni", "avx2", "generic")
+                                  if simd.rank(t) >= simd.rank(simd.codegen_tier())])
+@pytest.mark.parametrize("C,H,N,down", [(16, 23, 1, False), (10, 40, 2, True)])
+def test_maxpool_writes_its_int8_readers_input(tier, C, H, N, down, tmp_path, monkeypatch):
+    """A MaxPool read by int8 convs (ResNet-18's stem pool) writes their quantized input
+    after pooling each 4 channels (cpu/pool.py): nothing quantizes m in a pass of its own,
+    and the results are the bits of every conv quantizing its own input (C = 10: a last
+    word of 2 channels; 20 -> 10 pixel rows: a masked vector)."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(C * H)
+    path = _pool_block_model(str(tmp_path / "m.edgenet"), rng, C, H, down)
+    ranges = {"m": (-3.0, 4.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    fused = edgenet.load(path, activations="int8", act_ranges=ranges)
+    nodes = {n["name"]: n for n in fused.graph["nodes"]}
+    assert nodes["mp"]["_qo"][2] == (1, 1, 1, 1) and nodes["c1"]["_qi"]
+    assert nodes.get("d", {}).get("_qi_pads") == ((1, 1, 1, 1) if down else None)
+    called = []
+    real = qconv.quantize_padded
+    with monkeypatch.context() as mp:
+        mp.setattr(qconv, "quantize_padded",
+                   lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
+        got = fused.run({"x": x})
+    assert called == []
+    monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
+    plain = edgenet.load(path, activations="int8", act_ranges=ranges)
+    want = plain.run({"x": x})
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)
+    rr = ref.run({"x": x})
+    for k in rr:
+        scale = float(np.abs(rr[k]).max())
+        assert float(np.abs(want[k] - rr[k]).max()) <= 2e-2 * scale
+
+
 def _conv_conv_model(path, rng, C, O, H, st, act, res=False, extra=False):
     """x -> conv 3x3 C -> O (stride st, act) -> conv 3x3 pad 1 O -> 12 (Relu) -> y;
     ``extra``: m, the first conv's output, a graph output as well."""

@@ -17,7 +17,7 @@ from numba import prange
 from ..ops import node_attrs
 from ._common import FM, RecordedOp, emit_split, tls_rows
 from .._jit import njit, pjit
-from . import simd
+from . import qconv, simd
 from .simd import ldf, stf
 
 
@@ -140,6 +140,38 @@ def _pool_par(xf, yf, P, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, is_max, i
                      inv_y, inv_x, rbs[numba.get_thread_id()])
 
 
+@njit(fastmath=FM, boundscheck=False)
+def _pool_q_groups(xf, yf, g0, g1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_y,
+                   inv_x, rb, qb, qp, qf):
+    """MaxPool of channel groups g0..g1 (g = n * C4 + c4: 4 channels of one image), each
+    group's planes pooled, then their output rows quantized (simd.vquant4_16, the int8
+    reader's own quantize rule) into its padded words qb (uint8 (N, C4, QHp, QWp, 4); qp =
+    (_, C4, QHp, QWp, pad top, pad left), qf = (scale, zero point): qconv._qout)."""
+    C4, QHp, QWp, qt, ql = qp[1], qp[2], qp[3], qp[4], qp[5]
+    HWo = OH * OW
+    for g in range(g0, g1):
+        n = g // C4
+        c0 = (g % C4) * 4
+        nc = min(4, C - c0)
+        p0 = n * C + c0
+        _pool_planes(xf, yf, p0, p0 + nc, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, True,
+                     inv_y, inv_x, rb)
+        for oy in range(OH):
+            src = p0 * HWo + oy * OW
+            wb = (g * QHp + oy + qt) * QWp + ql
+            for x0 in range(0, OW, 16):
+                simd.vquant4_16(yf, src + x0, HWo, nc, min(16, OW - x0), qf[0], qf[1], qb,
+                                4 * (wb + x0))
+
+
+@pjit(fastmath=FM, boundscheck=False)
+def _pool_q_par(xf, yf, G, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_y, inv_x, rbs,
+                qb, qp, qf):
+    for g in prange(G):
+        _pool_q_groups(xf, yf, g, g + 1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_y,
+                       inv_x, rbs[numba.get_thread_id()], qb, qp, qf)
+
+
 def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
     """1 / (taps counted) per output position along one axis (0 where none count)."""
     inv = np.zeros(out, np.float32)
@@ -164,8 +196,13 @@ class _Pool(RecordedOp):
         sh, sw = (int(v) for v in a["strides"])
         pt, pl, pb, pr = (int(v) for v in a["pads"])
         dh, dw = (int(v) for v in a["dilations"])
-        return {"p": (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw),
-                "cip": bool(a.get("count_include_pad", 0)), "inv": {}}
+        st = {"p": (kh, kw, sh, sw, pt, pl, pb, pr, dh, dw),
+              "cip": bool(a.get("count_include_pad", 0)), "inv": {}, "qo": None}
+        qo = node.get("_qo") if isinstance(node, dict) else None
+        if qo is not None and self.is_max:   # quant.mark_quantized_producers
+            st["qo"] = (np.float32(qo[0]), np.float32(qo[1]), "qin:" + node["outputs"][0],
+                        tuple(int(v) for v in qo[2]))
+        return st
 
     def exec(self, node, state, inputs, outputs, calls=None):
         x, y = inputs[0], outputs[0]
@@ -187,6 +224,15 @@ class _Pool(RecordedOp):
         nt = numba.config.NUMBA_NUM_THREADS
         # (row 0: the serial one's; + 1: the stride-2 loads read one float past a row)
         rbs = tls_rows("pool.rb", nt, Wb + 1)
+        if state["qo"] is not None:   # y, and its int8 reader's padded words
+            qw, qp, qf = qconv._qout(state, state["qo"], N, C, OH, OW, calls)
+            G = N * int(qp[1])
+            args = (C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, inv[0], inv[1])
+            qb = qw.view(np.uint8)
+            emit_split(calls, P * OH * (kh * W + kw * OW),
+                       (_pool_q_par, (xf, yf, G) + args + (rbs, qb, qp, qf)),
+                       (_pool_q_groups, (xf, yf, 0, G) + args + (rbs[0], qb, qp, qf)))
+            return
         emit_split(calls, P * OH * (kh * W + kw * OW),
                    (_pool_par, (xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
                                 self.is_max, inv[0], inv[1], rbs)),
