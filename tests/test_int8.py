@@ -559,6 +559,17 @@ def test_a_graph_output_is_not_quantized_for_its_reader(tmp_path):
         assert float(np.abs(got[k] - ref[k]).max()) <= 1e-2 * scale
 
 
+def _quantize_passes(m, feeds, monkeypatch):
+    """(outputs, the input shapes of every quantize pass) of one run of m."""
+    called = []
+    real = qconv.quantize_padded
+    with monkeypatch.context() as mp:
+        mp.setattr(qconv, "quantize_padded",
+                   lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
+        out = m.run(feeds)
+    return out, called
+
+
 def _block_model(path, rng, C, O, H, res):
     """x -> c0 3x3 C -> O (Relu) -> m, read by c1 (3x3 pad 1 stride 2, O -> 16) and by d
     (1x1 stride 2, O -> 16: a ResNet downsample), y = Relu(c1(m) + d(m)) (``res``: c0 with
@@ -603,12 +614,7 @@ def test_a_downsample_reads_its_blocks_quantized_input(tier, O, H, N, res, tmp_p
     assert fused.int8_convs == 3
     assert nodes["c0"]["_qo"][2] == (1, 1, 1, 1) and nodes["c0"].get("_qo_keep", False) == res
     assert nodes["c1"]["_qi"] and nodes["d"]["_qi"] and nodes["d"]["_qi_pads"] == (1, 1, 1, 1)
-    called = []
-    real = qconv.quantize_padded
-    with monkeypatch.context() as mp:
-        mp.setattr(qconv, "quantize_padded",
-                   lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
-        fused.run({"x": x})
+    _, called = _quantize_passes(fused, {"x": x}, monkeypatch)
     OH = H
     assert called == [x.shape] + ([(N, O, OH, OH)] if res and not tier.startswith("avx512")
                                   else []), called
@@ -663,12 +669,7 @@ def test_maxpool_writes_its_int8_readers_input(tier, C, H, N, down, tmp_path, mo
     nodes = {n["name"]: n for n in fused.graph["nodes"]}
     assert nodes["mp"]["_qo"][2] == (1, 1, 1, 1) and nodes["c1"]["_qi"]
     assert nodes.get("d", {}).get("_qi_pads") == ((1, 1, 1, 1) if down else None)
-    called = []
-    real = qconv.quantize_padded
-    with monkeypatch.context() as mp:
-        mp.setattr(qconv, "quantize_padded",
-                   lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
-        got = fused.run({"x": x})
+    got, called = _quantize_passes(fused, {"x": x}, monkeypatch)
     assert called == []
     monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
     plain = edgenet.load(path, activations="int8", act_ranges=ranges)
@@ -737,13 +738,7 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
     assert "_qo" in nodes["c1"] and nodes["c2"].get("_qi")
     assert nodes["c1"].get("_qo_keep", False) == (res or extra)
     if res or extra:
-        from edgenet.cpu import qconv
-        called = []
-        real = qconv.quantize_padded
-        with monkeypatch.context() as mp:
-            mp.setattr(qconv, "quantize_padded",
-                       lambda *a, **k: called.append(a[0].shape) or real(*a, **k))
-            fused.run({"x": x})
+        _, called = _quantize_passes(fused, {"x": x}, monkeypatch)
         # 16-lane tiles: only c1's own input is quantized by a pass (c1's tiles wrote
         # c2's); 8 lanes: c2's pass runs in c1's step
         OH = (H - 1) // st + 1

@@ -146,7 +146,8 @@ def _pool_q_groups(xf, yf, g0, g1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, 
     """MaxPool of channel groups g0..g1 (g = n * C4 + c4: 4 channels of one image), each
     group's planes pooled, then their output rows quantized (simd.vquant4_16, the int8
     reader's own quantize rule) into its padded words qb (uint8 (N, C4, QHp, QWp, 4); qp =
-    (_, C4, QHp, QWp, pad top, pad left), qf = (scale, zero point): qconv._qout)."""
+    (_, C4, QHp, QWp, pad top, pad left), qf = (scale, zero point):
+    qconv.consumer_words)."""
     C4, QHp, QWp, qt, ql = qp[1], qp[2], qp[3], qp[4], qp[5]
     HWo = OH * OW
     for g in range(g0, g1):
@@ -225,7 +226,7 @@ class _Pool(RecordedOp):
         # (row 0: the serial one's; + 1: the stride-2 loads read one float past a row)
         rbs = tls_rows("pool.rb", nt, Wb + 1)
         if state["qo"] is not None:   # y, and its int8 reader's padded words
-            qw, qp, qf = qconv._qout(state, state["qo"], N, C, OH, OW, calls)
+            qw, qp, qf = qconv.consumer_words(state, state["qo"], N, C, OH, OW, calls)
             G = N * int(qp[1])
             args = (C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, inv[0], inv[1])
             qb = qw.view(np.uint8)

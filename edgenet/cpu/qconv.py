@@ -216,8 +216,8 @@ def _quant_auto(args, rows, size):
 def qin_key(key, Hp, Wp, padded):
     """The buffer key of an int8 consumer's input that its producer writes: one buffer per
     padded size (Hp, Wp), so that a plan for another input size never writes over the
-    zero-point border (a bound step writes it once: ``_qout``). Batch sizes share it: the
-    first n images' planes lie where a smaller batch's do."""
+    zero-point border (a bound step writes it once: ``consumer_words``). Batch sizes share
+    it: the first n images' planes lie where a smaller batch's do."""
     return f"{key}@{Hp}x{Wp}" if padded else key
 
 
@@ -238,7 +238,7 @@ def warm_quantize():
     args, rows, _, _, _ = _quant_args(np.zeros((1, 3, 4, 4), np.float32), q, 1, 1, 1, 1)
     _quant_rng(*args, 0, rows)
     _quant_par(*args, rows, max(1, rows // 2))
-    _zp_border(np.zeros(64, np.uint8), 1, 2, 2, 4, 4, 1, 1, np.float32(0))   # (_qout)
+    _zp_border(np.zeros(64, np.uint8), 1, 2, 2, 4, 4, 1, 1, np.float32(0))   # (consumer_words)
 
 
 class _Kern:
@@ -279,7 +279,7 @@ def _zp_border(qb, planes, H, W, Hp, Wp, pt, pl, zp):
         _zp_row(qb, t * RB, RB, pl, W, y < 0 or y >= H, zb)
 
 
-def _qout(q, qo, N, O, OH, OW, calls=None):
+def consumer_words(q, qo, N, O, OH, OW, calls=None):
     """(qw, qp, qf) for a tile kernel that writes its int8 consumer's input (``qo``: scale,
     zero point, buffer key, the consumer's pads)."""
     s, zp, key, (cpt, cpl, cpb, cpr) = qo
@@ -352,7 +352,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     pq = ((pw or pw8) and qo is not None and not y_too and not has_r and not any(qo[3]) and
           (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
     if pq:   # the pixel-vector kernels pack their 4 channels a word into the consumer's input
-        qw, _, qf = _qout(q, qo, N, O, OH, OW, calls)
+        qw, _, qf = consumer_words(q, qo, N, O, OH, OW, calls)
     else:
         qw, qf = _QW0, _QF0
     if pw:
@@ -368,7 +368,8 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     tb = tls_rows("conv.tb", _NT, tile_buf_len(q["L"] * q["k"], P))
     fused = qo is not None and (keep or (not y_too and not has_r and (
         code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH)))
-    qw, qp, qf = _qout(q, qo, N, O, OH, OW, calls) if fused else (_QW0, _QP0, _QF0)
+    qw, qp, qf = (consumer_words(q, qo, N, O, OH, OW, calls) if fused
+                  else (_QW0, _QP0, _QF0))
     if q["fam"] == "v":
         emit(calls, kern, xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, qw, qp, qf,
              toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
