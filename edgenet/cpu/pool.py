@@ -173,6 +173,22 @@ def _pool_q_par(xf, yf, G, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_
                        inv_x, rbs[numba.get_thread_id()], qb, qp, qf)
 
 
+def warm_pool_q():
+    """Compile (or load) the MaxPool-and-quantize kernels at the runtime's argument types,
+    serial and parallel (edgenet warmup: reference cases never mark a MaxPool)."""
+    st = MaxPool().prepare({"op": "MaxPool", "inputs": ["x"], "outputs": ["m"],
+                            "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                      "ceil_mode": 0},
+                            "_qo": (1 / 64, 0, (1, 1, 1, 1))}, {}, None)
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    y = np.zeros((1, 4, 4, 4), np.float32)
+    MaxPool().exec({"op": "MaxPool"}, st, [x], [y])             # serial (small)
+    qw, qp, qf = qconv.consumer_words(st, st["qo"], 1, 4, 4, 4)
+    rbs = tls_rows("pool.rb", numba.config.NUMBA_NUM_THREADS, 16)
+    _pool_q_par(x.reshape(-1), y.reshape(-1), 1, 4, 8, 8, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1,
+                *st["inv"][(8, 8, 4, 4)], rbs, qw.view(np.uint8), qp, qf)
+
+
 def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
     """1 / (taps counted) per output position along one axis (0 where none count)."""
     inv = np.zeros(out, np.float32)

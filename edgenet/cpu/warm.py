@@ -301,6 +301,8 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                 dw_cv.warm(lanes)
             from .qconv import warm_quantize   # int8 activations' quantize pass
             warm_quantize()
+            from .pool import warm_pool_q      # MaxPool writing an int8 reader's input
+            warm_pool_q()
             from .conv import warm_dequant     # int8 depthwise off dw_cv: uint8 -> float
             warm_dequant()
             if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
