@@ -714,7 +714,7 @@ def _conv_conv_model(path, rng, C, O, H, st, act, res=False, extra=False):
     (18, 9, 1, "HardSwish", 2, False, False),  # C4 = 5: the last word holds 2 real channels
     (16, 12, 1, None, 1, False, False),
     (24, 10, 1, "Sigmoid", 2, False, False),   # no tile_store_q for it: f32, then one pass
-    # y needed as well (_qo_keep): stored, then its rows quantized (tile_requant)
+    # y needed as well (_qo_keep): stored, then its rows quantized (tile_store_k)
     (16, 12, 1, "Relu", 1, True, False),       # a fused residual
     (18, 30, 1, "Relu", 2, True, False),       # 30-pixel rows: tiles of > 16 pixels, C4 = 5
     (20, 11, 2, "Sigmoid", 2, False, True),    # a graph output; any activation
@@ -724,7 +724,7 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
                                                           tmp_path, monkeypatch):
     """An int8 conv whose only reader is an int8 conv (3x3, padded) writes that conv's
     quantized input in its tile epilogue (tile_store_q; the border: zero point), or with
-    its float32 output still needed, both (tile_requant): bit-identical to the consumer
+    its float32 output still needed, both (tile_store_k): bit-identical to the consumer
     quantizing it, and the NumPy reference."""
     monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(O * H + st)

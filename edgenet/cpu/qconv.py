@@ -344,7 +344,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
-    # qo_keep: the 16-lane tiles quantize their rows (tile_requant); on 8 lanes (avx2,
+    # qo_keep: the 16-lane tiles quantize their rows (tile_store_k); on 8 lanes (avx2,
     # generic) that cost as much as it saved (forced avx2, ResNet-20 +2 %, ResNet-18 0 %):
     # the consumer's pass then runs right after this conv (conv.py), as before.
     y_too = bool(q.get("qo_keep"))
