@@ -59,11 +59,12 @@ def _tile_args(kind, key):
     toff = np.zeros(1, i64)
     act = (1, f32(0), f32(6))
     qo = (np.zeros(1, np.int32), np.zeros(6, i64), z(2))   # the int8 tiles' qw, qp, qf
+    tb = lambda B, P: np.zeros((nt, gen.tile_buf_len(B, P)), f32)  # noqa: E731 (tile buffers)
     if kind == "conv":
         L, k, P, S = key
         B = L * k
         return (z(P * S + 1), 1, 1, P * S + 1, z(B), B, z(B), toff, z(B * P), 1, B, 1, P,
-                z(B * P), False) + act + (np.zeros((nt, gen.tile_buf_len(B, P)), f32),)
+                z(B * P), False) + act + (tb(B, P),)
     if kind == "dw":
         L, S = key
         return (z(4096), 1, 3 * S, 3 * S, 0, 0, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1,
@@ -73,12 +74,11 @@ def _tile_args(kind, key):
         B = L * k
         wt = np.zeros(4 * B, np.int16) if fam == "g" else np.zeros(B, np.int32)
         return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, wt, z(B), z(B), 1) + qo + (
-                toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (np.zeros((nt, gen.tile_buf_len(B, P)), f32),)
+                toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (tb(B, P),)
     k, P, S, tier = key
     B = 16 * k
     return (np.zeros(P * S + 1, np.int32), 1, 1, P * S + 1, np.zeros(B, np.int32), z(B),
-            z(B)) + qo + (toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (
-                np.zeros((nt, gen.tile_buf_len(B, P)), f32),)
+            z(B)) + qo + (toff, z(B * P), 1, B, 1, P, z(B * P), False) + act + (tb(B, P),)
 
 
 def build_tile(kind, key):
