@@ -448,3 +448,21 @@ def test_stem_f32(mode, case, monkeypatch):
         scale = max(float(np.abs(want).max()), 1e-6)
         assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (case, policy)
     assert len(calls) == (0 if simd.lanes(mode) == 8 and k > 3 else 2)
+
+
+@pytest.mark.parametrize("W", [1, 5, 7, 8, 9, 14, 15, 16, 17, 31, 32, 33, 56])
+def test_pad_plane_matches_numpy_pad(W):
+    """gen_simd_conv.pad_plane (every padded conv input): whole-vector row copies that
+    overlap at the row end and 16-float zero stores that run into the next row must still
+    write exactly np.pad's plane, and nothing past Hp * Wp."""
+    from edgenet.cpu.gen_simd_conv import pad_plane
+    rng = np.random.default_rng(W)
+    for H, pt, pl, pb, pr in [(1, 0, 0, 0, 0), (3, 1, 1, 1, 1), (W, 3, 3, 3, 3), (2, 0, 2, 5, 0),
+                              (4, 2, 0, 0, 19), (5, 9, 17, 1, 2)]:
+        x = rng.standard_normal(H * W + 7).astype(np.float32)
+        Hp, Wp = H + pt + pb, W + pl + pr
+        out = np.full(Hp * Wp + 40, np.nan, np.float32)
+        pad_plane(x, 7, H, W, pt, pl, Hp, Wp, out)
+        want = np.pad(x[7:].reshape(H, W), ((pt, pb), (pl, pr)))
+        np.testing.assert_array_equal(out[:Hp * Wp].reshape(Hp, Wp), want)
+        assert np.isnan(out[Hp * Wp:]).all()
