@@ -51,10 +51,14 @@ def _source(L, K4=K4, V=None, suffix=""):
     w(f"    NG = (O + {K4 - 1}) // {K4}")
     w(f"    NT = (HW + {PIX - 1}) // {PIX}")
     w("    for t in prange(N * NG * NT):")
-    w("        tx = t % NT")
-    w("        u = t // NT")
-    w("        g = u % NG")
-    w("        n = u // NG")
+    # channel groups fastest: consecutive tiles (and a thread's contiguous share of the
+    # prange) read the same V*L pixels of every input channel from L1 (pixel tiles fastest
+    # streamed the whole input once per channel group: MobileNetV2's 16->96 expansion at
+    # 112x112 read its 0.8 MB input 24 times)
+    w("        g = t % NG")
+    w("        u = t // NG")
+    w("        tx = u % NT")
+    w("        n = u // NT")
     w(f"        px = tx * {PIX}")
     w(f"        if px > HW - {PIX}:")
     w(f"            px = HW - {PIX}")
