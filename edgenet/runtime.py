@@ -35,6 +35,16 @@ ADAPTIVE_THREADS = os.environ.get("EDGENET_ADAPTIVE_THREADS", "1") != "0"
 BIND = os.environ.get("EDGENET_BIND", "1") != "0"
 _get_ident = threading.get_ident
 PROBE_EVERY = 50
+# Adaptive threads' evidence: the plan's first ADAPTIVE_SKIP runs are not timed (kernel
+# loading, binding), each choice is timed ADAPTIVE_SAMPLES times (alternating) before one
+# wins, and one thread replaces the plan's own thread counts only when its median is below
+# ONE_MARGIN x theirs. Without these, a caller that does other work between inferences (a
+# benchmark interleaving engines, an application between frames) made the cold first call
+# after each pause land on the threaded choice, and the plan ran on one thread for the next
+# 50+ runs: MobileNetV3-small int8 1.17-1.25 ms instead of 0.78-0.84 (bench/RESULTS.md).
+ADAPTIVE_SKIP = 2
+ADAPTIVE_SAMPLES = 5
+ONE_MARGIN = 0.85
 _FORKED_AFTER_PARALLEL = False
 
 
@@ -186,22 +196,27 @@ class _Plan:
         self.runs = 0
 
     def pick_one(self) -> bool:
-        """Run this call on one thread? Both choices are timed 3 times first (alternating),
-        then the faster median wins; every PROBE_EVERY runs the other is timed again (the
-        load on a shared machine changes)."""
+        """Run this call on one thread? After ADAPTIVE_SKIP untimed runs, both choices are
+        timed ADAPTIVE_SAMPLES times (alternating); then one thread wins only when its
+        median is below ONE_MARGIN x the other's; every PROBE_EVERY runs the other choice
+        is timed again (the load on a shared machine changes)."""
         self.runs += 1
+        if self.runs <= ADAPTIVE_SKIP:
+            return False
         a, b = self.times
-        if len(a) < 3 or len(b) < 3:
+        if len(a) < ADAPTIVE_SAMPLES or len(b) < ADAPTIVE_SAMPLES:
             return len(b) < len(a)
         return (not self.one) if self.runs % PROBE_EVERY == 0 else self.one
 
     def record(self, one: bool, dt: float):
+        if self.runs <= ADAPTIVE_SKIP:
+            return
         t = self.times[one]
         t.append(dt)
-        del t[:-5]
+        del t[:-ADAPTIVE_SAMPLES]
         a, b = self.times
-        if len(a) >= 3 and len(b) >= 3:
-            self.one = sorted(b)[len(b) // 2] < sorted(a)[len(a) // 2]
+        if len(a) >= ADAPTIVE_SAMPLES and len(b) >= ADAPTIVE_SAMPLES:
+            self.one = sorted(b)[len(b) // 2] < ONE_MARGIN * sorted(a)[len(a) // 2]
 
 
 class Model:
