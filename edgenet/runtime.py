@@ -36,14 +36,18 @@ BIND = os.environ.get("EDGENET_BIND", "1") != "0"
 _get_ident = threading.get_ident
 PROBE_EVERY = 50
 # Adaptive threads' evidence: the plan's first ADAPTIVE_SKIP runs are not timed (kernel
-# loading, binding), each choice is timed ADAPTIVE_SAMPLES times (alternating) before one
-# wins, and one thread replaces the plan's own thread counts only when its median is below
-# ONE_MARGIN x theirs. Without these, a caller that does other work between inferences (a
-# benchmark interleaving engines, an application between frames) made the cold first call
-# after each pause land on the threaded choice, and the plan ran on one thread for the next
-# 50+ runs: MobileNetV3-small int8 1.17-1.25 ms instead of 0.78-0.84 (bench/RESULTS.md).
+# loading, binding); each choice runs ADAPTIVE_BLOCK times in a row, the first run after a
+# switch untimed (it wakes the workers: on a box with both cores busy, a threaded run right
+# after one-thread runs took 55 ms, the ones after it 1.3, one thread 2.2); each choice is
+# timed ADAPTIVE_SAMPLES times before one wins, and one thread replaces the plan's own
+# thread counts only when its median is below ONE_MARGIN x theirs. Without these, a caller
+# that does other work between inferences (a benchmark interleaving engines, an application
+# between frames) made the cold first call after each pause land on the threaded choice,
+# and the plan ran on one thread for the next 50+ runs (MobileNetV3-small int8 1.17-1.25 ms
+# instead of 0.78-0.84), and a loaded box ran MobileNetV2 int8 at 2.2 ms instead of 1.3.
 ADAPTIVE_SKIP = 2
-ADAPTIVE_SAMPLES = 5
+ADAPTIVE_BLOCK = 3
+ADAPTIVE_SAMPLES = 4
 ONE_MARGIN = 0.85
 _FORKED_AFTER_PARALLEL = False
 
@@ -194,23 +198,34 @@ class _Plan:
         self.times = ([], [])    # wall seconds of recent runs: [0] nodes' own threads, [1] one
         self.one = False         # run every node on one thread (the faster so far)
         self.runs = 0
+        self.last, self.streak = None, 0   # the last timed choice, its runs in a row
 
     def pick_one(self) -> bool:
-        """Run this call on one thread? After ADAPTIVE_SKIP untimed runs, both choices are
-        timed ADAPTIVE_SAMPLES times (alternating); then one thread wins only when its
-        median is below ONE_MARGIN x the other's; every PROBE_EVERY runs the other choice
-        is timed again (the load on a shared machine changes)."""
+        """Run this call on one thread? After ADAPTIVE_SKIP untimed runs, both choices run
+        in blocks of ADAPTIVE_BLOCK (alternating) until each has ADAPTIVE_SAMPLES timed
+        runs; then one thread wins only when its median is below ONE_MARGIN x the other's;
+        every PROBE_EVERY runs a block of the other choice is timed again (the load on a
+        shared machine changes)."""
         self.runs += 1
         if self.runs <= ADAPTIVE_SKIP:
             return False
         a, b = self.times
         if len(a) < ADAPTIVE_SAMPLES or len(b) < ADAPTIVE_SAMPLES:
-            return len(b) < len(a)
-        return (not self.one) if self.runs % PROBE_EVERY == 0 else self.one
+            if self.last is None:
+                return False
+            return self.last if self.streak < ADAPTIVE_BLOCK else not self.last
+        if self.runs % PROBE_EVERY < ADAPTIVE_BLOCK:
+            return not self.one
+        return self.one
 
     def record(self, one: bool, dt: float):
         if self.runs <= ADAPTIVE_SKIP:
             return
+        if one == self.last:
+            self.streak += 1
+        else:
+            self.last, self.streak = one, 1
+            return            # the first run after a switch: not timed
         t = self.times[one]
         t.append(dt)
         del t[:-ADAPTIVE_SAMPLES]

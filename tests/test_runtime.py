@@ -161,48 +161,69 @@ def test_bad_options_are_usage_errors(model_path):
         edgenet.load(model_path, "cpu")
 
 
-def test_adaptive_threads_times_both_choices_and_keeps_the_faster():
-    """_Plan.pick_one / record: the first runs untimed, then both choices timed
-    ADAPTIVE_SAMPLES times (alternating); one thread wins only by a margin; the other choice
-    is re-timed every PROBE_EVERY runs and can win back."""
+def _plan(runs=0):
     from edgenet import runtime
     p = object.__new__(runtime._Plan)
-    p.times, p.one, p.runs = ([], []), False, 0
-    n = runtime.ADAPTIVE_SAMPLES
+    p.times, p.one, p.runs, p.last, p.streak = ([], []), False, runs, None, 0
+    return p
+
+
+def _drive(p, cost, n):
+    """n runs of plan p's choice, each recorded with cost(i, one, previous one)."""
+    prev = None
+    for i in range(n):
+        one = p.pick_one()
+        p.record(one, cost(i, one, prev))
+        prev = one
+
+
+def test_adaptive_threads_times_both_choices_and_keeps_the_faster():
+    """_Plan.pick_one / record: the first runs untimed, then both choices in blocks of
+    ADAPTIVE_BLOCK runs (the first of a block untimed) until each has ADAPTIVE_SAMPLES
+    times; one thread wins by a margin; the other choice is re-timed in a block every
+    PROBE_EVERY runs and can win back."""
+    from edgenet import runtime
+    p = _plan()
     for _ in range(runtime.ADAPTIVE_SKIP):     # compile / bind runs: threaded, not timed
         assert p.pick_one() is False
         p.record(False, 9.0)
     assert p.times == ([], [])
     seen = []
-    for _ in range(2 * n):
+    blk, n = runtime.ADAPTIVE_BLOCK, runtime.ADAPTIVE_SAMPLES
+    runs = -(-n // (blk - 1)) * blk * 2            # blocks until both have n times
+    for _ in range(runs):
         one = p.pick_one()
         seen.append(one)
         p.record(one, 0.010 if one else 0.030)      # one thread is faster here
-    assert sorted(seen) == [False] * n + [True] * n and p.one is True
+    assert seen[:2 * blk] == [False] * blk + [True] * blk
+    assert seen.count(True) == seen.count(False) and p.one is True
+    assert len(p.times[0]) == len(p.times[1]) == n
     picks = [p.pick_one() for _ in range(2 * runtime.PROBE_EVERY)]
-    assert picks.count(False) == 2                 # the probes of the slower choice
-    for _ in range(n):                             # the load changed: threads win again
+    assert picks.count(False) == 2 * blk          # the probe blocks of the slower choice
+    for _ in range(n + 1):                         # the load changed: threads win again
         p.record(False, 0.005)
     assert p.one is False
 
 
 def test_adaptive_threads_need_a_margin_to_leave_the_threads():
     """One thread only 5 % faster (within a shared machine's noise) keeps the plan's own
-    thread counts; a cold first call after each pause, landing on the threaded choice
-    (an engine interleaved with others), does not hand the plan to one thread."""
+    thread counts; a cold first call after each pause (an engine interleaved with others),
+    and a threaded run that must wake its workers after one-thread runs, do not hand the
+    plan to one thread."""
     from edgenet import runtime
-    p = object.__new__(runtime._Plan)
-    p.times, p.one, p.runs = ([], []), False, runtime.ADAPTIVE_SKIP
-    for _ in range(4 * runtime.ADAPTIVE_SAMPLES):
-        one = p.pick_one()
-        p.record(one, 0.0095 if one else 0.010)
+    p = _plan(runtime.ADAPTIVE_SKIP)
+    _drive(p, lambda i, one, prev: 0.0095 if one else 0.010, 40)
     assert p.one is False
-    p = object.__new__(runtime._Plan)
-    p.times, p.one, p.runs = ([], []), False, 0
-    for i in range(40):   # a run that loads kernels, one more, then blocks of 5 calls
-        one = p.pick_one()   # whose first is cold (threads 10 ms warm, 16 cold; one 14)
-        p.record(one, 0.5 if i == 0 else 0.014 if one else 0.016 if i % 5 == 2 else 0.010)
+    p = _plan()           # a run that loads kernels, one more, then blocks of 5 calls whose
+    _drive(p, lambda i, one, prev: 0.5 if i == 0 else 0.014 if one else     # first is cold
+           0.016 if i % 5 == 2 else 0.010, 40)
     assert p.one is False
+    p = _plan()           # both cores busy: waking the workers costs 55 ms, then 1.3 ms
+    _drive(p, lambda i, one, prev: 0.0022 if one else 0.055 if prev else 0.0013, 60)
+    assert p.one is False
+    p = _plan()           # a real collapse: threaded runs are all slow
+    _drive(p, lambda i, one, prev: 0.015 if one else 0.07, 30)
+    assert p.one is True
 
 
 def test_adaptive_threads_give_the_same_outputs(model_path, monkeypatch):
@@ -217,10 +238,12 @@ def test_adaptive_threads_give_the_same_outputs(model_path, monkeypatch):
     x = RNG.standard_normal((2, 3, 9, 9)).astype(np.float32)
     want = edgenet.load(model_path, threads=1)(x)
     m = edgenet.load(model_path, threads=2)
-    for _ in range(8):
+    from edgenet import runtime
+    n = runtime.ADAPTIVE_SKIP + 4 * runtime.ADAPTIVE_BLOCK
+    for _ in range(n):
         np.testing.assert_allclose(m(x), want, rtol=1e-6, atol=1e-6)
     (plan,), = m._plans.values()
-    assert plan.any_parallel and len(plan.times[0]) >= 3 and len(plan.times[1]) >= 3
+    assert plan.any_parallel and len(plan.times[0]) >= 4 and len(plan.times[1]) >= 4
 
 
 @pytest.mark.parametrize("device,threads", [("cpu", 1), ("cpu", 2), ("reference", None)])
