@@ -466,3 +466,46 @@ def test_pad_plane_matches_numpy_pad(W):
         want = np.pad(x[7:].reshape(H, W), ((pt, pb), (pl, pr)))
         np.testing.assert_array_equal(out[:Hp * Wp].reshape(Hp, Wp), want)
         assert np.isnan(out[Hp * Wp:]).all()
+
+
+PV_CASES = [
+    # (N, C, H, W, O, k, pads, dil, act, residual): the pixel-vector tiles for O <= 16
+    # (stem_f32.use_pv): rows of 32 (whole vectors) and 60 / 55 / 58 (the last tile
+    # overlapping), O a multiple of the 8-channel tile and not, a residual, dilation,
+    # asymmetric pads, no pads
+    (1, 16, 12, 32, 16, 3, (1, 1, 1, 1), 1, "Relu", True),     # ResNet-20's first stage
+    (2, 6, 9, 60, 13, 3, (1, 1, 1, 1), 1, "Clip", False),
+    (1, 24, 7, 60, 16, 5, (2, 1, 0, 2), 2, None, True),
+    (1, 8, 5, 58, 4, 3, (0, 0, 0, 0), 1, "HardSwish", True),
+]
+
+
+@pytest.mark.parametrize("case", PV_CASES, ids=[str(i) for i in range(len(PV_CASES))])
+def test_pixel_vector_tiles_for_few_output_channels(case, monkeypatch):
+    """Dense stride-1 convs with <= 16 output channels on 16 lanes run as 8 channels x 2
+    pixel vectors (stem_f32.use_pv), residual and activation in the vector epilogue, and
+    match the reference with both weight policies."""
+    from edgenet.cpu import stem_f32
+    if simd.rank("avx512") < simd.rank(simd.codegen_tier()):
+        pytest.skip("no avx512")
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    N, C, H, W, O, k, pads, dil, act, res = case
+    rng = np.random.default_rng(O * W)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    OH = H + pads[0] + pads[2] - dil * (k - 1)
+    OW = W + pads[1] + pads[3] - dil * (k - 1)
+    consts = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, k, k)).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _node(1, pads, dil, act, res)
+    ins = [x, None, None] + ([rng.normal(size=(N, O, OH, OW)).astype(np.float32)] if res else [])
+    want = run_node(node, ins, consts)[0]
+    calls = []
+    kern = stem_f32.PV_KERNELS[16]
+    monkeypatch.setitem(stem_f32.PV_KERNELS, 16, lambda *a: calls.append(1) or kern(*a))
+    for policy in ("expanded", "packed"):
+        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st_, ins, [y])
+        scale = max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (case, policy)
+    assert len(calls) == 2

@@ -316,6 +316,9 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     if stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls)
         return True
+    if stem_f32.use_pv(st, x.shape, y.shape, code):       # O <= 16, stride 1: the same
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls, r, has_r)
+        return True
     Hp, Wp = H + pt + pb, W + pl + pr
     if pt or pl or pb or pr:
         xp = tls_buffer("conv.xp", N * C * Hp * Wp).reshape(N, C, Hp, Wp)
