@@ -1,5 +1,5 @@
 """float32 convs with few input channels (the stems: 3 -> 16..64, 3x3 or 7x7, stride 1 or
-2) vectorized over *pixels*.
+2), or few output channels, vectorized over *pixels*.
 
 The channel-vector tiles (gen_simd_conv) write NCHW rows through ``tile_store`` one float
 at a time, and a stem writes many outputs per multiply-accumulate (C * kh * kw = 27 for a
@@ -16,6 +16,10 @@ MobileNetV3-small 3->16 3x3/2 0.255 -> 0.165 ms, MobileNetV2 3->32 3x3/2 0.44 ->
 ResNet-18 3->64 7x7/2 1.54 -> 1.28 (models 0.94 / 0.98 / 0.98); avx2 (8 lanes, K = 8)
 MobileNetV2 0.60 -> 0.46, MobileNetV3-small 0.32 -> 0.29, but ResNet-18's 7x7 2.18 ->
 2.53: at 8 lanes only kernels of at most 9 taps run here.
+
+The same template, 8 channels x 2 vectors with a residual, runs dense stride-1 convs with
+at most 16 output channels (``use_pv``: ResNet-20's first stage), where the channel-vector
+tiles hold one output vector and pay a broadcast load per FMA.
 
 The input is always a padded copy (the stride-2 loads read one float past a row's last
 window). Kernels generated per (lanes, stride) and compiled with this file as their source
