@@ -10,6 +10,7 @@ from ..activation import ActCode
 from ._common import (FM, NoBind, RecordedOp, act, act_inplace, act_of, attrs,
                       emit, emit_split, operand, prepare_consts)
 from .._jit import njit, pjit
+from . import simd
 
 CHUNK = 16384  # elements per prange iteration for flat kernels
 SUB = 4096     # sub-block: compute, then the activation pass while it is in L1
@@ -45,23 +46,34 @@ def _act_par(x, y, code, alpha, beta):
 @njit(fastmath=FM, boundscheck=False)
 def _chan_rng(x, s, t, y, q0, q1, mode, code, alpha, beta):
     """x,y (N*C, L) rows q0..q1; channel c = q % C. mode 0: x*s[c]+t[c] (Affine);
-    mode 1: PRelu with slope s[c]."""
+    mode 1: PRelu with slope s[c]. Rows addressed in the flat arrays (a row view per row
+    cost its reference counting: MobileNetV3-small's 576 x 7x7 squeeze-excitation Mul
+    took 14 us, 25 ns a row), 16-lane vectors with a scalar tail (LLVM's own loop took
+    64 floats an iteration: rows of 49 ran scalar)."""
     C = s.shape[0]
     L = x.shape[1]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
     for q in range(q0, q1):
         c = q % C
         sc = s[c]
         tc = t[c]
-        xr = x[q]
-        yr = y[q]
+        b = q * L
         if mode == 0:
-            for i in range(L):
-                yr[i] = xr[i] * sc + tc
-            act_inplace(yr, 0, L, code, alpha, beta)
+            sv = simd.vsplat16(sc)
+            tv = simd.vsplat16(tc)
+            i = 0
+            while i + 16 <= L:
+                simd.vst16(yf, b + i, simd.vfma16(simd.vld16(xf, b + i), sv, tv))
+                i += 16
+            for j in range(i, L):
+                yf[b + j] = xf[b + j] * sc + tc
         else:
             for i in range(L):
-                v = xr[i]
-                yr[i] = v if v >= 0 else sc * v
+                v = xf[b + i]
+                yf[b + i] = v if v >= 0 else sc * v
+    if mode == 0 and code != ActCode.NONE:
+        act_inplace(yf, q0 * L, q1 * L, code, alpha, beta)
 
 
 @pjit(fastmath=FM, boundscheck=False)
