@@ -509,3 +509,34 @@ def test_pixel_vector_tiles_for_few_output_channels(case, monkeypatch):
         scale = max(float(np.abs(want).max()), 1e-6)
         assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (case, policy)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("N,C,O,act,res", [(1, 576, 144, "Relu", False),
+                                          (2, 19, 37, "HardSigmoid", True),
+                                          (1, 72, 16, "HardSwish", False),
+                                          (3, 5, 50, None, True)])
+def test_matrix_vector_1x1_on_a_1x1_map(N, C, O, act, res, monkeypatch):
+    """1x1 convs whose maps are 1x1 (squeeze-excitation) run as a matrix-vector product
+    (pw_f32.mv_f32_l16: 4 accumulators over interleaved input channels, a masked last
+    vector, vector or scalar activations, a residual) and match the reference."""
+    from edgenet.cpu import pw_f32
+    if simd.rank("avx512") < simd.rank(simd.codegen_tier()):
+        pytest.skip("no avx512")
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(C * O)
+    x = rng.uniform(-2, 2, size=(N, C, 1, 1)).astype(np.float32)
+    consts = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, 1, 1)).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    node = _node(1, (0, 0, 0, 0), 1, act, res)
+    ins = [x, None, None] + ([rng.normal(size=(N, O, 1, 1)).astype(np.float32)] if res else [])
+    want = run_node(node, ins, consts)[0]
+    calls = []
+    kern = pw_f32.mv_f32_l16
+    monkeypatch.setattr(pw_f32, "mv_f32_l16", lambda *a: calls.append(1) or kern(*a))
+    for policy in ("expanded", "packed"):
+        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st_, ins, [y])
+        scale = max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (policy, act)
+    assert len(calls) == 2

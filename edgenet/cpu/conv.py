@@ -313,6 +313,9 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     if pw_f32.use(st, x.shape, y.shape):       # 1x1: vectors over pixels (pw_f32.py)
         pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
+    if pw_f32.use_mv(st, x.shape, y.shape):    # 1x1 on a 1x1 map: a matrix-vector product
+        pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
+        return True
     if stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls)
         return True
