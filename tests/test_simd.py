@@ -461,11 +461,11 @@ def test_pad_plane_matches_numpy_pad(W):
                               (4, 2, 0, 0, 19), (5, 9, 17, 1, 2)]:
         x = rng.standard_normal(H * W + 7).astype(np.float32)
         Hp, Wp = H + pt + pb, W + pl + pr
-        out = np.full(Hp * Wp + 40, np.nan, np.float32)
-        pad_plane(x, 7, H, W, pt, pl, Hp, Wp, out)
+        out = np.full(Hp * Wp + 45, np.nan, np.float32)
+        pad_plane(x, 7, H, W, pt, pl, Hp, Wp, out, 5)     # at offset 5 of its buffer
         want = np.pad(x[7:].reshape(H, W), ((pt, pb), (pl, pr)))
-        np.testing.assert_array_equal(out[:Hp * Wp].reshape(Hp, Wp), want)
-        assert np.isnan(out[Hp * Wp:]).all()
+        np.testing.assert_array_equal(out[5:5 + Hp * Wp].reshape(Hp, Wp), want)
+        assert np.isnan(out[:5]).all() and np.isnan(out[5 + Hp * Wp:]).all()
 
 
 PV_CASES = [

@@ -279,7 +279,7 @@ def _pad_copy(x, xp, pt, pl):
     xpf = xp.reshape(-1)
     PP = Hp * Wp
     for p in range(N * C):
-        gen_simd_conv.pad_plane(xf, p * H * W, H, W, pt, pl, Hp, Wp, xpf[p * PP:(p + 1) * PP])
+        gen_simd_conv.pad_plane(xf, p * H * W, H, W, pt, pl, Hp, Wp, xpf, p * PP)
 
 
 def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
