@@ -215,6 +215,19 @@ def tile_store_q(buf, B, P, qw, qp, qf, n, O, oy, ox0, o0, code, alpha, beta):
                 vstword8(qw, wb + j * QHp * QWp + p, qv, j)
 
 
+@njit(fastmath=FM, inline="always")
+def vact16(v, code, lo, hi, z0, o1, c6, h5):
+    """Relu / Clip (lo, hi) / HardSwish on a 16-lane vector (other codes: v unchanged, the
+    caller's scalar pass); z0, o1, c6, h5: splats of 0, 1, 1/6, 1/2."""
+    if code == ActCode.RELU:
+        return vrelu16(v)
+    if code == ActCode.CLIP:
+        return vclip16(v, lo, hi)
+    if code == ActCode.HARD_SWISH:
+        return vfma16(v, vclip16(vfma16(v, c6, h5), z0, o1), z0)
+    return v
+
+
 def tile_buf_len(B, P):
     """Floats a tile's buffer holds: the tile (P pixels, rounded up to 16, x B channels)
     and as many again for its transposed rows (``tile_store_k``)."""
@@ -255,12 +268,7 @@ def tile_store_k(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alph
             v = vld16(buf, tb)
             if has_r:
                 v = vadd16(v, vldm16(rf, yo, m))
-            if code == ActCode.RELU:
-                v = vrelu16(v)
-            elif code == ActCode.CLIP:
-                v = vclip16(v, lo, hi)
-            elif code == ActCode.HARD_SWISH:
-                v = vfma16(v, vclip16(vfma16(v, c6, h5), z0, o1), z0)
+            v = vact16(v, code, lo, hi, z0, o1, c6, h5)
             vst16(buf, tb, v)
             if code > ActCode.RELU and code != ActCode.CLIP and code != ActCode.HARD_SWISH:
                 for i in range(m):

@@ -26,7 +26,7 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from . import simd
 from ._common import act_call, emit  # noqa: F401
-from .gen_simd_conv import emit_act_consts, emit_act_vec
+from .gen_simd_conv import emit_act_consts, emit_act_vec, vact16
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
                    vld8, vld16, vldm16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vstm16)
@@ -150,13 +150,7 @@ def mv_f32_l16(xf, C, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta):
             yb = n * O + o0
             if has_r:
                 f = vadd16(f, vldm16(rf, yb, nc))
-            if code == ActCode.RELU:
-                f = vrelu16(f)
-            elif code == ActCode.CLIP:
-                f = vclip16(f, lo, hi)
-            elif code == ActCode.HARD_SWISH:
-                f = vfma16(f, vclip16(vfma16(f, c6, h5), z0, o1), z0)
-            vstm16(yf, yb, f, nc)
+            vstm16(yf, yb, vact16(f, code, lo, hi, z0, o1, c6, h5), nc)
             if code != ActCode.NONE and code != ActCode.RELU and code != ActCode.CLIP and \
                     code != ActCode.HARD_SWISH:
                 for i in range(yb, yb + nc):
