@@ -413,6 +413,16 @@ def test_depthwise_channel_vector_bands(case, band_bytes, monkeypatch):
     assert float(np.abs(y - want).max()) <= 1e-4 * scale + 1e-6
 
 
+def _conv_both_policies(node, consts, ins, want, tag):
+    """Run the Conv with expanded and packed weights: within 1e-5 of the reference."""
+    for policy in ("expanded", "packed"):
+        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
+        y = np.full_like(want, np.nan)
+        cpu.OPS["Conv"].run(node, st_, ins, [y])
+        scale = max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (tag, policy)
+
+
 STEM_CASES = [
     # (N, C, H, W, O, k, stride, pads, dil, act): stem_f32 (pixel vectors, C <= 4; output
     # rows of 32 / 31 / 45 / 31 / 29: whole and overlapping last vectors)
@@ -441,12 +451,7 @@ def test_stem_f32(mode, case, monkeypatch):
     calls = []
     run = stem_f32.run
     monkeypatch.setattr(stem_f32, "run", lambda *a, **kw: calls.append(1) or run(*a, **kw))
-    for policy in ("expanded", "packed"):
-        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
-        y = np.full_like(want, np.nan)
-        cpu.OPS["Conv"].run(node, st_, [x, None, None], [y])
-        scale = max(float(np.abs(want).max()), 1e-6)
-        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (case, policy)
+    _conv_both_policies(node, consts, [x, None, None], want, case)
     assert len(calls) == (0 if simd.lanes(mode) == 8 and k > 3 else 2)
 
 
@@ -502,12 +507,7 @@ def test_pixel_vector_tiles_for_few_output_channels(case, monkeypatch):
     calls = []
     kern = stem_f32.PV_KERNELS[16]
     monkeypatch.setitem(stem_f32.PV_KERNELS, 16, lambda *a: calls.append(1) or kern(*a))
-    for policy in ("expanded", "packed"):
-        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
-        y = np.full_like(want, np.nan)
-        cpu.OPS["Conv"].run(node, st_, ins, [y])
-        scale = max(float(np.abs(want).max()), 1e-6)
-        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (case, policy)
+    _conv_both_policies(node, consts, ins, want, case)
     assert len(calls) == 2
 
 
@@ -533,10 +533,5 @@ def test_matrix_vector_1x1_on_a_1x1_map(N, C, O, act, res, monkeypatch):
     calls = []
     kern = pw_f32.mv_f32_l16
     monkeypatch.setattr(pw_f32, "mv_f32_l16", lambda *a: calls.append(1) or kern(*a))
-    for policy in ("expanded", "packed"):
-        st_ = cpu.OPS["Conv"].prepare(node, consts, policy)
-        y = np.full_like(want, np.nan)
-        cpu.OPS["Conv"].run(node, st_, ins, [y])
-        scale = max(float(np.abs(want).max()), 1e-6)
-        assert float(np.abs(y - want).max()) <= 1e-5 * scale + 1e-6, (policy, act)
+    _conv_both_policies(node, consts, ins, want, act)
     assert len(calls) == 2
