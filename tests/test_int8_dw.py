@@ -25,11 +25,11 @@ def _desc(act):
     return act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
 
 
-def _model(path, rng, C, H, st, k, act, enc="t2", front=True, dil=1):
+def _model(path, rng, C, H, st, k, act, enc="t2", front=True, dil=1, pad=None):
     """x -> [1x1 conv 8 -> C, Clip] -> depthwise kxk (group C, stride st, dilation dil, act,
-    "same" pads) -> 1x1 conv C -> 12 (Relu) -> y. front=False: the depthwise conv reads the
-    graph input."""
-    pad = dil * (k // 2)
+    "same" pads unless ``pad``) -> 1x1 conv C -> 12 (Relu) -> y. front=False: the depthwise
+    conv reads the graph input."""
+    pad = dil * (k // 2) if pad is None else pad
     OH = (H + 2 * pad - dil * (k - 1) - 1) // st + 1
     C0 = 8 if front else C
     nodes = []
@@ -119,6 +119,57 @@ def test_int8_depthwise_matches_reference(tier, C, H, st, k, act, enc, N, dil, t
     # int8 differs from f32 activations (the depthwise input is quantized too)
     f32 = edgenet.load(path, activations="f32")(x)
     assert float(np.abs(f32 - got).max()) > 0
+
+
+@pytest.mark.skipif(simd.codegen_tier() != "avx512vnni", reason="needs AVX512-VNNI")
+@pytest.mark.parametrize("C,H,st,k,act,enc,N,pad", [
+    (16, 12, 1, 3, "Clip", "t2", 1, None),      # rows of whole 4-pixel blocks, pl = 1
+    (24, 13, 1, 3, "Relu", "q3", 2, None),      # a partial 16-channel block (float rows)
+    (18, 11, 2, 3, "HardSwish", "t2", 2, None),  # C % 4 = 2, stride 2
+    (20, 14, 2, 5, None, "f32", 1, None),       # 5x5 (two tap words), levels up to 127
+    (32, 9, 1, 3, "Sigmoid", "t2", 1, None),    # no vector epilogue: the float rows
+    (16, 7, 1, 3, "Relu", "t2", 1, 0),          # pl = 0, 5 outputs a row
+    (16, 10, 2, 3, "Clip", "q3", 2, 0),         # stride 2, pl = 0
+    (16, 23, 1, 5, "Clip", "t2", 1, 2),         # 5x5, pl = 2, rows of 23
+    (32, 15, 2, 7, "Relu", "q3", 1, 3),         # 7x7, pl = 3, stride 2
+    (48, 30, 1, 3, "Relu", "t2", 1, 1),         # rows ending mid-block, several bands
+])
+def test_int8_depthwise_dot_kernel_gives_the_float_kernels_bits(C, H, st, k, act, enc, N,
+                                                                 pad, tmp_path, monkeypatch):
+    """avx512vnni: dwcvd_l16 (taps summed by vpdpbusd over 4-pixel words) against the
+    float32 kernel on the same uint8 input (dw_cv.DOT off): the same integer sums, so the
+    same bits; and it really ran."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
+    rng = np.random.default_rng(C * H + k + st)
+    path = _model(str(tmp_path / "m.edgenet"), rng, C, H, st, k, act, enc, pad=pad)
+    x = rng.normal(0, 1, (N, 8, H, H)).astype(np.float32)
+    m = edgenet.load(path, activations="int8", act_ranges=RANGES)
+    dws = m._states[1]
+    assert dws.dq is not None and dw_cv.use_dot(dws, dws.params[3])
+    got = m(x)
+    monkeypatch.setattr(dw_cv, "DOT", False)
+    plain = edgenet.load(path, activations="int8", act_ranges=RANGES)
+    assert not dw_cv.use_dot(plain._states[1], dws.params[3])
+    np.testing.assert_array_equal(plain(x), got)
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=RANGES)(x)
+    _close(got, ref, 2e-2, 1e-3)
+
+
+def test_dot_weights_layout():
+    """dw_cv.dot_weights: word (block, kh, g, c) holds channel c's levels of taps 4g..4g+3
+    of row kh (zero past KW and past O); levels outside int8: None."""
+    rng = np.random.default_rng(3)
+    O, KH, KW = 19, 3, 5
+    lev = rng.integers(-127, 128, size=(O, KH * KW))
+    w = dw_cv.dot_weights(lev, O, KH, KW).view(np.int8).reshape(2, KH, 2, 16, 4)
+    full = np.zeros((32, KH, 8), np.int64)
+    full[:O, :, :KW] = lev.reshape(O, KH, KW)
+    for b in range(2):
+        for kh in range(KH):
+            for g in range(2):
+                np.testing.assert_array_equal(w[b, kh, g], full[16 * b:16 * b + 16, kh,
+                                                                4 * g:4 * g + 4])
+    assert dw_cv.dot_weights(np.full((2, 9), 128), 2, 3, 3) is None
 
 
 @pytest.mark.parametrize("st", [1, 2])

@@ -479,6 +479,7 @@ class ConvState:
     bcv: np.ndarray | None = None    # and its bias, padded to whole channel vectors
     dq: tuple | None = None          # int8 depthwise: (input scale, zero point, the buffer
                                      # key its producer writes or None)
+    dqd: np.ndarray | None = None    # its dw_cv dot kernel's weights (dw_cv.dot_weights)
     dqk: tuple | None = None         # its dw_cv kernel's (levels (ceil(O/L), T, L), alpha * s,
                                      # zp * sum(levels) * alpha * s, bias - that, padded)
     qo: tuple | None = None          # (scale, zero point, buffer key, the consumer's pads):
@@ -563,6 +564,8 @@ class Conv(OpImpl):
             st.dqk = (expand_simd(lev.astype(np.float32).reshape(-1), O, 1, KH, KW, L, 1),
                       dw_cv.bias(sc64.astype(np.float32), O, L), corr,
                       dw_cv.bias(st.b - corr, O, L))
+            if L == 16:
+                st.dqd = dw_cv.dot_weights(lev, O, KH, KW)
         qo = node.get("_qo") if isinstance(node, dict) else None
         if qo is not None:
             st.qo = (np.float32(qo[0]), np.float32(qo[1]), "qin:" + node["outputs"][0],

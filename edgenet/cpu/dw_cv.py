@@ -32,37 +32,92 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from ._common import NoBind, act_call, emit, tls_buffer, tls_rows  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .simd import (vadd8, vadd16, vclip8, vclip16,  # noqa: F401
-                   vfma8, vfma16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
+from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
+                   vdpbusd16, vfma8, vfma16, vfshr16, vitof16, vldi16, vqblk16, vsplati16,
+                   vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
                    vqtile8, vqtile16, vqword8, vqword16, vrelu8, vrelu16, vsplat8, vsplat16,
                    vst8, vst16,
                    vstword8, vstword16, vtr8, vtr16)
 
-P_OF = {16: 4, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
+P_OF = {16: 8, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
+DOT = True               # False: the float32 kernel for int8 depthwise on avx512vnni too (A/B)
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
 MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
 BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them)
 
 
-def _source(L, qin=False):
+def _qst4(L):
+    """The 4-pixel quantized store: 16 lanes vqst4_16 (packs, AVX-512BW), else vstword4."""
+    return "vqst4_16" if L == 16 else f"vstword4_{L}"
+
+
+def _qarg(L, v):
+    return v if L == 16 else f"vqpack{L}({v}, qs, qz)"
+
+
+def _qtail(L, nv):
+    return f", qs, qz, {nv}" if L == 16 else ""
+
+
+def _emit_dot_group(w, PP):
+    """dwcvd_l16: the int32 sums of PP output pixels from ox (a multiple of 4, so ox * S
+    starts a block): per kernel row and tap group, the blocks the PP windows span, each
+    window one block or a vfshr16 of two (the shift fixed by the pixel and the stride),
+    then converted to float32."""
+    for p in range(PP):
+        w(f"                a{p} = vzeroi16()")
+    w("                xbk = (ox * S) // 4")
+    w("                for kh in range(KH):")
+    w("                    rk = ((lr * S + kh) * WB + xbk) * 16")
+    w("                    for g in range(G):")
+    w("                        wv = vldi16(wq, wb + (kh * G + g) * 16)")
+    for S in (1, 2):
+        w(f"                        {'if' if S == 1 else 'else'}{' S == 1' if S == 1 else ''}:")
+        nblk = ((PP - 1) * S) // 4 + 2
+        for j in range(nblk):
+            w(f"                            b{j} = vldi16(xp, rk + (g + {j}) * 16)")
+        for p in range(PP):
+            j, sh = divmod(p * S, 4)
+            win = f"b{j}" if sh == 0 else f"vfshr16(b{j + 1}, b{j}, {8 * sh})"
+            w(f"                            a{p} = vdpbusd16(a{p}, {win}, wv)")
+    for p in range(PP):
+        w(f"                a{p} = vitof16(a{p})")
+
+
+def _source(L, qin=False, dot=False):
     """The kernel for L lanes; ``qin``: its input is uint8 in the int8 layout (words of 4
     channels, ``(N, C4, H*W)``, unpadded: quant.mark_quantized_producers), taken as the
     codes q into the band (the border: the zero point), with the weights' int8 levels: the
     sum of q * level is exact in float32 (below 2**24), then ``acc * qsc + bc`` (qsc: the
     channel's alpha * s; bc: bias - zp * sum(levels) * alpha * s), the int8 convs' epilogue
-    (``dwcvq_l{L}(xq, qsc, zq, ...)``)."""
+    (``dwcvq_l{L}(xq, qsc, zq, ...)``).
+
+    ``dot`` (with qin, L = 16; the avx512vnni tier): the same function with the taps summed
+    in int32 by ``vpdpbusd``. The band holds words of 4 consecutive pixels of one channel
+    (``simd.vqblk16``; rows of WB blocks of 4 pixels x 16 channels, block k = padded
+    columns 4k..4k+3: the input shifted by pl pixels, the zero point around it), the weights
+    words of 4 taps' levels (``wq``: (ceil(C/16), KH, G, 16), G = ceil(KW/4)), and output
+    pixel ox's window at tap group g is the word at padded column ox * S + 4g
+    (``simd.vfshr16`` of two blocks): one ``vpdpbusd`` per 4 taps of 16 channels. The sums
+    are the float kernel's exact integers, so the outputs are its bits (dwcvd_l16: stride
+    1 or 2, dilation 1, pl <= 3)."""
     P = P_OF[L]
     assert P % 4 == 0   # the quantized store takes 4 pixels at a time
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    if qin:
+    if dot:
+        assert qin and L == 16
+        w(f"def dwcvd_l{L}(xq, qsc, zq, zw, C, H, W, pt, pl, KH, G, WB, S, wq, bc, yf, N, OH, OW,")
+        w("               R, RI, NBND,")
+    elif qin:
         w(f"def dwcvq_l{L}(xq, qsc, zq, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW,")
         w("               R, RI, NBND,")
     else:
         w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
     w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4):")
-    w("    T = toff.shape[0]")
+    if not dot:
+        w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
     w("    HWo = OH * OW")
     w("    for t in prange(N * NB * NBND):")
@@ -80,61 +135,86 @@ def _source(L, qin=False):
     w("        xp = xb[tid]")
     w("        op = ob[tid]")
     w("        tb = tt_[tid]")
-    w(f"        z = vsplat{L}({'zq' if qin else 'np.float32(0)'})")
-    # zero (the zero point for uint8 input): rows outside the input, the pad columns (the
-    # whole row for a partial float32 block)
-    w("        for i in range(RI):")
-    w("            iy = iy0 + i")
-    w("            rb = i * Wp")
-    w(f"            if iy < 0 or iy >= H{'' if qin else f' or nc < {L}'}:")
-    w("                for q in range(rb, rb + Wp):")
-    w(f"                    vst{L}(xp, q * {L}, z)")
-    w("            else:")
-    w("                for q in range(rb, rb + pl):")
-    w(f"                    vst{L}(xp, q * {L}, z)")
-    w("                for q in range(rb + pl + W, rb + Wp):")
-    w(f"                    vst{L}(xp, q * {L}, z)")
-    w("        ia = max(iy0, 0)")
-    w("        ib = min(iy0 + RI, H)")
-    if qin:   # per pixel: its L/4 words (one per channel group) -> L floats
-        w("        nw1 = (nc + 3) // 4 - 1")
+    if dot:   # the band: rows of WB blocks (words: one channel's 4 pixels), zw outside
+        w("        zv = vsplati16(zw)")
+        w("        last = (nc + 3) // 4 - 1")
         w("        src = (n * C4 + c0 // 4) * H * W")
-        w("        for yy in range(ia, ib):")
-        w(f"            d = ((yy - iy0) * Wp + pl) * {L}")
-        w("            s0 = src + yy * W")
-        w("            xx = 0")
-        w(f"            if nw1 == {L // 4 - 1}:   # L pixels a step: L loads, then shuffles")
-        w(f"                while xx + {L} <= W:")
-        w(f"                    vqtile{L}(xq, s0 + xx, H * W, xp, d + xx * {L}, {L})")
-        w(f"                    xx += {L}")
-        w("            for xx in range(xx, W):")
-        w(f"                vst{L}(xp, d + xx * {L}, vqword{L}(xq, s0 + xx, H * W, nw1))")
+        w("        NBI = (W + 3) // 4")
+        w("        for i in range(RI):")
+        w("            iy = iy0 + i")
+        w("            rb = i * WB * 16")
+        w("            if iy < 0 or iy >= H:")
+        w("                for k in range(WB):")
+        w("                    vstwords16(xp, rb + k * 16, zv)")
+        w("            else:")
+        w("                s0 = src + iy * W")
+        w("                prev = zv")
+        w("                for k in range(WB):")
+        w("                    if k < NBI:")
+        w("                        cur = vqblk16(xq, s0 + 4 * k, H * W, last, min(4, W - 4 * k), zw)")
+        w("                    else:")
+        w("                        cur = zv")
+        w("                    if pl == 0:")
+        w("                        vstwords16(xp, rb + k * 16, cur)")
+        w("                    else:   # columns 4k..4k+3 = input pixels 4k - pl ..")
+        w("                        vstwords16(xp, rb + k * 16, vfshr16(cur, prev, (4 - pl) * 8))")
+        w("                    prev = cur")
     else:
-        w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
-        w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
-        w("            # padded places; the last chunk overlaps the one before (same values)")
-        w("            src = (n * C + c0) * H * W")
-        w(f"            for p00 in range(ia * W, ib * W, {L}):")
-        w(f"                p0 = min(p00, ib * W - {L})")
-        w(f"                vtr{L}(xf, src + p0, H * W, tb, 0, {L})")
-        w("                yy = p0 // W")
-        w("                xx = p0 - yy * W")
-        w(f"                d = ((yy - iy0) * Wp + pl + xx) * {L}")
-        w(f"                for j in range({L}):")
-        w(f"                    vst{L}(xp, d, vld{L}(tb, j * {L}))")
-        w("                    xx += 1")
-        w(f"                    d += {L}")
-        w("                    if xx == W:")
-        w("                        xx = 0")
-        w(f"                        d += (Wp - W) * {L}")
-        w("        else:")
-        w("            for c in range(nc):")
-        w("                src = (n * C + c0 + c) * H * W")
-        w("                for yy in range(ia, ib):")
-        w(f"                    d = ((yy - iy0) * Wp + pl) * {L} + c")
-        w("                    s = src + yy * W")
-        w("                    for xx in range(W):")
-        w(f"                        xp[d + xx * {L}] = xf[s + xx]")
+        w(f"        z = vsplat{L}({'zq' if qin else 'np.float32(0)'})")
+        # zero (the zero point for uint8 input): rows outside the input, the pad columns (the
+        # whole row for a partial float32 block)
+        w("        for i in range(RI):")
+        w("            iy = iy0 + i")
+        w("            rb = i * Wp")
+        w(f"            if iy < 0 or iy >= H{'' if qin else f' or nc < {L}'}:")
+        w("                for q in range(rb, rb + Wp):")
+        w(f"                    vst{L}(xp, q * {L}, z)")
+        w("            else:")
+        w("                for q in range(rb, rb + pl):")
+        w(f"                    vst{L}(xp, q * {L}, z)")
+        w("                for q in range(rb + pl + W, rb + Wp):")
+        w(f"                    vst{L}(xp, q * {L}, z)")
+        w("        ia = max(iy0, 0)")
+        w("        ib = min(iy0 + RI, H)")
+        if qin:   # per pixel: its L/4 words (one per channel group) -> L floats
+            w("        nw1 = (nc + 3) // 4 - 1")
+            w("        src = (n * C4 + c0 // 4) * H * W")
+            w("        for yy in range(ia, ib):")
+            w(f"            d = ((yy - iy0) * Wp + pl) * {L}")
+            w("            s0 = src + yy * W")
+            w("            xx = 0")
+            w(f"            if nw1 == {L // 4 - 1}:   # L pixels a step: L loads, then shuffles")
+            w(f"                while xx + {L} <= W:")
+            w(f"                    vqtile{L}(xq, s0 + xx, H * W, xp, d + xx * {L}, {L})")
+            w(f"                    xx += {L}")
+            w("            for xx in range(xx, W):")
+            w(f"                vst{L}(xp, d + xx * {L}, vqword{L}(xq, s0 + xx, H * W, nw1))")
+        else:
+            w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
+            w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
+            w("            # padded places; the last chunk overlaps the one before (same values)")
+            w("            src = (n * C + c0) * H * W")
+            w(f"            for p00 in range(ia * W, ib * W, {L}):")
+            w(f"                p0 = min(p00, ib * W - {L})")
+            w(f"                vtr{L}(xf, src + p0, H * W, tb, 0, {L})")
+            w("                yy = p0 // W")
+            w("                xx = p0 - yy * W")
+            w(f"                d = ((yy - iy0) * Wp + pl + xx) * {L}")
+            w(f"                for j in range({L}):")
+            w(f"                    vst{L}(xp, d, vld{L}(tb, j * {L}))")
+            w("                    xx += 1")
+            w(f"                    d += {L}")
+            w("                    if xx == W:")
+            w("                        xx = 0")
+            w(f"                        d += (Wp - W) * {L}")
+            w("        else:")
+            w("            for c in range(nc):")
+            w("                src = (n * C + c0 + c) * H * W")
+            w("                for yy in range(ia, ib):")
+            w(f"                    d = ((yy - iy0) * Wp + pl) * {L} + c")
+            w("                    s = src + yy * W")
+            w("                    for xx in range(W):")
+            w(f"                        xp[d + xx * {L}] = xf[s + xx]")
     # the FMAs: P pixels of a row per step, then single pixels
     if qin:   # exact sums of q * level from 0, then scale and bias
         w(f"        bv = vsplat{L}(np.float32(0))")
@@ -142,55 +222,71 @@ def _source(L, qin=False):
         w(f"        bq = vld{L}(bc, c0)")
     else:
         w(f"        bv = vld{L}(bc, c0)")
-    w(f"        wb = cb * T * {L}")
-    w(f"        SL = S * {L}")
+    if dot:
+        w("        wb = cb * KH * G * 16")
+    else:
+        w(f"        wb = cb * T * {L}")
+        w(f"        SL = S * {L}")
     # whole channel blocks for an int8 consumer: activated, quantized and stored from the
     # accumulators (4 pixels a 4-word store a plane), no float band output
     w(f"        qd = qo and nc == {L}")
     emit_act_consts(w, L, "        ")
     w("        wbq = (n * C4 + c0 // 4) * HWo + r0 * OW")
     w("        for lr in range(R):")
-    w("            rowb = lr * S * Wp")
+    if not dot:
+        w("            rowb = lr * S * Wp")
     w("            ox = 0")
-    w(f"            while ox + {P} <= OW:")
-    for p in range(P):
-        w(f"                a{p} = bv")
-    w(f"                xo = (rowb + ox * S) * {L}")
-    w("                for tt in range(T):")
-    w(f"                    wv = vld{L}(wc, wb + tt * {L})")
-    w(f"                    xt = xo + toff[tt] * {L}")
-    for p in range(P):
-        w(f"                    a{p} = vfma{L}(vld{L}(xp, xt + {p} * SL), wv, a{p})")
-    if qin:
-        for p in range(P):
-            w(f"                a{p} = vfma{L}(a{p}, sv, bq)")
-    w("                if qd:")
-    for k0 in range(0, P, 4):
-        for p in range(k0, k0 + 4):
-            emit_act_vec(w, L, "                    ", f"a{p}")
-        w(f"                    vstword4_{L}(qw, wbq + lr * OW + ox + {k0}, HWo, "
-          + ", ".join(f"vqpack{L}(a{p}, qs, qz)" for p in range(k0, k0 + 4)) + ")")
-    w("                else:")
-    w(f"                    q = (lr * OW + ox) * {L}")
-    for p in range(P):
-        w(f"                    vst{L}(op, q + {p * L}, a{p})")
-    w(f"                ox += {P}")
-    w("            while ox < OW:")
-    w("                a0 = bv")
-    w(f"                xo = (rowb + ox * S) * {L}")
-    w("                for tt in range(T):")
-    w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}),")
-    w(f"                                 vld{L}(wc, wb + tt * {L}), a0)")
-    if qin:
-        w(f"                a0 = vfma{L}(a0, sv, bq)")
-    w("                if qd:")
-    emit_act_vec(w, L, "                    ", "a0")
-    w(f"                    qv = vqpack{L}(a0, qs, qz)")
-    w(f"                    for j in range({L // 4}):")
-    w(f"                        vstword{L}(qw, wbq + j * HWo + lr * OW + ox, qv, j)")
-    w("                else:")
-    w(f"                    vst{L}(op, (lr * OW + ox) * {L}, a0)")
-    w("                ox += 1")
+    # P pixels a step, then 4 (the row's tail); dot: groups of 4 to the row's end, the last
+    # one's pixels past OW computed on the border and not stored (masked stores)
+    for PP in ((P, 4) if P > 4 else (P,)):
+        if dot and PP == 4:
+            w("            while ox < OW:")
+            w("                nv = min(4, OW - ox)")
+        else:
+            w(f"            {'while' if PP == P else 'if'} ox + {PP} <= OW:")
+        if dot:
+            _emit_dot_group(w, PP)
+        else:
+            for p in range(PP):
+                w(f"                a{p} = bv")
+            w(f"                xo = (rowb + ox * S) * {L}")
+            w("                for tt in range(T):")
+            w(f"                    wv = vld{L}(wc, wb + tt * {L})")
+            w(f"                    xt = xo + toff[tt] * {L}")
+            for p in range(PP):
+                w(f"                    a{p} = vfma{L}(vld{L}(xp, xt + {p} * SL), wv, a{p})")
+        if qin:
+            for p in range(PP):
+                w(f"                a{p} = vfma{L}(a{p}, sv, bq)")
+        w("                if qd:")
+        for k0 in range(0, PP, 4):
+            for p in range(k0, k0 + 4):
+                emit_act_vec(w, L, "                    ", f"a{p}")
+            w(f"                    {_qst4(L)}(qw, wbq + lr * OW + ox + {k0}, HWo, "
+              + ", ".join(_qarg(L, f"a{p}") for p in range(k0, k0 + 4))
+              + _qtail(L, "nv" if dot and PP == 4 else "4") + ")")
+        w("                else:")
+        w(f"                    q = (lr * OW + ox) * {L}")
+        for p in range(PP):
+            w(f"                    vst{L}(op, q + {p * L}, a{p})")
+        w(f"                ox += {PP}")
+    if not dot:
+        w("            while ox < OW:")
+        w("                a0 = bv")
+        w(f"                xo = (rowb + ox * S) * {L}")
+        w("                for tt in range(T):")
+        w(f"                    a0 = vfma{L}(vld{L}(xp, xo + toff[tt] * {L}),")
+        w(f"                                 vld{L}(wc, wb + tt * {L}), a0)")
+        if qin:
+            w(f"                a0 = vfma{L}(a0, sv, bq)")
+        w("                if qd:")
+        emit_act_vec(w, L, "                    ", "a0")
+        w(f"                    qv = vqpack{L}(a0, qs, qz)")
+        w(f"                    for j in range({L // 4}):")
+        w(f"                        vstword{L}(qw, wbq + j * HWo + lr * OW + ox, qv, j)")
+        w("                else:")
+        w(f"                    vst{L}(op, (lr * OW + ox) * {L}, a0)")
+        w("                ox += 1")
     # back to NCHW: residual, activation (Relu / Clip / HardSwish as vectors after a vtr of
     # L pixel vectors; other activations and partial blocks: scalar). The band's outputs
     # are the flat range [r0 * OW, (r0 + R) * OW) of every plane.
@@ -207,10 +303,10 @@ def _source(L, qin=False):
     w(f"            if nw == {L // 4}:   # 4 pixels a step: one 4-word store a plane")
     w("                while q0 + 4 <= RO:")
     for k in range(4):
-        w(f"                    v = vld{L}(op, (q0 + {k}) * {L})")
-        emit_act_vec(w, L, "                    ", "v")
-        w(f"                    p{k} = vqpack{L}(v, qs, qz)")
-    w(f"                    vstword4_{L}(qw, wbase + q0, HWo, p0, p1, p2, p3)")
+        w(f"                    v{k} = vld{L}(op, (q0 + {k}) * {L})")
+        emit_act_vec(w, L, "                    ", f"v{k}")
+    w(f"                    {_qst4(L)}(qw, wbase + q0, HWo, "
+      + ", ".join(_qarg(L, f"v{k}") for k in range(4)) + _qtail(L, "4") + ")")
     w("                    q0 += 4")
     w("            for q in range(q0, RO):")
     w(f"                v = vld{L}(op, q * {L})")
@@ -257,6 +353,29 @@ for _L in P_OF:
     exec(compile(_source(_L, qin=True), __file__, "exec"), globals())
 KERNELS = {16: dwcv_l16, 8: dwcv_l8}  # noqa: F821  (defined by the exec above)
 QKERNELS = {16: dwcvq_l16, 8: dwcvq_l8}  # noqa: F821  (uint8 input: int8 depthwise)
+exec(compile(_source(16, qin=True, dot=True), __file__, "exec"), globals())
+
+
+def dot_weights(lev, O, KH, KW):
+    """dwcvd_l16's weights: the int8 levels (O, KH*KW) as words of 4 taps' levels,
+    (ceil(O/16), KH, G, 16) int32, G = ceil(KW/4); None where a level is outside int8."""
+    lev = np.asarray(lev).reshape(O, KH, KW)
+    if lev.size and int(np.abs(lev).max()) > 127:
+        return None
+    G = -(-KW // 4)
+    NB = -(-O // 16)
+    b = np.zeros((NB * 16, KH, G * 4), np.int8)
+    b[:O, :, :KW] = lev
+    b = b.reshape(NB, 16, KH, G, 4).transpose(0, 2, 3, 1, 4)
+    return np.ascontiguousarray(b).reshape(-1).view(np.int32).copy()
+
+
+def use_dot(st, pl) -> bool:
+    """Does this int8 depthwise conv run dwcvd_l16 (the avx512vnni tier, 16 lanes, dilation
+    1, pl <= 3)?"""
+    sh, sw, pt, _, pb, pr, dh, dw, g = st.params
+    return (DOT and st.simd_dw == 16 and st.dqd is not None and has_vnni() and dh == 1
+            and dw == 1 and pl <= 3)
 
 
 def use(st, x_shape, y_shape) -> bool:
@@ -335,7 +454,18 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
     tail = (C, H, W, pt, pl, Hp, Wp, sh, toff, wc, bc, y.reshape(-1), N, OH, OW, R, RI,
             NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb, qo, qs, qz, qw, C4)
-    if xq is not None:
+    if xq is not None and use_dot(st, pl):
+        G = -(-st.KW // 4)
+        WB = ((OW + 3) * sh + 4 * G - 1) // 4 + 2    # the last group's 4 windows
+
+        R, RI, NBND = bands(N, C, OH, sh, st.KH, WB, L, nt)
+        xb = tls_rows("dwcv.x", nt, RI * WB * 16).view(np.int32)
+        ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)   # + the last group's overrun
+        zq = int(st.dq[1])
+        emit(calls, dwcvd_l16, xq, qsc, st.dq[1], zq * 0x01010101, C, H, W, pt, pl,  # noqa: F821
+             st.KH, G, WB, sh, st.dqd, bc, y.reshape(-1), N, OH, OW, R, RI, NBND,
+             *tail[18:23], xb, ob, tb, *tail[26:])
+    elif xq is not None:
         emit(calls, QKERNELS[L], xq, qsc, st.dq[1], *tail)
     else:
         emit(calls, KERNELS[L], x.reshape(-1), *tail)
@@ -356,6 +486,14 @@ def warm(L):
                 np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
                 np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0,
                 L // 4)
+    if L == 16 and has_vnni():   # the int8 dot kernel (the avx512vnni tier)
+        z = np.zeros(16, np.float32)
+        dwcvd_l16(np.zeros(4, np.int32), z.copy(), np.float32(0), 0, 16, 1, 1, 0,  # noqa: F821
+                  0, 1, 1, 3, 1, np.zeros(16, np.int32), z.copy(), z.copy(), 1, 1, 1, 1, 1, 1,
+                  z.copy(), False, 1, np.float32(0), np.float32(6),
+                  np.zeros((1, 48), np.int32), np.zeros((1, 80), np.float32),
+                  np.zeros((1, 256), np.float32), False, np.float32(1), np.float32(0), _QW0, 4)
 
 
-__all__ = ["use", "use_q", "run", "warm", "bias", "KERNELS", "QKERNELS"]
+__all__ = ["use", "use_q", "use_dot", "dot_weights", "run", "warm", "bias", "KERNELS",
+           "QKERNELS"]

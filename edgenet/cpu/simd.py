@@ -733,6 +733,87 @@ def vdpbusd16(typingctx, acc, a, b):
     return I32x16(acc, a, b), codegen
 
 
+# ------------------------------------------------ int8 depthwise: taps along the lanes' bytes
+# (dw_cv's dot kernel) A word holds 4 consecutive pixels of one channel (byte p: pixel p), so
+# vpdpbusd against a word of 4 taps' levels sums a 1x4 window of that channel: 16 channels a
+# vector. vqblk16 builds such words from the int8 layout (words of 4 channels); vfshr16
+# slides a window by whole pixels across two of them.
+_LB64 = ir.VectorType(_I8, 64)
+# byte 16j + 4k + p <- byte 16j + 4p + k: each 128-bit lane (one word plane) 4x4 transposed
+_BLK_T = [16 * j + 4 * p + k for j in range(4) for k in range(4) for p in range(4)]
+
+
+@intrinsic
+def vqblk16(typingctx, arr, idx, stride, last, npx, zw):
+    """Pixels p < 4 of 16 channels from the int8 layout's words arr.flat[idx + p + j *
+    stride] (plane j < 4; past ``last``: plane ``last``; pixels p >= npx: the word zw) as 16
+    words, word 4j + k = channel 4j + k's 4 pixels (byte p: pixel p). Masked loads: nothing
+    past pixel npx is read."""
+    if not (_is_arr(arr, types.int32) and all(isinstance(t, types.Integer)
+                                              for t in (idx, stride, last, npx, zw))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        I64 = ir.IntType(64)
+        L4 = ir.VectorType(_I32, 4)
+        LM4 = ir.VectorType(ir.IntType(1), 4)
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        st = context.cast(builder, args[2], sig.args[2], types.int64)
+        lst = context.cast(builder, args[3], sig.args[3], types.int64)
+        npx = builder.trunc(context.cast(builder, args[4], sig.args[4], types.int64), _I32)
+        zw = builder.trunc(context.cast(builder, args[5], sig.args[5], types.int64), _I32)
+        mask = builder.icmp_signed("<", ir.Constant(L4, [0, 1, 2, 3]), _splat_i(builder, npx,
+                                                                                L4, 4))
+        pas = _splat_i(builder, zw, L4, 4)
+        mload = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(L4, [L4.as_pointer(), _I32, LM4, L4]),
+            "llvm.masked.load.v4i32.p0v4i32")
+        rows = []
+        for j in range(4):
+            jj = ir.Constant(I64, j)
+            jj = builder.select(builder.icmp_signed(">", jj, lst), lst, jj)
+            p = builder.gep(a.data, [builder.add(i0, builder.mul(st, jj))], inbounds=True)
+            rows.append(builder.call(mload, [builder.bitcast(p, L4.as_pointer()),
+                                             ir.Constant(_I32, 4), mask, pas]))
+        L8 = ir.VectorType(_I32, 8)
+        lo = builder.shuffle_vector(rows[0], rows[1], ir.Constant(L8, list(range(8))))
+        hi = builder.shuffle_vector(rows[2], rows[3], ir.Constant(L8, list(range(8))))
+        v = builder.bitcast(builder.shuffle_vector(lo, hi, ir.Constant(_LI16, list(range(16)))),
+                            _LB64)
+        v = builder.shuffle_vector(v, ir.Constant(_LB64, ir.Undefined),
+                                   ir.Constant(ir.VectorType(_I32, 64), _BLK_T))
+        return builder.bitcast(v, _LI16)
+    return I32x16(arr, idx, stride, last, npx, zw), codegen
+
+
+@intrinsic
+def vfshr16(typingctx, hi, lo, s):
+    """Per lane, the low 32 bits of (hi:lo) >> s (s: bits, 0..31; 8 * a pixel shift): bytes
+    s/8.. of lo, then hi's (``vpshrdd`` with AVX512-VBMI2; shifts and an or elsewhere)."""
+    if not (hi == I32x16 and lo == I32x16 and isinstance(s, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_LI16, [_LI16, _LI16, _LI16]), "llvm.fshr.v16i32")
+        sh = builder.trunc(context.cast(builder, args[2], sig.args[2], types.int64), _I32)
+        return builder.call(fn, [args[0], args[1], _splat_i(builder, sh, _LI16, 16)])
+    return I32x16(hi, lo, s), codegen
+
+
+@intrinsic
+def vsplati16(typingctx, s):
+    """The integer s (its low 32 bits) in 16 int32 lanes."""
+    if not isinstance(s, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = builder.trunc(context.cast(builder, args[0], sig.args[0], types.int64), _I32)
+        return _splat_i(builder, v, _LI16, 16)
+    return I32x16(s), codegen
+
+
 def _rint_clamp(builder, v, s, zp, LV):
     """clamp(rint(v / s) + zp, 0, 255) (float lanes; NaN stays NaN)."""
     n = LV.count
@@ -743,6 +824,52 @@ def _rint_clamp(builder, v, s, zp, LV):
     lo = ir.Constant(LV, [0.0] * n)
     q = builder.select(builder.fcmp_ordered(">", q, hi), hi, q)
     return builder.select(builder.fcmp_ordered("<", q, lo), lo, q)
+
+
+@intrinsic
+def vqst4_16(typingctx, arr, idx, stride, a0, a1, a2, a3, s, zp, npx):
+    """Four consecutive pixels' 16 channels (float vectors a0..a3) quantized as vqpack16 and
+    stored into their 4 planes: arr.flat[idx + j * stride + p] = the word of channels
+    4j..4j+3 of pixel p (as vstword4_16 of four vqpack16), by vpackssdw + vpackuswb (their
+    128-bit lanes are the planes: no shuffles) and 4 stores (arr: int32; AVX-512BW); only
+    pixels p < npx are stored (masked stores)."""
+    if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)
+            and isinstance(npx, types.Integer)
+            and isinstance(stride, types.Integer) and s == types.float32
+            and zp == types.float32 and all(a == F32Vec(16) for a in (a0, a1, a2, a3))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        LW = ir.VectorType(_I16, 32)
+        sv = _splat_i(builder, args[7], _LF16, 16)
+        zv = _splat_i(builder, args[8], _LF16, 16)
+        q = [builder.fptosi(_rint_clamp(builder, a, sv, zv, _LF16), _LI16) for a in args[3:7]]
+        pw = cgutils.get_or_insert_function(builder.module, ir.FunctionType(LW, [_LI16, _LI16]),
+                                            "llvm.x86.avx512.packssdw.512")
+        pb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_LB64, [LW, LW]),
+                                            "llvm.x86.avx512.packuswb.512")
+        b = builder.bitcast(builder.call(pb, [builder.call(pw, q[:2]), builder.call(pw, q[2:])]),
+                            _LI16)
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        st = context.cast(builder, args[2], sig.args[2], types.int64)
+        L4 = ir.VectorType(_I32, 4)
+        LM4 = ir.VectorType(ir.IntType(1), 4)
+        npx = builder.trunc(context.cast(builder, args[9], sig.args[9], types.int64), _I32)
+        mask = builder.icmp_signed("<", ir.Constant(L4, [0, 1, 2, 3]),
+                                   _splat_i(builder, npx, L4, 4))
+        mstore = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [L4, L4.as_pointer(), _I32, LM4]),
+            "llvm.masked.store.v4i32.p0v4i32")
+        for j in range(4):
+            v = builder.shuffle_vector(b, ir.Constant(_LI16, ir.Undefined),
+                                       ir.Constant(L4, [4 * j + k for k in range(4)]))
+            p = builder.gep(a.data, [builder.add(i0, builder.mul(st, ir.Constant(
+                ir.IntType(64), j)))], inbounds=True)
+            builder.call(mstore, [v, builder.bitcast(p, L4.as_pointer()), ir.Constant(_I32, 4),
+                                  mask])
+        return context.get_dummy_value()
+    return types.none(arr, idx, stride, a0, a1, a2, a3, s, zp, npx), codegen
 
 
 @intrinsic
