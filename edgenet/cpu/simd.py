@@ -278,6 +278,21 @@ def _make(n):
             return builder.fmul(s, builder.sitofp(cv, LV))
         return VT(arr, idx, codes, cidx), codegen
 
+    @intrinsic
+    def vlev(typingctx, codes, cidx):
+        """float(int8(codes.flat[cidx + l])) (codes: a uint8 array holding int8 levels): an
+        i8 weight vector's levels, its scale applied later."""
+        if not (isinstance(codes, types.Array) and codes.dtype == types.uint8
+                and isinstance(cidx, types.Integer)):
+            return None
+        LB = ir.VectorType(ir.IntType(8), n)
+
+        def codegen(context, builder, sig, args):
+            c = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            cv = builder.load(builder.bitcast(c, LB.as_pointer()), align=1, typ=LB)
+            return builder.sitofp(cv, LV)
+        return VT(codes, cidx), codegen
+
     LM = ir.VectorType(ir.IntType(1), n)
     I32 = ir.IntType(32)
     LI = ir.VectorType(I32, n)
@@ -323,13 +338,14 @@ def _make(n):
             return context.get_dummy_value()
         return types.none(arr, idx, v, cnt), codegen
 
-    return vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn, vldm, vstm
+    return (vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn, vldm,
+            vstm, vlev)
 
 
 (vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16, vclip16,
- vtern16, vq3_16, vi8_16, vmaxn16, vldm16, vstm16) = _make(16)
+ vtern16, vq3_16, vi8_16, vmaxn16, vldm16, vstm16, vlev16) = _make(16)
 (vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8, vclip8, vtern8, vq3_8,
- vi8_8, vmaxn8, vldm8, vstm8) = _make(8)
+ vi8_8, vmaxn8, vldm8, vstm8, vlev8) = _make(8)
 
 
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's
