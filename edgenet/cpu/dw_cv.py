@@ -34,7 +34,8 @@ from ._common import NoBind, act_call, emit, tls_buffer, tls_rows  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vfma8, vfma16, vfshr16, vitof16, vldi16, vqblk16, vsplati16,
-                   vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16, vstword4_8, vstword4_16,
+                   vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16,
+                   vstword4_8, vstword4_16,
                    vqtile8, vqtile16, vqword8, vqword16, vrelu8, vrelu16, vsplat8, vsplat16,
                    vst8, vst16,
                    vstword8, vstword16, vtr8, vtr16)
@@ -151,7 +152,8 @@ def _source(L, qin=False, dot=False):
         w("                prev = zv")
         w("                for k in range(WB):")
         w("                    if k < NBI:")
-        w("                        cur = vqblk16(xq, s0 + 4 * k, H * W, last, min(4, W - 4 * k), zw)")
+        w("                        cur = vqblk16(xq, s0 + 4 * k, H * W, last,")
+        w("                                      min(4, W - 4 * k), zw)")
         w("                    else:")
         w("                        cur = zv")
         w("                    if pl == 0:")

@@ -831,11 +831,13 @@ def vsplati16(typingctx, s):
 
 
 def _rint_clamp(builder, v, s, zp, LV):
-    """clamp(rint(v / s) + zp, 0, 255) (float lanes; NaN stays NaN)."""
+    """clamp(rint(v * (1 / s)) + zp, 0, 255) (float lanes; NaN stays NaN; 1 / s once, out
+    of the loops: quant.py's rule)."""
     n = LV.count
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(LV, [LV]),
                                         f"llvm.rint.v{n}f32")
-    q = builder.fadd(builder.call(fn, [builder.fdiv(v, s)]), zp)
+    inv = builder.fdiv(ir.Constant(LV, [1.0] * n), s)
+    q = builder.fadd(builder.call(fn, [builder.fmul(v, inv)]), zp)
     hi = ir.Constant(LV, [255.0] * n)
     lo = ir.Constant(LV, [0.0] * n)
     q = builder.select(builder.fcmp_ordered(">", q, hi), hi, q)
@@ -891,7 +893,7 @@ def vqst4_16(typingctx, arr, idx, stride, a0, a1, a2, a3, s, zp, npx):
 @intrinsic
 def vquant4_16(typingctx, x, idx, cs, nc, np_, s, zp, out, oidx):
     """Quantize 16 pixels x 4 channels: x.flat[idx + j*cs + p] (float32, j < 4, p < 16) ->
-    out bytes [oidx + 4p + j] = clamp(rint(x / s) + zp, 0, 255) (uint8, channels interleaved
+    out bytes [oidx + 4p + j] = clamp(rint(x * (1/s)) + zp, 0, 255) (uint8, channels interleaved
     per pixel). rint rounds half to even, as ONNX QuantizeLinear. Only the first ``nc``
     (1..4) channels are read; channels j >= nc repeat channel nc - 1 (their weights are 0).
     Only the first ``np_`` (1..16) pixels are read and written (masked loads / store: rows
@@ -961,7 +963,7 @@ def _make_qpack(n):
 
     @intrinsic
     def vqpack(typingctx, v, s, zp):
-        """n float lanes -> clamp(rint(v / s) + zp, 0, 255) as bytes, 4 a word (lane j of
+        """n float lanes -> clamp(rint(v * (1/s)) + zp, 0, 255) as bytes, 4 a word (lane j of
         the result: lanes 4j..4j+3, the first in the low byte): the int8 input layout's 4
         channels of one pixel (qconv.quantize_padded's rule, bit for bit)."""
         if not (v == VF and s == types.float32 and zp == types.float32):
