@@ -136,6 +136,9 @@ def _source(L, qin=False, dot=False):
     w("        xp = xb[tid]")
     w("        op = ob[tid]")
     w("        tb = tt_[tid]")
+    if not dot and L == 16:   # the slack the last group reads: zeros, not stale floats
+        w("        for q in range(RI * Wp, RI * Wp + 8):")
+        w(f"            vst{L}(xp, q * {L}, vsplat{L}(np.float32(0)))")
     if dot:   # the band: rows of WB blocks (words: one channel's 4 pixels), zw outside
         w("        zv = vsplati16(zw)")
         w("        last = (nc + 3) // 4 - 1")
@@ -238,10 +241,12 @@ def _source(L, qin=False, dot=False):
     if not dot:
         w("            rowb = lr * S * Wp")
     w("            ox = 0")
-    # P pixels a step, then 4 (the row's tail); dot: groups of 4 to the row's end, the last
-    # one's pixels past OW computed on the border and not stored (masked stores)
+    # P pixels a step, then 4 (the row's tail); 16 lanes: groups of 4 to the row's end, the
+    # last one's pixels past OW computed on what follows in the band (slack) and not stored
+    # (masked stores); 8 lanes: then single pixels
+    tailv = L == 16
     for PP in ((P, 4) if P > 4 else (P,)):
-        if dot and PP == 4:
+        if tailv and PP == 4:
             w("            while ox < OW:")
             w("                nv = min(4, OW - ox)")
         else:
@@ -266,13 +271,13 @@ def _source(L, qin=False, dot=False):
                 emit_act_vec(w, L, "                    ", f"a{p}")
             w(f"                    {_qst4(L)}(qw, wbq + lr * OW + ox + {k0}, HWo, "
               + ", ".join(_qarg(L, f"a{p}") for p in range(k0, k0 + 4))
-              + _qtail(L, "nv" if dot and PP == 4 else "4") + ")")
+              + _qtail(L, "nv" if tailv and PP == 4 else "4") + ")")
         w("                else:")
         w(f"                    q = (lr * OW + ox) * {L}")
         for p in range(PP):
             w(f"                    vst{L}(op, q + {p * L}, a{p})")
         w(f"                ox += {PP}")
-    if not dot:
+    if not tailv:
         w("            while ox < OW:")
         w("                a0 = bv")
         w(f"                xo = (rowb + ox * S) * {L}")
@@ -444,8 +449,10 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
         bc = st.bcv if b is st.b else bias(b, C, L)
     nt = numba.config.NUMBA_NUM_THREADS
     R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
-    xb = tls_rows("dwcv.x", nt, RI * Wp * L)
-    ob = tls_rows("dwcv.o", nt, R * OW * L)
+    # slack: the last 4-pixel group of a row reads up to 3 strides past it, and stores 3
+    # pixels past the band's outputs (16 lanes)
+    xb = tls_rows("dwcv.x", nt, (RI * Wp + 8) * L)
+    ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)
     tb = tls_rows("dwcv.t", nt, L * L)
     qo = qo_ok(st, code, has_r)
     C4 = -(-C // 4)
