@@ -482,26 +482,29 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
 
 
 def warm(L):
-    """Compile (or load) the kernel at run()'s argument types (edgenet warmup)."""
+    """Compile (or load) the kernel at run()'s argument types (edgenet warmup). The band
+    and output rows are sized as run() sizes them (3 x 3 padded input + 8 pixels of slack,
+    the outputs + 4): the kernels write their slack; a row per thread."""
+    nt = numba.config.NUMBA_NUM_THREADS
     z = np.zeros(9 * L, np.float32)
     KERNELS[L](z[:L].copy(), L, 1, 1, 1, 1, 3, 3, 1, np.zeros(9, np.int64), z.copy(),
                z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
-               np.float32(6), np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
-               np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
+               np.float32(6), np.zeros((nt, 17 * L), np.float32), np.zeros((nt, 5 * L), np.float32),
+               np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
     z = np.zeros(9 * L, np.float32)
     QKERNELS[L](np.zeros(L // 4, np.int32), z[:L].copy(), np.float32(0), L, 1, 1, 1, 1, 3, 3,
                 1, np.zeros(9, np.int64), z.copy(), z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1,
                 z[:L].copy(), False, 1, np.float32(0), np.float32(6),
-                np.zeros((1, 9 * L), np.float32), np.zeros((1, L), np.float32),
-                np.zeros((1, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0,
+                np.zeros((nt, 17 * L), np.float32), np.zeros((nt, 5 * L), np.float32),
+                np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0,
                 L // 4)
     if L == 16 and has_vnni():   # the int8 dot kernel (the avx512vnni tier)
         z = np.zeros(16, np.float32)
         dwcvd_l16(np.zeros(4, np.int32), z.copy(), np.float32(0), 0, 16, 1, 1, 0,  # noqa: F821
                   0, 1, 1, 3, 1, np.zeros(16, np.int32), z.copy(), z.copy(), 1, 1, 1, 1, 1, 1,
                   z.copy(), False, 1, np.float32(0), np.float32(6),
-                  np.zeros((1, 48), np.int32), np.zeros((1, 80), np.float32),
-                  np.zeros((1, 256), np.float32), False, np.float32(1), np.float32(0), _QW0, 4)
+                  np.zeros((nt, 48), np.int32), np.zeros((nt, 80), np.float32),
+                  np.zeros((nt, 256), np.float32), False, np.float32(1), np.float32(0), _QW0, 4)
 
 
 __all__ = ["use", "use_q", "use_dot", "dot_weights", "run", "warm", "bias", "KERNELS",
