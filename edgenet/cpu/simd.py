@@ -268,15 +268,19 @@ def _make(n):
                 and codes.dtype == types.uint8 and isinstance(idx, types.Integer)
                 and isinstance(cidx, types.Integer)):
             return None
-        LB = ir.VectorType(ir.IntType(8), n)
 
         def codegen(context, builder, sig, args):
             p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
             s = builder.load(builder.bitcast(p, LV.as_pointer()), align=4, typ=LV)
-            c = _eptr(context, builder, sig.args[2], args[2], args[3], sig.args[3])
-            cv = builder.load(builder.bitcast(c, LB.as_pointer()), align=1, typ=LB)
-            return builder.fmul(s, builder.sitofp(cv, LV))
+            return builder.fmul(s, _levels(context, builder, sig.args[2:], args[2:]))
         return VT(arr, idx, codes, cidx), codegen
+
+    def _levels(context, builder, tys, vals):
+        """The n int8 levels at codes.flat[cidx:] (codes: uint8) as floats."""
+        c = _eptr(context, builder, tys[0], vals[0], vals[1], tys[1])
+        LB = ir.VectorType(ir.IntType(8), n)
+        cv = builder.load(builder.bitcast(c, LB.as_pointer()), align=1, typ=LB)
+        return builder.sitofp(cv, LV)
 
     @intrinsic
     def vlev(typingctx, codes, cidx):
@@ -285,12 +289,9 @@ def _make(n):
         if not (isinstance(codes, types.Array) and codes.dtype == types.uint8
                 and isinstance(cidx, types.Integer)):
             return None
-        LB = ir.VectorType(ir.IntType(8), n)
 
         def codegen(context, builder, sig, args):
-            c = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-            cv = builder.load(builder.bitcast(c, LB.as_pointer()), align=1, typ=LB)
-            return builder.sitofp(cv, LV)
+            return _levels(context, builder, sig.args, args)
         return VT(codes, cidx), codegen
 
     LM = ir.VectorType(ir.IntType(1), n)
@@ -755,6 +756,29 @@ def vdpbusd16(typingctx, acc, a, b):
 # vector. vqblk16 builds such words from the int8 layout (words of 4 channels); vfshr16
 # slides a window by whole pixels across two of them.
 _LB64 = ir.VectorType(_I8, 64)
+
+
+def _plane_loads(builder, data, i0, st, last, npx, passthru):
+    """Masked loads of the first npx lanes at data[i0 + j * st] for the 4 planes j (past
+    ``last``: plane ``last``; the other lanes: passthru). data: an LLVM pointer to the
+    lanes' element type; i0, st, last: i64; npx: i32."""
+    LV = passthru.type
+    n = LV.count
+    LM = ir.VectorType(ir.IntType(1), n)
+    mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(_I32, n), list(range(n))),
+                               _splat_i(builder, npx, ir.VectorType(_I32, n), n))
+    ty = "f32" if isinstance(LV.element, ir.FloatType) else "i32"
+    mload = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(LV, [LV.as_pointer(), _I32, LM, LV]),
+        f"llvm.masked.load.v{n}{ty}.p0v{n}{ty}")
+    out = []
+    for j in range(4):
+        jj = ir.Constant(ir.IntType(64), j)
+        jj = builder.select(builder.icmp_signed(">", jj, last), last, jj)
+        p = builder.gep(data, [builder.add(i0, builder.mul(st, jj))], inbounds=True)
+        out.append(builder.call(mload, [builder.bitcast(p, LV.as_pointer()),
+                                        ir.Constant(_I32, 4), mask, passthru]))
+    return out
 # byte 16j + 4k + p <- byte 16j + 4p + k: each 128-bit lane (one word plane) 4x4 transposed
 _BLK_T = [16 * j + 4 * p + k for j in range(4) for k in range(4) for p in range(4)]
 
@@ -770,28 +794,13 @@ def vqblk16(typingctx, arr, idx, stride, last, npx, zw):
         return None
 
     def codegen(context, builder, sig, args):
-        I64 = ir.IntType(64)
         L4 = ir.VectorType(_I32, 4)
-        LM4 = ir.VectorType(ir.IntType(1), 4)
         a = context.make_array(sig.args[0])(context, builder, args[0])
-        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
-        st = context.cast(builder, args[2], sig.args[2], types.int64)
-        lst = context.cast(builder, args[3], sig.args[3], types.int64)
+        i0, st, lst = (context.cast(builder, args[k], sig.args[k], types.int64)
+                       for k in (1, 2, 3))
         npx = builder.trunc(context.cast(builder, args[4], sig.args[4], types.int64), _I32)
         zw = builder.trunc(context.cast(builder, args[5], sig.args[5], types.int64), _I32)
-        mask = builder.icmp_signed("<", ir.Constant(L4, [0, 1, 2, 3]), _splat_i(builder, npx,
-                                                                                L4, 4))
-        pas = _splat_i(builder, zw, L4, 4)
-        mload = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(L4, [L4.as_pointer(), _I32, LM4, L4]),
-            "llvm.masked.load.v4i32.p0v4i32")
-        rows = []
-        for j in range(4):
-            jj = ir.Constant(I64, j)
-            jj = builder.select(builder.icmp_signed(">", jj, lst), lst, jj)
-            p = builder.gep(a.data, [builder.add(i0, builder.mul(st, jj))], inbounds=True)
-            rows.append(builder.call(mload, [builder.bitcast(p, L4.as_pointer()),
-                                             ir.Constant(_I32, 4), mask, pas]))
+        rows = _plane_loads(builder, a.data, i0, st, lst, npx, _splat_i(builder, zw, L4, 4))
         L8 = ir.VectorType(_I32, 8)
         lo = builder.shuffle_vector(rows[0], rows[1], ir.Constant(L8, list(range(8))))
         hi = builder.shuffle_vector(rows[2], rows[3], ir.Constant(L8, list(range(8))))
@@ -915,20 +924,9 @@ def vquant4_16(typingctx, x, idx, cs, nc, np_, s, zp, out, oidx):
         npx = builder.trunc(context.cast(builder, args[4], sig.args[4], types.int64), _I32)
         sv = _splat_i(builder, args[5], _LF16, 16)
         zv = _splat_i(builder, args[6], _LF16, 16)
-        LM16 = ir.VectorType(ir.IntType(1), 16)
-        m16 = builder.icmp_signed("<", ir.Constant(_LI16, list(range(16))),
-                                  _splat_i(builder, npx, _LI16, 16))
-        mload = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_LF16, [_LF16.as_pointer(), _I32, LM16, _LF16]),
-            "llvm.masked.load.v16f32.p0v16f32")
         qs = []
-        for j in range(4):
-            jj = ir.Constant(I64, j)
-            jj = builder.select(builder.icmp_signed(">", jj, last), last, jj)
-            i = builder.add(i0, builder.mul(st, jj))
-            p = builder.gep(a.data, [i], inbounds=True)
-            v = builder.call(mload, [builder.bitcast(p, _LF16.as_pointer()),
-                                     ir.Constant(_I32, 4), m16, ir.Constant(_LF16, [0.0] * 16)])
+        zero = ir.Constant(_LF16, [0.0] * 16)
+        for v in _plane_loads(builder, a.data, i0, st, last, npx, zero):
             q = _rint_clamp(builder, v, sv, zv, _LF16)
             qs.append(builder.trunc(builder.fptosi(q, _LI16), LB16))
         m32 = ir.VectorType(_I32, 32)
