@@ -40,7 +40,7 @@ from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vst8, vst16,
                    vstword8, vstword16, vtr8, vtr16)
 
-P_OF = {16: 8, 8: 4}     # output pixels per step (P accumulators + 1 weight vector)
+P_OF = {16: 8, 8: 8}     # output pixels per step (P accumulators + 1 weight vector)
 DOT = True               # False: the float32 kernel for int8 depthwise on avx512vnni too (A/B)
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
 MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
