@@ -380,9 +380,8 @@ def dot_weights(lev, O, KH, KW):
 def use_dot(st, pl) -> bool:
     """Does this int8 depthwise conv run dwcvd_l16 (the avx512vnni tier, 16 lanes, dilation
     1, pl <= 3)?"""
-    sh, sw, pt, _, pb, pr, dh, dw, g = st.params
-    return (DOT and st.simd_dw == 16 and st.dqd is not None and has_vnni() and dh == 1
-            and dw == 1 and pl <= 3)
+    return (DOT and st.simd_dw == 16 and st.dqd is not None and has_vnni()
+            and st.params[6] == 1 and st.params[7] == 1 and pl <= 3)
 
 
 def use(st, x_shape, y_shape) -> bool:
@@ -448,11 +447,16 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
     else:
         bc = st.bcv if b is st.b else bias(b, C, L)
     nt = numba.config.NUMBA_NUM_THREADS
-    R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
-    # slack: the last 4-pixel group of a row reads up to 3 strides past it, and stores 3
-    # pixels past the band's outputs (16 lanes)
-    xb = tls_rows("dwcv.x", nt, (RI * Wp + 8) * L)
-    ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)
+    dot = xq is not None and use_dot(st, pl)
+    if dot:   # the band: rows of WB 4-pixel blocks, enough for the last group's 4 windows
+        G = -(-st.KW // 4)
+        WB = ((OW + 3) * sh + 4 * G - 1) // 4 + 2
+        R, RI, NBND = bands(N, C, OH, sh, st.KH, WB, L, nt)
+        xb = tls_rows("dwcv.x", nt, RI * WB * 16).view(np.int32)
+    else:     # slack: a row's last 4-pixel group reads up to 3 strides past it (16 lanes)
+        R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
+        xb = tls_rows("dwcv.x", nt, (RI * Wp + 8) * L)
+    ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)   # + the last group's 3 pixels past
     tb = tls_rows("dwcv.t", nt, L * L)
     qo = qo_ok(st, code, has_r)
     C4 = -(-C // 4)
@@ -461,23 +465,17 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
         qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
-    tail = (C, H, W, pt, pl, Hp, Wp, sh, toff, wc, bc, y.reshape(-1), N, OH, OW, R, RI,
-            NBND, r.reshape(-1), has_r, code, alpha, beta, xb, ob, tb, qo, qs, qz, qw, C4)
-    if xq is not None and use_dot(st, pl):
-        G = -(-st.KW // 4)
-        WB = ((OW + 3) * sh + 4 * G - 1) // 4 + 2    # the last group's 4 windows
-
-        R, RI, NBND = bands(N, C, OH, sh, st.KH, WB, L, nt)
-        xb = tls_rows("dwcv.x", nt, RI * WB * 16).view(np.int32)
-        ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)   # + the last group's overrun
+    tail = (bc, y.reshape(-1), N, OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha,
+            beta, xb, ob, tb, qo, qs, qz, qw, C4)
+    if dot:
         zq = int(st.dq[1])
         emit(calls, dwcvd_l16, xq, qsc, st.dq[1], zq * 0x01010101, C, H, W, pt, pl,  # noqa: F821
-             st.KH, G, WB, sh, st.dqd, bc, y.reshape(-1), N, OH, OW, R, RI, NBND,
-             *tail[18:23], xb, ob, tb, *tail[26:])
+             st.KH, G, WB, sh, st.dqd, *tail)
     elif xq is not None:
-        emit(calls, QKERNELS[L], xq, qsc, st.dq[1], *tail)
+        emit(calls, QKERNELS[L], xq, qsc, st.dq[1], C, H, W, pt, pl, Hp, Wp, sh, toff, wc,
+             *tail)
     else:
-        emit(calls, KERNELS[L], x.reshape(-1), *tail)
+        emit(calls, KERNELS[L], x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, wc, *tail)
     return qo
 
 
