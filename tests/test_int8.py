@@ -110,14 +110,77 @@ def test_tile_choice_fits_every_row():
     from edgenet.cpu import gen_simd_conv as gen
     for (fam, L), tiles in qconv._TILES.items():
         # every tile the chooser can pick is in the generator's menu
-        kind = "qconv" if fam == "v" else "qtier"
+        kind = "qconv" if fam in ("v", "v2") else "qtier"
         for k, P in tiles:
-            key = (k, P, 1, "vnni") if fam == "v" else (fam, L, k, P, 1)
+            key = ((k, P, 1, "vnni") if fam == "v" else (k, P, 1, "vnni2") if fam == "v2"
+                   else (fam, L, k, P, 1))
             assert (kind, key) in gen.MENU
         for O in (1, 16, 24, 37, 64, 144, 512):
-            for OW in range(1, 60):
+            # (2-bit weights only where a row holds the smallest of their tiles: prepare)
+            for OW in range(min(P for _, P in tiles) if fam == "v2" else 1, 60):
                 k, P = qconv.choose_kp(O, OW, fam, L)
                 assert P <= OW and (k, P) in tiles
+
+
+T2_CASES = [   # (N, C, H, W, O, k, stride, pads, act, residual): 3x3 / 5x5, P = 7, 8, 12
+    (1, 13, 7, 7, 37, 3, 1, (1, 1, 1, 1), "Relu", False),
+    (2, 8, 10, 10, 64, 3, 1, (1, 1, 1, 1), "Clip", True),
+    (1, 16, 12, 12, 32, 3, 1, (1, 1, 1, 1), None, False),
+    (1, 9, 19, 19, 48, 3, 2, (1, 1, 1, 1), "HardSwish", False),
+    (1, 6, 9, 13, 20, 5, 1, (2, 2, 2, 2), "Sigmoid", True),
+    (1, 32, 16, 16, 64, 3, 2, (0, 1, 1, 0), "Relu", False),
+]
+
+
+@pytest.mark.skipif(not simd.has_vnni(), reason="the 2-bit tiles are VNNI kernels")
+@pytest.mark.parametrize("case", T2_CASES, ids=[str(i) for i in range(len(T2_CASES))])
+def test_two_bit_weight_tiles_match_the_int8_tiles(case, monkeypatch):
+    """Ternary weights kept 2 bits each (qconv.t2_pack, decoded per vector by simd.vld2b16)
+    give the int8-level tiles' exact sums: the same outputs, bit for bit; both match the
+    NumPy reference."""
+    N, C, H, W, O, kk, st, pads, act, res = case
+    rng = np.random.default_rng(sum(map(hash, map(str, case))) % 2**32)
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": _weight(rng, "t2", (O, C, kk, kk)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    OH = (H + pads[0] + pads[2] - kk) // st + 1
+    OW = (W + pads[1] + pads[3] - kk) // st + 1
+    s, zp = quant.qparams(-0.5, 1.0)
+    node = _node(st, pads, 1, act, res, aq=(float(s), zp, OW))
+    inputs = [x, None, None]
+    if res:
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    ys = []
+    for t2_min in (0, 1 << 62):
+        monkeypatch.setattr(qconv, "T2_MIN", t2_min)
+        state = cpu.OPS["Conv"].prepare(node, consts, "packed")
+        assert state["q"]["t2"] == (t2_min == 0)
+        y = np.full((N, O, OH, OW), np.nan, np.float32)
+        cpu.OPS["Conv"].run(node, state, inputs, [y])
+        ys.append(y)
+    np.testing.assert_array_equal(ys[0], ys[1])
+    want = run_node(node, inputs, consts)[0]
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(ys[0] - want).max()) <= 2e-5 * scale + 1e-6
+
+
+@pytest.mark.skipif(not simd.has_vnni(), reason="vld2b16 is an AVX-512 kernel")
+def test_two_bit_pack_decodes_to_the_levels():
+    from edgenet._jit import njit
+
+    @njit
+    def decode(w, out):
+        for i in range(out.size // 16):
+            simd.vstwords16(out, i * 16, simd.vld2b16(w, i * 4))
+
+    rng = np.random.default_rng(3)
+    lev = rng.integers(-1, 2, size=7 * 64).astype(np.int8)
+    lev[:64] = [-1, 0, 1, 0] * 16           # every code in every 2-bit field of a byte
+    packed = qconv.t2_pack(lev.view(np.int32))
+    assert packed.size == 7 * 4             # a quarter of the bytes
+    out = np.zeros(7 * 16, np.int32)
+    decode(packed, out)
+    np.testing.assert_array_equal(out.view(np.int8), lev)
 
 
 def test_family_per_tier_and_weights():

@@ -581,7 +581,8 @@ class Conv(OpImpl):
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q
-                gen_simd_conv.EXPECTED.add(("qconv", (q["k"], sh, "vnni")) if q["vnni"] else
+                tq = "vnni2" if q["t2"] else "vnni"
+                gen_simd_conv.EXPECTED.add(("qconv", (q["k"], sh, tq)) if q["vnni"] else
                                            ("qtier", (q["fam"], q["L"], q["k"], sh)))
             return st
         L = simd.lanes(simd.simd_mode())

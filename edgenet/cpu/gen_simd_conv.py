@@ -47,7 +47,7 @@ from .simd import (ldf, stf, vadd8, vadd16, vbc8, vbc16, vbci16, vclip8, vclip16
                    vdpbusd16, vdpbusd16g, vfma8, vfma16, vitof16, vld8, vld16, vld2_8,
                    vld2_16, vldi16, vqpack8, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vquant4_16, vstword8, vzeroi16)
-from .simd import vldm16, vstm16, vtr16  # noqa: F401
+from .simd import vld2b16, vldm16, vstm16, vtr16  # noqa: F401
 from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs8,  # noqa: F401
                    vmaddubs16, vmlaw8, vwiden8, vwiden16, vwidenq8, vzeroh8, vzeroi8, vzerow8,
                    vzerow16)
@@ -68,6 +68,11 @@ Q_TILES = {1: (16, 24, 4, 1), 2: (7, 8, 12, 14), 3: (7, 8), 4: (6,)}
 # int8 dot-product tiers: tier -> the intrinsic that accumulates 4 u8 x s8 products per lane
 # (the other tiers' int8 kernels are the "qtier" kind below)
 Q_DOT = {"vnni": "vdpbusd16"}
+# "vnni2": the VNNI tiles with 2-bit ternary weights (simd.vld2b16; qconv.prepare picks them
+# for layers whose weights stream from memory). Their k * P accumulators + k weights, the
+# broadcast and the decode's 3 constants fit 32 zmm: k = 2, P <= 12 (rows of >= 7 pixels).
+Q_T2_TILES = {2: (7, 8, 12)}
+Q_TIER_OF = {"vnni": "vnni", "vnni2": "vnni"}   # the int8 tier (driver family) of a variant
 # int8 kernels of the tiers without VNNI (qconv.family; edgenet/cpu/simd.py, "int8"):
 # (family, lanes) -> (k, P) tiles. pm16 (avx512, 32 zmm): the VNNI tiles' shapes; pm8
 # (avx2, 16 ymm): k*P int16 accumulators + k weights + 1 broadcast <= 16 (2x7: one spill);
@@ -100,6 +105,10 @@ def _menu_all():
         for k, P in tiles:
             for S in STRIDES:
                 keys.append(("qtier", (fam, L, k, P, S)))
+    for k, Ps in Q_T2_TILES.items():
+        for P in Ps:
+            for S in STRIDES:
+                keys.append(("qconv", (k, P, S, "vnni2")))
     for fam in FAMILIES:
         keys.append(("drive", (fam,)))
     return keys
@@ -123,7 +132,7 @@ def menu(lanes=None, q_tier=None, q_fam=None):
             out.append((kind, key))
         elif kind == "dw" and key[0] == lanes:
             out.append((kind, key))
-        elif kind == "qconv" and key[3] == q_tier:
+        elif kind == "qconv" and Q_TIER_OF[key[3]] == q_tier:
             out.append((kind, key))
     return out
 
@@ -357,14 +366,16 @@ def tile_header(w, name, head_args, cname, B, P, S):
     w(f"    xb = n * {cname} * HW + oy * {S} * Wp + ox0 * {S}")
 
 
-def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None):
+def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None, wl=None):
     """The reduction shared by the fp32 and int8 kernels: per (channel group, tap), k weight
     vectors ``w{j}``, P input broadcasts ``b`` at constant offsets, and ``a{j}_{p} =
     step(j, p)`` (an FMA, or a dot-product step). ``wb``: the name of a runtime weight
-    block width (a layout of WB >= B channels per block, B dividing WB), else B."""
+    block width (a layout of WB >= B channels per block, B dividing WB), else B. ``wl``:
+    array elements a weight vector takes (packed weights), else L."""
     B = L * k
+    wl = L if wl is None else wl
     if wb is None:
-        w(f"    wi = ob * K * {B}")
+        w(f"    wi = ob * K * {k * wl}")
     else:
         w(f"    wi = (ob * {B}) // {wb} * K * {wb} + (ob * {B}) % {wb}")
     w(f"    for c in range({cname}):")
@@ -372,12 +383,12 @@ def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None):
     w("        for q in range(T):")
     w("            xo = cb + toff[q]")
     for j in range(k):
-        w(f"            w{j} = {wload}(wt, wi + {j * L})")
+        w(f"            w{j} = {wload}(wt, wi + {j * wl})")
     for p in range(P):
         w(f"            b = {bcast}xo + {p * S})")
         for j in range(k):
             w(f"            a{j}_{p} = {step(j, p)}")
-    w(f"            wi += {B if wb is None else wb}")
+    w(f"            wi += {k * wl if wb is None else wb}")
 
 
 def tile_epilogue(w, acc, L, k, P, qout=False):
@@ -567,10 +578,12 @@ def qconv_source(k, P, S, tier):
     layout (N, C4, Hp, Wp)), wt the int8 weights as int32 words (ceil(O/B), C4, kh*kw, B).
     Accumulators are int32 (``Q_DOT[tier]`` adds 4 products per lane); the epilogue is
     y = float(acc) * sc[oc] + bb[oc] (sc = weight scale x input scale, bb = bias minus the
-    zero-point correction), then the fp32 kernels' activation / residual store."""
+    zero-point correction), then the fp32 kernels' activation / residual store. Tier
+    ``vnni2``: wt holds the levels 2 bits each, 4 int32 a weight vector (qconv.t2_pack)."""
     L = 16
     B = L * k
-    dot = Q_DOT[tier]
+    dot = Q_DOT[Q_TIER_OF[tier]]
+    t2 = tier == "vnni2"
     name = f"qconv_k{k}_p{P}_s{S}_{tier}"
     o = []
     w = o.append
@@ -578,8 +591,8 @@ def qconv_source(k, P, S, tier):
     for j in range(k):
         for p in range(P):
             w(f"    a{j}_{p} = vzeroi16()")
-    tile_reduce(w, "C4", "vldi16", "vbci16(xq, ", lambda j, p: f"{dot}(a{j}_{p}, b, w{j})",
-                L, k, P, S)
+    tile_reduce(w, "C4", "vld2b16" if t2 else "vldi16", "vbci16(xq, ",
+                lambda j, p: f"{dot}(a{j}_{p}, b, w{j})", L, k, P, S, wl=4 if t2 else None)
     for j in range(k):
         w(f"    s{j} = vld16(sc, ob * {B} + {j * L})")
         w(f"    c{j} = vld16(bb, ob * {B} + {j * L})")
@@ -750,7 +763,7 @@ def family(kind, key):
     if kind == "conv":
         return "f32"
     if kind == "qconv":
-        return key[3]
+        return Q_TIER_OF[key[3]]
     return key[0]
 
 
@@ -934,5 +947,5 @@ _jit.estimate_hook = estimate_seconds
 
 if __name__ == "__main__":   # print one kernel's source
     kind = sys.argv[1]
-    key = tuple(a if a in Q_DOT or a in ("pm", "g") else int(a) for a in sys.argv[2:])
+    key = tuple(a if a in Q_TIER_OF or a in ("pm", "g") else int(a) for a in sys.argv[2:])
     print(SOURCES[kind](*key)[1], end="")

@@ -33,15 +33,27 @@ from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
 from . import simd
-from .gen_simd_conv import (Q_TIER_TILES, Q_TILES, act_call, qconv_kernel, qtier_kernel,
-                             tile_buf_len)
+from .gen_simd_conv import (Q_T2_TILES, Q_TIER_TILES, Q_TILES, act_call, qconv_kernel,
+                             qtier_kernel, tile_buf_len)
 from .simd import vquant4_16
 
 # (family, lanes) -> (k output-channel vectors, P pixels) tiles: gen_simd_conv's menu
 # (Q_TILES for the VNNI family, Q_TIER_TILES for the others)
-_TILES = {("v", 16): tuple((k, P) for k, Ps in Q_TILES.items() for P in Ps), **Q_TIER_TILES}
+_TILES = {("v", 16): tuple((k, P) for k, Ps in Q_TILES.items() for P in Ps), **Q_TIER_TILES,
+          ("v2", 16): tuple((k, P) for k, Ps in Q_T2_TILES.items() for P in Ps)}
 _K_PREF = (2, 3, 4, 1)
 I16_MAX = 32767
+# 2-bit ternary weights in the VNNI tiles (tier "vnni2", simd.vld2b16): for the layers whose
+# int8 levels take at least T2_MIN bytes (they stream from memory inside a model's sequence:
+# ResNet-18's layer4 convs, 2.4 MB each, lost 41-45 us each to it, twelfth session) and
+# have more than one tap (the 1x1 pixel-vector kernel reads int8 words). Each weight vector
+# then costs 3 more vector ops (a 128-bit broadcast load instead of a 512-bit load), and
+# the tiles have at most 12 pixels. Measured on Zen 5 (1 MB L2 a core), ResNet-18 int8, in
+# one process: layer4 only (>= 1.2 MB) 0.97-0.98 of int8 levels; with layer3 too (0.3-0.6
+# MB) 0.995-1.0; every 3x3 conv 1.05-1.07 (cache-resident weights: the decode and P <= 12
+# cost more than they save).
+T2_ON = True
+T2_MIN = 1 << 20
 
 
 def family(tier: str, wmax: int):
@@ -95,14 +107,17 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     lev, alpha = quant.conv_levels(p, O, K)
     wmax = int(np.abs(lev.astype(np.int16)).max()) if lev.size else 0
     fam, L = family(tier or simd.tier(), wmax)
-    k, P = choose_kp(O, OW, fam, L)
+    t2 = (T2_ON and fam == "v" and wmax <= 1 and T > 1 and O * C * T >= T2_MIN
+          and OW >= min(P for Ps in Q_T2_TILES.values() for P in Ps))
+    k, P = choose_kp(O, OW, "v2" if t2 else fam, L)
     B = L * k
     NB = -(-O // B)
     C4 = -(-C // 4)
     w5 = np.zeros((NB * B, C4 * 4, T), np.int8)
     w5[:O, :C] = lev.reshape(O, C, T)
     wt = np.ascontiguousarray(w5.reshape(NB, B, C4, 4, T).transpose(0, 2, 4, 1, 3))
-    wt = wt.astype(np.int16).reshape(-1) if fam == "g" else wt.view(np.int32).reshape(-1)
+    wt = (wt.astype(np.int16).reshape(-1) if fam == "g" else t2_pack(wt) if t2
+          else wt.view(np.int32).reshape(-1))
     sc64, corr = epilogue(lev, alpha, s, zp)
     sc = np.zeros(NB * B, np.float32)
     sc[:O] = sc64
@@ -110,7 +125,20 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     bb[:O] = bias - corr
     return {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
             "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
-            "vnni": fam == "v", "kern": f"{fam}{L} k{k} P{P}"}
+            "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
+
+
+def t2_pack(wt):
+    """int8 levels in {-1, 0, 1}, the VNNI tiles' layout (..., 16 words of 4 levels: 64
+    bytes a weight vector) -> int32, 4 words a vector: byte i of a vector's 16 holds the codes
+    (0, +1 -> 1, -1 -> 2) of its bytes i, 16 + i, 32 + i, 48 + i in bits 0-1, 2-3, 4-5, 6-7
+    (simd.vld2b16 decodes them)."""
+    lev = np.ascontiguousarray(wt).view(np.int8).reshape(-1, 4, 16)
+    code = np.where(lev < 0, 2, lev).astype(np.uint8)
+    packed = np.zeros((lev.shape[0], 16), np.uint8)
+    for j in range(4):
+        packed |= code[:, j] << np.uint8(2 * j)
+    return packed.view(np.int32).reshape(-1)
 
 
 @njit(boundscheck=False, inline="always")
@@ -253,7 +281,7 @@ def _bind(q, sh):
     """The layer's tile kernel (its dispatcher: generated and compiled at the first call,
     never at prepare), looked up once."""
     if q["fam"] == "v":
-        f = qconv_kernel(q["k"], q["P"], sh, "vnni")
+        f = qconv_kernel(q["k"], q["P"], sh, "vnni2" if q.get("t2") else "vnni")
     else:
         f = qtier_kernel(q["fam"], q["L"], q["k"], q["P"], sh)
     q["_kern"] = _Kern(f)
@@ -314,7 +342,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     if P > OW:   # P was chosen from the output width at load (fixed: only N is dynamic)
         raise InputError(f"int8 conv: output width {OW} is narrower than the tile ({P}) "
                          "chosen for the model's input size")
-    pw = (q["fam"] == "v" and toff.shape[0] == 1 and sh == 1 and params[1] == 1
+    pw = (q["fam"] == "v" and not q["t2"] and toff.shape[0] == 1 and sh == 1 and params[1] == 1
           and not (pt or pl or pb or pr) and PW_ON and q.get("qi_pads") is None
           and -(-OH * OW // PW_PIX) * PW_PIX * 4 <= OH * OW * 5)   # <= 25% recomputed
     pw8 = (q["fam"] == "pm" and q["L"] == 8 and toff.shape[0] == 1 and sh == 1

@@ -750,12 +750,45 @@ def vdpbusd16(typingctx, acc, a, b):
     return I32x16(acc, a, b), codegen
 
 
+# ------------------------------------------------ 2-bit ternary weights in the VNNI tiles
+# A weight vector of the int8 tiles (16 words: 64 levels in {-1, 0, 1}) kept as 16 bytes,
+# 2 bits a level (qconv.t2_pack): bits 2j..2j+1 of byte i hold byte 16j + i's code (0: 0,
+# 1: +1, 2: -1), so one 128-bit broadcast load, a shift by 2j per 128-bit lane, a mask and
+# a byte lookup rebuild the vector: a quarter of the bytes to stream from memory.
+_LB64 = ir.VectorType(_I8, 64)
+_T2_SHIFT = [0, 0, 2, 2, 4, 4, 6, 6]            # per 64-bit lane (two per 128-bit lane)
+_T2_LUT = [0, 1, 255, 0] * 16                   # code -> level byte (vpshufb: per lane)
+
+
+@intrinsic
+def vld2b16(typingctx, arr, idx):
+    """The 16 int32 words of int8 levels packed 2 bits a level in arr.flat[idx : idx + 4]
+    (arr: int32; the layout above): ``vbroadcasti32x4``, ``vpsrlvq``, ``vpand``,
+    ``vpshufb``."""
+    if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        L4 = ir.VectorType(_I32, 4)
+        L8Q = ir.VectorType(ir.IntType(64), 8)
+        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        v = builder.load(builder.bitcast(p, L4.as_pointer()), align=4, typ=L4)
+        v = builder.shuffle_vector(v, ir.Constant(L4, ir.Undefined),
+                                   ir.Constant(_LI16, [0, 1, 2, 3] * 4))
+        v = builder.lshr(builder.bitcast(v, L8Q), ir.Constant(L8Q, _T2_SHIFT))
+        v = builder.and_(builder.bitcast(v, _LB64), ir.Constant(_LB64, [3] * 64))
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_LB64, [_LB64, _LB64]),
+            "llvm.x86.avx512.pshuf.b.512")
+        return builder.bitcast(builder.call(fn, [ir.Constant(_LB64, _T2_LUT), v]), _LI16)
+    return I32x16(arr, idx), codegen
+
+
 # ------------------------------------------------ int8 depthwise: taps along the lanes' bytes
 # (dw_cv's dot kernel) A word holds 4 consecutive pixels of one channel (byte p: pixel p), so
 # vpdpbusd against a word of 4 taps' levels sums a 1x4 window of that channel: 16 channels a
 # vector. vqblk16 builds such words from the int8 layout (words of 4 channels); vfshr16
 # slides a window by whole pixels across two of them.
-_LB64 = ir.VectorType(_I8, 64)
 
 
 def _plane_loads(builder, data, i0, st, last, npx, passthru):
