@@ -240,6 +240,35 @@ def test_large_pool_and_elementwise_variants(variant, monkeypatch):
     _check(node, [big], {}, "expanded")
 
 
+@pytest.mark.parametrize("W", [31, 32, 33, 34, 63, 66, 112])
+@pytest.mark.parametrize("pad", [0, 1])
+def test_maxpool_3x3s2_register_rows(W, pad, monkeypatch):
+    """MaxPool 3 x 3 / 2 on the x86 tiers takes its window maxima from registers
+    (pool._pool_planes mode 2: masked loads, even / odd / next-even lanes, a last vector
+    overlapping the one before): the row-buffer kernel's outputs bit for bit and the
+    reference's, with NaN and -inf at the row ends and inside, H odd and even, rows of
+    15 (the row-buffer kernel), 16, 17, 32 and 56 outputs."""
+    from edgenet.cpu import pool
+    rng = np.random.default_rng(W * 3 + pad)
+    x = rng.normal(size=(1, 3, W - 2 * pad + 1, W)).astype(np.float32)
+    x[0, 0, 2, 0] = np.nan
+    x[0, 0, 5, W - 1] = np.nan
+    x[0, 1, 0, 17] = np.nan
+    x[0, 1, 4, :] = -np.inf
+    x[0, 2, :, W // 2] = np.inf
+    node = {"name": "p", "op": "MaxPool", "inputs": ["x"], "outputs": ["y"],
+            "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [pad] * 4,
+                      "ceil_mode": 0}}
+    want = run_node(node, [x], {})[0]
+    assert pool._mode(True) == (2 if pool.simd.simd_mode() in ("avx512vnni", "avx512", "avx2")
+                                else 1)
+    got = run_node(node, [x], {}, policy="expanded", backend=cpu.OPS)[0]
+    monkeypatch.setattr(pool, "POOL3_ON", False)
+    rows = run_node(node, [x], {}, policy="expanded", backend=cpu.OPS)[0]
+    np.testing.assert_array_equal(got, rows)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("desc", activation_descs(), ids=lambda d: d["kind"])
 def test_activations_nan_and_infinities(desc):
     """Every activation, standalone and fused, on NaN / ±inf / ±0 / kinks: NaN stays NaN

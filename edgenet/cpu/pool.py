@@ -50,9 +50,14 @@ def _row_merge(dst, d, src, s, n, mode):
 @njit(fastmath=FM, boundscheck=False, inline="always")
 def _row_windows(rb, yf, yb, OW, KW, sw, dw, is_max):
     """yf[yb + ox] = the max (sum) of rb[ox * sw + kx * dw], kx < KW, for stride 1 or 2
-    (stride 2: even-element loads), in the order of the scalar loop below."""
+    (stride 2: even-element loads), in the order of the scalar loop below. A row of >= 16
+    outputs ends with a vector overlapping the previous one (its outputs are recomputed
+    with the same values): the scalar loop took 60 % of the time on ResNet-18's 56-wide
+    rows."""
     ox = 0
-    while ox + 16 <= OW:
+    while ox < OW and OW >= 16:
+        if ox + 16 > OW:
+            ox = OW - 16
         if sw == 1:
             a = simd.vld16(rb, ox)
         else:
@@ -79,7 +84,15 @@ def _row_windows(rb, yf, yb, OW, KW, sw, dw, is_max):
 @njit(fastmath=FM, boundscheck=False)
 def _pool_planes(xf, yf, p0, p1, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, is_max,
                  inv_y, inv_x, rb):
-    """Planes p0..p1 (flat x (P, H, W) -> flat y (P, OH, OW)). Per output row the KH window
+    """Planes p0..p1 (flat x (P, H, W) -> flat y (P, OH, OW)); is_max: 0 average, 1 max, 2
+    max with the 3 x 3 / 2 window in registers where it applies (AVX-512 and AVX2 tiers:
+    masked loads; rows of >= 16 outputs): 16 outputs at a time from the column maxima of
+    48 columns of the window's rows (v0, v1, v2; columns outside the image load as -inf),
+    split into even, odd and next-even lanes, the last vector overlapping the one before;
+    taps in the order below (rows, then kx), the NaN rule of ``vmaxn16``. No row buffer:
+    its stores, read back by stride-2 loads at other offsets, were what the pool waited on
+    (written out here: helpers taking the arrays cost a reference count update per call,
+    3x slower). Per output row the KH window
     rows are reduced into the row buffer rb (padding columns: -inf / 0), then each output
     reduces KW entries of it. Raw element offsets (``ldf``/``stf``): no negative-index
     wraparound select, so the row loops vectorize (MaxPool 64x112x112 3x3/2: 0.89 ->
@@ -93,8 +106,49 @@ def _pool_planes(xf, yf, p0, p1, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, i
         stf(rb, j, init)
     for j in range(pl + n, Wb):
         stf(rb, j, init)
+    fast = (is_max == 2 and KH == 3 and KW == 3 and sh == 2 and sw == 2 and dh == 1
+            and dw == 1 and OW >= 16)
     for p in range(p0, p1):
         for oy in range(OH):
+            if fast:
+                nr = 0
+                r0 = r1 = r2 = 0
+                for ky in range(3):
+                    iy = oy * 2 - pt + ky
+                    if 0 <= iy < H:
+                        rs = (p * H + iy) * W
+                        if nr == 0:
+                            r0 = rs
+                        elif nr == 1:
+                            r1 = rs
+                        else:
+                            r2 = rs
+                        nr += 1
+                # (the 3 x 3 / 2 window in registers: see the docstring)
+                ox = 0
+                while ox < OW:
+                    if ox + 16 > OW:
+                        ox = OW - 16
+                    c = 2 * ox - pl
+                    lo0, hi0 = max(0, -c), min(16, W - c)
+                    lo1, hi1 = max(0, -c - 16), min(16, W - c - 16)
+                    lo2, hi2 = max(0, -c - 32), min(16, W - c - 32)
+                    v0 = simd.vldr16(xf, r0 + c, lo0, hi0)
+                    v1 = simd.vldr16(xf, r0 + c + 16, lo1, hi1)
+                    v2 = simd.vldr16(xf, r0 + c + 32, lo2, hi2)
+                    if nr > 1:
+                        v0 = simd.vmaxn16(simd.vldr16(xf, r1 + c, lo0, hi0), v0)
+                        v1 = simd.vmaxn16(simd.vldr16(xf, r1 + c + 16, lo1, hi1), v1)
+                        v2 = simd.vmaxn16(simd.vldr16(xf, r1 + c + 32, lo2, hi2), v2)
+                    if nr > 2:
+                        v0 = simd.vmaxn16(simd.vldr16(xf, r2 + c, lo0, hi0), v0)
+                        v1 = simd.vmaxn16(simd.vldr16(xf, r2 + c + 16, lo1, hi1), v1)
+                        v2 = simd.vmaxn16(simd.vldr16(xf, r2 + c + 32, lo2, hi2), v2)
+                    e = simd.vevens16(v0, v1)
+                    a = simd.vmaxn16(simd.vodds16(v0, v1), e)
+                    simd.vst16(yf, (p * OH + oy) * OW + ox, simd.vmaxn16(simd.vnext16(e, v2), a))
+                    ox += 16
+                continue
             first = True
             for ky in range(KH):
                 iy = oy * sh - pt + ky * dh
@@ -141,8 +195,8 @@ def _pool_par(xf, yf, P, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, is_max, i
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _pool_q_groups(xf, yf, g0, g1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_y,
-                   inv_x, rb, qb, qp, qf):
+def _pool_q_groups(xf, yf, g0, g1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, mode,
+                   inv_y, inv_x, rb, qb, qp, qf):
     """MaxPool of channel groups g0..g1 (g = n * C4 + c4: 4 channels of one image), each
     group's planes pooled, then their output rows quantized (simd.vquant4_16, the int8
     reader's own quantize rule) into its padded words qb (uint8 (N, C4, QHp, QWp, 4); qp =
@@ -155,7 +209,7 @@ def _pool_q_groups(xf, yf, g0, g1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, 
         c0 = (g % C4) * 4
         nc = min(4, C - c0)
         p0 = n * C + c0
-        _pool_planes(xf, yf, p0, p0 + nc, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, True,
+        _pool_planes(xf, yf, p0, p0 + nc, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, mode,
                      inv_y, inv_x, rb)
         for oy in range(OH):
             src = p0 * HWo + oy * OW
@@ -166,11 +220,22 @@ def _pool_q_groups(xf, yf, g0, g1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, 
 
 
 @pjit(fastmath=FM, boundscheck=False)
-def _pool_q_par(xf, yf, G, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_y, inv_x, rbs,
-                qb, qp, qf):
+def _pool_q_par(xf, yf, G, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, mode, inv_y, inv_x,
+                rbs, qb, qp, qf):
     for g in prange(G):
-        _pool_q_groups(xf, yf, g, g + 1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, inv_y,
-                       inv_x, rbs[numba.get_thread_id()], qb, qp, qf)
+        _pool_q_groups(xf, yf, g, g + 1, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, mode,
+                       inv_y, inv_x, rbs[numba.get_thread_id()], qb, qp, qf)
+
+
+POOL3_ON = True
+
+
+def _mode(is_max):
+    """_pool_planes' mode: 0 average, 1 max, 2 max with the register 3 x 3 / 2 rows (the
+    x86 vector tiers: generic IR masked loads would be scalar elsewhere)."""
+    if not is_max:
+        return 0
+    return 2 if POOL3_ON and simd.simd_mode() in ("avx512vnni", "avx512", "avx2") else 1
 
 
 def warm_pool_q():
@@ -186,7 +251,7 @@ def warm_pool_q():
     qw, qp, qf = qconv.consumer_words(st, st["qo"], 1, 4, 4, 4)
     rbs = tls_rows("pool.rb", numba.config.NUMBA_NUM_THREADS, 16)
     _pool_q_par(x.reshape(-1), y.reshape(-1), 1, 4, 8, 8, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1,
-                *st["inv"][(8, 8, 4, 4)], rbs, qw.view(np.uint8), qp, qf)
+                _mode(True), *st["inv"][(8, 8, 4, 4)], rbs, qw.view(np.uint8), qp, qf)
 
 
 def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
@@ -244,7 +309,8 @@ class _Pool(RecordedOp):
         if state["qo"] is not None:   # y, and its int8 reader's padded words
             qw, qp, qf = qconv.consumer_words(state, state["qo"], N, C, OH, OW, calls)
             G = N * int(qp[1])
-            args = (C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, inv[0], inv[1])
+            args = (C, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, _mode(True), inv[0],
+                    inv[1])
             qb = qw.view(np.uint8)
             emit_split(calls, P * OH * (kh * W + kw * OW),
                        (_pool_q_par, (xf, yf, G) + args + (rbs, qb, qp, qf)),
@@ -252,9 +318,9 @@ class _Pool(RecordedOp):
             return
         emit_split(calls, P * OH * (kh * W + kw * OW),
                    (_pool_par, (xf, yf, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
-                                self.is_max, inv[0], inv[1], rbs)),
+                                _mode(self.is_max), inv[0], inv[1], rbs)),
                    (_pool_planes, (xf, yf, 0, P, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw,
-                                   self.is_max, inv[0], inv[1], rbs[0])))
+                                   _mode(self.is_max), inv[0], inv[1], rbs[0])))
 
 
 class MaxPool(_Pool):

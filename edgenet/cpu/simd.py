@@ -349,6 +349,55 @@ def _make(n):
  vi8_8, vmaxn8, vldm8, vstm8, vlev8) = _make(8)
 
 
+# MaxPool 3 x 3 / 2 in registers (pool._row_max3s2): a row's window maxima from the column
+# maxima of 48 columns without a row buffer (its stores, read back by stride-2 loads at
+# other offsets, were what the pool waited on)
+_LF = ir.VectorType(_F, 16)
+_LI32 = ir.VectorType(ir.IntType(32), 16)
+
+
+@intrinsic
+def vldr16(typingctx, arr, idx, lo, hi):
+    """Lanes lo <= l < hi of arr.flat[idx : idx + 16] (float32), the others -inf: a masked
+    load that reads nothing else (idx may point before the array where lo > 0)."""
+    if not (_is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        lane = ir.Constant(_LI32, list(range(16)))
+        lo_, hi_ = (_splat_i(builder, builder.trunc(context.cast(builder, args[k], sig.args[k],
+                                                                 types.int64), _I32), _LI32, 16)
+                    for k in (2, 3))
+        mask = builder.and_(builder.icmp_signed(">=", lane, lo_),
+                            builder.icmp_signed("<", lane, hi_))
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_LF, [_LF.as_pointer(), _I32,
+                                                  ir.VectorType(ir.IntType(1), 16), _LF]),
+            "llvm.masked.load.v16f32.p0v16f32")
+        return builder.call(fn, [builder.bitcast(p, _LF.as_pointer()), ir.Constant(_I32, 4),
+                                 mask, ir.Constant(_LF, [float("-inf")] * 16)])
+    return F32x16(arr, idx, lo, hi), codegen
+
+
+def _shuffle2(lanes, doc):
+    @intrinsic
+    def shuf(typingctx, a, b):
+        if not (a == F32x16 and b == F32x16):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LI32, lanes))
+        return F32x16(a, b), codegen
+    shuf.__doc__ = doc
+    return shuf
+
+
+vevens16 = _shuffle2([2 * i for i in range(16)], "Lanes 0, 2, .., 30 of (a, b).")
+vodds16 = _shuffle2([2 * i + 1 for i in range(16)], "Lanes 1, 3, .., 31 of (a, b).")
+vnext16 = _shuffle2(list(range(1, 17)), "Lanes 1..15 of a, then b's lane 0.")
+
+
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's
 # polynomial (edgenet/cpu/math_ops.py _exp_fast uses these coefficients doubled)
 EXP_POLY = (1.0, 1.0, 0.4999999403953552, 0.16666430234909058, 0.04166800528764725,
