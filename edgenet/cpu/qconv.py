@@ -293,6 +293,8 @@ _NT = numba.config.NUMBA_NUM_THREADS
 
 _QW0 = np.zeros(1, np.int32)
 _QP0 = np.zeros(6, np.int64)
+_QP3 = np.array([3, 0, 0, 0, 0, 0], np.int64)
+QP3_ON = True
 _QF0 = np.zeros(2, np.float32)
 
 
@@ -397,7 +399,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     fused = qo is not None and (keep or (not y_too and not has_r and (
         code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH)))
     qw, qp, qf = (consumer_words(q, qo, N, O, OH, OW, calls) if fused
-                  else (_QW0, _QP0, _QF0))
+                  else (_QW0, _QP3 if QP3_ON and q["L"] == 16 else _QP0, _QF0))
     if q["fam"] == "v":
         emit(calls, kern, xq.view(np.int32), q["C4"], Hp, Wp, q["wt"], q["sc"], bb, qw, qp, qf,
              toff, y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
