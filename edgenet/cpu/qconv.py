@@ -9,7 +9,8 @@ The kernel family follows the CPU tier (edgenet/_tiers.py) and the weights' larg
 ==========  ==========================  ================================================
 family      tiers, weights              dot product (edgenet/cpu/simd.py, "int8")
 ==========  ==========================  ================================================
-``v``       avx512vnni                  ``vpdpbusd`` zmm
+``v``       avx512vnni                  ``vpdpbusd`` zmm (ternary levels of >= T2_MIN
+                                        bytes: kept 2 bits each, ``t2_pack``)
 ``pm``      avx512 (16 lanes), avx2     ``vpmaddubsw`` + int16 accumulation, widened by
             (8 lanes); max|w| <= 64     ``vpmaddwd`` every ``smax`` steps
 ``g``       generic, off, or max|w| >   int16 multiply-add in generic IR (int16 weights),
