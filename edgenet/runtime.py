@@ -33,6 +33,12 @@ ADAPTIVE_THREADS = os.environ.get("EDGENET_ADAPTIVE_THREADS", "1") != "0"
 # make just those (no per-call shapes, tile choices or Numba type dispatch: µs per node).
 # EDGENET_BIND=0 turns it off (every run through the ops' run()).
 BIND = os.environ.get("EDGENET_BIND", "1") != "0"
+# Staged I/O: a graph input or output of at most STAGE_MAX floats gets a buffer of the plan's
+# own (inputs copied in before the run, outputs copied out after it), so the steps that read
+# or write it bind like the others instead of running through their ops' run() each call
+# (the first and last steps of a small model: ResNet-20's 3x32x32 stem and its 10-way Gemm).
+# Larger tensors keep the caller's arrays (a copy would cost more than it saves).
+STAGE_MAX = 1 << 14
 _get_ident = threading.get_ident
 PROBE_EVERY = 50
 # Adaptive threads' evidence: the plan's first ADAPTIVE_SKIP runs are not timed (kernel
@@ -129,6 +135,14 @@ class _Plan:
                 last[n] = i
         keep = set(model._output_names)
         feeds = {v["name"] for v in g["inputs"]}
+        # staged I/O (STAGE_MAX): plan-owned buffers for small graph inputs / outputs
+        small = {n for n in feeds | keep if n in shapes and math.prod(shapes[n]) <= STAGE_MAX}
+        self.stage_in = {n: np.empty(shapes[n], np.float32) for n in sorted(feeds & small)
+                         if n not in keep}
+        self.stage_out = {n: np.empty(shapes[n], np.float32) for n in sorted(keep & small)
+                          if n not in feeds}
+        feeds = feeds - set(self.stage_in)
+        keep = keep - set(self.stage_out)
         # Reshape / Flatten of an intermediate into an intermediate: the output is a view of
         # the input's buffer (no copy, the node does not run); the buffer then lives until
         # the view's last reader (the reverse walk carries that through chains of views)
@@ -137,19 +151,22 @@ class _Plan:
             if node["op"] in _VIEW_OPS and len(node["outputs"]) == 1:
                 src, dst = node["inputs"][0], node["outputs"][0]
                 if src not in feeds and src not in keep and src not in model.consts \
-                        and dst not in keep and math.prod(shapes[src]) == math.prod(shapes[dst]):
+                        and dst not in keep and dst not in self.stage_out \
+                        and math.prod(shapes[src]) == math.prod(shapes[dst]):
                     alias[dst] = (i, src)
         for dst, (i, src) in reversed(alias.items()):
             last[src] = max(last.get(src, i), last.get(dst, i))
         pool: list = []          # free flat buffers
-        self.buffers = {}        # value name -> ndarray view (graph outputs: the last call's)
-        self.nbytes = 0
+        self.buffers = {**self.stage_in, **self.stage_out}   # value name -> ndarray view
+        self.nbytes = sum(a.nbytes for a in self.buffers.values())
         live = []                # (last_use, name, flat)
         for i, node in enumerate(g["nodes"]):
             for n in node["outputs"]:
                 size = int(np.prod(shapes[n], dtype=np.int64))
                 if n in keep:    # a fresh array per call (run: returned without a copy)
                     self.buffers[n] = None
+                    continue
+                if n in self.stage_out:
                     continue
                 if n in alias:
                     self.buffers[n] = self.buffers[alias[n][1]].reshape(shapes[n])
@@ -167,7 +184,8 @@ class _Plan:
             for lu, n, flat in live:
                 (pool.append(flat) if lu <= i else still.append((lu, n, flat)))
             live = still
-        self.out_shapes = [(n, shapes[n]) for n in model._output_names]
+        self.out_shapes = [(n, shapes[n]) for n in model._output_names
+                           if n not in self.stage_out]
         # steps: (impl, node, state, ins, outs, dyn_in, dyn_out, serial). ins/outs are the
         # lists the kernel gets (None: absent or a stored constant); dyn_in/dyn_out name the
         # positions that change per call (graph inputs, graph outputs), filled by _execute
@@ -486,9 +504,14 @@ class Model:
             else tuple((n, a.shape) for n, a in arrays.items())
         plan = self._get_plan(key, arrays)
         try:
-            # graph outputs: fresh arrays the nodes write into, returned without a copy
+            # graph outputs: fresh arrays the nodes write into, returned without a copy;
+            # staged ones (small: STAGE_MAX) copied out of the plan's buffers
             res = {n: np.empty(s, np.float32) for n, s in plan.out_shapes}
+            for n, buf in plan.stage_in.items():
+                np.copyto(buf, arrays[n])
             self._execute(plan, arrays, res, profile, observe)
+            for n, buf in plan.stage_out.items():
+                res[n] = buf.copy()
             return res if outputs is None and len(res) == len(wanted) else \
                 {n: res[n] for n in wanted}
         finally:

@@ -287,12 +287,48 @@ def test_graph_outputs_read_by_later_nodes_are_fresh_per_call(tmp_path, device, 
     assert len(m._plans) == 1 and len(next(iter(m._plans.values()))) == 1
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_graph_io_is_staged_and_its_steps_bound(model_path, threads):
+    """Graph inputs and outputs of at most STAGE_MAX floats are copied into / out of the
+    plan's own buffers, so the first and last steps bind like the others (no step of this
+    small net runs unbound); results stay fresh arrays, the caller's input is never written,
+    and they equal the unstaged run's (EDGENET_BIND=0 path) bit for bit."""
+    m = edgenet.load(model_path, threads=threads)
+    x = RNG.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    x0 = x.copy()
+    ys = [m(x) for _ in range(3)]
+    np.testing.assert_array_equal(x, x0)
+    assert ys[0] is not ys[1] and not np.shares_memory(ys[0], ys[1])
+    np.testing.assert_array_equal(ys[0], ys[2])
+    (plan,), = m._plans.values()
+    assert list(plan.stage_in) == ["x"] and list(plan.stage_out) == ["y"]
+    gen, bound = plan.bound[threading.get_ident()]
+    assert all(f is not None for f, st in zip(bound, plan.steps)
+               if st[0] is not edgenet.runtime._VIEW)
+    ref = edgenet.load(model_path, threads=threads)
+    ref._plans.clear()
+    old = edgenet.runtime.STAGE_MAX
+    try:
+        edgenet.runtime.STAGE_MAX = 0
+        np.testing.assert_array_equal(ref(x), ys[0])
+        (p2,), = ref._plans.values()
+        assert not p2.stage_in and not p2.stage_out
+    finally:
+        edgenet.runtime.STAGE_MAX = old
+
+
+@pytest.mark.parametrize("staged", [True, False])
 @pytest.mark.parametrize("device", ["cpu", "reference"])
-def test_reshape_of_an_intermediate_is_a_view_not_a_step(tmp_path, device):
+def test_reshape_of_an_intermediate_is_a_view_not_a_step(tmp_path, device, staged,
+                                                         monkeypatch):
     """A Reshape / Flatten from an intermediate to an intermediate aliases its input's
     buffer (no copy, the node is not run): chains of them, a view read by two later nodes
     while other buffers are reused around it, a Reshape of the graph input and one into a
-    graph output (those still copy); results as NumPy, observe() sees every value."""
+    graph output (those still copy; with staged I/O the input's Reshape is a view of the
+    plan's input buffer, the output's still a step); results as NumPy, observe() sees
+    every value."""
+    if not staged:
+        monkeypatch.setattr(edgenet.runtime, "STAGE_MAX", 0)
     from edgenet.activation import act_desc
     relu = act_desc("Relu")
     graph = {"inputs": [{"name": "x", "shape": [None, 4, 6, 6], "dtype": "float32"}],
@@ -329,5 +365,7 @@ def test_reshape_of_an_intermediate_is_a_view_not_a_step(tmp_path, device):
         np.testing.assert_allclose(m(x), want, rtol=2e-6, atol=1e-6)
     (plan,), = m._plans.values()
     views = [s[1]["name"] for s in plan.steps if s[0] is __import__("edgenet").runtime._VIEW]
-    assert views == ["r1", "r2"]
+    assert views == (["r0", "r1", "r2"] if staged else ["r1", "r2"])
     assert np.shares_memory(plan.buffers["v2"], plan.buffers["a"])
+    assert sorted(plan.stage_in) == (["x"] if staged else [])
+    assert sorted(plan.stage_out) == (["y"] if staged else [])
