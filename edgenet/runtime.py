@@ -510,8 +510,8 @@ class Model:
             for n, buf in plan.stage_in.items():
                 np.copyto(buf, arrays[n])
             self._execute(plan, arrays, res, profile, observe)
-            for n, buf in plan.stage_out.items():
-                res[n] = buf.copy()
+            if plan.stage_out:   # (in the graph's output order)
+                res = {n: res[n] if n in res else plan.stage_out[n].copy() for n in names}
             return res if outputs is None and len(res) == len(wanted) else \
                 {n: res[n] for n in wanted}
         finally:

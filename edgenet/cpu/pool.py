@@ -89,10 +89,10 @@ def _pool_planes(xf, yf, p0, p1, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, i
     masked loads; rows of >= 16 outputs): 16 outputs at a time from the column maxima of
     48 columns of the window's rows (v0, v1, v2; columns outside the image load as -inf),
     split into even, odd and next-even lanes, the last vector overlapping the one before;
-    taps in the order below (rows, then kx), the NaN rule of ``vmaxn16``. No row buffer:
-    its stores, read back by stride-2 loads at other offsets, were what the pool waited on
-    (written out here: helpers taking the arrays cost a reference count update per call,
-    3x slower). Per output row the KH window
+    taps in the order below (rows, then kx), the NaN rule of ``vmaxn16``; no row buffer
+    and no stride-2 loads (ResNet-18's 64x112x112 pool at one thread, the float part: 182
+    -> 122-129 us; written out here: a helper taking the arrays per vector cost a reference
+    count update per call, 3x slower). Otherwise, per output row the KH window
     rows are reduced into the row buffer rb (padding columns: -inf / 0), then each output
     reduces KW entries of it. Raw element offsets (``ldf``/``stf``): no negative-index
     wraparound select, so the row loops vectorize (MaxPool 64x112x112 3x3/2: 0.89 ->

@@ -349,9 +349,8 @@ def _make(n):
  vi8_8, vmaxn8, vldm8, vstm8, vlev8) = _make(8)
 
 
-# MaxPool 3 x 3 / 2 in registers (pool._row_max3s2): a row's window maxima from the column
-# maxima of 48 columns without a row buffer (its stores, read back by stride-2 loads at
-# other offsets, were what the pool waited on)
+# MaxPool 3 x 3 / 2 in registers (pool._pool_planes, mode 2): a row's window maxima from the
+# column maxima of 48 columns, without a row buffer
 _LF = ir.VectorType(_F, 16)
 _LI32 = ir.VectorType(ir.IntType(32), 16)
 
