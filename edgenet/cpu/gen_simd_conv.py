@@ -248,7 +248,8 @@ def tile_store_k(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alph
                  qw, qp, qf):
     """``tile_store`` and the int8 consumer's padded input words, for an int8 producer whose
     float32 output is needed as well (``qp[0] == 2``: quant.mark_quantized_producers,
-    ``_qo_keep``; 16-lane tiles). The tile (pixel p's B channels at buf[p * B]) is
+    ``_qo_keep``; 16-lane tiles), or ``tile_store`` alone (``qp[0] == 3``: no int8 reader;
+    the vector transposes instead of its scalar loop). The tile (pixel p's B channels at buf[p * B]) is
     transposed 16 x 16 at a time (simd.vtr16) into (channel, pixel) rows at T0 (16 pixels
     of channel l at T0 + (c * B + l) * 16); each row gets the residual and the activation
     as a vector, is stored into y (masked to the tile's pixels) and back into its row; the
@@ -395,7 +396,8 @@ def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None, wl=None):
 
 def tile_epilogue(w, acc, L, k, P, qout=False):
     """Float accumulators ``{acc}{j}_{p}`` -> the per-thread tile buffer -> ``tile_store``
-    (``qout``: or ``tile_store_q`` when ``qp[0]``, the int8 tiles)."""
+    (``qout``, the int8 tiles: ``tile_store_q`` when ``qp[0] == 1``, ``tile_store_k`` when
+    it is 2 or 3 on 16 lanes)."""
     B = L * k
     for p in range(P):
         for j in range(k):
