@@ -139,7 +139,7 @@ def test_two_bit_weight_tiles_match_the_int8_tiles(case, monkeypatch):
     give the int8-level tiles' exact sums: the same outputs, bit for bit; both match the
     NumPy reference."""
     N, C, H, W, O, kk, st, pads, act, res = case
-    rng = np.random.default_rng(sum(map(hash, map(str, case))) % 2**32)
+    rng = np.random.default_rng(100 + T2_CASES.index(case))   # (str hashes vary by process)
     x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
     consts = {"w": _weight(rng, "t2", (O, C, kk, kk)),
               "b": pack("f32", rng.normal(size=O).astype(np.float32))}
