@@ -350,9 +350,8 @@ def _make(n):
 
 
 # MaxPool 3 x 3 / 2 in registers (pool._pool_planes, mode 2): a row's window maxima from the
-# column maxima of 48 columns, without a row buffer
-_LF = ir.VectorType(_F, 16)
-_LI32 = ir.VectorType(ir.IntType(32), 16)
+# column maxima of 48 columns, without a row buffer (_LF16 / _LI16: defined below, read
+# when a kernel compiles)
 
 
 @intrinsic
@@ -364,18 +363,18 @@ def vldr16(typingctx, arr, idx, lo, hi):
 
     def codegen(context, builder, sig, args):
         p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        lane = ir.Constant(_LI32, list(range(16)))
+        lane = ir.Constant(_LI16, list(range(16)))
         lo_, hi_ = (_splat_i(builder, builder.trunc(context.cast(builder, args[k], sig.args[k],
-                                                                 types.int64), _I32), _LI32, 16)
+                                                                 types.int64), _I32), _LI16, 16)
                     for k in (2, 3))
         mask = builder.and_(builder.icmp_signed(">=", lane, lo_),
                             builder.icmp_signed("<", lane, hi_))
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_LF, [_LF.as_pointer(), _I32,
-                                                  ir.VectorType(ir.IntType(1), 16), _LF]),
+            builder.module, ir.FunctionType(_LF16, [_LF16.as_pointer(), _I32,
+                                                    ir.VectorType(ir.IntType(1), 16), _LF16]),
             "llvm.masked.load.v16f32.p0v16f32")
-        return builder.call(fn, [builder.bitcast(p, _LF.as_pointer()), ir.Constant(_I32, 4),
-                                 mask, ir.Constant(_LF, [float("-inf")] * 16)])
+        return builder.call(fn, [builder.bitcast(p, _LF16.as_pointer()), ir.Constant(_I32, 4),
+                                 mask, ir.Constant(_LF16, [float("-inf")] * 16)])
     return F32x16(arr, idx, lo, hi), codegen
 
 
@@ -386,7 +385,7 @@ def _shuffle2(lanes, doc):
             return None
 
         def codegen(context, builder, sig, args):
-            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LI32, lanes))
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LI16, lanes))
         return F32x16(a, b), codegen
     shuf.__doc__ = doc
     return shuf
