@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def _weight(rng, enc, shape):
 def test_qconv_matches_reference(case, tier, monkeypatch):
     monkeypatch.setenv("EDGENET_SIMD", tier)
     N, C, H, W, O, kh, kw, st, pads, dil, act, res, enc, lo, hi = case
-    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
     x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
     consts = {"w": _weight(rng, enc, (O, C, kh, kw)),
               "b": pack("f32", rng.normal(size=O).astype(np.float32))}

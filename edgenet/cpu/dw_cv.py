@@ -38,7 +38,7 @@ from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vstword4_8, vstword4_16,
                    vqtile8, vqtile16, vqword8, vqword16, vrelu8, vrelu16, vsplat8, vsplat16,
                    vst8, vst16,
-                   vstword8, vstword16, vtr8, vtr16)
+                   vstword8, vstword16, vtr8, vtr16, vtrn8, vtrn16)
 
 P_OF = {16: 8, 8: 8}     # output pixels per step (P accumulators + 1 weight vector)
 DOT = True               # False: the float32 kernel for int8 depthwise on avx512vnni too (A/B)
@@ -166,12 +166,16 @@ def _source(L, qin=False, dot=False):
         w("                    prev = cur")
     else:
         w(f"        z = vsplat{L}({'zq' if qin else 'np.float32(0)'})")
+        w("        ia = max(iy0, 0)")
+        w("        ib = min(iy0 + RI, H)")
         # zero (the zero point for uint8 input): rows outside the input, the pad columns (the
-        # whole row for a partial float32 block)
+        # whole row for a partial float32 block copied by the scalar loop)
+        if not qin:
+            w(f"        vin = W >= {L} or (ib - ia) * W >= {L}")
         w("        for i in range(RI):")
         w("            iy = iy0 + i")
         w("            rb = i * Wp")
-        w(f"            if iy < 0 or iy >= H{'' if qin else f' or nc < {L}'}:")
+        w(f"            if iy < 0 or iy >= H{'' if qin else f' or (nc < {L} and not vin)'}:")
         w("                for q in range(rb, rb + Wp):")
         w(f"                    vst{L}(xp, q * {L}, z)")
         w("            else:")
@@ -179,8 +183,6 @@ def _source(L, qin=False, dot=False):
         w(f"                    vst{L}(xp, q * {L}, z)")
         w("                for q in range(rb + pl + W, rb + Wp):")
         w(f"                    vst{L}(xp, q * {L}, z)")
-        w("        ia = max(iy0, 0)")
-        w("        ib = min(iy0 + RI, H)")
         if qin:   # per pixel: its L/4 words (one per channel group) -> L floats
             w("        nw1 = (nc + 3) // 4 - 1")
             w("        src = (n * C4 + c0 // 4) * H * W")
@@ -195,13 +197,21 @@ def _source(L, qin=False, dot=False):
             w("            for xx in range(xx, W):")
             w(f"                vst{L}(xp, d + xx * {L}, vqword{L}(xq, s0 + xx, H * W, nw1))")
         else:
-            w(f"        if nc == {L} and (ib - ia) * W >= {L}:")
-            w("            # L channel rows of L pixels -> L pixel vectors (vtr into tb), stored at their")
-            w("            # padded places; the last chunk overlaps the one before (same values)")
-            w("            src = (n * C + c0) * H * W")
+            # L channel rows of L pixels -> L pixel vectors (a partial block: the last
+            # channel's row again in the lanes past nc, dropped at the end); the last chunk of
+            # a row (or of the band) overlaps the one before (same values)
+            w("        src = (n * C + c0) * H * W")
+            w(f"        if W >= {L}:    # whole rows: each chunk straight to its padded place")
+            w("            for yy in range(ia, ib):")
+            w(f"                d = ((yy - iy0) * Wp + pl) * {L}")
+            w("                s = src + yy * W")
+            w(f"                for x00 in range(0, W, {L}):")
+            w(f"                    x0 = min(x00, W - {L})")
+            w(f"                    vtrn{L}(xf, s + x0, H * W, xp, d + x0 * {L}, {L}, nc)")
+            w("        elif vin:       # narrow rows: chunks of the flat band through tb")
             w(f"            for p00 in range(ia * W, ib * W, {L}):")
             w(f"                p0 = min(p00, ib * W - {L})")
-            w(f"                vtr{L}(xf, src + p0, H * W, tb, 0, {L})")
+            w(f"                vtrn{L}(xf, src + p0, H * W, tb, 0, {L}, nc)")
             w("                yy = p0 // W")
             w("                xx = p0 - yy * W")
             w(f"                d = ((yy - iy0) * Wp + pl + xx) * {L}")
@@ -321,14 +331,14 @@ def _source(L, qin=False, dot=False):
     w(f"                qv = vqpack{L}(v, qs, qz)")
     w("                for j in range(nw):")
     w(f"                    vstword{L}(qw, wbase + j * HWo + q, qv, j)")
-    w(f"        elif nc == {L} and RO >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
+    w(f"        elif RO >= {L} and (code <= ActCode.RELU or code == ActCode.CLIP"
       " or code == ActCode.HARD_SWISH):")
     emit_act_consts(w, L, "            ")
     w("            db = (n * C + c0) * HWo + r0 * OW")
     w(f"            for q00 in range(0, RO, {L}):")
     w(f"                q0 = min(q00, RO - {L})")
     w(f"                vtr{L}(op, q0 * {L}, {L}, tb, 0, {L})")
-    w(f"                for c in range({L}):")
+    w("                for c in range(nc):")
     w(f"                    v = vld{L}(tb, c * {L})")
     w("                    yo = db + c * HWo + q0")
     w("                    if has_r:")

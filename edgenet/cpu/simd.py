@@ -440,12 +440,63 @@ def vexp16(typingctx, a):
     return F32x16(a), codegen
 
 
-def _make_tr(n):
+def _make_tr(n, clamp=False):
     LV = ir.VectorType(_F, n)
     I32 = ir.IntType(32)
+    I64 = ir.IntType(64)
     h = n // 2
     lo = ir.Constant(ir.VectorType(I32, n), [j for i in range(h) for j in (i, n + i)])
     hi = ir.Constant(ir.VectorType(I32, n), [j for i in range(h, n) for j in (i, n + i)])
+
+    def _ok(arr, idx, stride, out, oidx, ostride, nrows):
+        return (_is_f32_array(arr) and isinstance(idx, types.Integer)
+                and isinstance(stride, types.Integer) and _is_f32_array(out)
+                and isinstance(oidx, types.Integer) and isinstance(ostride, types.Integer)
+                and (nrows is None or isinstance(nrows, types.Integer)))
+
+    def _codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        i0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        st = context.cast(builder, args[2], sig.args[2], types.int64)
+        o = context.make_array(sig.args[3])(context, builder, args[3])
+        o0 = context.cast(builder, args[4], sig.args[4], types.int64)
+        os_ = context.cast(builder, args[5], sig.args[5], types.int64)
+        last = None
+        if clamp:   # rows >= nrows read row nrows - 1 (memory that exists)
+            last = builder.sub(context.cast(builder, args[6], sig.args[6], types.int64),
+                               ir.Constant(I64, 1))
+        rows = []
+        for i in range(n):
+            ri = ir.Constant(I64, i)
+            if last is not None and i:
+                ri = builder.select(builder.icmp_signed("<", last, ri), last, ri)
+            off = builder.add(i0, builder.mul(st, ri))
+            p = builder.bitcast(builder.gep(a.data, [off], inbounds=True), LV.as_pointer())
+            rows.append(builder.load(p, align=4, typ=LV))
+        r = n
+        while r > 1:
+            new = []
+            for i in range(h):
+                new.append(builder.shuffle_vector(rows[i], rows[i + h], lo))
+                new.append(builder.shuffle_vector(rows[i], rows[i + h], hi))
+            rows = new
+            r //= 2
+        for j in range(n):
+            off = builder.add(o0, builder.mul(os_, ir.Constant(I64, j)))
+            p = builder.bitcast(builder.gep(o.data, [off], inbounds=True), LV.as_pointer())
+            builder.store(rows[j], p, align=4)
+        return context.get_dummy_value()
+
+    if clamp:
+        @intrinsic
+        def vtrn(typingctx, arr, idx, stride, out, oidx, ostride, nrows):
+            """vtr with rows i >= nrows (1 <= nrows <= n) loaded from row nrows - 1: a
+            partial block of planes transposed without reading past the last one (lanes
+            >= nrows of every stored vector: copies, for the caller to drop)."""
+            if not _ok(arr, idx, stride, out, oidx, ostride, nrows):
+                return None
+            return types.none(arr, idx, stride, out, oidx, ostride, nrows), _codegen
+        return vtrn
 
     @intrinsic
     def vtr(typingctx, arr, idx, stride, out, oidx, ostride):
@@ -454,42 +505,16 @@ def _make_tr(n):
         every load comes before the first store: in place is fine).
         log2(n) rounds of interleaves (rows 2i, 2i+1 <- lo / hi of rows i, i + n/2): n*log2(n)
         shuffles per n*n floats."""
-        if not (_is_f32_array(arr) and isinstance(idx, types.Integer)
-                and isinstance(stride, types.Integer) and _is_f32_array(out)
-                and isinstance(oidx, types.Integer) and isinstance(ostride, types.Integer)):
+        if not _ok(arr, idx, stride, out, oidx, ostride, None):
             return None
-
-        def codegen(context, builder, sig, args):
-            a = context.make_array(sig.args[0])(context, builder, args[0])
-            i0 = context.cast(builder, args[1], sig.args[1], types.int64)
-            st = context.cast(builder, args[2], sig.args[2], types.int64)
-            o = context.make_array(sig.args[3])(context, builder, args[3])
-            o0 = context.cast(builder, args[4], sig.args[4], types.int64)
-            os_ = context.cast(builder, args[5], sig.args[5], types.int64)
-            rows = []
-            for i in range(n):
-                off = builder.add(i0, builder.mul(st, ir.Constant(ir.IntType(64), i)))
-                p = builder.bitcast(builder.gep(a.data, [off], inbounds=True), LV.as_pointer())
-                rows.append(builder.load(p, align=4, typ=LV))
-            r = n
-            while r > 1:
-                new = []
-                for i in range(h):
-                    new.append(builder.shuffle_vector(rows[i], rows[i + h], lo))
-                    new.append(builder.shuffle_vector(rows[i], rows[i + h], hi))
-                rows = new
-                r //= 2
-            for j in range(n):
-                off = builder.add(o0, builder.mul(os_, ir.Constant(ir.IntType(64), j)))
-                p = builder.bitcast(builder.gep(o.data, [off], inbounds=True), LV.as_pointer())
-                builder.store(rows[j], p, align=4)
-            return context.get_dummy_value()
-        return types.none(arr, idx, stride, out, oidx, ostride), codegen
+        return types.none(arr, idx, stride, out, oidx, ostride), _codegen
     return vtr
 
 
 vtr16 = _make_tr(16)
 vtr8 = _make_tr(8)
+vtrn16 = _make_tr(16, True)
+vtrn8 = _make_tr(8, True)
 
 
 @intrinsic
