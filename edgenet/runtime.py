@@ -293,6 +293,9 @@ class Model:
         self._seen = set()   # (input name, shape) pairs _coerce accepted
         self._states = [self._impls[n["op"]].prepare(n, self.consts, self.policy)
                         for n in self.graph["nodes"]]
+        link = getattr(self.backend, "link_states", None)   # cross-node layouts (CPU)
+        if link is not None:
+            link(self.graph["nodes"], self._states, self._output_names)
 
     def _activation_mode(self, activations, act_ranges, shapes):
         """f32, int8 (eligible Convs get ``_aq`` = (scale, zero point) in their node:
@@ -535,9 +538,12 @@ class Model:
         one = adaptive and plan.pick_one()
         t0 = time.perf_counter() if adaptive else 0.0
         env = arrays if not res else {**arrays, **res}
+        nchw = getattr(self.backend, "set_nchw_only", None) if observe is not None else None
         if observe is not None:
             for n, a in arrays.items():
                 observe(n, a)
+            if nchw is not None:     # every intermediate in its NCHW buffer, observed
+                nchw(True)
         gen_of = self._bind_gen if BIND else None
         bound = rebind = None
         if gen_of is not None and profile is None and observe is None:
@@ -580,6 +586,8 @@ class Model:
         finally:
             if cur != nt:
                 set_nt(nt)
+            if nchw is not None:
+                nchw(False)
         if adaptive:
             plan.record(one, time.perf_counter() - t0)
         if rebind:

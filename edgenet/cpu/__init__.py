@@ -49,6 +49,8 @@ OPS.update(RNN_OPS)    # LSTM (edgenet/cpu/rnn.py)
 EXCLUDED: dict = {}   # op -> why this backend has no kernel for it
 
 from ._common import tls_generation as bind_generation  # noqa: E402  (runtime: bound steps)
+from ._common import set_nchw_only  # noqa: E402  (runtime: runs that observe tensors)
+from .conv import link_blocked as link_states  # noqa: E402  (runtime: after prepare)
 
 
 def serial_step(node, state, in_shapes, out_shapes) -> bool:
@@ -74,4 +76,5 @@ _SERIAL_BELOW_PAR_MIN = {"Add", "Sub", "Mul", "Div", "Act", "Affine", "PRelu", "
                          "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat",
                          "Flatten", "Reshape", "Transpose", "Pad", "Slice"}
 
-__all__ = ["EXCLUDED", "OPS", "bind_generation", "serial_step"]
+__all__ = ["EXCLUDED", "OPS", "bind_generation", "link_states", "serial_step",
+           "set_nchw_only"]

@@ -102,6 +102,7 @@ class Weights:
 class _Local(threading.local):
     bufs = None     # per thread: key -> vector (class defaults: no failed look-ups,
     gen = 0         # which cost ~0.4 us a call in getattr with a default)
+    nchw = False    # set_nchw_only: every tensor in its NCHW buffer
 
 
 _TLS = _Local()
@@ -137,6 +138,17 @@ def tls_rows(key: str, rows: int, n: int) -> np.ndarray:
     effect was measured beyond the spread)."""
     w = -(-max(int(n), 1) // LINE) * LINE
     return tls_buffer(key, rows * w).reshape(rows, w)
+
+
+def set_nchw_only(on: bool) -> None:
+    """While on (this Python thread), every producer writes its output's NCHW buffer: no
+    blocked hand-off between a conv and its depthwise reader (conv.link_blocked). The
+    executor sets it for runs that observe intermediate tensors (calibration)."""
+    _TLS.nchw = bool(on)
+
+
+def nchw_only() -> bool:
+    return _TLS.nchw
 
 
 def tls_generation() -> int:

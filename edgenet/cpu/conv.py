@@ -31,6 +31,7 @@ from numba import prange
 from ._common import (ENC_Q3, ENC_T2, FM, OpImpl, Weights, act, act_of, attrs, const_f32,
                       decode_row, node_inputs, scratch)
 from .._jit import njit, pjit, thread_calls
+from ..activation import ActCode
 from . import simd
 from ._common import NoBind, bind_calls, emit, tls_buffer, tls_rows
 from . import _common
@@ -310,19 +311,25 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         ws = decode_simd(st.w, L, k)
         if calls is not None:
             calls.append((decode_simd, (st.w, L, k)))
-    if pw_f32.use(st, x.shape, y.shape):       # 1x1: vectors over pixels (pw_f32.py)
+    if st.bo is not None and dw_cv.use_blk(st.bo[0], y.shape):
+        # blocked for its depthwise reader (link_blocked): channel vectors, no transposes
+        yf = tls_buffer(st.bo[1], N * -(-O // 16) * OH * OW * 16)
+        pw_f32.run_blk(x, st, ws, bp, yf, code, alpha, beta, calls)
+        return True
+    if pw_f32.use(st, x.shape, y.shape):     # 1x1: vectors over pixels (pw_f32.py)
         pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
-    if pw_f32.use_mv(st, x.shape, y.shape):    # 1x1 on a 1x1 map: a matrix-vector product
+    elif pw_f32.use_mv(st, x.shape, y.shape):  # 1x1 on a 1x1 map: a matrix-vector product
         pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
-    if stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
+    elif stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls)
         return True
-    if stem_f32.use_pv(st, x.shape, y.shape, code):       # O <= 16, stride 1: the same
+    elif stem_f32.use_pv(st, x.shape, y.shape, code):       # O <= 16, stride 1: the same
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls, r, has_r)
         return True
     Hp, Wp = H + pt + pb, W + pl + pr
+    yf = y.reshape(-1)
     if pt or pl or pb or pr:
         xp = tls_buffer("conv.xp", N * C * Hp * Wp).reshape(N, C, Hp, Wp)
         emit(calls, _pad_copy, x, xp, pt, pl)
@@ -332,7 +339,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_rows("conv.tb", nt, gen_simd_conv.tile_buf_len(L * kt, P))
     emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp, toff,
-         y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+         yf, N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
     return True
 
 
@@ -353,6 +360,9 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=N
         return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls, xq) else True
     if sh != sw or sh not in (1, 2):
         return False
+    if dw_cv.use_blk(st, x.shape):             # its producer's blocked output (link_blocked)
+        return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls,
+                              blk=True) else True
     if dw_cv.use(st, x.shape, y.shape):        # channel vectors (dw_cv.py)
         return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls) else True
     L = st.simd_dw
@@ -456,6 +466,53 @@ def _bias(node, consts, O):
     return np.zeros(O, np.float32)
 
 
+def link_blocked(nodes, states, outputs) -> int:
+    """Pairs (producer, depthwise reader) whose hand-off may skip NCHW: a float32 1x1 conv
+    (stride 1, no padding, group 1, no residual, a 16-lane tier, an activation with a
+    vector epilogue: ``pw_f32.use_blk``) whose output only one float32 depthwise conv
+    (multiplier 1, dw_cv's 16-lane kernel) reads, and no graph output. The producer
+    (``pw_f32.run_blk``) then stores whole 16-channel vectors into a per-thread buffer,
+    ``(N, ceil(C/16), H, W, 16)``, and the reader copies its band rows from it (no
+    transposes) -- per call, where ``dw_cv.use_blk`` says for the shapes (both sides ask
+    it; neither touches the NCHW buffer then). Measured in
+    docs/PERFORMANCE.md, "Blocked hand-off to depthwise convs". In place on the states;
+    returns the number of pairs. (The runtime calls it after prepare, as the backend's
+    ``link_states``.)"""
+    if not dw_cv.BLK_ON:
+        return 0
+    readers: dict = {}
+    made: dict = {}
+    for i, nd in enumerate(nodes):
+        for n in nd.get("inputs", []):
+            if n:
+                readers[n] = readers.get(n, 0) + 1
+        for n in nd.get("outputs", []):
+            made[n] = i
+    outs = set(outputs)
+    count = 0
+    for j, nd in enumerate(nodes):
+        sb = states[j]
+        if nd.get("op") != "Conv" or not isinstance(sb, ConvState) or sb.simd_dw != 16 \
+                or sb.wcv is None or sb.dq is not None or sb.O != sb.params[-1]:
+            continue
+        t = nd["inputs"][0]
+        i = made.get(t)
+        if i is None or t in outs or readers.get(t) != 1 or nodes[i].get("op") != "Conv":
+            continue
+        sa = states[i]
+        ins = nodes[i].get("inputs", [])
+        if not isinstance(sa, ConvState) or not pw_f32.use_blk(sa, 1 << 62) \
+                or sa.q is not None or sa.qo is not None \
+                or (len(ins) > 3 and ins[3]) or len(nodes[i].get("outputs", [])) != 1 \
+                or sa.act[0] not in (ActCode.NONE, ActCode.RELU, ActCode.CLIP,
+                                     ActCode.HARD_SWISH):
+            continue
+        key = "blk:" + t
+        sa.bo, sb.bi = (sb, key), key
+        count += 1
+    return count
+
+
 @dataclass(eq=False)
 class ConvState:
     """What ``Conv.prepare`` keeps for one node. Fixed after prepare except the two lazy
@@ -485,6 +542,9 @@ class ConvState:
     qo: tuple | None = None          # (scale, zero point, buffer key, the consumer's pads):
                                      # also writes its int8 consumer's padded input
                                      # (quant.mark_quantized_producers)
+    bo: tuple | None = None          # (depthwise reader's state, buffer key): may write its
+                                     # output blocked for it (link_blocked)
+    bi: str | None = None            # depthwise: the key its producer's blocked output is in
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 

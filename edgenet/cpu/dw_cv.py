@@ -30,8 +30,9 @@ from numba import prange  # noqa: F401  (generated kernels)
 from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
-from ._common import NoBind, act_call, emit, tls_buffer, tls_rows  # noqa: F401
+from ._common import NoBind, act_call, emit, nchw_only, tls_buffer, tls_rows  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
+from .pw_f32 import BLK_MIN_HW
 from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vfma8, vfma16, vfshr16, vitof16, vldi16, vqblk16, vsplati16,
                    vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16,
@@ -44,6 +45,8 @@ P_OF = {16: 8, 8: 8}     # output pixels per step (P accumulators + 1 weight vec
 DOT = True               # False: the float32 kernel for int8 depthwise on avx512vnni too (A/B)
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
 MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
+BLK_ON = True            # False: no blocked hand-off from the producer (conv.link_blocked; A/B)
+BLK_MAX_PIXELS = MAX_PIXELS  # stride 1 with a blocked input: planes up to this size
 BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them)
 
 
@@ -116,7 +119,8 @@ def _source(L, qin=False, dot=False):
         w("               R, RI, NBND,")
     else:
         w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
-    w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4):")
+    w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4"
+      + ("):" if qin else ", blk):"))
     if not dot:
         w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
@@ -171,7 +175,7 @@ def _source(L, qin=False, dot=False):
         # zero (the zero point for uint8 input): rows outside the input, the pad columns (the
         # whole row for a partial float32 block copied by the scalar loop)
         if not qin:
-            w(f"        vin = W >= {L} or (ib - ia) * W >= {L}")
+            w(f"        vin = blk or W >= {L} or (ib - ia) * W >= {L}")
         w("        for i in range(RI):")
         w("            iy = iy0 + i")
         w("            rb = i * Wp")
@@ -201,7 +205,14 @@ def _source(L, qin=False, dot=False):
             # channel's row again in the lanes past nc, dropped at the end); the last chunk of
             # a row (or of the band) overlaps the one before (same values)
             w("        src = (n * C + c0) * H * W")
-            w(f"        if W >= {L}:    # whole rows: each chunk straight to its padded place")
+            w("        if blk:         # blocked input (its producer's tiles): rows of vectors")
+            w(f"            src = (n * NB + cb) * H * W * {L}")
+            w("            for yy in range(ia, ib):")
+            w(f"                d = ((yy - iy0) * Wp + pl) * {L}")
+            w(f"                s = src + yy * W * {L}")
+            w("                for xx in range(W):")
+            w(f"                    vst{L}(xp, d + xx * {L}, vld{L}(xf, s + xx * {L}))")
+            w(f"        elif W >= {L}:  # whole rows: each chunk straight to its padded place")
             w("            for yy in range(ia, ib):")
             w(f"                d = ((yy - iy0) * Wp + pl) * {L}")
             w("                s = src + yy * W")
@@ -403,6 +414,19 @@ def use(st, x_shape, y_shape) -> bool:
                                          x_shape[2] * x_shape[3] <= MAX_PIXELS)
 
 
+def use_blk(st, x_shape) -> bool:
+    """Does this depthwise conv read its producer's blocked output (``st.bi``: the pair
+    conv.link_blocked made) for this input shape? Its producer asks the same (with its own
+    output shape) to decide what it writes; False while the thread runs NCHW only
+    (``_common.set_nchw_only``)."""
+    if not (BLK_ON and ON) or st.bi is None or nchw_only():
+        return False
+    sh, sw = st.params[0], st.params[1]
+    HW = x_shape[2] * x_shape[3]
+    return (x_shape[1] == st.O and sh == sw and sh in (1, 2) and HW >= BLK_MIN_HW
+            and (sh == 2 or HW <= BLK_MAX_PIXELS))
+
+
 def bias(b, O, L):
     bc = np.zeros(-(-O // L) * L, np.float32)
     bc[:O] = b.reshape(-1)
@@ -438,7 +462,7 @@ def use_q(st) -> bool:
         and st.params[0] == st.params[1] and st.params[0] in (1, 2)
 
 
-def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
+def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk=False):
     """Returns True when it wrote the int8 consumer's input (``st.qo``) instead of y
     (``calls``: records the call instead, ``_common.emit``). ``xq``: the input as uint8
     words ``(N, C4, H*W)`` (int8 depthwise, ``st.dq`` = (scale, zero point)); x then only
@@ -484,8 +508,9 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None):
     elif xq is not None:
         emit(calls, QKERNELS[L], xq, qsc, st.dq[1], C, H, W, pt, pl, Hp, Wp, sh, toff, wc,
              *tail)
-    else:
-        emit(calls, KERNELS[L], x.reshape(-1), C, H, W, pt, pl, Hp, Wp, sh, toff, wc, *tail)
+    else:   # blk: the producer's (N, ceil(C/L), H, W, L) vectors (use_blk), not x
+        xf = tls_buffer(st.bi, N * -(-C // L) * H * W * L) if blk else x.reshape(-1)
+        emit(calls, KERNELS[L], xf, C, H, W, pt, pl, Hp, Wp, sh, toff, wc, *tail, blk)
     return qo
 
 
@@ -498,7 +523,8 @@ def warm(L):
     KERNELS[L](z[:L].copy(), L, 1, 1, 1, 1, 3, 3, 1, np.zeros(9, np.int64), z.copy(),
                z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
                np.float32(6), np.zeros((nt, 17 * L), np.float32), np.zeros((nt, 5 * L), np.float32),
-               np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1)
+               np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1,
+               False)
     z = np.zeros(9 * L, np.float32)
     QKERNELS[L](np.zeros(L // 4, np.int32), z[:L].copy(), np.float32(0), L, 1, 1, 1, 1, 3, 3,
                 1, np.zeros(9, np.int64), z.copy(), z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1,
@@ -515,5 +541,5 @@ def warm(L):
                   np.zeros((nt, 256), np.float32), False, np.float32(1), np.float32(0), _QW0, 4)
 
 
-__all__ = ["use", "use_q", "use_dot", "dot_weights", "run", "warm", "bias", "KERNELS",
-           "QKERNELS"]
+__all__ = ["use", "use_blk", "use_q", "use_dot", "dot_weights", "run", "warm", "bias",
+           "KERNELS", "QKERNELS", "BLK_ON"]

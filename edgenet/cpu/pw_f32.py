@@ -106,6 +106,81 @@ KERNELS = {16: pw_f32_l16, 8: pw_f32_l8}  # noqa: F821  (defined by the exec abo
 KERNELS_WIDE = {16: pw_f32_l16_k12}       # noqa: F821
 
 
+# Blocked output for a depthwise reader (conv.link_blocked): a register holds 16 output
+# channels of one pixel, the tile KB channel vectors x BP pixels (24 accumulators): per input
+# channel, KB weight vectors and BP broadcasts of the input feed KB * BP FMAs, and the
+# epilogue stores whole vectors into (N, ceil(O/16), HW, 16) -- no transposes on either
+# side of the hand-off. KB 2 or 3, whichever computes fewer surplus channel blocks.
+BLK_TILES = {2: 12, 3: 8}   # KB -> BP
+BLK_MIN_HW = max(BLK_TILES.values())   # maps with at least one pixel tile
+
+
+def _source_blk(KB, BP):
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def pwb_l16_k{KB}(xf, C, HW, ws, B, bp, yf, N, O, code, alpha, beta):")
+    w("    NBo = (O + 15) // 16")
+    w(f"    NG = (NBo + {KB - 1}) // {KB}")
+    w(f"    NT = (HW + {BP - 1}) // {BP}")
+    w("    for t in prange(N * NG * NT):")
+    w("        g = t % NG")      # channel groups fastest: the tile's input pixels stay in L1
+    w("        u = t // NG")
+    w("        tx = u % NT")
+    w("        n = u // NT")
+    w(f"        px = min(tx * {BP}, HW - {BP})")
+    w(f"        ob0 = g * {KB}")
+    for j in range(KB):   # blocks past the last: computed on the last block's weights, dropped
+        w(f"        o{j} = min(ob0 + {j}, NBo - 1) * 16")
+        w(f"        w{j} = (o{j} // B) * C * B + o{j} % B")
+        w(f"        bj = vld16(bp, o{j})")
+        for p in range(BP):
+            w(f"        a{j}_{p} = bj")
+    w("        xb = n * C * HW + px")
+    w("        for c in range(C):")
+    w("            xo = xb + c * HW")
+    w("            wc = c * B")
+    for j in range(KB):
+        w(f"            v{j} = vld16(ws, w{j} + wc)")
+    for p in range(BP):
+        w(f"            b = vbc16(xf, xo + {p})")
+        for j in range(KB):
+            w(f"            a{j}_{p} = vfma16(v{j}, b, a{j}_{p})")
+    emit_act_consts(w, 16, "        ")
+    for j in range(KB):
+        w(f"        if ob0 + {j} < NBo:")
+        w(f"            yb = ((n * NBo + ob0 + {j}) * HW + px) * 16")
+        for p in range(BP):
+            w(f"            f = a{j}_{p}")
+            emit_act_vec(w, 16, "            ", "f")
+            w(f"            vst16(yf, yb + {p * 16}, f)")
+    return "\n".join(o) + "\n"
+
+
+for _K, _P in BLK_TILES.items():
+    exec(compile(_source_blk(_K, _P), __file__, "exec"), globals())
+KERNELS_BLK = {2: pwb_l16_k2, 3: pwb_l16_k3}   # noqa: F821  (defined by the exec above)
+
+
+def use_blk(st, HW) -> bool:
+    """Can this conv write its output blocked (pwb_l16_k*): 1x1, stride 1, no padding,
+    group 1, a 16-lane tier, a map of at least one pixel tile (conv.link_blocked links only
+    such producers; dw_cv.use_blk asks this with the map size)."""
+    if not ON or st.simd is None or st.simd[0] != 16 or st.KH != 1 or st.KW != 1:
+        return False
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    return (sh == 1 and sw == 1 and not (pt or pl or pb or pr) and g == 1
+            and HW >= BLK_MIN_HW)
+
+
+def run_blk(x, st, ws, bp, yf, code, alpha, beta, calls=None):
+    """x (NCHW) -> yf, the blocked output (N, ceil(O/16), H*W, 16); no residual."""
+    NBo = -(-st.O // 16)
+    KB = min(BLK_TILES, key=lambda k: (-(-NBo // k) * k, -k))
+    emit(calls, KERNELS_BLK[KB], x.reshape(-1), x.shape[1], x.shape[2] * x.shape[3], ws,
+         st.simd[0] * st.simd[1], bp, yf, x.shape[0], st.O, code, alpha, beta)
+
+
 # 1x1 convs on a 1x1 map (squeeze-excitation's two convs, a conv classifier): a matrix-
 # vector product. On the channel-vector tiles they ran P = 1 tiles (one accumulator: every
 # FMA waited for the one before; MobileNetV3-small's 576 -> 144 -> 576 pair took 7 + 10 us
@@ -212,9 +287,14 @@ def warm(L):
         f(z, C, pix, np.zeros(C * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1, z.copy(),
           False, 1, np.float32(0), np.float32(6))
     if L == 16:
+        z = np.zeros(64 * 16, np.float32)
+        for f in KERNELS_BLK.values():
+            f(z, 1, 16, np.zeros(16, np.float32), 16, z[:16].copy(), z.copy(), 1, 16, 1,
+              np.float32(0), np.float32(6))
         z = np.zeros(64, np.float32)
         mv_f32_l16(z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
                    z.copy(), False, 1, np.float32(0), np.float32(6))
 
 
-__all__ = ["use", "use_mv", "run", "run_mv", "warm", "KERNELS", "mv_f32_l16", "simd"]
+__all__ = ["use", "use_blk", "use_mv", "run", "run_blk", "run_mv", "warm", "KERNELS",
+           "KERNELS_BLK", "BLK_MIN_HW", "mv_f32_l16", "simd"]

@@ -1,0 +1,139 @@
+"""The blocked hand-off between a 1x1 conv and its depthwise reader (edgenet/cpu/conv.py
+``link_blocked``, pw_f32 ``pwb_l16_k*``, dw_cv's ``blk`` input).
+
+Oracles: the NumPy reference backend on the same file; the same model with the hand-off
+off (``dw_cv.BLK_ON``: the producer writes NCHW for the depthwise kernels' transposes);
+``observe`` (calibration's view) must see every intermediate tensor as the reference does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgenet
+from edgenet.cpu import dw_cv, pw_f32, simd
+from edgenet.format import pack, write_model
+from edgenet.ir import act_desc
+
+HAS16 = simd.rank("avx512") >= simd.rank(simd.codegen_tier())
+
+
+def _desc(act):
+    return act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+
+
+def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
+           expose=False):
+    """x -> 1x1 conv C0 -> C (act1) -> "e" -> depthwise k x k, stride st (act2) -> 1x1 conv
+    C -> N_out -> y. extra_reader: "e" also feeds an Add into y's branch (two readers);
+    expose: "e" is a graph output too."""
+    pad = k // 2
+    OH = (H + 2 * pad - k) // st + 1
+    nodes = [
+        {"name": "pw1", "op": "Conv", "inputs": ["x", "w1", "b1"], "outputs": ["e"],
+         "attrs": {"strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1,
+                   "activation": _desc(act1)}},
+        {"name": "dw", "op": "Conv", "inputs": ["e", "wd", "bd"], "outputs": ["d"],
+         "attrs": {"strides": [st, st], "pads": [pad] * 4, "dilations": [1, 1], "group": C,
+                   "activation": _desc(act2)}},
+        {"name": "pw2", "op": "Conv", "inputs": ["d", "w2", "b2"], "outputs": ["y"],
+         "attrs": {"strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1,
+                   "activation": _desc("Relu")}}]
+    outputs = [{"name": "y", "shape": [None, N_out, OH, OH]}]
+    if extra_reader:
+        nodes.append({"name": "sum", "op": "Add", "inputs": ["e", "e"], "outputs": ["s"]})
+        outputs.append({"name": "s", "shape": [None, C, H, H]})
+    if expose:
+        outputs.append({"name": "e", "shape": [None, C, H, H]})
+    graph = {"inputs": [{"name": "x", "shape": [None, C0, H, H], "dtype": "float32"}],
+             "outputs": outputs, "nodes": nodes}
+
+    def f32(*shape, s=0.3):
+        return pack("f32", rng.normal(0, s, size=shape).astype(np.float32))
+
+    tensors = {"w1": f32(C, C0, 1, 1), "b1": f32(C, s=0.5), "wd": f32(C, 1, k, k, s=0.4),
+               "bd": f32(C, s=0.2), "w2": f32(N_out, C, 1, 1, s=0.2), "b2": f32(N_out, s=0.2)}
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+def _close(got, ref):
+    scale = float(np.abs(ref).max())
+    assert scale > 0
+    assert float(np.abs(got - ref).max()) <= 2e-5 * scale
+
+
+@pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")
+@pytest.mark.parametrize("C0,C,H,st,k,act1,act2,N", [
+    (16, 72, 28, 2, 3, "Relu", "Relu", 1),          # MobileNetV3's 72 channels: 4.5 blocks
+    (24, 96, 20, 2, 5, "HardSwish", "HardSwish", 2),  # 5x5, batch 2, 6 blocks (k = 3 tiles)
+    (8, 40, 14, 1, 3, "Clip", "Clip", 1),           # stride 1 on a small plane, 2.5 blocks
+    (32, 64, 9, 1, 3, None, "Relu", 1),             # 81 pixels: the last tile overlaps
+    (12, 24, 13, 2, 3, "Clip", "Sigmoid", 1),       # an activation the reader calls per value
+])
+def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tmp_path,
+                                           monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(C * H + k)
+    path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, k, act1, act2)
+    x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
+    m = edgenet.load(path)
+    assert m._states[0].bo is not None and m._states[1].bi == "blk:e"
+    assert dw_cv.use_blk(m._states[1], (N, C, H, H))
+    assert pw_f32.use_blk(m._states[0], H * H)
+    ref = edgenet.load(path, device="reference")(x)
+    for _ in range(3):           # the unbound first run, then bound steps
+        _close(m(x), ref)
+    monkeypatch.setattr(dw_cv, "BLK_ON", False)
+    off = edgenet.load(path)
+    assert off._states[0].bo is None
+    _close(off(x), ref)
+
+
+@pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")
+def test_observed_runs_see_the_nchw_tensor(tmp_path, monkeypatch):
+    """Calibration observes intermediates: those runs write every tensor in NCHW (the
+    producer's tensor as the reference computes it), and the unobserved runs after them
+    use the hand-off again (the same bits as before)."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(5)
+    path = _model(str(tmp_path / "m.edgenet"), rng, 16, 48, 16, 2, 3, "Relu", "Relu")
+    x = rng.normal(0, 1, (1, 16, 16, 16)).astype(np.float32)
+    seen, want = {}, {}
+    m = edgenet.load(path)
+    ref = edgenet.load(path, device="reference")
+    assert m._states[0].bo is not None
+    y0 = m(x)
+    y = m.run({"x": x}, observe=lambda n, a: seen.__setitem__(n, a.copy()))["y"]
+    ref.run({"x": x}, observe=lambda n, a: want.__setitem__(n, a.copy()))
+    _close(seen["e"], want["e"])
+    _close(seen["d"], want["d"])
+    _close(y, y0)     # (the NCHW producer, pw_f32, rounds its sums in another order)
+    assert dw_cv.use_blk(m._states[1], (1, 48, 16, 16))   # the NCHW-only flag is off
+    np.testing.assert_array_equal(m(x), y0)
+
+
+@pytest.mark.parametrize("why", ["extra_reader", "expose", "avx2", "big_plane"])
+def test_no_handoff_where_the_tensor_is_needed_or_the_tier_lacks_it(why, tmp_path,
+                                                                    monkeypatch):
+    """Two readers, a graph output, an 8-lane tier: no pair. Stride 1 on a plane over
+    dw_cv.MAX_PIXELS: linked, but the reader runs the plane kernel, so the producer writes
+    NCHW (use_blk False for the shape). Results still match the reference."""
+    tier = "avx2" if why == "avx2" else "avx512"
+    if simd.rank(tier) < simd.rank(simd.codegen_tier()):
+        pytest.skip(f"needs {tier}")
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(7)
+    H = 40 if why == "big_plane" else 12
+    path = _model(str(tmp_path / "m.edgenet"), rng, 8, 32, H, 1, 3, "Relu", "Relu",
+                  extra_reader=why == "extra_reader", expose=why == "expose")
+    x = rng.normal(0, 1, (1, 8, H, H)).astype(np.float32)
+    m = edgenet.load(path)
+    linked = m._states[0].bo is not None
+    assert linked == (why == "big_plane")
+    if linked:
+        assert not dw_cv.use_blk(m._states[1], (1, 32, H, H))
+    ref = edgenet.load(path, device="reference").run({"x": x})
+    got = m.run({"x": x})
+    for n in ref:
+        _close(got[n], ref[n])
