@@ -70,6 +70,7 @@ def _close(got, ref):
     (8, 40, 14, 1, 3, "Clip", "Clip", 1),           # stride 1 on a small plane, 2.5 blocks
     (32, 64, 9, 1, 3, None, "Relu", 1),             # 81 pixels: the last tile overlaps
     (12, 24, 13, 2, 3, "Clip", "Sigmoid", 1),       # an activation the reader calls per value
+    (8, 32, 40, 1, 3, "Relu", "Clip", 1),           # stride 1 on a 1600-pixel plane
 ])
 def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tmp_path,
                                            monkeypatch):
@@ -117,8 +118,9 @@ def test_observed_runs_see_the_nchw_tensor(tmp_path, monkeypatch):
 def test_no_handoff_where_the_tensor_is_needed_or_the_tier_lacks_it(why, tmp_path,
                                                                     monkeypatch):
     """Two readers, a graph output, an 8-lane tier: no pair. Stride 1 on a plane over
-    dw_cv.MAX_PIXELS: linked, but the reader runs the plane kernel, so the producer writes
-    NCHW (use_blk False for the shape). Results still match the reference."""
+    dw_cv.BLK_MAX_PIXELS (lowered here): linked, but the reader runs the plane kernel, so
+    the producer writes NCHW (use_blk False for the shape). Results match the reference."""
+    monkeypatch.setattr(dw_cv, "BLK_MAX_PIXELS", 32 * 32)
     tier = "avx2" if why == "avx2" else "avx512"
     if simd.rank(tier) < simd.rank(simd.codegen_tier()):
         pytest.skip(f"needs {tier}")
