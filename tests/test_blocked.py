@@ -1,5 +1,5 @@
 """The blocked hand-off between a 1x1 conv and its depthwise reader (edgenet/cpu/conv.py
-``link_blocked``, pw_f32 ``pwb_l16_k*``, dw_cv's ``blk`` input).
+``link_blocked``, pw_f32 ``pwb_l16_k*`` / ``cvb_l16_k*_s2``, dw_cv's ``blk`` input).
 
 Oracles: the NumPy reference backend on the same file; the same model with the hand-off
 off (``dw_cv.BLK_ON``: the producer writes NCHW for the depthwise kernels' transposes);
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import edgenet
-from edgenet.cpu import dw_cv, pw_f32, simd
+from edgenet.cpu import dw_cv, simd
 from edgenet.format import pack, write_model
 from edgenet.ir import act_desc
 
@@ -23,15 +23,18 @@ def _desc(act):
 
 
 def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
-           expose=False):
-    """x -> 1x1 conv C0 -> C (act1) -> "e" -> depthwise k x k, stride st (act2) -> 1x1 conv
-    C -> N_out -> y. extra_reader: "e" also feeds an Add into y's branch (two readers);
-    expose: "e" is a graph output too."""
+           expose=False, k1=1, s1=1):
+    """x (H x H) -> conv k1 x k1, stride s1, C0 -> C (act1) -> "e" (E x E) -> depthwise
+    k x k, stride st (act2) -> 1x1 conv C -> N_out -> y. extra_reader: "e" also feeds an
+    Add into y's branch (two readers); expose: "e" is a graph output too."""
+    p1 = k1 // 2
+    E = (H + 2 * p1 - k1) // s1 + 1
+    H0, H = H, E
     pad = k // 2
     OH = (H + 2 * pad - k) // st + 1
     nodes = [
         {"name": "pw1", "op": "Conv", "inputs": ["x", "w1", "b1"], "outputs": ["e"],
-         "attrs": {"strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1,
+         "attrs": {"strides": [s1, s1], "pads": [p1] * 4, "dilations": [1, 1], "group": 1,
                    "activation": _desc(act1)}},
         {"name": "dw", "op": "Conv", "inputs": ["e", "wd", "bd"], "outputs": ["d"],
          "attrs": {"strides": [st, st], "pads": [pad] * 4, "dilations": [1, 1], "group": C,
@@ -45,13 +48,13 @@ def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
         outputs.append({"name": "s", "shape": [None, C, H, H]})
     if expose:
         outputs.append({"name": "e", "shape": [None, C, H, H]})
-    graph = {"inputs": [{"name": "x", "shape": [None, C0, H, H], "dtype": "float32"}],
+    graph = {"inputs": [{"name": "x", "shape": [None, C0, H0, H0], "dtype": "float32"}],
              "outputs": outputs, "nodes": nodes}
 
     def f32(*shape, s=0.3):
         return pack("f32", rng.normal(0, s, size=shape).astype(np.float32))
 
-    tensors = {"w1": f32(C, C0, 1, 1), "b1": f32(C, s=0.5), "wd": f32(C, 1, k, k, s=0.4),
+    tensors = {"w1": f32(C, C0, k1, k1), "b1": f32(C, s=0.5), "wd": f32(C, 1, k, k, s=0.4),
                "bd": f32(C, s=0.2), "w2": f32(N_out, C, 1, 1, s=0.2), "b2": f32(N_out, s=0.2)}
     write_model(path, graph=graph, tensors=tensors)
     return path
@@ -79,9 +82,8 @@ def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tmp_p
     path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, k, act1, act2)
     x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
     m = edgenet.load(path)
-    assert m._states[0].bo is not None and m._states[1].bi == "blk:e"
+    assert m._states[0].bo is not None and m._states[1].bi == ("blk:e", "pw")
     assert dw_cv.use_blk(m._states[1], (N, C, H, H))
-    assert pw_f32.use_blk(m._states[0], H * H)
     ref = edgenet.load(path, device="reference")(x)
     for _ in range(3):           # the unbound first run, then bound steps
         _close(m(x), ref)
@@ -89,6 +91,29 @@ def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tmp_p
     off = edgenet.load(path)
     assert off._states[0].bo is None
     _close(off(x), ref)
+
+
+@pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")
+@pytest.mark.parametrize("C0,C,H,k1,k,st,act1,N", [
+    (3, 32, 64, 3, 3, 1, "Clip", 1),        # MobileNetV2's stem: 3x3/2, then stride 1
+    (3, 16, 50, 3, 3, 2, "HardSwish", 2),   # MobileNetV3-small's: 16 channels (one tile
+                                            # block), then stride 2; batch 2
+    (4, 40, 61, 5, 5, 2, "Relu", 1),        # 5x5/2 stem, odd width, 2.5 blocks
+])
+def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tmp_path,
+                                        monkeypatch):
+    """A stride-2 producer of any kernel size (cvb_l16_k*_s2 over the padded input)."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(C * H + k1)
+    path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, k, act1, "Relu",
+                  k1=k1, s1=2)
+    x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
+    m = edgenet.load(path)
+    E = (H + 2 * (k1 // 2) - k1) // 2 + 1
+    assert m._states[1].bi == ("blk:e", "cv") and dw_cv.use_blk(m._states[1], (N, C, E, E))
+    ref = edgenet.load(path, device="reference")(x)
+    for _ in range(3):
+        _close(m(x), ref)
 
 
 @pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")

@@ -311,12 +311,13 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         ws = decode_simd(st.w, L, k)
         if calls is not None:
             calls.append((decode_simd, (st.w, L, k)))
-    if st.bo is not None and dw_cv.use_blk(st.bo[0], y.shape):
-        # blocked for its depthwise reader (link_blocked): channel vectors, no transposes
-        yf = tls_buffer(st.bo[1], N * -(-O // 16) * OH * OW * 16)
-        pw_f32.run_blk(x, st, ws, bp, yf, code, alpha, beta, calls)
-        return True
-    if pw_f32.use(st, x.shape, y.shape):     # 1x1: vectors over pixels (pw_f32.py)
+    blk = st.bo is not None and dw_cv.use_blk(st.bo[0], y.shape)
+    if blk:   # blocked for its depthwise reader (link_blocked): channel vectors
+        yb = tls_buffer(st.bo[1], N * -(-O // 16) * OH * OW * 16)
+        if st.bo[0].bi[1] == "pw":
+            pw_f32.run_blk(x, st, ws, bp, yb, code, alpha, beta, calls)
+            return True
+    elif pw_f32.use(st, x.shape, y.shape):     # 1x1: vectors over pixels (pw_f32.py)
         pw_f32.run(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
     elif pw_f32.use_mv(st, x.shape, y.shape):  # 1x1 on a 1x1 map: a matrix-vector product
@@ -336,6 +337,10 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         xf = xp.reshape(-1)
     else:
         xf = x.reshape(-1)
+    if blk:
+        pw_f32.run_cvb(xf, C, Hp, Wp, toff, st, ws, bp, yb, N, OH, OW, code, alpha, beta,
+                       calls)
+        return True
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_rows("conv.tb", nt, gen_simd_conv.tile_buf_len(L * kt, P))
     emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp, toff,
@@ -501,14 +506,15 @@ def link_blocked(nodes, states, outputs) -> int:
             continue
         sa = states[i]
         ins = nodes[i].get("inputs", [])
-        if not isinstance(sa, ConvState) or not pw_f32.use_blk(sa, 1 << 62) \
+        kind = pw_f32.blk_kind(sa) if isinstance(sa, ConvState) else None
+        if kind is None \
                 or sa.q is not None or sa.qo is not None \
                 or (len(ins) > 3 and ins[3]) or len(nodes[i].get("outputs", [])) != 1 \
                 or sa.act[0] not in (ActCode.NONE, ActCode.RELU, ActCode.CLIP,
                                      ActCode.HARD_SWISH):
             continue
         key = "blk:" + t
-        sa.bo, sb.bi = (sb, key), key
+        sa.bo, sb.bi = (sb, key), (key, kind)
         count += 1
     return count
 
@@ -544,7 +550,8 @@ class ConvState:
                                      # (quant.mark_quantized_producers)
     bo: tuple | None = None          # (depthwise reader's state, buffer key): may write its
                                      # output blocked for it (link_blocked)
-    bi: str | None = None            # depthwise: the key its producer's blocked output is in
+    bi: tuple | None = None          # depthwise: (the key its producer's blocked output is
+                                     # in, the producer's pw_f32.blk_kind)
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 

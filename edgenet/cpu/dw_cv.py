@@ -32,7 +32,7 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from ._common import NoBind, act_call, emit, nchw_only, tls_buffer, tls_rows  # noqa: F401
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .pw_f32 import BLK_MIN_HW
+from .pw_f32 import blk_fits
 from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vfma8, vfma16, vfshr16, vitof16, vldi16, vqblk16, vsplati16,
                    vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16,
@@ -419,15 +419,16 @@ def use(st, x_shape, y_shape) -> bool:
 
 def use_blk(st, x_shape) -> bool:
     """Does this depthwise conv read its producer's blocked output (``st.bi``: the pair
-    conv.link_blocked made) for this input shape? Its producer asks the same (with its own
+    conv.link_blocked made, (buffer key, the producer's pw_f32.blk_kind)) for this input
+    shape? Its producer asks the same (with its own
     output shape) to decide what it writes; False while the thread runs NCHW only
     (``_common.set_nchw_only``)."""
     if not (BLK_ON and ON) or st.bi is None or nchw_only():
         return False
     sh, sw = st.params[0], st.params[1]
-    HW = x_shape[2] * x_shape[3]
-    return (x_shape[1] == st.O and sh == sw and sh in (1, 2) and HW >= BLK_MIN_HW
-            and (sh == 2 or HW <= BLK_MAX_PIXELS))
+    return (x_shape[1] == st.O and sh == sw and sh in (1, 2)
+            and blk_fits(st.bi[1], st.O, x_shape[2], x_shape[3])
+            and (sh == 2 or x_shape[2] * x_shape[3] <= BLK_MAX_PIXELS))
 
 
 def bias(b, O, L):
@@ -512,7 +513,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
         emit(calls, QKERNELS[L], xq, qsc, st.dq[1], C, H, W, pt, pl, Hp, Wp, sh, toff, wc,
              *tail)
     else:   # blk: the producer's (N, ceil(C/L), H, W, L) vectors (use_blk), not x
-        xf = tls_buffer(st.bi, N * -(-C // L) * H * W * L) if blk else x.reshape(-1)
+        xf = tls_buffer(st.bi[0], N * -(-C // L) * H * W * L) if blk else x.reshape(-1)
         emit(calls, KERNELS[L], xf, C, H, W, pt, pl, Hp, Wp, sh, toff, wc, *tail, blk)
     return qo
 

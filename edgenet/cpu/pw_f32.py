@@ -110,42 +110,76 @@ KERNELS_WIDE = {16: pw_f32_l16_k12}       # noqa: F821
 # channels of one pixel, the tile KB channel vectors x BP pixels (24 accumulators): per input
 # channel, KB weight vectors and BP broadcasts of the input feed KB * BP FMAs, and the
 # epilogue stores whole vectors into (N, ceil(O/16), HW, 16) -- no transposes on either
-# side of the hand-off. KB 2 or 3, whichever computes fewer surplus channel blocks.
-BLK_TILES = {2: 12, 3: 8}   # KB -> BP
-BLK_MIN_HW = max(BLK_TILES.values())   # maps with at least one pixel tile
+# side of the hand-off. KB 2 or 3, whichever computes fewer surplus channel blocks (1 for
+# 16 channels).
+BLK_TILES = {1: 24, 2: 12, 3: 8}   # KB -> BP (KB 1: 16 output channels only)
+BLK_CV = True      # False: 1x1 producers only (A/B)
 
 
-def _source_blk(KB, BP):
+def _source_blk(KB, BP, S=None):
+    """pwb_l16_k{KB} (S None: 1x1 over the flat map), or cvb_l16_k{KB}_s{S}: any kernel
+    size at stride S over a padded input (taps: ``toff``), BP pixels of one output row."""
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    w(f"def pwb_l16_k{KB}(xf, C, HW, ws, B, bp, yf, N, O, code, alpha, beta):")
+    if S is None:
+        w(f"def pwb_l16_k{KB}(xf, C, HW, ws, B, bp, yf, N, O, code, alpha, beta):")
+    else:
+        w(f"def cvb_l16_k{KB}_s{S}(xf, C, Hp, Wp, toff, ws, B, bp, yf, N, O, OH, OW, code,")
+        w("                  alpha, beta):")
+        w("    T = toff.shape[0]")
+        w("    HW = OH * OW")
     w("    NBo = (O + 15) // 16")
     w(f"    NG = (NBo + {KB - 1}) // {KB}")
-    w(f"    NT = (HW + {BP - 1}) // {BP}")
-    w("    for t in prange(N * NG * NT):")
-    w("        g = t % NG")      # channel groups fastest: the tile's input pixels stay in L1
-    w("        u = t // NG")
-    w("        tx = u % NT")
-    w("        n = u // NT")
-    w(f"        px = min(tx * {BP}, HW - {BP})")
+    if S is None:
+        w(f"    NT = (HW + {BP - 1}) // {BP}")
+        w("    for t in prange(N * NG * NT):")
+        w("        g = t % NG")   # channel groups fastest: the tile's input pixels stay in L1
+        w("        u = t // NG")
+        w("        tx = u % NT")
+        w("        n = u // NT")
+        w(f"        px = min(tx * {BP}, HW - {BP})")
+    else:
+        w(f"    NT = (OW + {BP - 1}) // {BP}")
+        w("    for t in prange(N * OH * NT * NG):")
+        w("        g = t % NG")
+        w("        u = t // NG")
+        w("        tx = u % NT")
+        w("        u = u // NT")
+        w("        oy = u % OH")
+        w("        n = u // OH")
+        w(f"        ox0 = min(tx * {BP}, OW - {BP})")
+        w("        px = oy * OW + ox0")
     w(f"        ob0 = g * {KB}")
     for j in range(KB):   # blocks past the last: computed on the last block's weights, dropped
         w(f"        o{j} = min(ob0 + {j}, NBo - 1) * 16")
-        w(f"        w{j} = (o{j} // B) * C * B + o{j} % B")
+        if S is None:
+            w(f"        w{j} = (o{j} // B) * C * B + o{j} % B")
+        else:
+            w(f"        w{j} = (o{j} // B) * C * T * B + o{j} % B")
         w(f"        bj = vld16(bp, o{j})")
         for p in range(BP):
             w(f"        a{j}_{p} = bj")
-    w("        xb = n * C * HW + px")
-    w("        for c in range(C):")
-    w("            xo = xb + c * HW")
-    w("            wc = c * B")
+    if S is None:
+        w("        xb = n * C * HW + px")
+        w("        for c in range(C):")
+        w("            xo = xb + c * HW")
+        w("            wc = c * B")
+        ind = "            "
+    else:
+        w(f"        xb = n * C * Hp * Wp + oy * {S} * Wp + ox0 * {S}")
+        w("        for c in range(C):")
+        w("            xc = xb + c * Hp * Wp")
+        w("            for q in range(T):")
+        w("                xo = xc + toff[q]")
+        w("                wc = (c * T + q) * B")
+        ind = "                "
     for j in range(KB):
-        w(f"            v{j} = vld16(ws, w{j} + wc)")
+        w(f"{ind}v{j} = vld16(ws, w{j} + wc)")
     for p in range(BP):
-        w(f"            b = vbc16(xf, xo + {p})")
+        w(f"{ind}b = vbc16(xf, xo + {p * (S or 1)})")
         for j in range(KB):
-            w(f"            a{j}_{p} = vfma16(v{j}, b, a{j}_{p})")
+            w(f"{ind}a{j}_{p} = vfma16(v{j}, b, a{j}_{p})")
     emit_act_consts(w, 16, "        ")
     for j in range(KB):
         w(f"        if ob0 + {j} < NBo:")
@@ -157,28 +191,54 @@ def _source_blk(KB, BP):
     return "\n".join(o) + "\n"
 
 
+KERNELS_BLK = {}     # (KB, S or None) -> kernel
 for _K, _P in BLK_TILES.items():
-    exec(compile(_source_blk(_K, _P), __file__, "exec"), globals())
-KERNELS_BLK = {2: pwb_l16_k2, 3: pwb_l16_k3}   # noqa: F821  (defined by the exec above)
+    for _S in (None, 2):
+        _src = _source_blk(_K, _P, _S)
+        exec(compile(_src, __file__, "exec"), globals())
+        KERNELS_BLK[(_K, _S)] = globals()[_src.split("def ", 1)[1].split("(", 1)[0]]
 
 
-def use_blk(st, HW) -> bool:
-    """Can this conv write its output blocked (pwb_l16_k*): 1x1, stride 1, no padding,
-    group 1, a 16-lane tier, a map of at least one pixel tile (conv.link_blocked links only
-    such producers; dw_cv.use_blk asks this with the map size)."""
-    if not ON or st.simd is None or st.simd[0] != 16 or st.KH != 1 or st.KW != 1:
-        return False
+def blk_kind(st):
+    """How this conv can write its output blocked: "pw" (1x1, stride 1, no padding:
+    pwb_l16_k*), "cv" (stride 2, any kernel size, padding, dilation: cvb_l16_k*_s2, the
+    stems), None (not group 1, not a 16-lane tier, other strides)."""
+    if not ON or st.simd is None or st.simd[0] != 16:
+        return None
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
-    return (sh == 1 and sw == 1 and not (pt or pl or pb or pr) and g == 1
-            and HW >= BLK_MIN_HW)
+    if g != 1 or sh != sw:
+        return None
+    if st.KH == 1 and st.KW == 1 and sh == 1 and not (pt or pl or pb or pr):
+        return "pw"
+    return "cv" if sh == 2 and BLK_CV else None
+
+
+def _blk_kb(O):
+    NBo = -(-O // 16)
+    if NBo == 1:
+        return 1
+    return min((k for k in BLK_TILES if k > 1), key=lambda k: (-(-NBo // k) * k, -k))
+
+
+def blk_fits(kind, O, H, W) -> bool:
+    """Does a blocked output of O x H x W have a whole pixel tile (over the flat map for
+    "pw", a row for "cv")? dw_cv.use_blk asks it for the pair's tensor."""
+    BP = BLK_TILES[_blk_kb(O)]
+    return H * W >= BP if kind == "pw" else W >= BP
 
 
 def run_blk(x, st, ws, bp, yf, code, alpha, beta, calls=None):
-    """x (NCHW) -> yf, the blocked output (N, ceil(O/16), H*W, 16); no residual."""
-    NBo = -(-st.O // 16)
-    KB = min(BLK_TILES, key=lambda k: (-(-NBo // k) * k, -k))
-    emit(calls, KERNELS_BLK[KB], x.reshape(-1), x.shape[1], x.shape[2] * x.shape[3], ws,
-         st.simd[0] * st.simd[1], bp, yf, x.shape[0], st.O, code, alpha, beta)
+    """A "pw" conv: x (NCHW) -> yf, the blocked output (N, ceil(O/16), H*W, 16); no
+    residual."""
+    emit(calls, KERNELS_BLK[(_blk_kb(st.O), None)], x.reshape(-1), x.shape[1],
+         x.shape[2] * x.shape[3], ws, st.simd[0] * st.simd[1], bp, yf, x.shape[0], st.O,
+         code, alpha, beta)
+
+
+def run_cvb(xp, C, Hp, Wp, toff, st, ws, bp, yf, N, OH, OW, code, alpha, beta, calls=None):
+    """A "cv" conv: the padded input xp (flat) -> yf blocked, (N, ceil(O/16), OH*OW, 16)."""
+    emit(calls, KERNELS_BLK[(_blk_kb(st.O), st.params[0])], xp, C, Hp, Wp, toff, ws,
+         st.simd[0] * st.simd[1], bp, yf, N, st.O, OH, OW, code, alpha, beta)
 
 
 # 1x1 convs on a 1x1 map (squeeze-excitation's two convs, a conv classifier): a matrix-
@@ -288,13 +348,17 @@ def warm(L):
           False, 1, np.float32(0), np.float32(6))
     if L == 16:
         z = np.zeros(64 * 16, np.float32)
-        for f in KERNELS_BLK.values():
-            f(z, 1, 16, np.zeros(16, np.float32), 16, z[:16].copy(), z.copy(), 1, 16, 1,
-              np.float32(0), np.float32(6))
+        for (kb, S), f in KERNELS_BLK.items():
+            if S is None:
+                f(z, 1, 24, np.zeros(16, np.float32), 16, z[:16].copy(), z.copy(), 1, 16, 1,
+                  np.float32(0), np.float32(6))
+            else:   # a 1 x 24 output from a 1 x 48 padded input, one tap
+                f(z, 1, 1, 48, np.zeros(1, np.int64), np.zeros(16, np.float32), 16,
+                  z[:16].copy(), z.copy(), 1, 16, 1, 24, 1, np.float32(0), np.float32(6))
         z = np.zeros(64, np.float32)
         mv_f32_l16(z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
                    z.copy(), False, 1, np.float32(0), np.float32(6))
 
 
-__all__ = ["use", "use_blk", "use_mv", "run", "run_blk", "run_mv", "warm", "KERNELS",
-           "KERNELS_BLK", "BLK_MIN_HW", "mv_f32_l16", "simd"]
+__all__ = ["use", "use_mv", "run", "run_blk", "run_mv", "warm", "KERNELS",
+           "KERNELS_BLK", "blk_kind", "blk_fits", "run_cvb", "mv_f32_l16", "simd"]
