@@ -15,7 +15,8 @@ from edgenet.cpu import dw_cv, simd
 from edgenet.format import pack, write_model
 from edgenet.ir import act_desc
 
-HAS16 = simd.rank("avx512") >= simd.rank(simd.codegen_tier())
+# 16 lanes (avx512) and 8 (avx2; generic is the same kernels) where this CPU runs them
+TIERS = [t for t in ("avx512", "avx2") if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
 
 def _desc(act):
@@ -66,7 +67,7 @@ def _close(got, ref):
     assert float(np.abs(got - ref).max()) <= 2e-5 * scale
 
 
-@pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("C0,C,H,st,k,act1,act2,N", [
     (16, 72, 28, 2, 3, "Relu", "Relu", 1),          # MobileNetV3's 72 channels: 4.5 blocks
     (24, 96, 20, 2, 5, "HardSwish", "HardSwish", 2),  # 5x5, batch 2, 6 blocks (k = 3 tiles)
@@ -75,15 +76,17 @@ def _close(got, ref):
     (12, 24, 13, 2, 3, "Clip", "Sigmoid", 1),       # an activation the reader calls per value
     (8, 32, 40, 1, 3, "Relu", "Clip", 1),           # stride 1 on a 1600-pixel plane
 ])
-def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tmp_path,
+def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tier, tmp_path,
                                            monkeypatch):
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(C * H + k)
     path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, k, act1, act2)
     x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
     m = edgenet.load(path)
     assert m._states[0].bo is not None and m._states[1].bi == ("blk:e", "pw")
-    assert dw_cv.use_blk(m._states[1], (N, C, H, H))
+    L = m._states[1].simd_dw
+    assert dw_cv.use_blk(m._states[1], (N, C, H, H)) == (st == 2 or
+                                                         H * H <= dw_cv.BLK_MAX_PIXELS[L])
     ref = edgenet.load(path, device="reference")(x)
     for _ in range(3):           # the unbound first run, then bound steps
         _close(m(x), ref)
@@ -93,17 +96,17 @@ def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tmp_p
     _close(off(x), ref)
 
 
-@pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("C0,C,H,k1,k,st,act1,N", [
     (3, 32, 64, 3, 3, 1, "Clip", 1),        # MobileNetV2's stem: 3x3/2, then stride 1
     (3, 16, 50, 3, 3, 2, "HardSwish", 2),   # MobileNetV3-small's: 16 channels (one tile
                                             # block), then stride 2; batch 2
     (4, 40, 61, 5, 5, 2, "Relu", 1),        # 5x5/2 stem, odd width, 2.5 blocks
 ])
-def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tmp_path,
+def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_path,
                                         monkeypatch):
-    """A stride-2 producer of any kernel size (cvb_l16_k*_s2 over the padded input)."""
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    """A stride-2 producer of any kernel size (cvb_l*_k*_s2 over the padded input)."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(C * H + k1)
     path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, k, act1, "Relu",
                   k1=k1, s1=2)
@@ -116,12 +119,12 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tmp_path,
         _close(m(x), ref)
 
 
-@pytest.mark.skipif(not HAS16, reason="the hand-off runs on 16-lane tiers")
+@pytest.mark.skipif(not TIERS, reason="no SIMD tier")
 def test_observed_runs_see_the_nchw_tensor(tmp_path, monkeypatch):
     """Calibration observes intermediates: those runs write every tensor in NCHW (the
     producer's tensor as the reference computes it), and the unobserved runs after them
     use the hand-off again (the same bits as before)."""
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    monkeypatch.setenv("EDGENET_SIMD", TIERS[0])
     rng = np.random.default_rng(5)
     path = _model(str(tmp_path / "m.edgenet"), rng, 16, 48, 16, 2, 3, "Relu", "Relu")
     x = rng.normal(0, 1, (1, 16, 16, 16)).astype(np.float32)
@@ -139,24 +142,25 @@ def test_observed_runs_see_the_nchw_tensor(tmp_path, monkeypatch):
     np.testing.assert_array_equal(m(x), y0)
 
 
-@pytest.mark.parametrize("why", ["extra_reader", "expose", "avx2", "big_plane"])
-def test_no_handoff_where_the_tensor_is_needed_or_the_tier_lacks_it(why, tmp_path,
-                                                                    monkeypatch):
-    """Two readers, a graph output, an 8-lane tier: no pair. Stride 1 on a plane over
-    dw_cv.BLK_MAX_PIXELS (lowered here): linked, but the reader runs the plane kernel, so
-    the producer writes NCHW (use_blk False for the shape). Results match the reference."""
-    monkeypatch.setattr(dw_cv, "BLK_MAX_PIXELS", 32 * 32)
-    tier = "avx2" if why == "avx2" else "avx512"
-    if simd.rank(tier) < simd.rank(simd.codegen_tier()):
-        pytest.skip(f"needs {tier}")
-    monkeypatch.setenv("EDGENET_SIMD", tier)
+@pytest.mark.parametrize("why", ["extra_reader", "expose", "conv3x3_s1", "off", "big_plane"])
+def test_no_handoff_where_the_tensor_is_needed_or_the_producer_cannot(why, tmp_path,
+                                                                      monkeypatch):
+    """Two readers, a graph output, a 3x3 stride-1 producer (no blocked kernel), no SIMD
+    tier: no pair. Stride 1 on a plane over dw_cv.BLK_MAX_PIXELS (lowered here): linked,
+    but the reader runs the plane kernel, so the producer writes NCHW (use_blk False for
+    the shape). Results match the reference."""
+    if not TIERS:
+        pytest.skip("no SIMD tier")
+    monkeypatch.setattr(dw_cv, "BLK_MAX_PIXELS", {16: 32 * 32, 8: 32 * 32})
+    monkeypatch.setenv("EDGENET_SIMD", "off" if why == "off" else TIERS[0])
     rng = np.random.default_rng(7)
     H = 40 if why == "big_plane" else 12
+    k1 = 3 if why == "conv3x3_s1" else 1
     path = _model(str(tmp_path / "m.edgenet"), rng, 8, 32, H, 1, 3, "Relu", "Relu",
-                  extra_reader=why == "extra_reader", expose=why == "expose")
+                  extra_reader=why == "extra_reader", expose=why == "expose", k1=k1)
     x = rng.normal(0, 1, (1, 8, H, H)).astype(np.float32)
     m = edgenet.load(path)
-    linked = m._states[0].bo is not None
+    linked = getattr(m._states[0], "bo", None) is not None
     assert linked == (why == "big_plane")
     if linked:
         assert not dw_cv.use_blk(m._states[1], (1, 32, H, H))

@@ -313,7 +313,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
             calls.append((decode_simd, (st.w, L, k)))
     blk = st.bo is not None and dw_cv.use_blk(st.bo[0], y.shape)
     if blk:   # blocked for its depthwise reader (link_blocked): channel vectors
-        yb = tls_buffer(st.bo[1], N * -(-O // 16) * OH * OW * 16)
+        yb = tls_buffer(st.bo[1], N * -(-O // L) * OH * OW * L)
         if st.bo[0].bi[1] == "pw":
             pw_f32.run_blk(x, st, ws, bp, yb, code, alpha, beta, calls)
             return True
@@ -472,14 +472,14 @@ def _bias(node, consts, O):
 
 
 def link_blocked(nodes, states, outputs) -> int:
-    """Pairs (producer, depthwise reader) whose hand-off may skip NCHW: a float32 1x1 conv
-    (stride 1, no padding, group 1, no residual, a 16-lane tier, an activation with a
-    vector epilogue: ``pw_f32.use_blk``) whose output only one float32 depthwise conv
-    (multiplier 1, dw_cv's 16-lane kernel) reads, and no graph output. The producer
-    (``pw_f32.run_blk``) then stores whole 16-channel vectors into a per-thread buffer,
-    ``(N, ceil(C/16), H, W, 16)``, and the reader copies its band rows from it (no
-    transposes) -- per call, where ``dw_cv.use_blk`` says for the shapes (both sides ask
-    it; neither touches the NCHW buffer then). Measured in
+    """Pairs (producer, depthwise reader) whose hand-off may skip NCHW: a float32 conv
+    that ``pw_f32.blk_kind`` can run blocked (1x1 stride 1 unpadded, or stride 2: the stems;
+    group 1, no residual, an activation with a vector epilogue) whose output only one
+    float32 depthwise conv (multiplier 1, dw_cv, the same lane count L) reads, and no graph
+    output. The producer (``pw_f32.run_blk`` / ``run_cvb``) then stores whole L-channel
+    vectors into a per-thread buffer, ``(N, ceil(C/L), H, W, L)``, and the reader copies its
+    band rows from it (no transposes) -- per call, where ``dw_cv.use_blk`` says for the
+    shapes (both sides ask it; neither touches the NCHW buffer then). Measured in
     docs/PERFORMANCE.md, "Blocked hand-off to depthwise convs". In place on the states;
     returns the number of pairs. (The runtime calls it after prepare, as the backend's
     ``link_states``.)"""
@@ -497,7 +497,7 @@ def link_blocked(nodes, states, outputs) -> int:
     count = 0
     for j, nd in enumerate(nodes):
         sb = states[j]
-        if nd.get("op") != "Conv" or not isinstance(sb, ConvState) or sb.simd_dw != 16 \
+        if nd.get("op") != "Conv" or not isinstance(sb, ConvState) or sb.simd_dw is None \
                 or sb.wcv is None or sb.dq is not None or sb.O != sb.params[-1]:
             continue
         t = nd["inputs"][0]
@@ -507,7 +507,7 @@ def link_blocked(nodes, states, outputs) -> int:
         sa = states[i]
         ins = nodes[i].get("inputs", [])
         kind = pw_f32.blk_kind(sa) if isinstance(sa, ConvState) else None
-        if kind is None \
+        if kind is None or sa.simd[0] != sb.simd_dw \
                 or sa.q is not None or sa.qo is not None \
                 or (len(ins) > 3 and ins[3]) or len(nodes[i].get("outputs", [])) != 1 \
                 or sa.act[0] not in (ActCode.NONE, ActCode.RELU, ActCode.CLIP,

@@ -46,10 +46,12 @@ DOT = True               # False: the float32 kernel for int8 depthwise on avx51
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
 MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
 BLK_ON = True            # False: no blocked hand-off from the producer (conv.link_blocked; A/B)
-# stride 1 with a blocked input: planes up to this size. Unlimited: with no transposes in,
-# dw_cv beats the plane kernel in the model (MobileNetV2 f32 0.983-0.989 in alternating
-# runs, its 112x112 and 56x56 stride-1 layers), though alone it is 1.06-1.12x slower.
-BLK_MAX_PIXELS = 1 << 62
+# stride 1 with a blocked input: planes up to this size. 16 lanes unlimited: with no
+# transposes in, dw_cv beats the plane kernel in the model (MobileNetV2 f32 0.983-0.989 in
+# alternating runs, its 112x112 and 56x56 stride-1 layers), though alone it is 1.06-1.12x
+# slower. 8 lanes: MAX_PIXELS, as without the hand-off (MobileNetV2's 112x112 one 176 vs
+# 115 us).
+BLK_MAX_PIXELS = {16: 1 << 62, 8: MAX_PIXELS}
 BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them)
 
 
@@ -427,8 +429,8 @@ def use_blk(st, x_shape) -> bool:
         return False
     sh, sw = st.params[0], st.params[1]
     return (x_shape[1] == st.O and sh == sw and sh in (1, 2)
-            and blk_fits(st.bi[1], st.O, x_shape[2], x_shape[3])
-            and (sh == 2 or x_shape[2] * x_shape[3] <= BLK_MAX_PIXELS))
+            and blk_fits(st.bi[1], st.O, x_shape[2], x_shape[3], st.simd_dw)
+            and (sh == 2 or x_shape[2] * x_shape[3] <= BLK_MAX_PIXELS[st.simd_dw]))
 
 
 def bias(b, O, L):

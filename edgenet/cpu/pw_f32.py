@@ -106,30 +106,30 @@ KERNELS = {16: pw_f32_l16, 8: pw_f32_l8}  # noqa: F821  (defined by the exec abo
 KERNELS_WIDE = {16: pw_f32_l16_k12}       # noqa: F821
 
 
-# Blocked output for a depthwise reader (conv.link_blocked): a register holds 16 output
-# channels of one pixel, the tile KB channel vectors x BP pixels (24 accumulators): per input
-# channel, KB weight vectors and BP broadcasts of the input feed KB * BP FMAs, and the
-# epilogue stores whole vectors into (N, ceil(O/16), HW, 16) -- no transposes on either
-# side of the hand-off. KB 2 or 3, whichever computes fewer surplus channel blocks (1 for
-# 16 channels).
-BLK_TILES = {1: 24, 2: 12, 3: 8}   # KB -> BP (KB 1: 16 output channels only)
+# Blocked output for a depthwise reader (conv.link_blocked): a register holds L output
+# channels of one pixel, the tile KB channel vectors x BP pixels (24 zmm / 12 ymm
+# accumulators): per input channel, KB weight vectors and BP broadcasts of the input feed
+# KB * BP FMAs, and the epilogue stores whole vectors into (N, ceil(O/L), HW, L) -- no
+# transposes on either side of the hand-off. KB 2 or 3, whichever computes fewer surplus
+# channel blocks (1 for a single block).
+BLK_TILES = {16: {1: 24, 2: 12, 3: 8}, 8: {1: 12, 2: 6, 3: 4}}   # L -> {KB: BP}
 BLK_CV = True      # False: 1x1 producers only (A/B)
 
 
-def _source_blk(KB, BP, S=None):
-    """pwb_l16_k{KB} (S None: 1x1 over the flat map), or cvb_l16_k{KB}_s{S}: any kernel
+def _source_blk(L, KB, BP, S=None):
+    """pwb_l{L}_k{KB} (S None: 1x1 over the flat map), or cvb_l{L}_k{KB}_s{S}: any kernel
     size at stride S over a padded input (taps: ``toff``), BP pixels of one output row."""
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
     if S is None:
-        w(f"def pwb_l16_k{KB}(xf, C, HW, ws, B, bp, yf, N, O, code, alpha, beta):")
+        w(f"def pwb_l{L}_k{KB}(xf, C, HW, ws, B, bp, yf, N, O, code, alpha, beta):")
     else:
-        w(f"def cvb_l16_k{KB}_s{S}(xf, C, Hp, Wp, toff, ws, B, bp, yf, N, O, OH, OW, code,")
+        w(f"def cvb_l{L}_k{KB}_s{S}(xf, C, Hp, Wp, toff, ws, B, bp, yf, N, O, OH, OW, code,")
         w("                  alpha, beta):")
         w("    T = toff.shape[0]")
         w("    HW = OH * OW")
-    w("    NBo = (O + 15) // 16")
+    w(f"    NBo = (O + {L - 1}) // {L}")
     w(f"    NG = (NBo + {KB - 1}) // {KB}")
     if S is None:
         w(f"    NT = (HW + {BP - 1}) // {BP}")
@@ -152,12 +152,12 @@ def _source_blk(KB, BP, S=None):
         w("        px = oy * OW + ox0")
     w(f"        ob0 = g * {KB}")
     for j in range(KB):   # blocks past the last: computed on the last block's weights, dropped
-        w(f"        o{j} = min(ob0 + {j}, NBo - 1) * 16")
+        w(f"        oc{j} = min(ob0 + {j}, NBo - 1) * {L}")
         if S is None:
-            w(f"        w{j} = (o{j} // B) * C * B + o{j} % B")
+            w(f"        w{j} = (oc{j} // B) * C * B + oc{j} % B")
         else:
-            w(f"        w{j} = (o{j} // B) * C * T * B + o{j} % B")
-        w(f"        bj = vld16(bp, o{j})")
+            w(f"        w{j} = (oc{j} // B) * C * T * B + oc{j} % B")
+        w(f"        bj = vld{L}(bp, oc{j})")
         for p in range(BP):
             w(f"        a{j}_{p} = bj")
     if S is None:
@@ -175,35 +175,36 @@ def _source_blk(KB, BP, S=None):
         w("                wc = (c * T + q) * B")
         ind = "                "
     for j in range(KB):
-        w(f"{ind}v{j} = vld16(ws, w{j} + wc)")
+        w(f"{ind}v{j} = vld{L}(ws, w{j} + wc)")
     for p in range(BP):
-        w(f"{ind}b = vbc16(xf, xo + {p * (S or 1)})")
+        w(f"{ind}b = vbc{L}(xf, xo + {p * (S or 1)})")
         for j in range(KB):
-            w(f"{ind}a{j}_{p} = vfma16(v{j}, b, a{j}_{p})")
-    emit_act_consts(w, 16, "        ")
+            w(f"{ind}a{j}_{p} = vfma{L}(v{j}, b, a{j}_{p})")
+    emit_act_consts(w, L, "        ")
     for j in range(KB):
         w(f"        if ob0 + {j} < NBo:")
-        w(f"            yb = ((n * NBo + ob0 + {j}) * HW + px) * 16")
+        w(f"            yb = ((n * NBo + ob0 + {j}) * HW + px) * {L}")
         for p in range(BP):
             w(f"            f = a{j}_{p}")
-            emit_act_vec(w, 16, "            ", "f")
-            w(f"            vst16(yf, yb + {p * 16}, f)")
+            emit_act_vec(w, L, "            ", "f")
+            w(f"            vst{L}(yf, yb + {p * L}, f)")
     return "\n".join(o) + "\n"
 
 
-KERNELS_BLK = {}     # (KB, S or None) -> kernel
-for _K, _P in BLK_TILES.items():
-    for _S in (None, 2):
-        _src = _source_blk(_K, _P, _S)
-        exec(compile(_src, __file__, "exec"), globals())
-        KERNELS_BLK[(_K, _S)] = globals()[_src.split("def ", 1)[1].split("(", 1)[0]]
+KERNELS_BLK = {}     # (L, KB, S or None) -> kernel
+for _L, _T in BLK_TILES.items():
+    for _K, _P in _T.items():
+        for _S in (None, 2):
+            _src = _source_blk(_L, _K, _P, _S)
+            exec(compile(_src, __file__, "exec"), globals())
+            KERNELS_BLK[(_L, _K, _S)] = globals()[_src.split("def ", 1)[1].split("(", 1)[0]]
 
 
 def blk_kind(st):
     """How this conv can write its output blocked: "pw" (1x1, stride 1, no padding:
-    pwb_l16_k*), "cv" (stride 2, any kernel size, padding, dilation: cvb_l16_k*_s2, the
-    stems), None (not group 1, not a 16-lane tier, other strides)."""
-    if not ON or st.simd is None or st.simd[0] != 16:
+    pwb_l*_k*), "cv" (stride 2, any kernel size, padding, dilation: cvb_l*_k*_s2, the
+    stems), None (not group 1, no SIMD tier, other strides)."""
+    if not ON or st.simd is None or st.simd[0] not in BLK_TILES:
         return None
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if g != 1 or sh != sw:
@@ -213,31 +214,34 @@ def blk_kind(st):
     return "cv" if sh == 2 and BLK_CV else None
 
 
-def _blk_kb(O):
-    NBo = -(-O // 16)
+def _blk_kb(O, L):
+    NBo = -(-O // L)
     if NBo == 1:
         return 1
-    return min((k for k in BLK_TILES if k > 1), key=lambda k: (-(-NBo // k) * k, -k))
+    return min((k for k in BLK_TILES[L] if k > 1), key=lambda k: (-(-NBo // k) * k, -k))
 
 
-def blk_fits(kind, O, H, W) -> bool:
-    """Does a blocked output of O x H x W have a whole pixel tile (over the flat map for
-    "pw", a row for "cv")? dw_cv.use_blk asks it for the pair's tensor."""
-    BP = BLK_TILES[_blk_kb(O)]
+def blk_fits(kind, O, H, W, L) -> bool:
+    """Does a blocked output of O x H x W (L channels a block) have a whole pixel tile
+    (over the flat map for "pw", a row for "cv")? dw_cv.use_blk asks it for the pair's
+    tensor."""
+    BP = BLK_TILES[L][_blk_kb(O, L)]
     return H * W >= BP if kind == "pw" else W >= BP
 
 
 def run_blk(x, st, ws, bp, yf, code, alpha, beta, calls=None):
-    """A "pw" conv: x (NCHW) -> yf, the blocked output (N, ceil(O/16), H*W, 16); no
+    """A "pw" conv: x (NCHW) -> yf, the blocked output (N, ceil(O/L), H*W, L); no
     residual."""
-    emit(calls, KERNELS_BLK[(_blk_kb(st.O), None)], x.reshape(-1), x.shape[1],
+    L = st.simd[0]
+    emit(calls, KERNELS_BLK[(L, _blk_kb(st.O, L), None)], x.reshape(-1), x.shape[1],
          x.shape[2] * x.shape[3], ws, st.simd[0] * st.simd[1], bp, yf, x.shape[0], st.O,
          code, alpha, beta)
 
 
 def run_cvb(xp, C, Hp, Wp, toff, st, ws, bp, yf, N, OH, OW, code, alpha, beta, calls=None):
-    """A "cv" conv: the padded input xp (flat) -> yf blocked, (N, ceil(O/16), OH*OW, 16)."""
-    emit(calls, KERNELS_BLK[(_blk_kb(st.O), st.params[0])], xp, C, Hp, Wp, toff, ws,
+    """A "cv" conv: the padded input xp (flat) -> yf blocked, (N, ceil(O/L), OH*OW, L)."""
+    L = st.simd[0]
+    emit(calls, KERNELS_BLK[(L, _blk_kb(st.O, L), st.params[0])], xp, C, Hp, Wp, toff, ws,
          st.simd[0] * st.simd[1], bp, yf, N, st.O, OH, OW, code, alpha, beta)
 
 
@@ -346,15 +350,17 @@ def warm(L):
         z = np.zeros(C * pix, np.float32)
         f(z, C, pix, np.zeros(C * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1, z.copy(),
           False, 1, np.float32(0), np.float32(6))
+    z = np.zeros(64 * 16, np.float32)
+    for (lb, kb, S), f in KERNELS_BLK.items():
+        if lb != L:
+            continue
+        if S is None:
+            f(z, 1, 24, np.zeros(L, np.float32), L, z[:L].copy(), z.copy(), 1, L, 1,
+              np.float32(0), np.float32(6))
+        else:   # a 1 x 24 output from a 1 x 48 padded input, one tap
+            f(z, 1, 1, 48, np.zeros(1, np.int64), np.zeros(L, np.float32), L,
+              z[:L].copy(), z.copy(), 1, L, 1, 24, 1, np.float32(0), np.float32(6))
     if L == 16:
-        z = np.zeros(64 * 16, np.float32)
-        for (kb, S), f in KERNELS_BLK.items():
-            if S is None:
-                f(z, 1, 24, np.zeros(16, np.float32), 16, z[:16].copy(), z.copy(), 1, 16, 1,
-                  np.float32(0), np.float32(6))
-            else:   # a 1 x 24 output from a 1 x 48 padded input, one tap
-                f(z, 1, 1, 48, np.zeros(1, np.int64), np.zeros(16, np.float32), 16,
-                  z[:16].copy(), z.copy(), 1, 16, 1, 24, 1, np.float32(0), np.float32(6))
         z = np.zeros(64, np.float32)
         mv_f32_l16(z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
                    z.copy(), False, 1, np.float32(0), np.float32(6))
