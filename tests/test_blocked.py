@@ -24,10 +24,11 @@ def _desc(act):
 
 
 def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
-           expose=False, k1=1, s1=1):
+           expose=False, k1=1, s1=1, res2=False, act3="Relu"):
     """x (H x H) -> conv k1 x k1, stride s1, C0 -> C (act1) -> "e" (E x E) -> depthwise
     k x k, stride st (act2) -> 1x1 conv C -> N_out -> y. extra_reader: "e" also feeds an
-    Add into y's branch (two readers); expose: "e" is a graph output too."""
+    Add into y's branch (two readers); expose: "e" is a graph output too; res2: the last
+    conv adds x (its fused residual: N_out == C0, the same map), act3 its activation."""
     p1 = k1 // 2
     E = (H + 2 * p1 - k1) // s1 + 1
     H0, H = H, E
@@ -40,9 +41,10 @@ def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
         {"name": "dw", "op": "Conv", "inputs": ["e", "wd", "bd"], "outputs": ["d"],
          "attrs": {"strides": [st, st], "pads": [pad] * 4, "dilations": [1, 1], "group": C,
                    "activation": _desc(act2)}},
-        {"name": "pw2", "op": "Conv", "inputs": ["d", "w2", "b2"], "outputs": ["y"],
+        {"name": "pw2", "op": "Conv", "inputs": ["d", "w2", "b2"] + (["x"] if res2 else []),
+         "outputs": ["y"],
          "attrs": {"strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1,
-                   "activation": _desc("Relu")}}]
+                   "activation": _desc(act3)}}]
     outputs = [{"name": "y", "shape": [None, N_out, OH, OH]}]
     if extra_reader:
         nodes.append({"name": "sum", "op": "Add", "inputs": ["e", "e"], "outputs": ["s"]})
@@ -119,6 +121,46 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_
         _close(m(x), ref)
 
 
+@pytest.mark.skipif("avx512" not in TIERS, reason="the dw -> 1x1 hand-off is 16 lanes")
+@pytest.mark.parametrize("C0,C,H,st,N_out,res2,act3,N", [
+    (16, 96, 14, 1, 16, True, "Relu", 1),        # one output block, fused residual
+    (64, 384, 14, 1, 64, True, None, 2),         # MobileNetV2's 384 -> 64, batch 2
+    (24, 72, 29, 2, 80, False, "HardSwish", 1),  # 5 output blocks, odd map, stride 2
+    (16, 40, 12, 1, 16, True, "Sigmoid", 1),     # 2.5 input blocks; act_call epilogue
+])
+def test_depthwise_to_1x1_handoff_matches_reference(C0, C, H, st, N_out, res2, act3, N,
+                                                    tmp_path, monkeypatch):
+    """The depthwise conv writes its output blocked (dw_cv ``bout``, masked row tails) and
+    its 1x1 reader reads it (pwbi_l16_k*: NCHW through tile_store_k, residual and
+    activation included); pairs of both kinds in one chain."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(C + H + N_out)
+    path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, 3, "Relu", "Clip",
+                  N_out=N_out, res2=res2, act3=act3)
+    x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
+    m = edgenet.load(path)
+    assert m._states[1].bo2 is not None and m._states[2].bi2 == m._states[1].bo2
+    ref = edgenet.load(path, device="reference")(x)
+    for _ in range(3):
+        _close(m(x), ref)
+    monkeypatch.setattr(dw_cv, "BLK_OUT_ON", False)
+    off = edgenet.load(path)
+    assert off._states[1].bo2 is None
+    _close(off(x), ref)
+
+
+def test_depthwise_to_1x1_handoff_where_the_reader_is_narrow(tmp_path, monkeypatch):
+    """24 or 32 output channels (2-3 blocks): no pair (pw_f32.bin_ok)."""
+    if "avx512" not in TIERS:
+        pytest.skip("needs avx512")
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(3)
+    for n_out in (24, 32):
+        path = _model(str(tmp_path / f"m{n_out}.edgenet"), rng, 8, 48, 12, 1, 3, "Relu",
+                      "Relu", N_out=n_out)
+        assert edgenet.load(path)._states[1].bo2 is None
+
+
 @pytest.mark.skipif(not TIERS, reason="no SIMD tier")
 def test_observed_runs_see_the_nchw_tensor(tmp_path, monkeypatch):
     """Calibration observes intermediates: those runs write every tensor in NCHW (the
@@ -126,12 +168,14 @@ def test_observed_runs_see_the_nchw_tensor(tmp_path, monkeypatch):
     use the hand-off again (the same bits as before)."""
     monkeypatch.setenv("EDGENET_SIMD", TIERS[0])
     rng = np.random.default_rng(5)
-    path = _model(str(tmp_path / "m.edgenet"), rng, 16, 48, 16, 2, 3, "Relu", "Relu")
+    path = _model(str(tmp_path / "m.edgenet"), rng, 16, 48, 16, 2, 3, "Relu", "Relu",
+                  N_out=16)
     x = rng.normal(0, 1, (1, 16, 16, 16)).astype(np.float32)
     seen, want = {}, {}
     m = edgenet.load(path)
     ref = edgenet.load(path, device="reference")
     assert m._states[0].bo is not None
+    assert m._states[1].bo2 is not None or TIERS[0] != "avx512"   # both kinds of pair
     y0 = m(x)
     y = m.run({"x": x}, observe=lambda n, a: seen.__setitem__(n, a.copy()))["y"]
     ref.run({"x": x}, observe=lambda n, a: want.__setitem__(n, a.copy()))

@@ -103,6 +103,7 @@ class _Local(threading.local):
     bufs = None     # per thread: key -> vector (class defaults: no failed look-ups,
     gen = 0         # which cost ~0.4 us a call in getattr with a default)
     nchw = False    # set_nchw_only: every tensor in its NCHW buffer
+    blkout = None   # set_blk_out: buffer key -> did its producer write it blocked
 
 
 _TLS = _Local()
@@ -149,6 +150,21 @@ def set_nchw_only(on: bool) -> None:
 
 def nchw_only() -> bool:
     return _TLS.nchw
+
+
+def set_blk_out(key: str, on: bool) -> None:
+    """A depthwise conv records whether it wrote its output blocked (``key``: its 1x1
+    reader's, conv.link_blocked) on this Python thread; the reader, which runs (or binds)
+    right after it in the same pass, asks ``blk_out``."""
+    d = _TLS.blkout
+    if d is None:
+        d = _TLS.blkout = {}
+    d[key] = on
+
+
+def blk_out(key: str) -> bool:
+    d = _TLS.blkout
+    return d is not None and d.get(key, False)
 
 
 def tls_generation() -> int:

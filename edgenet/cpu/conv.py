@@ -311,6 +311,10 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         ws = decode_simd(st.w, L, k)
         if calls is not None:
             calls.append((decode_simd, (st.w, L, k)))
+    if st.bi2 is not None and _common.blk_out(st.bi2):   # the depthwise producer's blocks
+        xb = tls_buffer(st.bi2, N * -(-C // 16) * H * W * 16)
+        pw_f32.run_bin(xb, C, H * W, st, ws, bp, y, r, has_r, code, alpha, beta, calls)
+        return True
     blk = st.bo is not None and dw_cv.use_blk(st.bo[0], y.shape)
     if blk:   # blocked for its depthwise reader (link_blocked): channel vectors
         yb = tls_buffer(st.bo[1], N * -(-O // L) * OH * OW * L)
@@ -360,6 +364,8 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=N
     """Depthwise (C/group == 1) SIMD kernel; False when the geometry has none. ``xq``: the
     input as uint8 words (int8 depthwise where ``dw_cv.use_q``)."""
     DW_V = gen_simd_conv.DW_V
+    if st.bo2 is not None:      # dw_cv.run says otherwise where it writes blocked
+        _common.set_blk_out(st.bo2, False)
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if xq is not None:
         return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls, xq) else True
@@ -516,6 +522,30 @@ def link_blocked(nodes, states, outputs) -> int:
         key = "blk:" + t
         sa.bo, sb.bi = (sb, key), (key, kind)
         count += 1
+    # depthwise -> its only reader, a 1x1 conv (16 lanes): the depthwise conv writes blocked
+    # where it runs dw_cv (it records that per call: _common.set_blk_out), the 1x1 conv
+    # reads it (pw_f32.run_bin) and stores NCHW itself, residual and activation included
+    for i, nd in enumerate(nodes if dw_cv.BLK_OUT_ON else ()):
+        sb = states[i]
+        if nd.get("op") != "Conv" or not isinstance(sb, ConvState) or sb.simd_dw != 16 \
+                or sb.wcv is None or sb.dq is not None or sb.qo is not None \
+                or sb.O != sb.params[-1] or len(nd.get("outputs", [])) != 1 \
+                or (len(nd.get("inputs", [])) > 3 and nd["inputs"][3]) \
+                or sb.act[0] not in (ActCode.NONE, ActCode.RELU, ActCode.CLIP,
+                                     ActCode.HARD_SWISH):
+            continue
+        t = nd["outputs"][0]
+        if t in outs or readers.get(t) != 1:
+            continue
+        j = next((k for k, n2 in enumerate(nodes) if (n2.get("inputs") or [None])[0] == t),
+                 None)
+        sc = states[j] if j is not None else None
+        if j is None or nodes[j].get("op") != "Conv" or not isinstance(sc, ConvState) \
+                or not pw_f32.bin_ok(sc) or sc.q is not None:
+            continue
+        key = f"blko:{t}:{id(sb)}"    # (the flag is per key: unique to this model)
+        sb.bo2, sc.bi2 = key, key
+        count += 1
     return count
 
 
@@ -552,6 +582,8 @@ class ConvState:
                                      # output blocked for it (link_blocked)
     bi: tuple | None = None          # depthwise: (the key its producer's blocked output is
                                      # in, the producer's pw_f32.blk_kind)
+    bo2: str | None = None           # depthwise: the key its 1x1 reader's blocked input is in
+    bi2: str | None = None           # 1x1: the key of its depthwise producer's blocked output
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 

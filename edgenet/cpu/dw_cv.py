@@ -30,7 +30,8 @@ from numba import prange  # noqa: F401  (generated kernels)
 from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
-from ._common import NoBind, act_call, emit, nchw_only, tls_buffer, tls_rows  # noqa: F401
+from ._common import (NoBind, act_call, emit, nchw_only, set_blk_out,  # noqa: F401
+                      tls_buffer, tls_rows)
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .pw_f32 import blk_fits
 from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
@@ -46,6 +47,7 @@ DOT = True               # False: the float32 kernel for int8 depthwise on avx51
 ON = True                # False: the plane kernel for every depthwise conv (A/B)
 MAX_PIXELS = 32 * 32     # stride 1: input planes up to this size (larger: the plane kernel)
 BLK_ON = True            # False: no blocked hand-off from the producer (conv.link_blocked; A/B)
+BLK_OUT_ON = True        # False: no blocked hand-off to a 1x1 reader (conv.link_blocked; A/B)
 # stride 1 with a blocked input: planes up to this size. 16 lanes unlimited: with no
 # transposes in, dw_cv beats the plane kernel in the model (MobileNetV2 f32 0.983-0.989 in
 # alternating runs, its 112x112 and 56x56 stride-1 layers), though alone it is 1.06-1.12x
@@ -125,7 +127,7 @@ def _source(L, qin=False, dot=False):
     else:
         w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
     w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4"
-      + ("):" if qin else ", blk):"))
+      + ("):" if qin else ", blk, bout):"))
     if not dot:
         w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
@@ -298,6 +300,16 @@ def _source(L, qin=False, dot=False):
             w(f"                    {_qst4(L)}(qw, wbq + lr * OW + ox + {k0}, HWo, "
               + ", ".join(_qarg(L, f"a{p}") for p in range(k0, k0 + 4))
               + _qtail(L, "nv" if tailv and PP == 4 else "4") + ")")
+        if not qin and tailv:   # blocked output for the 1x1 reader (link_blocked, bout)
+            w("                elif bout:")
+            w(f"                    q = ((n * NB + cb) * HWo + (r0 + lr) * OW + ox) * {L}")
+            for p in range(PP):
+                emit_act_vec(w, L, "                    ", f"a{p}")
+                if PP == 4:   # the row's tail: only its nv pixels
+                    w(f"                    if nv > {p}:")
+                    w(f"                        vst{L}(yf, q + {p * L}, a{p})")
+                else:
+                    w(f"                    vst{L}(yf, q + {p * L}, a{p})")
         w("                else:")
         w(f"                    q = (lr * OW + ox) * {L}")
         for p in range(PP):
@@ -327,7 +339,7 @@ def _source(L, qin=False, dot=False):
     # the int8 consumer's input instead (mark_quantized_producers): per pixel, the L
     # channels after the activation quantized and packed 4 a word into its (N, C4, OH*OW)
     # words; no NCHW float output (nothing else reads it)
-    w("        if qd:")
+    w("        if qd" + ("" if qin else " or bout") + ":")
     w("            pass")
     w("        elif qo:")
     w("            wbase = (n * C4 + c0 // 4) * HWo + r0 * OW")
@@ -497,6 +509,14 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
         R, RI, NBND = bands(N, C, OH, sh, (st.KH - 1) * dh + 1, Wp, L, nt)
         xb = tls_rows("dwcv.x", nt, (RI * Wp + 8) * L)
     ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)   # + the last group's 3 pixels past
+    # blocked output for the 1x1 reader (conv.link_blocked's second kind of pair), which
+    # asks _common.blk_out after this
+    bout = (xq is None and st.bo2 is not None and L == 16 and not has_r and not nchw_only()
+            and b is st.b
+            and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+    yf = tls_buffer(st.bo2, N * -(-C // L) * OH * OW * L) if bout else y.reshape(-1)
+    if st.bo2 is not None:
+        set_blk_out(st.bo2, bout)
     tb = tls_rows("dwcv.t", nt, L * L)
     qo = qo_ok(st, code, has_r)
     C4 = -(-C // 4)
@@ -505,7 +525,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
         qw = tls_buffer(key, N * C4 * OH * OW).view(np.int32)
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
-    tail = (bc, y.reshape(-1), N, OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha,
+    tail = (bc, yf, N, OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha,
             beta, xb, ob, tb, qo, qs, qz, qw, C4)
     if dot:
         zq = int(st.dq[1])
@@ -516,7 +536,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
              *tail)
     else:   # blk: the producer's (N, ceil(C/L), H, W, L) vectors (use_blk), not x
         xf = tls_buffer(st.bi[0], N * -(-C // L) * H * W * L) if blk else x.reshape(-1)
-        emit(calls, KERNELS[L], xf, C, H, W, pt, pl, Hp, Wp, sh, toff, wc, *tail, blk)
+        emit(calls, KERNELS[L], xf, C, H, W, pt, pl, Hp, Wp, sh, toff, wc, *tail, blk, bout)
     return qo
 
 
@@ -530,7 +550,7 @@ def warm(L):
                z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
                np.float32(6), np.zeros((nt, 17 * L), np.float32), np.zeros((nt, 5 * L), np.float32),
                np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1,
-               False)
+               False, False)
     z = np.zeros(9 * L, np.float32)
     QKERNELS[L](np.zeros(L // 4, np.int32), z[:L].copy(), np.float32(0), L, 1, 1, 1, 1, 3, 3,
                 1, np.zeros(9, np.int64), z.copy(), z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1,

@@ -18,6 +18,7 @@ this file as their source (Numba's disk cache keys on it).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange  # noqa: F401  (generated kernels)
 
@@ -25,8 +26,8 @@ from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from . import simd
-from ._common import act_call, emit  # noqa: F401
-from .gen_simd_conv import emit_act_consts, emit_act_vec, vact16
+from ._common import act_call, emit, tls_rows  # noqa: F401
+from .gen_simd_conv import emit_act_consts, emit_act_vec, tile_buf_len, tile_store_k, vact16
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
                    vld8, vld16, vldm16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vstm16)
@@ -245,6 +246,89 @@ def run_cvb(xp, C, Hp, Wp, toff, st, ws, bp, yf, N, OH, OW, code, alpha, beta, c
          st.simd[0] * st.simd[1], bp, yf, N, st.O, OH, OW, code, alpha, beta)
 
 
+# Blocked *input* (a depthwise conv's output, conv.link_blocked): the same channel-vector
+# tile, its broadcasts read from (N, ceil(C/16), HW, 16), and the NCHW output stored through
+# gen_simd_conv.tile_store_k (16 x 16 transposes, residual, activation): the transposes move
+# from the depthwise conv's output to this conv's, which has 4-6x fewer channels in a
+# MobileNet block's projection. 16 lanes.
+BIN_TILES = {1: 16, 2: 12, 3: 8}
+
+
+def _source_bin(KB, BP):
+    B2 = 16 * KB
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def pwbi_l16_k{KB}(xb, C, HW, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta, tb):")
+    w("    NBo = (O + 15) // 16")
+    w("    NBi = (C + 15) // 16")
+    w(f"    NG = (NBo + {KB - 1}) // {KB}")
+    w(f"    NT = (HW + {BP - 1}) // {BP}")
+    w("    for t in prange(N * NG * NT):")
+    w("        g = t % NG")
+    w("        u = t // NG")
+    w("        tx = u % NT")
+    w("        n = u // NT")
+    w(f"        px = min(tx * {BP}, HW - {BP})")
+    w(f"        ob0 = g * {KB}")
+    for j in range(KB):
+        w(f"        oc{j} = min(ob0 + {j}, NBo - 1) * 16")
+        w(f"        w{j} = (oc{j} // B) * C * B + oc{j} % B")
+        w(f"        bj = vld16(bp, oc{j})")
+        for p in range(BP):
+            w(f"        a{j}_{p} = bj")
+    w("        for cb in range(NBi):")
+    w("            xo0 = ((n * NBi + cb) * HW + px) * 16")
+    w("            for l in range(min(16, C - cb * 16)):")
+    w("                c = cb * 16 + l")
+    w("                xo = xo0 + l")
+    w("                wc = c * B")
+    for j in range(KB):
+        w(f"                v{j} = vld16(ws, w{j} + wc)")
+    for p in range(BP):
+        w(f"                b = vbc16(xb, xo + {p * 16})")
+        for j in range(KB):
+            w(f"                a{j}_{p} = vfma16(v{j}, b, a{j}_{p})")
+    w("        buf = tb[numba.get_thread_id()]")
+    for p in range(BP):
+        for j in range(KB):
+            w(f"        vst16(buf, {p * B2 + j * 16}, a{j}_{p})")
+    w(f"        tile_store_k(buf, {B2}, {BP}, yf, rf, has_r, n, O, 1, HW, 0, px, ob0 * 16, code,")
+    w("                     alpha, beta, _QW1, _QP3, _QF1)")
+    return "\n".join(o) + "\n"
+
+
+_QW1 = np.zeros(1, np.int32)
+_QP3 = np.array([3, 0, 0, 0, 0, 0], np.int64)    # tile_store_k: y only
+_QF1 = np.zeros(2, np.float32)
+KERNELS_BIN = {}
+for _K, _P in BIN_TILES.items():
+    exec(compile(_source_bin(_K, _P), __file__, "exec"), globals())
+    KERNELS_BIN[_K] = globals()[f"pwbi_l16_k{_K}"]
+
+
+# Readers with 2-3 output blocks (24 or 32 channels: MobileNets' narrow projections) keep
+# NCHW input: in MobileNetV2 they were no faster blocked (1.000 / 0.990 in alternating runs
+# with and without them), in MobileNetV3-small slower (0.981-0.983 without its two).
+def bin_ok(st) -> bool:
+    """Does this conv read a blocked input (pwbi_l16_k*) where it can: 1x1, stride 1, no
+    padding, group 1, 16 lanes (any residual, any activation), 16 or at least 64 output
+    channels."""
+    return blk_kind(st) == "pw" and st.simd[0] == 16 and (st.O == 16 or st.O >= 64)
+
+
+def run_bin(xb, C, HW, st, ws, bp, y, r, has_r, code, alpha, beta, calls=None):
+    """xb: the blocked input (N, ceil(C/16), HW, 16) -> y (NCHW)."""
+    KB = _blk_kb(st.O, 16)
+    BP = BIN_TILES[KB]
+    if HW < BP:
+        KB, BP = 1, BIN_TILES[1]
+    nt = numba.config.NUMBA_NUM_THREADS
+    tb = tls_rows("pwbi.tb", nt, tile_buf_len(16 * KB, BP))
+    emit(calls, KERNELS_BIN[KB], xb, C, HW, ws, st.simd[0] * st.simd[1], bp, y.reshape(-1),
+         y.shape[0], st.O, r.reshape(-1), has_r, code, alpha, beta, tb)
+
+
 # 1x1 convs on a 1x1 map (squeeze-excitation's two convs, a conv classifier): a matrix-
 # vector product. On the channel-vector tiles they ran P = 1 tiles (one accumulator: every
 # FMA waited for the one before; MobileNetV3-small's 576 -> 144 -> 576 pair took 7 + 10 us
@@ -367,4 +451,5 @@ def warm(L):
 
 
 __all__ = ["use", "use_mv", "run", "run_blk", "run_mv", "warm", "KERNELS",
-           "KERNELS_BLK", "blk_kind", "blk_fits", "run_cvb", "mv_f32_l16", "simd"]
+           "KERNELS_BLK", "KERNELS_BIN", "blk_kind", "blk_fits", "bin_ok", "run_bin", "run_cvb",
+           "mv_f32_l16", "simd"]
