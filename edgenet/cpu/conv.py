@@ -485,10 +485,12 @@ def link_blocked(nodes, states, outputs) -> int:
     output. The producer (``pw_f32.run_blk`` / ``run_cvb``) then stores whole L-channel
     vectors into a per-thread buffer, ``(N, ceil(C/L), H, W, L)``, and the reader copies its
     band rows from it (no transposes) -- per call, where ``dw_cv.use_blk`` says for the
-    shapes (both sides ask it; neither touches the NCHW buffer then). Measured in
-    docs/PERFORMANCE.md, "Blocked hand-off to depthwise convs". In place on the states;
-    returns the number of pairs. (The runtime calls it after prepare, as the backend's
-    ``link_states``.)"""
+    shapes (both sides ask it; neither touches the NCHW buffer then). And a depthwise conv
+    (16 lanes, no residual) whose output only a 1x1 conv with 16 or >= 64 output channels
+    reads (``pw_f32.bin_ok``): it writes blocked where it runs dw_cv (``bo2``), the reader
+    reads the blocks (``bi2``, ``pw_f32.run_bin``). Measured in docs/PERFORMANCE.md,
+    "Blocked hand-off to depthwise convs". In place on the states; returns the number of
+    pairs. (The runtime calls it after prepare, as the backend's ``link_states``.)"""
     if not dw_cv.BLK_ON:
         return 0
     readers: dict = {}
