@@ -127,6 +127,7 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_
     (64, 384, 14, 1, 64, True, None, 2),         # MobileNetV2's 384 -> 64, batch 2
     (24, 72, 29, 2, 80, False, "HardSwish", 1),  # 5 output blocks, odd map, stride 2
     (16, 40, 12, 1, 16, True, "Sigmoid", 1),     # 2.5 input blocks; act_call epilogue
+    (16, 32, 6, 2, 16, False, "Relu", 1),        # a 3x3 output, under a tile: NCHW
 ])
 def test_depthwise_to_1x1_handoff_matches_reference(C0, C, H, st, N_out, res2, act3, N,
                                                     tmp_path, monkeypatch):

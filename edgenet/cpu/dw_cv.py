@@ -33,7 +33,7 @@ from ..activation import ActCode  # noqa: F401
 from ._common import (NoBind, act_call, emit, nchw_only, set_blk_out,  # noqa: F401
                       tls_buffer, tls_rows)
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .pw_f32 import blk_fits
+from .pw_f32 import BIN_MIN_HW, blk_fits
 from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vfma8, vfma16, vfshr16, vitof16, vldi16, vqblk16, vsplati16,
                    vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16,
@@ -512,7 +512,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
     # blocked output for the 1x1 reader (conv.link_blocked's second kind of pair), which
     # asks _common.blk_out after this
     bout = (xq is None and st.bo2 is not None and L == 16 and not has_r and not nchw_only()
-            and b is st.b
+            and b is st.b and OH * OW >= BIN_MIN_HW
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
     yf = tls_buffer(st.bo2, N * -(-C // L) * OH * OW * L) if bout else y.reshape(-1)
     if st.bo2 is not None:

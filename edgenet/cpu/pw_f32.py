@@ -252,6 +252,7 @@ def run_cvb(xp, C, Hp, Wp, toff, st, ws, bp, yf, N, OH, OW, code, alpha, beta, c
 # from the depthwise conv's output to this conv's, which has 4-6x fewer channels in a
 # MobileNet block's projection. 16 lanes.
 BIN_TILES = {1: 16, 2: 12, 3: 8}
+BIN_MIN_HW = max(BIN_TILES.values())   # maps with a whole tile for every KB
 
 
 def _source_bin(KB, BP):
@@ -320,9 +321,7 @@ def bin_ok(st) -> bool:
 def run_bin(xb, C, HW, st, ws, bp, y, r, has_r, code, alpha, beta, calls=None):
     """xb: the blocked input (N, ceil(C/16), HW, 16) -> y (NCHW)."""
     KB = _blk_kb(st.O, 16)
-    BP = BIN_TILES[KB]
-    if HW < BP:
-        KB, BP = 1, BIN_TILES[1]
+    BP = BIN_TILES[KB]    # (HW >= BIN_MIN_HW: the depthwise writer checks)
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_rows("pwbi.tb", nt, tile_buf_len(16 * KB, BP))
     emit(calls, KERNELS_BIN[KB], xb, C, HW, ws, st.simd[0] * st.simd[1], bp, y.reshape(-1),
@@ -451,5 +450,5 @@ def warm(L):
 
 
 __all__ = ["use", "use_mv", "run", "run_blk", "run_mv", "warm", "KERNELS",
-           "KERNELS_BLK", "KERNELS_BIN", "blk_kind", "blk_fits", "bin_ok", "run_bin", "run_cvb",
+           "KERNELS_BLK", "KERNELS_BIN", "BIN_MIN_HW", "blk_kind", "blk_fits", "bin_ok", "run_bin", "run_cvb",
            "mv_f32_l16", "simd"]
