@@ -213,3 +213,37 @@ def test_no_handoff_where_the_tensor_is_needed_or_the_producer_cannot(why, tmp_p
     got = m.run({"x": x})
     for n in ref:
         _close(got[n], ref[n])
+
+
+def test_chain_of_depthwise_and_1x1_convs(tmp_path, monkeypatch):
+    """MobileNetV1's pattern, 1x1 -> depthwise -> 1x1 -> depthwise -> 1x1: the middle 1x1
+    conv could read one blocked tensor and write another; it takes one role only (the
+    producer's), and the chain matches the reference on every tier this CPU runs."""
+    rng = np.random.default_rng(11)
+
+    def conv(name, i, o, k=1, s=1, g=1, act="Relu"):
+        return {"name": name, "op": "Conv", "inputs": [i, "w" + name, "b" + name],
+                "outputs": [o], "attrs": {"strides": [s, s], "pads": [k // 2] * 4,
+                                          "dilations": [1, 1], "group": g,
+                                          "activation": _desc(act)}}
+    nodes = [conv("p1", "x", "a"), conv("d1", "a", "b", 3, 1, 32),
+             conv("p2", "b", "c", act="Clip"), conv("d2", "c", "d", 3, 2, 64),
+             conv("p3", "d", "y", act=None)]
+    f32 = lambda *sh: pack("f32", rng.normal(0, 0.3, size=sh).astype(np.float32))  # noqa: E731
+    tensors = {"wp1": f32(32, 8, 1, 1), "bp1": f32(32), "wd1": f32(32, 1, 3, 3),
+               "bd1": f32(32), "wp2": f32(64, 32, 1, 1), "bp2": f32(64),
+               "wd2": f32(64, 1, 3, 3), "bd2": f32(64), "wp3": f32(64, 64, 1, 1),
+               "bp3": f32(64)}
+    graph = {"inputs": [{"name": "x", "shape": [None, 8, 20, 20], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 64, 10, 10]}], "nodes": nodes}
+    path = str(tmp_path / "v1.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    x = rng.normal(0, 1, (2, 8, 20, 20)).astype(np.float32)
+    ref = edgenet.load(path, device="reference")(x)
+    for tier in TIERS:
+        monkeypatch.setenv("EDGENET_SIMD", tier)
+        m = edgenet.load(path)
+        st = m._states
+        assert st[2].bo is not None and st[2].bi2 is None   # p2 writes blocked for d2
+        for _ in range(3):
+            _close(m(x), ref)

@@ -543,8 +543,8 @@ def link_blocked(nodes, states, outputs) -> int:
                  None)
         sc = states[j] if j is not None else None
         if j is None or nodes[j].get("op") != "Conv" or not isinstance(sc, ConvState) \
-                or not pw_f32.bin_ok(sc) or sc.q is not None:
-            continue
+                or not pw_f32.bin_ok(sc) or sc.q is not None or sc.bo is not None:
+            continue    # (sc.bo: it writes blocked for a depthwise reader itself: not both)
         key = f"blko:{t}:{id(sb)}"    # (the flag is per key: unique to this model)
         sb.bo2, sc.bi2 = key, key
         count += 1
