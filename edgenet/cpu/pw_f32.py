@@ -443,12 +443,18 @@ def warm(L):
         else:   # a 1 x 24 output from a 1 x 48 padded input, one tap
             f(z, 1, 1, 48, np.zeros(1, np.int64), np.zeros(L, np.float32), L,
               z[:L].copy(), z.copy(), 1, L, 1, 24, 1, np.float32(0), np.float32(6))
-    if L == 16:
+    if L == 16:   # the blocked-input kernels (one tile of 16 pixels, 16 channels in)
+        nt = numba.config.NUMBA_NUM_THREADS
+        for kb, f in KERNELS_BIN.items():
+            tb = np.zeros((nt, tile_buf_len(16 * kb, BIN_TILES[kb])), np.float32)
+            f(z[:256].copy(), 16, 16, np.zeros(16 * 16, np.float32), 16, z[:16].copy(),
+              z[:256].copy(), 1, 16, z[:256].copy(), False, 1, np.float32(0), np.float32(6),
+              tb)
         z = np.zeros(64, np.float32)
         mv_f32_l16(z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
                    z.copy(), False, 1, np.float32(0), np.float32(6))
 
 
-__all__ = ["use", "use_mv", "run", "run_blk", "run_mv", "warm", "KERNELS",
-           "KERNELS_BLK", "KERNELS_BIN", "BIN_MIN_HW", "blk_kind", "blk_fits", "bin_ok", "run_bin", "run_cvb",
-           "mv_f32_l16", "simd"]
+__all__ = ["use", "use_mv", "run", "run_blk", "run_bin", "run_cvb", "run_mv", "warm",
+           "KERNELS", "KERNELS_BLK", "KERNELS_BIN", "BIN_MIN_HW", "blk_kind", "blk_fits",
+           "bin_ok", "mv_f32_l16", "simd"]
