@@ -24,7 +24,7 @@ def _desc(act):
 
 
 def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
-           expose=False, k1=1, s1=1, res2=False, act3="Relu"):
+           expose=False, k1=1, s1=1, res2=False, act3="Relu", dyn=False):
     """x (H x H) -> conv k1 x k1, stride s1, C0 -> C (act1) -> "e" (E x E) -> depthwise
     k x k, stride st (act2) -> 1x1 conv C -> N_out -> y. extra_reader: "e" also feeds an
     Add into y's branch (two readers); expose: "e" is a graph output too; res2: the last
@@ -53,6 +53,10 @@ def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
         outputs.append({"name": "e", "shape": [None, C, H, H]})
     graph = {"inputs": [{"name": "x", "shape": [None, C0, H0, H0], "dtype": "float32"}],
              "outputs": outputs, "nodes": nodes}
+    if dyn:   # height and width per call
+        graph["inputs"][0]["shape"] = [None, C0, None, None]
+        for o in outputs:
+            o["shape"] = [None, o["shape"][1], None, None]
 
     def f32(*shape, s=0.3):
         return pack("f32", rng.normal(0, s, size=shape).astype(np.float32))
@@ -247,3 +251,21 @@ def test_chain_of_depthwise_and_1x1_convs(tmp_path, monkeypatch):
         assert st[2].bo is not None and st[2].bi2 is None   # p2 writes blocked for d2
         for _ in range(3):
             _close(m(x), ref)
+
+
+@pytest.mark.skipif("avx512" not in TIERS, reason="the dw -> 1x1 hand-off is 16 lanes")
+def test_input_sizes_that_do_and_do_not_hand_off_alternate(tmp_path, monkeypatch):
+    """One model, inputs of 20x20 (both hand-offs) and 6x6 (the 1x1 reader's map under a
+    tile: NCHW) in turn: each plan's steps agree with each other (the depthwise conv's
+    record is per shape) and with the reference."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    rng = np.random.default_rng(13)
+    path = _model(str(tmp_path / "m.edgenet"), rng, 16, 48, 20, 2, 3, "Relu", "Clip",
+                  N_out=16, dyn=True)
+    m = edgenet.load(path)
+    ref = edgenet.load(path, device="reference")
+    assert m._states[0].bo is not None and m._states[1].bo2 is not None
+    xs = [rng.normal(0, 1, (1, 16, h, h)).astype(np.float32) for h in (20, 6)]
+    for _ in range(3):
+        for x in xs:
+            _close(m(x), ref(x))

@@ -152,19 +152,20 @@ def nchw_only() -> bool:
     return _TLS.nchw
 
 
-def set_blk_out(key: str, on: bool) -> None:
-    """A depthwise conv records whether it wrote its output blocked (``key``: its 1x1
-    reader's, conv.link_blocked) on this Python thread; the reader, which runs (or binds)
-    right after it in the same pass, asks ``blk_out``."""
+def set_blk_out(key: str, shape: tuple, on: bool) -> None:
+    """A depthwise conv records whether it wrote its output (of ``shape``) blocked (``key``:
+    its 1x1 reader's, conv.link_blocked) on this Python thread; the reader, which runs (or
+    binds) right after it in the same pass, asks ``blk_out`` with its input's shape (one
+    record per shape: plans for other input sizes never overwrite it)."""
     d = _TLS.blkout
     if d is None:
         d = _TLS.blkout = {}
-    d[key] = on
+    d[(key, shape)] = on
 
 
-def blk_out(key: str) -> bool:
+def blk_out(key: str, shape: tuple) -> bool:
     d = _TLS.blkout
-    return d is not None and d.get(key, False)
+    return d is not None and d.get((key, shape), False)
 
 
 def tls_generation() -> int:

@@ -311,7 +311,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         ws = decode_simd(st.w, L, k)
         if calls is not None:
             calls.append((decode_simd, (st.w, L, k)))
-    if st.bi2 is not None and _common.blk_out(st.bi2):   # the depthwise producer's blocks
+    if st.bi2 is not None and _common.blk_out(st.bi2, x.shape):   # the dw producer's blocks
         xb = tls_buffer(st.bi2, N * -(-C // 16) * H * W * 16)
         pw_f32.run_bin(xb, C, H * W, st, ws, bp, y, r, has_r, code, alpha, beta, calls)
         return True
@@ -365,7 +365,7 @@ def simd_dwconv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=N
     input as uint8 words (int8 depthwise where ``dw_cv.use_q``)."""
     DW_V = gen_simd_conv.DW_V
     if st.bo2 is not None:      # dw_cv.run says otherwise where it writes blocked
-        _common.set_blk_out(st.bo2, False)
+        _common.set_blk_out(st.bo2, y.shape, False)
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if xq is not None:
         return 2 if dw_cv.run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls, xq) else True

@@ -516,7 +516,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
     yf = tls_buffer(st.bo2, N * -(-C // L) * OH * OW * L) if bout else y.reshape(-1)
     if st.bo2 is not None:
-        set_blk_out(st.bo2, bout)
+        set_blk_out(st.bo2, y.shape, bout)
     tb = tls_rows("dwcv.t", nt, L * L)
     qo = qo_ok(st, code, has_r)
     C4 = -(-C // 4)
