@@ -477,6 +477,10 @@ def _bias(node, consts, O):
     return np.zeros(O, np.float32)
 
 
+# activations the blocked kernels' vector epilogues apply (others: act_call per value)
+_VEC_ACTS = (ActCode.NONE, ActCode.RELU, ActCode.CLIP, ActCode.HARD_SWISH)
+
+
 def link_blocked(nodes, states, outputs) -> int:
     """Pairs (producer, depthwise reader) whose hand-off may skip NCHW: a float32 conv
     that ``pw_f32.blk_kind`` can run blocked (1x1 stride 1 unpadded, or stride 2: the stems;
@@ -491,19 +495,20 @@ def link_blocked(nodes, states, outputs) -> int:
     reads the blocks (``bi2``, ``pw_f32.run_bin``). Measured in docs/PERFORMANCE.md,
     "Blocked hand-off to depthwise convs". In place on the states; returns the number of
     pairs. (The runtime calls it after prepare, as the backend's ``link_states``.)"""
-    if not dw_cv.BLK_ON:
-        return 0
     readers: dict = {}
     made: dict = {}
+    data_of: dict = {}       # value -> a node reading it as its first (data) input
     for i, nd in enumerate(nodes):
         for n in nd.get("inputs", []):
             if n:
                 readers[n] = readers.get(n, 0) + 1
         for n in nd.get("outputs", []):
             made[n] = i
+        if nd.get("inputs"):
+            data_of[nd["inputs"][0]] = i
     outs = set(outputs)
     count = 0
-    for j, nd in enumerate(nodes):
+    for j, nd in enumerate(nodes if dw_cv.BLK_ON else ()):
         sb = states[j]
         if nd.get("op") != "Conv" or not isinstance(sb, ConvState) or sb.simd_dw is None \
                 or sb.wcv is None or sb.dq is not None or sb.O != sb.params[-1]:
@@ -518,8 +523,7 @@ def link_blocked(nodes, states, outputs) -> int:
         if kind is None or sa.simd[0] != sb.simd_dw \
                 or sa.q is not None or sa.qo is not None \
                 or (len(ins) > 3 and ins[3]) or len(nodes[i].get("outputs", [])) != 1 \
-                or sa.act[0] not in (ActCode.NONE, ActCode.RELU, ActCode.CLIP,
-                                     ActCode.HARD_SWISH):
+                or sa.act[0] not in _VEC_ACTS:
             continue
         key = "blk:" + t
         sa.bo, sb.bi = (sb, key), (key, kind)
@@ -533,14 +537,12 @@ def link_blocked(nodes, states, outputs) -> int:
                 or sb.wcv is None or sb.dq is not None or sb.qo is not None \
                 or sb.O != sb.params[-1] or len(nd.get("outputs", [])) != 1 \
                 or (len(nd.get("inputs", [])) > 3 and nd["inputs"][3]) \
-                or sb.act[0] not in (ActCode.NONE, ActCode.RELU, ActCode.CLIP,
-                                     ActCode.HARD_SWISH):
+                or sb.act[0] not in _VEC_ACTS:
             continue
         t = nd["outputs"][0]
         if t in outs or readers.get(t) != 1:
             continue
-        j = next((k for k, n2 in enumerate(nodes) if (n2.get("inputs") or [None])[0] == t),
-                 None)
+        j = data_of.get(t)
         sc = states[j] if j is not None else None
         if j is None or nodes[j].get("op") != "Conv" or not isinstance(sc, ConvState) \
                 or not pw_f32.bin_ok(sc) or sc.q is not None or sc.bo is not None:

@@ -117,6 +117,33 @@ BLK_TILES = {16: {1: 24, 2: 12, 3: 8}, 8: {1: 12, 2: 6, 3: 4}}   # L -> {KB: BP}
 BLK_CV = True      # False: 1x1 producers only (A/B)
 
 
+def _emit_flat_tiles(w, KB, BP):
+    """Generated code: the prange over (image, pixel tile of the flat map, group of KB
+    channel blocks), groups fastest (the tile's input pixels stay in L1), and ``px``, the
+    tile's first pixel (the last tile overlaps the one before). Needs NBo."""
+    w(f"    NG = (NBo + {KB - 1}) // {KB}")
+    w(f"    NT = (HW + {BP - 1}) // {BP}")
+    w("    for t in prange(N * NG * NT):")
+    w("        g = t % NG")
+    w("        u = t // NG")
+    w("        tx = u % NT")
+    w("        n = u // NT")
+    w(f"        px = min(tx * {BP}, HW - {BP})")
+
+
+def _emit_tile_acc(w, L, KB, BP, K):
+    """Generated code: the group's KB channel blocks (``oc{j}``; blocks past the last are
+    computed on the last block's weights and dropped), their weight offsets ``w{j}`` in the
+    SIMD layout (``K`` input taps a block row) and the accumulators, started at the bias."""
+    w(f"        ob0 = g * {KB}")
+    for j in range(KB):
+        w(f"        oc{j} = min(ob0 + {j}, NBo - 1) * {L}")
+        w(f"        w{j} = (oc{j} // B) * {K} * B + oc{j} % B")
+        w(f"        bj = vld{L}(bp, oc{j})")
+        for p in range(BP):
+            w(f"        a{j}_{p} = bj")
+
+
 def _source_blk(L, KB, BP, S=None):
     """pwb_l{L}_k{KB} (S None: 1x1 over the flat map), or cvb_l{L}_k{KB}_s{S}: any kernel
     size at stride S over a padded input (taps: ``toff``), BP pixels of one output row."""
@@ -131,16 +158,10 @@ def _source_blk(L, KB, BP, S=None):
         w("    T = toff.shape[0]")
         w("    HW = OH * OW")
     w(f"    NBo = (O + {L - 1}) // {L}")
-    w(f"    NG = (NBo + {KB - 1}) // {KB}")
     if S is None:
-        w(f"    NT = (HW + {BP - 1}) // {BP}")
-        w("    for t in prange(N * NG * NT):")
-        w("        g = t % NG")   # channel groups fastest: the tile's input pixels stay in L1
-        w("        u = t // NG")
-        w("        tx = u % NT")
-        w("        n = u // NT")
-        w(f"        px = min(tx * {BP}, HW - {BP})")
+        _emit_flat_tiles(w, KB, BP)
     else:
+        w(f"    NG = (NBo + {KB - 1}) // {KB}")
         w(f"    NT = (OW + {BP - 1}) // {BP}")
         w("    for t in prange(N * OH * NT * NG):")
         w("        g = t % NG")
@@ -151,16 +172,7 @@ def _source_blk(L, KB, BP, S=None):
         w("        n = u // OH")
         w(f"        ox0 = min(tx * {BP}, OW - {BP})")
         w("        px = oy * OW + ox0")
-    w(f"        ob0 = g * {KB}")
-    for j in range(KB):   # blocks past the last: computed on the last block's weights, dropped
-        w(f"        oc{j} = min(ob0 + {j}, NBo - 1) * {L}")
-        if S is None:
-            w(f"        w{j} = (oc{j} // B) * C * B + oc{j} % B")
-        else:
-            w(f"        w{j} = (oc{j} // B) * C * T * B + oc{j} % B")
-        w(f"        bj = vld{L}(bp, oc{j})")
-        for p in range(BP):
-            w(f"        a{j}_{p} = bj")
+    _emit_tile_acc(w, L, KB, BP, "C" if S is None else "C * T")
     if S is None:
         w("        xb = n * C * HW + px")
         w("        for c in range(C):")
@@ -263,21 +275,8 @@ def _source_bin(KB, BP):
     w(f"def pwbi_l16_k{KB}(xb, C, HW, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta, tb):")
     w("    NBo = (O + 15) // 16")
     w("    NBi = (C + 15) // 16")
-    w(f"    NG = (NBo + {KB - 1}) // {KB}")
-    w(f"    NT = (HW + {BP - 1}) // {BP}")
-    w("    for t in prange(N * NG * NT):")
-    w("        g = t % NG")
-    w("        u = t // NG")
-    w("        tx = u % NT")
-    w("        n = u // NT")
-    w(f"        px = min(tx * {BP}, HW - {BP})")
-    w(f"        ob0 = g * {KB}")
-    for j in range(KB):
-        w(f"        oc{j} = min(ob0 + {j}, NBo - 1) * 16")
-        w(f"        w{j} = (oc{j} // B) * C * B + oc{j} % B")
-        w(f"        bj = vld16(bp, oc{j})")
-        for p in range(BP):
-            w(f"        a{j}_{p} = bj")
+    _emit_flat_tiles(w, KB, BP)
+    _emit_tile_acc(w, 16, KB, BP, "C")
     w("        for cb in range(NBi):")
     w("            xo0 = ((n * NBi + cb) * HW + px) * 16")
     w("            for l in range(min(16, C - cb * 16)):")
