@@ -817,3 +817,53 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
     _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)
     if extra:
         np.testing.assert_array_equal(fused.run({"x": x})["m"], plain.run({"x": x})["m"])
+
+
+@pytest.mark.skipif(not simd.has_vnni(), reason="the pixel-vector kernels' VNNI tier")
+@pytest.mark.parametrize("O,act,N", [
+    (9, "Relu", 1),          # one group of 8 and one of 1: its second word not stored
+    (12, "Clip", 2),         # 8 + 4: the last group's second word holds the last 4
+    (20, "HardSwish", 1),
+    (40, None, 1),
+    (4, "Relu", 1),          # O <= 4: the 4-channel tile
+])
+def test_pixel_vector_1x1_writes_its_1x1_consumers_input(O, act, N, tmp_path, monkeypatch):
+    """x -> 1x1 C -> O (act) -> 1x1 O -> 16 (Relu), both int8 on the pixel-vector kernels
+    (qconv.pw_kernel): the first packs its output into the second's input words (no
+    quantize pass for it); 8 output channels a tile gives the 4-channel tile's bits, and
+    both match the NumPy reference."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
+    rng = np.random.default_rng(zlib.crc32(f"pw1x1 {O} {act} {N}".encode()))
+    C, H = 24, 13                  # 169 pixels: 4 tiles of 48, the last one overlapping
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    a = {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 16, H, H]}],
+             "nodes": [{"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1"],
+                        "outputs": ["m"], "attrs": dict(a, activation=desc)},
+                       {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
+                        "outputs": ["y"], "attrs": dict(a, activation=act_desc("Relu"))}]}
+    tensors = {"w1": _weight(rng, "t2", (O, C, 1, 1)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32)),
+               "w2": _weight(rng, "q3", (16, O, 1, 1)),
+               "b2": pack("f32", rng.normal(0, 0.2, size=16).astype(np.float32))}
+    from edgenet.format import write_model
+    path = str(tmp_path / "pw.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    ranges = {"x": (-3.0, 3.0), "m": (-2.0, 6.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    used = []
+    real = qconv.pw_kernel
+    monkeypatch.setattr(qconv, "pw_kernel", lambda o: used.append(real(o)) or real(o))
+    m8 = edgenet.load(path, activations="int8", act_ranges=ranges)
+    assert m8.int8_convs == 2 and "_qo" in {n["name"]: n for n in m8.graph["nodes"]}["c1"]
+    got, called = _quantize_passes(m8, {"x": x}, monkeypatch)
+    assert called == [x.shape]     # c1's input only: c1 wrote c2's words
+    want_k = qconv._pw_vnni_k8 if O > 4 else qconv._pw_vnni_k4
+    assert used[0] is want_k and used[1] is qconv._pw_vnni_k8
+    monkeypatch.setattr(qconv, "PW_K8", False)
+    m4 = edgenet.load(path, activations="int8", act_ranges=ranges)
+    np.testing.assert_array_equal(got["y"], m4(x))
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
+    scale = float(np.abs(ref).max())
+    assert scale > 0 and float(np.abs(got["y"] - ref).max()) <= 2e-2 * scale

@@ -402,10 +402,10 @@ def test_warmup_all_splits_tiles_across_processes(monkeypatch):
     assert all(k in gen._KERNELS and gen.is_cached(*k) for k in keys)
 
 
-@pytest.mark.parametrize("tier,kern,warm", [("avx512vnni", "_pw_vnni", "warm_pointwise"),
+@pytest.mark.parametrize("tier,kern,warm", [("avx512vnni", "_pw_vnni_k8", "warm_pointwise"),
                                             ("avx2", "_pw_pm8", "warm_pointwise_pm8")])
 def test_warmup_builds_the_pointwise_int8_signature(tier, kern, warm, monkeypatch):
-    """The 1x1 pixel-vector int8 kernels (qconv._pw_vnni, qconv._pw_pm8): warmup compiles
+    """The 1x1 pixel-vector int8 kernels (qconv._pw_vnni_k8, qconv._pw_pm8): warmup compiles
     the signature a real layer calls (none compiled at the run), and the layer matches the
     reference."""
     from edgenet.cpu import qconv

@@ -389,7 +389,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     else:
         qw, qf = _QW0, _QF0
     if pw:
-        emit(calls, _pw_vnni, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
+        emit(calls, pw_kernel(O), xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta, pq, qw,
              qf)
         return pq
@@ -418,101 +418,103 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
 # so ``vpdpbusd(x[16 pixels], broadcast(w[o, 4 channels]))`` accumulates 16 pixels of one
 # output channel, and the epilogue stores whole vectors into NCHW rows (the channel-vector
 # tiles transpose through ``tile_store`` one float at a time, which cost more than their
-# dot products on MobileNet's expansion convs). Tile: PW_K output channels x PW_V vectors.
-PW_K = 4
+# dot products on MobileNet's expansion convs). Tile: K output channels (pw_kernel: 8, or 4
+# where O <= 4) x PW_V vectors.
 PW_V = 3
 PW_PIX = 16 * PW_V
 PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in bench_int8.py)
 
 
-@pjit(fastmath=True, boundscheck=False, error_model="numpy")
-def _pw_vnni(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta, qo, qw,
-             qf):
-    """xq: int32 (N, C4, HW); wt: int32 words (ceil(O/B), C4, 1, B) (prepare's layout);
-    yf, rf: float32 (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps).
-    qo: write the int8 consumer's unpadded input instead, words (N, ceil(O/4), HW) in qw,
-    quantized with qf = (scale, zero point) (no residual; none / Relu / Clip / HardSwish)."""
-    NG = (O + PW_K - 1) // PW_K
-    NT = (HW + PW_PIX - 1) // PW_PIX
-    # channel groups fastest: consecutive tiles read the same 48 pixels of input (L1) and
-    # only the weights change (pixel tiles fastest re-read the whole input per group:
-    # MobileNetV2's 16 -> 96 expansion at 112x112, 2 threads, in one process, 159 -> 146 us;
-    # its 14 bound expansions 658 -> 634 us)
-    for t in prange(N * NG * NT):
-        g = t % NG
-        u = t // NG
-        tx = u % NT
-        n = u // NT
-        px = tx * PW_PIX
-        if px > HW - PW_PIX:
-            px = HW - PW_PIX
-        o0 = g * PW_K
-        o1 = min(o0 + 1, O - 1)
-        o2 = min(o0 + 2, O - 1)
-        o3 = min(o0 + 3, O - 1)
-        w0 = (o0 // B) * C4 * B + o0 % B
-        w1 = (o1 // B) * C4 * B + o1 % B
-        w2 = (o2 // B) * C4 * B + o2 % B
-        w3 = (o3 // B) * C4 * B + o3 % B
-        a00 = simd.vzeroi16()
-        a01 = simd.vzeroi16()
-        a02 = simd.vzeroi16()
-        a10 = simd.vzeroi16()
-        a11 = simd.vzeroi16()
-        a12 = simd.vzeroi16()
-        a20 = simd.vzeroi16()
-        a21 = simd.vzeroi16()
-        a22 = simd.vzeroi16()
-        a30 = simd.vzeroi16()
-        a31 = simd.vzeroi16()
-        a32 = simd.vzeroi16()
-        xb = n * C4 * HW + px
-        for c in range(C4):
-            xo = xb + c * HW
-            x0 = simd.vldi16(xq, xo)
-            x1 = simd.vldi16(xq, xo + 16)
-            x2 = simd.vldi16(xq, xo + 32)
-            wc = c * B
-            v = simd.vbci16(wt, w0 + wc)
-            a00 = simd.vdpbusd16(a00, x0, v)
-            a01 = simd.vdpbusd16(a01, x1, v)
-            a02 = simd.vdpbusd16(a02, x2, v)
-            v = simd.vbci16(wt, w1 + wc)
-            a10 = simd.vdpbusd16(a10, x0, v)
-            a11 = simd.vdpbusd16(a11, x1, v)
-            a12 = simd.vdpbusd16(a12, x2, v)
-            v = simd.vbci16(wt, w2 + wc)
-            a20 = simd.vdpbusd16(a20, x0, v)
-            a21 = simd.vdpbusd16(a21, x1, v)
-            a22 = simd.vdpbusd16(a22, x2, v)
-            v = simd.vbci16(wt, w3 + wc)
-            a30 = simd.vdpbusd16(a30, x0, v)
-            a31 = simd.vdpbusd16(a31, x1, v)
-            a32 = simd.vdpbusd16(a32, x2, v)
-        if qo:   # PW_K == 4: the tile's channels are one word of the consumer's layout
-            qb = (n * NG + g) * HW + px
-            _pw_store_q(a00, a10, a20, a30, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
-                        qb)
-            _pw_store_q(a01, a11, a21, a31, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
-                        qb + 16)
-            _pw_store_q(a02, a12, a22, a32, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw,
-                        qb + 32)
-            continue
-        _pw_store(a00, a01, a02, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
-        if o0 + 1 < O:
-            _pw_store(a10, a11, a12, o0 + 1, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
-        if o0 + 2 < O:
-            _pw_store(a20, a21, a22, o0 + 2, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
-        if o0 + 3 < O:
-            _pw_store(a30, a31, a32, o0 + 3, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, beta)
+def _pw_vnni_source(K):
+    """The kernel with K output channels a tile, ``_pw_vnni_k{K}``: xq int32 (N, C4, HW); wt
+    int32 words (ceil(O/B), C4, 1, B) (prepare's layout; B a multiple of K); yf, rf float32
+    (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps). qo: write the int8
+    consumer's unpadded input instead, words (N, ceil(O/4), HW) in qw, K / 4 words a tile,
+    quantized with qf = (scale, zero point) (no residual; none / Relu / Clip / HardSwish).
+    Channel groups fastest: consecutive tiles read the same PW_PIX pixels of input (L1) and
+    only the weights change (pixel tiles fastest re-read the whole input per group:
+    MobileNetV2's 16 -> 96 expansion at 112x112, 2 threads, 159 -> 146 us). K x PW_V
+    accumulators: K = 8 takes 24 of the 32 zmm registers and halves the per-tile costs
+    (index arithmetic, input loads per dot product) of K = 4: MobileNetV2 int8 0.950 / 0.954
+    in alternating runs (1.030 / 1.025 the other way round), MobileNetV3-small 0.98-0.99."""
+    V = PW_V
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def _pw_vnni_k{K}(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta,")
+    w("                 qo, qw, qf):")
+    w(f"    NG = (O + {K - 1}) // {K}")
+    w("    NW = (O + 3) // 4")
+    w("    NT = (HW + PW_PIX - 1) // PW_PIX")
+    w("    for t in prange(N * NG * NT):")
+    w("        g = t % NG")
+    w("        u = t // NG")
+    w("        tx = u % NT")
+    w("        n = u // NT")
+    w("        px = tx * PW_PIX")
+    w("        if px > HW - PW_PIX:")
+    w("            px = HW - PW_PIX")
+    w(f"        o0 = g * {K}")
+    w("        wb = (o0 // B) * C4 * B + o0 % B")   # o0 .. o0 + K - 1 in one block of B
+    for k in range(1, K):
+        w(f"        o{k} = min(o0 + {k}, O - 1)")
+    for k in range(K):
+        w(f"        w{k} = " + ("wb" if k == 0 else f"wb + (o{k} - o0)"))
+        for j in range(V):
+            w(f"        a{k}{j} = simd.vzeroi16()")
+    w("        xb = n * C4 * HW + px")
+    w("        for c in range(C4):")
+    w("            xo = xb + c * HW")
+    for j in range(V):
+        w(f"            x{j} = simd.vldi16(xq, xo + {16 * j})")
+    w("            wc = c * B")
+    for k in range(K):
+        w(f"            v = simd.vbci16(wt, w{k} + wc)")
+        for j in range(V):
+            w(f"            a{k}{j} = simd.vdpbusd16(a{k}{j}, x{j}, v)")
+    w("        if qo:   # K / 4 words of the consumer's layout")
+    w("            qb = (n * NW + o0 // 4) * HW + px")
+    for q4 in range(K // 4):
+        ind = "            "
+        if q4:
+            w(f"            if o0 + {4 * q4} < O:")
+            ind += "    "
+        ks = range(4 * q4, 4 * q4 + 4)
+        for j in range(V):
+            acc = ", ".join(f"a{k}{j}" for k in ks)
+            oc = ", ".join(f"o{k}" for k in ks)
+            w(f"{ind}_pw_store_q({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
+            w(f"{ind}            qb + {q4} * HW + {16 * j})")
+    w("            continue")
+    for k in range(K):
+        accs = ", ".join(f"a{k}{j}" for j in range(V))
+        if k:
+            w(f"        if o0 + {k} < O:")
+            w(f"            _pw_store({accs}, o{k}, O, n, HW, px, sc, bb, yf, rf, has_r, code,")
+            w("                      alpha, beta)")
+        else:
+            w(f"        _pw_store({accs}, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha,")
+            w("                  beta)")
+    return "\n".join(o) + "\n"
+
+
+for _K in (4, 8):
+    exec(compile(_pw_vnni_source(_K), __file__, "exec"), globals())
+PW_K8 = True    # False: 4 output channels a tile everywhere (A/B)
+
+
+def pw_kernel(O):
+    """The pixel-vector kernel for O output channels: 8 a tile, 4 where O <= 4."""
+    return _pw_vnni_k8 if PW_K8 and O > 4 else _pw_vnni_k4  # noqa: F821 (exec above)
 
 
 def warm_pointwise():
-    """Compile (or load) ``_pw_vnni`` at run()'s argument types (edgenet warmup)."""
+    """Compile (or load) ``_pw_vnni_k4`` and ``_pw_vnni_k8`` at run()'s argument types
+    (edgenet warmup)."""
     z = np.zeros(PW_PIX, np.float32)
-    _pw_vnni(np.zeros(PW_PIX, np.int32), 1, PW_PIX, np.zeros(16, np.int32), 16, z[:16],
-             z[:16], z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), False,
-             _QW0, _QF0)
+    for f in (_pw_vnni_k4, _pw_vnni_k8):  # noqa: F821
+        f(np.zeros(PW_PIX, np.int32), 1, PW_PIX, np.zeros(16, np.int32), 16, z[:16], z[:16],
+          z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), False, _QW0, _QF0)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
@@ -584,7 +586,7 @@ PW8_PIX = 16
 @pjit(fastmath=True, boundscheck=False, error_model="numpy")
 def _pw_pm8(xq, C4, HW, wt, B, sc, bb, smax, yf, N, O, rf, has_r, code, alpha, beta, qo, qw,
             qf):
-    """As ``_pw_vnni`` with the avx2 ``pm`` weights (same layout) and ``smax``."""
+    """As ``_pw_vnni_k4`` with the avx2 ``pm`` weights (same layout) and ``smax``."""
     NG = (O + 3) // 4
     NT = (HW + PW8_PIX - 1) // PW8_PIX
     for t in prange(N * NG * NT):

@@ -305,7 +305,7 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
             warm_pool_q()
             from .conv import warm_dequant     # int8 depthwise off dw_cv: uint8 -> float
             warm_dequant()
-            if q == "vnni":      # the 1x1 pixel-vector int8 kernel (qconv._pw_vnni)
+            if q == "vnni":      # the 1x1 pixel-vector int8 kernels (qconv._pw_vnni_k*)
                 from .qconv import warm_pointwise
                 warm_pointwise()
             elif simd.tier() == "avx2":   # its avx2 (pm, 8 lanes) twin (qconv._pw_pm8)
