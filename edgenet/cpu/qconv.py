@@ -349,7 +349,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
                          "chosen for the model's input size")
     pw = (q["fam"] == "v" and not q["t2"] and toff.shape[0] == 1 and sh == 1 and params[1] == 1
           and not (pt or pl or pb or pr) and PW_ON and q.get("qi_pads") is None
-          and -(-OH * OW // PW_PIX) * PW_PIX * 4 <= OH * OW * 5)   # <= 25% recomputed
+          and pw_kernel(O, OH * OW, x.shape[1]) is not None)
     pw8 = (q["fam"] == "pm" and q["L"] == 8 and toff.shape[0] == 1 and sh == 1
            and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
            and q.get("qi_pads") is None
@@ -389,7 +389,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     else:
         qw, qf = _QW0, _QF0
     if pw:
-        emit(calls, pw_kernel(O), xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
+        emit(calls, pw_kernel(O, OH * OW, x.shape[1]), xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta, pq, qw,
              qf)
         return pq
@@ -422,10 +422,14 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
 # where O <= 4) x PW_V vectors.
 PW_V = 3
 PW_PIX = 16 * PW_V
+# masked kernels (K, V): tiles side by side, the map's last pixels in masked vectors, for
+# maps the overlapping tiles would recompute more than 25 % of (7x7: 49 pixels in one tile
+# of 4 vectors instead of two overlapping tiles of 3, 96 pixels)
+PW_MASKED = ((8, 3), (4, 4))
 PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in bench_int8.py)
 
 
-def _pw_vnni_source(K):
+def _pw_vnni_source(K, masked=False, V=None):
     """The kernel with K output channels a tile, ``_pw_vnni_k{K}``: xq int32 (N, C4, HW); wt
     int32 words (ceil(O/B), C4, 1, B) (prepare's layout; B a multiple of K); yf, rf float32
     (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps). qo: write the int8
@@ -437,23 +441,29 @@ def _pw_vnni_source(K):
     accumulators: K = 8 takes 24 of the 32 zmm registers and halves the per-tile costs
     (index arithmetic, input loads per dot product) of K = 4: MobileNetV2 int8 0.950 / 0.954
     in alternating runs (1.030 / 1.025 the other way round), MobileNetV3-small 0.98-0.99."""
-    V = PW_V
+    V = PW_V if V is None else V
+    PIX = 16 * V
+    name = f"_pw_vnni_k{K}" + (f"_v{V}m" if masked else "")
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    w(f"def _pw_vnni_k{K}(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta,")
+    w(f"def {name}(xq, C4, HW, wt, B, sc, bb, yf, N, O, rf, has_r, code, alpha, beta,")
     w("                 qo, qw, qf):")
     w(f"    NG = (O + {K - 1}) // {K}")
     w("    NW = (O + 3) // 4")
-    w("    NT = (HW + PW_PIX - 1) // PW_PIX")
+    w(f"    NT = (HW + {PIX - 1}) // {PIX}")
     w("    for t in prange(N * NG * NT):")
     w("        g = t % NG")
     w("        u = t // NG")
     w("        tx = u % NT")
     w("        n = u // NT")
-    w("        px = tx * PW_PIX")
-    w("        if px > HW - PW_PIX:")
-    w("            px = HW - PW_PIX")
+    w(f"        px = tx * {PIX}")
+    if masked:   # tiles side by side; vector j holds m{j} (0..16) pixels of the map
+        for j in range(V):
+            w(f"        m{j} = min(16, max(0, HW - px - {16 * j}))")
+    else:        # the last tile overlaps the one before
+        w(f"        if px > HW - {PIX}:")
+        w(f"            px = HW - {PIX}")
     w(f"        o0 = g * {K}")
     w("        wb = (o0 // B) * C4 * B + o0 % B")   # o0 .. o0 + K - 1 in one block of B
     for k in range(1, K):
@@ -466,7 +476,8 @@ def _pw_vnni_source(K):
     w("        for c in range(C4):")
     w("            xo = xb + c * HW")
     for j in range(V):
-        w(f"            x{j} = simd.vldi16(xq, xo + {16 * j})")
+        w(f"            x{j} = simd.vldim16(xq, xo + {16 * j}, m{j})" if masked else
+          f"            x{j} = simd.vldi16(xq, xo + {16 * j})")
     w("            wc = c * B")
     for k in range(K):
         w(f"            v = simd.vbci16(wt, w{k} + wc)")
@@ -483,36 +494,72 @@ def _pw_vnni_source(K):
         for j in range(V):
             acc = ", ".join(f"a{k}{j}" for k in ks)
             oc = ", ".join(f"o{k}" for k in ks)
-            w(f"{ind}_pw_store_q({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
-            w(f"{ind}            qb + {q4} * HW + {16 * j})")
+            if masked:
+                w(f"{ind}_pw_store_qm({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
+                w(f"{ind}             qb + {q4} * HW + {16 * j}, m{j})")
+            else:
+                w(f"{ind}_pw_store_q({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
+                w(f"{ind}            qb + {q4} * HW + {16 * j})")
     w("            continue")
+    if masked:
+        w("        lo = simd.vsplat16(np.float32(alpha))")
+        w("        hi = simd.vsplat16(np.float32(beta))")
     for k in range(K):
-        accs = ", ".join(f"a{k}{j}" for j in range(V))
+        ind = "        "
         if k:
             w(f"        if o0 + {k} < O:")
-            w(f"            _pw_store({accs}, o{k}, O, n, HW, px, sc, bb, yf, rf, has_r, code,")
-            w("                      alpha, beta)")
+            ind += "    "
+        if masked:   # masked vectors (the residual read masked too), then scalar activations
+            w(f"{ind}s = simd.vsplat16(sc[o{k}])")
+            w(f"{ind}cb = simd.vsplat16(bb[o{k}])")
+            w(f"{ind}yb = (n * O + o{k}) * HW + px")
+            for j in range(V):
+                w(f"{ind}_pw_vecm(a{k}{j}, s, cb, yf, rf, yb + {16 * j}, has_r, code, lo, hi, m{j})")
+            w(f"{ind}if code != 0 and code != 1 and code != 7 and code != 9:")
+            w(f"{ind}    for i in range(yb, yb + min({PIX}, HW - px)):")
+            w(f"{ind}        yf[i] = act_call(yf[i], code, alpha, beta)")
         else:
-            w(f"        _pw_store({accs}, o0, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha,")
-            w("                  beta)")
+            accs = ", ".join(f"a{k}{j}" for j in range(V))
+            w(f"{ind}_pw_store({accs}, o{k}, O, n, HW, px, sc, bb, yf, rf, has_r, code,")
+            w(f"{ind}          alpha, beta)")
     return "\n".join(o) + "\n"
 
 
 for _K in (4, 8):
     exec(compile(_pw_vnni_source(_K), __file__, "exec"), globals())
+for _K, _V in PW_MASKED:
+    exec(compile(_pw_vnni_source(_K, True, _V), __file__, "exec"), globals())
 PW_K8 = True    # False: 4 output channels a tile everywhere (A/B)
 
 
-def pw_kernel(O):
-    """The pixel-vector kernel for O output channels: 8 a tile, 4 where O <= 4."""
-    return _pw_vnni_k8 if PW_K8 and O > 4 else _pw_vnni_k4  # noqa: F821 (exec above)
+PW_MASK_MIN = 32  # masked kernels for maps of at least this many pixels (smaller: the tiles)
+
+
+def pw_kernel(O, HW, C):
+    """The pixel-vector kernel for C -> O channels on a map of HW pixels, or None (the
+    channel-vector tiles): overlapping tiles of PW_PIX pixels, 8 channels a tile (4 where
+    O <= 4), where they recompute at most 25 %; else, for an expansion (O >= 2 C) from
+    PW_MASK_MIN pixels up, the masked kernel (PW_MASKED) that computes the fewest pixels.
+    MobileNetV2's 7x7 maps (int8, 2 threads, bound steps in one process): its 160 -> 960
+    expansions 23 -> 18 us, 320 -> 1280 the same (46 us), its 960 -> 160 projections
+    18 -> 21 us (which keep the tiles)."""
+    if HW >= PW_PIX and -(-HW // PW_PIX) * PW_PIX * 4 <= HW * 5:
+        return _pw_vnni_k8 if PW_K8 and O > 4 else _pw_vnni_k4  # noqa: F821 (exec above)
+    if HW < PW_MASK_MIN or not PW_MASK_ON or O < 2 * C:
+        return None
+    K, V = min(PW_MASKED, key=lambda kv: -(-HW // (16 * kv[1])) * 16 * kv[1])
+    return globals()[f"_pw_vnni_k{K}_v{V}m"]
+
+
+PW_MASK_ON = True   # False: the tiles where the overlapping kernel would recompute > 25 %
 
 
 def warm_pointwise():
-    """Compile (or load) ``_pw_vnni_k4`` and ``_pw_vnni_k8`` at run()'s argument types
-    (edgenet warmup)."""
+    """Compile (or load) the pixel-vector kernels (``_pw_vnni_k4``, ``_pw_vnni_k8`` and the
+    masked ones) at run()'s argument types (edgenet warmup)."""
     z = np.zeros(PW_PIX, np.float32)
-    for f in (_pw_vnni_k4, _pw_vnni_k8):  # noqa: F821
+    for f in (_pw_vnni_k4, _pw_vnni_k8,  # noqa: F821
+              *(globals()[f"_pw_vnni_k{K}_v{V}m"] for K, V in PW_MASKED)):
         f(np.zeros(PW_PIX, np.int32), 1, PW_PIX, np.zeros(16, np.int32), 16, z[:16], z[:16],
           z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), False, _QW0, _QF0)
 
@@ -544,6 +591,27 @@ def _pw_act(a, oc, sc, bb, code, lo, hi):
     return _vact16(simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc])),
                   code, lo, hi)
 
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
+    """``_pw_vec`` for the first m (0..16) pixels: masked residual load and store."""
+    f = simd.vfma16(simd.vitof16(a), s, c)
+    if has_r:
+        f = simd.vadd16(f, simd.vldm16(rf, yb, m))
+    simd.vstm16(yf, yb, _vact16(f, code, lo, hi), m)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_store_qm(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb, m):
+    """``_pw_store_q`` for the first m (0..16) pixels (a masked store)."""
+    lo = simd.vsplat16(np.float32(alpha))
+    hi = simd.vsplat16(np.float32(beta))
+    simd.vstim16(qw, qb, simd.vqpack4_16(_pw_act(a0, o0, sc, bb, code, lo, hi),
+                                         _pw_act(a1, o1, sc, bb, code, lo, hi),
+                                         _pw_act(a2, o2, sc, bb, code, lo, hi),
+                                         _pw_act(a3, o3, sc, bb, code, lo, hi),
+                                         qf[0], qf[1]), m)
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_store_q(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb):

@@ -724,13 +724,56 @@ def _make_int(n):
             return builder.add(args[0], _pairs(builder, w, n, LI))
         return VI(acc, h), codegen
 
-    return vldi, vbci, vzeroi, vzerow, vitof, vaddw, vdotg, vmaddubs, vmaddubsg, vwiden, vwideng
+    LM = ir.VectorType(ir.IntType(1), n)
+
+    def _cmask(context, builder, cnt, cty):
+        c = builder.trunc(context.cast(builder, cnt, cty, types.int64), _I32)
+        return builder.icmp_signed("<", ir.Constant(LI, list(range(n))), _splat_i(builder, c, LI, n))
+
+    @intrinsic
+    def vldim(typingctx, arr, idx, cnt):
+        """The first cnt (0..n) int32 at arr.flat[idx:], the other lanes 0 (a masked load:
+        nothing past them is read)."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer)
+                and isinstance(cnt, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(LI, [LI.as_pointer(), _I32, LM, LI]),
+                f"llvm.masked.load.v{n}i32.p0v{n}i32")
+            return builder.call(fn, [builder.bitcast(p, LI.as_pointer()), ir.Constant(_I32, 4),
+                                     _cmask(context, builder, args[2], sig.args[2]),
+                                     ir.Constant(LI, [0] * n)])
+        return VI(arr, idx, cnt), codegen
+
+    @intrinsic
+    def vstim(typingctx, arr, idx, v, cnt):
+        """Store the first cnt (0..n) int32 lanes of v (the words vqpack4 packs, too) at
+        arr.flat[idx:] (a masked store: nothing past them is written)."""
+        if not (_is_arr(arr, types.int32) and isinstance(idx, types.Integer) and v == VI
+                and isinstance(cnt, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [LI, LI.as_pointer(), _I32, LM]),
+                f"llvm.masked.store.v{n}i32.p0v{n}i32")
+            builder.call(fn, [args[2], builder.bitcast(p, LI.as_pointer()), ir.Constant(_I32, 4),
+                              _cmask(context, builder, args[3], sig.args[3])])
+            return context.get_dummy_value()
+        return types.none(arr, idx, v, cnt), codegen
+
+    return (vldi, vbci, vzeroi, vzerow, vitof, vaddw, vdotg, vmaddubs, vmaddubsg, vwiden,
+            vwideng, vldim, vstim)
 
 
 (vldi16, vbci16, vzeroi16, vzerow16, vitof16, vaddw16, vdpbusd16g, vmaddubs16, vmaddubs16g,
- vwiden16, vwiden16g) = _make_int(16)
+ vwiden16, vwiden16g, vldim16, vstim16) = _make_int(16)
 (vldi8, vbci8, vzeroi8, vzerow8, vitof8, vaddw8, vdpbusd8g, vmaddubs8, vmaddubs8g,
- vwiden8, vwiden8g) = _make_int(8)
+ vwiden8, vwiden8g, vldim8, vstim8) = _make_int(8)
 
 
 def _make_generic(n):
