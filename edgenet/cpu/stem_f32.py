@@ -69,9 +69,11 @@ def _source(L, S, K=None, V=1, res=False):
     w("        g = u % NG")
     w("        n = u // NG")
     w(f"        o0 = g * {K}")
-    for i in range(K):
-        oi = "o0" if i == 0 else f"min(o0 + {i}, O - 1)"
-        w(f"        w{i} = ({oi} // B) * C * T * B + ({oi}) % B")
+    # o0 .. o0 + K - 1 lie in one block of B (B a multiple of K): consecutive weights
+    # (channels past O: the layout's zeros), one base register and immediate offsets
+    # (K clamped offsets each took a register: ResNet-18's 7x7 stem 740-840 -> 645-660 us
+    # at 2 threads, ResNet-18 f32 0.965-1.01, ResNet-20 0.95-0.98 across processes)
+    w("        w0 = (o0 // B) * C * T * B + o0 % B")
     emit_act_consts(w, L, "        ")
     w("        for v in range(NV):")
     w(f"            ox0 = v * {PIX}")
@@ -88,8 +90,9 @@ def _source(L, S, K=None, V=1, res=False):
     for j in range(V):
         w(f"                    x{j} = {ld}(xf, xc + toff[q] + {j * L * S})")
     w("                    wq = wc + q * B")
+    w("                    wq += w0")
     for i in range(K):
-        w(f"                    wv = vbc{L}(ws, w{i} + wq)")
+        w(f"                    wv = vbc{L}(ws, wq + {i})")
         for j in range(V):
             w(f"                    a{i}_{j} = vfma{L}(x{j}, wv, a{i}_{j})")
     for i in range(K):
