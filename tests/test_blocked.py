@@ -67,6 +67,14 @@ def _model(path, rng, C0, C, H, st, k, act1, act2, N_out=12, extra_reader=False,
     return path
 
 
+def _conv_node(name, i, o, k=1, s=1, g=1, act="Relu"):
+    """A k x k conv node (stride s, group g, pads k // 2) reading i, weights "w" + name."""
+    return {"name": name, "op": "Conv", "inputs": [i, "w" + name, "b" + name],
+            "outputs": [o], "attrs": {"strides": [s, s], "pads": [k // 2] * 4,
+                                      "dilations": [1, 1], "group": g,
+                                      "activation": _desc(act)}}
+
+
 def _close(got, ref):
     scale = float(np.abs(ref).max())
     assert scale > 0
@@ -224,12 +232,7 @@ def test_chain_of_depthwise_and_1x1_convs(tmp_path, monkeypatch):
     conv could read one blocked tensor and write another; it takes one role only (the
     producer's), and the chain matches the reference on every tier this CPU runs."""
     rng = np.random.default_rng(11)
-
-    def conv(name, i, o, k=1, s=1, g=1, act="Relu"):
-        return {"name": name, "op": "Conv", "inputs": [i, "w" + name, "b" + name],
-                "outputs": [o], "attrs": {"strides": [s, s], "pads": [k // 2] * 4,
-                                          "dilations": [1, 1], "group": g,
-                                          "activation": _desc(act)}}
+    conv = _conv_node
     nodes = [conv("p1", "x", "a"), conv("d1", "a", "b", 3, 1, 32),
              conv("p2", "b", "c", act="Clip"), conv("d2", "c", "d", 3, 2, 64),
              conv("p3", "d", "y", act=None)]
@@ -280,16 +283,11 @@ def test_overlapping_hand_offs_get_their_own_buffers(tmp_path, monkeypatch):
     tensors are alive at once, so they must not share a buffer (conv._share_blocked_buffers);
     a third pair after them reuses one. Matches the reference on every tier."""
     rng = np.random.default_rng(17)
-
-    def conv(name, i, o, k=1, g=1, act="Relu"):
-        return {"name": name, "op": "Conv", "inputs": [i, "w" + name, "b" + name],
-                "outputs": [o], "attrs": {"strides": [1, 1], "pads": [k // 2] * 4,
-                                          "dilations": [1, 1], "group": g,
-                                          "activation": _desc(act)}}
+    conv = _conv_node
     nodes = [conv("p1", "x", "a"), conv("q1", "x", "c", act="Clip"),
-             conv("d1", "a", "b", 3, 32), conv("d2", "c", "e", 3, 32),
+             conv("d1", "a", "b", 3, 1, 32), conv("d2", "c", "e", 3, 1, 32),
              {"name": "add", "op": "Add", "inputs": ["b", "e"], "outputs": ["s"]},
-             conv("p3", "s", "f"), conv("d3", "f", "y", 3, 32, act=None)]
+             conv("p3", "s", "f"), conv("d3", "f", "y", 3, 1, 32, act=None)]
     f32 = lambda *sh: pack("f32", rng.normal(0, 0.3, size=sh).astype(np.float32))  # noqa: E731
     tensors = {}
     for n, (o, i, k) in {"p1": (32, 8, 1), "q1": (32, 8, 1), "d1": (32, 1, 3),

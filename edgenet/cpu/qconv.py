@@ -494,12 +494,8 @@ def _pw_vnni_source(K, masked=False, V=None):
         for j in range(V):
             acc = ", ".join(f"a{k}{j}" for k in ks)
             oc = ", ".join(f"o{k}" for k in ks)
-            if masked:
-                w(f"{ind}_pw_store_qm({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
-                w(f"{ind}             qb + {q4} * HW + {16 * j}, m{j})")
-            else:
-                w(f"{ind}_pw_store_q({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
-                w(f"{ind}            qb + {q4} * HW + {16 * j})")
+            w(f"{ind}_pw_store_qm({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
+            w(f"{ind}             qb + {q4} * HW + {16 * j}, {f'm{j}' if masked else 16})")
     w("            continue")
     if masked:
         w("        lo = simd.vsplat16(np.float32(alpha))")
@@ -579,23 +575,16 @@ def _vact16(f, code, lo, hi):
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _pw_vec(a, s, c, yf, rf, yb, has_r, code, lo, hi):
-    f = simd.vfma16(simd.vitof16(a), s, c)
-    if has_r:
-        f = simd.vadd16(f, simd.vld16(rf, yb))
-    simd.vst16(yf, yb, _vact16(f, code, lo, hi))
-
-
-@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_act(a, oc, sc, bb, code, lo, hi):
     return _vact16(simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc])),
                   code, lo, hi)
 
 
-
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
-    """``_pw_vec`` for the first m (0..16) pixels: masked residual load and store."""
+    """y[yb:yb + m] = float(a) * s + c (+ the residual), activated (a vector activation),
+    for the first m (0..16) pixels: masked residual load and store (m = 16, a constant:
+    LLVM folds them into plain ones)."""
     f = simd.vfma16(simd.vitof16(a), s, c)
     if has_r:
         f = simd.vadd16(f, simd.vldm16(rf, yb, m))
@@ -604,7 +593,9 @@ def _pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_store_qm(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb, m):
-    """``_pw_store_q`` for the first m (0..16) pixels (a masked store)."""
+    """The first m (0..16) pixels of the tile's 4 channels, scaled and activated as
+    _pw_store, quantized and packed one word a pixel into the consumer's input at qw[qb:]
+    (a masked store; m = 16 a constant: a plain one)."""
     lo = simd.vsplat16(np.float32(alpha))
     hi = simd.vsplat16(np.float32(beta))
     simd.vstim16(qw, qb, simd.vqpack4_16(_pw_act(a0, o0, sc, bb, code, lo, hi),
@@ -612,18 +603,6 @@ def _pw_store_qm(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, 
                                          _pw_act(a2, o2, sc, bb, code, lo, hi),
                                          _pw_act(a3, o3, sc, bb, code, lo, hi),
                                          qf[0], qf[1]), m)
-
-@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _pw_store_q(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb):
-    """16 pixels of the tile's 4 channels, scaled and activated as _pw_store, quantized and
-    packed one word a pixel into the consumer's input at qw[qb:]."""
-    lo = simd.vsplat16(np.float32(alpha))
-    hi = simd.vsplat16(np.float32(beta))
-    simd.vstwords16(qw, qb, simd.vqpack4_16(_pw_act(a0, o0, sc, bb, code, lo, hi),
-                                            _pw_act(a1, o1, sc, bb, code, lo, hi),
-                                            _pw_act(a2, o2, sc, bb, code, lo, hi),
-                                            _pw_act(a3, o3, sc, bb, code, lo, hi),
-                                            qf[0], qf[1]))
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
@@ -636,9 +615,9 @@ def _pw_store(a0, a1, a2, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, 
     lo = simd.vsplat16(np.float32(alpha))
     hi = simd.vsplat16(np.float32(beta))
     yb = (n * O + oc) * HW + px
-    _pw_vec(a0, s, c, yf, rf, yb, has_r, code, lo, hi)
-    _pw_vec(a1, s, c, yf, rf, yb + 16, has_r, code, lo, hi)
-    _pw_vec(a2, s, c, yf, rf, yb + 32, has_r, code, lo, hi)
+    _pw_vecm(a0, s, c, yf, rf, yb, has_r, code, lo, hi, 16)
+    _pw_vecm(a1, s, c, yf, rf, yb + 16, has_r, code, lo, hi, 16)
+    _pw_vecm(a2, s, c, yf, rf, yb + 32, has_r, code, lo, hi, 16)
     if code != 0 and code != 1 and code != 7 and code != 9:
         for i in range(yb, yb + PW_PIX):
             yf[i] = act_call(yf[i], code, alpha, beta)
@@ -763,7 +742,7 @@ def _pw8_act(a, oc, sc, bb, code, lo, hi):
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw8_store_q(a0, a1, a2, a3, o0, o1, o2, o3, sc, bb, code, alpha, beta, qf, qw, qb):
-    """As _pw_store_q, 8 pixels."""
+    """As _pw_store_qm (16 pixels), 8 pixels."""
     lo = simd.vsplat8(np.float32(alpha))
     hi = simd.vsplat8(np.float32(beta))
     simd.vstwords8(qw, qb, simd.vqpack4_8(_pw8_act(a0, o0, sc, bb, code, lo, hi),

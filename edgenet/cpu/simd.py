@@ -294,15 +294,6 @@ def _make(n):
             return _levels(context, builder, sig.args, args)
         return VT(codes, cidx), codegen
 
-    LM = ir.VectorType(ir.IntType(1), n)
-    I32 = ir.IntType(32)
-    LI = ir.VectorType(I32, n)
-
-    def _mask(context, builder, cnt, cty):
-        c = builder.trunc(context.cast(builder, cnt, cty, types.int64), I32)
-        return builder.icmp_signed("<", ir.Constant(LI, list(range(n))),
-                                   _splat_i(builder, c, LI, n))
-
     @intrinsic
     def vldm(typingctx, arr, idx, cnt):
         """The first cnt (0..n) floats at arr.flat[idx:], the other lanes 0 (a masked load:
@@ -312,13 +303,7 @@ def _make(n):
             return None
 
         def codegen(context, builder, sig, args):
-            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(LV, [LV.as_pointer(), I32, LM, LV]),
-                f"llvm.masked.load.v{n}f32.p0v{n}f32")
-            return builder.call(fn, [builder.bitcast(p, LV.as_pointer()), ir.Constant(I32, 4),
-                                     _mask(context, builder, args[2], sig.args[2]),
-                                     ir.Constant(LV, [0.0] * n)])
+            return _masked_mem(context, builder, sig, args, LV, "f32", False)
         return VT(arr, idx, cnt), codegen
 
     @intrinsic
@@ -330,13 +315,7 @@ def _make(n):
             return None
 
         def codegen(context, builder, sig, args):
-            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [LV, LV.as_pointer(), I32, LM]),
-                f"llvm.masked.store.v{n}f32.p0v{n}f32")
-            builder.call(fn, [args[2], builder.bitcast(p, LV.as_pointer()), ir.Constant(I32, 4),
-                              _mask(context, builder, args[3], sig.args[3])])
-            return context.get_dummy_value()
+            return _masked_mem(context, builder, sig, args, LV, "f32", True)
         return types.none(arr, idx, v, cnt), codegen
 
     return (vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn, vldm,
@@ -580,6 +559,31 @@ def _splat_i(builder, s, LV, n):
                                   ir.Constant(ir.VectorType(_I32, n), [0] * n))
 
 
+
+def _masked_mem(context, builder, sig, args, LV, ty, store):
+    """Codegen of the masked loads / stores (vldm, vstm, vldim, vstim; args: arr, idx, [v,]
+    cnt): ``llvm.masked.load`` / ``store`` of the first cnt lanes at arr.flat[idx:], the
+    other lanes 0 (a load) or untouched (a store). A constant cnt of n folds into a plain
+    load / store."""
+    n = LV.count
+    LI = ir.VectorType(_I32, n)
+    LM = ir.VectorType(ir.IntType(1), n)
+    p = builder.bitcast(_eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1]),
+                        LV.as_pointer())
+    c = builder.trunc(context.cast(builder, args[-1], sig.args[-1], types.int64), _I32)
+    mask = builder.icmp_signed("<", ir.Constant(LI, list(range(n))), _splat_i(builder, c, LI, n))
+    if store:
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [LV, LV.as_pointer(), _I32, LM]),
+            f"llvm.masked.store.v{n}{ty}.p0v{n}{ty}")
+        builder.call(fn, [args[2], p, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(LV, [LV.as_pointer(), _I32, LM, LV]),
+        f"llvm.masked.load.v{n}{ty}.p0v{n}{ty}")
+    zero = ir.Constant(LV, [0.0 if ty == "f32" else 0] * n)
+    return builder.call(fn, [p, ir.Constant(_I32, 4), mask, zero])
+
 def _pairs(builder, v, n2, LW):
     """even + odd lanes of the 2*n2-lane vector v -> n2 lanes (type LW)."""
     ev = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
@@ -724,12 +728,6 @@ def _make_int(n):
             return builder.add(args[0], _pairs(builder, w, n, LI))
         return VI(acc, h), codegen
 
-    LM = ir.VectorType(ir.IntType(1), n)
-
-    def _cmask(context, builder, cnt, cty):
-        c = builder.trunc(context.cast(builder, cnt, cty, types.int64), _I32)
-        return builder.icmp_signed("<", ir.Constant(LI, list(range(n))), _splat_i(builder, c, LI, n))
-
     @intrinsic
     def vldim(typingctx, arr, idx, cnt):
         """The first cnt (0..n) int32 at arr.flat[idx:], the other lanes 0 (a masked load:
@@ -739,13 +737,7 @@ def _make_int(n):
             return None
 
         def codegen(context, builder, sig, args):
-            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(LI, [LI.as_pointer(), _I32, LM, LI]),
-                f"llvm.masked.load.v{n}i32.p0v{n}i32")
-            return builder.call(fn, [builder.bitcast(p, LI.as_pointer()), ir.Constant(_I32, 4),
-                                     _cmask(context, builder, args[2], sig.args[2]),
-                                     ir.Constant(LI, [0] * n)])
+            return _masked_mem(context, builder, sig, args, LI, "i32", False)
         return VI(arr, idx, cnt), codegen
 
     @intrinsic
@@ -757,13 +749,7 @@ def _make_int(n):
             return None
 
         def codegen(context, builder, sig, args):
-            p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [LI, LI.as_pointer(), _I32, LM]),
-                f"llvm.masked.store.v{n}i32.p0v{n}i32")
-            builder.call(fn, [args[2], builder.bitcast(p, LI.as_pointer()), ir.Constant(_I32, 4),
-                              _cmask(context, builder, args[3], sig.args[3])])
-            return context.get_dummy_value()
+            return _masked_mem(context, builder, sig, args, LI, "i32", True)
         return types.none(arr, idx, v, cnt), codegen
 
     return (vldi, vbci, vzeroi, vzerow, vitof, vaddw, vdotg, vmaddubs, vmaddubsg, vwiden,
