@@ -347,9 +347,11 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     if P > OW:   # P was chosen from the output width at load (fixed: only N is dynamic)
         raise InputError(f"int8 conv: output width {OW} is narrower than the tile ({P}) "
                          "chosen for the model's input size")
-    pw = (q["fam"] == "v" and not q["t2"] and toff.shape[0] == 1 and sh == 1 and params[1] == 1
-          and not (pt or pl or pb or pr) and PW_ON and q.get("qi_pads") is None
-          and pw_kernel(O, OH * OW, x.shape[1]) is not None)
+    pwk = (pw_kernel(O, OH * OW, x.shape[1])
+           if (q["fam"] == "v" and not q["t2"] and toff.shape[0] == 1 and sh == 1
+               and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
+               and q.get("qi_pads") is None) else None)
+    pw = pwk is not None
     pw8 = (q["fam"] == "pm" and q["L"] == 8 and toff.shape[0] == 1 and sh == 1
            and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
            and q.get("qi_pads") is None
@@ -389,7 +391,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     else:
         qw, qf = _QW0, _QF0
     if pw:
-        emit(calls, pw_kernel(O, OH * OW, x.shape[1]), xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
+        emit(calls, pwk, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta, pq, qw,
              qf)
         return pq
@@ -510,7 +512,8 @@ def _pw_vnni_source(K, masked=False, V=None):
             w(f"{ind}cb = simd.vsplat16(bb[o{k}])")
             w(f"{ind}yb = (n * O + o{k}) * HW + px")
             for j in range(V):
-                w(f"{ind}_pw_vecm(a{k}{j}, s, cb, yf, rf, yb + {16 * j}, has_r, code, lo, hi, m{j})")
+                w(f"{ind}_pw_vecm(a{k}{j}, s, cb, yf, rf, yb + {16 * j}, has_r, code, lo, hi,")
+                w(f"{ind}         m{j})")
             w(f"{ind}if code != 0 and code != 1 and code != 7 and code != 9:")
             w(f"{ind}    for i in range(yb, yb + min({PIX}, HW - px)):")
             w(f"{ind}        yf[i] = act_call(yf[i], code, alpha, beta)")
