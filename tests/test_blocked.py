@@ -140,6 +140,8 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_
     (24, 72, 29, 2, 80, False, "HardSwish", 1),  # 5 output blocks, odd map, stride 2
     (16, 40, 12, 1, 16, True, "Sigmoid", 1),     # 2.5 input blocks; act_call epilogue
     (16, 32, 6, 2, 16, False, "Relu", 1),        # a 3x3 output, under a tile: NCHW
+    (24, 48, 12, 1, 24, True, "Relu", 1),        # 24 outputs: 1.5 blocks, residual
+    (16, 144, 20, 1, 32, False, None, 2),        # MobileNetV2's 144 -> 32 shape, batch 2
 ])
 def test_depthwise_to_1x1_handoff_matches_reference(C0, C, H, st, N_out, res2, act3, N,
                                                     tmp_path, monkeypatch):
@@ -163,15 +165,16 @@ def test_depthwise_to_1x1_handoff_matches_reference(C0, C, H, st, N_out, res2, a
 
 
 def test_depthwise_to_1x1_handoff_where_the_reader_is_narrow(tmp_path, monkeypatch):
-    """24 or 32 output channels (2-3 blocks): no pair (pw_f32.bin_ok)."""
+    """Fewer than 16 output channels (under one block): no pair (pw_f32.bin_ok); 16 and
+    24: a pair."""
     if "avx512" not in TIERS:
         pytest.skip("needs avx512")
     monkeypatch.setenv("EDGENET_SIMD", "avx512")
     rng = np.random.default_rng(3)
-    for n_out in (24, 32):
+    for n_out in (8, 16, 24):
         path = _model(str(tmp_path / f"m{n_out}.edgenet"), rng, 8, 48, 12, 1, 3, "Relu",
                       "Relu", N_out=n_out)
-        assert edgenet.load(path)._states[1].bo2 is None
+        assert (edgenet.load(path)._states[1].bo2 is None) == (n_out < 16)
 
 
 @pytest.mark.skipif(not TIERS, reason="no SIMD tier")

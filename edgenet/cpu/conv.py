@@ -490,7 +490,7 @@ def link_blocked(nodes, states, outputs) -> int:
     vectors into a per-thread buffer, ``(N, ceil(C/L), H, W, L)``, and the reader copies its
     band rows from it (no transposes) -- per call, where ``dw_cv.use_blk`` says for the
     shapes (both sides ask it; neither touches the NCHW buffer then). And a depthwise conv
-    (16 lanes, no residual) whose output only a 1x1 conv with 16 or >= 64 output channels
+    (16 lanes, no residual) whose output only a 1x1 conv with at least 16 output channels
     reads (``pw_f32.bin_ok``): it writes blocked where it runs dw_cv (``bo2``), the reader
     reads the blocks (``bi2``, ``pw_f32.run_bin``). Measured in docs/PERFORMANCE.md,
     "Blocked hand-off to depthwise convs". In place on the states; returns the number of

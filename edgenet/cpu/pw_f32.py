@@ -307,14 +307,18 @@ for _K, _P in BIN_TILES.items():
     KERNELS_BIN[_K] = globals()[f"pwbi_l16_k{_K}"]
 
 
-# Readers with 2-3 output blocks (24 or 32 channels: MobileNets' narrow projections) keep
-# NCHW input: in MobileNetV2 they were no faster blocked (1.000 / 0.990 in alternating runs
-# with and without them), in MobileNetV3-small slower (0.981-0.983 without its two).
+# Readers with 2-3 output blocks (24 or 32 channels: MobileNets' narrow projections) were
+# kept on NCHW input once (MobileNetV2 1.000 / 0.990 either way, before the depthwise conv
+# stored its blocked output from registers). Since then, their depthwise writer spends ~40 %
+# of its time on the NCHW transposes (profile of MobileNetV2's 144-channel 56x56 one): with
+# them blocked, per step (two threads, Zen 5) 120 -> 68 us there, 135 -> 95 at 112x112/2,
+# the projections themselves 0.82-0.95x; MobileNetV2 f32 0.954 (in-process A, B, A', both
+# orders), MobileNetV3-small 0.998 (sixteenth session).
 def bin_ok(st) -> bool:
     """Does this conv read a blocked input (pwbi_l16_k*) where it can: 1x1, stride 1, no
-    padding, group 1, 16 lanes (any residual, any activation), 16 or at least 64 output
+    padding, group 1, 16 lanes (any residual, any activation), at least 16 output
     channels."""
-    return blk_kind(st) == "pw" and st.simd[0] == 16 and (st.O == 16 or st.O >= 64)
+    return blk_kind(st) == "pw" and st.simd[0] == 16 and st.O >= 16
 
 
 def run_bin(xb, C, HW, st, ws, bp, y, r, has_r, code, alpha, beta, calls=None):
