@@ -870,6 +870,65 @@ def test_pixel_vector_1x1_writes_its_1x1_consumers_input(O, act, N, tmp_path, mo
 
 
 @pytest.mark.skipif(not simd.has_vnni(), reason="the pixel-vector kernels' VNNI tier")
+@pytest.mark.parametrize("C,O,H,act,N", [
+    (24, 24, 13, "Relu", 1),       # 169 pixels: overlapping tiles; 24 = 8 + 8 + 8
+    (20, 20, 13, None, 2),         # 20 channels: the last tile's second word is past O
+    (8, 24, 7, "HardSwish", 1),    # 49 pixels, an expansion: the masked kernel
+    (16, 16, 12, "Clip", 2),
+])
+def test_pixel_vector_1x1_writes_y_and_its_consumers_words(C, O, H, act, N, tmp_path,
+                                                           monkeypatch):
+    """x -> 1x1 C -> O (+ residual r, act) -> m, m a graph output and read by an int8 1x1
+    (m needed as float32 too: qo_keep): the pixel-vector kernel stores m and packs the
+    consumer's words from the same vectors (qo = 2): no quantize pass over m, and the bits
+    of the pass (PW_KEEP_ON off) for both outputs; the NumPy reference agrees."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
+    rng = np.random.default_rng(zlib.crc32(f"pwkeep {C} {O} {H} {act} {N}".encode()))
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    a = {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"},
+                        {"name": "r", "shape": [None, O, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "m", "shape": [None, O, H, H]},
+                         {"name": "y", "shape": [None, 16, H, H]}],
+             "nodes": [{"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1", "r"],
+                        "outputs": ["m"], "attrs": dict(a, activation=desc)},
+                       {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
+                        "outputs": ["y"], "attrs": dict(a, activation=act_desc("Relu"))}]}
+    tensors = {"w1": _weight(rng, "t2", (O, C, 1, 1)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32)),
+               "w2": _weight(rng, "q3", (16, O, 1, 1)),
+               "b2": pack("f32", rng.normal(0, 0.2, size=16).astype(np.float32))}
+    from edgenet.format import write_model
+    path = str(tmp_path / "pwk.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    ranges = {"x": (-3.0, 3.0), "m": (-2.0, 6.0)}
+    feeds = {"x": rng.normal(0, 1, (N, C, H, H)).astype(np.float32),
+             "r": rng.normal(0, 1, (N, O, H, H)).astype(np.float32)}
+    used, passes = [], []
+    real, real_q = qconv.pw_kernel, qconv.quantize_to
+    monkeypatch.setattr(qconv, "pw_kernel", lambda *a: used.append(real(*a)) or real(*a))
+    m8 = edgenet.load(path, activations="int8", act_ranges=ranges)
+    nodes = {n["name"]: n for n in m8.graph["nodes"]}
+    assert m8.int8_convs == 2 and nodes["c1"].get("_qo_keep")
+    with monkeypatch.context() as mp:
+        mp.setattr(qconv, "quantize_to", lambda *a, **k: passes.append(1) or real_q(*a, **k))
+        got = m8.run(feeds)
+    assert passes == [] and used and used[0] is not None     # (c1; c2 may run the tiles)
+    monkeypatch.setattr(qconv, "PW_KEEP_ON", False)
+    with monkeypatch.context() as mp:
+        mp.setattr(qconv, "quantize_to", lambda *a, **k: passes.append(1) or real_q(*a, **k))
+        old = edgenet.load(path, activations="int8", act_ranges=ranges).run(feeds)
+    assert passes        # the pass over m ran there
+    for k in ("m", "y"):
+        np.testing.assert_array_equal(got[k], old[k])
+    ref = edgenet.load(path, device="reference", activations="int8",
+                       act_ranges=ranges).run(feeds)
+    for k in ("m", "y"):
+        scale = float(np.abs(ref[k]).max())
+        assert scale > 0 and float(np.abs(got[k] - ref[k]).max()) <= 2e-2 * scale
+
+
+@pytest.mark.skipif(not simd.has_vnni(), reason="the pixel-vector kernels' VNNI tier")
 @pytest.mark.parametrize("C,O,H,act,res,N", [
     (16, 48, 7, "Relu", False, 2),       # 49 pixels: one tile of 4 vectors, 15 masked
     (8, 40, 6, "Sigmoid", True, 1),      # 36: 3 vectors (the last one 4 pixels), residual

@@ -386,15 +386,20 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     keep = y_too and q["L"] == 16
     pq = ((pw or pw8) and qo is not None and not y_too and not has_r and not any(qo[3]) and
           (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
-    if pq:   # the pixel-vector kernels pack their 4 channels a word into the consumer's input
+    # y and its words (qo_keep: a residual block's output) from the VNNI pixel-vector
+    # kernel's registers, instead of a quantize pass over y after it (MobileNetV2's
+    # projections: 2-6 us each, one thread)
+    pqk = (pw and y_too and qo is not None and not any(qo[3]) and PW_KEEP_ON and
+           (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
+    if pq or pqk:   # the pixel-vector kernels pack 4 channels a word into the consumer's input
         qw, _, qf = consumer_words(q, qo, N, O, OH, OW, calls)
     else:
         qw, qf = _QW0, _QF0
     if pw:
         emit(calls, pwk, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
-             q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta, pq, qw,
-             qf)
-        return pq
+             q["sc"], bb, y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha, beta,
+             2 if pqk else 1 if pq else 0, qw, qf)
+        return pq or pqk
     if pw8:
         emit(calls, _pw_pm8, xq.view(np.int32), q["C4"], OH * OW, q["wt"], q["L"] * q["k"],
              q["sc"], bb, q["smax"], y.reshape(-1), N, O, r.reshape(-1), has_r, code, alpha,
@@ -429,14 +434,16 @@ PW_PIX = 16 * PW_V
 # of 4 vectors instead of two overlapping tiles of 3, 96 pixels)
 PW_MASKED = ((8, 3), (4, 4))
 PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in bench_int8.py)
+PW_KEEP_ON = True   # False: y, then the consumer's quantize pass over it (qo_keep; A/B)
 
 
 def _pw_vnni_source(K, masked=False, V=None):
     """The kernel with K output channels a tile, ``_pw_vnni_k{K}``: xq int32 (N, C4, HW); wt
     int32 words (ceil(O/B), C4, 1, B) (prepare's layout; B a multiple of K); yf, rf float32
-    (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps). qo: write the int8
-    consumer's unpadded input instead, words (N, ceil(O/4), HW) in qw, K / 4 words a tile,
-    quantized with qf = (scale, zero point) (no residual; none / Relu / Clip / HardSwish).
+    (N, O, HW) flat; HW >= PW_PIX (the last pixel tile overlaps). qo = 1: write the
+    int8 consumer's unpadded input instead, words (N, ceil(O/4), HW) in qw, K / 4 words a
+    tile, quantized with qf = (scale, zero point) (no residual; none / Relu / Clip /
+    HardSwish); qo = 2: y (any residual) and those words of the same activated vectors.
     Channel groups fastest: consecutive tiles read the same PW_PIX pixels of input (L1) and
     only the weights change (pixel tiles fastest re-read the whole input per group:
     MobileNetV2's 16 -> 96 expansion at 112x112, 2 threads, 159 -> 146 us). K x PW_V
@@ -485,7 +492,7 @@ def _pw_vnni_source(K, masked=False, V=None):
         w(f"            v = simd.vbci16(wt, w{k} + wc)")
         for j in range(V):
             w(f"            a{k}{j} = simd.vdpbusd16(a{k}{j}, x{j}, v)")
-    w("        if qo:   # K / 4 words of the consumer's layout")
+    w("        if qo == 1:   # K / 4 words of the consumer's layout")
     w("            qb = (n * NW + o0 // 4) * HW + px")
     for q4 in range(K // 4):
         ind = "            "
@@ -498,6 +505,25 @@ def _pw_vnni_source(K, masked=False, V=None):
             oc = ", ".join(f"o{k}" for k in ks)
             w(f"{ind}_pw_store_qm({acc}, {oc}, sc, bb, code, alpha, beta, qf, qw,")
             w(f"{ind}             qb + {q4} * HW + {16 * j}, {f'm{j}' if masked else 16})")
+    w("            continue")
+    w("        if qo == 2:   # y (residual, vector activation) and the consumer's words")
+    w("            qb = (n * NW + o0 // 4) * HW + px")
+    w("            lo = simd.vsplat16(np.float32(alpha))")
+    w("            hi = simd.vsplat16(np.float32(beta))")
+    for q4 in range(K // 4):
+        ind = "            "
+        if q4:
+            w(f"            if o0 + {4 * q4} < O:")
+            ind += "    "
+        for j in range(V):
+            m = f"m{j}" if masked else "16"
+            for k in range(4 * q4, 4 * q4 + 4):
+                w(f"{ind}f{k} = _pw_vecf(a{k}{j}, o{k}, sc, bb, yf, rf, "
+                  f"(n * O + o{k}) * HW + px + {16 * j},")
+                w(f"{ind}              has_r, code, lo, hi, {m}, o0 + {k} < O)")
+            fs = ", ".join(f"f{k}" for k in range(4 * q4, 4 * q4 + 4))
+            w(f"{ind}simd.vstim16(qw, qb + {q4} * HW + {16 * j}, "
+              f"simd.vqpack4_16({fs}, qf[0], qf[1]), {m})")
     w("            continue")
     if masked:
         w("        lo = simd.vsplat16(np.float32(alpha))")
@@ -560,7 +586,7 @@ def warm_pointwise():
     for f in (_pw_vnni_k4, _pw_vnni_k8,  # noqa: F821
               *(globals()[f"_pw_vnni_k{K}_v{V}m"] for K, V in PW_MASKED)):
         f(np.zeros(PW_PIX, np.int32), 1, PW_PIX, np.zeros(16, np.int32), 16, z[:16], z[:16],
-          z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), False, _QW0, _QF0)
+          z.copy(), 1, 1, z.copy(), False, 1, np.float32(0), np.float32(6), 0, _QW0, _QF0)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
@@ -592,6 +618,19 @@ def _pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
     if has_r:
         f = simd.vadd16(f, simd.vldm16(rf, yb, m))
     simd.vstm16(yf, yb, _vact16(f, code, lo, hi), m)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _pw_vecf(a, oc, sc, bb, yf, rf, yb, has_r, code, lo, hi, m, keep):
+    """As _pw_vecm (channel oc's scale and bias), and the activated vector returned for the
+    consumer's words; stored into y only where ``keep`` (a channel past O: not stored)."""
+    f = simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc]))
+    if has_r:
+        f = simd.vadd16(f, simd.vldm16(rf, yb, m))
+    f = _vact16(f, code, lo, hi)
+    if keep:
+        simd.vstm16(yf, yb, f, m)
+    return f
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
