@@ -311,3 +311,62 @@ def test_overlapping_hand_offs_get_their_own_buffers(tmp_path, monkeypatch):
         assert st[5].bo[1] in (st[0].bo[1], st[1].bo[1])
         for _ in range(3):
             _close(m(x), ref)
+
+
+@pytest.mark.skipif(not TIERS, reason="no SIMD tier")
+def test_padded_hand_off_between_float32_convs(tmp_path, monkeypatch):
+    """A ResNet-20-like chain, 3 -> 16 stem -> 16 -> 16 (+ residual) -> 32 / 2 -> 32, every
+    conv 3x3 padded: each producer stores into its reader's padded input as well
+    (conv.link_padded: the stem kernel, the pixel-vector tiles with a residual, the
+    channel-vector tiles), the readers copy nothing but the graph input; batch 2, two input
+    sizes in turn (a padded buffer per size) and one past conv.PAD_MAX (the copies again):
+    the reference's values and, bit for bit, those of the copies (PAD_ON off)."""
+    from edgenet.cpu import conv as cv
+    rng = np.random.default_rng(19)
+    c = _conv_node
+    r2 = dict(c("c2", "b", "c"), inputs=["b", "wc2", "bc2", "a"])
+    nodes = [c("c0", "x", "a", 3), c("c1", "a", "b", 3), r2, c("c3", "c", "d", 3, 2),
+             c("c4", "d", "y", 3, act="Clip")]
+    r2["attrs"] = dict(r2["attrs"], pads=[1] * 4)
+    f32 = lambda *sh: pack("f32", rng.normal(0, 0.3, size=sh).astype(np.float32))  # noqa: E731
+    tensors = {}
+    for n, (o, i) in {"c0": (16, 3), "c1": (16, 16), "c2": (16, 16), "c3": (32, 16),
+                      "c4": (32, 32)}.items():
+        tensors["w" + n], tensors["b" + n] = f32(o, i, 3, 3), f32(o)
+    graph = {"inputs": [{"name": "x", "shape": [None, 3, None, None], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 32, None, None]},
+                         {"name": "c", "shape": [None, 16, None, None]}], "nodes": nodes}
+    path = str(tmp_path / "r20.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    ref = edgenet.load(path, device="reference")
+    # 32: the stem and pixel-vector kernels (16 lanes); 9: the tiles; 33: past PAD_MAX
+    xs = [rng.normal(0, 1, (2, 3, h, h)).astype(np.float32) for h in (32, 9, 33)]
+    assert 2 * 16 * 33 * 33 > cv.PAD_MAX >= 2 * 16 * 32 * 32
+    copies, counted = [], set()
+    real = cv._pad_copy
+    for tier in TIERS:
+        monkeypatch.setenv("EDGENET_SIMD", tier)
+        m = edgenet.load(path)
+        assert [st.po is not None for st in m._states] == [True] * 4 + [False]
+        assert [st.pi is not None for st in m._states] == [False] + [True] * 4
+        monkeypatch.setattr(cv, "PAD_ON", False)
+        off = edgenet.load(path)
+        monkeypatch.setattr(cv, "PAD_ON", True)
+        assert all(st.po is None for st in off._states)
+        for _ in range(2):
+            for x in xs:
+                want = ref.run({"x": x})
+                copies.clear()
+                with monkeypatch.context() as mp:
+                    mp.setattr(cv, "_pad_copy", lambda *a: copies.append(a[0].shape) or real(*a))
+                    got = m.run({"x": x})
+                # (a bound run records no calls: only the first runs of a plan count)
+                assert not copies or copies == ([x.shape] if x.shape[2] < 33 else
+                                                [x.shape] + [(2, 16, 33, 33)] * 3)
+                if copies:
+                    counted.add((tier, x.shape[2]))
+                old = off.run({"x": x})
+                for n in ("y", "c"):
+                    _close(got[n], want[n])
+                    np.testing.assert_array_equal(got[n], old[n])
+    assert counted == {(t, h) for t in TIERS for h in (32, 9, 33)}

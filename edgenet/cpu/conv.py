@@ -283,9 +283,86 @@ def _pad_copy(x, xp, pt, pl):
         gen_simd_conv.pad_plane(xf, p * H * W, H, W, pt, pl, Hp, Wp, xpf, p * PP)
 
 
+# The padded hand-off (link_padded): a float32 conv whose output a padded float32 conv
+# reads stores its tiles into that reader's padded input as well (the tile kernels'
+# ``pf, pg``), and the reader skips its copy of the tensor into a padded buffer (_pad_copy:
+# serial, 2-2.5 us per conv at ResNet-20's 16x32x32: skipping every copy, results aside,
+# made ResNet-20 f32 0.83x the time). The buffer is the pair's own (one per padded size,
+# like qconv.qin_key), its border zeroed by the producer (once for a bound step: nothing
+# else writes it). Measured (in-process A, B, A', both orders, Zen 5, 2 threads):
+# ResNet-20 f32 0.90 (16 pairs), forced avx2 0.96; ResNet-18 f32 1.00 (PAD_MAX below).
+PAD_SLACK = 64          # floats past the padded tensor (the stem kernels read 2L past it)
+PAD_ON = True           # False: no padded hand-off (every padded conv copies; A/B)
+# outputs of at most this many floats only: ResNet-18's (64-512 channels, 56x56-7x7, the
+# tiles' scalar stores twice) were 1.02-1.04x the time with every pair on, in-process A/B
+PAD_MAX = 1 << 15
+_PG0 = np.zeros(5, np.int64)
+_PF0 = np.zeros(1, np.float32)
+
+
+@njit(boundscheck=False)
+def _zero_border(xp, planes, H, W, Hp, Wp, pt, pl):
+    """The padding of (planes, Hp, Wp) float32 planes: zeros (the interior is left)."""
+    for p in range(planes):
+        b = p * Hp * Wp
+        for yy in range(Hp):
+            r = b + yy * Wp
+            if yy < pt or yy >= pt + H:
+                for i in range(Wp):
+                    xp[r + i] = 0.0
+            else:
+                for i in range(pl):
+                    xp[r + i] = 0.0
+                for i in range(pl + W, Wp):
+                    xp[r + i] = 0.0
+
+
+def _pad_key(key, Hp, Wp):
+    return f"{key}@{Hp}x{Wp}"
+
+
+def padded_output(st, N, O, OH, OW, calls=None):
+    """(pf, pg) for a kernel that can store into its padded reader's input as well
+    (``st.po``), recorded as written for that shape (``_common.set_blk_out``); the unused
+    pair otherwise."""
+    if st.po is None or N * O * OH * OW > PAD_MAX:
+        return _PF0, _PG0
+    key, (pt, pl, pb, pr) = st.po
+    Hp, Wp = OH + pt + pb, OW + pl + pr
+    pf = tls_buffer(_pad_key(key, Hp, Wp), N * O * Hp * Wp + PAD_SLACK)
+    # every call on the run path (the buffer may be new); a bound step's buffer once, now
+    # (it holds this buffer: ``tls_generation``)
+    _zero_border(pf, N * O, OH, OW, Hp, Wp, pt, pl)
+    _common.set_blk_out(key, (N, O, OH, OW), True)
+    pg = st.po_pg.get((Hp, Wp))
+    if pg is None:
+        pg = st.po_pg[(Hp, Wp)] = np.array([1, Hp, Wp, pt, pl], np.int64)
+    return pf, pg
+
+
+def padded_input(x, st, key, extra, calls=None):
+    """x zero-padded by st's pads, flat, ``extra`` floats of slack past it: the producer's
+    padded copy where it wrote one for this shape (``st.pi``: link_padded), else a copy
+    into this thread's ``key`` buffer."""
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    N, C, H, W = x.shape
+    Hp, Wp = H + pt + pb, W + pl + pr
+    if st.pi is not None and _common.blk_out(st.pi, x.shape):
+        return tls_buffer(_pad_key(st.pi, Hp, Wp), N * C * Hp * Wp + PAD_SLACK)
+    xp = tls_buffer(key, N * C * Hp * Wp + extra)
+    emit(calls, _pad_copy, x, xp[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
+    return xp
+
+
+def _pad_out_none(st, y_shape):
+    if st.po is not None:      # the kernel path taken writes no padded copy
+        _common.set_blk_out(st.po[0], y_shape, False)
+
+
 def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back).
     ``calls``: record the calls instead (``_common.emit``)."""
+    _pad_out_none(st, y.shape)   # padded_output says otherwise where a kernel writes it
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if sh != sw or sh not in (1, 2):
         return False
@@ -328,17 +405,17 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
     elif stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
-        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls)
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_in(st),
+                     padded_output(st, N, O, OH, OW, calls), calls)
         return True
     elif stem_f32.use_pv(st, x.shape, y.shape, code):       # O <= 16, stride 1: the same
-        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_copy, calls, r, has_r)
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_in(st),
+                     padded_output(st, N, O, OH, OW, calls), calls, r, has_r)
         return True
     Hp, Wp = H + pt + pb, W + pl + pr
     yf = y.reshape(-1)
     if pt or pl or pb or pr:
-        xp = tls_buffer("conv.xp", N * C * Hp * Wp).reshape(N, C, Hp, Wp)
-        emit(calls, _pad_copy, x, xp, pt, pl)
-        xf = xp.reshape(-1)
+        xf = padded_input(x, st, "conv.xp", 0, calls)
     else:
         xf = x.reshape(-1)
     if blk:
@@ -347,9 +424,14 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         return True
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_rows("conv.tb", nt, gen_simd_conv.tile_buf_len(L * kt, P))
-    emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp, toff,
-         yf, N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, tb)
+    emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp,
+         *padded_output(st, N, O, OH, OW, calls), toff, yf, N, O, OH, OW, r.reshape(-1),
+         has_r, code, alpha, beta, tb)
     return True
+
+
+def _pad_in(st):
+    return lambda x, key, extra, calls: padded_input(x, st, key, extra, calls)
 
 
 # Depthwise planes of at least this many pixels are padded per plane inside the kernel
@@ -551,6 +633,43 @@ def link_blocked(nodes, states, outputs) -> int:
         sb.bo2, sc.bi2 = key, key
         count += 1
     _share_blocked_buffers(states)
+    return count + link_padded(nodes, states)
+
+
+def link_padded(nodes, states) -> int:
+    """Pairs (producer, padded reader) for the padded hand-off (``PAD_SLACK`` above): a
+    float32 dense conv (group 1, a SIMD tier, one output, no blocked output) whose output a
+    padded float32 dense conv (group 1, no blocked input) reads as its data input; one
+    reader per output (others copy as before; every reader of y still reads y). Where the
+    producer's kernel path has no padded store (pw_f32, the blocked ones, the fallbacks)
+    the reader copies (``padded_input``). In place on the states; returns the pairs."""
+    if not PAD_ON:
+        return 0
+    made = {}
+    for i, nd in enumerate(nodes):
+        for n in nd.get("outputs", []):
+            made[n] = i
+
+    def dense_f32(nd, st):
+        return (nd.get("op") == "Conv" and isinstance(st, ConvState) and st.simd is not None
+                and st.simd_dw is None and st.q is None and st.params[8] == 1)
+    count = 0
+    for j, nd in enumerate(nodes):
+        sc = states[j]
+        if not dense_f32(nd, sc) or not any(sc.params[2:6]) or sc.bi2 is not None \
+                or not nd.get("inputs"):
+            continue
+        t = nd["inputs"][0]
+        i = made.get(t)
+        if i is None or i == j:
+            continue
+        sa = states[i]
+        if not dense_f32(nodes[i], sa) or sa.qo is not None or sa.bo is not None \
+                or sa.po is not None or len(nodes[i].get("outputs", [])) != 1:
+            continue
+        key = f"pad:{t}"
+        sa.po, sc.pi = (key, tuple(sc.params[2:6])), key
+        count += 1
     return count
 
 
@@ -626,6 +745,10 @@ class ConvState:
                                      # in, the producer's pw_f32.blk_kind)
     bo2: str | None = None           # depthwise: the key its 1x1 reader's blocked input is in
     bi2: str | None = None           # 1x1: the key of its depthwise producer's blocked output
+    po: tuple | None = None          # (key, its padded reader's pads): may store into that
+                                     # reader's padded input as well (link_padded)
+    pi: str | None = None            # the key of its producer's padded copy (link_padded)
+    po_pg: dict = field(default_factory=dict)   # padded size -> the kernels' pg vector
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
 

@@ -53,6 +53,7 @@ from .simd import (vaddw8, vaddw16, vbci8, vbcw8, vitof8, vldi8, vldw8, vmaddubs
                    vzerow16)
 
 STRIDES = (1, 2)
+_PF0 = np.zeros(1, np.float32)   # tile_store's padded copy, unused (the int8 tiles)
 # tile families: one shared prange driver each (argument types: f32, int8 VNNI, int8 pm, g)
 FAMILIES = ("f32", "vnni", "pm", "g")
 
@@ -141,53 +142,67 @@ def menu(lanes=None, q_tier=None, q_fam=None):
 # the generic activation as a called function: _common.act_call (cached; see _common)
 
 
+@njit(fastmath=FM, boundscheck=False, error_model="numpy", inline="always")
+def _st2(yf, i, pf, j, pon, v):
+    """y[i] = v, and pf[j] = v where ``pon`` (the padded hand-off)."""
+    stf(yf, i, v)
+    if pon:
+        stf(pf, j, v)
+
+
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
-def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha, beta):
+def tile_store(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alpha, beta,
+               pf, pon, PHp, PWp, ppt, ppl):
     """Tile buffer (P pixels x B channels, channel fastest) -> NCHW rows of y, with the
     residual and the activation (explicit loops for none / Relu / Clip: the generic ``act``
     costs ~4 ns per element). One function for every tile kernel, specialized per literal
-    (B, P) (its loops unrolled)."""
+    (B, P) (its loops unrolled). ``pon``: the same values also into pf, the padded input
+    (PHp x PWp planes, interior at ppt, ppl) of this conv's padded float32 reader
+    (conv.link_padded)."""
     for l in range(B):
         oc = o0 + l
         if oc >= O:
             break
         yb = ((n * O + oc) * OH + oy) * OW + ox0
+        pb = ((n * O + oc) * PHp + oy + ppt) * PWp + ox0 + ppl
         if has_r:
             if code == ActCode.RELU:
                 for p in range(P):
                     v = ldf(buf, p * B + l) + ldf(rf, yb + p)
-                    stf(yf, yb + p, v if not v < 0 else FZERO)
+                    _st2(yf, yb + p, pf, pb + p, pon, v if not v < 0 else FZERO)
             elif code == ActCode.NONE:
                 for p in range(P):
-                    stf(yf, yb + p, ldf(buf, p * B + l) + ldf(rf, yb + p))
+                    _st2(yf, yb + p, pf, pb + p, pon, ldf(buf, p * B + l) + ldf(rf, yb + p))
             elif code == ActCode.CLIP:
                 for p in range(P):
                     v = ldf(buf, p * B + l) + ldf(rf, yb + p)
                     v = beta if v > beta else v
-                    stf(yf, yb + p, alpha if v < alpha else v)
+                    _st2(yf, yb + p, pf, pb + p, pon, alpha if v < alpha else v)
             else:
                 for p in range(P):
-                    stf(yf, yb + p, act_call(ldf(buf, p * B + l) + ldf(rf, yb + p), code, alpha, beta))
+                    _st2(yf, yb + p, pf, pb + p, pon,
+                         act_call(ldf(buf, p * B + l) + ldf(rf, yb + p), code, alpha, beta))
         elif code == ActCode.RELU:
             for p in range(P):
                 v = ldf(buf, p * B + l)
-                stf(yf, yb + p, v if not v < 0 else FZERO)
+                _st2(yf, yb + p, pf, pb + p, pon, v if not v < 0 else FZERO)
         elif code == ActCode.NONE:
             for p in range(P):
-                stf(yf, yb + p, ldf(buf, p * B + l))
+                _st2(yf, yb + p, pf, pb + p, pon, ldf(buf, p * B + l))
         elif code == ActCode.CLIP:
             for p in range(P):
                 v = ldf(buf, p * B + l)
                 v = beta if v > beta else v
-                stf(yf, yb + p, alpha if v < alpha else v)
+                _st2(yf, yb + p, pf, pb + p, pon, alpha if v < alpha else v)
         elif code == ActCode.HARD_SWISH:     # MobileNetV3's convs: inline, not a call
             for p in range(P):
                 v = ldf(buf, p * B + l)
                 u = min(max(v / np.float32(6) + np.float32(0.5), FZERO), np.float32(1))
-                stf(yf, yb + p, v * u)   # (min/max: selects; nested ifs mispredicted)
+                _st2(yf, yb + p, pf, pb + p, pon, v * u)   # (min/max: selects)
         else:
             for p in range(P):
-                stf(yf, yb + p, act_call(ldf(buf, p * B + l), code, alpha, beta))
+                _st2(yf, yb + p, pf, pb + p, pon,
+                     act_call(ldf(buf, p * B + l), code, alpha, beta))
 
 
 @njit(fastmath=FM, boundscheck=False, error_model="numpy")
@@ -394,7 +409,7 @@ def tile_reduce(w, cname, wload, bcast, step, L, k, P, S, wb=None, wl=None):
     w(f"            wi += {k * wl if wb is None else wb}")
 
 
-def tile_epilogue(w, acc, L, k, P, qout=False):
+def tile_epilogue(w, acc, L, k, P, qout=False, pad=False):
     """Float accumulators ``{acc}{j}_{p}`` -> the per-thread tile buffer -> ``tile_store``
     (``qout``, the int8 tiles: ``tile_store_q`` when ``qp[0] == 1``, ``tile_store_k`` when
     it is 2 or 3 on 16 lanes)."""
@@ -415,8 +430,11 @@ def tile_epilogue(w, acc, L, k, P, qout=False):
         w(f"        tile_store_k(buf, {B}, {P}, yf, rf, has_r, n, O, OH, OW, oy, ox0, ob * {B},"
           " code, alpha, beta, qw, qp, qf)")
         w("        return")
+    # pad (the float32 tiles): pf, pg = (on, Hp, Wp, pad top, pad left) of the padded
+    # reader's input (conv.link_padded); the int8 tiles: never
+    tail = "pf, pg[0] != 0, pg[1], pg[2], pg[3], pg[4]" if pad else "_PF0, False, 0, 0, 0, 0"
     w(f"    tile_store(buf, {B}, {P}, yf, rf, has_r, n, O, OH, OW, oy, ox0, "
-      f"ob * {B}, code, alpha, beta)")
+      f"ob * {B}, code, alpha, beta, {tail})")
 
 
 # ----------------------------------------------------------------------------- generators
@@ -428,7 +446,7 @@ def conv_source(L, k, P, S):
     name = f"conv_l{L}_k{k}_p{P}_s{S}"
     o = []
     w = o.append
-    tile_header(w, name, "xp, C, Hp, Wp, wt, WB, bp", "C", B, P, S)
+    tile_header(w, name, "xp, C, Hp, Wp, wt, WB, bp, pf, pg", "C", B, P, S)
     for j in range(k):
         w(f"    a{j}_0 = vld{L}(bp, ob * {B} + {j * L})")
     for j in range(k):
@@ -436,7 +454,7 @@ def conv_source(L, k, P, S):
             w(f"    a{j}_{p} = a{j}_0")
     tile_reduce(w, "C", f"vld{L}", f"vbc{L}(xp, ", lambda j, p: f"vfma{L}(w{j}, b, a{j}_{p})",
                 L, k, P, S, wb="WB")
-    tile_epilogue(w, "a", L, k, P)
+    tile_epilogue(w, "a", L, k, P, pad=True)
     return name, "\n".join(o) + "\n"
 
 
@@ -681,8 +699,9 @@ _TAIL = (numba.int64[::1], numba.float32[::1], _i64, _i64, _i64, _i64, numba.flo
 # zero point): tile_store_q
 _QOUT = (numba.int32[::1], numba.int64[::1], numba.float32[::1])
 FAMILY_HEAD = {   # family -> (head argument names, their types)
-    "f32": ("xp, C, Hp, Wp, wt, WB, bp",
-            (numba.float32[::1], _i64, _i64, _i64, numba.float32[::1], _i64, numba.float32[::1])),
+    "f32": ("xp, C, Hp, Wp, wt, WB, bp, pf, pg",
+            (numba.float32[::1], _i64, _i64, _i64, numba.float32[::1], _i64, numba.float32[::1],
+             numba.float32[::1], numba.int64[::1])),
     "vnni": ("xq, C4, Hp, Wp, wt, sc, bb, qw, qp, qf",
              (numba.int32[::1], _i64, _i64, _i64, numba.int32[::1], numba.float32[::1],
               numba.float32[::1]) + _QOUT),

@@ -34,7 +34,7 @@ from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode
 from . import simd  # noqa: F401
-from ._common import emit, tls_buffer
+from ._common import emit
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
                    vld8, vld16, vld2_8, vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8,
@@ -58,8 +58,12 @@ def _source(L, S, K=None, V=1, res=False):
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
     w(f"def {name}(xf, C, Hp, Wp, toff, ws, B, bp, yf, N, O, OH, OW, code, alpha,")
-    w("        beta" + (", rf, has_r):" if res else "):"))
+    w("        beta" + (", rf, has_r" if res else "") + ", pf, pg):")
     w("    T = toff.shape[0]")
+    # pg = (on, Hp, Wp, pad top, pad left) of the padded float32 reader's input, which the
+    # tile stores into as well (conv.link_padded)
+    w("    pon = pg[0] != 0")
+    w("    PHp, PWp, ppt, ppl = pg[1], pg[2], pg[3], pg[4]")
     w(f"    NG = (O + {K - 1}) // {K}")
     w(f"    NV = (OW + {PIX - 1}) // {PIX}")
     w("    HWp = Hp * Wp")
@@ -99,6 +103,7 @@ def _source(L, S, K=None, V=1, res=False):
         w(f"            if o0 + {i} < O:")
         w(f"                bv = vsplat{L}(bp[o0 + {i}])")
         w(f"                yb = ((n * O + o0 + {i}) * OH + oy) * OW + ox0")
+        w(f"                pb = ((n * O + o0 + {i}) * PHp + oy + ppt) * PWp + ox0 + ppl")
         for j in range(V):
             w(f"                f = vadd{L}(a{i}_{j}, bv)")
             if res:
@@ -106,6 +111,8 @@ def _source(L, S, K=None, V=1, res=False):
                 w(f"                    f = vadd{L}(f, vld{L}(rf, yb + {j * L}))")
             emit_act_vec(w, L, "                ", "f")
             w(f"                vst{L}(yf, yb + {j * L}, f)")
+            w("                if pon:")
+            w(f"                    vst{L}(pf, pb + {j * L}, f)")
     return name, "\n".join(o) + "\n"
 
 
@@ -157,23 +164,24 @@ def use_pv(st, x_shape, y_shape, code) -> bool:
     return OW >= pix and -(-OW // pix) * pix * 4 <= OW * 5
 
 
-def run(x, y, st, toff, ws, bp, code, alpha, beta, pad_copy, calls=None, r=None,
+def run(x, y, st, toff, ws, bp, code, alpha, beta, pad_in, pad_out, calls=None, r=None,
         has_r=False):
-    """``pad_copy``: conv._pad_copy (x into the padded buffer, borders zeroed). ``r``: a
+    """``pad_in(x, key, extra, calls)``: conv.padded_input (x's padded copy, or its
+    producer's, with ``extra`` floats of slack past it, flat). ``pad_out``: (pf, pg), the
+    padded reader's input this conv stores into as well (conv.padded_output). ``r``: a
     residual (the pixel-vector tiles only: ``use_pv``)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     L, k = st.simd
     N, C, H, W = x.shape
     Hp, Wp = H + pt + pb, W + pl + pr
     # + 2L floats: the stride-2 loads of the last row read one float past it
-    xp = tls_buffer("stem.xp", N * C * Hp * Wp + 2 * L)
-    emit(calls, pad_copy, x, xp[:N * C * Hp * Wp].reshape(N, C, Hp, Wp), pt, pl)
+    xp = pad_in(x, "stem.xp", 2 * L, calls)
     args = (xp, C, Hp, Wp, toff, ws, L * k, bp, y.reshape(-1), N, y.shape[1], y.shape[2],
             y.shape[3], code, alpha, beta)
     if r is None:
-        emit(calls, KERNELS[(L, sh)], *args)
+        emit(calls, KERNELS[(L, sh)], *args, *pad_out)
     else:
-        emit(calls, PV_KERNELS[L], *args, r.reshape(-1), has_r)
+        emit(calls, PV_KERNELS[L], *args, r.reshape(-1), has_r, *pad_out)
 
 
 def warm(L):
@@ -182,10 +190,11 @@ def warm(L):
     args = (z, 1, 8, 40, np.zeros(9, np.int64), np.zeros(9 * L, np.float32), L,
             np.zeros(L, np.float32), z.copy(), 1, 1, 1, L * PV_V, 1, np.float32(0),
             np.float32(6))
+    po = (np.zeros(1, np.float32), np.zeros(5, np.int64))
     for S in (1, 2):
-        KERNELS[(L, S)](*args)
+        KERNELS[(L, S)](*args, *po)
     if L in PV_KERNELS:
-        PV_KERNELS[L](*args, z.copy(), False)
+        PV_KERNELS[L](*args, z.copy(), False, *po)
 
 
 __all__ = ["use", "use_pv", "run", "warm", "KERNELS", "PV_KERNELS", "MAX_C"]

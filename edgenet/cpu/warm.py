@@ -63,8 +63,8 @@ def _tile_args(kind, key):
     if kind == "conv":
         L, k, P, S = key
         B = L * k
-        return (z(P * S + 1), 1, 1, P * S + 1, z(B), B, z(B), toff, z(B * P), 1, B, 1, P,
-                z(B * P), False) + act + (tb(B, P),)
+        return (z(P * S + 1), 1, 1, P * S + 1, z(B), B, z(B), z(1), np.zeros(5, i64), toff,
+                z(B * P), 1, B, 1, P, z(B * P), False) + act + (tb(B, P),)
     if kind == "dw":
         L, S = key
         return (z(4096), 1, 3 * S, 3 * S, 0, 0, 3 * S, 3 * S, z(1), z(1), toff, z(1), 1, 1, 1, 1,
