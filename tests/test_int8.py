@@ -819,6 +819,31 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
         np.testing.assert_array_equal(fused.run({"x": x})["m"], plain.run({"x": x})["m"])
 
 
+
+def _pw_pair(path, rng, C, O, H, act, res=False):
+    """x -> 1x1 C -> O (act; ``res``: + the graph input r, and m a graph output) -> m ->
+    1x1 O -> 16 (Relu) -> y, ternary then quinary weights; written to path."""
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    a = {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
+    ins = [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}]
+    outs = [{"name": "y", "shape": [None, 16, H, H]}]
+    if res:
+        ins.append({"name": "r", "shape": [None, O, H, H], "dtype": "float32"})
+        outs.insert(0, {"name": "m", "shape": [None, O, H, H]})
+    graph = {"inputs": ins, "outputs": outs,
+             "nodes": [{"name": "c1", "op": "Conv",
+                        "inputs": ["x", "w1", "b1"] + (["r"] if res else []),
+                        "outputs": ["m"], "attrs": dict(a, activation=desc)},
+                       {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
+                        "outputs": ["y"], "attrs": dict(a, activation=act_desc("Relu"))}]}
+    tensors = {"w1": _weight(rng, "t2", (O, C, 1, 1)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32)),
+               "w2": _weight(rng, "q3", (16, O, 1, 1)),
+               "b2": pack("f32", rng.normal(0, 0.2, size=16).astype(np.float32))}
+    from edgenet.format import write_model
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
 @pytest.mark.skipif(not simd.has_vnni(), reason="the pixel-vector kernels' VNNI tier")
 @pytest.mark.parametrize("O,act,N", [
     (9, "Relu", 1),          # one group of 8 and one of 1: its second word not stored
@@ -835,21 +860,7 @@ def test_pixel_vector_1x1_writes_its_1x1_consumers_input(O, act, N, tmp_path, mo
     monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
     rng = np.random.default_rng(zlib.crc32(f"pw1x1 {O} {act} {N}".encode()))
     C, H = 24, 13                  # 169 pixels: 4 tiles of 48, the last one overlapping
-    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
-    a = {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
-    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
-             "outputs": [{"name": "y", "shape": [None, 16, H, H]}],
-             "nodes": [{"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1"],
-                        "outputs": ["m"], "attrs": dict(a, activation=desc)},
-                       {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
-                        "outputs": ["y"], "attrs": dict(a, activation=act_desc("Relu"))}]}
-    tensors = {"w1": _weight(rng, "t2", (O, C, 1, 1)),
-               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32)),
-               "w2": _weight(rng, "q3", (16, O, 1, 1)),
-               "b2": pack("f32", rng.normal(0, 0.2, size=16).astype(np.float32))}
-    from edgenet.format import write_model
-    path = str(tmp_path / "pw.edgenet")
-    write_model(path, graph=graph, tensors=tensors)
+    path = _pw_pair(str(tmp_path / "pw.edgenet"), rng, C, O, H, act)
     ranges = {"x": (-3.0, 3.0), "m": (-2.0, 6.0)}
     x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
     used = []
@@ -884,23 +895,7 @@ def test_pixel_vector_1x1_writes_y_and_its_consumers_words(C, O, H, act, N, tmp_
     of the pass (PW_KEEP_ON off) for both outputs; the NumPy reference agrees."""
     monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
     rng = np.random.default_rng(zlib.crc32(f"pwkeep {C} {O} {H} {act} {N}".encode()))
-    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
-    a = {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
-    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"},
-                        {"name": "r", "shape": [None, O, H, H], "dtype": "float32"}],
-             "outputs": [{"name": "m", "shape": [None, O, H, H]},
-                         {"name": "y", "shape": [None, 16, H, H]}],
-             "nodes": [{"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1", "r"],
-                        "outputs": ["m"], "attrs": dict(a, activation=desc)},
-                       {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"],
-                        "outputs": ["y"], "attrs": dict(a, activation=act_desc("Relu"))}]}
-    tensors = {"w1": _weight(rng, "t2", (O, C, 1, 1)),
-               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32)),
-               "w2": _weight(rng, "q3", (16, O, 1, 1)),
-               "b2": pack("f32", rng.normal(0, 0.2, size=16).astype(np.float32))}
-    from edgenet.format import write_model
-    path = str(tmp_path / "pwk.edgenet")
-    write_model(path, graph=graph, tensors=tensors)
+    path = _pw_pair(str(tmp_path / "pwk.edgenet"), rng, C, O, H, act, res=True)
     ranges = {"x": (-3.0, 3.0), "m": (-2.0, 6.0)}
     feeds = {"x": rng.normal(0, 1, (N, C, H, H)).astype(np.float32),
              "r": rng.normal(0, 1, (N, O, H, H)).astype(np.float32)}

@@ -437,6 +437,17 @@ PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in be
 PW_KEEP_ON = True   # False: y, then the consumer's quantize pass over it (qo_keep; A/B)
 
 
+def _word_groups(w, K):
+    """(q4, indent) per consumer word of a tile's K channels (4 a word), the words after
+    the first emitted under a test that their channels start before O."""
+    for q4 in range(K // 4):
+        ind = "            "
+        if q4:
+            w(f"            if o0 + {4 * q4} < O:")
+            ind += "    "
+        yield q4, ind
+
+
 def _pw_vnni_source(K, masked=False, V=None):
     """The kernel with K output channels a tile, ``_pw_vnni_k{K}``: xq int32 (N, C4, HW); wt
     int32 words (ceil(O/B), C4, 1, B) (prepare's layout; B a multiple of K); yf, rf float32
@@ -494,11 +505,7 @@ def _pw_vnni_source(K, masked=False, V=None):
             w(f"            a{k}{j} = simd.vdpbusd16(a{k}{j}, x{j}, v)")
     w("        if qo == 1:   # K / 4 words of the consumer's layout")
     w("            qb = (n * NW + o0 // 4) * HW + px")
-    for q4 in range(K // 4):
-        ind = "            "
-        if q4:
-            w(f"            if o0 + {4 * q4} < O:")
-            ind += "    "
+    for q4, ind in _word_groups(w, K):
         ks = range(4 * q4, 4 * q4 + 4)
         for j in range(V):
             acc = ", ".join(f"a{k}{j}" for k in ks)
@@ -510,11 +517,7 @@ def _pw_vnni_source(K, masked=False, V=None):
     w("            qb = (n * NW + o0 // 4) * HW + px")
     w("            lo = simd.vsplat16(np.float32(alpha))")
     w("            hi = simd.vsplat16(np.float32(beta))")
-    for q4 in range(K // 4):
-        ind = "            "
-        if q4:
-            w(f"            if o0 + {4 * q4} < O:")
-            ind += "    "
+    for q4, ind in _word_groups(w, K):
         for j in range(V):
             m = f"m{j}" if masked else "16"
             for k in range(4 * q4, 4 * q4 + 4):
