@@ -291,7 +291,7 @@ def _pad_copy(x, xp, pt, pl):
 # like qconv.qin_key), its border zeroed by the producer (once for a bound step: nothing
 # else writes it). Measured (in-process A, B, A', both orders, Zen 5, 2 threads):
 # ResNet-20 f32 0.90 (16 pairs), forced avx2 0.96; ResNet-18 f32 1.00 (PAD_MAX below).
-PAD_SLACK = 64          # floats past the padded tensor (the stem kernels read 2L past it)
+PAD_SLACK = 64          # floats past the padded tensor (>= stem_f32.SLACK)
 PAD_ON = True           # False: no padded hand-off (every padded conv copies; A/B)
 # outputs of at most this many floats only: ResNet-18's (64-512 channels, 56x56-7x7, the
 # tiles' scalar stores twice) were 1.02-1.04x the time with every pair on, in-process A/B
@@ -321,7 +321,7 @@ def _pad_key(key, Hp, Wp):
     return f"{key}@{Hp}x{Wp}"
 
 
-def padded_output(st, N, O, OH, OW, calls=None):
+def padded_output(st, N, O, OH, OW):
     """(pf, pg) for a kernel that can store into its padded reader's input as well
     (``st.po``), recorded as written for that shape (``_common.set_blk_out``); the unused
     pair otherwise."""
@@ -405,12 +405,14 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
     elif stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
-        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_in(st),
-                     padded_output(st, N, O, OH, OW, calls), calls)
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta,
+                     padded_input(x, st, "stem.xp", stem_f32.SLACK, calls),
+                     padded_output(st, N, O, OH, OW), calls)
         return True
     elif stem_f32.use_pv(st, x.shape, y.shape, code):       # O <= 16, stride 1: the same
-        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, _pad_in(st),
-                     padded_output(st, N, O, OH, OW, calls), calls, r, has_r)
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta,
+                     padded_input(x, st, "stem.xp", stem_f32.SLACK, calls),
+                     padded_output(st, N, O, OH, OW), calls, r, has_r)
         return True
     Hp, Wp = H + pt + pb, W + pl + pr
     yf = y.reshape(-1)
@@ -425,13 +427,9 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_rows("conv.tb", nt, gen_simd_conv.tile_buf_len(L * kt, P))
     emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp,
-         *padded_output(st, N, O, OH, OW, calls), toff, yf, N, O, OH, OW, r.reshape(-1),
+         *padded_output(st, N, O, OH, OW), toff, yf, N, O, OH, OW, r.reshape(-1),
          has_r, code, alpha, beta, tb)
     return True
-
-
-def _pad_in(st):
-    return lambda x, key, extra, calls: padded_input(x, st, key, extra, calls)
 
 
 # Depthwise planes of at least this many pixels are padded per plane inside the kernel

@@ -42,6 +42,8 @@ from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  
 
 K_OF = {16: 16, 8: 8}    # output channels a tile (accumulators: 16 zmm / 8 ymm)
 MAX_C = 4                # input channels up to which a conv runs here
+SLACK = 32               # floats past the padded input: the stride-2 loads of the last row
+                         # read one float past it (2L at most)
 ON = True                # False: the channel-vector tiles for these convs too (A/B)
 _VEC_ACTS = (ActCode.NONE, ActCode.RELU, ActCode.CLIP, ActCode.HARD_SWISH)
 
@@ -164,18 +166,16 @@ def use_pv(st, x_shape, y_shape, code) -> bool:
     return OW >= pix and -(-OW // pix) * pix * 4 <= OW * 5
 
 
-def run(x, y, st, toff, ws, bp, code, alpha, beta, pad_in, pad_out, calls=None, r=None,
+def run(x, y, st, toff, ws, bp, code, alpha, beta, xp, pad_out, calls=None, r=None,
         has_r=False):
-    """``pad_in(x, key, extra, calls)``: conv.padded_input (x's padded copy, or its
-    producer's, with ``extra`` floats of slack past it, flat). ``pad_out``: (pf, pg), the
-    padded reader's input this conv stores into as well (conv.padded_output). ``r``: a
-    residual (the pixel-vector tiles only: ``use_pv``)."""
+    """``xp``: x zero-padded, flat, with ``SLACK`` floats past it (conv.padded_input: a
+    copy, or its producer's). ``pad_out``: (pf, pg), the padded reader's input this conv
+    stores into as well (conv.padded_output). ``r``: a residual (the pixel-vector tiles
+    only: ``use_pv``)."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     L, k = st.simd
     N, C, H, W = x.shape
     Hp, Wp = H + pt + pb, W + pl + pr
-    # + 2L floats: the stride-2 loads of the last row read one float past it
-    xp = pad_in(x, "stem.xp", 2 * L, calls)
     args = (xp, C, Hp, Wp, toff, ws, L * k, bp, y.reshape(-1), N, y.shape[1], y.shape[2],
             y.shape[3], code, alpha, beta)
     if r is None:
