@@ -497,6 +497,12 @@ def _dequant_words(words, N, C, HW, s, zp, out):
                 out[dst + p] = (np.float32(b[src + 4 * p]) - zp) * s
 
 
+def warm_padded():
+    """Compile (or load) ``_zero_border`` at padded_output's argument types (edgenet
+    warmup: its single-node cases never link a pair)."""
+    _zero_border(np.zeros(9, np.float32), 1, 1, 1, 3, 3, 1, 1)
+
+
 def warm_dequant():
     """Compile (or load) ``_dequant_words`` at _dw_input's argument types (edgenet warmup)."""
     _dequant_words(np.zeros(1, np.int32), 1, 1, 1, np.float32(1), np.float32(0),

@@ -305,6 +305,8 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
             warm_pool_q()
             from .conv import warm_dequant     # int8 depthwise off dw_cv: uint8 -> float
             warm_dequant()
+            from .conv import warm_padded      # the padded hand-off's border (link_padded)
+            warm_padded()
             if q == "vnni":      # the 1x1 pixel-vector int8 kernels (qconv._pw_vnni_k*)
                 from .qconv import warm_pointwise
                 warm_pointwise()
