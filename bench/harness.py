@@ -156,6 +156,12 @@ OV_SEPARATE = True   # --openvino interleaved: time OpenVINO in the same pass as
 OV_ISA = {"avx2": "AVX2", "avx512": "AVX512_CORE", "avx512vnni": "AVX512_CORE_VNNI"}
 
 
+# An idle gap before each block: an engine's workers that spin after its calls (edgenet's
+# OpenMP workers ~0.3 ms, _jit.py; onnxruntime's are told not to) would otherwise take a
+# core from the next engine's first call.
+BLOCK_GAP_S = 0.002
+
+
 def latency(models, batches, threads_list, runs, block, variants, use_torch):
     import edgenet
     from edgenet.cpu import simd
@@ -224,6 +230,7 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                 for group in passes:
                     for _ in range(max(1, runs // block)):
                         for k, f in group.items():
+                            time.sleep(BLOCK_GAP_S)
                             for _ in range(block):
                                 t0 = time.perf_counter()
                                 f()

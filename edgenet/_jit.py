@@ -10,9 +10,14 @@
   (``cpu/gen_simd_conv.py``) and compiled with that file as their source: the generator's
   file is hashed (a change to it changes every generated kernel), generated text never is
   (it is not a file, and it is a pure function of the generator).
-- Threading layer: a thread-safe one (tbb or omp), never workqueue, which aborts the
-  process when two Python threads call a parallel function at once. A user's explicit
-  ``NUMBA_THREADING_LAYER`` wins.
+- Threading layer: a thread-safe one, never workqueue, which aborts the process when two
+  Python threads call a parallel function at once: OpenMP where it loads, else tbb
+  (numba's own "threadsafe" order is tbb first). Whether tbb loads depends on the process,
+  not on the user's choice: OpenVINO, for one, brings its libtbb, and numba then picked
+  tbb; edgenet's runs were 3-20% slower on it than on OpenMP, alone in the process
+  (MobileNetV2 int8 0.86-0.93, ResNet-20 int8 0.79-0.82, ResNet-18 int8 0.95-0.97;
+  docs/PERFORMANCE.md, "Threading layer"). A user's explicit ``NUMBA_THREADING_LAYER``
+  wins.
 - OpenMP wait policy: a *short* spin, ``GOMP_SPINCOUNT=20000`` (an idle worker spins
   ~0.3 ms, then sleeps), unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
   libgomp's default (300000: ~8 ms of spinning after every call, measured) or ``active``
@@ -108,8 +113,22 @@ if CACHE_DIR:
 # multi-line warnings on a first run, with nothing wrong in the result (the kernels are
 # checked against the NumPy reference in tests). Hidden for edgenet's users.
 warnings.filterwarnings("ignore", category=numba.core.errors.NumbaIRAssumptionWarning)
-if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER = "threadsafe"
+
+
+def _omp_loads() -> bool:
+    """Whether numba's OpenMP layer can load here (its extension and libgomp; nothing starts
+    until the first parallel call)."""
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except Exception:   # ImportError / OSError: no OpenMP runtime (macOS without libomp)
+        return False
+    return True
+
+
+THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER") or None
+if THREADING_LAYER is None:
+    THREADING_LAYER = "omp" if _omp_loads() else "threadsafe"
+    numba.config.THREADING_LAYER = THREADING_LAYER
 
 
 def _lock_cache_saves():

@@ -68,6 +68,12 @@ def _precision(m, name, op) -> str:
     return "int8" if nd is not None and nd.get("_aq") else "f32"
 
 
+# Interleaved with onnxruntime, each call starts after a short idle gap: edgenet's OpenMP
+# workers spin ~0.3 ms after a parallel call (_jit.py) and would take a core from the
+# onnxruntime call right after it (as onnxruntime's would, had ort_session not stopped them).
+COMPARE_GAP_S = 0.002
+
+
 def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
               device="cpu", policy=None, activations=None, profile=False,
               compare=None) -> dict:
@@ -95,10 +101,13 @@ def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
             sess.run(None, feeds)
     ours, theirs = [], []
     for _ in range(runs):
+        if sess:
+            time.sleep(COMPARE_GAP_S)
         t0 = time.perf_counter()
         m.run(feeds)
         ours.append(time.perf_counter() - t0)
         if sess:
+            time.sleep(COMPARE_GAP_S)
             t0 = time.perf_counter()
             sess.run(None, feeds)
             theirs.append(time.perf_counter() - t0)

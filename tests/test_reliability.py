@@ -305,6 +305,60 @@ def test_fork_after_parallel_cpu_raises_device_error(tmp_path):
         assert "child-exit code=3 signal=0" in out, out
 
 
+# ============================================================ threading layer
+_LAYER = """
+import sys
+try:
+    import openvino  # noqa: F401  (where installed: brings its libtbb, as in a user's process)
+except Exception:
+    pass
+import numba, edgenet
+from tests.helpers import build_model, model_input
+m = edgenet.load(build_model(sys.argv[1]), threads=2)
+m(model_input())
+
+
+def loads(mod):
+    try:
+        __import__("numba.np.ufunc." + mod)
+        return 1
+    except Exception:
+        return 0
+
+
+print("layer", numba.threading_layer(), loads("omppool"), loads("tbbpool"))
+"""
+
+
+def _layer_run(tmp_path, env):
+    script = tmp_path / "layer.py"
+    script.write_text(_LAYER)
+    full = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    full.update(PYTHONPATH=ROOT, EDGENET_PAR_MIN="0", EDGENET_CONV_PAR_MIN="0", **env)
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "m.edgenet")],
+                       capture_output=True, text=True, timeout=240, cwd=ROOT, env=full)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("layer ")), None)
+    assert line is not None, r.stdout + r.stderr
+    name, omp, tbb = line.split()[1:]
+    return name, omp == "1", tbb == "1"
+
+
+def test_threading_layer_prefers_openmp(tmp_path):
+    """OpenMP where it loads, even when a TBB runtime is loadable too (numba's own
+    "threadsafe" choice is tbb first; with OpenVINO in the process that made every edgenet
+    call 3-20% slower: _jit.py); tbb only without OpenMP; never workqueue."""
+    name, omp, tbb = _layer_run(tmp_path, {})
+    if omp:
+        assert name == "omp", (name, omp, tbb)
+    else:
+        assert name == "tbb", (name, omp, tbb)
+
+
+def test_threading_layer_user_choice_wins(tmp_path):
+    name, omp, tbb = _layer_run(tmp_path, {"NUMBA_THREADING_LAYER": "workqueue"})
+    assert name == "workqueue"
+
+
 # ============================================================ read-only install
 def _ro_copy(tmp_path):
     pkg = tmp_path / "site" / "edgenet"
