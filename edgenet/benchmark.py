@@ -1,15 +1,17 @@
 """Measuring one model: load time, first run (compile), latency percentiles, throughput,
-peak memory, optionally interleaved with onnxruntime (the library behind ``edgenet bench``).
+peak memory, optionally in turns with onnxruntime and OpenVINO (the library behind
+``edgenet bench``).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import time
 
 import numpy as np
 
-from .errors import EdgenetError
+from .errors import EdgenetError, InputError
 
 
 def peak_rss_bytes() -> int:
@@ -68,18 +70,84 @@ def _precision(m, name, op) -> str:
     return "int8" if nd is not None and nd.get("_aq") else "f32"
 
 
-# Interleaved with onnxruntime, each call starts after a short idle gap: edgenet's OpenMP
-# workers spin ~0.3 ms after a parallel call (_jit.py) and would take a core from the
-# onnxruntime call right after it (as onnxruntime's would, had ort_session not stopped them).
+# --compare: edgenet and onnxruntime run in turns of COMPARE_BLOCK calls each, every turn
+# after an idle gap of COMPARE_GAP_S: edgenet's OpenMP workers spin ~0.3 ms after a
+# parallel call (_jit.py) and would take a core from the onnxruntime call right after them
+# (onnxruntime's own are stopped: ort_session). Turns, not single calls: after an idle gap
+# the first call pays for waking its threads (on the 2-core VM here up to ~2x a warm call,
+# either engine), so one-call turns would time wake-ups. OpenVINO is created and timed
+# after that, in a pass of its own (as bench/harness.py does): once its threads have run,
+# the next engine's calls stalled ~10 ms (a scheduler slice) at random, measured: 4 of 200
+# edgenet calls in turns with it (ResNet-20, 2 threads), up to 100 ms after its last call.
+COMPARE_BLOCK = 5
 COMPARE_GAP_S = 0.002
+
+
+def ov_session(src, threads, feeds):
+    """An OpenVINO CPU infer request for the ONNX file ``src`` with its inputs fixed to the
+    shapes of ``feeds`` (None when openvino is not installed). Settings as bench/harness.py:
+    ``INFERENCE_NUM_THREADS``, ``PERFORMANCE_HINT=LATENCY``, and ``INFERENCE_PRECISION_HINT
+    =f32`` (on CPUs with bf16 OpenVINO would otherwise run a float model in bf16)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    model = core.read_model(src)
+    model.reshape({name: list(a.shape) for name, a in feeds.items()})
+    cfg = {"INFERENCE_NUM_THREADS": int(threads or os.cpu_count()),
+           "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    c = core.compile_model(model, "CPU", cfg)
+    return c.create_infer_request()
+
+
+def _peer(name, compare, make, feeds):
+    """The engine ``make()`` builds for the ONNX file ``compare``, as a call on ``feeds``
+    (None when not installed), after one untimed call: a clear error when it cannot load
+    or run the file on these inputs."""
+    try:
+        eng = make()
+        if eng is None:
+            return None
+        f = (lambda: eng.run(None, feeds)) if name == "onnxruntime" else \
+            (lambda: eng.infer(feeds))
+        f()
+        return f
+    except Exception as e:  # noqa: BLE001 - the peer's own parse / compile / run errors
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"--compare {os.fspath(compare)}: {name} cannot run it on the "
+                         f"model's inputs: {msg[:300]}") from None
+
+
+def _turns(calls: dict, runs: int, warmup_runs: int, gap: bool) -> dict:
+    """name -> ``runs`` call times (s): the calls in turns of COMPARE_BLOCK each (one turn
+    of ``runs`` when ``gap`` is False), each turn after COMPARE_GAP_S idle when ``gap``."""
+    for _ in range(warmup_runs):
+        for f in calls.values():
+            f()
+    times = {k: [] for k in calls}
+    block = COMPARE_BLOCK if gap else runs
+    done = 0
+    while done < runs:
+        n = min(block, runs - done)
+        for k, f in calls.items():
+            if gap:
+                time.sleep(COMPARE_GAP_S)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+        done += n
+    return times
 
 
 def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
               device="cpu", policy=None, activations=None, profile=False,
               compare=None) -> dict:
     """Measure ``model_path`` on random inputs of batch ``batch_size``; with ``compare``
-    (an ONNX file), run onnxruntime on the same inputs, interleaved. Returns a dict
-    (``edgenet bench --json`` prints it)."""
+    (an ONNX file), run onnxruntime (in turns with edgenet) and OpenVINO (after them), each
+    where installed, on the same inputs: COMPARE_BLOCK. Returns a dict (``edgenet bench
+    --json`` prints it)."""
     from .runtime import load
     t0 = time.perf_counter()
     m = load(model_path, device=device, threads=threads, policy=policy,
@@ -92,25 +160,21 @@ def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
     t0 = time.perf_counter()
     m.run(feeds)
     t_first = time.perf_counter() - t0
-    sess = ort_session(compare, threads) if compare else None
-    if compare and sess is None:
-        raise EdgenetError("--compare needs onnxruntime: pip install onnxruntime")
-    for _ in range(warmup_runs):
-        m.run(feeds)
-        if sess:
-            sess.run(None, feeds)
-    ours, theirs = [], []
-    for _ in range(runs):
-        if sess:
-            time.sleep(COMPARE_GAP_S)
-        t0 = time.perf_counter()
-        m.run(feeds)
-        ours.append(time.perf_counter() - t0)
-        if sess:
-            time.sleep(COMPARE_GAP_S)
-            t0 = time.perf_counter()
-            sess.run(None, feeds)
-            theirs.append(time.perf_counter() - t0)
+    calls = {"edgenet": lambda: m.run(feeds)}
+    if compare and not any(importlib.util.find_spec(p) for p in ("onnxruntime", "openvino")):
+        raise EdgenetError("--compare needs onnxruntime or openvino: pip install onnxruntime")
+    if compare:
+        f = _peer("onnxruntime", compare, lambda: ort_session(compare, threads), feeds)
+        if f is not None:
+            calls["onnxruntime"] = f
+    times = _turns(calls, runs, warmup_runs, gap=len(calls) > 1)
+    peers = [k for k in calls if k != "edgenet"]
+    if compare:
+        f = _peer("openvino", compare, lambda: ov_session(compare, threads, feeds), feeds)
+        if f is not None:
+            times.update(_turns({"openvino": f}, runs, warmup_runs, gap=False))
+            peers.append("openvino")
+    ours = times["edgenet"]
     res = {"model": os.fspath(model_path), "device": device, "batch": batch_size,
            "threads": threads, "policy": m.policy, "activations": m.activations,
            "int8_convs": m.int8_convs, "load_s": t_load, "first_run_s": t_first,
@@ -119,9 +183,9 @@ def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
            "latency_ms": stats_ms(ours),
            "throughput_per_s": batch_size / float(np.median(ours)),
            "peak_rss_mb": peak_rss_bytes() / 2**20, "memory": m.memory()}
-    if sess:
-        res["onnxruntime_ms"] = stats_ms(theirs)
-        res["ratio_vs_onnxruntime"] = float(np.median(ours) / np.median(theirs))
+    for k in peers:   # onnxruntime_ms, ratio_vs_onnxruntime; openvino_ms, ratio_vs_openvino
+        res[f"{k}_ms"] = stats_ms(times[k])
+        res[f"ratio_vs_{k}"] = float(np.median(ours) / np.median(times[k]))
     if profile:
         prof = {}
         n = max(1, min(runs, 20))

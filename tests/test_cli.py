@@ -112,6 +112,52 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 ONNX_MODEL = os.path.join(FIXTURES, "resnet20.onnx")
 
 
+@pytest.fixture(scope="module")
+def f32_resnet20(tmp_path_factory):
+    pytest.importorskip("onnx")
+    from converters import convert
+    out = str(tmp_path_factory.mktemp("cmp") / "r20.edgenet")
+    convert(ONNX_MODEL, out, weights="f32")
+    return out
+
+
+def test_bench_compare_times_every_installed_peer(f32_resnet20):
+    """--compare: onnxruntime (a dev dependency) in turns with edgenet, and OpenVINO where it
+    is installed; each peer's median and edgenet's median / its median."""
+    pytest.importorskip("onnxruntime")
+    import importlib.util
+    has_ov = importlib.util.find_spec("openvino") is not None
+    r = invoke("bench", f32_resnet20, "--runs", "6", "--warmup-runs", "1", "--threads", "1",
+               "--compare", ONNX_MODEL, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    peers = ["onnxruntime"] + (["openvino"] if has_ov else [])
+    for k in peers:
+        assert d[f"{k}_ms"]["runs"] == 6 and d[f"{k}_ms"]["median"] > 0
+        assert d[f"ratio_vs_{k}"] == pytest.approx(
+            d["latency_ms"]["median"] / d[f"{k}_ms"]["median"])
+    assert ("openvino_ms" in d) == has_ov
+    r = invoke("bench", f32_resnet20, "--runs", "2", "--warmup-runs", "0", "--threads", "1",
+               "--compare", ONNX_MODEL)
+    assert r.exit_code == 0, r.output
+    for k in peers:
+        assert f"edgenet / {k} = " in r.output, r.output
+
+
+def test_bench_compare_with_a_model_that_does_not_fit_is_one_line(f32_resnet20, tmp_path):
+    """An ONNX file the peers cannot run on the model's inputs (another model: 28x28 MNIST
+    against ResNet-20's 32x32 input) or cannot parse: exit 2, one line naming --compare and
+    the file, no traceback."""
+    pytest.importorskip("onnxruntime")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    for other in (os.path.join(FIXTURES, "mnist_seed_relu.onnx"), str(bad)):
+        r = invoke("bench", f32_resnet20, "--runs", "2", "--compare", other)
+        assert r.exit_code == 2, r.output
+        line = _stderr_one_error_line(r)
+        assert "--compare" in line and os.path.basename(other) in line, line
+
+
 def _stderr_one_error_line(r):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgenet: error: "), r.stderr
