@@ -122,16 +122,10 @@ def ort_session(path, threads):
 
 
 def ov_model(path, threads):
-    """An OpenVINO CPU infer request for the ONNX file (None without openvino)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return None
-    core = ov.Core()
-    c = core.compile_model(core.read_model(path), "CPU",
-                           {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
-                            "INFERENCE_PRECISION_HINT": "f32"})
-    return c.create_infer_request()
+    """An OpenVINO CPU infer request for the ONNX file (None without openvino): the one
+    `edgenet bench --compare` times (edgenet.benchmark.ov_session)."""
+    from edgenet.benchmark import ov_session
+    return ov_session(path, threads)
 
 
 def cpu_model():

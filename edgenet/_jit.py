@@ -14,10 +14,10 @@
   Python threads call a parallel function at once: OpenMP where it loads, else tbb
   (numba's own "threadsafe" order is tbb first). Whether tbb loads depends on the process,
   not on the user's choice: OpenVINO, for one, brings its libtbb, and numba then picked
-  tbb; edgenet's runs were 3-20% slower on it than on OpenMP, alone in the process
-  (MobileNetV2 int8 0.86-0.93, ResNet-20 int8 0.79-0.82, ResNet-18 int8 0.95-0.97;
-  docs/PERFORMANCE.md, "Threading layer"). A user's explicit ``NUMBA_THREADING_LAYER``
-  wins.
+  tbb; edgenet's runs were up to 20% slower on it than on OpenMP, alone in the process
+  (omp / tbb: MobileNetV2 int8 0.86-0.93, ResNet-20 int8 0.79-0.87, ResNet-18 int8
+  0.95-1.00; docs/PERFORMANCE.md, "Threading layer"). A user's explicit
+  ``NUMBA_THREADING_LAYER`` wins.
 - OpenMP wait policy: a *short* spin, ``GOMP_SPINCOUNT=20000`` (an idle worker spins
   ~0.3 ms, then sleeps), unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
   libgomp's default (300000: ~8 ms of spinning after every call, measured) or ``active``

@@ -83,18 +83,20 @@ COMPARE_BLOCK = 5
 COMPARE_GAP_S = 0.002
 
 
-def ov_session(src, threads, feeds):
-    """An OpenVINO CPU infer request for the ONNX file ``src`` with its inputs fixed to the
-    shapes of ``feeds`` (None when openvino is not installed). Settings as bench/harness.py:
-    ``INFERENCE_NUM_THREADS``, ``PERFORMANCE_HINT=LATENCY``, and ``INFERENCE_PRECISION_HINT
-    =f32`` (on CPUs with bf16 OpenVINO would otherwise run a float model in bf16)."""
+def ov_session(src, threads, feeds=None):
+    """An OpenVINO CPU infer request for the ONNX file ``src``, its inputs fixed to the
+    shapes of ``feeds`` when given (None when openvino is not installed; bench/harness.py
+    uses it too): ``INFERENCE_NUM_THREADS``, ``PERFORMANCE_HINT=LATENCY``, and
+    ``INFERENCE_PRECISION_HINT=f32`` (on CPUs with bf16 OpenVINO would otherwise run a
+    float model in bf16)."""
     try:
         import openvino as ov
     except ImportError:
         return None
     core = ov.Core()
     model = core.read_model(src)
-    model.reshape({name: list(a.shape) for name, a in feeds.items()})
+    if feeds:
+        model.reshape({name: list(a.shape) for name, a in feeds.items()})
     cfg = {"INFERENCE_NUM_THREADS": int(threads or os.cpu_count()),
            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     c = core.compile_model(model, "CPU", cfg)
