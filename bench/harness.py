@@ -112,13 +112,13 @@ def int8_path(name, shape, src=None, calib=None):
 
 
 def ort_session(path, threads):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    # idle ORT workers would otherwise spin and steal a core from the interleaved edgenet run
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    """The onnxruntime session `edgenet bench --compare` times (edgenet.benchmark: idle
+    workers do not spin); the harness needs onnxruntime."""
+    from edgenet.benchmark import ort_session as make
+    sess = make(path, threads)
+    if sess is None:
+        raise ImportError("bench/harness.py needs onnxruntime: pip install onnxruntime")
+    return sess
 
 
 def ov_model(path, threads):
