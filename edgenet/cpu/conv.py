@@ -36,7 +36,7 @@ from . import simd
 from ._common import NoBind, bind_calls, emit, tls_buffer, tls_rows
 from . import _common
 from . import gen_simd_conv
-from . import dw_cv, pw_f32, stem_f32
+from . import dw_cv, pw_f32, stem_f32, wino_f32
 from . import qconv
 from .. import quant
 from .simd_layout import decode_rows, decode_simd, expand_simd, i8_simd, ternary_bits  # noqa: F401
@@ -404,6 +404,10 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     elif pw_f32.use_mv(st, x.shape, y.shape):  # 1x1 on a 1x1 map: a matrix-vector product
         pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
+    elif (st.wsimd is not None and (st.po is None or N * O * OH * OW > PAD_MAX)
+          and wino_f32.use(st, x.shape, y.shape, has_r, code)):
+        wino_f32.run(x, y, st, bp, r, has_r, code, alpha, beta, calls)   # 3x3 stride 1
+        return True
     elif stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta,
                      padded_input(x, st, "stem.xp", stem_f32.SLACK, calls),
@@ -755,6 +759,7 @@ class ConvState:
     po_pg: dict = field(default_factory=dict)   # padded size -> the kernels' pg vector
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
     toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
+    wino: np.ndarray | None = None   # Winograd filters, flat (16, C, O) (on first use)
 
     def __getitem__(self, name):     # read access by name (tests written for the old dict)
         return getattr(self, name)

@@ -333,13 +333,7 @@ def _make(n):
 # when a kernel compiles)
 
 
-@intrinsic
-def vldr16(typingctx, arr, idx, lo, hi):
-    """Lanes lo <= l < hi of arr.flat[idx : idx + 16] (float32), the others -inf: a masked
-    load that reads nothing else (idx may point before the array where lo > 0)."""
-    if not (_is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))):
-        return None
-
+def _vldr16_codegen(fill):
     def codegen(context, builder, sig, args):
         p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         lane = ir.Constant(_LI16, list(range(16)))
@@ -353,8 +347,25 @@ def vldr16(typingctx, arr, idx, lo, hi):
                                                     ir.VectorType(ir.IntType(1), 16), _LF16]),
             "llvm.masked.load.v16f32.p0v16f32")
         return builder.call(fn, [builder.bitcast(p, _LF16.as_pointer()), ir.Constant(_I32, 4),
-                                 mask, ir.Constant(_LF16, [float("-inf")] * 16)])
-    return F32x16(arr, idx, lo, hi), codegen
+                                 mask, ir.Constant(_LF16, [fill] * 16)])
+    return codegen
+
+
+@intrinsic
+def vldr16(typingctx, arr, idx, lo, hi):
+    """Lanes lo <= l < hi of arr.flat[idx : idx + 16] (float32), the others -inf: a masked
+    load that reads nothing else (idx may point before the array where lo > 0)."""
+    if not (_is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))):
+        return None
+    return F32x16(arr, idx, lo, hi), _vldr16_codegen(float("-inf"))
+
+
+@intrinsic
+def vldz16(typingctx, arr, idx, lo, hi):
+    """vldr16 with the other lanes 0 (Winograd input tiles: padding reads as zero)."""
+    if not (_is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))):
+        return None
+    return F32x16(arr, idx, lo, hi), _vldr16_codegen(0.0)
 
 
 def _shuffle2(lanes, doc):
@@ -373,6 +384,22 @@ def _shuffle2(lanes, doc):
 vevens16 = _shuffle2([2 * i for i in range(16)], "Lanes 0, 2, .., 30 of (a, b).")
 vodds16 = _shuffle2([2 * i + 1 for i in range(16)], "Lanes 1, 3, .., 31 of (a, b).")
 vnext16 = _shuffle2(list(range(1, 17)), "Lanes 1..15 of a, then b's lane 0.")
+vnexto16 = _shuffle2(list(range(1, 16)) + [17], "Lanes 1..15 of a, then b's lane 1.")
+vilo16 = _shuffle2([i // 2 + (16 if i % 2 else 0) for i in range(16)],
+                   "a0, b0, a1, b1, .., a7, b7 (interleave the low halves).")
+vihi16 = _shuffle2([8 + i // 2 + (16 if i % 2 else 0) for i in range(16)],
+                   "a8, b8, .., a15, b15 (interleave the high halves).")
+
+
+@intrinsic
+def vsub16(typingctx, a, b):
+    """a - b (16 float lanes)."""
+    if not (a == F32x16 and b == F32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
+    return F32x16(a, b), codegen
 
 
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's

@@ -296,8 +296,10 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
             done = run_jobs([generic[i] for i in my_jobs], progress, done, total)
             if lanes:            # the 1x1 pixel-vector f32 kernel (pw_f32), the
                 from . import dw_cv, pw_f32, stem_f32   # channel-vector depthwise one
-                pw_f32.warm(lanes)                       # (dw_cv), the stems' (stem_f32)
-                stem_f32.warm(lanes)
+                pw_f32.warm(lanes)                       # (dw_cv), the stems' (stem_f32),
+                stem_f32.warm(lanes)                     # Winograd 3x3 (wino_f32)
+                from . import wino_f32
+                wino_f32.warm(lanes)
                 dw_cv.warm(lanes)
             from .qconv import warm_quantize   # int8 activations' quantize pass
             warm_quantize()
