@@ -53,6 +53,9 @@ def _close(got, ref):
     (32, 48, 19, 20, "Clip", True, 1, "f32"),    # odd height (last tile row half out)
     (16, 32, 17, 63, None, False, 1, "t2"),      # odd width, 32 tiles; ternary expanded
     (48, 16, 8, 18, "Relu", True, 2, "f32"),     # 9 tiles per row, 4 tile rows
+    (256, 64, 14, 14, "Relu", True, 1, "f32"),   # layer3's map: 7 tiles, rows in pairs
+    (32, 16, 13, 9, "Clip", False, 2, "t2"),     # 5 tiles, 7 rows: the last pair half out
+    (16, 32, 16, 15, None, True, 1, "f32"),      # 8 tiles per row (the widest pair)
 ])
 def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGENET_SIMD", "avx512")
@@ -77,7 +80,8 @@ def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tmp_path, monk
 @pytest.mark.parametrize("tier", ["avx2", "generic"] + (["avx512"] if AVX512 else []))
 @pytest.mark.parametrize("C,K,H,W", [
     (64, 64, 20, 66),    # 33 tiles per row: more than two vectors
-    (64, 64, 14, 14),    # 7 tiles per row: mostly empty lanes
+    (64, 64, 8, 8),      # 4 tiles per row: mostly empty lanes
+    (256, 256, 14, 14),  # 4 MB of filters (U_MAX): slower than the direct tiles in a model
     (24, 32, 28, 28),    # 24 channels: not whole vectors
 ])
 def test_winograd_declines(C, K, H, W, tier, tmp_path, monkeypatch):

@@ -385,6 +385,7 @@ vevens16 = _shuffle2([2 * i for i in range(16)], "Lanes 0, 2, .., 30 of (a, b)."
 vodds16 = _shuffle2([2 * i + 1 for i in range(16)], "Lanes 1, 3, .., 31 of (a, b).")
 vnext16 = _shuffle2(list(range(1, 17)), "Lanes 1..15 of a, then b's lane 0.")
 vnexto16 = _shuffle2(list(range(1, 16)) + [17], "Lanes 1..15 of a, then b's lane 1.")
+vcat8_16 = _shuffle2(list(range(8)) + list(range(16, 24)), "Lanes 0..7 of a, then 0..7 of b.")
 vilo16 = _shuffle2([i // 2 + (16 if i % 2 else 0) for i in range(16)],
                    "a0, b0, a1, b1, .., a7, b7 (interleave the low halves).")
 vihi16 = _shuffle2([8 + i // 2 + (16 if i % 2 else 0) for i in range(16)],
