@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) for dense float32 3x3 stride-1 convs (edgenet/cpu/wino_f32.py).
+"""Winograd F(2x2, 3x3) for dense float32 3x3 stride-1 convs (edgenet/cpu/wino_f32.py),
+16 lanes (AVX-512) and 8 (AVX2), each where this CPU runs it.
 
 Oracles: the NumPy reference backend on the same file (direct convolution in float64
 order-free sums: agreement to float32 rounding), and the same file with Winograd off
@@ -15,7 +16,8 @@ from edgenet.cpu import simd, wino_f32
 from edgenet.format import pack, write_model
 from edgenet.ir import act_desc
 
-AVX512 = simd.rank("avx512") >= simd.rank(simd.codegen_tier())
+# the tiers with Winograd kernels (16 and 8 lanes) that this CPU runs
+TIERS = [t for t in ("avx512", "avx2") if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
 
 def _model(path, rng, C, K, H, W, act, res, enc="f32"):
@@ -46,7 +48,7 @@ def _close(got, ref):
     assert float(np.abs(got - ref).max()) <= 2e-5 * scale
 
 
-@pytest.mark.skipif(not AVX512, reason="the Winograd kernels run on the 16-lane tiers")
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("C,K,H,W,act,res,N,enc", [
     (64, 64, 56, 56, "Relu", True, 1, "f32"),    # ResNet-18's layer1: 28 tiles -> 32 lanes
     (128, 128, 28, 28, "Relu", False, 2, "f32"),  # layer2: 14 tiles -> 16 lanes; batch 2
@@ -55,10 +57,12 @@ def _close(got, ref):
     (48, 16, 8, 18, "Relu", True, 2, "f32"),     # 9 tiles per row, 4 tile rows
     (256, 64, 14, 14, "Relu", True, 1, "f32"),   # layer3's map: 7 tiles, rows in pairs
     (32, 16, 13, 9, "Clip", False, 2, "t2"),     # 5 tiles, 7 rows: the last pair half out
-    (16, 32, 16, 15, None, True, 1, "f32"),      # 8 tiles per row (the widest pair)
+    (16, 32, 16, 15, None, True, 1, "f32"),      # 8 tiles per row (16 lanes: the widest pair)
+    (64, 32, 10, 64, "Relu", False, 1, "f32"),   # 32 tiles: 2 (16 lanes) or 4 vectors (8)
 ])
-def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tier, tmp_path,
+                                    monkeypatch):
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(C * H + W)
     path = _model(str(tmp_path / "m.edgenet"), rng, C, K, H, W, act, res, enc)
     feeds = {"x": rng.normal(0, 1, (N, C, H, W)).astype(np.float32)}
@@ -77,7 +81,7 @@ def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tmp_path, monk
     _close(m.run(feeds)["y"], direct)
 
 
-@pytest.mark.parametrize("tier", ["avx2", "generic"] + (["avx512"] if AVX512 else []))
+@pytest.mark.parametrize("tier", ["generic"] + TIERS)
 @pytest.mark.parametrize("C,K,H,W", [
     (64, 64, 20, 66),    # 33 tiles per row: more than two vectors
     (64, 64, 8, 8),      # 4 tiles per row: mostly empty lanes
@@ -85,7 +89,8 @@ def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tmp_path, monk
     (24, 32, 28, 28),    # 24 channels: not whole vectors
 ])
 def test_winograd_declines(C, K, H, W, tier, tmp_path, monkeypatch):
-    """Geometries (and tiers) it does not take run the direct kernels, correctly."""
+    """Geometries it does not take, and the generic tier (what ARM64 runs: masked loads
+    are scalar code there), run the direct kernels, correctly."""
     if simd.rank(tier) < simd.rank(simd.codegen_tier()):
         pytest.skip(f"{tier} does not run here")
     monkeypatch.setenv("EDGENET_SIMD", tier)
@@ -95,6 +100,12 @@ def test_winograd_declines(C, K, H, W, tier, tmp_path, monkeypatch):
     m = edgenet.load(path, policy="expanded")
     _close(m(x), edgenet.load(path, device="reference")(x))
     assert m._states[0].wino is None
+    if tier == "generic":        # the same conv in a geometry the x86 tiers take
+        ok = str(tmp_path / "ok.edgenet")
+        _model(ok, rng, 16, 16, 12, 20, "Relu", False)
+        m = edgenet.load(ok, policy="expanded")
+        m(rng.normal(0, 1, (1, 16, 12, 20)).astype(np.float32))
+        assert m._states[0].wino is None
 
 
 def test_winograd_filters_are_exact_transforms():

@@ -404,10 +404,6 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     elif pw_f32.use_mv(st, x.shape, y.shape):  # 1x1 on a 1x1 map: a matrix-vector product
         pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
-    elif (st.wsimd is not None and (st.po is None or N * O * OH * OW > PAD_MAX)
-          and wino_f32.use(st, x.shape, y.shape, has_r, code)):
-        wino_f32.run(x, y, st, bp, r, has_r, code, alpha, beta, calls)   # 3x3 stride 1
-        return True
     elif stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta,
                      padded_input(x, st, "stem.xp", stem_f32.SLACK, calls),
@@ -417,6 +413,12 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta,
                      padded_input(x, st, "stem.xp", stem_f32.SLACK, calls),
                      padded_output(st, N, O, OH, OW), calls, r, has_r)
+        return True
+    elif (st.wsimd is not None and (st.po is None or N * O * OH * OW > PAD_MAX)
+          and wino_f32.use(st, x.shape, y.shape, has_r, code)):    # 3x3 stride 1
+        if st.wino is None:
+            st.wino = wino_f32.filters(dense_f(st), O, C).reshape(-1)
+        wino_f32.run(x, y, st, bp, r, has_r, code, alpha, beta, calls)
         return True
     Hp, Wp = H + pt + pb, W + pl + pr
     yf = y.reshape(-1)

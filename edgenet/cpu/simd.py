@@ -333,74 +333,106 @@ def _make(n):
 # when a kernel compiles)
 
 
-def _vldr16_codegen(fill):
+def _vldr_codegen(n, fill):
     def codegen(context, builder, sig, args):
+        LF, LI = ir.VectorType(_F, n), ir.VectorType(_I32, n)
         p = _eptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        lane = ir.Constant(_LI16, list(range(16)))
+        lane = ir.Constant(LI, list(range(n)))
         lo_, hi_ = (_splat_i(builder, builder.trunc(context.cast(builder, args[k], sig.args[k],
-                                                                 types.int64), _I32), _LI16, 16)
+                                                                 types.int64), _I32), LI, n)
                     for k in (2, 3))
         mask = builder.and_(builder.icmp_signed(">=", lane, lo_),
                             builder.icmp_signed("<", lane, hi_))
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_LF16, [_LF16.as_pointer(), _I32,
-                                                    ir.VectorType(ir.IntType(1), 16), _LF16]),
-            "llvm.masked.load.v16f32.p0v16f32")
-        return builder.call(fn, [builder.bitcast(p, _LF16.as_pointer()), ir.Constant(_I32, 4),
-                                 mask, ir.Constant(_LF16, [fill] * 16)])
+            builder.module, ir.FunctionType(LF, [LF.as_pointer(), _I32,
+                                                 ir.VectorType(ir.IntType(1), n), LF]),
+            f"llvm.masked.load.v{n}f32.p0v{n}f32")
+        return builder.call(fn, [builder.bitcast(p, LF.as_pointer()), ir.Constant(_I32, 4),
+                                 mask, ir.Constant(LF, [fill] * n)])
     return codegen
+
+
+def _is_ldr(arr, idx, lo, hi):
+    return _is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))
 
 
 @intrinsic
 def vldr16(typingctx, arr, idx, lo, hi):
     """Lanes lo <= l < hi of arr.flat[idx : idx + 16] (float32), the others -inf: a masked
     load that reads nothing else (idx may point before the array where lo > 0)."""
-    if not (_is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))):
+    if not _is_ldr(arr, idx, lo, hi):
         return None
-    return F32x16(arr, idx, lo, hi), _vldr16_codegen(float("-inf"))
+    return F32x16(arr, idx, lo, hi), _vldr_codegen(16, float("-inf"))
 
 
 @intrinsic
 def vldz16(typingctx, arr, idx, lo, hi):
     """vldr16 with the other lanes 0 (Winograd input tiles: padding reads as zero)."""
-    if not (_is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))):
+    if not _is_ldr(arr, idx, lo, hi):
         return None
-    return F32x16(arr, idx, lo, hi), _vldr16_codegen(0.0)
+    return F32x16(arr, idx, lo, hi), _vldr_codegen(16, 0.0)
+
+
+@intrinsic
+def vldz8(typingctx, arr, idx, lo, hi):
+    """vldz16 on 8 lanes."""
+    if not _is_ldr(arr, idx, lo, hi):
+        return None
+    return F32x8(arr, idx, lo, hi), _vldr_codegen(8, 0.0)
 
 
 def _shuffle2(lanes, doc):
+    n = len(lanes)
+    VT = F32Vec(n)
+
     @intrinsic
     def shuf(typingctx, a, b):
-        if not (a == F32x16 and b == F32x16):
+        if not (a == VT and b == VT):
             return None
 
         def codegen(context, builder, sig, args):
-            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LI16, lanes))
-        return F32x16(a, b), codegen
+            LI = ir.VectorType(_I32, n)
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(LI, lanes))
+        return VT(a, b), codegen
     shuf.__doc__ = doc
     return shuf
 
 
-vevens16 = _shuffle2([2 * i for i in range(16)], "Lanes 0, 2, .., 30 of (a, b).")
-vodds16 = _shuffle2([2 * i + 1 for i in range(16)], "Lanes 1, 3, .., 31 of (a, b).")
-vnext16 = _shuffle2(list(range(1, 17)), "Lanes 1..15 of a, then b's lane 0.")
-vnexto16 = _shuffle2(list(range(1, 16)) + [17], "Lanes 1..15 of a, then b's lane 1.")
-vcat8_16 = _shuffle2(list(range(8)) + list(range(16, 24)), "Lanes 0..7 of a, then 0..7 of b.")
-vilo16 = _shuffle2([i // 2 + (16 if i % 2 else 0) for i in range(16)],
-                   "a0, b0, a1, b1, .., a7, b7 (interleave the low halves).")
-vihi16 = _shuffle2([8 + i // 2 + (16 if i % 2 else 0) for i in range(16)],
-                   "a8, b8, .., a15, b15 (interleave the high halves).")
+def _shuffles(n):
+    """(evens, odds, next, next odd, half-cat, interleave low, interleave high) of n lanes
+    (on two vectors a, b; lane indices >= n are b's)."""
+    h = n // 2
+    return (_shuffle2([2 * i for i in range(n)], "Lanes 0, 2, .. of (a, b)."),
+            _shuffle2([2 * i + 1 for i in range(n)], "Lanes 1, 3, .. of (a, b)."),
+            _shuffle2(list(range(1, n + 1)), "Lanes 1.. of a, then b's lane 0."),
+            _shuffle2(list(range(1, n)) + [n + 1], "Lanes 1.. of a, then b's lane 1."),
+            _shuffle2(list(range(h)) + list(range(n, n + h)), "a's low half, then b's."),
+            _shuffle2([i // 2 + (n if i % 2 else 0) for i in range(n)],
+                      "a0, b0, a1, b1, .. (interleave the low halves)."),
+            _shuffle2([h + i // 2 + (n if i % 2 else 0) for i in range(n)],
+                      "The high halves interleaved."))
 
 
-@intrinsic
-def vsub16(typingctx, a, b):
-    """a - b (16 float lanes)."""
-    if not (a == F32x16 and b == F32x16):
-        return None
+(vevens16, vodds16, vnext16, vnexto16, vcathalf16, vilo16, vihi16) = _shuffles(16)
+(vevens8, vodds8, vnext8, vnexto8, vcathalf8, vilo8, vihi8) = _shuffles(8)
 
-    def codegen(context, builder, sig, args):
-        return builder.fsub(args[0], args[1])
-    return F32x16(a, b), codegen
+
+def _make_sub(n):
+    VT = F32Vec(n)
+
+    @intrinsic
+    def vsub(typingctx, a, b):
+        """a - b."""
+        if not (a == VT and b == VT):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fsub(args[0], args[1])
+        return VT(a, b), codegen
+    return vsub
+
+
+vsub16, vsub8 = _make_sub(16), _make_sub(8)
 
 
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's
