@@ -59,10 +59,14 @@ def _close(got, ref):
     (32, 16, 13, 9, "Clip", False, 2, "t2"),     # 5 tiles, 7 rows: the last pair half out
     (16, 32, 16, 15, None, True, 1, "f32"),      # 8 tiles per row (16 lanes: the widest pair)
     (64, 32, 10, 64, "Relu", False, 1, "f32"),   # 32 tiles: 2 (16 lanes) or 4 vectors (8)
+    (128, 144, 11, 12, "Clip", False, 1, "t2"),  # 1.2 MB of filters: whole images per job,
+                                                 # no split (144 / 2 is not whole vectors)
+    (96, 192, 9, 18, None, True, 2, "f32"),      # 1.2 MB: the output channels split in 2
 ])
 def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tier, tmp_path,
                                     monkeypatch):
     monkeypatch.setenv("EDGENET_SIMD", tier)
+    monkeypatch.setattr(wino_f32, "U_MAX", {16: 1 << 22, 8: 1 << 22})   # the same cases
     rng = np.random.default_rng(C * H + W)
     path = _model(str(tmp_path / "m.edgenet"), rng, C, K, H, W, act, res, enc)
     feeds = {"x": rng.normal(0, 1, (N, C, H, W)).astype(np.float32)}
@@ -85,7 +89,8 @@ def test_winograd_matches_reference(C, K, H, W, act, res, N, enc, tier, tmp_path
 @pytest.mark.parametrize("C,K,H,W", [
     (64, 64, 20, 66),    # 33 tiles per row: more than two vectors
     (64, 64, 8, 8),      # 4 tiles per row: mostly empty lanes
-    (256, 256, 14, 14),  # 4 MB of filters (U_MAX): slower than the direct tiles in a model
+    (512, 512, 14, 14),  # 16 MB of filters (more than U_MAX)
+    (256, 256, 14, 14),  # 4 MB: more than U_MAX on 16 lanes (the 8-lane one is covered above)
     (24, 32, 28, 28),    # 24 channels: not whole vectors
 ])
 def test_winograd_declines(C, K, H, W, tier, tmp_path, monkeypatch):
@@ -93,6 +98,8 @@ def test_winograd_declines(C, K, H, W, tier, tmp_path, monkeypatch):
     are scalar code there), run the direct kernels, correctly."""
     if simd.rank(tier) < simd.rank(simd.codegen_tier()):
         pytest.skip(f"{tier} does not run here")
+    if tier == "avx2" and C == 256:
+        pytest.skip("8 lanes take 4 MB of filters (test_winograd_matches_reference)")
     monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(W)
     path = _model(str(tmp_path / "m.edgenet"), rng, C, K, H, W, "Relu", False)
@@ -106,6 +113,16 @@ def test_winograd_declines(C, K, H, W, tier, tmp_path, monkeypatch):
         m = edgenet.load(ok, policy="expanded")
         m(rng.normal(0, 1, (1, 16, 12, 20)).astype(np.float32))
         assert m._states[0].wino is None
+
+
+def test_jobs_split_large_filters():
+    """Up to GROUP_U bytes of filters: a job per tile row; above: whole images, the output
+    channels in whole vectors of 16 per thread where they divide."""
+    assert wino_f32.jobs(64, 64, 56, 56, 16, 2) == (1, 1)
+    assert wino_f32.jobs(256, 256, 14, 14, 16, 2) == (4, 2)     # 7 rows in pairs
+    assert wino_f32.jobs(256, 256, 14, 14, 8, 2) == (7, 2)      # 8 lanes: no pairs
+    assert wino_f32.jobs(128, 144, 11, 12, 16, 2) == (3, 1)     # 144 / 2 = 72: not whole
+    assert wino_f32.jobs(128, 144, 11, 20, 16, 2) == (6, 1)     # 10 tiles: rows, no pairs
 
 
 def test_winograd_filters_are_exact_transforms():

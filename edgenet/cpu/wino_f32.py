@@ -38,11 +38,15 @@ FZERO = np.float32(0)
 WINO_ON = True          # False: every conv takes the direct kernels (A/B)
 # the maps it runs on: tiles per row (ceil(OW / 2)) in [MIN_TW, 32]; C, K multiples of 16
 MIN_TW = 5
-# filters of at most this many bytes (16 * C * K floats, read once per job): ResNet-18's
-# 256-channel 14x14 convs (4 MB) ran 0.58-0.65 ms in the model against the direct tiles'
-# 0.49 (in isolation, their filters kept in the cache, 0.35 vs 0.47); 128 channels (1 MB)
-# 0.37-0.40 against 0.49
-U_MAX = 1 << 20
+# filters of at most this many bytes (16 * C * K floats) per lane count. ResNet-18's
+# 256-channel 14x14 convs (4 MB of U; the model's float32 weights, 47 MB, do not stay in
+# a 32 MB L3, so U comes from memory every run): 16 lanes 1.007x the model's time with
+# them on (0.35 vs 0.49 ms per conv in isolation, U cache-hot), 8 lanes 0.958x
+U_MAX = {16: 1 << 20, 8: 1 << 22}
+# filters above this many bytes: jobs of every tile row and a share of the output channels
+# (``jobs``), so that each job reads its part of U once (16 lanes, jobs of one tile row
+# pair each: 1.086x the model's time with those convs on, against 1.007x)
+GROUP_U = 1 << 20
 TIERS = ("avx512vnni", "avx512", "avx2")   # masked loads and stores in hardware
 _G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float64)
 
@@ -72,7 +76,7 @@ def use(st, xshape, yshape, has_r, code) -> bool:
     O = yshape[1]
     tw = (yshape[3] + 1) // 2
     return (C % 16 == 0 and O % 16 == 0 and MIN_TW <= tw <= 32 and yshape[2] >= 2
-            and 64 * C * O <= U_MAX)
+            and 64 * C * O <= U_MAX.get(st.simd[0], 0))
 
 
 def _gemm(kb, nv, L):
@@ -132,20 +136,22 @@ def _patches_L(xf, pb, iy, H, W, c):
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _in_transform_L(xf, n, ty, C, H, W, TWp, pair, Vb):
-    """V[xi, c, :] of tile row ty (image n), all input channels (layout (16, C, TWp)); pair:
-    tile rows ty and ty + 1 (at most L/2 tiles each) in the low and high half lanes."""
-    s = C * TWp
-    iy = 2 * ty - 1
+def _in_transform_L(xf, n, ty0, nu, R, C, H, W, TWp, pair, Wd, Vb):
+    """V[xi, c, :] of nu units (tile rows, or pairs of them: R = 2) from tile row ty0 of
+    image n, all input channels (layout (16, C, Wd), TWp lanes per unit); pair: tile rows
+    ty and ty + 1 (at most L/2 tiles each) in the low and high half lanes."""
+    s = C * Wd
     for ci in range(C):
         pb = (n * C + ci) * H * W
-        for v in range(TWp // @L):
-            t = _patches_L(xf, pb, iy, H, W, @2L * v - 1)
-            i = ci * TWp + @L * v
-            if pair:
-                u = _patches_L(xf, pb, iy + 2, H, W, -1)
+        for u in range(nu):
+            iy = 2 * (ty0 + u * R) - 1
+            for v in range(TWp // @L):
+                t = _patches_L(xf, pb, iy, H, W, @2L * v - 1)
+                i = ci * Wd + u * TWp + @L * v
+                if pair:
+                    u2 = _patches_L(xf, pb, iy + 2, H, W, -1)
 @PAIRSTORES
-            else:
+                else:
 @STORES
 
 
@@ -173,86 +179,96 @@ def _emit_L(yf, rf, has_r, i, cnt, v, code, lo, hi):
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _out_transform_L(Mb, bp, yf, rf, has_r, code, alpha, beta, n, ty, K, OH, OW, TWp, pair):
-    """y rows 2ty, 2ty + 1 (pair: to 2ty + 3, the second tile row in the high half lanes)
-    of every output channel from M (layout (16, K, TWp))."""
-    s = K * TWp
+def _out_transform_L(Mb, bp, yf, rf, has_r, code, alpha, beta, n, ty0, nu, R, K, k0, k1, OH,
+                     OW, TWp, Wd, pair):
+    """Output channels k0..k1 of the nu units from tile row ty0: y rows 2ty, 2ty + 1 per
+    tile row ty (pair: to 2ty + 3, the second tile row in the high half lanes), from M
+    (layout (16, K, Wd))."""
+    s = K * Wd
     lo = simd.vsplat@L(alpha)
     hi = simd.vsplat@L(beta)
-    oy = 2 * ty
-    for k in range(K):
+    for k in range(k0, k1):
         bk = simd.vsplat@L(bp[k])
-        yb = ((n * K + k) * OH + oy) * OW
-        for v in range(TWp // @L):
-            i = k * TWp + @L * v
-            s00, s01 = _colsum_L(Mb, i, s)
-            s10, s11 = _colsum_L(Mb, i + 4 * s, s)
-            s20, s21 = _colsum_L(Mb, i + 8 * s, s)
-            s30, s31 = _colsum_L(Mb, i + 12 * s, s)
-            o00 = simd.vadd@L(simd.vadd@L(simd.vadd@L(s00, s10), s20), bk)
-            o01 = simd.vadd@L(simd.vadd@L(simd.vadd@L(s01, s11), s21), bk)
-            o10 = simd.vadd@L(simd.vsub@L(simd.vsub@L(s10, s20), s30), bk)
-            o11 = simd.vadd@L(simd.vsub@L(simd.vsub@L(s11, s21), s31), bk)
-            ox = @2L * v
-            c0 = min(@L, OW - ox)
-            if pair:     # low half lanes: rows oy, oy + 1; high half: rows oy + 2, oy + 3
-                _emit_L(yf, rf, has_r, yb, c0, simd.vilo@L(o00, o01), code, lo, hi)
-                if oy + 1 < OH:
-                    _emit_L(yf, rf, has_r, yb + OW, c0, simd.vilo@L(o10, o11), code, lo, hi)
-                if oy + 2 < OH:
-                    _emit_L(yf, rf, has_r, yb + 2 * OW, c0, simd.vihi@L(o00, o01), code, lo,
-                            hi)
-                if oy + 3 < OH:
-                    _emit_L(yf, rf, has_r, yb + 3 * OW, c0, simd.vihi@L(o10, o11), code, lo,
-                            hi)
-                continue
-            c1 = min(@L, OW - ox - @L)
-            _emit_L(yf, rf, has_r, yb + ox, c0, simd.vilo@L(o00, o01), code, lo, hi)
-            _emit_L(yf, rf, has_r, yb + ox + @L, c1, simd.vihi@L(o00, o01), code, lo, hi)
-            if oy + 1 < OH:
-                _emit_L(yf, rf, has_r, yb + OW + ox, c0, simd.vilo@L(o10, o11), code, lo, hi)
-                _emit_L(yf, rf, has_r, yb + OW + ox + @L, c1, simd.vihi@L(o10, o11), code,
-                        lo, hi)
+        for u in range(nu):
+            oy = 2 * (ty0 + u * R)
+            for v in range(TWp // @L):
+                _out_vec_L(Mb, k * Wd + u * TWp + @L * v, s, bk, yf, rf, has_r, code, lo, hi,
+                           ((n * K + k) * OH + oy) * OW, oy, @2L * v, OH, OW, pair)
+
+
+@njit(fastmath=FM, boundscheck=False, inline="always")
+def _out_vec_L(Mb, i, s, bk, yf, rf, has_r, code, lo, hi, yb, oy, ox, OH, OW, pair):
+    """A^T M A of one vector of tiles at Mb[i] (xi stride s), plus the bias: output rows
+    oy, oy + 1 (pair: to oy + 3) from column ox, row oy at yf[yb]."""
+    s00, s01 = _colsum_L(Mb, i, s)
+    s10, s11 = _colsum_L(Mb, i + 4 * s, s)
+    s20, s21 = _colsum_L(Mb, i + 8 * s, s)
+    s30, s31 = _colsum_L(Mb, i + 12 * s, s)
+    o00 = simd.vadd@L(simd.vadd@L(simd.vadd@L(s00, s10), s20), bk)
+    o01 = simd.vadd@L(simd.vadd@L(simd.vadd@L(s01, s11), s21), bk)
+    o10 = simd.vadd@L(simd.vsub@L(simd.vsub@L(s10, s20), s30), bk)
+    o11 = simd.vadd@L(simd.vsub@L(simd.vsub@L(s11, s21), s31), bk)
+    c0 = min(@L, OW - ox)
+    if pair:     # low half lanes: rows oy, oy + 1; high half: rows oy + 2, oy + 3
+        _emit_L(yf, rf, has_r, yb, c0, simd.vilo@L(o00, o01), code, lo, hi)
+        if oy + 1 < OH:
+            _emit_L(yf, rf, has_r, yb + OW, c0, simd.vilo@L(o10, o11), code, lo, hi)
+        if oy + 2 < OH:
+            _emit_L(yf, rf, has_r, yb + 2 * OW, c0, simd.vihi@L(o00, o01), code, lo, hi)
+        if oy + 3 < OH:
+            _emit_L(yf, rf, has_r, yb + 3 * OW, c0, simd.vihi@L(o10, o11), code, lo, hi)
+        return
+    c1 = min(@L, OW - ox - @L)
+    _emit_L(yf, rf, has_r, yb + ox, c0, simd.vilo@L(o00, o01), code, lo, hi)
+    _emit_L(yf, rf, has_r, yb + ox + @L, c1, simd.vihi@L(o00, o01), code, lo, hi)
+    if oy + 1 < OH:
+        _emit_L(yf, rf, has_r, yb + OW + ox, c0, simd.vilo@L(o10, o11), code, lo, hi)
+        _emit_L(yf, rf, has_r, yb + OW + ox + @L, c1, simd.vihi@L(o10, o11), code, lo, hi)
 
 
 @njit(fastmath=FM, boundscheck=False)
-def _products_L(U, Vb, Mb, C, K, TWp):
-    NV = TWp // @L
+def _products_L(U, Vb, Mb, C, K, k0, k1, Wd):
+    """M[xi, k0:k1, :Wd] for every xi: vector pairs, then an odd last vector."""
+    NV = Wd // @L
     for xi in range(16):
-        if NV % 2 == 0:
-            for t0 in range(0, TWp, @2L):
-                for k0 in range(0, K, @KB2):
-                    _gemm_@KB2x2_L(U, Vb, Mb, C, K, TWp, xi, k0, t0)
-        else:
-            for t0 in range(0, TWp, @L):
-                for k0 in range(0, K, @KB1):
-                    _gemm_@KB1x1_L(U, Vb, Mb, C, K, TWp, xi, k0, t0)
+        for kb in range(k0, k1, @KB2):
+            for t0 in range(0, (NV // 2) * @2L, @2L):
+                _gemm_@KB2x2_L(U, Vb, Mb, C, K, Wd, xi, kb, t0)
+        if NV % 2 == 1:
+            for kb in range(k0, k1, @KB1):
+                _gemm_@KB1x1_L(U, Vb, Mb, C, K, Wd, xi, kb, (NV - 1) * @L)
 
 
 @pjit(fastmath=FM, boundscheck=False)
-def wino_par_L(xf, U, bp, yf, rf, has_r, code, alpha, beta, N, C, H, W, K, OH, OW, TWp, vbs,
-               mbs):
-    """Every job (image, tile row or pair of rows) of the conv, in parallel."""
+def wino_par_L(xf, U, bp, yf, rf, has_r, code, alpha, beta, N, C, H, W, K, OH, OW, TWp, RG, S,
+               vbs, mbs):
+    """Every job of the conv, in parallel: RG units (tile rows, or pairs of rows where a
+    row has at most L/2 tiles) of one image and K / S of its output channels."""
     TH = (OH + 1) // 2
-    pair = (OW + 1) // 2 <= @H       # two tile rows per vector
+    pair = (OW + 1) // 2 <= @H
     R = 2 if pair else 1
-    J = -(-TH // R)                  # jobs per image
-    for j in prange(N * J):
+    NU = -(-TH // R)                 # units per image
+    G = -(-NU // RG)                 # groups of units per image
+    KS = K // S
+    for j in prange(N * G * S):
         t = numba.get_thread_id()
-        n = j // J
-        ty = (j % J) * R
-        _in_transform_L(xf, n, ty, C, H, W, TWp, pair, vbs[t])
-        _products_L(U, vbs[t], mbs[t], C, K, TWp)
-        _out_transform_L(mbs[t], bp, yf, rf, has_r, code, alpha, beta, n, ty, K, OH, OW, TWp,
-                         pair)
+        n = j // (G * S)
+        u0 = (j // S) % G * RG
+        nu = min(NU, u0 + RG) - u0
+        k0 = j % S * KS
+        Wd = nu * TWp
+        _in_transform_L(xf, n, u0 * R, nu, R, C, H, W, TWp, pair, Wd, vbs[t])
+        _products_L(U, vbs[t], mbs[t], C, K, k0, k0 + KS, Wd)
+        _out_transform_L(mbs[t], bp, yf, rf, has_r, code, alpha, beta, n, u0 * R, nu, R, K,
+                         k0, k0 + KS, OH, OW, TWp, Wd, pair)
 '''
 
 
 def _gen(L):
     """The kernels' source for L lanes (16: AVX-512, 8: AVX2)."""
     kb2, kb1 = (8, 16) if L == 16 else (4, 8)
-    ind = " " * 16
-    pst = "\n".join(f"{ind}simd.vst{L}(Vb, i + {x} * s, simd.vcathalf{L}(t[{x}], u[{x}]))"
+    ind = " " * 20
+    pst = "\n".join(f"{ind}simd.vst{L}(Vb, i + {x} * s, simd.vcathalf{L}(t[{x}], u2[{x}]))"
                     for x in range(16))
     st = "\n".join(f"{ind}simd.vst{L}(Vb, i + {x} * s, t[{x}])" for x in range(16))
     src = _SRC.replace("@PAIRSTORES", pst).replace("@STORES", st)
@@ -268,18 +284,33 @@ for _L, _base in ((16, 20_000), (8, 21_000)):
 KERNELS = {16: wino_par_l16, 8: wino_par_l8}  # noqa: F821  (defined by the exec above)
 
 
+def jobs(C, K, OH, OW, L, nt):
+    """(RG, S): units (tile rows, or pairs) per job and output-channel splits. Large maps:
+    one unit per job, every output channel (the filters, at most GROUP_U bytes, stream
+    from L2 per job). Larger filters: every unit of the image in one job, the output
+    channels split in nt (whole vectors of 16), so each job reads its share of U once."""
+    if 64 * C * K <= GROUP_U:
+        return 1, 1
+    S = nt
+    while S > 1 and K % (16 * S):
+        S -= 1
+    TH = (OH + 1) // 2
+    return (TH + 1) // 2 if (OW + 1) // 2 <= L // 2 else TH, S
+
+
 def run(x, y, st, bp, r, has_r, code, alpha, beta, calls=None):
     """y = the conv of x (use() said yes; st.wino: ``filters`` of its weights, flat):
-    Winograd F(2x2, 3x3), jobs of one tile row (two where a row has at most L/2 tiles)."""
+    Winograd F(2x2, 3x3) in the jobs ``jobs`` chooses."""
     N, C, H, W = x.shape
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     L = st.simd[0]
     TWp = L * -(-((OW + 1) // 2) // L)
     nt = numba.config.NUMBA_NUM_THREADS
-    vbs = tls_rows("wino.v", nt, 16 * C * TWp)
-    mbs = tls_rows("wino.m", nt, 16 * K * TWp)
+    RG, S = jobs(C, K, OH, OW, L, nt)
+    vbs = tls_rows("wino.v", nt, 16 * C * TWp * RG)
+    mbs = tls_rows("wino.m", nt, 16 * K * TWp * RG)
     emit(calls, KERNELS[L], x.reshape(-1), st.wino, bp, y.reshape(-1), r.reshape(-1), has_r,
-         code, alpha, beta, N, C, H, W, K, OH, OW, TWp, vbs, mbs)
+         code, alpha, beta, N, C, H, W, K, OH, OW, TWp, RG, S, vbs, mbs)
 
 
 def warm(L):
@@ -293,5 +324,5 @@ def warm(L):
     nt = numba.config.NUMBA_NUM_THREADS
     TWp = 2 * L
     KERNELS[L](x, U, np.zeros(K, np.float32), x.copy(), x.copy(), False, 1, np.float32(0),
-               np.float32(6), 1, C, H, W, K, H, W, TWp,
+               np.float32(6), 1, C, H, W, K, H, W, TWp, 1, 1,
                np.zeros((nt, 16 * C * TWp), np.float32), np.zeros((nt, 16 * K * TWp), np.float32))
