@@ -14,6 +14,13 @@ from edgenet.format import pack, write_model
 from edgenet.ir import act_desc
 
 
+def close_to_scale(got, ref, tol=2e-5):
+    """Every |got - ref| within tol times ref's largest magnitude (which must be > 0)."""
+    scale = float(np.abs(ref).max())
+    assert scale > 0
+    assert float(np.abs(got - ref).max()) <= tol * scale
+
+
 def check_coverage(ops: dict, excluded: dict, spec: dict) -> None:
     """Every op of the spec has an implementation in ``ops`` or a stated exclusion."""
     missing = sorted(op for op in spec if op not in ops and op not in excluded)

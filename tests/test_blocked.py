@@ -15,6 +15,8 @@ from edgenet.cpu import dw_cv, simd
 from edgenet.format import pack, write_model
 from edgenet.ir import act_desc
 
+from helpers import close_to_scale as _close
+
 # 16 lanes (avx512) and 8 (avx2; generic is the same kernels) where this CPU runs them
 TIERS = [t for t in ("avx512", "avx2") if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
@@ -73,12 +75,6 @@ def _conv_node(name, i, o, k=1, s=1, g=1, act="Relu"):
             "outputs": [o], "attrs": {"strides": [s, s], "pads": [k // 2] * 4,
                                       "dilations": [1, 1], "group": g,
                                       "activation": _desc(act)}}
-
-
-def _close(got, ref):
-    scale = float(np.abs(ref).max())
-    assert scale > 0
-    assert float(np.abs(got - ref).max()) <= 2e-5 * scale
 
 
 @pytest.mark.parametrize("tier", TIERS)

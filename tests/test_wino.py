@@ -16,6 +16,8 @@ from edgenet.cpu import simd, wino_f32
 from edgenet.format import pack, write_model
 from edgenet.ir import act_desc
 
+from helpers import close_to_scale as _close
+
 # the tiers with Winograd kernels (16 and 8 lanes) that this CPU runs
 TIERS = [t for t in ("avx512", "avx2") if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
@@ -40,12 +42,6 @@ def _model(path, rng, C, K, H, W, act, res, enc="f32"):
     tensors = {"w": w, "b": pack("f32", rng.normal(0, 0.5, K).astype(np.float32))}
     write_model(path, graph=graph, tensors=tensors)
     return path
-
-
-def _close(got, ref):
-    scale = float(np.abs(ref).max())
-    assert scale > 0
-    assert float(np.abs(got - ref).max()) <= 2e-5 * scale
 
 
 @pytest.mark.parametrize("tier", TIERS)
