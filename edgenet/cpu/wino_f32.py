@@ -13,6 +13,9 @@ in the thread's L2 (no tensor-sized intermediates):
 3. output transform A^T M A per output channel and vector of tiles, plus the bias, the
    residual and Relu / Clip, interleaved back into two output rows (masked at the edges).
 
+Above GROUP_U bytes of U a job takes every tile row of the image and a share of the output
+channels instead (``jobs``), so that each job reads its part of U once.
+
 Tiles per row are padded to a multiple of L (TWp): 28 tiles (a 56-wide map) use 32 lanes,
 14 (28-wide) 16, 7 (14-wide) 8 on 8 lanes; rows of at most L/2 tiles go two to a vector
 (lanes 0..L/2-1 and L/2..L-1). The filter transform's 0.5 factors keep U exact in float32
