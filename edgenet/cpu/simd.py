@@ -155,14 +155,18 @@ def _make(n):
                 ir.VectorType(ir.IntType(32), n), [2 * i for i in range(n)]))
         return VT(arr, idx), codegen
 
-    @intrinsic
-    def vadd(typingctx, a, b):
-        if not (a == VT and b == VT):
-            return None
+    def _binary(op):
+        @intrinsic
+        def vop(typingctx, a, b):
+            if not (a == VT and b == VT):
+                return None
 
-        def codegen(context, builder, sig, args):
-            return builder.fadd(args[0], args[1])
-        return VT(a, b), codegen
+            def codegen(context, builder, sig, args):
+                return getattr(builder, op)(args[0], args[1])
+            return VT(a, b), codegen
+        return vop
+
+    vadd, vsub = _binary("fadd"), _binary("fsub")     # a + b, a - b
 
     @intrinsic
     def vrelu(typingctx, a):
@@ -319,18 +323,18 @@ def _make(n):
         return types.none(arr, idx, v, cnt), codegen
 
     return (vld, vst, vbc, vsplat, vfma, vld2, vadd, vrelu, vclip, vtern, vq3, vi8, vmaxn, vldm,
-            vstm, vlev)
+            vstm, vlev, vsub)
 
 
 (vld16, vst16, vbc16, vsplat16, vfma16, vld2_16, vadd16, vrelu16, vclip16,
- vtern16, vq3_16, vi8_16, vmaxn16, vldm16, vstm16, vlev16) = _make(16)
+ vtern16, vq3_16, vi8_16, vmaxn16, vldm16, vstm16, vlev16, vsub16) = _make(16)
 (vld8, vst8, vbc8, vsplat8, vfma8, vld2_8, vadd8, vrelu8, vclip8, vtern8, vq3_8,
- vi8_8, vmaxn8, vldm8, vstm8, vlev8) = _make(8)
+ vi8_8, vmaxn8, vldm8, vstm8, vlev8, vsub8) = _make(8)
 
 
-# MaxPool 3 x 3 / 2 in registers (pool._pool_planes, mode 2): a row's window maxima from the
-# column maxima of 48 columns, without a row buffer (_LF16 / _LI16: defined below, read
-# when a kernel compiles)
+# Masked loads of lanes lo..hi (the rest a fill value) and two-vector lane shuffles: MaxPool
+# 3 x 3 / 2 in registers (pool._pool_planes, mode 2: the column maxima of 48 columns, no row
+# buffer) and the Winograd tiles (wino_f32: even / odd tap columns, interleaved stores)
 
 
 def _vldr_codegen(n, fill):
@@ -352,33 +356,25 @@ def _vldr_codegen(n, fill):
     return codegen
 
 
-def _is_ldr(arr, idx, lo, hi):
-    return _is_f32_array(arr) and all(isinstance(t, types.Integer) for t in (idx, lo, hi))
+def _make_ldr(n, fill, doc):
+    VT = F32Vec(n)
+
+    @intrinsic
+    def ldr(typingctx, arr, idx, lo, hi):
+        if not (_is_f32_array(arr) and all(isinstance(t, types.Integer)
+                                           for t in (idx, lo, hi))):
+            return None
+        return VT(arr, idx, lo, hi), _vldr_codegen(n, fill)
+    ldr.__doc__ = doc
+    return ldr
 
 
-@intrinsic
-def vldr16(typingctx, arr, idx, lo, hi):
-    """Lanes lo <= l < hi of arr.flat[idx : idx + 16] (float32), the others -inf: a masked
-    load that reads nothing else (idx may point before the array where lo > 0)."""
-    if not _is_ldr(arr, idx, lo, hi):
-        return None
-    return F32x16(arr, idx, lo, hi), _vldr_codegen(16, float("-inf"))
-
-
-@intrinsic
-def vldz16(typingctx, arr, idx, lo, hi):
-    """vldr16 with the other lanes 0 (Winograd input tiles: padding reads as zero)."""
-    if not _is_ldr(arr, idx, lo, hi):
-        return None
-    return F32x16(arr, idx, lo, hi), _vldr_codegen(16, 0.0)
-
-
-@intrinsic
-def vldz8(typingctx, arr, idx, lo, hi):
-    """vldz16 on 8 lanes."""
-    if not _is_ldr(arr, idx, lo, hi):
-        return None
-    return F32x8(arr, idx, lo, hi), _vldr_codegen(8, 0.0)
+vldr16 = _make_ldr(16, float("-inf"), """Lanes lo <= l < hi of arr.flat[idx : idx + 16]
+    (float32), the others -inf: a masked load that reads nothing else (idx may point before
+    the array where lo > 0).""")
+vldz16 = _make_ldr(16, 0.0, "vldr16 with the other lanes 0 (Winograd input tiles: padding "
+                   "reads as zero).")
+vldz8 = _make_ldr(8, 0.0, "vldz16 on 8 lanes.")
 
 
 def _shuffle2(lanes, doc):
@@ -415,24 +411,6 @@ def _shuffles(n):
 
 (vevens16, vodds16, vnext16, vnexto16, vcathalf16, vilo16, vihi16) = _shuffles(16)
 (vevens8, vodds8, vnext8, vnexto8, vcathalf8, vilo8, vihi8) = _shuffles(8)
-
-
-def _make_sub(n):
-    VT = F32Vec(n)
-
-    @intrinsic
-    def vsub(typingctx, a, b):
-        """a - b."""
-        if not (a == VT and b == VT):
-            return None
-
-        def codegen(context, builder, sig, args):
-            return builder.fsub(args[0], args[1])
-        return VT(a, b), codegen
-    return vsub
-
-
-vsub16, vsub8 = _make_sub(16), _make_sub(8)
 
 
 # e**r on [-ln2/2, ln2/2], degree 6, fitted for relative error (~2e-9): the Exp op's
