@@ -432,20 +432,22 @@ def _conv_both_policies(node, consts, ins, want, tag):
 
 STEM_CASES = [
     # (N, C, H, W, O, k, stride, pads, dil, act): stem_f32 (pixel vectors, C <= 4; output
-    # rows of 32 / 31 / 45 / 31 / 29: whole and overlapping last vectors)
-    (1, 3, 40, 64, 16, 3, 2, (1, 1, 1, 1), 1, "HardSwish"),   # MobileNetV3-small's stem
-    (2, 3, 37, 61, 37, 3, 2, (1, 1, 1, 1), 1, "Clip"),        # O past a tile, odd rows, N 2
+    # rows of 48 / 70 / 45 / 31 / 45 / 46: whole and overlapping last tiles of 16 and 8
+    # pixels, and of 24 (stride 2 at 8 lanes); odd padded widths split unevenly)
+    (1, 3, 40, 96, 16, 3, 2, (1, 1, 1, 1), 1, "HardSwish"),   # MobileNetV3-small's stem
+    (2, 3, 37, 139, 37, 3, 2, (1, 1, 1, 1), 1, "Clip"),       # O past a tile, odd rows, N 2
     (1, 1, 21, 45, 24, 3, 1, (1, 1, 1, 1), 1, "Relu"),        # stride 1
     (1, 4, 33, 33, 20, 3, 1, (2, 1, 0, 2), 2, None),          # dilation, asymmetric pads
-    (1, 3, 45, 57, 64, 7, 2, (3, 3, 3, 3), 1, "Relu"),        # ResNet stem (16 lanes only)
+    (1, 3, 45, 89, 64, 7, 2, (3, 3, 3, 3), 1, "Relu"),        # ResNet stem
+    (1, 2, 35, 92, 16, 3, 2, (0, 2, 1, 1), 2, None),          # stride 2 dilated
 ]
 
 
 @pytest.mark.parametrize("mode", [m for m in MODES if m != "off"])
 @pytest.mark.parametrize("case", STEM_CASES, ids=[str(i) for i in range(len(STEM_CASES))])
 def test_stem_f32(mode, case, monkeypatch):
-    """Convs with <= 4 input channels run as pixel vectors (stem_f32) where eligible, and
-    match the reference; the 7x7 stays on the tiles at 8 lanes."""
+    """Convs with <= 4 input channels run as pixel vectors (stem_f32) on both lane counts,
+    and match the reference."""
     from edgenet.cpu import stem_f32
     monkeypatch.setenv("EDGENET_SIMD", mode)
     N, C, H, W, O, k, st, pads, dil, act = case
@@ -459,7 +461,27 @@ def test_stem_f32(mode, case, monkeypatch):
     run = stem_f32.run
     monkeypatch.setattr(stem_f32, "run", lambda *a, **kw: calls.append(1) or run(*a, **kw))
     _conv_both_policies(node, consts, [x, None, None], want, case)
-    assert len(calls) == (0 if simd.lanes(mode) == 8 and k > 3 else 2)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("L", [16, 8])
+def test_stem_split_copy_matches_numpy(L):
+    """stem_f32's split copy (stride-2 stems' input): each row of np.pad's planes as its
+    even columns then its odd ones, for rows of fewer than L halves (scalar), whole and
+    overlapping vectors, odd widths, pads wider than a vector; nothing past P * Hp * Wp."""
+    from edgenet.cpu import stem_f32
+    rng = np.random.default_rng(L)
+    for P, H, W, pt, pl, pb, pr in [(1, 4, 5, 1, 1, 1, 1), (2, 3, 30, 0, 3, 2, 3),
+                                    (3, 5, 57, 3, 3, 3, 3), (1, 2, 64, 1, 0, 0, 1),
+                                    (2, 6, 40, 2, 19, 1, 2), (1, 7, 33, 0, 2, 3, 17)]:
+        x = rng.standard_normal(P * H * W).astype(np.float32)
+        Hp, Wp = H + pt + pb, W + pl + pr
+        out = np.full(P * Hp * Wp + 40, np.nan, np.float32)
+        stem_f32.SPLIT[L](x, P, H, W, pt, pl, Hp, Wp, out)
+        pad = np.pad(x.reshape(P, H, W), ((0, 0), (pt, pb), (pl, pr)))
+        want = np.concatenate([pad[:, :, 0::2], pad[:, :, 1::2]], axis=2)
+        np.testing.assert_array_equal(out[:P * Hp * Wp].reshape(P, Hp, Wp), want)
+        assert np.isnan(out[P * Hp * Wp:]).all()
 
 
 @pytest.mark.parametrize("W", [1, 5, 7, 8, 9, 14, 15, 16, 17, 31, 32, 33, 56])

@@ -152,18 +152,20 @@ def nchw_only() -> bool:
     return _TLS.nchw
 
 
-def set_blk_out(key: str, shape: tuple, on: bool) -> None:
+def set_blk_out(key: str, shape: tuple, on) -> None:
     """A depthwise conv records whether it wrote its output (of ``shape``) blocked (``key``:
     its 1x1 reader's, conv.link_blocked) on this Python thread; the reader, which runs (or
     binds) right after it in the same pass, asks ``blk_out`` with its input's shape (one
-    record per shape: plans for other input sizes never overwrite it)."""
+    record per shape: plans for other input sizes never overwrite it). ``on``: a bool, or
+    what the reader needs (a stem's call for its fused MaxPool: conv.link_pool), falsy for
+    none."""
     d = _TLS.blkout
     if d is None:
         d = _TLS.blkout = {}
     d[(key, shape)] = on
 
 
-def blk_out(key: str, shape: tuple) -> bool:
+def blk_out(key: str, shape: tuple):
     d = _TLS.blkout
     return d is not None and d.get((key, shape), False)
 

@@ -363,6 +363,8 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back).
     ``calls``: record the calls instead (``_common.emit``)."""
     _pad_out_none(st, y.shape)   # padded_output says otherwise where a kernel writes it
+    if st.pool is not None:      # and the fused MaxPool (link_pool) where it runs
+        _common.set_blk_out(st.pool, y.shape, False)
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if sh != sw or sh not in (1, 2):
         return False
@@ -405,8 +407,15 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         pw_f32.run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls)
         return True
     elif stem_f32.use(st, x.shape, y.shape, has_r, code):   # C <= 4: vectors over pixels
-        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta,
-                     padded_input(x, st, "stem.xp", stem_f32.SLACK, calls),
+        xp = (stem_f32.split_input(x, st, calls) if sh == 2 else
+              padded_input(x, st, "stem.xp", stem_f32.SLACK, calls))
+        if st.pool is not None and sh == 2 and stem_f32.POOL_ON and not _common.nchw_only():
+            # the MaxPool step, next, runs the conv and pool kernel into its output: y is
+            # not written (link_pool)
+            _common.set_blk_out(st.pool, y.shape,
+                                stem_f32.pool_call(x, y.shape, st, ws, bp, code, alpha, beta, xp))
+            return True
+        stem_f32.run(x, y, st, toff, ws, bp, code, alpha, beta, xp,
                      padded_output(st, N, O, OH, OW), calls)
         return True
     elif stem_f32.use_pv(st, x.shape, y.shape, code):       # O <= 16, stride 1: the same
@@ -643,7 +652,52 @@ def link_blocked(nodes, states, outputs) -> int:
         sb.bo2, sc.bi2 = key, key
         count += 1
     _share_blocked_buffers(states)
-    return count + link_padded(nodes, states)
+    return count + link_padded(nodes, states) + link_pool(nodes, states, outputs)
+
+
+def link_pool(nodes, states, outputs) -> int:
+    """Pairs (stem, MaxPool): a float32 conv that stem_f32 may run at stride 2 (group 1, at
+    most stem_f32.MAX_C input channels, a SIMD tier, no residual input, a vector
+    activation, one output, no other hand-off) whose output only a MaxPool reads, the next
+    node, 3 x 3, stride 2, pads 1, floor, one output, and no graph output (ResNets' stem,
+    whose weights, decoded per call for packed files, and input copy nothing else
+    overwrites between the two steps then). Where
+    stem_f32 runs the conv (not in observing runs: ``_common.nchw_only``) the conv step
+    makes its input copy and leaves its output unwritten, and the MaxPool step, the next
+    one, runs the conv-and-pool kernel into the MaxPool's output (``stem_f32.pool_call``,
+    recorded for it in ``_common.set_blk_out``; pool._Pool.exec); per-node profiles count
+    the conv's time there. Measured in docs/PERFORMANCE.md, "The stem and its MaxPool".
+    In place on the states; returns the pairs."""
+    readers: dict = {}
+    for nd in nodes:
+        for n in nd.get("inputs", []):
+            if n:
+                readers[n] = readers.get(n, 0) + 1
+    reader_of = {nd["inputs"][0]: j for j, nd in enumerate(nodes) if nd.get("inputs")}
+    outs = set(outputs)
+    count = 0
+    for i, nd in enumerate(nodes):
+        sa = states[i]
+        if nd.get("op") != "Conv" or not isinstance(sa, ConvState) or sa.simd is None \
+                or sa.simd_dw is not None or sa.q is not None or sa.qo is not None \
+                or sa.bo is not None or sa.po is not None or sa.pi is not None \
+                or len(nd.get("outputs", [])) != 1 \
+                or (len(nd.get("inputs", [])) > 3 and nd["inputs"][3]) \
+                or sa.params[0] != 2 or sa.params[1] != 2 or sa.params[8] != 1 \
+                or sa.K > stem_f32.MAX_C * sa.KH * sa.KW or sa.act[0] not in _VEC_ACTS:
+            continue
+        t = nd["outputs"][0]
+        j = reader_of.get(t)
+        if t in outs or readers.get(t) != 1 or j != i + 1 or nodes[j].get("op") != "MaxPool" \
+                or len(nodes[j].get("outputs", [])) != 1:
+            continue
+        sp = states[j]
+        if not isinstance(sp, dict) or sp.get("p") != (3, 3, 2, 2, 1, 1, 1, 1, 1, 1) \
+                or int(attrs(nodes[j]).get("ceil_mode", 0)) != 0:
+            continue
+        sa.pool = sp["pi"] = "pool:" + t
+        count += 1
+    return count
 
 
 def link_padded(nodes, states) -> int:
@@ -760,8 +814,10 @@ class ConvState:
     pi: str | None = None            # the key of its producer's padded copy (link_padded)
     po_pg: dict = field(default_factory=dict)   # padded size -> the kernels' pg vector
     tiled: np.ndarray | None = None  # _conv_tiled layout (built on the first fallback)
-    toff_w: dict = field(default_factory=dict)   # padded width -> tap offsets (int64)
+    toff_w: dict = field(default_factory=dict)   # padded width (stem_f32: ("split", width))
+                                                 # -> tap offsets (int64)
     wino: np.ndarray | None = None   # Winograd filters, flat (16, C, O) (on first use)
+    pool: str | None = None          # the buffer key of its fused MaxPool reader (link_pool)
 
     def __getitem__(self, name):     # read access by name (tests written for the old dict)
         return getattr(self, name)

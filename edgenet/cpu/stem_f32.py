@@ -5,28 +5,36 @@ The channel-vector tiles (gen_simd_conv) write NCHW rows through ``tile_store`` 
 at a time, and a stem writes many outputs per multiply-accumulate (C * kh * kw = 27 for a
 3x3 over RGB): MobileNetV3-small's 3->16 3x3/2 stem (112x112, HardSwish) took 0.47 ms at
 one thread that way. Here a register holds L consecutive output pixels of one row and one
-output channel: per input channel and tap, one vector load of x (stride 2: the even
-elements of 2L, ``vld2``) feeds K FMAs with broadcast weights (K = 16 output channels at 16
-lanes, 8 at 8), and the epilogue stores whole vectors (bias, Relu / Clip / HardSwish). The
-last vector of a row overlaps the one before (same values written twice). Weights: the
-SIMD layout the tiles use ((ceil(O/B), C, kh*kw, B)), nothing new kept per layer.
+output channel: per input channel and tap, one vector load of x feeds K FMAs with
+broadcast weights (K = 16 output channels at 16 lanes, 8 at 8; stride 2 at 8 lanes: 4
+channels x 3 vectors), and the epilogue stores whole vectors (bias, Relu / Clip /
+HardSwish). The last vector of a row overlaps the one before (same values written twice).
+Weights: the SIMD layout the tiles use ((ceil(O/B), C, kh*kw, B)), nothing new kept per
+layer.
 
 Measured (in-process A/B, 2 threads, Zen 4, the conv's own time): avx512 tiers
 MobileNetV3-small 3->16 3x3/2 0.255 -> 0.165 ms, MobileNetV2 3->32 3x3/2 0.44 -> 0.28,
 ResNet-18 3->64 7x7/2 1.54 -> 1.28 (models 0.94 / 0.98 / 0.98); avx2 (8 lanes, K = 8)
 MobileNetV2 0.60 -> 0.46, MobileNetV3-small 0.32 -> 0.29, but ResNet-18's 7x7 2.18 ->
-2.53: at 8 lanes only kernels of at most 9 taps run here.
+2.53 (then; stride 2 since below).
+
+Stride 2 reads a copy of the input whose padded rows hold their even columns, then their
+odd ones (``split_copy``, in place of the padded copy): a tap's L outputs are L
+consecutive floats, where a load of 2L and an even-lane shuffle (``vld2``) fed each before.
+Measured (Zen 5, 2 threads, the copy and the kernel, interleaved): ResNet-18's 3->64 7x7/2
+670 -> 610 us; forced avx2, with the 4 x 3 tile, 7x7 1300 -> 1020 us and 3x3 (64
+channels) 270 -> 240, so the 7x7 runs here at 8 lanes too.
 
 The same template, 8 channels x 2 vectors with a residual, runs dense stride-1 convs with
 at most 16 output channels (``use_pv``: ResNet-20's first stage), where the channel-vector
 tiles hold one output vector and pay a broadcast load per FMA.
 
-The input is always a padded copy (the stride-2 loads read one float past a row's last
-window). Kernels generated per (lanes, stride) and compiled with this file as their source
+The input is always a padded (stride 2: split) copy. Kernels generated per (lanes, stride) and compiled with this file as their source
 (Numba's disk cache keys on it), like ``pw_f32``.
 """
 from __future__ import annotations
 
+import numba  # noqa: F401  (generated kernels)
 import numpy as np
 from numba import prange  # noqa: F401  (generated kernels)
 
@@ -34,17 +42,23 @@ from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode
 from . import simd  # noqa: F401
-from ._common import emit
+from ._common import emit, tls_buffer, tls_rows
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
-                   vld8, vld16, vld2_8, vld2_16, vrelu8, vrelu16, vsplat8, vsplat16, vst8,
-                   vst16)
+from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vevens8,  # noqa: F401
+                   vevens16, vfma8, vfma16, vld8, vld16, vldz8, vldz16, vmaxn8, vmaxn16,
+                   vnext8, vnext16, vodds8, vodds16, vrelu8, vrelu16, vsplat8, vsplat16,
+                   vst8, vst16)
 
 K_OF = {16: 16, 8: 8}    # output channels a tile (accumulators: 16 zmm / 8 ymm)
 MAX_C = 4                # input channels up to which a conv runs here
 SLACK = 32               # floats past the padded input: the stride-2 loads of the last row
                          # read one float past it (2L at most)
+# (K, V) of the stride-2 tiles by lanes: at 8 lanes (16 ymm registers on AVX2) 4 channels x
+# 3 vectors load 7 floats per 12 FMAs against 9 per 8 at 8 x 1 (forced avx2, 64 channels,
+# the kernel's own time: 7x7 1220 -> 1023 us, 3x3 270 -> 237)
+S2_TILE = {16: (16, 1), 8: (4, 3)}
 ON = True                # False: the channel-vector tiles for these convs too (A/B)
+POOL_ON = True           # False: no fused MaxPool (conv.link_pool pairs run apart; A/B)
 _VEC_ACTS = (ActCode.NONE, ActCode.RELU, ActCode.CLIP, ActCode.HARD_SWISH)
 
 
@@ -53,9 +67,7 @@ def _source(L, S, K=None, V=1, res=False):
     kernel takes a residual (rf, has_r), added before the activation."""
     K = K or K_OF[L]
     PIX = L * V
-    ld = f"vld{L}" if S == 1 else f"vld2_{L}"
-    name = f"stem_f32_l{L}_s{S}" if (K, V, res) == (K_OF[L], 1, False) else \
-        f"pv_f32_l{L}_s{S}_k{K}_v{V}"
+    name = f"{'pv' if res else 'stem'}_f32_l{L}_s{S}_k{K}_v{V}"
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
@@ -88,13 +100,15 @@ def _source(L, S, K=None, V=1, res=False):
     for i in range(K):
         for j in range(V):
             w(f"            a{i}_{j} = vsplat{L}(np.float32(0))")
-    w(f"            xr = n * C * HWp + oy * {S} * Wp + ox0 * {S}")
+    # stride 2: the input's columns split into evens and odds per row (split_copy), so a
+    # tap's L outputs read L consecutive floats (the tap offsets say which half)
+    w(f"            xr = n * C * HWp + oy * {S} * Wp + ox0")
     w("            for c in range(C):")
     w("                xc = xr + c * HWp")
     w("                wc = c * T * B")
     w("                for q in range(T):")
     for j in range(V):
-        w(f"                    x{j} = {ld}(xf, xc + toff[q] + {j * L * S})")
+        w(f"                    x{j} = vld{L}(xf, xc + toff[q] + {j * L})")
     w("                    wq = wc + q * B")
     w("                    wq += w0")
     for i in range(K):
@@ -118,12 +132,165 @@ def _source(L, S, K=None, V=1, res=False):
     return name, "\n".join(o) + "\n"
 
 
+def _split_source(L):
+    """split_copy: x (P planes of H x W, flat) into xp zero-padded (pt rows on top, pl
+    columns on the left, rows of Wp) with each padded row stored as its even columns, then
+    its odd ones (E = ceil(Wp / 2) and Wp - E floats): rows in parallel, L evens (odds) at a
+    time from two masked loads of x (columns outside the image load as 0), the last vector
+    of a row overlapping the one before."""
+    return f'''
+@pjit(fastmath=True, boundscheck=False)
+def split_copy_l{L}(xf, P, H, W, pt, pl, Hp, Wp, xp):
+    E = (Wp + 1) // 2
+    z = vsplat{L}(np.float32(0))
+    for r in prange(P * Hp):
+        p = r // Hp
+        iy = r - p * Hp - pt
+        d = r * Wp
+        if iy < 0 or iy >= H:
+            i = 0
+            while i + {L} <= Wp:
+                vst{L}(xp, d + i, z)
+                i += {L}
+            for j in range(i, Wp):
+                xp[d + j] = np.float32(0)
+            continue
+        s = (p * H + iy) * W
+        for par in range(2):
+            n = E if par == 0 else Wp - E
+            db = d + par * E
+            if n < {L}:
+                for m in range(n):
+                    c = 2 * m + par - pl
+                    xp[db + m] = xf[s + c] if 0 <= c < W else np.float32(0)
+                continue
+            m0 = 0
+            while m0 < n:
+                if m0 + {L} > n:
+                    m0 = n - {L}
+                c = 2 * m0 + par - pl
+                v0 = vldz{L}(xf, s + c, max(0, -c), min({L}, W - c))
+                v1 = vldz{L}(xf, s + c + {L}, max(0, -c - {L}), min({L}, W - c - {L}))
+                vst{L}(xp, db + m0, vevens{L}(v0, v1))
+                m0 += {L}
+'''
+
+
+def _pool_source(L, K, V):
+    """The stride-2 tile with ResNet's MaxPool (3 x 3, stride 2, pads 1) in its epilogue:
+    a job is a band of BR pooled rows of K output channels of one image; it computes the
+    conv rows the band's windows need (2 py - 1 .. 2 py + 1; one row twice per band edge)
+    into a ring of 3 rows per channel in the thread's buffer ``rb`` (rows of Wb floats:
+    column 0 and those past OW stay -inf, the image at 1 .. OW), and pools each pooled row
+    from there as pool._pool_planes' in-register 3 x 3 / 2 window does (rows, then the
+    even, odd and next-even lanes, the NaN rule of vmaxn), L outputs a vector, the last
+    overlapping; rows of fewer than L pooled outputs scalar. Output: (N, O, PH, PW)."""
+    PIX = L * V
+    name = f"stem_pool_f32_l{L}_k{K}_v{V}"
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def {name}(xf, C, Hp, Wp, toff, ws, B, bp, N, O, OH, OW, code, alpha, beta,")
+    w("        PH, PW, NB, BR, Wb, rb, yp):")
+    w("    T = toff.shape[0]")
+    w(f"    NG = (O + {K - 1}) // {K}")
+    w(f"    NV = (OW + {PIX - 1}) // {PIX}")
+    w("    HWp = Hp * Wp")
+    w("    ninf = np.float32(-np.inf)")
+    w("    for t in prange(N * NG * NB):")
+    w("        bnd = t % NB")
+    w("        u = t // NB")
+    w("        g = u % NG")
+    w("        n = u // NG")
+    w(f"        o0 = g * {K}")
+    w("        w0 = (o0 // B) * C * T * B + o0 % B")
+    w("        rt = rb[numba.get_thread_id()]")
+    w(f"        for j in range({3 * K} * Wb):")
+    w("            rt[j] = ninf")
+    emit_act_consts(w, L, "        ")
+    w("        last = -1")
+    w("        for py in range(bnd * BR, min(PH, bnd * BR + BR)):")
+    w("            ry0 = max(0, 2 * py - 1)")
+    w("            ry1 = min(OH - 1, 2 * py + 1)")
+    w("            for oy in range(max(ry0, last + 1), ry1 + 1):")
+    w(f"                sb = (oy % 3) * {K} * Wb + 1")
+    w("                for v in range(NV):")
+    w(f"                    ox0 = v * {PIX}")
+    w(f"                    if ox0 > OW - {PIX}:")
+    w(f"                        ox0 = OW - {PIX}")
+    for i in range(K):
+        for j in range(V):
+            w(f"                    a{i}_{j} = vsplat{L}(np.float32(0))")
+    w("                    xr = n * C * HWp + oy * 2 * Wp + ox0")
+    w("                    for c in range(C):")
+    w("                        xc = xr + c * HWp")
+    w("                        wq = c * T * B + w0")
+    w("                        for q in range(T):")
+    for j in range(V):
+        w(f"                            x{j} = vld{L}(xf, xc + toff[q] + {j * L})")
+    for i in range(K):
+        w(f"                            wv = vbc{L}(ws, wq + {i})")
+        for j in range(V):
+            w(f"                            a{i}_{j} = vfma{L}(x{j}, wv, a{i}_{j})")
+    w("                            wq += B")
+    for i in range(K):
+        w(f"                    bv = vsplat{L}(bp[min(o0 + {i}, O - 1)])")
+        for j in range(V):
+            w(f"                    f = vadd{L}(a{i}_{j}, bv)")
+            emit_act_vec(w, L, "                    ", "f")
+            w(f"                    vst{L}(rt, sb + {i} * Wb + ox0 + {j * L}, f)")
+    w("                last = oy")
+    # the pooled row: rows ry0 .. ry1 of the ring
+    w("            s0 = (ry0 % 3) * " + str(K) + " * Wb")
+    w("            s1 = ((ry0 + 1) % 3) * " + str(K) + " * Wb")
+    w("            s2 = ((ry0 + 2) % 3) * " + str(K) + " * Wb")
+    w("            nr = ry1 - ry0 + 1")
+    w(f"            for i in range(min({K}, O - o0)):")
+    w("                yb = ((n * O + o0 + i) * PH + py) * PW")
+    w("                ci = i * Wb")
+    w(f"                if PW >= {L}:")
+    w("                    px = 0")
+    w("                    while px < PW:")
+    w(f"                        if px + {L} > PW:")
+    w(f"                            px = PW - {L}")
+    w("                        c = ci + 2 * px")
+    for r in range(3):
+        ind = "                        "
+        if r:
+            w(f"{ind}if nr > {r}:")
+            ind += "    "
+        for k in range(3):
+            ld = f"vld{L}(rt, s{r} + c + {k * L})"
+            w(f"{ind}v{k} = " + (ld if r == 0 else f"vmaxn{L}({ld}, v{k})"))
+    w(f"                        e = vevens{L}(v0, v1)")
+    w(f"                        a = vmaxn{L}(vodds{L}(v0, v1), e)")
+    w(f"                        vst{L}(yp, yb + px, vmaxn{L}(vnext{L}(e, v2), a))")
+    w(f"                        px += {L}")
+    w("                else:")
+    w("                    for px in range(PW):")
+    w("                        m = ninf")
+    w("                        for r in range(nr):")
+    w("                            sr = s0 if r == 0 else (s1 if r == 1 else s2)")
+    w("                            for k in range(3):")
+    w("                                vv = rt[sr + ci + 2 * px + k]")
+    w("                                m = vv if (vv > m or vv != vv) else m")
+    w("                        yp[yb + px] = m")
+    return name, "\n".join(o) + "\n"
+
+
 KERNELS = {}
+SPLIT = {}
+POOL = {}
 for _L in K_OF:
+    exec(compile(_split_source(_L), __file__, "exec"), globals())
+    SPLIT[_L] = globals()[f"split_copy_l{_L}"]
     for _S in (1, 2):
-        _name, _src = _source(_L, _S)
+        _name, _src = _source(_L, _S, *(S2_TILE[_L] if _S == 2 else ()))
         exec(compile(_src, __file__, "exec"), globals())
         KERNELS[(_L, _S)] = globals()[_name]
+    _name, _src = _pool_source(_L, *S2_TILE[_L])
+    exec(compile(_src, __file__, "exec"), globals())
+    POOL[_L] = globals()[_name]
 # Dense stride-1 convs with at most PV_MAX_O output channels (one channel vector: the
 # channel-vector tiles' k = 1, where each FMA needs its own broadcast load) on rows of at
 # least PV_V vectors: 8 channels x 2 vectors a tile, 10 loads per 16 FMAs instead of 17,
@@ -138,18 +305,19 @@ PV_KERNELS = {16: globals()[_name]}
 
 def use(st, x_shape, y_shape, has_r, code) -> bool:
     """Does this f32 conv run here: group 1, at most MAX_C input channels, stride 1 or 2
-    (both axes), a SIMD tier, rows of at least L outputs with the overlapping last vector
-    recomputing <= 25%, no residual, a vector activation."""
+    (both axes), a SIMD tier, rows of at least one tile's pixels (L; 3L at 8 lanes, stride
+    2) with the overlapping last tile recomputing <= 25%, no residual, a vector
+    activation."""
     if not ON or st.simd is None or has_r or code not in _VEC_ACTS:
         return False
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     L = st.simd[0]
     if g != 1 or sh != sw or (L, sh) not in KERNELS or x_shape[1] > MAX_C:
         return False
-    if L == 8 and st.KH * st.KW > 9:   # 7x7 at 8 lanes: slower than the tiles (below)
+    if L == 8 and sh == 1 and st.KH * st.KW > 9:   # stride-1 7x7 at 8 lanes: not measured
         return False
-    OW = y_shape[3]
-    return OW >= L and -(-OW // L) * L * 4 <= OW * 5
+    OW, pix = y_shape[3], L * (S2_TILE[L][1] if sh == 2 else 1)
+    return OW >= pix and -(-OW // pix) * pix * 4 <= OW * 5
 
 
 def use_pv(st, x_shape, y_shape, code) -> bool:
@@ -166,16 +334,68 @@ def use_pv(st, x_shape, y_shape, code) -> bool:
     return OW >= pix and -(-OW // pix) * pix * 4 <= OW * 5
 
 
-def run(x, y, st, toff, ws, bp, code, alpha, beta, xp, pad_out, calls=None, r=None,
-        has_r=False):
-    """``xp``: x zero-padded, flat, with ``SLACK`` floats past it (conv.padded_input: a
-    copy, or its producer's). ``pad_out``: (pf, pg), the padded reader's input this conv
-    stores into as well (conv.padded_output). ``r``: a residual (the pixel-vector tiles
-    only: ``use_pv``)."""
+def split_input(x, st, calls=None):
+    """x zero-padded by st's pads with each row's even columns, then its odd ones
+    (split_copy), flat, in this thread's buffer, ``SLACK`` floats past it: a stride-2
+    conv's input here."""
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    N, C, H, W = x.shape
+    Hp, Wp = H + pt + pb, W + pl + pr
+    xp = tls_buffer("stem.xs", N * C * Hp * Wp + SLACK)
+    emit(calls, SPLIT[st.simd[0]], x.reshape(-1), N * C, H, W, pt, pl, Hp, Wp, xp)
+    return xp
+
+
+def _split_offsets(st, Wp):
+    """The taps' offsets in split_copy's rows (cached in st.toff_w under ("split", Wp)):
+    column kx * dw is the even half's (kx * dw) // 2-th float or the odd half's."""
+    toff = st.toff_w.get(("split", Wp))
+    if toff is None:
+        dh, dw, E = st.params[6], st.params[7], (Wp + 1) // 2
+        toff = np.array([ky * dh * Wp + (kx * dw) % 2 * E + kx * dw // 2
+                         for ky in range(st.KH) for kx in range(st.KW)], np.int64)
+        st.toff_w[("split", Wp)] = toff
+    return toff
+
+
+def pool_dims(OH, OW):
+    """The output size of a 3 x 3 / 2 MaxPool with pads 1 (floor) on an OH x OW map."""
+    return (OH - 1) // 2 + 1, (OW - 1) // 2 + 1
+
+
+def pool_call(x, y_shape, st, ws, bp, code, alpha, beta, xp):
+    """The stride-2 conv with its MaxPool reader fused (conv.link_pool): (kernel, its
+    arguments but the last), the last being the pooled output, (N, O, PH, PW) flat, which
+    the MaxPool step passes (its own output): the conv step makes the split copy ``xp``
+    and nothing else. Bands of pooled rows: about 4 jobs per thread."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     L, k = st.simd
     N, C, H, W = x.shape
     Hp, Wp = H + pt + pb, W + pl + pr
+    O, OH, OW = y_shape[1], y_shape[2], y_shape[3]
+    PH, PW = pool_dims(OH, OW)
+    K = S2_TILE[L][0]
+    NB = max(1, min(PH, -(-4 * numba.get_num_threads() // (N * -(-O // K)))))
+    BR = -(-PH // NB)
+    NB = -(-PH // BR)
+    Wb = -(-max(2 * PW + L, OW + 1) // 16) * 16
+    rb = tls_rows("stem.pool", numba.config.NUMBA_NUM_THREADS, 3 * K * Wb)
+    return POOL[L], (xp, C, Hp, Wp, _split_offsets(st, Wp), ws, L * k, bp, N, O, OH, OW,
+                     code, alpha, beta, PH, PW, NB, BR, Wb, rb)
+
+
+def run(x, y, st, toff, ws, bp, code, alpha, beta, xp, pad_out, calls=None, r=None,
+        has_r=False):
+    """``xp``: stride 1, x zero-padded, flat, with ``SLACK`` floats past it
+    (conv.padded_input: a copy, or its producer's); stride 2: ``split_input``'s. ``pad_out``:
+    (pf, pg), the padded reader's input this conv stores into as well (conv.padded_output).
+    ``r``: a residual (the pixel-vector tiles only: ``use_pv``)."""
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    L, k = st.simd
+    N, C, H, W = x.shape
+    Hp, Wp = H + pt + pb, W + pl + pr
+    if sh == 2:
+        toff = _split_offsets(st, Wp)
     args = (xp, C, Hp, Wp, toff, ws, L * k, bp, y.reshape(-1), N, y.shape[1], y.shape[2],
             y.shape[3], code, alpha, beta)
     if r is None:
@@ -193,8 +413,15 @@ def warm(L):
     po = (np.zeros(1, np.float32), np.zeros(5, np.int64))
     for S in (1, 2):
         KERNELS[(L, S)](*args, *po)
+    SPLIT[L](z, 1, 8, 40, 1, 3, 10, 46, z.copy())
+    K = S2_TILE[L][0]
+    POOL[L](z, 1, 8, 40, np.zeros(9, np.int64), np.zeros(9 * L, np.float32), L,
+            np.zeros(L, np.float32), 1, 1, 4, 3 * L, 1, np.float32(0), np.float32(6), 2, 2,
+            1, 2, 6 * L, np.zeros((numba.config.NUMBA_NUM_THREADS, 3 * K * 6 * L), np.float32),
+            z.copy())
     if L in PV_KERNELS:
         PV_KERNELS[L](*args, z.copy(), False, *po)
 
 
-__all__ = ["use", "use_pv", "run", "warm", "KERNELS", "PV_KERNELS", "MAX_C"]
+__all__ = ["use", "use_pv", "run", "pool_call", "pool_dims", "split_input", "warm", "KERNELS",
+           "PV_KERNELS", "POOL", "MAX_C"]
