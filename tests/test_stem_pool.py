@@ -123,3 +123,46 @@ def test_no_fusion_where_the_tensor_is_needed_or_the_pool_differs(why, tmp_path,
     want = edgenet.load(path, device="reference").run({"x": x})
     for n in want:
         _close(got[n], want[n])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_fused_pool_writes_its_int8_readers_input(tier, tmp_path, monkeypatch):
+    """An int8 file whose stem stays float32 (no range for x) and whose MaxPool feeds an
+    int8 conv: the fused kernel pools into a buffer that the MaxPool quantizes as a 1 x 1
+    window; the same bits as the pair run apart (the MaxPool-and-quantize kernel), close
+    to the reference."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(21)
+    C, O, H = 3, 16, 70
+    P = (((H - 1) // 2 + 1) - 1) // 2 + 1
+    nodes = [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
+              "attrs": {"strides": [2, 2], "pads": [1] * 4, "dilations": [1, 1],
+                        "group": 1, "activation": act_desc("Relu")}},
+             {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": ["m"],
+              "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                        "ceil_mode": 0}},
+             {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "m"],
+              "outputs": ["y"],
+              "attrs": {"strides": [1, 1], "pads": [1] * 4, "dilations": [1, 1],
+                        "group": 1, "activation": act_desc("Relu")}}]
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, O, P, P]}], "nodes": nodes}
+    lv = rng.integers(-1, 2, size=(O, O, 3, 3))
+    tensors = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, 3, 3)).astype(np.float32)),
+               "b": pack("f32", rng.normal(0, 0.3, size=O).astype(np.float32)),
+               "w1": pack("t2", lv, rng.uniform(0.05, 0.3, size=O).astype(np.float32)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32))}
+    path = str(tmp_path / "m.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    ranges = {"m": (0.0, 3.0)}
+    x = rng.normal(0, 1, (1, C, H, H)).astype(np.float32)
+    m = edgenet.load(path, activations="int8", act_ranges=ranges)
+    assert m._states[0].q is None and m._states[0].pool is not None
+    assert m._states[1]["qo"] is not None
+    got = [m(x) for _ in range(3)]
+    monkeypatch.setattr(stem_f32, "POOL_ON", False)
+    apart = edgenet.load(path, activations="int8", act_ranges=ranges)(x)
+    for g in got:
+        np.testing.assert_array_equal(g, apart)
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
+    assert float(np.abs(apart - ref).max()) <= 2e-2 * float(np.abs(ref).max())

@@ -29,8 +29,10 @@ The same template, 8 channels x 2 vectors with a residual, runs dense stride-1 c
 at most 16 output channels (``use_pv``: ResNet-20's first stage), where the channel-vector
 tiles hold one output vector and pay a broadcast load per FMA.
 
-The input is always a padded (stride 2: split) copy. Kernels generated per (lanes, stride) and compiled with this file as their source
-(Numba's disk cache keys on it), like ``pw_f32``.
+The input is always a padded (stride 2: split) copy. Kernels generated per (lanes, stride)
+and compiled with this file as their source (Numba's disk cache keys on it), like
+``pw_f32``. ``POOL``: the stride-2 tile with a 3 x 3 / 2 MaxPool in its epilogue
+(conv.link_pool; docs/PERFORMANCE.md, "The stem and its MaxPool").
 """
 from __future__ import annotations
 
