@@ -64,6 +64,30 @@ POOL_ON = True           # False: no fused MaxPool (conv.link_pool pairs run apa
 _VEC_ACTS = (ActCode.NONE, ActCode.RELU, ActCode.CLIP, ActCode.HARD_SWISH)
 
 
+def _emit_sums(w, L, K, V, S, ind):
+    """The tile's sums into K x V accumulators ``a{i}_{j}`` (output channels o0 + i, pixels
+    ox0 + j * L ..) of output row oy: C input channels x T taps, one vector load of x per
+    tap and vector feeding K FMAs with broadcast weights."""
+    for i in range(K):
+        for j in range(V):
+            w(f"{ind}a{i}_{j} = vsplat{L}(np.float32(0))")
+    # stride 2: the input's columns split into evens and odds per row (split_copy), so a
+    # tap's L outputs read L consecutive floats (the tap offsets say which half)
+    w(f"{ind}xr = n * C * HWp + oy * {S} * Wp + ox0")
+    w(f"{ind}for c in range(C):")
+    w(f"{ind}    xc = xr + c * HWp")
+    w(f"{ind}    wc = c * T * B")
+    w(f"{ind}    for q in range(T):")
+    for j in range(V):
+        w(f"{ind}        x{j} = vld{L}(xf, xc + toff[q] + {j * L})")
+    w(f"{ind}        wq = wc + q * B")
+    w(f"{ind}        wq += w0")
+    for i in range(K):
+        w(f"{ind}        wv = vbc{L}(ws, wq + {i})")
+        for j in range(V):
+            w(f"{ind}        a{i}_{j} = vfma{L}(x{j}, wv, a{i}_{j})")
+
+
 def _source(L, S, K=None, V=1, res=False):
     """Tile: K output channels x V vectors of L pixels of one output row. ``res``: the
     kernel takes a residual (rf, has_r), added before the activation."""
@@ -99,24 +123,7 @@ def _source(L, S, K=None, V=1, res=False):
     w(f"            ox0 = v * {PIX}")
     w(f"            if ox0 > OW - {PIX}:")
     w(f"                ox0 = OW - {PIX}")
-    for i in range(K):
-        for j in range(V):
-            w(f"            a{i}_{j} = vsplat{L}(np.float32(0))")
-    # stride 2: the input's columns split into evens and odds per row (split_copy), so a
-    # tap's L outputs read L consecutive floats (the tap offsets say which half)
-    w(f"            xr = n * C * HWp + oy * {S} * Wp + ox0")
-    w("            for c in range(C):")
-    w("                xc = xr + c * HWp")
-    w("                wc = c * T * B")
-    w("                for q in range(T):")
-    for j in range(V):
-        w(f"                    x{j} = vld{L}(xf, xc + toff[q] + {j * L})")
-    w("                    wq = wc + q * B")
-    w("                    wq += w0")
-    for i in range(K):
-        w(f"                    wv = vbc{L}(ws, wq + {i})")
-        for j in range(V):
-            w(f"                    a{i}_{j} = vfma{L}(x{j}, wv, a{i}_{j})")
+    _emit_sums(w, L, K, V, S, "            ")
     for i in range(K):
         w(f"            if o0 + {i} < O:")
         w(f"                bv = vsplat{L}(bp[o0 + {i}])")
@@ -220,21 +227,7 @@ def _pool_source(L, K, V):
     w(f"                    ox0 = v * {PIX}")
     w(f"                    if ox0 > OW - {PIX}:")
     w(f"                        ox0 = OW - {PIX}")
-    for i in range(K):
-        for j in range(V):
-            w(f"                    a{i}_{j} = vsplat{L}(np.float32(0))")
-    w("                    xr = n * C * HWp + oy * 2 * Wp + ox0")
-    w("                    for c in range(C):")
-    w("                        xc = xr + c * HWp")
-    w("                        wq = c * T * B + w0")
-    w("                        for q in range(T):")
-    for j in range(V):
-        w(f"                            x{j} = vld{L}(xf, xc + toff[q] + {j * L})")
-    for i in range(K):
-        w(f"                            wv = vbc{L}(ws, wq + {i})")
-        for j in range(V):
-            w(f"                            a{i}_{j} = vfma{L}(x{j}, wv, a{i}_{j})")
-    w("                            wq += B")
+    _emit_sums(w, L, K, V, 2, "                    ")
     for i in range(K):
         w(f"                    bv = vsplat{L}(bp[min(o0 + {i}, O - 1)])")
         for j in range(V):
