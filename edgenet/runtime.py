@@ -25,7 +25,8 @@ _F32 = np.dtype(np.float32)
 MAX_PLAN_BYTES = int(os.environ.get("EDGENET_MAX_PLAN_BYTES", 8 << 30))
 # Adaptive threading (docs/PERFORMANCE.md, "Threads on a busy machine"): with threads > 1, a
 # plan times whole runs with its nodes' own thread counts and with one thread for every node,
-# and keeps the faster (re-measuring the other every PROBE_EVERY runs). EDGENET_ADAPTIVE_THREADS=0
+# and keeps the faster (re-measuring the other every PROBE_EVERY runs and PROBE_S seconds).
+# EDGENET_ADAPTIVE_THREADS=0
 # turns it off.
 ADAPTIVE_THREADS = os.environ.get("EDGENET_ADAPTIVE_THREADS", "1") != "0"
 # Bound steps (edgenet/cpu/_common.py, "bound steps"): after a plan's first run on a thread,
@@ -41,6 +42,12 @@ BIND = os.environ.get("EDGENET_BIND", "1") != "0"
 STAGE_MAX = 1 << 14
 _get_ident = threading.get_ident
 PROBE_EVERY = 50
+# ... and at most every PROBE_S seconds: the load on a shared machine changes over seconds,
+# and each probe block runs the slower choice (one thread: about twice the time) and then
+# wakes the workers again. Every 50 runs alone, the probes cost the runs' median 1.5-6 %
+# against the same plan never probing (in-process A/B, Zen 5, 2 threads, ResNet-20 int8
+# 0.15 ms a run: a probe every 8 ms), nineteenth session: docs/PERFORMANCE.md.
+PROBE_S = 1.0
 # Adaptive threads' evidence: the plan's first ADAPTIVE_SKIP runs are not timed (kernel
 # loading, binding); each choice runs ADAPTIVE_BLOCK times in a row, the first run after a
 # switch untimed (it wakes the workers: on a box with both cores busy, a threaded run right
@@ -217,13 +224,14 @@ class _Plan:
         self.one = False         # run every node on one thread (the faster so far)
         self.runs = 0
         self.last, self.streak = None, 0   # the last timed choice, its runs in a row
+        self.probe_run, self.probe_t, self.probe_left = PROBE_EVERY, 0.0, 0   # next probe
 
     def pick_one(self) -> bool:
         """Run this call on one thread? After ADAPTIVE_SKIP untimed runs, both choices run
         in blocks of ADAPTIVE_BLOCK (alternating) until each has ADAPTIVE_SAMPLES timed
         runs; then one thread wins only when its median is below ONE_MARGIN x the other's;
-        every PROBE_EVERY runs a block of the other choice is timed again (the load on a
-        shared machine changes)."""
+        every PROBE_EVERY runs and PROBE_S seconds (both) a block of the other choice is
+        timed again (the load on a shared machine changes)."""
         self.runs += 1
         if self.runs <= ADAPTIVE_SKIP:
             return False
@@ -232,8 +240,16 @@ class _Plan:
             if self.last is None:
                 return False
             return self.last if self.streak < ADAPTIVE_BLOCK else not self.last
-        if self.runs % PROBE_EVERY < ADAPTIVE_BLOCK:
+        if self.probe_left:
+            self.probe_left -= 1
             return not self.one
+        if self.runs >= self.probe_run:
+            now = time.perf_counter()
+            if now >= self.probe_t:
+                self.probe_run = self.runs + PROBE_EVERY
+                self.probe_t = now + PROBE_S
+                self.probe_left = ADAPTIVE_BLOCK - 1
+                return not self.one
         return self.one
 
     def record(self, one: bool, dt: float):

@@ -165,6 +165,7 @@ def _plan(runs=0):
     from edgenet import runtime
     p = object.__new__(runtime._Plan)
     p.times, p.one, p.runs, p.last, p.streak = ([], []), False, runs, None, 0
+    p.probe_run, p.probe_t, p.probe_left = runtime.PROBE_EVERY, 0.0, 0
     return p
 
 
@@ -177,12 +178,13 @@ def _drive(p, cost, n):
         prev = one
 
 
-def test_adaptive_threads_times_both_choices_and_keeps_the_faster():
+def test_adaptive_threads_times_both_choices_and_keeps_the_faster(monkeypatch):
     """_Plan.pick_one / record: the first runs untimed, then both choices in blocks of
     ADAPTIVE_BLOCK runs (the first of a block untimed) until each has ADAPTIVE_SAMPLES
     times; one thread wins by a margin; the other choice is re-timed in a block every
-    PROBE_EVERY runs and can win back."""
+    PROBE_EVERY runs (PROBE_S seconds apart at least: 0 here) and can win back."""
     from edgenet import runtime
+    monkeypatch.setattr(runtime, "PROBE_S", 0.0)
     p = _plan()
     for _ in range(runtime.ADAPTIVE_SKIP):     # compile / bind runs: threaded, not timed
         assert p.pick_one() is False
@@ -203,6 +205,25 @@ def test_adaptive_threads_times_both_choices_and_keeps_the_faster():
     for _ in range(n + 1):                         # the load changed: threads win again
         p.record(False, 0.005)
     assert p.one is False
+
+
+def test_adaptive_threads_probe_at_most_every_probe_s(monkeypatch):
+    """Runs faster than PROBE_EVERY per PROBE_S seconds probe the other choice once per
+    PROBE_S (a block of ADAPTIVE_BLOCK runs), not every PROBE_EVERY runs."""
+    from edgenet import runtime
+    clock = [100.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    p = _plan()
+    blk, n = runtime.ADAPTIVE_BLOCK, runtime.ADAPTIVE_SAMPLES
+    for _ in range(runtime.ADAPTIVE_SKIP + -(-n // (blk - 1)) * blk * 2):
+        one = p.pick_one()
+        p.record(one, 0.010 if one else 0.030)
+    assert p.one is True
+    picks = [p.pick_one() for _ in range(10 * runtime.PROBE_EVERY)]   # within one PROBE_S
+    assert picks.count(False) == blk
+    clock[0] += runtime.PROBE_S                    # a PROBE_S later: the next probe block
+    picks = [p.pick_one() for _ in range(runtime.PROBE_EVERY)]
+    assert picks.count(False) == blk
 
 
 def test_adaptive_threads_need_a_margin_to_leave_the_threads():

@@ -166,3 +166,56 @@ def test_fused_pool_writes_its_int8_readers_input(tier, tmp_path, monkeypatch):
         np.testing.assert_array_equal(g, apart)
     ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
     assert float(np.abs(apart - ref).max()) <= 2e-2 * float(np.abs(ref).max())
+
+
+@pytest.mark.skipif(not simd.has_vnni(), reason="the int8 stem pairs on the VNNI tier only")
+@pytest.mark.parametrize("C,O,H,k,N,act", [
+    (3, 64, 77, 7, 1, "Relu"),     # ResNet's int8 stem: pooled rows of 20 (overlap)
+    (3, 32, 70, 3, 2, "Clip"),     # 35 x 35 conv rows, batch 2
+    (4, 16, 41, 5, 1, None),       # 4 channels in a word, pooled rows of 11 (scalar)
+])
+def test_int8_stem_pool_matches_reference(C, O, H, k, N, act, tmp_path, monkeypatch):
+    """An int8 stem (a range for x) on the VNNI tiles' word layout and its MaxPool, read by
+    an int8 conv: one kernel (stem_f32.POOL_I8) writes the pooled map and the reader's
+    words; close to the pair run apart (qconv's stem tiles, then the MaxPool-and-quantize
+    kernel: the same sums, the epilogue's rounding may differ) and to the reference."""
+    monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
+    rng = np.random.default_rng(O + H)
+    OH = (H + 2 * (k // 2) - k) // 2 + 1
+    P = (OH - 1) // 2 + 1
+    d = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    nodes = [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
+              "attrs": {"strides": [2, 2], "pads": [k // 2] * 4, "dilations": [1, 1],
+                        "group": 1, "activation": d}},
+             {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": ["m"],
+              "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                        "ceil_mode": 0}},
+             {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "m"],
+              "outputs": ["y"],
+              "attrs": {"strides": [1, 1], "pads": [1] * 4, "dilations": [1, 1],
+                        "group": 1, "activation": act_desc("Relu")}}]
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, O, P, P]}], "nodes": nodes}
+    tensors = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, k, k)),
+                         rng.uniform(0.1, 0.4, size=O).astype(np.float32)),
+               "b": pack("f32", rng.normal(0, 0.3, size=O).astype(np.float32)),
+               "w1": pack("t2", rng.integers(-1, 2, size=(O, O, 3, 3)),
+                          rng.uniform(0.02, 0.1, size=O).astype(np.float32)),
+               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32))}
+    path = str(tmp_path / "m.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    ranges = {"x": (-3.0, 3.0), "m": (-1.0, 4.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    m = edgenet.load(path, activations="int8", act_ranges=ranges)
+    st = m._states[0]
+    assert st.q is not None and not st.q["t2"] and st.pool is not None
+    assert m._states[1]["qo"] is not None
+    got = [m(x) for _ in range(3)]          # unbound, then bound
+    np.testing.assert_array_equal(got[1], got[0])
+    np.testing.assert_array_equal(got[2], got[0])
+    monkeypatch.setattr(stem_f32, "POOL_ON", False)
+    apart = edgenet.load(path, activations="int8", act_ranges=ranges)(x)
+    scale = float(np.abs(apart).max())
+    assert float(np.abs(got[0] - apart).max()) <= 1e-2 * scale
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)(x)
+    assert float(np.abs(got[0] - ref).max()) <= 2e-2 * float(np.abs(ref).max())

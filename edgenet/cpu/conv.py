@@ -363,8 +363,6 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     """Run the SIMD kernel; False when this geometry has no SIMD tile (caller falls back).
     ``calls``: record the calls instead (``_common.emit``)."""
     _pad_out_none(st, y.shape)   # padded_output says otherwise where a kernel writes it
-    if st.pool is not None:      # and the fused MaxPool (link_pool) where it runs
-        _common.set_blk_out(st.pool, y.shape, False)
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     if sh != sw or sh not in (1, 2):
         return False
@@ -658,7 +656,8 @@ def link_blocked(nodes, states, outputs) -> int:
 def link_pool(nodes, states, outputs) -> int:
     """Pairs (stem, MaxPool): a float32 conv that stem_f32 may run at stride 2 (group 1, at
     most stem_f32.MAX_C input channels, a SIMD tier, no residual input, a vector
-    activation, one output, no other hand-off) whose output only a MaxPool reads, the next
+    activation, one output, no other hand-off), or such an int8 conv on the VNNI tiles'
+    word layout (``stem_f32.use_q``), whose output only a MaxPool reads, the next
     node, 3 x 3, stride 2, pads 1, floor, one output, and no graph output (ResNets' stem,
     whose weights, decoded per call for packed files, and input copy nothing else
     overwrites between the two steps then). Where
@@ -678,8 +677,10 @@ def link_pool(nodes, states, outputs) -> int:
     count = 0
     for i, nd in enumerate(nodes):
         sa = states[i]
-        if nd.get("op") != "Conv" or not isinstance(sa, ConvState) or sa.simd is None \
-                or sa.simd_dw is not None or sa.q is not None or sa.qo is not None \
+        if nd.get("op") != "Conv" or not isinstance(sa, ConvState) \
+                or (sa.simd is None if sa.q is None else
+                    (sa.q["fam"] != "v" or sa.q["t2"] or sa.q["L"] != 16)) \
+                or sa.simd_dw is not None or sa.qo is not None \
                 or sa.bo is not None or sa.po is not None or sa.pi is not None \
                 or len(nd.get("outputs", [])) != 1 \
                 or (len(nd.get("inputs", [])) > 3 and nd["inputs"][3]) \
@@ -1006,6 +1007,13 @@ class Conv(OpImpl):
         xq = None
         if state.dq is not None:
             x, xq = _dw_input(state, x, calls)
+        if state.pool is not None:   # its MaxPool fused (link_pool) where the kernel runs
+            _common.set_blk_out(state.pool, y.shape, False)
+            if state.q is not None and b is state.b and stem_f32.POOL_ON \
+                    and not _common.nchw_only() and stem_f32.use_q(state, x.shape, y.shape):
+                _common.set_blk_out(state.pool, y.shape,
+                                    stem_f32.pool_call_q(x, y.shape, state, state.q["bb"], calls))
+                return
         if state.q is not None:
             return qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
                              b is state.b, r, has_r, code, alpha, beta, state.qo, calls)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ..ops import node_attrs
-from ._common import FM, RecordedOp, blk_out, emit, emit_split, tls_buffer, tls_rows
+from ._common import FM, RecordedOp, blk_out, emit, emit_split, tls_rows
 from .._jit import njit, pjit
 from . import qconv, simd
 from .simd import ldf, stf
@@ -269,6 +269,9 @@ def _inv_counts(size, out, k, s, d, p0, p1, include_pad):
     return inv
 
 
+_QB0, _QP0, _QF0 = np.zeros(4, np.uint8), np.zeros(6, np.int64), np.zeros(2, np.float32)
+
+
 class _Pool(RecordedOp):
     is_max = True
 
@@ -292,16 +295,15 @@ class _Pool(RecordedOp):
         N, C, H, W = x.shape
         OH, OW = y.shape[2], y.shape[3]
         pend = blk_out(state["pi"], x.shape) if state.get("pi") is not None else None
-        if pend:   # its stem conv, fused (conv.link_pool): that kernel into y ...
-            f, args = pend
-            if state["qo"] is None:
-                emit(calls, f, *args, y.reshape(-1))
-                return
-            # ... or into a buffer, quantized below as a 1 x 1 window
-            x = tls_buffer(state["pi"], y.size)[:y.size].reshape(y.shape)
-            emit(calls, f, *args, x.reshape(-1))
-            kh, kw, sh, sw, pt, pl, pb, pr, dh, dw = 1, 1, 1, 1, 0, 0, 0, 0, 1, 1
-            H, W = OH, OW
+        if pend:   # its stem conv, fused (conv.link_pool): that kernel into y (and into
+            f, args = pend   # the int8 reader's words)
+            if state["qo"] is not None:
+                qw, qp, qf = qconv.consumer_words(state, state["qo"], N, C, OH, OW, calls)
+                qb = qw.view(np.uint8)
+            else:
+                qb, qp, qf = _QB0, _QP0, _QF0
+            emit(calls, f, *args, y.reshape(-1), qb, qp, qf)
+            return
         key = (H, W, OH, OW)
         inv = state["inv"].get(key)
         if inv is None:

@@ -64,13 +64,17 @@ POOL_ON = True           # False: no fused MaxPool (conv.link_pool pairs run apa
 _VEC_ACTS = (ActCode.NONE, ActCode.RELU, ActCode.CLIP, ActCode.HARD_SWISH)
 
 
-def _emit_sums(w, L, K, V, S, ind):
+def _emit_sums(w, L, K, V, S, ind, q=False):
     """The tile's sums into K x V accumulators ``a{i}_{j}`` (output channels o0 + i, pixels
     ox0 + j * L ..) of output row oy: C input channels x T taps, one vector load of x per
-    tap and vector feeding K FMAs with broadcast weights."""
+    tap and vector feeding K FMAs with broadcast weights. ``q``: int8 (16 lanes, VNNI): x
+    words of 4 input channels' uint8 (C: their count), weight words of 4 int8 levels,
+    ``vpdpbusd`` into int32 sums."""
+    z, ld, bc = (("simd.vzeroi16()", "simd.vldi16", "simd.vbci16") if q else
+                 (f"vsplat{L}(np.float32(0))", f"vld{L}", f"vbc{L}"))
     for i in range(K):
         for j in range(V):
-            w(f"{ind}a{i}_{j} = vsplat{L}(np.float32(0))")
+            w(f"{ind}a{i}_{j} = {z}")
     # stride 2: the input's columns split into evens and odds per row (split_copy), so a
     # tap's L outputs read L consecutive floats (the tap offsets say which half)
     w(f"{ind}xr = n * C * HWp + oy * {S} * Wp + ox0")
@@ -79,13 +83,14 @@ def _emit_sums(w, L, K, V, S, ind):
     w(f"{ind}    wc = c * T * B")
     w(f"{ind}    for q in range(T):")
     for j in range(V):
-        w(f"{ind}        x{j} = vld{L}(xf, xc + toff[q] + {j * L})")
+        w(f"{ind}        x{j} = {ld}(xf, xc + toff[q] + {j * L})")
     w(f"{ind}        wq = wc + q * B")
     w(f"{ind}        wq += w0")
     for i in range(K):
-        w(f"{ind}        wv = vbc{L}(ws, wq + {i})")
+        w(f"{ind}        wv = {bc}(ws, wq + {i})")
         for j in range(V):
-            w(f"{ind}        a{i}_{j} = vfma{L}(x{j}, wv, a{i}_{j})")
+            w(f"{ind}        a{i}_{j} = " + (f"simd.vdpbusd16(a{i}_{j}, x{j}, wv)" if q else
+                                             f"vfma{L}(x{j}, wv, a{i}_{j})"))
 
 
 def _source(L, S, K=None, V=1, res=False):
@@ -185,7 +190,7 @@ def split_copy_l{L}(xf, P, H, W, pt, pl, Hp, Wp, xp):
 '''
 
 
-def _pool_source(L, K, V):
+def _pool_source(L, K, V, q=False):
     """The stride-2 tile with ResNet's MaxPool (3 x 3, stride 2, pads 1) in its epilogue:
     a job is a band of BR pooled rows of K output channels of one image; it computes the
     conv rows the band's windows need (2 py - 1 .. 2 py + 1; one row twice per band edge)
@@ -193,14 +198,19 @@ def _pool_source(L, K, V):
     column 0 and those past OW stay -inf, the image at 1 .. OW), and pools each pooled row
     from there as pool._pool_planes' in-register 3 x 3 / 2 window does (rows, then the
     even, odd and next-even lanes, the NaN rule of vmaxn), L outputs a vector, the last
-    overlapping; rows of fewer than L pooled outputs scalar. Output: (N, O, PH, PW)."""
+    overlapping; rows of fewer than L pooled outputs scalar. Output: (N, O, PH, PW), and
+    where qp[0] != 0 the pooled rows quantized 4 channels a word into an int8 reader's
+    padded input (qb, qp, qf: qconv.consumer_words; simd.vquant4_16, the MaxPool-and-
+    quantize kernel's rule). ``q``: the int8 stem (``_emit_sums``' int8 sums; bp: the
+    per-channel scale alpha * s, bb: bias - the zero-point correction, as qconv's tiles)."""
     PIX = L * V
-    name = f"stem_pool_f32_l{L}_k{K}_v{V}"
+    name = f"stem_pool_{'i8' if q else 'f32'}_l{L}_k{K}_v{V}"
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    w(f"def {name}(xf, C, Hp, Wp, toff, ws, B, bp, N, O, OH, OW, code, alpha, beta,")
-    w("        PH, PW, NB, BR, Wb, rb, yp):")
+    w(f"def {name}(xf, C, Hp, Wp, toff, ws, B, bp, " + ("bb, " if q else "") +
+      "N, O, OH, OW, code, alpha, beta,")
+    w("        PH, PW, NB, BR, Wb, rb, yp, qb, qp, qf):")
     w("    T = toff.shape[0]")
     w(f"    NG = (O + {K - 1}) // {K}")
     w(f"    NV = (OW + {PIX - 1}) // {PIX}")
@@ -227,11 +237,14 @@ def _pool_source(L, K, V):
     w(f"                    ox0 = v * {PIX}")
     w(f"                    if ox0 > OW - {PIX}:")
     w(f"                        ox0 = OW - {PIX}")
-    _emit_sums(w, L, K, V, 2, "                    ")
+    _emit_sums(w, L, K, V, 2, "                    ", q)
     for i in range(K):
         w(f"                    bv = vsplat{L}(bp[min(o0 + {i}, O - 1)])")
+        if q:
+            w(f"                    cv = vsplat{L}(bb[min(o0 + {i}, O - 1)])")
         for j in range(V):
-            w(f"                    f = vadd{L}(a{i}_{j}, bv)")
+            w(f"                    f = " + (f"vfma{L}(simd.vitof16(a{i}_{j}), bv, cv)" if q
+                                             else f"vadd{L}(a{i}_{j}, bv)"))
             emit_act_vec(w, L, "                    ", "f")
             w(f"                    vst{L}(rt, sb + {i} * Wb + ox0 + {j * L}, f)")
     w("                last = oy")
@@ -270,6 +283,16 @@ def _pool_source(L, K, V):
     w("                                vv = rt[sr + ci + 2 * px + k]")
     w("                                m = vv if (vv > m or vv != vv) else m")
     w("                        yp[yb + px] = m")
+    # the int8 reader's words of this pooled row: 4 channels a word (K is a multiple of 4)
+    w("            if qp[0] != 0:")
+    w("                for i4 in range(0, min(" + str(K) + ", O - o0), 4):")
+    w("                    c0 = o0 + i4")
+    w("                    wb = ((n * qp[1] + c0 // 4) * qp[2] + py + qp[4]) * qp[3] + qp[5]")
+    w("                    yb = ((n * O + c0) * PH + py) * PW")
+    w("                    for x0 in range(0, PW, 16):")
+    w("                        simd.vquant4_16(yp, yb + x0, PH * PW, min(4, O - c0),")
+    w("                                        min(16, PW - x0), qf[0], qf[1], qb,")
+    w("                                        4 * (wb + x0))")
     return name, "\n".join(o) + "\n"
 
 
@@ -286,6 +309,10 @@ for _L in K_OF:
     _name, _src = _pool_source(_L, *S2_TILE[_L])
     exec(compile(_src, __file__, "exec"), globals())
     POOL[_L] = globals()[_name]
+# the int8 stem with its MaxPool (VNNI tier: conv.link_pool pairs an int8 stem only there)
+_name, _src = _pool_source(16, 16, 1, q=True)
+exec(compile(_src, __file__, "exec"), globals())
+POOL_I8 = globals()[_name]
 # Dense stride-1 convs with at most PV_MAX_O output channels (one channel vector: the
 # channel-vector tiles' k = 1, where each FMA needs its own broadcast load) on rows of at
 # least PV_V vectors: 8 channels x 2 vectors a tile, 10 loads per 16 FMAs instead of 17,
@@ -358,25 +385,62 @@ def pool_dims(OH, OW):
     return (OH - 1) // 2 + 1, (OW - 1) // 2 + 1
 
 
+def _bands(N, O, K, PH, PW, OW, L):
+    """(NB, BR, Wb, rb): bands of pooled rows (about 4 jobs per thread), the ring's row
+    width and the threads' ring buffers."""
+    NB = max(1, min(PH, -(-4 * numba.get_num_threads() // (N * -(-O // K)))))
+    BR = -(-PH // NB)
+    NB = -(-PH // BR)
+    Wb = -(-max(2 * PW + L, OW + 1) // 16) * 16
+    return NB, BR, Wb, tls_rows("stem.pool", numba.config.NUMBA_NUM_THREADS, 3 * K * Wb)
+
+
 def pool_call(x, y_shape, st, ws, bp, code, alpha, beta, xp):
     """The stride-2 conv with its MaxPool reader fused (conv.link_pool): (kernel, its
-    arguments but the last), the last being the pooled output, (N, O, PH, PW) flat, which
-    the MaxPool step passes (its own output): the conv step makes the split copy ``xp``
-    and nothing else. Bands of pooled rows: about 4 jobs per thread."""
+    arguments but the last four), those being the pooled output, (N, O, PH, PW) flat, and
+    an int8 reader's words (qb, qp, qf), which the MaxPool step passes (its own output):
+    the conv step makes the split copy ``xp`` and nothing else."""
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     L, k = st.simd
     N, C, H, W = x.shape
     Hp, Wp = H + pt + pb, W + pl + pr
     O, OH, OW = y_shape[1], y_shape[2], y_shape[3]
     PH, PW = pool_dims(OH, OW)
-    K = S2_TILE[L][0]
-    NB = max(1, min(PH, -(-4 * numba.get_num_threads() // (N * -(-O // K)))))
-    BR = -(-PH // NB)
-    NB = -(-PH // BR)
-    Wb = -(-max(2 * PW + L, OW + 1) // 16) * 16
-    rb = tls_rows("stem.pool", numba.config.NUMBA_NUM_THREADS, 3 * K * Wb)
+    NB, BR, Wb, rb = _bands(N, O, S2_TILE[L][0], PH, PW, OW, L)
     return POOL[L], (xp, C, Hp, Wp, _split_offsets(st, Wp), ws, L * k, bp, N, O, OH, OW,
                      code, alpha, beta, PH, PW, NB, BR, Wb, rb)
+
+
+def use_q(st, x_shape, y_shape) -> bool:
+    """Does this int8 stem (conv.link_pool paired it) run fused with its MaxPool here: the
+    VNNI tiles' plain word layout (not 2-bit), rows of at least 16 outputs with the
+    overlapping last vector recomputing <= 25 %."""
+    q = st.q
+    OW = y_shape[3]
+    return (q["fam"] == "v" and not q["t2"] and q["L"] == 16 and q.get("qi") is None
+            and OW >= 16 and -(-OW // 16) * 64 <= OW * 5)
+
+
+def pool_call_q(x, y_shape, st, bb, calls=None):
+    """``pool_call`` for an int8 stem (``use_q``): x quantized and padded by its own rule
+    (qconv.quantize_padded: words of 4 channels), the words split by column parity, and
+    the int8 kernel's call."""
+    from . import qconv    # (qconv imports nothing from here; conv imports both)
+    q = st.q
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    N = x.shape[0]
+    xq, Hp, Wp = qconv.quantize_padded(x, q, pt, pl, pb, pr, calls=calls)
+    P = N * q["C4"]
+    xs = tls_buffer("stem.xsq", P * Hp * Wp + SLACK)
+    # a word's bits move as a float32 lane's: masked loads and shuffles only
+    emit(calls, SPLIT[16], xq.view(np.float32)[:P * Hp * Wp], P, Hp, Wp, 0, 0, Hp, Wp, xs)
+    O, OH, OW = y_shape[1], y_shape[2], y_shape[3]
+    PH, PW = pool_dims(OH, OW)
+    NB, BR, Wb, rb = _bands(N, O, 16, PH, PW, OW, 16)
+    code, alpha, beta = st.act
+    return POOL_I8, (xs.view(np.int32), q["C4"], Hp, Wp, _split_offsets(st, Wp), q["wt"],
+                     q["L"] * q["k"], q["sc"], bb, N, O, OH, OW, code, alpha, beta, PH, PW,
+                     NB, BR, Wb, rb)
 
 
 def run(x, y, st, toff, ws, bp, code, alpha, beta, xp, pad_out, calls=None, r=None,
@@ -410,13 +474,20 @@ def warm(L):
         KERNELS[(L, S)](*args, *po)
     SPLIT[L](z, 1, 8, 40, 1, 3, 10, 46, z.copy())
     K = S2_TILE[L][0]
+    rb = np.zeros((numba.config.NUMBA_NUM_THREADS, 3 * K * 6 * L), np.float32)
+    qw = (np.zeros(64, np.uint8), np.zeros(6, np.int64), np.zeros(2, np.float32))
     POOL[L](z, 1, 8, 40, np.zeros(9, np.int64), np.zeros(9 * L, np.float32), L,
             np.zeros(L, np.float32), 1, 1, 4, 3 * L, 1, np.float32(0), np.float32(6), 2, 2,
-            1, 2, 6 * L, np.zeros((numba.config.NUMBA_NUM_THREADS, 3 * K * 6 * L), np.float32),
-            z.copy())
+            1, 2, 6 * L, rb, z.copy(), *qw)
+    if L == 16 and simd.has_vnni():
+        rb = np.zeros((numba.config.NUMBA_NUM_THREADS, 3 * 16 * 6 * L), np.float32)
+        POOL_I8(np.zeros(4 * 16 * 40, np.int32), 1, 8, 40, np.zeros(9, np.int64),
+                np.zeros(9 * L, np.int32), L, np.zeros(L, np.float32), np.zeros(L, np.float32),
+                1, 1, 4, 3 * L, 1, np.float32(0), np.float32(6), 2, 2, 1, 2, 6 * L, rb,
+                z.copy(), *qw)
     if L in PV_KERNELS:
         PV_KERNELS[L](*args, z.copy(), False, *po)
 
 
-__all__ = ["use", "use_pv", "run", "pool_call", "pool_dims", "split_input", "warm", "KERNELS",
-           "PV_KERNELS", "POOL", "MAX_C"]
+__all__ = ["use", "use_pv", "run", "pool_call", "pool_call_q", "use_q", "pool_dims",
+           "split_input", "warm", "KERNELS", "PV_KERNELS", "POOL", "POOL_I8", "MAX_C"]
