@@ -125,19 +125,15 @@ def test_no_fusion_where_the_tensor_is_needed_or_the_pool_differs(why, tmp_path,
         _close(got[n], want[n])
 
 
-@pytest.mark.parametrize("tier", TIERS)
-def test_fused_pool_writes_its_int8_readers_input(tier, tmp_path, monkeypatch):
-    """An int8 file whose stem stays float32 (no range for x) and whose MaxPool feeds an
-    int8 conv: the fused kernel pools into a buffer that the MaxPool quantizes as a 1 x 1
-    window; the same bits as the pair run apart (the MaxPool-and-quantize kernel), close
-    to the reference."""
-    monkeypatch.setenv("EDGENET_SIMD", tier)
-    rng = np.random.default_rng(21)
-    C, O, H = 3, 16, 70
-    P = (((H - 1) // 2 + 1) - 1) // 2 + 1
+def _int8_model(path, rng, C, O, H, k, act, stem_w):
+    """x (C x H x H) -> conv k x k / 2 (weights stem_w, act) -> "c" -> MaxPool 3 x 3 / 2,
+    pads 1 -> "m" -> conv 3 x 3 O -> O, Relu, residual m (ternary) -> "y"."""
+    OH = (H + 2 * (k // 2) - k) // 2 + 1
+    P = (OH - 1) // 2 + 1
+    d = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
     nodes = [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
-              "attrs": {"strides": [2, 2], "pads": [1] * 4, "dilations": [1, 1],
-                        "group": 1, "activation": act_desc("Relu")}},
+              "attrs": {"strides": [2, 2], "pads": [k // 2] * 4, "dilations": [1, 1],
+                        "group": 1, "activation": d}},
              {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": ["m"],
               "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
                         "ceil_mode": 0}},
@@ -147,13 +143,26 @@ def test_fused_pool_writes_its_int8_readers_input(tier, tmp_path, monkeypatch):
                         "group": 1, "activation": act_desc("Relu")}}]
     graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
              "outputs": [{"name": "y", "shape": [None, O, P, P]}], "nodes": nodes}
-    lv = rng.integers(-1, 2, size=(O, O, 3, 3))
-    tensors = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, 3, 3)).astype(np.float32)),
+    tensors = {"w": stem_w,
                "b": pack("f32", rng.normal(0, 0.3, size=O).astype(np.float32)),
-               "w1": pack("t2", lv, rng.uniform(0.05, 0.3, size=O).astype(np.float32)),
+               "w1": pack("t2", rng.integers(-1, 2, size=(O, O, 3, 3)),
+                          rng.uniform(0.02, 0.1, size=O).astype(np.float32)),
                "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32))}
-    path = str(tmp_path / "m.edgenet")
     write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_fused_pool_writes_its_int8_readers_input(tier, tmp_path, monkeypatch):
+    """An int8 file whose stem stays float32 (no range for x) and whose MaxPool feeds an
+    int8 conv: the fused kernel writes the pooled map and the reader's words (4 channels
+    a word); the same bits as the pair run apart (the MaxPool-and-quantize kernel), close
+    to the reference."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(21)
+    C, O, H = 3, 16, 70
+    path = _int8_model(str(tmp_path / "m.edgenet"), rng, C, O, H, 3, "Relu",
+                       pack("f32", rng.normal(0, 0.3, size=(O, C, 3, 3)).astype(np.float32)))
     ranges = {"m": (0.0, 3.0)}
     x = rng.normal(0, 1, (1, C, H, H)).astype(np.float32)
     m = edgenet.load(path, activations="int8", act_ranges=ranges)
@@ -181,29 +190,9 @@ def test_int8_stem_pool_matches_reference(C, O, H, k, N, act, tmp_path, monkeypa
     kernel: the same sums, the epilogue's rounding may differ) and to the reference."""
     monkeypatch.setenv("EDGENET_SIMD", "avx512vnni")
     rng = np.random.default_rng(O + H)
-    OH = (H + 2 * (k // 2) - k) // 2 + 1
-    P = (OH - 1) // 2 + 1
-    d = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
-    nodes = [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
-              "attrs": {"strides": [2, 2], "pads": [k // 2] * 4, "dilations": [1, 1],
-                        "group": 1, "activation": d}},
-             {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": ["m"],
-              "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
-                        "ceil_mode": 0}},
-             {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "m"],
-              "outputs": ["y"],
-              "attrs": {"strides": [1, 1], "pads": [1] * 4, "dilations": [1, 1],
-                        "group": 1, "activation": act_desc("Relu")}}]
-    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
-             "outputs": [{"name": "y", "shape": [None, O, P, P]}], "nodes": nodes}
-    tensors = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, k, k)),
-                         rng.uniform(0.1, 0.4, size=O).astype(np.float32)),
-               "b": pack("f32", rng.normal(0, 0.3, size=O).astype(np.float32)),
-               "w1": pack("t2", rng.integers(-1, 2, size=(O, O, 3, 3)),
-                          rng.uniform(0.02, 0.1, size=O).astype(np.float32)),
-               "b1": pack("f32", rng.normal(0, 0.2, size=O).astype(np.float32))}
-    path = str(tmp_path / "m.edgenet")
-    write_model(path, graph=graph, tensors=tensors)
+    path = _int8_model(str(tmp_path / "m.edgenet"), rng, C, O, H, k, act,
+                       pack("t2", rng.integers(-1, 2, size=(O, C, k, k)),
+                            rng.uniform(0.1, 0.4, size=O).astype(np.float32)))
     ranges = {"x": (-3.0, 3.0), "m": (-1.0, 4.0)}
     x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
     m = edgenet.load(path, activations="int8", act_ranges=ranges)
