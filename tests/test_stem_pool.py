@@ -21,17 +21,23 @@ from helpers import close_to_scale as _close
 TIERS = [t for t in ("avx512", "avx2") if simd.rank(t) >= simd.rank(simd.codegen_tier())]
 
 
-def _model(path, rng, C, O, H, W, k, act, ceil=0, reader=True, expose=False, two=False):
-    """x (C x H x W) -> conv k x k / 2, pads k // 2, C -> O (act) -> "c" -> MaxPool 3 x 3
-    / 2, pads 1 -> "p" -> 1x1 conv O -> 8 -> "y" (reader; else "p" is the output).
-    expose: "c" is a graph output too; two: "c" also feeds an Add."""
+def _stem_pool(k, act, out, ceil=0):
+    """The pair: x -> conv k x k / 2, pads k // 2 (weights "w", "b"; act) -> "c" -> MaxPool
+    3 x 3 / 2, pads 1 -> ``out``."""
     d = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
-    nodes = [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
-              "attrs": {"strides": [2, 2], "pads": [k // 2] * 4, "dilations": [1, 1],
-                        "group": 1, "activation": d}},
-             {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": ["p"],
-              "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
-                        "dilations": [1, 1], "ceil_mode": ceil}}]
+    return [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
+             "attrs": {"strides": [2, 2], "pads": [k // 2] * 4, "dilations": [1, 1],
+                       "group": 1, "activation": d}},
+            {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": [out],
+             "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                       "dilations": [1, 1], "ceil_mode": ceil}}]
+
+
+def _model(path, rng, C, O, H, W, k, act, ceil=0, reader=True, expose=False, two=False):
+    """x (C x H x W) -> the pair (_stem_pool, C -> O) -> "p" -> 1x1 conv O -> 8 -> "y"
+    (reader; else "p" is the output). expose: "c" is a graph output too; two: "c" also
+    feeds an Add."""
+    nodes = _stem_pool(k, act, "p", ceil)
     outputs = [{"name": "p", "shape": [None, O, None, None]}]
     if reader:
         nodes.append({"name": "pw", "op": "Conv", "inputs": ["p", "w2", "b2"],
@@ -130,17 +136,10 @@ def _int8_model(path, rng, C, O, H, k, act, stem_w):
     pads 1 -> "m" -> conv 3 x 3 O -> O, Relu, residual m (ternary) -> "y"."""
     OH = (H + 2 * (k // 2) - k) // 2 + 1
     P = (OH - 1) // 2 + 1
-    d = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
-    nodes = [{"name": "stem", "op": "Conv", "inputs": ["x", "w", "b"], "outputs": ["c"],
-              "attrs": {"strides": [2, 2], "pads": [k // 2] * 4, "dilations": [1, 1],
-                        "group": 1, "activation": d}},
-             {"name": "pool", "op": "MaxPool", "inputs": ["c"], "outputs": ["m"],
-              "attrs": {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
-                        "ceil_mode": 0}},
-             {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "m"],
-              "outputs": ["y"],
-              "attrs": {"strides": [1, 1], "pads": [1] * 4, "dilations": [1, 1],
-                        "group": 1, "activation": act_desc("Relu")}}]
+    nodes = _stem_pool(k, act, "m") + [
+        {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1", "m"], "outputs": ["y"],
+         "attrs": {"strides": [1, 1], "pads": [1] * 4, "dilations": [1, 1], "group": 1,
+                   "activation": act_desc("Relu")}}]
     graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
              "outputs": [{"name": "y", "shape": [None, O, P, P]}], "nodes": nodes}
     tensors = {"w": stem_w,

@@ -657,7 +657,7 @@ def link_pool(nodes, states, outputs) -> int:
     """Pairs (stem, MaxPool): a float32 conv that stem_f32 may run at stride 2 (group 1, at
     most stem_f32.MAX_C input channels, a SIMD tier, no residual input, a vector
     activation, one output, no other hand-off), or such an int8 conv on the VNNI tiles'
-    word layout (``stem_f32.use_q``), whose output only a MaxPool reads, the next
+    word layout (``stem_f32.q_words``), whose output only a MaxPool reads, the next
     node, 3 x 3, stride 2, pads 1, floor, one output, and no graph output (ResNets' stem,
     whose weights, decoded per call for packed files, and input copy nothing else
     overwrites between the two steps then). Where
@@ -678,8 +678,7 @@ def link_pool(nodes, states, outputs) -> int:
     for i, nd in enumerate(nodes):
         sa = states[i]
         if nd.get("op") != "Conv" or not isinstance(sa, ConvState) \
-                or (sa.simd is None if sa.q is None else
-                    (sa.q["fam"] != "v" or sa.q["t2"] or sa.q["L"] != 16)) \
+                or (sa.simd is None if sa.q is None else not stem_f32.q_words(sa.q)) \
                 or sa.simd_dw is not None or sa.qo is not None \
                 or sa.bo is not None or sa.po is not None or sa.pi is not None \
                 or len(nd.get("outputs", [])) != 1 \
@@ -818,7 +817,8 @@ class ConvState:
     toff_w: dict = field(default_factory=dict)   # padded width (stem_f32: ("split", width))
                                                  # -> tap offsets (int64)
     wino: np.ndarray | None = None   # Winograd filters, flat (16, C, O) (on first use)
-    pool: str | None = None          # the buffer key of its fused MaxPool reader (link_pool)
+    pool: str | None = None          # the key its fused MaxPool reader's call is recorded
+                                     # under (link_pool, _common.set_blk_out)
 
     def __getitem__(self, name):     # read access by name (tests written for the old dict)
         return getattr(self, name)

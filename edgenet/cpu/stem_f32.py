@@ -43,7 +43,7 @@ from numba import prange  # noqa: F401  (generated kernels)
 from .. import _jit  # noqa: F401
 from .._jit import pjit  # noqa: F401
 from ..activation import ActCode
-from . import simd  # noqa: F401
+from . import qconv, simd  # noqa: F401
 from ._common import emit, tls_buffer, tls_rows
 from .gen_simd_conv import emit_act_consts, emit_act_vec
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vevens8,  # noqa: F401
@@ -411,21 +411,25 @@ def pool_call(x, y_shape, st, ws, bp, code, alpha, beta, xp):
                      code, alpha, beta, PH, PW, NB, BR, Wb, rb)
 
 
+def q_words(q) -> bool:
+    """Are an int8 conv's weights in the VNNI tiles' plain word layout (4 levels a word,
+    16 lanes; not 2-bit) and its input quantized by itself: what POOL_I8 reads
+    (conv.link_pool pairs only such int8 stems)."""
+    return q["fam"] == "v" and not q["t2"] and q["L"] == 16 and q.get("qi") is None
+
+
 def use_q(st, x_shape, y_shape) -> bool:
-    """Does this int8 stem (conv.link_pool paired it) run fused with its MaxPool here: the
-    VNNI tiles' plain word layout (not 2-bit), rows of at least 16 outputs with the
-    overlapping last vector recomputing <= 25 %."""
-    q = st.q
+    """Does this int8 stem (conv.link_pool paired it: ``q_words``) run fused with its
+    MaxPool here: rows of at least 16 outputs with the overlapping last vector recomputing
+    <= 25 %."""
     OW = y_shape[3]
-    return (q["fam"] == "v" and not q["t2"] and q["L"] == 16 and q.get("qi") is None
-            and OW >= 16 and -(-OW // 16) * 64 <= OW * 5)
+    return OW >= 16 and -(-OW // 16) * 64 <= OW * 5
 
 
 def pool_call_q(x, y_shape, st, bb, calls=None):
     """``pool_call`` for an int8 stem (``use_q``): x quantized and padded by its own rule
     (qconv.quantize_padded: words of 4 channels), the words split by column parity, and
     the int8 kernel's call."""
-    from . import qconv    # (qconv imports nothing from here; conv imports both)
     q = st.q
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     N = x.shape[0]
@@ -489,5 +493,6 @@ def warm(L):
         PV_KERNELS[L](*args, z.copy(), False, *po)
 
 
-__all__ = ["use", "use_pv", "run", "pool_call", "pool_call_q", "use_q", "pool_dims",
-           "split_input", "warm", "KERNELS", "PV_KERNELS", "POOL", "POOL_I8", "MAX_C"]
+__all__ = ["use", "use_pv", "run", "pool_call", "pool_call_q", "q_words", "use_q",
+           "pool_dims", "split_input", "warm", "KERNELS", "PV_KERNELS", "POOL", "POOL_I8",
+           "MAX_C"]
