@@ -213,6 +213,8 @@ FUSE_PRODUCERS = True   # False: every int8 conv quantizes its own input (A/B, t
 FUSE_KEEP = True        # False: no ``_qo_keep`` pairs (A/B, tests)
 FUSE_SHARED = True      # False: a tensor with two int8 readers is quantized by each (A/B)
 FUSE_POOL = True        # False: a MaxPool's int8 reader quantizes its input itself (A/B)
+FUSE_NOY = True         # False: a ``_qo_keep`` producer stores y even when only its fused
+                        # residual made it one (A/B, tests)
 
 
 def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
@@ -229,6 +231,9 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
     conv and by its residual add) and that exactly one int8 Conv reads as its input writes
     both: ``_qo`` and ``_qo_keep`` (its tiles quantize the rows they just stored, the
     consumer quantize pass's own code; other kernels: the pass, run after the producer).
+    Where only the fused residual made it one (every reader of y is one of those int8
+    convs, y no graph output), ``_qo_noy`` too: the 16-lane tiles then skip y's stores
+    (ResNet's blocks ahead of a downsampling block: y is read by its two int8 convs only).
     A MaxPool whose output an int8 Conv reads writes its quantized input too (4 channels
     pooled, then their rows quantized, in one parallel step: cpu/pool.py).
     In place on ``nodes`` (the copies ``annotate`` made); returns the number of pairs."""
@@ -268,7 +273,8 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
         shp = tuple(int(d) for d in getattr(w, "shape", ()))
         g = int(a.get("group", 1))
         st = [int(v) for v in a.get("strides", [1, 1])]
-        keep = y in outs or readers.get(y) != len(rq) or (len(ins) > 3 and bool(ins[3]))
+        need_y = y in outs or readers.get(y) != len(rq)
+        keep = need_y or (len(ins) > 3 and bool(ins[3]))
         if keep and not (FUSE_KEEP and g == 1 and nd.get("_aq") is not None):
             continue
         dwise = g >= 2 and shp[0] == g and shp[1] == 1
@@ -276,6 +282,8 @@ def mark_quantized_producers(nodes: list, consts: dict, outputs) -> int:
                 or st[0] != st[1] or st[0] not in (1, 2):
             continue
         count += _pair(nodes, i, j, extra, keep)
+        if keep and not need_y and FUSE_NOY and nodes[i].get("_qo_keep"):
+            nodes[i]["_qo_noy"] = True
     return count
 
 

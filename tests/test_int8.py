@@ -529,7 +529,7 @@ def test_cli_shows_the_auto_choice(r20):
     # besides its residual input, which write both (_qo_keep)
     nodes = edgenet.load(p).graph["nodes"]
     marked = [n["name"] for n in nodes if "_qo" in n]
-    keep = [n["name"] for n in nodes if n.get("_qo_keep")]
+    keep = [n["name"] for n in nodes if n.get("_qo_keep") and not n.get("_qo_noy")]
     assert host["quantizing_producers"] == marked and len(marked) == 16
     assert host["quantizing_producers_keep_f32"] == keep and len(keep) == 7
     assert all(k == "/conv1/Conv" or k.endswith("conv2/Conv") for k in keep)
@@ -682,6 +682,7 @@ def test_a_downsample_reads_its_blocks_quantized_input(tier, O, H, N, res, tmp_p
     nodes = {n["name"]: n for n in fused.graph["nodes"]}
     assert fused.int8_convs == 3
     assert nodes["c0"]["_qo"][2] == (1, 1, 1, 1) and nodes["c0"].get("_qo_keep", False) == res
+    assert nodes["c0"].get("_qo_noy", False) == res   # m's readers: c1 and d (int8) only
     assert nodes["c1"]["_qi"] and nodes["d"]["_qi"] and nodes["d"]["_qi_pads"] == (1, 1, 1, 1)
     _, called = _quantize_passes(fused, {"x": x}, monkeypatch)
     OH = H
@@ -806,6 +807,8 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
     assert fused.int8_convs == 2
     assert "_qo" in nodes["c1"] and nodes["c2"].get("_qi")
     assert nodes["c1"].get("_qo_keep", False) == (res or extra)
+    # only the residual made it keep y: no one reads y, the 16-lane tiles skip its stores
+    assert nodes["c1"].get("_qo_noy", False) == (res and not extra)
     if res or extra:
         _, called = _quantize_passes(fused, {"x": x}, monkeypatch)
         # 16-lane tiles: only c1's own input is quantized by a pass (c1's tiles wrote
@@ -817,6 +820,14 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
     _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)
     if extra:
         np.testing.assert_array_equal(fused.run({"x": x})["m"], plain.run({"x": x})["m"])
+    if res:   # a run that observes m sees it stored (the tiles' y stores back on)
+        seen = {}
+        for k, mdl in (("fused", fused), ("plain", plain)):
+            got = {}
+            mdl.run({"x": x}, observe=lambda n, a: got.__setitem__(n, a.copy()))
+            seen[k] = got["m"]
+        np.testing.assert_array_equal(seen["fused"], seen["plain"])
+        np.testing.assert_array_equal(fused(x), plain(x))   # and the words again after
 
 
 

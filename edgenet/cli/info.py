@@ -23,7 +23,7 @@ def auto_choices(path) -> dict:
     return {"tier": _tiers.tier(), "convs": list(m.int8_choices),
             "quantizing_producers": [n.get("name", "") for n in nodes if "_qo" in n],
             "quantizing_producers_keep_f32": [n.get("name", "") for n in nodes
-                                              if n.get("_qo_keep")]}
+                                              if n.get("_qo_keep") and not n.get("_qo_noy")]}
 
 
 @main.command()

@@ -910,6 +910,8 @@ class Conv(OpImpl):
                     st.q["qi_pads"] = tuple(int(v) for v in node["_qi_pads"])
             if st.qo is not None and node.get("_qo_keep"):
                 st.q["qo_keep"] = True    # y stays needed: the tiles write both
+                if node.get("_qo_noy"):   # ... unless only for the fused residual
+                    st.q["qo_noy"] = True
             sh, sw = st.params[:2]
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q

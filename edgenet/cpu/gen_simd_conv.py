@@ -263,7 +263,8 @@ def tile_store_k(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alph
                  qw, qp, qf):
     """``tile_store`` and the int8 consumer's padded input words, for an int8 producer whose
     float32 output is needed as well (``qp[0] == 2``: quant.mark_quantized_producers,
-    ``_qo_keep``; 16-lane tiles), or ``tile_store`` alone (``qp[0] == 3``: no int8 reader;
+    ``_qo_keep``; 16-lane tiles), the words alone after the residual (``qp[0] == 4``:
+    ``_qo_noy``, y read by no one), or ``tile_store`` alone (``qp[0] == 3``: no int8 reader;
     the vector transposes instead of its scalar loop). The tile (pixel p's B channels at buf[p * B]) is
     transposed 16 x 16 at a time (simd.vtr16) into (channel, pixel) rows at T0 (16 pixels
     of channel l at T0 + (c * B + l) * 16); each row gets the residual and the activation
@@ -299,7 +300,8 @@ def tile_store_k(buf, B, P, yf, rf, has_r, n, O, OH, OW, oy, ox0, o0, code, alph
                 for i in range(m):
                     stf(buf, tb + i, act_call(ldf(buf, tb + i), code, alpha, beta))
                 v = vld16(buf, tb)
-            vstm16(yf, yo, v, m)
+            if qp[0] != 4:
+                vstm16(yf, yo, v, m)
     if qp[0] == 3:   # y only
         return
     QC4, QHp, QWp = qp[1], qp[2], qp[3]

@@ -32,7 +32,7 @@ from .. import quant
 from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
-from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
+from ._common import PAR_MIN, NoBind, emit, nchw_only, tls_buffer, tls_rows, use_parallel
 from . import simd
 from .gen_simd_conv import (Q_T2_TILES, Q_TIER_TILES, Q_TILES, act_call, qconv_kernel,
                              qtier_kernel, tile_buf_len)
@@ -326,10 +326,15 @@ def consumer_words(q, qo, N, O, OH, OW, calls=None):
         # writes (the producer's tiles write its interior; the consumer skips its pass)
         _zp_border(qw.view(np.uint8), N * C4o, OH, OW, QHp, QWp, cpt, cpl, zp)
     qp = q.get("_qp")
-    if qp is None:   # qp[0]: 1 the quantized words only, 2 y as well (``qo_keep``)
-        qp = q["_qp"] = np.array([2 if q.get("qo_keep") and q["L"] == 16 else 1, C4o, QHp,
-                                  QWp, cpt, cpl], np.int64)
+    if qp is None:   # qp[0]: 1 the quantized words only, 2 y as well (``qo_keep``), 4 the
+        # words after the residual and activation, y not stored (``qo_noy``: tile_store_k)
+        mode = (1 if not (q.get("qo_keep") and q["L"] == 16) else
+                4 if q.get("qo_noy") else 2)
+        qp = q["_qp"] = np.array([mode, C4o, QHp, QWp, cpt, cpl], np.int64)
         q["_qf"] = np.array([s, zp], np.float32)
+    if qp[0] == 4 and nchw_only():   # a run that observes y: stored as well
+        qp = qp.copy()
+        qp[0] = 2
     return qw, qp, q["_qf"]
 
 
