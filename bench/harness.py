@@ -20,7 +20,8 @@ model in bf16), each on the same ONNX file for fp32 and the same QDQ model for i
 AVX512_CORE_VNNI; generic has no counterpart and keeps the native kernels): what OpenVINO
 does on a CPU of that tier. onnxruntime has no such switch and keeps its native kernels.
 
-Latency: all engines in ONE process, interleaved in blocks of `--block` calls (the machines
+Latency: all engines in ONE process, each first warmed by `--warmup` untimed calls (steady
+state), interleaved in blocks of `--block` calls (the machines
 are shared and noisy; medians and ratios from one run are what we quote); OpenVINO's two
 engines in a second pass of their own (``--openvino separate``, the default: its inference
 threads keep running after a call and slowed the engines interleaved with them 1.7-2x). Peak memory: one
@@ -154,6 +155,11 @@ OV_ISA = {"avx2": "AVX2", "avx512": "AVX512_CORE", "avx512vnni": "AVX512_CORE_VN
 # OpenMP workers ~0.3 ms, _jit.py; onnxruntime's are told not to) would otherwise take a
 # core from the next engine's first call.
 BLOCK_GAP_S = 0.002
+# Untimed calls of each engine before its timed ones (``--warmup``): steady-state latency.
+# Until the twentieth session 2: edgenet's adaptive threads (runtime.pick_one) then spent
+# about 7 of an engine's 20 timed calls on one thread (its sampling of both thread counts)
+# and the edgenet medians included them; the peers' first calls were timed the same way.
+WARMUP = 20
 
 
 def latency(models, batches, threads_list, runs, block, variants, use_torch):
@@ -209,9 +215,9 @@ def latency(models, batches, threads_list, runs, block, variants, use_torch):
                         with torch.inference_mode():
                             tmod(tx)
                     calls["pytorch eager"] = tcall
-                for f in calls.values():  # warm up / compile
-                    f()
-                    f()
+                for f in calls.values():  # warm up / compile, then steady state (WARMUP)
+                    for _ in range(max(2, WARMUP)):
+                        f()
                 # OpenVINO's inference threads keep running after a call: interleaved with
                 # them, edgenet's int8 MobileNetV3-small took 6.3-7.5 ms instead of 3.6 (1
                 # thread; ORT unaffected). OV_SEPARATE: OpenVINO's two engines are timed in
@@ -619,10 +625,15 @@ def main():
     ap.add_argument("--ov-isa", choices=("native", "matched"), default="native",
                     help="matched: in each forced tier's process, limit OpenVINO to that "
                          "tier's ISA (ONEDNN_MAX_CPU_ISA), as on a CPU of that tier")
+    ap.add_argument("--warmup", type=int, default=WARMUP,
+                    help="untimed calls of every engine before its timed ones (at least 2: "
+                         "compile / first allocations; edgenet's adaptive threads time both "
+                         "thread counts over its first ~14 calls)")
     ap.add_argument("--rows-out", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    global OV_SEPARATE
+    global OV_SEPARATE, WARMUP
     OV_SEPARATE = a.openvino == "separate"
+    WARMUP = a.warmup
     tiers = [t for t in a.tiers.split(",") if t]
     if a.rows_out:      # a child of latency_tiers: latency rows only
         os.environ["EDGENET_SIMD"] = tiers[0]
@@ -641,7 +652,7 @@ def main():
         print("latency per tier:")
         argv = ["--models", a.models, "--batches", a.batches, "--threads", a.threads,
                 "--variants", a.variants, "--runs", str(a.runs), "--block", str(a.block),
-                "--openvino", a.openvino]
+                "--openvino", a.openvino, "--warmup", str(a.warmup)]
         argv += ["--no-torch"] if a.no_torch else []
         res["latency"] = latency_tiers(tiers, argv, a.ov_isa)
         write_tiers_section(res["latency"], "python bench/harness.py " + " ".join(sys.argv[1:]))

@@ -1016,6 +1016,9 @@ class Conv(OpImpl):
                 _common.set_blk_out(state.pool, y.shape,
                                     stem_f32.pool_call_q(x, y.shape, state, state.q["bb"], calls))
                 return
+        if state.q is not None and b is state.b and \
+                stem_f32.use_qs(state, x.shape, y.shape, has_r, code):
+            return stem_f32.run_q(x, y, state, state.qo, calls)
         if state.q is not None:
             return qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
                              b is state.b, r, has_r, code, alpha, beta, state.qo, calls)

@@ -296,6 +296,65 @@ def _pool_source(L, K, V, q=False):
     return name, "\n".join(o) + "\n"
 
 
+def _q_source(K, V):
+    """The int8 stride-2 stem without a MaxPool (VNNI, 16 lanes): a job is K output
+    channels x one output row of one image, in tiles of V vectors of 16 pixels (the last
+    overlapping) summed as POOL_I8 does (x: the split words of 4 input channels' uint8,
+    ``vpdpbusd`` into int32), scaled as qconv's tiles (sc: alpha * s, bb: bias - the
+    zero-point correction), the vector activation, into the thread's rows ``rb`` (K rows of
+    16 V floats); from there into y where ``qp[0]`` is 0 or 2 and, where ``qp[0] != 0``,
+    quantized 4 channels a word into the int8 reader's input (qb, qp, qf:
+    qconv.consumer_words; simd.vquant4_16, the tiles' tile_store_k rule)."""
+    PIX = 16 * V
+    name = f"stem_i8_k{K}_v{V}"
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def {name}(xf, C, Hp, Wp, toff, ws, B, bp, bb, yf, N, O, OH, OW, code, alpha, beta,")
+    w("        rb, qb, qp, qf):")
+    w("    T = toff.shape[0]")
+    w(f"    NG = (O + {K - 1}) // {K}")
+    w(f"    NV = (OW + {PIX - 1}) // {PIX}")
+    w("    HWp = Hp * Wp")
+    w("    yw = qp[0] == 0 or qp[0] == 2")
+    w("    for t in prange(N * NG * OH):")
+    w("        oy = t % OH")
+    w("        u = t // OH")
+    w("        g = u % NG")
+    w("        n = u // NG")
+    w(f"        o0 = g * {K}")
+    w("        w0 = (o0 // B) * C * T * B + o0 % B")
+    w("        rt = rb[numba.get_thread_id()]")
+    w(f"        nk = min({K}, O - o0)")
+    emit_act_consts(w, 16, "        ")
+    w("        for v in range(NV):")
+    w(f"            ox0 = v * {PIX}")
+    w(f"            if ox0 > OW - {PIX}:")
+    w(f"                ox0 = OW - {PIX}")
+    _emit_sums(w, 16, K, V, 2, "            ", True)
+    for i in range(K):
+        w(f"            bv = vsplat16(bp[min(o0 + {i}, O - 1)])")
+        w(f"            cv = vsplat16(bb[min(o0 + {i}, O - 1)])")
+        for j in range(V):
+            w(f"            f = vfma16(simd.vitof16(a{i}_{j}), bv, cv)")
+            emit_act_vec(w, 16, "            ", "f")
+            w(f"            vst16(rt, {i * PIX + j * 16}, f)")
+    w("            if yw:")
+    w("                for i in range(nk):")
+    w("                    yb = ((n * O + o0 + i) * OH + oy) * OW + ox0")
+    for j in range(V):
+        w(f"                    vst16(yf, yb + {j * 16}, vld16(rt, i * {PIX} + {j * 16}))")
+    w("            if qp[0] != 0:")
+    w("                for i4 in range(0, nk, 4):")
+    w("                    c0 = o0 + i4")
+    w("                    wb = ((n * qp[1] + c0 // 4) * qp[2] + oy + qp[4]) * qp[3] + qp[5] + ox0")
+    for j in range(V):
+        w(f"                    simd.vquant4_16(rt, i4 * {PIX} + {j * 16}, {PIX},")
+        w(f"                                    min(4, nk - i4), 16, qf[0], qf[1], qb,")
+        w(f"                                    4 * (wb + {j * 16}))")
+    return name, "\n".join(o) + "\n"
+
+
 KERNELS = {}
 SPLIT = {}
 POOL = {}
@@ -313,6 +372,13 @@ for _L in K_OF:
 _name, _src = _pool_source(16, 16, 1, q=True)
 exec(compile(_src, __file__, "exec"), globals())
 POOL_I8 = globals()[_name]
+# the int8 stride-2 stem alone (VNNI): (K, V) of its tiles
+Q_TILE = (16, 1)
+STEM_I8 = {}
+for _kv in ((16, 1), (8, 2)):
+    _name, _src = _q_source(*_kv)
+    exec(compile(_src, __file__, "exec"), globals())
+    STEM_I8[_kv] = globals()[_name]
 # Dense stride-1 convs with at most PV_MAX_O output channels (one channel vector: the
 # channel-vector tiles' k = 1, where each FMA needs its own broadcast load) on rows of at
 # least PV_V vectors: 8 channels x 2 vectors a tile, 10 loads per 16 FMAs instead of 17,
@@ -427,24 +493,124 @@ def use_q(st, x_shape, y_shape) -> bool:
 
 
 def pool_call_q(x, y_shape, st, bb, calls=None):
-    """``pool_call`` for an int8 stem (``use_q``): x quantized and padded by its own rule
-    (qconv.quantize_padded: words of 4 channels), the words split by column parity, and
-    the int8 kernel's call."""
+    """``pool_call`` for an int8 stem (``use_q``): x quantized, padded and split by column
+    parity (``quant_split_input``), and the int8 kernel's call."""
     q = st.q
-    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     N = x.shape[0]
-    xq, Hp, Wp = qconv.quantize_padded(x, q, pt, pl, pb, pr, calls=calls)
-    P = N * q["C4"]
-    xs = tls_buffer("stem.xsq", P * Hp * Wp + SLACK)
-    # a word's bits move as a float32 lane's: masked loads and shuffles only
-    emit(calls, SPLIT[16], xq.view(np.float32)[:P * Hp * Wp], P, Hp, Wp, 0, 0, Hp, Wp, xs)
+    xs, Hp, Wp = quant_split_input(x, q, st, calls)
     O, OH, OW = y_shape[1], y_shape[2], y_shape[3]
     PH, PW = pool_dims(OH, OW)
     NB, BR, Wb, rb = _bands(N, O, 16, PH, PW, OW, 16)
     code, alpha, beta = st.act
-    return POOL_I8, (xs.view(np.int32), q["C4"], Hp, Wp, _split_offsets(st, Wp), q["wt"],
+    return POOL_I8, (xs, q["C4"], Hp, Wp, _split_offsets(st, Wp), q["wt"],
                      q["L"] * q["k"], q["sc"], bb, N, O, OH, OW, code, alpha, beta, PH, PW,
                      NB, BR, Wb, rb)
+
+
+Q_ON = True    # False: the int8 stride-2 stems on qconv's channel-vector tiles (A/B)
+QS_ON = True   # False: quantize, then split_copy (two passes; A/B)
+
+
+@pjit(fastmath=True, boundscheck=False, error_model="numpy")
+def quant_split(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, rows, rb, out):
+    """qconv.quantize_padded and split_copy in one pass, rows in parallel: each padded row
+    of the (N, C4, Hp, Wp) words quantized (qconv._quant_rng's rule and code: the border
+    the zero point) into the thread's row ``rb`` (Wp + 32 words), then stored into out
+    (float32 lanes carrying the words' bits) as its even columns, then its odd ones."""
+    E = (Wp + 1) // 2
+    HW = H * W
+    zb = np.uint8(zp)
+    RB = Wp * 4
+    for t in prange(rows):
+        rf = rb[numba.get_thread_id()]
+        rq = rf.view(np.uint8)
+        yp = t % Hp
+        u = t // Hp
+        c4 = u % C4
+        n = u // C4
+        y = yp - pt
+        border = y < 0 or y >= H
+        qconv._zp_row(rq, 0, RB, pl, W, border, zb)
+        if not border:
+            c0 = c4 * 4
+            sb = ((n * C + c0) * H + y) * W
+            nc = min(4, C - c0)
+            x0 = 0
+            while x0 + 16 <= W:
+                simd.vquant4_16(x, sb + x0, HW, nc, 16, s, zp, rq, 4 * (pl + x0))
+                x0 += 16
+            if x0 < W:
+                simd.vquant4_16(x, sb + x0, HW, nc, W - x0, s, zp, rq, 4 * (pl + x0))
+        d = t * Wp
+        for par in range(2):
+            m = E if par == 0 else Wp - E
+            db = d + par * E
+            if m < 16:
+                for i in range(m):
+                    out[db + i] = rf[2 * i + par]
+                continue
+            m0 = 0
+            while m0 < m:
+                if m0 + 16 > m:
+                    m0 = m - 16
+                c = 2 * m0 + par
+                vst16(out, db + m0, vevens16(vld16(rf, c), vld16(rf, c + 16)))
+                m0 += 16
+
+
+def quant_split_input(x, q, st, calls=None):
+    """(the split words as int32, Hp, Wp): x quantized by qconv's rule into words of 4
+    channels, padded by st's pads, each row's even columns, then its odd ones (POOL_I8's
+    and STEM_I8's input; ``SLACK`` words past it)."""
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    N, C, H, W = x.shape
+    Hp, Wp = H + pt + pb, W + pl + pr
+    rows = N * q["C4"] * Hp
+    xs = tls_buffer("stem.xsq", rows * Wp + SLACK)
+    if not QS_ON:   # two passes: quantize (serial at these sizes), then split_copy
+        xq = qconv.quantize_padded(x, q, pt, pl, pb, pr, calls=calls)[0]
+        # a word's bits move as a float32 lane's: masked loads and shuffles only
+        emit(calls, SPLIT[16], xq.view(np.float32)[:rows * Wp], N * q["C4"], Hp, Wp, 0, 0,
+             Hp, Wp, xs)
+        return xs.view(np.int32), Hp, Wp
+    rb = tls_rows("stem.qrow", numba.config.NUMBA_NUM_THREADS, Wp + 32)
+    emit(calls, quant_split, x.reshape(-1), C, H, W, q["C4"], Hp, Wp, pt, pl, q["s"], q["zp"],
+         rows, rb, xs)
+    return xs.view(np.int32), Hp, Wp
+
+
+def use_qs(st, x_shape, y_shape, has_r, code) -> bool:
+    """Does this int8 conv run on STEM_I8: stride 2 (both axes), at most MAX_C input
+    channels, the VNNI tiles' plain words (``q_words``), no residual, a vector activation,
+    rows of at least one tile with the overlapping last one recomputing <= 25 %."""
+    if not (Q_ON and st.q is not None and q_words(st.q)) or has_r or code not in _VEC_ACTS:
+        return False
+    sh, sw = st.params[:2]
+    if sh != 2 or sw != 2 or x_shape[1] > MAX_C:
+        return False
+    OW, pix = y_shape[3], 16 * Q_TILE[1]
+    return OW >= pix and -(-OW // pix) * pix * 4 <= OW * 5
+
+
+def run_q(x, y, st, qo, calls=None) -> bool:
+    """The int8 stem (``use_qs``): x quantized and padded by qconv's rule, its words split
+    by column parity, and STEM_I8 into y and / or the int8 reader's words (``qo``, as
+    qconv.run: y too where ``qo_keep``). Returns whether it wrote the reader's words."""
+    q = st.q
+    N = x.shape[0]
+    xs, Hp, Wp = quant_split_input(x, q, st, calls)
+    O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    if qo is not None:
+        qw, qp, qf = qconv.consumer_words(q, qo, N, O, OH, OW, calls)
+    else:
+        qw, qp, qf = qconv._QW0, qconv._QP0, qconv._QF0
+    K, V = Q_TILE
+    rb = tls_rows("stem.q", numba.config.NUMBA_NUM_THREADS, K * 16 * V)
+    code, alpha, beta = st.act
+    emit(calls, STEM_I8[Q_TILE], xs, q["C4"], Hp, Wp, _split_offsets(st, Wp),
+         q["wt"], q["L"] * q["k"], q["sc"], q["bb"], y.reshape(-1), N, O, OH, OW, code, alpha,
+         beta, rb, qw.view(np.uint8), qp, qf)
+    return qo is not None
 
 
 def run(x, y, st, toff, ws, bp, code, alpha, beta, xp, pad_out, calls=None, r=None,
@@ -489,10 +655,17 @@ def warm(L):
                 np.zeros(9 * L, np.int32), L, np.zeros(L, np.float32), np.zeros(L, np.float32),
                 1, 1, 4, 3 * L, 1, np.float32(0), np.float32(6), 2, 2, 1, 2, 6 * L, rb,
                 z.copy(), *qw)
+        quant_split(z, 1, 8, 40, 1, 10, 42, 1, 1, np.float32(0.1), np.float32(3), 10,
+                    np.zeros((numba.config.NUMBA_NUM_THREADS, 74), np.float32), z.copy())
+        rq = np.zeros((numba.config.NUMBA_NUM_THREADS, 16 * 16 * 2), np.float32)
+        STEM_I8[Q_TILE](np.zeros(4 * 16 * 40, np.int32), 1, 8, 40, np.zeros(9, np.int64),
+                        np.zeros(9 * L, np.int32), L, np.zeros(L, np.float32),
+                        np.zeros(L, np.float32), z.copy(), 1, 1, 2, 32, np.int64(1),
+                        np.float32(0), np.float32(6), rq, *qw)
     if L in PV_KERNELS:
         PV_KERNELS[L](*args, z.copy(), False, *po)
 
 
-__all__ = ["use", "use_pv", "run", "pool_call", "pool_call_q", "q_words", "use_q",
-           "pool_dims", "split_input", "warm", "KERNELS", "PV_KERNELS", "POOL", "POOL_I8",
-           "MAX_C"]
+__all__ = ["use", "use_pv", "run", "pool_call", "pool_call_q", "q_words", "use_q", "use_qs",
+           "run_q", "pool_dims", "split_input", "warm", "KERNELS", "PV_KERNELS", "POOL",
+           "POOL_I8", "STEM_I8", "MAX_C"]
