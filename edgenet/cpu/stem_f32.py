@@ -93,6 +93,25 @@ def _emit_sums(w, L, K, V, S, ind, q=False):
                                              f"vfma{L}(x{j}, wv, a{i}_{j})"))
 
 
+def _emit_row_jobs(w, K, PIX):
+    """The row tiles' job loop: one prange step per (image, group of K output channels,
+    output row), ``NV`` tiles of PIX pixels in it, and ``w0``, the group's first weight."""
+    w(f"    NG = (O + {K - 1}) // {K}")
+    w(f"    NV = (OW + {PIX - 1}) // {PIX}")
+    w("    HWp = Hp * Wp")
+    w("    for t in prange(N * NG * OH):")
+    w("        oy = t % OH")
+    w("        u = t // OH")
+    w("        g = u % NG")
+    w("        n = u // NG")
+    w(f"        o0 = g * {K}")
+    # o0 .. o0 + K - 1 lie in one block of B (B a multiple of K): consecutive weights
+    # (channels past O: the layout's zeros), one base register and immediate offsets
+    # (K clamped offsets each took a register: ResNet-18's 7x7 stem 740-840 -> 645-660 us
+    # at 2 threads, ResNet-18 f32 0.965-1.01, ResNet-20 0.95-0.98 across processes)
+    w("        w0 = (o0 // B) * C * T * B + o0 % B")
+
+
 def _source(L, S, K=None, V=1, res=False):
     """Tile: K output channels x V vectors of L pixels of one output row. ``res``: the
     kernel takes a residual (rf, has_r), added before the activation."""
@@ -109,20 +128,7 @@ def _source(L, S, K=None, V=1, res=False):
     # tile stores into as well (conv.link_padded)
     w("    pon = pg[0] != 0")
     w("    PHp, PWp, ppt, ppl = pg[1], pg[2], pg[3], pg[4]")
-    w(f"    NG = (O + {K - 1}) // {K}")
-    w(f"    NV = (OW + {PIX - 1}) // {PIX}")
-    w("    HWp = Hp * Wp")
-    w("    for t in prange(N * NG * OH):")
-    w("        oy = t % OH")
-    w("        u = t // OH")
-    w("        g = u % NG")
-    w("        n = u // NG")
-    w(f"        o0 = g * {K}")
-    # o0 .. o0 + K - 1 lie in one block of B (B a multiple of K): consecutive weights
-    # (channels past O: the layout's zeros), one base register and immediate offsets
-    # (K clamped offsets each took a register: ResNet-18's 7x7 stem 740-840 -> 645-660 us
-    # at 2 threads, ResNet-18 f32 0.965-1.01, ResNet-20 0.95-0.98 across processes)
-    w("        w0 = (o0 // B) * C * T * B + o0 % B")
+    _emit_row_jobs(w, K, PIX)
     emit_act_consts(w, L, "        ")
     w("        for v in range(NV):")
     w(f"            ox0 = v * {PIX}")
@@ -313,17 +319,8 @@ def _q_source(K, V):
     w(f"def {name}(xf, C, Hp, Wp, toff, ws, B, bp, bb, yf, N, O, OH, OW, code, alpha, beta,")
     w("        rb, qb, qp, qf):")
     w("    T = toff.shape[0]")
-    w(f"    NG = (O + {K - 1}) // {K}")
-    w(f"    NV = (OW + {PIX - 1}) // {PIX}")
-    w("    HWp = Hp * Wp")
     w("    yw = qp[0] == 0 or qp[0] == 2")
-    w("    for t in prange(N * NG * OH):")
-    w("        oy = t % OH")
-    w("        u = t // OH")
-    w("        g = u % NG")
-    w("        n = u // NG")
-    w(f"        o0 = g * {K}")
-    w("        w0 = (o0 // B) * C * T * B + o0 % B")
+    _emit_row_jobs(w, K, PIX)
     w("        rt = rb[numba.get_thread_id()]")
     w(f"        nk = min({K}, O - o0)")
     emit_act_consts(w, 16, "        ")
