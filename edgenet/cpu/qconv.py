@@ -143,7 +143,7 @@ def t2_pack(wt):
 
 
 @njit(boundscheck=False, inline="always")
-def _zp_row(out, db, RB, pl, W, whole, zb):
+def zp_row(out, db, RB, pl, W, whole, zb):
     """One padded row of RB bytes at out[db:]: all zero point (a padding row), or only its
     left (pl pixels) and right (past pl + W) padding."""
     if whole:
@@ -187,7 +187,7 @@ def _quant_rng(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, out, t0, t1):
                 n += 1
         db = t * RB
         y = yp - pt
-        _zp_row(out, db, RB, pl, W, y < 0 or y >= H, zb)
+        zp_row(out, db, RB, pl, W, y < 0 or y >= H, zb)
         if y < 0 or y >= H:
             continue
         c0 = c4 * 4
@@ -309,7 +309,7 @@ def _zp_border(qb, planes, H, W, Hp, Wp, pt, pl, zp):
     RB = Wp * 4
     for t in range(planes * Hp):
         y = t % Hp - pt
-        _zp_row(qb, t * RB, RB, pl, W, y < 0 or y >= H, zb)
+        zp_row(qb, t * RB, RB, pl, W, y < 0 or y >= H, zb)
 
 
 def consumer_words(q, qo, N, O, OH, OW, calls=None):

@@ -505,6 +505,7 @@ def pool_call_q(x, y_shape, st, bb, calls=None):
 
 
 Q_ON = True    # False: the int8 stride-2 stems on qconv's channel-vector tiles (A/B)
+_QW0, _QP0, _QF0 = np.zeros(1, np.int32), np.zeros(6, np.int64), np.zeros(2, np.float32)
 QS_ON = True   # False: quantize, then split_copy (two passes; A/B)
 
 
@@ -527,7 +528,7 @@ def quant_split(x, C, H, W, C4, Hp, Wp, pt, pl, s, zp, rows, rb, out):
         n = u // C4
         y = yp - pt
         border = y < 0 or y >= H
-        qconv._zp_row(rq, 0, RB, pl, W, border, zb)
+        qconv.zp_row(rq, 0, RB, pl, W, border, zb)
         if not border:
             c0 = c4 * 4
             sb = ((n * C + c0) * H + y) * W
@@ -600,7 +601,7 @@ def run_q(x, y, st, qo, calls=None) -> bool:
     if qo is not None:
         qw, qp, qf = qconv.consumer_words(q, qo, N, O, OH, OW, calls)
     else:
-        qw, qp, qf = qconv._QW0, qconv._QP0, qconv._QF0
+        qw, qp, qf = _QW0, _QP0, _QF0
     K, V = Q_TILE
     rb = tls_rows("stem.q", numba.config.NUMBA_NUM_THREADS, K * 16 * V)
     code, alpha, beta = st.act
