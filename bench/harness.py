@@ -606,6 +606,7 @@ def write_results(res):
 
 
 def main():
+    global OV_SEPARATE, WARMUP
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batches", default="1,8")
@@ -631,7 +632,6 @@ def main():
                          "thread counts over its first ~14 calls)")
     ap.add_argument("--rows-out", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    global OV_SEPARATE, WARMUP
     OV_SEPARATE = a.openvino == "separate"
     WARMUP = a.warmup
     tiers = [t for t in a.tiers.split(",") if t]
