@@ -121,12 +121,33 @@ def _peer(name, compare, make, feeds):
                          f"model's inputs: {msg[:300]}") from None
 
 
-def _turns(calls: dict, runs: int, warmup_runs: int, gap: bool) -> dict:
-    """name -> ``runs`` call times (s): the calls in turns of COMPARE_BLOCK each (one turn
-    of ``runs`` when ``gap`` is False), each turn after COMPARE_GAP_S idle when ``gap``."""
-    for _ in range(warmup_runs):
+# Untimed calls before the timed ones when none are asked for: enough for the runtime's
+# adaptive threads to have timed both thread counts (about 14 calls: runtime.pick_one), so
+# that the percentiles describe the steady state (with 3, about 7 of 50 timed calls ran on
+# one thread while it sampled), but at most WARMUP_MAX_S seconds of them (at least
+# WARMUP_MIN calls) for slow models and large batches.
+WARMUP_RUNS = 16
+WARMUP_MIN = 3
+WARMUP_MAX_S = 2.0
+
+
+def _warm(calls: dict, warmup_runs) -> None:
+    """``warmup_runs`` untimed turns of the calls (None: WARMUP_RUNS, or fewer once they
+    took WARMUP_MAX_S, at least WARMUP_MIN)."""
+    t0 = time.perf_counter()
+    n = WARMUP_RUNS if warmup_runs is None else warmup_runs
+    for i in range(n):
+        if warmup_runs is None and i >= WARMUP_MIN and time.perf_counter() - t0 > WARMUP_MAX_S:
+            break
         for f in calls.values():
             f()
+
+
+def _turns(calls: dict, runs: int, warmup_runs, gap: bool) -> dict:
+    """name -> ``runs`` call times (s): the calls in turns of COMPARE_BLOCK each (one turn
+    of ``runs`` when ``gap`` is False), each turn after COMPARE_GAP_S idle when ``gap``;
+    after ``_warm``."""
+    _warm(calls, warmup_runs)
     times = {k: [] for k in calls}
     block = COMPARE_BLOCK if gap else runs
     done = 0
@@ -143,13 +164,14 @@ def _turns(calls: dict, runs: int, warmup_runs: int, gap: bool) -> dict:
     return times
 
 
-def benchmark(model_path, *, batch_size=1, warmup_runs=3, runs=50, threads=None,
+def benchmark(model_path, *, batch_size=1, warmup_runs=None, runs=50, threads=None,
               device="cpu", policy=None, activations=None, profile=False,
               compare=None) -> dict:
     """Measure ``model_path`` on random inputs of batch ``batch_size``; with ``compare``
     (an ONNX file), run onnxruntime (in turns with edgenet) and OpenVINO (after them), each
     where installed, on the same inputs: COMPARE_BLOCK. Returns a dict (``edgenet bench
-    --json`` prints it)."""
+    --json`` prints it). ``warmup_runs``: untimed calls of each engine first (None: the
+    steady state, ``_warm``)."""
     from .runtime import load
     t0 = time.perf_counter()
     m = load(model_path, device=device, threads=threads, policy=policy,

@@ -390,3 +390,27 @@ def test_reshape_of_an_intermediate_is_a_view_not_a_step(tmp_path, device, stage
     assert np.shares_memory(plan.buffers["v2"], plan.buffers["a"])
     assert sorted(plan.stage_in) == (["x"] if staged else [])
     assert sorted(plan.stage_out) == (["y"] if staged else [])
+
+
+def test_bench_warms_up_to_the_steady_state(monkeypatch):
+    """benchmark._warm: with no count asked for, WARMUP_RUNS untimed turns (the adaptive
+    threads' sampling done before the timed calls), fewer once WARMUP_MAX_S passed but at
+    least WARMUP_MIN; an explicit count is exact."""
+    from edgenet import benchmark
+    clock = [0.0]
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def f(cost):
+        def call():
+            calls.append(1)
+            clock[0] += cost
+        return call
+    benchmark._warm({"a": f(0.001), "b": f(0.001)}, None)
+    assert len(calls) == 2 * benchmark.WARMUP_RUNS
+    calls.clear()
+    benchmark._warm({"a": f(1.0)}, None)           # a slow model: stops past WARMUP_MAX_S
+    assert len(calls) == max(benchmark.WARMUP_MIN, int(benchmark.WARMUP_MAX_S) + 1)
+    calls.clear()
+    benchmark._warm({"a": f(1.0)}, 5)
+    assert len(calls) == 5
