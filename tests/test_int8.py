@@ -550,6 +550,18 @@ def _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, max_t
     assert float(np.median(np.abs(want - ref))) <= med_tol * scale
 
 
+def _observed_same(fused, plain, x, name):
+    """A run that observes ``name`` (a producer that writes its int8 reader's words) sees
+    the unfused model's values, and the next runs give its outputs again."""
+    seen = {}
+    for k, mdl in (("fused", fused), ("plain", plain)):
+        got = {}
+        mdl.run({"x": x}, observe=lambda n, a: got.__setitem__(n, a.copy()))
+        seen[k] = got[name]
+    np.testing.assert_array_equal(seen["fused"], seen["plain"])
+    np.testing.assert_array_equal(fused(x), plain(x))
+
+
 def _dw_pw_model(path, rng, C, H, st, act, extra_output=False, pw_pads=0):
     """x -> depthwise 3x3 (group C, stride st, act) -> 1x1 conv C -> 24 (Relu) -> y."""
     OH = (H + 2 - 3) // st + 1
@@ -607,6 +619,7 @@ def test_depthwise_writes_its_int8_consumers_input(C, H, st, act, N, pads, tmp_p
     assert uses_cv == (H <= 32 or st == 2) and \
         dw_cv.qo_ok(st_, st_.act[0], False) == (act != "Sigmoid" and not pads)
     _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 1e-2, 1e-4)
+    _observed_same(fused, plain, x, "d")
 
 
 def test_a_graph_output_is_not_quantized_for_its_reader(tmp_path):
@@ -820,14 +833,7 @@ def test_int8_conv_writes_its_int8_consumers_padded_input(tier, O, H, st, act, N
     _same_as_unfused_and_close_to_reference(fused, plain, path, ranges, x, 2e-2, 1e-3)
     if extra:
         np.testing.assert_array_equal(fused.run({"x": x})["m"], plain.run({"x": x})["m"])
-    if res:   # a run that observes m sees it stored (the tiles' y stores back on)
-        seen = {}
-        for k, mdl in (("fused", fused), ("plain", plain)):
-            got = {}
-            mdl.run({"x": x}, observe=lambda n, a: got.__setitem__(n, a.copy()))
-            seen[k] = got["m"]
-        np.testing.assert_array_equal(seen["fused"], seen["plain"])
-        np.testing.assert_array_equal(fused(x), plain(x))   # and the words again after
+    _observed_same(fused, plain, x, "m")   # a run that observes m sees it stored
 
 
 

@@ -106,6 +106,14 @@ def test_int8_stem_matches_the_tiles_and_reference(C, O, H, W, k, act, N, reader
             np.testing.assert_array_equal(g[name], want)
         scale = float(np.abs(ref[name]).max())
         assert float(np.abs(want - ref[name]).max()) <= 2e-2 * scale
+    seen = {}    # a run that observes c sees the stem's output (stored, not only the words)
+    for k, mdl in (("stem", m), ("tiles", edgenet.load(path, activations="int8",
+                                                        act_ranges=ranges))):
+        monkeypatch.setattr(stem_f32, "Q_ON", k == "stem")
+        mdl.run({"x": x}, observe=lambda n, a, d={}: seen.setdefault(k, d).__setitem__(
+            n, a.copy()))
+    np.testing.assert_array_equal(seen["stem"]["c"], seen["tiles"]["c"])
+    np.testing.assert_array_equal(m.run({"x": x})[next(iter(tiles))], got[0][next(iter(tiles))])
 
 
 def test_not_for_a_residual_or_a_scalar_activation(tmp_path, monkeypatch):

@@ -1016,12 +1016,15 @@ class Conv(OpImpl):
                 _common.set_blk_out(state.pool, y.shape,
                                     stem_f32.pool_call_q(x, y.shape, state, state.q["bb"], calls))
                 return
+        # a run that observes y stores it: the int8 reader's words then come from the
+        # quantize pass over y (``run``), not from the kernel's epilogue alone
+        qo = None if _common.nchw_only() else state.qo
         if state.q is not None and b is state.b and \
                 stem_f32.use_qs(state, x.shape, y.shape, has_r, code):
-            return stem_f32.run_q(x, y, state, state.qo, calls)
+            return stem_f32.run_q(x, y, state, qo, calls)
         if state.q is not None:
             return qconv.run(x, y, state.q, state.params, _tap_offsets(state, x.shape[3]), b,
-                             b is state.b, r, has_r, code, alpha, beta, state.qo, calls)
+                             b is state.b, r, has_r, code, alpha, beta, qo, calls)
         if state.simd is not None or state.simd_dw is not None:
             toff = _tap_offsets(state, x.shape[3])
             if state.simd_dw is not None:

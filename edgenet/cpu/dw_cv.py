@@ -469,8 +469,9 @@ _QW0 = np.zeros(1, np.int32)
 
 def qo_ok(st, code, has_r) -> bool:
     """Can the kernel write the int8 consumer's input itself (st.qo set at prepare): no
-    fused residual, a consumer without padding, an activation the vector epilogue has."""
-    return (st.qo is not None and not has_r and not any(st.qo[3])
+    fused residual, a consumer without padding, an activation the vector epilogue has, and
+    not in a run that observes y (``nchw_only``: y, then the consumer's pass)."""
+    return (st.qo is not None and not has_r and not any(st.qo[3]) and not nchw_only()
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
 
 

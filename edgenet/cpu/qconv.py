@@ -32,7 +32,7 @@ from .. import quant
 from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
-from ._common import PAR_MIN, NoBind, emit, nchw_only, tls_buffer, tls_rows, use_parallel
+from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
 from . import simd
 from .gen_simd_conv import (Q_T2_TILES, Q_TIER_TILES, Q_TILES, act_call, qconv_kernel,
                              qtier_kernel, tile_buf_len)
@@ -332,9 +332,6 @@ def consumer_words(q, qo, N, O, OH, OW, calls=None):
                 4 if q.get("qo_noy") else 2)
         qp = q["_qp"] = np.array([mode, C4o, QHp, QWp, cpt, cpl], np.int64)
         q["_qf"] = np.array([s, zp], np.float32)
-    if qp[0] == 4 and nchw_only():   # a run that observes y: stored as well
-        qp = qp.copy()
-        qp[0] = 2
     return qw, qp, q["_qf"]
 
 
