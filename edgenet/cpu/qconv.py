@@ -33,7 +33,7 @@ from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
 from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
-from . import simd
+from . import amx, simd
 from .gen_simd_conv import (Q_T2_TILES, Q_TIER_TILES, Q_TILES, act_call, qconv_kernel,
                              qtier_kernel, tile_buf_len)
 from .simd import vquant4_16
@@ -124,9 +124,12 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     sc[:O] = sc64
     bb = np.zeros(NB * B, np.float32)
     bb[:O] = bias - corr
-    return {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
-            "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
-            "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
+    q = {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
+         "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
+         "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
+    if fam == "v" and O >= 16 and amx.kb_of(C4) and amx.available():
+        q["amx"] = amx.prepare(lev, O, C, T)    # the stride-1 geometries run it (run)
+    return q
 
 
 def t2_pack(wt):
@@ -358,7 +361,13 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
            and params[1] == 1 and not (pt or pl or pb or pr) and PW_ON
            and q.get("qi_pads") is None
            and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
-    kern = None if (pw or pw8) else (q.get("_kern") or _bind(q, sh)).f
+    qpad = q.get("qi_pads") if q.get("qi") is not None else None
+    Wp = x.shape[3] + (qpad[1] + qpad[3] if qpad is not None else pl + pr)
+    use_amx = (q.get("amx") is not None and amx.eligible(q["C4"], O, OH, OW, Wp, params)
+               and (AMX_1X1 or toff.shape[0] > 1))
+    if use_amx:
+        pw = pw8 = False
+    kern = None if (pw or pw8 or use_amx) else (q.get("_kern") or _bind(q, sh)).f
     qi = q.get("qi")
     if qi is not None:   # the producer wrote this input already (padding included)
         qpad = q.get("qi_pads")
@@ -381,6 +390,14 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
         bb = tls_buffer("qconv.bb", bb.size)
         bb[:] = 0
         bb[:O] = b.reshape(-1) - q["corr"]
+    if use_amx:   # the consumer's words from the epilogue's vectors (vector activations)
+        fused = qo is not None and (code <= ActCode.RELU or code == ActCode.CLIP or
+                                    code == ActCode.HARD_SWISH)
+        qw, qp, qf = (consumer_words(q, qo, N, O, OH, OW, calls) if fused
+                      else (_QW0, _QP0, _QF0))
+        amx.run(xq, q["C4"], Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
+                calls)
+        return fused
     # qo_keep: the 16-lane tiles quantize their rows (tile_store_k); on 8 lanes (avx2,
     # generic) that cost as much as it saved (forced avx2, ResNet-20 +2 %, ResNet-18 0 %):
     # the consumer's pass then runs right after this conv (conv.py), as before.
@@ -435,6 +452,7 @@ PW_PIX = 16 * PW_V
 # maps the overlapping tiles would recompute more than 25 % of (7x7: 49 pixels in one tile
 # of 4 vectors instead of two overlapping tiles of 3, 96 pixels)
 PW_MASKED = ((8, 3), (4, 4))
+AMX_1X1 = False  # True: 1x1 convs on AMX too (A/B: slower than the pixel-vector kernels)
 PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in bench_int8.py)
 PW_KEEP_ON = True   # False: y, then the consumer's quantize pass over it (qo_keep; A/B)
 
@@ -543,7 +561,7 @@ def _pw_vnni_source(K, masked=False, V=None):
             w(f"{ind}cb = simd.vsplat16(bb[o{k}])")
             w(f"{ind}yb = (n * O + o{k}) * HW + px")
             for j in range(V):
-                w(f"{ind}_pw_vecm(a{k}{j}, s, cb, yf, rf, yb + {16 * j}, has_r, code, lo, hi,")
+                w(f"{ind}pw_vecm(a{k}{j}, s, cb, yf, rf, yb + {16 * j}, has_r, code, lo, hi,")
                 w(f"{ind}         m{j})")
             w(f"{ind}if code != 0 and code != 1 and code != 7 and code != 9:")
             w(f"{ind}    for i in range(yb, yb + min({PIX}, HW - px)):")
@@ -595,7 +613,7 @@ def warm_pointwise():
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _vact16(f, code, lo, hi):
+def vact16(f, code, lo, hi):
     """Relu / Clip / HardSwish on a vector (other codes: the caller's scalar pass)."""
     if code == 1:
         f = simd.vrelu16(f)
@@ -610,29 +628,29 @@ def _vact16(f, code, lo, hi):
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_act(a, oc, sc, bb, code, lo, hi):
-    return _vact16(simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc])),
+    return vact16(simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc])),
                   code, lo, hi)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
+def pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
     """y[yb:yb + m] = float(a) * s + c (+ the residual), activated (a vector activation),
     for the first m (0..16) pixels: masked residual load and store (m = 16, a constant:
     LLVM folds them into plain ones)."""
     f = simd.vfma16(simd.vitof16(a), s, c)
     if has_r:
         f = simd.vadd16(f, simd.vldm16(rf, yb, m))
-    simd.vstm16(yf, yb, _vact16(f, code, lo, hi), m)
+    simd.vstm16(yf, yb, vact16(f, code, lo, hi), m)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_vecf(a, oc, sc, bb, yf, rf, yb, has_r, code, lo, hi, m, keep):
-    """As _pw_vecm (channel oc's scale and bias), and the activated vector returned for the
+    """As pw_vecm (channel oc's scale and bias), and the activated vector returned for the
     consumer's words; stored into y only where ``keep`` (a channel past O: not stored)."""
     f = simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc]))
     if has_r:
         f = simd.vadd16(f, simd.vldm16(rf, yb, m))
-    f = _vact16(f, code, lo, hi)
+    f = vact16(f, code, lo, hi)
     if keep:
         simd.vstm16(yf, yb, f, m)
     return f
@@ -662,9 +680,9 @@ def _pw_store(a0, a1, a2, oc, O, n, HW, px, sc, bb, yf, rf, has_r, code, alpha, 
     lo = simd.vsplat16(np.float32(alpha))
     hi = simd.vsplat16(np.float32(beta))
     yb = (n * O + oc) * HW + px
-    _pw_vecm(a0, s, c, yf, rf, yb, has_r, code, lo, hi, 16)
-    _pw_vecm(a1, s, c, yf, rf, yb + 16, has_r, code, lo, hi, 16)
-    _pw_vecm(a2, s, c, yf, rf, yb + 32, has_r, code, lo, hi, 16)
+    pw_vecm(a0, s, c, yf, rf, yb, has_r, code, lo, hi, 16)
+    pw_vecm(a1, s, c, yf, rf, yb + 16, has_r, code, lo, hi, 16)
+    pw_vecm(a2, s, c, yf, rf, yb + 32, has_r, code, lo, hi, 16)
     if code != 0 and code != 1 and code != 7 and code != 9:
         for i in range(yb, yb + PW_PIX):
             yf[i] = act_call(yf[i], code, alpha, beta)

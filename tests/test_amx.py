@@ -1,0 +1,167 @@
+"""int8 convs on Intel AMX (edgenet/cpu/amx.py), where the host has it.
+
+Oracles: the NumPy reference backend (fake-quantized input, float64 conv) and the VNNI tiles
+of the same tier (``amx.ON = False``): integer accumulation is exact in both, so they agree
+to float rounding of the epilogue. Every case asserts that the AMX kernel ran. Skipped on
+hosts without AMX-INT8 (or where Linux does not grant the tile state)."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from edgenet import cpu, quant
+from edgenet.cpu import amx, qconv
+from edgenet.format import pack
+from edgenet.ir import act_desc
+from edgenet.reference import run_node
+
+pytestmark = pytest.mark.skipif(not amx.available(), reason="no AMX-INT8 on this host")
+
+# (N, C, H, W, O, kh, kw, pads (t, l, b, r), dil, act, residual, enc)
+CASES = [
+    (1, 64, 14, 14, 64, 3, 3, (1, 1, 1, 1), 1, "Relu", True, "t2"),
+    (2, 32, 9, 11, 40, 3, 3, (1, 1, 1, 1), 1, "Clip", False, "q3"),     # O: a partial pair
+    (1, 96, 7, 7, 48, 1, 1, (0, 0, 0, 0), 1, "HardSwish", True, "t2"),  # KB 12 (C4 24)
+    (1, 36, 6, 5, 16, 3, 3, (0, 2, 1, 0), 1, "Sigmoid", False, "i8"),   # KB 9, scalar act
+    (1, 64, 12, 16, 33, 3, 3, (2, 2, 2, 2), 2, "LeakyRelu", True, "t2"),
+    (1, 128, 4, 4, 32, 3, 3, (1, 1, 1, 1), 1, None, False, "q3"),       # 22 flat pixels
+    (1, 32, 10, 10, 16, 5, 5, (2, 2, 2, 2), 1, "Relu", False, "t2"),
+    (3, 64, 56, 56, 64, 3, 3, (1, 1, 1, 1), 1, "Relu", True, "t2"),     # ResNet's layer1
+]
+
+
+def _node(pads, dil, act, res, aq=None):
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    nd = {"name": "c", "op": "Conv", "inputs": ["x", "w", "b"] + (["r"] if res else []),
+          "outputs": ["y"],
+          "attrs": {"strides": [1, 1], "pads": list(pads), "dilations": [dil, dil],
+                    "group": 1, "activation": desc}}
+    if aq is not None:
+        nd["_aq"] = aq
+    return nd
+
+
+def _run(node, consts, inputs, shape):
+    state = cpu.OPS["Conv"].prepare(node, consts, "packed")
+    y = np.full(shape, np.nan, np.float32)
+    cpu.OPS["Conv"].run(node, state, inputs, [y])
+    return y, state
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_amx_conv_matches_reference_and_vnni(case, monkeypatch):
+    N, C, H, W, O, kh, kw, pads, dil, act, res, enc = case
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    lim = {"t2": 1, "q3": 2, "i8": 127}[enc]
+    consts = {"w": pack(enc, rng.integers(-lim, lim + 1, size=(O, C, kh, kw)),
+                        rng.uniform(0.05, 0.3, size=O).astype(np.float32) / lim),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    OH = H + pads[0] + pads[2] - dil * (kh - 1)
+    OW = W + pads[1] + pads[3] - dil * (kw - 1)
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node(pads, dil, act, res, aq=(float(s), zp, OW))
+    inputs = [x, None, None]
+    if res:
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    monkeypatch.setattr(qconv, "AMX_1X1", True)      # 1x1 convs too (off by default)
+    calls = []
+    real = amx.run
+    monkeypatch.setattr(amx, "run", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    y, state = _run(node, consts, inputs, want.shape)
+    assert state["q"].get("amx") is not None and calls, "the AMX kernel did not run"
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
+    y2, _ = _run(node, consts, inputs, want.shape)   # again: same tiles, same result
+    np.testing.assert_array_equal(y, y2)
+    monkeypatch.setattr(amx, "ON", False)            # the VNNI tiles
+    calls.clear()
+    yv, state = _run(node, consts, inputs, want.shape)
+    assert state["q"].get("amx") is None and not calls
+    np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
+
+
+def test_kb_blocks():
+    assert [amx.kb_of(c4) for c4 in (4, 7, 8, 9, 16, 24, 32, 40, 17, 128)] == \
+        [0, 0, 8, 9, 16, 12, 16, 10, 0, 16]
+
+
+def _chain(path, rng, C, O, H, act, res, extra):
+    """x -> c1 3x3 C -> O (Relu) -> m -> c2 3x3 O -> O (act; ``res``: + m) -> z -> c3 3x3
+    O -> 12 (Relu) -> y, every conv padded 1; ``extra``: z a graph output too."""
+    from edgenet.format import write_model
+    desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
+    a = {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
+    nodes = [{"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1"], "outputs": ["m"],
+              "attrs": dict(a, activation=act_desc("Relu"))},
+             {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"] + (["m"] if res else []),
+              "outputs": ["z"], "attrs": dict(a, activation=desc)},
+             {"name": "c3", "op": "Conv", "inputs": ["z", "w3", "b3"], "outputs": ["y"],
+              "attrs": dict(a, activation=act_desc("Relu"))}]
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, 12, H, H]}] + (
+                 [{"name": "z", "shape": [None, O, H, H]}] if extra else []),
+             "nodes": nodes}
+    tensors = {}
+    for i, (o, c) in enumerate(((O, C), (O, O), (12, O)), 1):
+        tensors[f"w{i}"] = pack("t2", rng.integers(-1, 2, size=(o, c, 3, 3)),
+                                rng.uniform(0.02, 0.1, size=o).astype(np.float32))
+        tensors[f"b{i}"] = pack("f32", rng.normal(0, 0.2, size=o).astype(np.float32))
+    write_model(path, graph=graph, tensors=tensors)
+    return path
+
+
+@pytest.mark.parametrize("O,H,N,act,res,extra", [
+    (64, 12, 1, "Relu", False, False),     # words only
+    (40, 9, 2, "Clip", True, False),       # the residual m: c1 keeps y; c2's words only
+    (36, 7, 1, "HardSwish", False, True),  # z a graph output: y and words
+    (64, 10, 2, "Sigmoid", True, False),   # no vector activation: y, then a pass
+    (48, 16, 1, None, True, True),
+])
+def test_amx_convs_write_their_int8_consumers_words(O, H, N, act, res, extra, tmp_path,
+                                                     monkeypatch):
+    """AMX convs whose readers are int8 convs write the readers' quantized input from the
+    epilogue: bit-identical to the unfused model (each conv quantizing its own input),
+    close to the NumPy reference, and an observing run sees y stored."""
+    import edgenet
+    rng = np.random.default_rng(zlib.crc32(f"amx chain {O} {H} {N} {act}".encode()))
+    C = 32
+    path = _chain(str(tmp_path / "m.edgenet"), rng, C, O, H, act, res, extra)
+    ranges = {"x": (-3.0, 3.0), "m": (0.0, 4.0), "z": (-2.0, 6.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    ran = []
+    real = amx.run
+    monkeypatch.setattr(amx, "run", lambda *a, **k: (   # (qp[0] of the calls made, not
+        a[-1] is None and ran.append(a[-3][0]), real(*a, **k))[1])   # those a bind records)
+    fused = edgenet.load(path, activations="int8", act_ranges=ranges)
+    nodes = {n["name"]: n for n in fused.graph["nodes"]}
+    assert "_qo" in nodes["c1"] and nodes["c2"].get("_qi") and nodes["c3"].get("_qi")
+    passes = []
+    rq = qconv.quantize_padded
+    monkeypatch.setattr(qconv, "quantize_padded",
+                        lambda *a, **k: (k.get("calls", a[7] if len(a) > 7 else None) is None
+                                         and passes.append(a[0].shape), rq(*a, **k))[1])
+    got = fused.run({"x": x})
+    vec = act in (None, "Relu", "Clip", "HardSwish")
+    assert len(ran) == 2 and ran[0] in (1, 2, 4) and (ran[1] in (1, 2, 4)) == vec
+    assert passes == [x.shape] + ([] if vec else [(N, O, H, H)])
+    monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
+    plain = edgenet.load(path, activations="int8", act_ranges=ranges)
+    want = plain.run({"x": x})
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)
+    rr = ref.run({"x": x})
+    for k in rr:
+        scale = float(np.abs(rr[k]).max())
+        assert float(np.abs(want[k] - rr[k]).max()) <= 2e-2 * scale
+    seen = {}
+    for k, mdl in (("fused", fused), ("plain", plain)):
+        obs = {}
+        mdl.run({"x": x}, observe=lambda n, a: obs.__setitem__(n, a.copy()))
+        seen[k] = obs
+    for name in ("m", "z"):
+        np.testing.assert_array_equal(seen["fused"][name], seen["plain"][name])
