@@ -187,10 +187,10 @@ dp046, dp047, dp256, dp357 = (_tile_op("llvm.x86.tdpbsud", *c) for c in
 
 # ----------------------------------------------------------------------------- the kernel
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _vrow(scr, m, ls, o, sc, bb, rf, yi, has_r, code, lo, hi, cnt):
-    """Row m of the accumulator tile, lanes ls.. (cnt pixels): scaled (channel o), the
+def _vrow(scr, rb, ls, o, sc, bb, rf, yi, has_r, code, lo, hi, cnt):
+    """The accumulator row at scr[rb:], lanes ls.. (cnt pixels): scaled (channel o), the
     residual added (at rf[yi:]), a vector activation applied."""
-    f = simd.vfma16(simd.vitof16(simd.vldi16(scr, m * 16 + ls)), simd.vsplat16(sc[o]),
+    f = simd.vfma16(simd.vitof16(simd.vldi16(scr, rb + ls)), simd.vsplat16(sc[o]),
                     simd.vsplat16(bb[o]))
     if has_r:
         f = simd.vadd16(f, simd.vldm16(rf, yi, cnt))
@@ -198,9 +198,9 @@ def _vrow(scr, m, ls, o, sc, bb, rf, yi, has_r, code, lo, hi, cnt):
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _store_rows(scr, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha, beta,
-                qw, qp, qf, n):
-    """The accumulator tile in scr (16 rows of 16 int32: output channels o0.., pixels p..)
+def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
+                beta, qw, qp, qf, n):
+    """The accumulator tile at scr[sb:] (16 rows of 16 int32: channels o0.., pixels p..)
     -> y's valid pixels (yb: image n's plane 0), a masked vector per output-row run; with
     qp[0] in (1, 2, 4) (qconv.consumer_words) the int8 consumer's words too, 4 channels a
     word (y not stored for 1 and 4)."""
@@ -230,14 +230,15 @@ def _store_rows(scr, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alp
                 c1 = min(oa + 1, O - 1)
                 c2 = min(oa + 2, O - 1)
                 c3 = min(oa + 3, O - 1)
-                f0 = _vrow(scr, 4 * g, ls, oa, sc, bb, rf, yb + oa * OHW + yo, has_r, code,
+                rb = sb + 64 * g
+                f0 = _vrow(scr, rb, ls, oa, sc, bb, rf, yb + oa * OHW + yo, has_r, code, lo,
+                           hi, cnt)
+                f1 = _vrow(scr, rb + 16, ls, c1, sc, bb, rf, yb + c1 * OHW + yo, has_r, code,
                            lo, hi, cnt)
-                f1 = _vrow(scr, 4 * g + 1, ls, c1, sc, bb, rf, yb + c1 * OHW + yo, has_r,
-                           code, lo, hi, cnt)
-                f2 = _vrow(scr, 4 * g + 2, ls, c2, sc, bb, rf, yb + c2 * OHW + yo, has_r,
-                           code, lo, hi, cnt)
-                f3 = _vrow(scr, 4 * g + 3, ls, c3, sc, bb, rf, yb + c3 * OHW + yo, has_r,
-                           code, lo, hi, cnt)
+                f2 = _vrow(scr, rb + 32, ls, c2, sc, bb, rf, yb + c2 * OHW + yo, has_r, code,
+                           lo, hi, cnt)
+                f3 = _vrow(scr, rb + 48, ls, c3, sc, bb, rf, yb + c3 * OHW + yo, has_r, code,
+                           lo, hi, cnt)
                 if wy:
                     simd.vstm16(yf, yb + oa * OHW + yo, f0, cnt)
                     if oa + 1 < O:
@@ -253,7 +254,7 @@ def _store_rows(scr, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alp
                 o = o0 + m
                 if o < O:
                     yi = yb + o * OHW + yo
-                    qconv.pw_vecm(simd.vldi16(scr, m * 16 + ls), simd.vsplat16(sc[o]),
+                    qconv.pw_vecm(simd.vldi16(scr, sb + m * 16 + ls), simd.vsplat16(sc[o]),
                                   simd.vsplat16(bb[o]), yf, rf, yi, has_r, code, lo, hi, cnt)
                     if code != 0 and code != 1 and code != 7 and code != 9:
                         for i in range(yi, yi + cnt):
@@ -265,7 +266,7 @@ def _store_rows(scr, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alp
 def _conv(xq, C4, HW, Wp, toff, wa, KB, cfg, sc, bb, yf, N, O, OH, OW, rf, has_r, code,
           alpha, beta, scr, qw, qp, qf):
     """xq: uint8 (N, C4, Hp, Wp, 4) flat (HW = Hp * Wp); wa, cfg: prepare's; yf, rf: float32
-    (N, O, OH, OW) flat; scr: int32 rows (a thread's row >= 272 words); qw, qp, qf: the
+    (N, O, OH, OW) flat; scr: int32 rows (a thread's row >= 1040 words); qw, qp, qf: the
     int8 consumer's words (qconv.consumer_words; qp[0] = 0: none)."""
     T = toff.shape[0]
     NKB = C4 // KB
@@ -304,18 +305,20 @@ def _conv(xq, C4, HW, Wp, toff, wa, KB, cfg, sc, bb, yf, N, O, OH, OW, rf, has_r
                     dp357()
             yb = n * O * OHW
             o0 = ob * 16
+            # all four tiles stored first: the next pixel pair's loads and tdpbsud can
+            # start (out of order) while the epilogue's vector code runs
             st0(s, 0, 64)
-            _store_rows(s, o0, p0, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha, beta,
-                        qw, qp, qf, n)
-            st1(s, 0, 64)
-            _store_rows(s, o0, p1, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha, beta,
-                        qw, qp, qf, n)
-            st2(s, 0, 64)
-            _store_rows(s, o0 + 16, p0, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
+            st1(s, 1024, 64)
+            st2(s, 2048, 64)
+            st3(s, 3072, 64)
+            _store_rows(s, 0, o0, p0, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
                         beta, qw, qp, qf, n)
-            st3(s, 0, 64)
-            _store_rows(s, o0 + 16, p1, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
-                        beta, qw, qp, qf, n)
+            _store_rows(s, 256, o0, p1, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
+                        alpha, beta, qw, qp, qf, n)
+            _store_rows(s, 512, o0 + 16, p0, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
+                        alpha, beta, qw, qp, qf, n)
+            _store_rows(s, 768, o0 + 16, p1, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
+                        alpha, beta, qw, qp, qf, n)
         tile_release()
 
 
@@ -327,7 +330,7 @@ def run(xq, C4, Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
     consumer's words, as the VNNI tiles take them)."""
     a = q["amx"]
     N, O, OH, OW = y.shape
-    scr = tls_rows("amx.scr", _NT, 16 * 16 + 16).view(np.int32)
+    scr = tls_rows("amx.scr", _NT, 4 * 256 + 16).view(np.int32)
     emit(calls, _conv, xq, C4, Hp * Wp, Wp, toff, a["wa"], a["KB"], a["cfg"], q["sc"], bb,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, scr, qw, qp,
          qf)
