@@ -41,7 +41,7 @@ from .. import _tiers
 from .._jit import njit, pjit
 from . import simd
 from ._common import act_call, emit, tls_rows
-from . import qconv   # (attributes resolved at compile time: qconv imports this module)
+from .qepi import pw_vecm, vact16
 
 ON = True          # False: never (A/B); EDGENET_AMX=0 too
 KB_MIN = 8         # fewest channel groups a tile row takes (K = 32 int8 levels)
@@ -194,7 +194,7 @@ def _vrow(scr, rb, ls, o, sc, bb, rf, yi, has_r, code, lo, hi, cnt):
                     simd.vsplat16(bb[o]))
     if has_r:
         f = simd.vadd16(f, simd.vldm16(rf, yi, cnt))
-    return qconv.vact16(f, code, lo, hi)
+    return vact16(f, code, lo, hi)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
@@ -254,7 +254,7 @@ def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
                 o = o0 + m
                 if o < O:
                     yi = yb + o * OHW + yo
-                    qconv.pw_vecm(simd.vldi16(scr, sb + m * 16 + ls), simd.vsplat16(sc[o]),
+                    pw_vecm(simd.vldi16(scr, sb + m * 16 + ls), simd.vsplat16(sc[o]),
                                   simd.vsplat16(bb[o]), yf, rf, yi, has_r, code, lo, hi, cnt)
                     if code != 0 and code != 1 and code != 7 and code != 9:
                         for i in range(yi, yi + cnt):
@@ -334,3 +334,16 @@ def run(xq, C4, Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
     emit(calls, _conv, xq, C4, Hp * Wp, Wp, toff, a["wa"], a["KB"], a["cfg"], q["sc"], bb,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, scr, qw, qp,
          qf)
+
+
+def warm():
+    """Compile (or load) the AMX conv at run()'s argument types (edgenet warmup); nothing
+    where AMX is not ``available()``."""
+    if not available():
+        return
+    lev = np.zeros((16, 32 * 9), np.int8)
+    q = {"amx": prepare(lev, 16, 32, 9), "sc": np.zeros(16, np.float32)}
+    y = np.zeros((1, 16, 2, 8), np.float32)
+    run(np.zeros(8 * 4 * 10 * 4, np.uint8), 8, 4, 10, np.zeros(9, np.int64), q,
+        np.zeros(16, np.float32), y, y, False, 1, np.float32(0), np.float32(6),
+        np.zeros(1, np.int32), np.zeros(6, np.int64), np.zeros(2, np.float32))

@@ -913,6 +913,8 @@ class Conv(OpImpl):
                 if node.get("_qo_noy"):   # ... unless only for the fused residual
                     st.q["qo_noy"] = True
             sh, sw = st.params[:2]
+            if st.q.get("amx") is not None and not (sh == sw == 1 and g == 1):
+                del st.q["amx"]           # only stride-1 convs run on AMX (cpu/amx.py)
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q
                 tq = "vnni2" if q["t2"] else "vnni"

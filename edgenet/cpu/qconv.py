@@ -36,6 +36,7 @@ from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
 from . import amx, simd
 from .gen_simd_conv import (Q_T2_TILES, Q_TIER_TILES, Q_TILES, act_call, qconv_kernel,
                              qtier_kernel, tile_buf_len)
+from .qepi import pw_vecm, vact16
 from .simd import vquant4_16
 
 # (family, lanes) -> (k output-channel vectors, P pixels) tiles: gen_simd_conv's menu
@@ -127,9 +128,9 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     q = {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
          "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
          "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
-    if fam == "v" and O >= 16 and amx.kb_of(C4) and amx.available():
-        q["amx"] = amx.prepare(lev, O, C, T)    # the stride-1 geometries run it (run)
-    return q
+    if fam == "v" and O >= 16 and (T > 1 or AMX_1X1) and amx.kb_of(C4) and amx.available():
+        q["amx"] = amx.prepare(lev, O, C, T)    # stride 1 runs it (run; conv.py drops it
+    return q                                    # for the other strides and groups)
 
 
 def t2_pack(wt):
@@ -613,34 +614,9 @@ def warm_pointwise():
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def vact16(f, code, lo, hi):
-    """Relu / Clip / HardSwish on a vector (other codes: the caller's scalar pass)."""
-    if code == 1:
-        f = simd.vrelu16(f)
-    elif code == 7:
-        f = simd.vclip16(f, lo, hi)
-    elif code == 9:     # HardSwish: f * clip(f / 6 + 1/2, 0, 1), branch-free
-        z0 = simd.vsplat16(np.float32(0))
-        u = simd.vfma16(f, simd.vsplat16(np.float32(1 / 6)), simd.vsplat16(np.float32(0.5)))
-        f = simd.vfma16(f, simd.vclip16(u, z0, simd.vsplat16(np.float32(1))), z0)
-    return f
-
-
-@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
 def _pw_act(a, oc, sc, bb, code, lo, hi):
     return vact16(simd.vfma16(simd.vitof16(a), simd.vsplat16(sc[oc]), simd.vsplat16(bb[oc])),
                   code, lo, hi)
-
-
-@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def pw_vecm(a, s, c, yf, rf, yb, has_r, code, lo, hi, m):
-    """y[yb:yb + m] = float(a) * s + c (+ the residual), activated (a vector activation),
-    for the first m (0..16) pixels: masked residual load and store (m = 16, a constant:
-    LLVM folds them into plain ones)."""
-    f = simd.vfma16(simd.vitof16(a), s, c)
-    if has_r:
-        f = simd.vadd16(f, simd.vldm16(rf, yb, m))
-    simd.vstm16(yf, yb, vact16(f, code, lo, hi), m)
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")

@@ -312,6 +312,9 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
             if q == "vnni":      # the 1x1 pixel-vector int8 kernels (qconv._pw_vnni_k*)
                 from .qconv import warm_pointwise
                 warm_pointwise()
+                from . import amx  # the AMX conv, where the host has AMX-INT8
+                if amx.available():
+                    amx.warm()
             elif simd.tier() == "avx2":   # its avx2 (pm, 8 lanes) twin (qconv._pw_pm8)
                 from .qconv import warm_pointwise_pm8
                 warm_pointwise_pm8()
