@@ -167,9 +167,13 @@ def join_file(fields, header, data: bytes) -> bytes:
 # in a subprocess with it set (tests/test_cuda_kernels.py's docstring, docs/CUDA.md).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INNER = os.environ.get("EDGENET_CUDA_INNER") == "1"
+# seconds an inner (simulator) run may take: a niced background process on a 2-core machine
+# that compiles the CPU kernels meanwhile (test_cuda_kernels took over 900 s on a slower
+# Xeon with another job running)
+INNER_TIMEOUT = 2400
 
 
-def _inner_run(path, cache_dir=None, nice=0, timeout=900):
+def _inner_run(path, cache_dir=None, nice=0):
     """Start ``path``'s inner run: the Popen, its stdout/stderr captured."""
     env = dict(os.environ, EDGENET_CUDA_INNER="1", PYTHONPATH=os.pathsep.join(
         p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
@@ -200,7 +204,7 @@ def _finish(proc, t0, timeout):
 _BACKGROUND: dict = {}
 
 
-def start_inner_in_background(paths, cache_dir, timeout=900):
+def start_inner_in_background(paths, cache_dir, timeout=INNER_TIMEOUT):
     """Run the inner (simulator) runs of ``paths`` one after another in a background thread,
     niced, while the rest of the suite runs: the simulator is single-threaded Python, and the
     suite's own process leaves the second core mostly idle. They get their own compile cache
@@ -232,7 +236,7 @@ def stop_background():
             proc.kill()
 
 
-def run_inner(path, timeout=900):
+def run_inner(path, timeout=INNER_TIMEOUT):
     """Re-run ``path`` in a subprocess with the simulator switched on before numba loads
     (or take the result of the run ``start_inner_in_background`` already started)."""
     job = _BACKGROUND.pop(os.path.abspath(path), None)
