@@ -17,8 +17,8 @@ tap's offset), so one 16-pixel tile may span output rows and cover the padding c
 (no read past the plane). Tiles: 2 x 2 accumulators (32 output channels x 32 pixels), 2 A
 and 2 B tiles: all 8 tile registers; each ``tdpbsud`` is 16 x 16 x 4KB MACs.
 
-The epilogue stores each accumulator tile into a per-thread scratch (1 KB) and writes
-its rows' output pixels, a masked vector per run of an output row (scale, bias, residual,
+The epilogue stores the four accumulator tiles into a per-thread scratch (4 KB) and
+writes their rows' output pixels, a masked vector per run of an output row (scale, bias, residual,
 activation as qconv's pixel-vector kernels), and where the conv has an int8 consumer
 (``qconv.consumer_words``) its words from the same vectors, 4 channels a word, y stored
 only where something reads it.
