@@ -41,7 +41,7 @@ from .. import _tiers
 from .._jit import njit, pjit
 from . import simd
 from ._common import act_call, emit, tls_rows
-from .qepi import pw_vecm, vact16
+from .qepi import vact16
 
 ON = True          # False: never (A/B); EDGENET_AMX=0 too
 KB_MIN = 8         # fewest channel groups a tile row takes (K = 32 int8 levels)
@@ -75,12 +75,10 @@ def available() -> bool:
     return _state and simd.tier() == "avx512vnni"
 
 
-def eligible(C4: int, O: int, OH: int, OW: int, Wp: int, params) -> bool:
-    """A conv the AMX kernel runs: stride 1, one group, at least KB_MIN channel groups that
-    split into equal blocks of KB_MIN..16, at least 16 output channels and flat pixels."""
-    sh, sw = params[0], params[1]
-    return (sh == 1 and sw == 1 and params[8] == 1 and kb_of(C4) > 0 and O >= 16
-            and (OH - 1) * Wp + OW >= 16)
+def fits(OH: int, OW: int, Wp: int) -> bool:
+    """The map has a whole 16-pixel tile along the padded plane (qconv.prepare decided the
+    rest: stride 1, one group, channel blocks, >= 16 outputs)."""
+    return (OH - 1) * Wp + OW >= 16
 
 
 def kb_of(C4: int) -> int:
@@ -254,8 +252,8 @@ def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
                 o = o0 + m
                 if o < O:
                     yi = yb + o * OHW + yo
-                    pw_vecm(simd.vldi16(scr, sb + m * 16 + ls), simd.vsplat16(sc[o]),
-                                  simd.vsplat16(bb[o]), yf, rf, yi, has_r, code, lo, hi, cnt)
+                    simd.vstm16(yf, yi, _vrow(scr, sb + 16 * m, ls, o, sc, bb, rf, yi, has_r,
+                                              code, lo, hi, cnt), cnt)
                     if code != 0 and code != 1 and code != 7 and code != 9:
                         for i in range(yi, yi + cnt):
                             yf[i] = act_call(yf[i], code, alpha, beta)

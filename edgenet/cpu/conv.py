@@ -903,7 +903,8 @@ class Conv(OpImpl):
             st.qo = (np.float32(qo[0]), np.float32(qo[1]), "qin:" + node["outputs"][0],
                      tuple(int(v) for v in qo[2]))
         if aq is not None:
-            st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2])
+            st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2],
+                                 stride1=params[0] == params[1] == 1 and g == 1)
             if node.get("_qi"):
                 st.q["qi"] = "qin:" + node["inputs"][0]
                 if node.get("_qi_pads"):   # another reader's padded buffer (a 1x1 conv)
@@ -913,8 +914,6 @@ class Conv(OpImpl):
                 if node.get("_qo_noy"):   # ... unless only for the fused residual
                     st.q["qo_noy"] = True
             sh, sw = st.params[:2]
-            if st.q.get("amx") is not None and not (sh == sw == 1 and g == 1):
-                del st.q["amx"]           # only stride-1 convs run on AMX (cpu/amx.py)
             if sh == sw and sh in gen_simd_conv.STRIDES:
                 q = st.q
                 tq = "vnni2" if q["t2"] else "vnni"

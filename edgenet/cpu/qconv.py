@@ -99,10 +99,11 @@ def epilogue(lev, alpha, s, zp):
     return sc64, (float(zp) * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
 
 
-def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
+def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False):
     """Weights in the kernel layout plus the epilogue vectors. p: the weight constant,
     bias: float32 (O,), aq: (input scale, zero point), OW: output width (fixed: only the
-    batch axis is dynamic), tier: the CPU tier (default: simd.tier())."""
+    batch axis is dynamic), tier: the CPU tier (default: simd.tier()), stride1: a stride-1,
+    one-group conv (the AMX kernel's, where the host has it: ``q["amx"]``)."""
     s, zp = np.float32(aq[0]), int(aq[1])
     T = KH * KW
     K = C * T
@@ -128,9 +129,10 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None):
     q = {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
          "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
          "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
-    if fam == "v" and O >= 16 and (T > 1 or AMX_1X1) and amx.kb_of(C4) and amx.available():
-        q["amx"] = amx.prepare(lev, O, C, T)    # stride 1 runs it (run; conv.py drops it
-    return q                                    # for the other strides and groups)
+    if (stride1 and fam == "v" and O >= 16 and (T > 1 or AMX_1X1) and amx.kb_of(C4)
+            and amx.available()):
+        q["amx"] = amx.prepare(lev, O, C, T)
+    return q
 
 
 def t2_pack(wt):
@@ -364,8 +366,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
            and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
     qpad = q.get("qi_pads") if q.get("qi") is not None else None
     Wp = x.shape[3] + (qpad[1] + qpad[3] if qpad is not None else pl + pr)
-    use_amx = (q.get("amx") is not None and amx.eligible(q["C4"], O, OH, OW, Wp, params)
-               and (AMX_1X1 or toff.shape[0] > 1))
+    use_amx = q.get("amx") is not None and amx.fits(OH, OW, Wp)
     if use_amx:
         pw = pw8 = False
     kern = None if (pw or pw8 or use_amx) else (q.get("_kern") or _bind(q, sh)).f

@@ -313,8 +313,7 @@ def warmup(model=None, *, progress=None, workers=None) -> dict:
                 from .qconv import warm_pointwise
                 warm_pointwise()
                 from . import amx  # the AMX conv, where the host has AMX-INT8
-                if amx.available():
-                    amx.warm()
+                amx.warm()
             elif simd.tier() == "avx2":   # its avx2 (pm, 8 lanes) twin (qconv._pw_pm8)
                 from .qconv import warm_pointwise_pm8
                 warm_pointwise_pm8()
