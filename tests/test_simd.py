@@ -564,3 +564,31 @@ def test_matrix_vector_1x1_on_a_1x1_map(N, C, O, act, res, monkeypatch):
     monkeypatch.setattr(pw_f32, "mv_f32_l16", lambda *a: calls.append(1) or kern(*a))
     _conv_both_policies(node, consts, ins, want, act)
     assert len(calls) == 2
+
+
+def test_weights_start_on_a_cache_line():
+    """The prepared weight layouts whose 64-byte vectors (or AMX tile rows) kernels load
+    start on a cache line (numpy's allocations are 16-byte aligned: every such load would
+    straddle two lines), and hold the same values as an ordinary copy."""
+    from edgenet.cpu import qconv, wino_f32
+    from edgenet.cpu._common import line_aligned
+    from edgenet.cpu.simd_layout import expand_simd
+    rng = np.random.default_rng(5)
+    for n in (2, 17, 1000, 40000):          # small and mmap-sized allocations
+        a = rng.standard_normal(n).astype(np.float32)[1:]      # a view off its line
+        b = line_aligned(a)
+        assert b.ctypes.data % 64 == 0 and b.dtype == a.dtype and np.array_equal(a, b)
+    wf = rng.standard_normal((20, 8 * 9)).astype(np.float32)
+    ws = expand_simd(wf, 20, 8, 3, 3, 16, 1)
+    assert ws.ctypes.data % 64 == 0
+    assert np.array_equal(ws.reshape(2, 8, 9, 16)[0, 3, 4], wf[:16, 3 * 9 + 4])
+    U = wino_f32.filters(wf, 20, 8)
+    assert U.ctypes.data % 64 == 0 and U.shape == (16, 8, 20)
+    p = rng.integers(-1, 2, (20, 8, 3, 3)).astype(np.float32)
+    q = qconv.prepare(p, 20, 8, 3, 3, np.zeros(20, np.float32), (0.02, 128), 16)
+    assert q["wt"].ctypes.data % 64 == 0
+    from edgenet.cpu import amx     # the A tiles (numpy only: no AMX needed to build them)
+    lev = rng.integers(-1, 2, (20, 32 * 9)).astype(np.int8)
+    wa = amx.prepare(lev, 20, 32, 9)["wa"]
+    assert wa.ctypes.data % 64 == 0
+    assert np.array_equal(wa.reshape(2, 9, 1, 16, 32)[0, 4, 0, 3], lev[3].reshape(32, 9)[:, 4])

@@ -132,6 +132,18 @@ def tls_buffer(key: str, size: int) -> np.ndarray:
 LINE = 16   # float32 per 64-byte cache line
 
 
+def line_aligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` whose data starts on a 64-byte cache line (numpy's own
+    allocations are 16-byte aligned): a 64-byte row (an AMX tile row, a 16-lane vector)
+    then never straddles two lines, which Intel cores pay for (AMX A tiles off their line:
+    loads + ``tdpbsud`` ~0.9 against ~2.6 TMAC/s a core)."""
+    raw = np.empty(a.nbytes + 64, np.uint8)
+    off = -raw.ctypes.data % 64
+    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def tls_rows(key: str, rows: int, n: int) -> np.ndarray:
     """``tls_buffer`` as (rows, >= n) C-contiguous rows, one per kernel thread, each starting
     on its own cache line (the width rounded up to 16 floats): threads writing their own

@@ -32,7 +32,7 @@ from .. import quant
 from ..activation import ActCode
 from ..errors import InputError
 from .._jit import njit, pjit
-from ._common import PAR_MIN, NoBind, emit, tls_buffer, tls_rows, use_parallel
+from ._common import PAR_MIN, NoBind, emit, line_aligned, tls_buffer, tls_rows, use_parallel
 from . import amx, simd
 from .gen_simd_conv import (Q_T2_TILES, Q_TIER_TILES, Q_TILES, act_call, qconv_kernel,
                              qtier_kernel, tile_buf_len)
@@ -121,6 +121,7 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False):
     wt = np.ascontiguousarray(w5.reshape(NB, B, C4, 4, T).transpose(0, 2, 4, 1, 3))
     wt = (wt.astype(np.int16).reshape(-1) if fam == "g" else t2_pack(wt) if t2
           else wt.view(np.int32).reshape(-1))
+    wt = line_aligned(wt)    # 64-byte weight vectors on their cache lines (split loads)
     sc64, corr = epilogue(lev, alpha, s, zp)
     sc = np.zeros(NB * B, np.float32)
     sc[:O] = sc64

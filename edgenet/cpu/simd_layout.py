@@ -15,16 +15,17 @@ from numba import prange
 
 from .._jit import njit, pjit
 from . import simd
-from ._common import ENC_T2, FM, decode_row, tls_buffer, tls_rows, use_parallel
+from ._common import ENC_T2, FM, decode_row, line_aligned, tls_buffer, tls_rows, use_parallel
 
 
 def expand_simd(wf, O, C, KH, KW, L, k):
-    """(O, C*kh*kw) -> flat (ceil(O/B), C, kh*kw, B), B = L*k output channels innermost."""
+    """(O, C*kh*kw) -> flat (ceil(O/B), C, kh*kw, B), B = L*k output channels innermost, on
+    a cache line (``line_aligned``)."""
     B = L * k
     nb = -(-O // B)
     w = np.zeros((nb * B, C, KH * KW), np.float32)
     w[:O] = wf.reshape(O, C, KH * KW)
-    return np.ascontiguousarray(w.reshape(nb, B, C, KH * KW).transpose(0, 2, 3, 1)).reshape(-1)
+    return line_aligned(w.reshape(nb, B, C, KH * KW).transpose(0, 2, 3, 1)).reshape(-1)
 
 
 @njit(fastmath=FM, boundscheck=False)

@@ -34,7 +34,7 @@ from numba import prange  # noqa: F401  (used by the generated kernels)
 
 from ..activation import ActCode  # noqa: F401  (used by the generated kernels)
 from .._jit import njit, pjit  # noqa: F401  (used by the generated kernels)
-from ._common import FM, emit, tls_rows  # noqa: F401  (FM: the generated kernels)
+from ._common import FM, emit, line_aligned, tls_rows  # noqa: F401  (FM: generated kernels)
 from . import simd
 
 FZERO = np.float32(0)
@@ -55,10 +55,11 @@ _G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float64)
 
 
 def filters(wf, O, C):
-    """(O, C*9) float32 filters -> U (16, C, O) float32, U[i*4+j] = (G g G^T)[i, j]."""
+    """(O, C*9) float32 filters -> U (16, C, O) float32, U[i*4+j] = (G g G^T)[i, j], on a
+    cache line (``line_aligned``)."""
     g = wf.reshape(O, C, 3, 3).astype(np.float64)
     u = np.einsum("ia,ocab,jb->ijco", _G, g, _G)
-    return np.ascontiguousarray(u.reshape(16, C, O), dtype=np.float32)
+    return line_aligned(u.reshape(16, C, O).astype(np.float32))
 
 
 def use(st, xshape, yshape, has_r, code) -> bool:
