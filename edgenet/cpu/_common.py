@@ -132,14 +132,16 @@ def tls_buffer(key: str, size: int) -> np.ndarray:
 LINE = 16   # float32 per 64-byte cache line
 
 
-def line_aligned(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of ``a`` whose data starts on a 64-byte cache line (numpy's own
-    allocations are 16-byte aligned): a 64-byte row (an AMX tile row, a 16-lane vector)
-    then never straddles two lines, which Intel cores pay for (AMX A tiles off their line:
-    loads + ``tdpbsud`` ~0.9 against ~2.6 TMAC/s a core)."""
-    raw = np.empty(a.nbytes + 64, np.uint8)
+def line_aligned(a: np.ndarray, dtype=None) -> np.ndarray:
+    """A C-contiguous copy of ``a`` (cast to ``dtype`` if given) whose data starts on a
+    64-byte cache line (numpy's own allocations are 16-byte aligned): a 64-byte row (an AMX
+    tile row, a 16-lane vector) then never straddles two lines, which Intel cores pay for
+    (AMX A tiles off their line: loads + ``tdpbsud`` ~0.9 against ~2.6 TMAC/s a core)."""
+    dt = np.dtype(a.dtype if dtype is None else dtype)
+    nbytes = a.size * dt.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
     off = -raw.ctypes.data % 64
-    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = raw[off:off + nbytes].view(dt).reshape(a.shape)
     out[...] = a
     return out
 

@@ -59,7 +59,7 @@ def filters(wf, O, C):
     cache line (``line_aligned``)."""
     g = wf.reshape(O, C, 3, 3).astype(np.float64)
     u = np.einsum("ia,ocab,jb->ijco", _G, g, _G)
-    return line_aligned(u.reshape(16, C, O).astype(np.float32))
+    return line_aligned(u.reshape(16, C, O), np.float32)
 
 
 def use(st, xshape, yshape, has_r, code) -> bool:
