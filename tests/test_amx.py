@@ -84,6 +84,30 @@ def test_amx_conv_matches_reference_and_vnni(case, monkeypatch):
     np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
 
 
+@pytest.mark.parametrize("C,O,on", [(256, 64, True), (384, 96, True), (64, 256, False),
+                                     (192, 32, False), (96, 24, False)])
+def test_projection_1x1_convs_run_on_amx_by_default(C, O, on, monkeypatch):
+    """1x1 convs that reduce many channels to few (C >= 3 O, C >= 256: MobileNet's
+    projections) take AMX without qconv.AMX_1X1; expansions and narrow inputs do not.
+    Either way the result matches the reference."""
+    rng = np.random.default_rng(zlib.crc32(f"proj {C} {O}".encode()))
+    x = rng.uniform(-1, 1, size=(1, C, 7, 7)).astype(np.float32)
+    consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, 1, 1)),
+                        rng.uniform(0.02, 0.1, size=O).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node((0, 0, 0, 0), 1, "Relu", False, aq=(float(s), zp, 7))
+    want = run_node(node, [x, None, None], consts)[0]
+    assert qconv.amx_1x1(C, O) is on
+    calls = []
+    real = amx.run
+    monkeypatch.setattr(amx, "run", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    y, state = _run(node, consts, [x, None, None], want.shape)
+    assert (state["q"].get("amx") is not None) is on and bool(calls) is on
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
+
+
 def test_kb_blocks():
     assert [amx.kb_of(c4) for c4 in (4, 7, 8, 9, 16, 24, 32, 40, 17, 128)] == \
         [0, 0, 8, 9, 16, 12, 16, 10, 0, 16]

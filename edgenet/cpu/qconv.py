@@ -130,7 +130,7 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False):
     q = {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
          "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
          "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
-    if (stride1 and fam == "v" and O >= 16 and (T > 1 or AMX_1X1) and amx.kb_of(C4)
+    if (stride1 and fam == "v" and O >= 16 and (T > 1 or amx_1x1(C, O)) and amx.kb_of(C4)
             and amx.available()):
         q["amx"] = amx.prepare(lev, O, C, T)
     return q
@@ -455,9 +455,24 @@ PW_PIX = 16 * PW_V
 # maps the overlapping tiles would recompute more than 25 % of (7x7: 49 pixels in one tile
 # of 4 vectors instead of two overlapping tiles of 3, 96 pixels)
 PW_MASKED = ((8, 3), (4, 4))
-AMX_1X1 = False  # True: 1x1 convs on AMX too (A/B: slower than the pixel-vector kernels)
 PW_ON = True    # False: the channel-vector tiles for these convs too (A/B in bench_int8.py)
 PW_KEEP_ON = True   # False: y, then the consumer's quantize pass over it (qo_keep; A/B)
+AMX_1X1 = False  # True: every 1x1 conv on AMX (A/B: expansions slower than pixel vectors)
+# 1x1 convs that reduce many channels to few (MobileNet's projections, a bottleneck's 256 ->
+# 64) run on AMX: C >= AMX_PROJ * O and C >= AMX_PROJ_C. Long reductions, few outputs: the
+# tiles' products dominate their epilogue. Per conv, MobileNetV2 int8 at 2 threads
+# (twenty-third session, in-process A/B, every 1x1 on AMX against none): 576 -> 160 at 7x7
+# 0.59x, 960 -> 320 0.73, 576 -> 96 at 14x14 0.71-0.98, 384 -> 64 0.76-0.98; the expansions
+# lose (96 -> 576: 1.45x, 32 -> 192 at 28x28: 1.8, 320 -> 1280: 1.31), and so does 96 -> 24
+# at 56x56 (1.27): they stay on the pixel-vector kernels, as do 144 -> 24 / 32 and 192 -> 32
+# (0.76-1.13x between runs: no steady gain). MobileNetV2 with this rule: 0.97x.
+AMX_PROJ = 3
+AMX_PROJ_C = 256
+
+
+def amx_1x1(C: int, O: int) -> bool:
+    """Does a 1x1 conv with C input and O output channels run on AMX (where it can)?"""
+    return AMX_1X1 or (C >= AMX_PROJ * O and C >= AMX_PROJ_C)
 
 
 def _word_groups(w, K):
