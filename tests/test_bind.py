@@ -176,3 +176,33 @@ def test_entry_point_is_the_dispatchers_overload():
     assert seen == [1]
     sig = add_into.signatures[0]
     assert _common._entry(add_into, (a, b, out)) is add_into.overloads[sig].entry_point
+
+
+def test_a_profiled_run_times_the_bound_calls(tmp_path, monkeypatch):
+    """``run(profile=...)`` after binding makes the bound calls (what an unprofiled run
+    makes), timing each: same bits, every node in the profile, the bound callables called."""
+    rng = np.random.default_rng(11)
+    path = _chain_model(str(tmp_path / "m.edgenet"), rng)
+    x = rng.normal(0, 1, (1, 8, 12, 12)).astype(np.float32)
+    want = _unbound_outputs(path, "int8", [x], monkeypatch)[0]
+    m = edgenet.load(path, activations="int8", act_ranges=RANGES, threads=1)
+    for _ in range(2):
+        m(x)
+    plan = next(p for pool in m._plans.values() for p in pool)
+    gen, calls = plan.bound[threading.get_ident()]
+    hits = []
+
+    def counted(name, f):
+        def g():
+            hits.append(name)
+            f()
+        return g
+    plan.bound[threading.get_ident()] = (gen, [
+        None if f is None else counted(st[1]["name"], f) for st, f in zip(plan.steps, calls)])
+    prof = {}
+    name = m.inputs[0].name
+    out = m.run({name: x}, profile=prof)[m.graph["outputs"][0]["name"]]
+    np.testing.assert_array_equal(out, want)
+    assert set(MIDDLE) <= set(hits)
+    assert {k[0] for k in prof} == {n["name"] for n in m.graph["nodes"]}
+    assert all(v >= 0 for v in prof.values())
