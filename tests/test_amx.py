@@ -29,7 +29,18 @@ CASES = [
     (1, 128, 4, 4, 32, 3, 3, (1, 1, 1, 1), 1, None, False, "q3"),       # 22 flat pixels
     (1, 32, 10, 10, 16, 5, 5, (2, 2, 2, 2), 1, "Relu", False, "t2"),
     (3, 64, 56, 56, 64, 3, 3, (1, 1, 1, 1), 1, "Relu", True, "t2"),     # ResNet's layer1
+    (2, 128, 14, 14, 48, 3, 3, (1, 1, 1, 1), 1, "Relu", True, "q3"),   # 1 KB planes: kb outer
 ]
+
+
+def test_channel_blocks_run_outer_where_planes_are_1kb_apart():
+    """The last case's input planes (16 x 16 words, 1 KB) take the channel-blocks-outer
+    order with two channel blocks (C4 32, KB 16), so that order (and the weights' layout)
+    is checked against the reference; ResNet's layer1 and layer2 planes keep taps outer."""
+    N, C, H, W, O, kh, kw, p, *_ = CASES[-1]
+    assert amx.kb_outer((H + p[0] + p[2]) * (W + p[1] + p[3]))
+    assert (C // 4) // amx.kb_of(C // 4) == 2
+    assert not amx.kb_outer(58 * 58) and not amx.kb_outer(30 * 30)
 
 
 def _node(pads, dil, act, res, aq=None):

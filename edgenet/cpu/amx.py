@@ -46,6 +46,7 @@ from .qepi import vact16
 ON = True          # False: never (A/B); EDGENET_AMX=0 too
 KB_MIN = 8         # fewest channel groups a tile row takes (K = 32 int8 levels)
 PPI = 2            # pixel-tile pairs per work item
+KBO_ALL = False    # True: channel blocks outer everywhere (A/B)
 _ARCH_REQ_XCOMP_PERM = 0x1023
 _XFEATURE_XTILEDATA = 18
 _SYS_ARCH_PRCTL = 158      # x86_64
@@ -81,6 +82,13 @@ def fits(OH: int, OW: int, Wp: int) -> bool:
     return (OH - 1) * Wp + OW >= 16
 
 
+def kb_outer(HW: int) -> bool:
+    """Channel blocks outer, taps inner: where the input's planes are a multiple of 1 KB
+    apart (HW words), so that only one block's 16 planes are live (with taps outer, every
+    plane of a 256-channel 14x14 input is, 1 KB apart: L1 set conflicts)."""
+    return KBO_ALL or (HW * 4) % 1024 == 0
+
+
 def kb_of(C4: int) -> int:
     """Channel groups a tile row takes: the largest divisor of C4 in KB_MIN..16, else 0."""
     for kb in range(min(16, C4), KB_MIN - 1, -1):
@@ -90,8 +98,8 @@ def kb_of(C4: int) -> int:
 
 
 def prepare(lev, O, C, T):
-    """A-tile weights for levels (O, C * T) (C-major, as qconv.prepare's): int8 (NOB, T,
-    C4 // KB, 16, KB * 4) with NOB = 2 * ceil(O / 32), rows past O zero, on a cache line
+    """A-tile weights for levels (O, C * T) (C-major, as qconv.prepare's): int8 (NOB,
+    C4 // KB, T, 16, KB * 4) with NOB = 2 * ceil(O / 32), rows past O zero, on a cache line
     (each 64-byte tile row on one: ResNet-18 int8 ran 1.05-1.07x slower with them 16 bytes
     off); and the tile configuration (64 bytes, palette 1)."""
     C4 = -(-C // 4)
@@ -99,7 +107,7 @@ def prepare(lev, O, C, T):
     NOB = 2 * -(-O // 32)
     w = np.zeros((NOB * 16, C4 * 4, T), np.int8)
     w[:O, :C] = lev.reshape(O, C, T)
-    wa = np.ascontiguousarray(w.reshape(NOB, 16, C4 // KB, KB * 4, T).transpose(0, 4, 2, 1, 3))
+    wa = np.ascontiguousarray(w.reshape(NOB, 16, C4 // KB, KB * 4, T).transpose(0, 2, 4, 1, 3))
     cfg = np.zeros(64, np.uint8)
     cfg[0] = 1
     colsb = np.zeros(16, np.uint16)
@@ -263,7 +271,7 @@ def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
 
 @pjit(fastmath=True, boundscheck=False, error_model="numpy")
 def _conv(xq, C4, HW, Wp, toff, wa, KB, cfg, sc, bb, yf, N, O, OH, OW, rf, has_r, code,
-          alpha, beta, scr, qw, qp, qf):
+          alpha, beta, scr, qw, qp, qf, kbo):
     """xq: uint8 (N, C4, Hp, Wp, 4) flat (HW = Hp * Wp); wa, cfg: prepare's; yf, rf: float32
     (N, O, OH, OW) flat; scr: int32 rows (a thread's row >= 1040 words); qw, qp, qf: the
     int8 consumer's words (qconv.consumer_words; qp[0] = 0: none)."""
@@ -290,18 +298,23 @@ def _conv(xq, C4, HW, Wp, toff, wa, KB, cfg, sc, bb, yf, N, O, OH, OW, rf, has_r
             zero1()
             zero2()
             zero3()
-            for t in range(T):
-                for kb in range(NKB):
-                    wo = ob * OB + (t * NKB + kb) * AB
-                    ld4(wa, wo, KB * 4)
-                    ld5(wa, wo + OB, KB * 4)
-                    xo = ((n * C4 + kb * KB) * HW + toff[t]) * 4
-                    ld6(xq, xo + p0 * 4, HW * 4)
-                    ld7(xq, xo + p1 * 4, HW * 4)
-                    dp046()
-                    dp047()
-                    dp256()
-                    dp357()
+            for st in range(T * NKB):
+                if kbo:             # channel blocks outer (kb_outer)
+                    kb = st // T
+                    t = st - kb * T
+                else:
+                    t = st // NKB
+                    kb = st - t * NKB
+                wo = ob * OB + (kb * T + t) * AB
+                ld4(wa, wo, KB * 4)
+                ld5(wa, wo + OB, KB * 4)
+                xo = ((n * C4 + kb * KB) * HW + toff[t]) * 4
+                ld6(xq, xo + p0 * 4, HW * 4)
+                ld7(xq, xo + p1 * 4, HW * 4)
+                dp046()
+                dp047()
+                dp256()
+                dp357()
             yb = n * O * OHW
             o0 = ob * 16
             # all four tiles stored first: the next pixel pair's loads and tdpbsud can
@@ -332,7 +345,7 @@ def run(xq, C4, Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
     scr = tls_rows("amx.scr", _NT, 4 * 256 + 16).view(np.int32)
     emit(calls, _conv, xq, C4, Hp * Wp, Wp, toff, a["wa"], a["KB"], a["cfg"], q["sc"], bb,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, scr, qw, qp,
-         qf)
+         qf, kb_outer(Hp * Wp))
 
 
 def warm():
