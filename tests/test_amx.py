@@ -43,11 +43,11 @@ def test_channel_blocks_run_outer_where_planes_are_1kb_apart():
     assert not amx.kb_outer(58 * 58) and not amx.kb_outer(30 * 30)
 
 
-def _node(pads, dil, act, res, aq=None):
+def _node(pads, dil, act, res, aq=None, stride=1):
     desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
     nd = {"name": "c", "op": "Conv", "inputs": ["x", "w", "b"] + (["r"] if res else []),
           "outputs": ["y"],
-          "attrs": {"strides": [1, 1], "pads": list(pads), "dilations": [dil, dil],
+          "attrs": {"strides": [stride, stride], "pads": list(pads), "dilations": [dil, dil],
                     "group": 1, "activation": desc}}
     if aq is not None:
         nd["_aq"] = aq
@@ -93,6 +93,72 @@ def test_amx_conv_matches_reference_and_vnni(case, monkeypatch):
     yv, state = _run(node, consts, inputs, want.shape)
     assert state["q"].get("amx") is None and not calls
     np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
+
+
+# (N, C, H, W, O, pads (t, l, b, r), act, residual, enc): 3x3 stride 2
+S2_CASES = [
+    (1, 64, 56, 56, 128, (1, 1, 1, 1), "Relu", False, "t2"),    # ResNet-18's layer2.0.conv1
+    (2, 32, 15, 13, 40, (1, 1, 1, 1), "Clip", True, "q3"),      # odd sizes, O a partial pair
+    (1, 128, 14, 14, 32, (0, 0, 1, 1), None, False, "i8"),      # TF 'SAME' pads, 2 blocks
+    (1, 48, 12, 20, 16, (1, 1, 1, 1), "Sigmoid", False, "t2"),  # KB 12, scalar activation
+]
+
+
+@pytest.mark.parametrize("case", S2_CASES, ids=[str(i) for i in range(len(S2_CASES))])
+def test_stride2_convs_run_on_amx_by_pixel_phase(case, monkeypatch):
+    """3x3 stride-2 convs run on AMX over their input split by pixel phase (amx.run_s2):
+    against the NumPy reference and the VNNI tiles, asserting that the AMX kernel ran."""
+    N, C, H, W, O, pads, act, res, enc = case
+    rng = np.random.default_rng(zlib.crc32(("s2 " + repr(case)).encode()))
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    lim = {"t2": 1, "q3": 2, "i8": 127}[enc]
+    consts = {"w": pack(enc, rng.integers(-lim, lim + 1, size=(O, C, 3, 3)),
+                        rng.uniform(0.05, 0.3, size=O).astype(np.float32) / lim),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    OH = (H + pads[0] + pads[2] - 3) // 2 + 1
+    OW = (W + pads[1] + pads[3] - 3) // 2 + 1
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node(pads, 1, act, res, aq=(float(s), zp, OW), stride=2)
+    inputs = [x, None, None]
+    if res:
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    monkeypatch.setattr(qconv, "AMX_S2_C", 32)        # small cases: past the size rule
+    monkeypatch.setattr(qconv, "AMX_S2_MACS", 0)
+    calls = []
+    real = amx.run_s2
+    monkeypatch.setattr(amx, "run_s2", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    y, state = _run(node, consts, inputs, want.shape)
+    assert state["q"].get("amx_s2") and calls, "the AMX stride-2 kernel did not run"
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
+    monkeypatch.setattr(qconv, "AMX_S2", False)      # the VNNI tiles
+    calls.clear()
+    yv, state = _run(node, consts, inputs, want.shape)
+    assert state["q"].get("amx") is None and not calls
+    np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
+
+
+@pytest.mark.parametrize("C,H,O,on", [(64, 56, 128, True), (256, 14, 512, True),
+                                       (32, 16, 64, False), (128, 6, 256, False)])
+def test_stride2_amx_by_default_only_for_large_convs(C, H, O, on, monkeypatch):
+    """The default rule: ResNet-18's stride-2 3x3 convs take AMX, ResNet-20's 32 -> 64 (C
+    below AMX_S2_C) and a 6x6 map (below AMX_S2_MACS) keep the VNNI tiles."""
+    rng = np.random.default_rng(zlib.crc32(f"s2 rule {C} {H} {O}".encode()))
+    x = rng.uniform(-1, 1, size=(1, C, H, H)).astype(np.float32)
+    consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, 3, 3)),
+                        np.full(O, 0.1, np.float32)),
+              "b": pack("f32", np.zeros(O, np.float32))}
+    OW = (H - 1) // 2 + 1
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node((1, 1, 1, 1), 1, "Relu", False, aq=(float(s), zp, OW), stride=2)
+    calls = []
+    real = amx.run_s2
+    monkeypatch.setattr(amx, "run_s2", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    want = run_node(node, [x, None, None], consts)[0]
+    y, _ = _run(node, consts, [x, None, None], want.shape)
+    assert bool(calls) == on
+    assert float(np.abs(y - want).max()) <= 2e-5 * float(np.abs(want).max()) + 1e-6
 
 
 @pytest.mark.parametrize("C,O,on", [(256, 64, True), (384, 96, True), (64, 256, False),

@@ -23,6 +23,12 @@ activation as qconv's pixel-vector kernels), and where the conv has an int8 cons
 (``qconv.consumer_words``) its words from the same vectors, 4 channels a word, y stored
 only where something reads it.
 
+A work item's steps run taps outer, channel blocks inner, except where the input's planes
+are a multiple of 1 KB apart (``kb_outer``: 14x14 maps with pads of 1), where 16 planes
+at a time keep L1's sets apart. 3x3 stride-2 convs (``run_s2``) run the same kernel on
+their input split by pixel phase: four (Hq, Wq) planes per channel group, where the conv
+is a stride-1 one over a plane of 4 Hq rows.
+
 ``EDGENET_AMX=0`` turns it off (the VNNI tiles run instead)."""
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ from numba.extending import intrinsic
 from .. import _tiers
 from .._jit import njit, pjit
 from . import simd
-from ._common import act_call, emit, line_aligned, tls_rows
+from ._common import act_call, emit, line_aligned, tls_buffer, tls_rows
 from .qepi import vact16
 
 ON = True          # False: never (A/B); EDGENET_AMX=0 too
@@ -348,6 +354,74 @@ def run(xq, C4, Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
          qf, kb_outer(Hp * Wp))
 
 
+def _deint(odd):
+    @intrinsic
+    def f(typingctx, a, b):
+        """Lanes 2i + odd of the 32 lanes a, b (two 16-float vectors)."""
+        if not (a == simd.F32x16 and b == simd.F32x16):
+            return None
+
+        def codegen(context, builder, sig, args):
+            m = ir.Constant(ir.VectorType(ir.IntType(32), 16), [2 * i + odd for i in range(16)])
+            return builder.shuffle_vector(args[0], args[1], m)
+        return a(a, b), codegen
+    return f
+
+
+_evens, _odds = _deint(0), _deint(1)
+
+
+@pjit(fastmath=True, boundscheck=False, error_model="numpy")
+def _phase_split(xq, out, NC, Hp, Wp, Hq, Wq):
+    """Words (NC, Hp, Wp) -> (NC, 4, Hq, Wq), as float32 bit patterns (moved, never
+    computed): phase 2a + b holds pixel (2i + a, 2j + b) at (i, j) (rows past the plane's
+    edge 0, and phase 1's last column where Wp is odd left as is: read only for outputs
+    never stored)."""
+    PQ = Hq * Wq
+    z = np.float32(0)
+    for u in prange(NC * 2):
+        c = u // 2
+        a = u - 2 * c
+        for i in range(Hq):
+            sy = 2 * i + a
+            d0 = (c * 4 + 2 * a) * PQ + i * Wq
+            d1 = d0 + PQ
+            if sy >= Hp:
+                for j in range(Wq):
+                    out[d0 + j] = z
+                    out[d1 + j] = z
+                continue
+            sr = (c * Hp + sy) * Wp
+            for k in range(0, Wp, 32):
+                cnt = min(32, Wp - k)
+                lo = simd.vldm16(xq, sr + k, min(16, cnt))
+                hi = simd.vldm16(xq, sr + k + 16, max(0, cnt - 16))
+                simd.vstm16(out, d0 + k // 2, _evens(lo, hi), (cnt + 1) // 2)
+                simd.vstm16(out, d1 + k // 2, _odds(lo, hi), cnt // 2)
+
+
+def s2_taps(Hq: int, Wq: int) -> np.ndarray:
+    """A 3x3 stride-2 conv's taps on the phase-split planes: tap (ky, kx) reads phase
+    2 (ky % 2) + kx % 2 at (oy + ky // 2, ox + kx // 2)."""
+    return np.array([(2 * (ky % 2) + kx % 2) * Hq * Wq + (ky // 2) * Wq + kx // 2
+                     for ky in range(3) for kx in range(3)], np.int64)
+
+
+def run_s2(xq, C4, Hp, Wp, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf, calls=None):
+    """A 3x3 stride-2 conv on AMX: its padded input words (N, C4, Hp, Wp) split by pixel
+    phase into (N, C4, 4, Hq, Wq), where the conv is a stride-1 one (the four phases a plane
+    of 4 Hq rows, rows Wq words: the output pixel (oy, ox) at oy * Wq + ox, as run's)."""
+    N = y.shape[0]
+    Hq, Wq = (Hp + 1) // 2, (Wp + 1) // 2
+    xs = tls_buffer("amx.s2", N * C4 * 4 * Hq * Wq)
+    emit(calls, _phase_split, xq.view(np.float32), xs, N * C4, Hp, Wp, Hq, Wq)
+    t = q.get("_s2_taps")
+    if t is None or t[0] != (Hq, Wq):
+        t = q["_s2_taps"] = ((Hq, Wq), s2_taps(Hq, Wq))
+    run(xs.view(np.uint8), C4, 4 * Hq, Wq, t[1], q, bb, y, r, has_r, code, alpha, beta, qw,
+        qp, qf, calls)
+
+
 def warm():
     """Compile (or load) the AMX conv at run()'s argument types (edgenet warmup); nothing
     where AMX is not ``available()``."""
@@ -359,3 +433,7 @@ def warm():
     run(np.zeros(8 * 4 * 10 * 4, np.uint8), 8, 4, 10, np.zeros(9, np.int64), q,
         np.zeros(16, np.float32), y, y, False, 1, np.float32(0), np.float32(6),
         np.zeros(1, np.int32), np.zeros(6, np.int64), np.zeros(2, np.float32))
+    y2 = np.zeros((1, 16, 4, 8), np.float32)          # run_s2: (1, 8, 10, 18) words
+    run_s2(np.zeros(8 * 10 * 18 * 4, np.uint8), 8, 10, 18, q, np.zeros(16, np.float32), y2,
+           y2, False, 1, np.float32(0), np.float32(6), np.zeros(1, np.int32),
+           np.zeros(6, np.int64), np.zeros(2, np.float32))

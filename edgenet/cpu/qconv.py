@@ -99,11 +99,13 @@ def epilogue(lev, alpha, s, zp):
     return sc64, (float(zp) * lev.astype(np.int64).sum(axis=1) * sc64).astype(np.float32)
 
 
-def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False):
+def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False, stride2=False):
     """Weights in the kernel layout plus the epilogue vectors. p: the weight constant,
     bias: float32 (O,), aq: (input scale, zero point), OW: output width (fixed: only the
     batch axis is dynamic), tier: the CPU tier (default: simd.tier()), stride1: a stride-1,
-    one-group conv (the AMX kernel's, where the host has it: ``q["amx"]``)."""
+    one-group conv (the AMX kernel's, where the host has it: ``q["amx"]``); stride2: a 3x3
+    stride-2 one-group conv without dilation (AMX on its input split by pixel phase:
+    ``amx.run_s2``)."""
     s, zp = np.float32(aq[0]), int(aq[1])
     T = KH * KW
     K = C * T
@@ -133,6 +135,10 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False):
     if (stride1 and fam == "v" and O >= 16 and (T > 1 or amx_1x1(C, O)) and amx.kb_of(C4)
             and amx.available()):
         q["amx"] = amx.prepare(lev, O, C, T)
+    elif (stride2 and AMX_S2 and fam == "v" and O >= 16 and T == 9 and C >= AMX_S2_C
+          and amx.kb_of(C4) and amx.available()):
+        q["amx"] = amx.prepare(lev, O, C, T)
+        q["amx_s2"] = True
     return q
 
 
@@ -367,7 +373,9 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
            and -(-OH * OW // PW8_PIX) * PW8_PIX * 4 <= OH * OW * 5)
     qpad = q.get("qi_pads") if q.get("qi") is not None else None
     Wp = x.shape[3] + (qpad[1] + qpad[3] if qpad is not None else pl + pr)
-    use_amx = q.get("amx") is not None and amx.fits(OH, OW, Wp)
+    s2 = q.get("amx_s2", False)
+    use_amx = (q.get("amx") is not None and amx.fits(OH, OW, (Wp + 1) // 2 if s2 else Wp)
+               and not (s2 and N * OH * OW * O * q["C4"] * 36 < AMX_S2_MACS))
     if use_amx:
         pw = pw8 = False
     kern = None if (pw or pw8 or use_amx) else (q.get("_kern") or _bind(q, sh)).f
@@ -398,8 +406,12 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
                                     code == ActCode.HARD_SWISH)
         qw, qp, qf = (consumer_words(q, qo, N, O, OH, OW, calls) if fused
                       else (_QW0, _QP0, _QF0))
-        amx.run(xq, q["C4"], Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
-                calls)
+        if s2:
+            amx.run_s2(xq, q["C4"], Hp, Wp, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
+                       calls)
+        else:
+            amx.run(xq, q["C4"], Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp,
+                    qf, calls)
         return fused
     # qo_keep: the 16-lane tiles quantize their rows (tile_store_k); on 8 lanes (avx2,
     # generic) that cost as much as it saved (forced avx2, ResNet-20 +2 %, ResNet-18 0 %):
@@ -468,6 +480,15 @@ AMX_1X1 = False  # True: every 1x1 conv on AMX (A/B: expansions slower than pixe
 # (0.76-1.13x between runs: no steady gain). MobileNetV2 with this rule: 0.97x.
 AMX_PROJ = 3
 AMX_PROJ_C = 256
+# 3x3 stride-2 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS multiply-adds: AMX,
+# over their input split by pixel phase (amx.run_s2; the split ~5 us of launch + 10-30 us a
+# MB at 2 threads). ResNet-18 int8 (twenty-fourth session, in-process A/B against the VNNI
+# tiles, 2 threads): layer2.0.conv1 (64 -> 128, 56 -> 28) 0.89-1.01x, layer3.0.conv1
+# 0.80-0.94x, layer4.0.conv1 0.63-0.84x; ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) 1.6x
+# slower. AMX_S2 = False: the VNNI tiles (A/B).
+AMX_S2 = True
+AMX_S2_C = 64
+AMX_S2_MACS = 8_000_000
 
 
 def amx_1x1(C: int, O: int) -> bool:
