@@ -482,12 +482,13 @@ AMX_PROJ = 3
 AMX_PROJ_C = 256
 # 3x3 stride-2 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS multiply-adds: AMX,
 # over their input split by pixel phase (amx.run_s2; the split ~5 us of launch + 10-30 us a
-# MB at 2 threads). ResNet-18 int8 (twenty-fourth session, in-process A/B against the VNNI
-# tiles, 2 threads): layer2.0.conv1 (64 -> 128, 56 -> 28) 0.89-1.01x, layer3.0.conv1
-# 0.80-0.94x, layer4.0.conv1 0.63-0.84x; ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) 1.6x
+# MB at 2 threads). ResNet-18 int8 (twenty-fourth session, in-process A/Bs against the VNNI
+# tiles, 2 threads, AMX / VNNI per conv): layer3.0.conv1 (128 -> 256, 28 -> 14) 0.80-0.94x,
+# layer4.0.conv1 (256 -> 512) 0.63-0.89x; layer2.0.conv1 (64 -> 128, 56 -> 28) 0.89-1.04x
+# (no steady gain: keeps the VNNI tiles), ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) 1.6x
 # slower. AMX_S2 = False: the VNNI tiles (A/B).
 AMX_S2 = True
-AMX_S2_C = 64
+AMX_S2_C = 128
 AMX_S2_MACS = 8_000_000
 
 
