@@ -139,13 +139,12 @@ def test_stride2_convs_run_on_amx_by_pixel_phase(case, monkeypatch):
     np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
 
 
-@pytest.mark.parametrize("C,H,O,on", [(128, 28, 256, True), (256, 14, 512, True),
-                                       (64, 56, 128, False), (32, 16, 64, False),
+@pytest.mark.parametrize("C,H,O,on", [(64, 56, 128, True), (128, 28, 256, True),
+                                       (256, 14, 512, True), (32, 16, 64, False),
                                        (128, 6, 256, False)])
 def test_stride2_amx_by_default_only_for_large_convs(C, H, O, on, monkeypatch):
-    """The default rule: ResNet-18's layer3/4 stride-2 3x3 convs take AMX; its 64 -> 128
-    and ResNet-20's 32 -> 64 (C below AMX_S2_C) and a 6x6 map (below AMX_S2_MACS) keep the
-    VNNI tiles."""
+    """The default rule: ResNet-18's stride-2 3x3 convs take AMX; ResNet-20's 32 -> 64 (C
+    below AMX_S2_C) and a 6x6 map (below AMX_S2_MACS) keep the VNNI tiles."""
     rng = np.random.default_rng(zlib.crc32(f"s2 rule {C} {H} {O}".encode()))
     x = rng.uniform(-1, 1, size=(1, C, H, H)).astype(np.float32)
     consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, 3, 3)),
@@ -161,6 +160,56 @@ def test_stride2_amx_by_default_only_for_large_convs(C, H, O, on, monkeypatch):
     y, _ = _run(node, consts, [x, None, None], want.shape)
     assert bool(calls) == on
     assert float(np.abs(y - want).max()) <= 2e-5 * float(np.abs(want).max()) + 1e-6
+
+
+@pytest.mark.parametrize("N", [1, 2])
+def test_a_downsampling_block_runs_its_stride2_convs_on_amx(N, tmp_path, monkeypatch):
+    """A ResNet block that halves the map: its 3x3 stride-2 conv and the 1x1 stride-2
+    downsample (reading the 3x3's padded buffer: the phase offset dy = dx = 1) run on
+    AMX; the model is bit-identical to the VNNI tiles and close to the NumPy reference."""
+    import edgenet
+    from edgenet.format import write_model
+    monkeypatch.setattr(qconv, "AMX_S2_MACS", 0)
+    rng = np.random.default_rng(zlib.crc32(f"amx s2 block {N}".encode()))
+    C, O, H = 64, 32, 13
+    a3 = {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1}
+    a1 = {"pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "strides": [2, 2]}
+    relu = act_desc("Relu")
+    nodes = [
+        {"name": "c0", "op": "Conv", "inputs": ["x", "w0", "b0"], "outputs": ["m"],
+         "attrs": dict(a3, strides=[1, 1], activation=relu)},
+        {"name": "c1", "op": "Conv", "inputs": ["m", "w1", "b1"], "outputs": ["a"],
+         "attrs": dict(a3, strides=[2, 2], activation=relu)},
+        {"name": "ds", "op": "Conv", "inputs": ["m", "wd", "bd"], "outputs": ["d"],
+         "attrs": dict(a1, activation=None)},
+        {"name": "c2", "op": "Conv", "inputs": ["a", "w2", "b2", "d"], "outputs": ["y"],
+         "attrs": dict(a3, strides=[1, 1], activation=relu)}]
+    OH = (H - 1) // 2 + 1
+    graph = {"inputs": [{"name": "x", "shape": [None, C, H, H], "dtype": "float32"}],
+             "outputs": [{"name": "y", "shape": [None, O, OH, OH]}], "nodes": nodes}
+    tensors = {}
+    for k, (o, c, kk) in {"0": (C, C, 3), "1": (O, C, 3), "d": (O, C, 1),
+                          "2": (O, O, 3)}.items():
+        tensors[f"w{k}"] = pack("t2", rng.integers(-1, 2, size=(o, c, kk, kk)),
+                                rng.uniform(0.02, 0.1, size=o).astype(np.float32))
+        tensors[f"b{k}"] = pack("f32", rng.normal(0, 0.2, size=o).astype(np.float32))
+    path = str(tmp_path / "b.edgenet")
+    write_model(path, graph=graph, tensors=tensors)
+    ranges = {"x": (-3.0, 3.0), "m": (0.0, 4.0), "a": (0.0, 4.0), "d": (-3.0, 3.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    seen = []
+    real = amx.run_s2
+    monkeypatch.setattr(amx, "run_s2", lambda *a, **k: (seen.append(tuple(a[16:19])),
+                                                        real(*a, **k))[1])
+    m = edgenet.load(path, activations="int8", act_ranges=ranges)
+    got = m.run({"x": x})["y"]
+    assert set(seen) == {(3, 0, 0), (1, 1, 1)}, seen
+    monkeypatch.setattr(qconv, "AMX_S2", False)
+    want = edgenet.load(path, activations="int8", act_ranges=ranges).run({"x": x})["y"]
+    np.testing.assert_array_equal(got, want)
+    ref = edgenet.load(path, device="reference", activations="int8", act_ranges=ranges)
+    rr = ref.run({"x": x})["y"]
+    assert float(np.abs(got - rr).max()) <= 2e-2 * float(np.abs(rr).max())
 
 
 @pytest.mark.parametrize("C,O,on", [(256, 64, True), (384, 96, True), (64, 256, False),

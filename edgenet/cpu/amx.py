@@ -400,24 +400,30 @@ def _phase_split(xq, out, NC, Hp, Wp, Hq, Wq):
                 simd.vstm16(out, d1 + k // 2, _odds(lo, hi), cnt // 2)
 
 
-def s2_taps(Hq: int, Wq: int) -> np.ndarray:
-    """A 3x3 stride-2 conv's taps on the phase-split planes: tap (ky, kx) reads phase
-    2 (ky % 2) + kx % 2 at (oy + ky // 2, ox + kx // 2)."""
-    return np.array([(2 * (ky % 2) + kx % 2) * Hq * Wq + (ky // 2) * Wq + kx // 2
-                     for ky in range(3) for kx in range(3)], np.int64)
+def s2_taps(Hq: int, Wq: int, K: int = 3, dy: int = 0, dx: int = 0) -> np.ndarray:
+    """A KxK stride-2 conv's taps on the phase-split planes: tap (ky, kx) reads the padded
+    pixel (2 oy + dy + ky, 2 ox + dx + kx), i.e. phase 2 ((dy + ky) % 2) + (dx + kx) % 2 at
+    (oy + (dy + ky) // 2, ox + (dx + kx) // 2) (dy, dx: where the conv's own padded input
+    starts in the buffer, a 1x1 conv reading another reader's)."""
+    return np.array([(2 * ((dy + ky) % 2) + (dx + kx) % 2) * Hq * Wq
+                     + ((dy + ky) // 2) * Wq + (dx + kx) // 2
+                     for ky in range(K) for kx in range(K)], np.int64)
 
 
-def run_s2(xq, C4, Hp, Wp, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf, calls=None):
-    """A 3x3 stride-2 conv on AMX: its padded input words (N, C4, Hp, Wp) split by pixel
-    phase into (N, C4, 4, Hq, Wq), where the conv is a stride-1 one (the four phases a plane
-    of 4 Hq rows, rows Wq words: the output pixel (oy, ox) at oy * Wq + ox, as run's)."""
+def run_s2(xq, C4, Hp, Wp, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf, calls=None,
+           K=3, dy=0, dx=0):
+    """A KxK (3x3, 1x1) stride-2 conv on AMX: its padded input words (N, C4, Hp, Wp) split
+    by pixel phase into (N, C4, 4, Hq, Wq), where the conv is a stride-1 one (the four
+    phases a plane of 4 Hq rows, rows Wq words: the output pixel (oy, ox) at oy * Wq + ox,
+    as run's)."""
     N = y.shape[0]
     Hq, Wq = (Hp + 1) // 2, (Wp + 1) // 2
     xs = tls_buffer("amx.s2", N * C4 * 4 * Hq * Wq)
     emit(calls, _phase_split, xq.view(np.float32), xs, N * C4, Hp, Wp, Hq, Wq)
+    key = (Hq, Wq, K, dy, dx)
     t = q.get("_s2_taps")
-    if t is None or t[0] != (Hq, Wq):
-        t = q["_s2_taps"] = ((Hq, Wq), s2_taps(Hq, Wq))
+    if t is None or t[0] != key:
+        t = q["_s2_taps"] = (key, s2_taps(*key))
     run(xs.view(np.uint8), C4, 4 * Hq, Wq, t[1], q, bb, y, r, has_r, code, alpha, beta, qw,
         qp, qf, calls)
 

@@ -905,8 +905,8 @@ class Conv(OpImpl):
         if aq is not None:
             st.q = qconv.prepare(consts[names[1]], O, Cg, KH, KW, st.b, aq, aq[2],
                                  stride1=params[0] == params[1] == 1 and g == 1,
-                                 stride2=(params[0] == params[1] == 2 and g == 1 and KH == KW == 3
-                                          and params[6] == params[7] == 1))
+                                 stride2=(params[0] == params[1] == 2 and g == 1 and KH == KW
+                                          and KH in (1, 3) and params[6] == params[7] == 1))
             if node.get("_qi"):
                 st.q["qi"] = "qin:" + node["inputs"][0]
                 if node.get("_qi_pads"):   # another reader's padded buffer (a 1x1 conv)

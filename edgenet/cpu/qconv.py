@@ -104,8 +104,8 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False, stride2=Fal
     bias: float32 (O,), aq: (input scale, zero point), OW: output width (fixed: only the
     batch axis is dynamic), tier: the CPU tier (default: simd.tier()), stride1: a stride-1,
     one-group conv (the AMX kernel's, where the host has it: ``q["amx"]``); stride2: a 3x3
-    stride-2 one-group conv without dilation (AMX on its input split by pixel phase:
-    ``amx.run_s2``)."""
+    or 1x1 stride-2 one-group conv without dilation (AMX on its input split by pixel phase:
+    ``amx.run_s2``, AMX_S2_C / AMX_S2_MACS)."""
     s, zp = np.float32(aq[0]), int(aq[1])
     T = KH * KW
     K = C * T
@@ -135,8 +135,8 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False, stride2=Fal
     if (stride1 and fam == "v" and O >= 16 and (T > 1 or amx_1x1(C, O)) and amx.kb_of(C4)
             and amx.available()):
         q["amx"] = amx.prepare(lev, O, C, T)
-    elif (stride2 and AMX_S2 and fam == "v" and O >= 16 and T == 9 and C >= AMX_S2_C
-          and amx.kb_of(C4) and amx.available()):
+    elif (stride2 and AMX_S2 and fam == "v" and O >= 16 and (T == 9 or AMX_S2_1X1)
+          and C >= AMX_S2_C and amx.kb_of(C4) and amx.available()):
         q["amx"] = amx.prepare(lev, O, C, T)
         q["amx_s2"] = True
     return q
@@ -375,7 +375,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
     Wp = x.shape[3] + (qpad[1] + qpad[3] if qpad is not None else pl + pr)
     s2 = q.get("amx_s2", False)
     use_amx = (q.get("amx") is not None and amx.fits(OH, OW, (Wp + 1) // 2 if s2 else Wp)
-               and not (s2 and N * OH * OW * O * q["C4"] * 36 < AMX_S2_MACS))
+               and not (s2 and N * OH * OW * O * q["C4"] * 4 * toff.shape[0] < AMX_S2_MACS))
     if use_amx:
         pw = pw8 = False
     kern = None if (pw or pw8 or use_amx) else (q.get("_kern") or _bind(q, sh)).f
@@ -408,7 +408,7 @@ def run(x, y, q, params, toff, b, b_is_const, r, has_r, code, alpha, beta, qo=No
                       else (_QW0, _QP0, _QF0))
         if s2:
             amx.run_s2(xq, q["C4"], Hp, Wp, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
-                       calls)
+                       calls, 3 if toff.shape[0] == 9 else 1, *(qpad[:2] if qpad else (0, 0)))
         else:
             amx.run(xq, q["C4"], Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp,
                     qf, calls)
@@ -480,16 +480,19 @@ AMX_1X1 = False  # True: every 1x1 conv on AMX (A/B: expansions slower than pixe
 # (0.76-1.13x between runs: no steady gain). MobileNetV2 with this rule: 0.97x.
 AMX_PROJ = 3
 AMX_PROJ_C = 256
-# 3x3 stride-2 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS multiply-adds: AMX,
-# over their input split by pixel phase (amx.run_s2; the split ~5 us of launch + 10-30 us a
-# MB at 2 threads). ResNet-18 int8 (twenty-fourth session, in-process A/Bs against the VNNI
-# tiles, 2 threads, AMX / VNNI per conv): layer3.0.conv1 (128 -> 256, 28 -> 14) 0.80-0.94x,
-# layer4.0.conv1 (256 -> 512) 0.63-0.89x; layer2.0.conv1 (64 -> 128, 56 -> 28) 0.89-1.04x
-# (no steady gain: keeps the VNNI tiles), ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) 1.6x
+# Stride-2 3x3 and 1x1 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS
+# multiply-adds run on AMX, over their input split by pixel phase (amx.run_s2; the split
+# ~5 us of launch + 10-30 us a MB at 2 threads). ResNet-18 int8 (twenty-fourth session,
+# in-process A/Bs against the VNNI tiles, 2 threads, AMX / VNNI per conv): layer3.0.conv1
+# (128 -> 256, 28 -> 14) 0.80-0.94x, layer4.0.conv1 (256 -> 512) 0.63-0.89x,
+# layer2.0.conv1 (64 -> 128, 56 -> 28) 0.89-1.04x; the downsample 1x1s 0.68-0.97x (they
+# read the 3x3 conv's padded buffer: dy, dx); the model with all six 0.977-0.984x against
+# the 3x3s from 128 channels alone. ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) was 1.6x
 # slower. AMX_S2 = False: the VNNI tiles (A/B).
 AMX_S2 = True
-AMX_S2_C = 128
-AMX_S2_MACS = 8_000_000
+AMX_S2_C = 64
+AMX_S2_1X1 = True
+AMX_S2_MACS = 4_000_000
 
 
 def amx_1x1(C: int, O: int) -> bool:
