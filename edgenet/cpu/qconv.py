@@ -483,11 +483,10 @@ AMX_PROJ_C = 256
 # Stride-2 3x3 and 1x1 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS
 # multiply-adds run on AMX, over their input split by pixel phase (amx.run_s2; the split
 # ~5 us of launch + 10-30 us a MB at 2 threads). ResNet-18 int8 (twenty-fourth session,
-# in-process A/Bs against the VNNI tiles, 2 threads, AMX / VNNI per conv): layer3.0.conv1
-# (128 -> 256, 28 -> 14) 0.80-0.94x, layer4.0.conv1 (256 -> 512) 0.63-0.89x,
-# layer2.0.conv1 (64 -> 128, 56 -> 28) 0.89-1.04x; the downsample 1x1s 0.68-0.97x (they
-# read the 3x3 conv's padded buffer: dy, dx); the model with all six 0.977-0.984x against
-# the 3x3s from 128 channels alone. ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) was 1.6x
+# in-process A/Bs against the VNNI tiles, 2 threads, AMX / VNNI per conv): layer4.0.conv1
+# (256 -> 512, 14 -> 7) 0.50-0.89x, layer3.0.conv1 0.80-0.94x, layer2.0.conv1 (64 -> 128)
+# 0.89-1.01x, the downsample 1x1s 0.68-1.00x (they read the 3x3 conv's padded buffer: dy,
+# dx); the whole model 0.94-0.96x. ResNet-20's 32 -> 64 at 16 -> 8 (1.2 M) was 1.6x
 # slower. AMX_S2 = False: the VNNI tiles (A/B).
 AMX_S2 = True
 AMX_S2_C = 64
