@@ -25,9 +25,9 @@ only where something reads it.
 
 A work item's steps run taps outer, channel blocks inner, except where the input's planes
 are a multiple of 1 KB apart (``kb_outer``: 14x14 maps with pads of 1), where 16 planes
-at a time keep L1's sets apart. 3x3 stride-2 convs (``run_s2``) run the same kernel on
-their input split by pixel phase: four (Hq, Wq) planes per channel group, where the conv
-is a stride-1 one over a plane of 4 Hq rows.
+at a time keep L1's sets apart. Stride-2 3x3 and 1x1 convs (``run_s2``) run the same
+kernel on their input split by pixel phase: four (Hq, Wq) planes per channel group, where
+the conv is a stride-1 one over a plane of 4 Hq rows.
 
 ``EDGENET_AMX=0`` turns it off (the VNNI tiles run instead)."""
 from __future__ import annotations
