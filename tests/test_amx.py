@@ -212,21 +212,24 @@ def test_a_downsampling_block_runs_its_stride2_convs_on_amx(N, tmp_path, monkeyp
     assert float(np.abs(got - rr).max()) <= 2e-2 * float(np.abs(rr).max())
 
 
-@pytest.mark.parametrize("C,O,on", [(256, 64, True), (384, 96, True), (64, 256, False),
-                                     (192, 32, False), (96, 24, False)])
-def test_projection_1x1_convs_run_on_amx_by_default(C, O, on, monkeypatch):
+@pytest.mark.parametrize("C,O,W,on", [(256, 64, 7, True), (384, 96, 7, True),
+                                       (64, 256, 7, False), (192, 32, 7, False),
+                                       (96, 24, 7, False), (320, 640, 7, True),
+                                       (320, 640, 17, False), (256, 80, 17, True)])
+def test_1x1_convs_on_amx_by_default(C, O, W, on, monkeypatch):
     """1x1 convs that reduce many channels to few (C >= 3 O, C >= 256: MobileNet's
-    projections) take AMX without qconv.AMX_1X1; expansions and narrow inputs do not.
-    Either way the result matches the reference."""
-    rng = np.random.default_rng(zlib.crc32(f"proj {C} {O}".encode()))
-    x = rng.uniform(-1, 1, size=(1, C, 7, 7)).astype(np.float32)
+    projections), and those with >= 256 input channels on maps <= 16 wide (MobileNetV2's
+    320 -> 1280), take AMX without qconv.AMX_1X1; other expansions and narrow inputs do
+    not. Either way the result matches the reference."""
+    rng = np.random.default_rng(zlib.crc32(f"proj {C} {O} {W}".encode()))
+    x = rng.uniform(-1, 1, size=(1, C, 5, W)).astype(np.float32)
     consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, 1, 1)),
                         rng.uniform(0.02, 0.1, size=O).astype(np.float32)),
               "b": pack("f32", rng.normal(size=O).astype(np.float32))}
     s, zp = quant.qparams(-1.0, 1.0)
-    node = _node((0, 0, 0, 0), 1, "Relu", False, aq=(float(s), zp, 7))
+    node = _node((0, 0, 0, 0), 1, "Relu", False, aq=(float(s), zp, W))
     want = run_node(node, [x, None, None], consts)[0]
-    assert qconv.amx_1x1(C, O) is on
+    assert qconv.amx_1x1(C, O, W) is on
     calls = []
     real = amx.run
     monkeypatch.setattr(amx, "run", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
@@ -241,12 +244,12 @@ def test_kb_blocks():
         [0, 0, 8, 9, 16, 12, 16, 10, 0, 16]
 
 
-def _chain(path, rng, C, O, H, act, res, extra):
-    """x -> c1 3x3 C -> O (Relu) -> m -> c2 3x3 O -> O (act; ``res``: + m) -> z -> c3 3x3
-    O -> 12 (Relu) -> y, every conv padded 1; ``extra``: z a graph output too."""
+def _chain(path, rng, C, O, H, act, res, extra, k=3):
+    """x -> c1 kxk C -> O (Relu) -> m -> c2 kxk O -> O (act; ``res``: + m) -> z -> c3 kxk
+    O -> 12 (Relu) -> y, every conv padded (k - 1) / 2; ``extra``: z a graph output too."""
     from edgenet.format import write_model
     desc = act_desc(act, *((0.0, 6.0) if act == "Clip" else ())) if act else None
-    a = {"pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1, "strides": [1, 1]}
+    a = {"pads": [k // 2] * 4, "dilations": [1, 1], "group": 1, "strides": [1, 1]}
     nodes = [{"name": "c1", "op": "Conv", "inputs": ["x", "w1", "b1"], "outputs": ["m"],
               "attrs": dict(a, activation=act_desc("Relu"))},
              {"name": "c2", "op": "Conv", "inputs": ["m", "w2", "b2"] + (["m"] if res else []),
@@ -259,7 +262,7 @@ def _chain(path, rng, C, O, H, act, res, extra):
              "nodes": nodes}
     tensors = {}
     for i, (o, c) in enumerate(((O, C), (O, O), (12, O)), 1):
-        tensors[f"w{i}"] = pack("t2", rng.integers(-1, 2, size=(o, c, 3, 3)),
+        tensors[f"w{i}"] = pack("t2", rng.integers(-1, 2, size=(o, c, k, k)),
                                 rng.uniform(0.02, 0.1, size=o).astype(np.float32))
         tensors[f"b{i}"] = pack("f32", rng.normal(0, 0.2, size=o).astype(np.float32))
     write_model(path, graph=graph, tensors=tensors)
@@ -317,3 +320,47 @@ def test_amx_convs_write_their_int8_consumers_words(O, H, N, act, res, extra, tm
         seen[k] = obs
     for name in ("m", "z"):
         np.testing.assert_array_equal(seen["fused"][name], seen["plain"][name])
+
+
+@pytest.mark.parametrize("H,N,act,res", [
+    (7, 1, "Relu", False),       # a 16-pixel tile spans 3 output rows
+    (9, 2, "Clip", True),        # batch 2, the residual m
+    (14, 1, "Sigmoid", False),   # no vector activation: the scalar pass over a flat run
+    (5, 1, "HardSwish", True),   # 25 pixels: the second tile overlaps the first
+])
+def test_flat_tiles_of_unpadded_1x1_convs(H, N, act, res, tmp_path, monkeypatch):
+    """1x1 AMX convs over unpadded planes whose readers are unpadded too take a tile as one
+    16-pixel run across output rows (amx.run's ``flat``): y and the reader's words are
+    bit-identical to the run-per-row epilogue (``amx.FLAT_ON = False``) and to the
+    unfused model, and close to the NumPy reference."""
+    import edgenet
+    rng = np.random.default_rng(zlib.crc32(f"amx flat {H} {N} {act}".encode()))
+    C, O = 64, 48
+    path = _chain(str(tmp_path / "m.edgenet"), rng, C, O, H, act, res, True, k=1)
+    ranges = {"x": (-3.0, 3.0), "m": (0.0, 4.0), "z": (-2.0, 6.0)}
+    x = rng.normal(0, 1, (N, C, H, H)).astype(np.float32)
+    monkeypatch.setattr(qconv, "AMX_1X1", True)
+    flats = []
+    real = amx._conv
+    monkeypatch.setattr(amx, "_conv", lambda *a: (flats.append(a[-1]), real(*a))[1])
+
+    def run(**kw):
+        flats.clear()
+        out = edgenet.load(path, activations="int8", act_ranges=ranges, **kw).run({"x": x})
+        return out, list(flats)
+
+    got, seen = run()
+    assert seen and all(seen), seen        # c1 and c2 (c3 has 12 outputs: VNNI)
+    monkeypatch.setattr(amx, "FLAT_ON", False)
+    rows, seen = run()
+    assert seen and not any(seen), seen
+    monkeypatch.setattr(amx, "FLAT_ON", True)
+    monkeypatch.setattr(quant, "FUSE_PRODUCERS", False)
+    plain, _ = run()
+    for k in got:
+        np.testing.assert_array_equal(got[k], rows[k])
+        np.testing.assert_array_equal(got[k], plain[k])
+    rr = edgenet.load(path, device="reference", activations="int8",
+                      act_ranges=ranges).run({"x": x})
+    for k in rr:
+        assert float(np.abs(got[k] - rr[k]).max()) <= 2e-2 * float(np.abs(rr[k]).max())

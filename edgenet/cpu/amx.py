@@ -53,6 +53,7 @@ ON = True          # False: never (A/B); EDGENET_AMX=0 too
 KB_MIN = 8         # fewest channel groups a tile row takes (K = 32 int8 levels)
 PPI = 2            # pixel-tile pairs per work item
 KBO_ALL = False    # True: channel blocks outer everywhere (A/B)
+FLAT_ON = True     # False: a run per output row everywhere (A/B)
 _ARCH_REQ_XCOMP_PERM = 0x1023
 _XFEATURE_XTILEDATA = 18
 _SYS_ARCH_PRCTL = 158      # x86_64
@@ -211,17 +212,67 @@ def _vrow(scr, rb, ls, o, sc, bb, rf, yi, has_r, code, lo, hi, cnt):
 
 
 @njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
-def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
-                beta, qw, qp, qf, n):
-    """The accumulator tile at scr[sb:] (16 rows of 16 int32: channels o0.., pixels p..)
-    -> y's valid pixels (yb: image n's plane 0), a masked vector per output-row run; with
-    qp[0] in (1, 2, 4) (qconv.consumer_words) the int8 consumer's words too, 4 channels a
-    word (y not stored for 1 and 4)."""
+def _run_rows(scr, sb, ls, cnt, yo, qb, o0, sc, bb, yf, rf, yb, OHW, O, has_r, code, alpha,
+              beta, qw, qp, qf):
+    """Lanes ls.. (cnt pixels, one output row's run: y at yb + o * OHW + yo, words at qb)
+    of the 16 accumulator rows at scr[sb:] (channels o0..)."""
     lo = simd.vsplat16(np.float32(alpha))
     hi = simd.vsplat16(np.float32(beta))
     mode = qp[0]
-    words = mode == 1 or mode == 2 or mode == 4
-    wy = not (mode == 1 or mode == 4)
+    if mode == 1 or mode == 2 or mode == 4:
+        wy = not (mode == 1 or mode == 4)
+        QP = qp[2] * qp[3]
+        for g in range(4):
+            oa = o0 + 4 * g
+            if oa >= O:
+                break
+            c1 = min(oa + 1, O - 1)
+            c2 = min(oa + 2, O - 1)
+            c3 = min(oa + 3, O - 1)
+            rb = sb + 64 * g
+            f0 = _vrow(scr, rb, ls, oa, sc, bb, rf, yb + oa * OHW + yo, has_r, code, lo, hi,
+                       cnt)
+            f1 = _vrow(scr, rb + 16, ls, c1, sc, bb, rf, yb + c1 * OHW + yo, has_r, code, lo,
+                       hi, cnt)
+            f2 = _vrow(scr, rb + 32, ls, c2, sc, bb, rf, yb + c2 * OHW + yo, has_r, code, lo,
+                       hi, cnt)
+            f3 = _vrow(scr, rb + 48, ls, c3, sc, bb, rf, yb + c3 * OHW + yo, has_r, code, lo,
+                       hi, cnt)
+            if wy:
+                simd.vstm16(yf, yb + oa * OHW + yo, f0, cnt)
+                if oa + 1 < O:
+                    simd.vstm16(yf, yb + c1 * OHW + yo, f1, cnt)
+                if oa + 2 < O:
+                    simd.vstm16(yf, yb + c2 * OHW + yo, f2, cnt)
+                if oa + 3 < O:
+                    simd.vstm16(yf, yb + c3 * OHW + yo, f3, cnt)
+            simd.vstim16(qw, qb + g * QP, simd.vqpack4_16(f0, f1, f2, f3, qf[0], qf[1]), cnt)
+    else:
+        for m in range(16):
+            o = o0 + m
+            if o < O:
+                yi = yb + o * OHW + yo
+                simd.vstm16(yf, yi, _vrow(scr, sb + 16 * m, ls, o, sc, bb, rf, yi, has_r,
+                                          code, lo, hi, cnt), cnt)
+                if code != 0 and code != 1 and code != 7 and code != 9:
+                    for i in range(yi, yi + cnt):
+                        yf[i] = act_call(yf[i], code, alpha, beta)
+
+
+@njit(fastmath=True, boundscheck=False, error_model="numpy", inline="always")
+def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
+                beta, qw, qp, qf, n, flat):
+    """The accumulator tile at scr[sb:] (16 rows of 16 int32: channels o0.., pixels p..)
+    -> y's valid pixels (yb: image n's plane 0), a masked vector per output-row run; with
+    qp[0] in (1, 2, 4) (qconv.consumer_words) the int8 consumer's words too, 4 channels a
+    word (y not stored for 1 and 4). ``flat`` (``run``): the plane has no padding columns
+    (Wp == OW) and the consumer's rows are OW words, so the tile is one run of 16 pixels
+    (whole vectors: a 7x7 map's tile spans 3 rows)."""
+    qb0 = (n * qp[1] + o0 // 4) * qp[2] + qp[4]
+    if flat:
+        _run_rows(scr, sb, 0, 16, p, qb0 * qp[3] + qp[5] + p, o0, sc, bb, yf, rf, yb, OHW, O,
+                  has_r, code, alpha, beta, qw, qp, qf)
+        return
     q = p
     e = p + 16
     while q < e:
@@ -231,53 +282,14 @@ def _store_rows(scr, sb, o0, p, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
             q = (oy + 1) * Wp
             continue
         cnt = min(OW - ox, e - q)
-        ls = q - p
-        yo = oy * OW + ox
-        if words:
-            QP = qp[2] * qp[3]
-            qb = ((n * qp[1] + o0 // 4) * qp[2] + oy + qp[4]) * qp[3] + ox + qp[5]
-            for g in range(4):
-                oa = o0 + 4 * g
-                if oa >= O:
-                    break
-                c1 = min(oa + 1, O - 1)
-                c2 = min(oa + 2, O - 1)
-                c3 = min(oa + 3, O - 1)
-                rb = sb + 64 * g
-                f0 = _vrow(scr, rb, ls, oa, sc, bb, rf, yb + oa * OHW + yo, has_r, code, lo,
-                           hi, cnt)
-                f1 = _vrow(scr, rb + 16, ls, c1, sc, bb, rf, yb + c1 * OHW + yo, has_r, code,
-                           lo, hi, cnt)
-                f2 = _vrow(scr, rb + 32, ls, c2, sc, bb, rf, yb + c2 * OHW + yo, has_r, code,
-                           lo, hi, cnt)
-                f3 = _vrow(scr, rb + 48, ls, c3, sc, bb, rf, yb + c3 * OHW + yo, has_r, code,
-                           lo, hi, cnt)
-                if wy:
-                    simd.vstm16(yf, yb + oa * OHW + yo, f0, cnt)
-                    if oa + 1 < O:
-                        simd.vstm16(yf, yb + c1 * OHW + yo, f1, cnt)
-                    if oa + 2 < O:
-                        simd.vstm16(yf, yb + c2 * OHW + yo, f2, cnt)
-                    if oa + 3 < O:
-                        simd.vstm16(yf, yb + c3 * OHW + yo, f3, cnt)
-                simd.vstim16(qw, qb + g * QP, simd.vqpack4_16(f0, f1, f2, f3, qf[0], qf[1]),
-                             cnt)
-        else:
-            for m in range(16):
-                o = o0 + m
-                if o < O:
-                    yi = yb + o * OHW + yo
-                    simd.vstm16(yf, yi, _vrow(scr, sb + 16 * m, ls, o, sc, bb, rf, yi, has_r,
-                                              code, lo, hi, cnt), cnt)
-                    if code != 0 and code != 1 and code != 7 and code != 9:
-                        for i in range(yi, yi + cnt):
-                            yf[i] = act_call(yf[i], code, alpha, beta)
+        _run_rows(scr, sb, q - p, cnt, oy * OW + ox, (qb0 + oy) * qp[3] + ox + qp[5], o0, sc,
+                  bb, yf, rf, yb, OHW, O, has_r, code, alpha, beta, qw, qp, qf)
         q += cnt
 
 
 @pjit(fastmath=True, boundscheck=False, error_model="numpy")
 def _conv(xq, C4, HW, Wp, toff, wa, KB, cfg, sc, bb, yf, N, O, OH, OW, rf, has_r, code,
-          alpha, beta, scr, qw, qp, qf, kbo):
+          alpha, beta, scr, qw, qp, qf, kbo, flat):
     """xq: uint8 (N, C4, Hp, Wp, 4) flat (HW = Hp * Wp); wa, cfg: prepare's; yf, rf: float32
     (N, O, OH, OW) flat; scr: int32 rows (a thread's row >= 1040 words); qw, qp, qf: the
     int8 consumer's words (qconv.consumer_words; qp[0] = 0: none)."""
@@ -330,13 +342,13 @@ def _conv(xq, C4, HW, Wp, toff, wa, KB, cfg, sc, bb, yf, N, O, OH, OW, rf, has_r
             st2(s, 2048, 64)
             st3(s, 3072, 64)
             _store_rows(s, 0, o0, p0, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code, alpha,
-                        beta, qw, qp, qf, n)
+                        beta, qw, qp, qf, n, flat)
             _store_rows(s, 256, o0, p1, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
-                        alpha, beta, qw, qp, qf, n)
+                        alpha, beta, qw, qp, qf, n, flat)
             _store_rows(s, 512, o0 + 16, p0, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
-                        alpha, beta, qw, qp, qf, n)
+                        alpha, beta, qw, qp, qf, n, flat)
             _store_rows(s, 768, o0 + 16, p1, Wp, sc, bb, yf, rf, yb, OW, OHW, O, has_r, code,
-                        alpha, beta, qw, qp, qf, n)
+                        alpha, beta, qw, qp, qf, n, flat)
         tile_release()
 
 
@@ -349,9 +361,11 @@ def run(xq, C4, Hp, Wp, toff, q, bb, y, r, has_r, code, alpha, beta, qw, qp, qf,
     a = q["amx"]
     N, O, OH, OW = y.shape
     scr = tls_rows("amx.scr", _NT, 4 * 256 + 16).view(np.int32)
+    # one run per tile: no padding columns, and the consumer's rows (if any) OW words
+    flat = bool(FLAT_ON and Wp == OW and (qp[0] == 0 or qp[3] == OW))
     emit(calls, _conv, xq, C4, Hp * Wp, Wp, toff, a["wa"], a["KB"], a["cfg"], q["sc"], bb,
          y.reshape(-1), N, O, OH, OW, r.reshape(-1), has_r, code, alpha, beta, scr, qw, qp,
-         qf, kb_outer(Hp * Wp))
+         qf, kb_outer(Hp * Wp), flat)
 
 
 def _deint(odd):

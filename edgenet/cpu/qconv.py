@@ -132,7 +132,7 @@ def prepare(p, O, C, KH, KW, bias, aq, OW, tier=None, stride1=False, stride2=Fal
     q = {"wt": wt, "sc": sc, "bb": bb, "corr": corr, "s": s, "zp": np.float32(zp),
          "k": k, "P": P, "L": L, "C4": C4, "fam": fam, "smax": pmadd_steps(fam, wmax),
          "vnni": fam == "v", "t2": t2, "kern": f"{fam}{L}{' t2' if t2 else ''} k{k} P{P}"}
-    if (stride1 and fam == "v" and O >= 16 and (T > 1 or amx_1x1(C, O)) and amx.kb_of(C4)
+    if (stride1 and fam == "v" and O >= 16 and (T > 1 or amx_1x1(C, O, OW)) and amx.kb_of(C4)
             and amx.available()):
         q["amx"] = amx.prepare(lev, O, C, T)
     elif (stride2 and AMX_S2 and fam == "v" and O >= 16 and (T == 9 or AMX_S2_1X1)
@@ -480,6 +480,11 @@ AMX_1X1 = False  # True: every 1x1 conv on AMX (A/B: expansions slower than pixe
 # (0.76-1.13x between runs: no steady gain). MobileNetV2 with this rule: 0.97x.
 AMX_PROJ = 3
 AMX_PROJ_C = 256
+# Since the AMX epilogue takes a tile of an unpadded plane as one 16-pixel run (amx.run's
+# ``flat``; before, a run per output row: 3 on a 7x7 map), the 1x1 convs with >= AMX_1X1_C
+# input channels on maps at most AMX_1X1_W wide run on AMX too. RESULTS_PLACEHOLDER
+AMX_1X1_C = 256
+AMX_1X1_W = 16
 # Stride-2 3x3 and 1x1 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS
 # multiply-adds run on AMX, over their input split by pixel phase (amx.run_s2; the split
 # ~5 us of launch + 10-30 us a MB at 2 threads). ResNet-18 int8 (twenty-fourth session,
@@ -494,9 +499,11 @@ AMX_S2_1X1 = True
 AMX_S2_MACS = 4_000_000
 
 
-def amx_1x1(C: int, O: int) -> bool:
-    """Does a 1x1 conv with C input and O output channels run on AMX (where it can)?"""
-    return AMX_1X1 or (C >= AMX_PROJ * O and C >= AMX_PROJ_C)
+def amx_1x1(C: int, O: int, OW: int) -> bool:
+    """Does a 1x1 conv with C input and O output channels and OW output columns run on AMX
+    (where it can)?"""
+    return (AMX_1X1 or (C >= AMX_PROJ * O and C >= AMX_PROJ_C)
+            or (C >= AMX_1X1_C and OW <= AMX_1X1_W))
 
 
 def _word_groups(w, K):
