@@ -21,7 +21,9 @@ The epilogue stores the four accumulator tiles into a per-thread scratch (4 KB) 
 writes their rows' output pixels, a masked vector per run of an output row (scale, bias, residual,
 activation as qconv's pixel-vector kernels), and where the conv has an int8 consumer
 (``qconv.consumer_words``) its words from the same vectors, 4 channels a word, y stored
-only where something reads it.
+only where something reads it. Where the input plane has no padding columns and the
+consumer's rows are as wide as the map (1x1 convs: ``flat``), a tile is one run of 16
+pixels even where it spans output rows.
 
 A work item's steps run taps outer, channel blocks inner, except where the input's planes
 are a multiple of 1 KB apart (``kb_outer``: 14x14 maps with pads of 1), where 16 planes

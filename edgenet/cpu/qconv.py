@@ -482,7 +482,12 @@ AMX_PROJ = 3
 AMX_PROJ_C = 256
 # Since the AMX epilogue takes a tile of an unpadded plane as one 16-pixel run (amx.run's
 # ``flat``; before, a run per output row: 3 on a 7x7 map), the 1x1 convs with >= AMX_1X1_C
-# input channels on maps at most AMX_1X1_W wide run on AMX too. RESULTS_PLACEHOLDER
+# input channels on maps at most AMX_1X1_W wide run on AMX too (twenty-fifth session,
+# in-process A/Bs, 2 threads, AMX / VNNI per conv in the model): 320 -> 1280 at 7x7
+# 0.55-0.75x. With every 1x1 on AMX, the rest were mixed between the host's phases (96 ->
+# 576 at 14x14 0.81-1.23, at 7x7 0.75-1.15; 160 -> 960 at 7x7 0.59-1.0) or slower (C <= 96
+# at 28x28 and larger: 1.13-1.51): not taken. MobileNetV2 int8 with the flat epilogue and
+# this rule: 0.97-0.98x, MobileNetV3-small 0.97-0.99x, ResNet-18 1.00x.
 AMX_1X1_C = 256
 AMX_1X1_W = 16
 # Stride-2 3x3 and 1x1 convs with >= AMX_S2_C input channels and >= AMX_S2_MACS
