@@ -139,6 +139,50 @@ def test_stride2_convs_run_on_amx_by_pixel_phase(case, monkeypatch):
     np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
 
 
+@pytest.mark.parametrize("N,C,H,W,O,act,res", [
+    (1, 64, 14, 14, 48, "Relu", False),      # 7x7 outputs: a tile spans 3 rows
+    (2, 32, 13, 11, 40, "Clip", True),       # odd sizes, batch 2, residual
+    (1, 128, 9, 16, 32, "Sigmoid", False),   # 2 channel blocks, scalar activation
+])
+def test_stride2_1x1_convs_on_their_own_buffer_take_flat_tiles(N, C, H, W, O, act, res,
+                                                               monkeypatch):
+    """A 1x1 stride-2 conv without pads on AMX (amx.run_s2 on its own unpadded buffer):
+    its phase plane's rows are the output's, so its tiles take the flat epilogue: against
+    the NumPy reference, bit-identical to the run-per-row epilogue and close to the VNNI
+    tiles."""
+    rng = np.random.default_rng(zlib.crc32(f"s2 1x1 {N} {C} {H} {W}".encode()))
+    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
+    consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, 1, 1)),
+                        rng.uniform(0.05, 0.3, size=O).astype(np.float32)),
+              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
+    OH, OW = (H + 1) // 2, (W + 1) // 2
+    s, zp = quant.qparams(-1.0, 1.0)
+    node = _node((0, 0, 0, 0), 1, act, res, aq=(float(s), zp, OW), stride=2)
+    inputs = [x, None, None]
+    if res:
+        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
+    want = run_node(node, inputs, consts)[0]
+    monkeypatch.setattr(qconv, "AMX_S2_C", 32)        # small cases: past the size rule
+    monkeypatch.setattr(qconv, "AMX_S2_MACS", 0)
+    flats = []
+    real = amx._conv
+    monkeypatch.setattr(amx, "_conv", lambda *a: (flats.append(a[-1]), real(*a))[1])
+    y, state = _run(node, consts, inputs, want.shape)
+    assert state["q"].get("amx_s2") and flats == [True], flats
+    scale = max(float(np.abs(want).max()), 1e-6)
+    assert float(np.abs(y - want).max()) <= 2e-5 * scale + 1e-6
+    monkeypatch.setattr(amx, "FLAT_ON", False)
+    flats.clear()
+    yr, _ = _run(node, consts, inputs, want.shape)
+    assert flats == [False]
+    np.testing.assert_array_equal(y, yr)
+    monkeypatch.setattr(qconv, "AMX_S2", False)      # the VNNI tiles
+    flats.clear()
+    yv, state = _run(node, consts, inputs, want.shape)
+    assert state["q"].get("amx") is None and not flats
+    np.testing.assert_allclose(y, yv, rtol=0, atol=2e-5 * scale + 1e-6)
+
+
 @pytest.mark.parametrize("C,H,O,on", [(64, 56, 128, True), (128, 28, 256, True),
                                        (256, 14, 512, True), (32, 16, 64, False),
                                        (128, 6, 256, False)])
