@@ -104,19 +104,17 @@ S2_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", S2_CASES, ids=[str(i) for i in range(len(S2_CASES))])
-def test_stride2_convs_run_on_amx_by_pixel_phase(case, monkeypatch):
-    """3x3 stride-2 convs run on AMX over their input split by pixel phase (amx.run_s2):
-    against the NumPy reference and the VNNI tiles, asserting that the AMX kernel ran."""
-    N, C, H, W, O, pads, act, res, enc = case
-    rng = np.random.default_rng(zlib.crc32(("s2 " + repr(case)).encode()))
+def _s2_case(rng, N, C, H, W, O, K, pads, act, res, enc, monkeypatch):
+    """A KxK stride-2 conv's node, constants, inputs and reference output (random input,
+    levels of ``enc``, the residual where ``res``), with qconv's stride-2 AMX size rule
+    lifted for these small shapes."""
     x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
     lim = {"t2": 1, "q3": 2, "i8": 127}[enc]
-    consts = {"w": pack(enc, rng.integers(-lim, lim + 1, size=(O, C, 3, 3)),
+    consts = {"w": pack(enc, rng.integers(-lim, lim + 1, size=(O, C, K, K)),
                         rng.uniform(0.05, 0.3, size=O).astype(np.float32) / lim),
               "b": pack("f32", rng.normal(size=O).astype(np.float32))}
-    OH = (H + pads[0] + pads[2] - 3) // 2 + 1
-    OW = (W + pads[1] + pads[3] - 3) // 2 + 1
+    OH = (H + pads[0] + pads[2] - K) // 2 + 1
+    OW = (W + pads[1] + pads[3] - K) // 2 + 1
     s, zp = quant.qparams(-1.0, 1.0)
     node = _node(pads, 1, act, res, aq=(float(s), zp, OW), stride=2)
     inputs = [x, None, None]
@@ -125,6 +123,17 @@ def test_stride2_convs_run_on_amx_by_pixel_phase(case, monkeypatch):
     want = run_node(node, inputs, consts)[0]
     monkeypatch.setattr(qconv, "AMX_S2_C", 32)        # small cases: past the size rule
     monkeypatch.setattr(qconv, "AMX_S2_MACS", 0)
+    return node, consts, inputs, want
+
+
+@pytest.mark.parametrize("case", S2_CASES, ids=[str(i) for i in range(len(S2_CASES))])
+def test_stride2_convs_run_on_amx_by_pixel_phase(case, monkeypatch):
+    """3x3 stride-2 convs run on AMX over their input split by pixel phase (amx.run_s2):
+    against the NumPy reference and the VNNI tiles, asserting that the AMX kernel ran."""
+    N, C, H, W, O, pads, act, res, enc = case
+    rng = np.random.default_rng(zlib.crc32(("s2 " + repr(case)).encode()))
+    node, consts, inputs, want = _s2_case(rng, N, C, H, W, O, 3, pads, act, res, enc,
+                                          monkeypatch)
     calls = []
     real = amx.run_s2
     monkeypatch.setattr(amx, "run_s2", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
@@ -151,19 +160,8 @@ def test_stride2_1x1_convs_on_their_own_buffer_take_flat_tiles(N, C, H, W, O, ac
     the NumPy reference, bit-identical to the run-per-row epilogue and close to the VNNI
     tiles."""
     rng = np.random.default_rng(zlib.crc32(f"s2 1x1 {N} {C} {H} {W}".encode()))
-    x = rng.uniform(-1, 1, size=(N, C, H, W)).astype(np.float32)
-    consts = {"w": pack("t2", rng.integers(-1, 2, size=(O, C, 1, 1)),
-                        rng.uniform(0.05, 0.3, size=O).astype(np.float32)),
-              "b": pack("f32", rng.normal(size=O).astype(np.float32))}
-    OH, OW = (H + 1) // 2, (W + 1) // 2
-    s, zp = quant.qparams(-1.0, 1.0)
-    node = _node((0, 0, 0, 0), 1, act, res, aq=(float(s), zp, OW), stride=2)
-    inputs = [x, None, None]
-    if res:
-        inputs.append(rng.uniform(-1, 1, size=(N, O, OH, OW)).astype(np.float32))
-    want = run_node(node, inputs, consts)[0]
-    monkeypatch.setattr(qconv, "AMX_S2_C", 32)        # small cases: past the size rule
-    monkeypatch.setattr(qconv, "AMX_S2_MACS", 0)
+    node, consts, inputs, want = _s2_case(rng, N, C, H, W, O, 1, (0, 0, 0, 0), act, res,
+                                          "t2", monkeypatch)
     flats = []
     real = amx._conv
     monkeypatch.setattr(amx, "_conv", lambda *a: (flats.append(a[-1]), real(*a))[1])
