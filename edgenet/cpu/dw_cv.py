@@ -17,6 +17,19 @@ int8 consumer's input (``qo``: quant.mark_quantized_producers). Weights: the den
 SIMD layout with one input channel (``simd_layout.expand_simd``, k = 1). Channel multiplier
 1 only (O == C == group).
 
+Work order (``ROWS``, ``EVEN``): bands outer, channel blocks inner, so that a thread's
+contiguous share of the prange (Numba splits it into one run per thread) is a band of rows
+of every channel, the pixels its 1x1 producer (pw_f32, the int8 pixel-vector kernels:
+pixel tiles outer) and its 1x1 reader work on; and bands of equal height (the last no
+longer overlapping the one before by up to R - 1 rows), about as many a thread. Channel
+blocks outer, each thread read the rows the other core wrote. Measured (this Xeon, 2
+threads, in-process A/B, both off as B, outputs bit-identical): MobileNetV2 f32 B / A
+1.014-1.017 per run (its stride-1 56x56 and 28x28 layers 1.22-1.31x, the 112x112 one
+1.11x), MobileNetV3-small f32 1.005, MobileNetV2 int8 1.004-1.005 (its 112 -> 56 layer
+1.15x); the order alone, bands unchanged, 0.995 (each thread's share then cut a band).
+The same order for the other kernels (stems, the channel-vector tiles, AMX, per-channel
+elementwise rows) was not faster: ResNet-20 f32 0.96x, ResNet-18 int8 0.99x.
+
 Used by ``conv.simd_dwconv`` where ``use`` says (the measured rule is at ``use``).
 Kernels are generated from one template per lane count and compiled with this file as
 their source (Numba's disk cache keys on it), like ``pw_f32``.
@@ -55,6 +68,9 @@ BLK_OUT_ON = True        # False: no blocked hand-off to a 1x1 reader (conv.link
 # 115 us).
 BLK_MAX_PIXELS = {16: 1 << 62, 8: MAX_PIXELS}
 BAND_BYTES = 128 * 1024  # padded input rows per band (per thread; L2 holds them)
+ROWS = True              # bands outer: each thread the same rows of every channel (A/B)
+EVEN = True              # bands of equal height (A/B: as many rows as fit, the last band
+                         # overlapping the one before by up to R - 1 rows)
 
 
 def _qst4(L):
@@ -126,17 +142,25 @@ def _source(L, qin=False, dot=False):
         w("               R, RI, NBND,")
     else:
         w(f"def dwcv_l{L}(xf, C, H, W, pt, pl, Hp, Wp, S, toff, wc, bc, yf, N, OH, OW, R, RI, NBND,")
-    w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4"
+    w("              rf, has_r, code, alpha, beta, xb, ob, tt_, qo, qs, qz, qw, C4, rows"
       + ("):" if qin else ", blk, bout):"))
     if not dot:
         w("    T = toff.shape[0]")
     w(f"    NB = (C + {L - 1}) // {L}")
     w("    HWo = OH * OW")
     w("    for t in prange(N * NB * NBND):")
-    w("        band = t % NBND")
-    w("        u = t // NBND")
-    w("        cb = u % NB")
-    w("        n = u // NB")
+    # rows: channel blocks fastest, so a thread's contiguous share of the prange is a band
+    # of rows of every channel, the rows its producer's thread wrote (bands)
+    w("        if rows:")
+    w("            cb = t % NB")
+    w("            u = t // NB")
+    w("            band = u % NBND")
+    w("            n = u // NBND")
+    w("        else:")
+    w("            band = t % NBND")
+    w("            u = t // NBND")
+    w("            cb = u % NB")
+    w("            n = u // NB")
     w(f"        c0 = cb * {L}")
     w(f"        nc = min({L}, C - c0)")
     # output rows r0 .. r0 + R (the last band overlaps the one before: every band has R
@@ -455,12 +479,18 @@ def bands(N, C, OH, S, KHe, Wp, L, nt):
     """(R output rows per band, RI input rows a band reads, bands per plane): as many rows as
     keep the band's padded input under BAND_BYTES (the halo rows, KHe - S of every band,
     are transposed again), and at least 2 units of work per thread where the planes
-    allow it."""
+    allow it; with ROWS rounded up to a multiple of the threads, and with EVEN of equal
+    height (module docstring)."""
     row = Wp * L * 4
     R = max(1, min(OH, ((BAND_BYTES // row) - KHe) // S + 1))
     units = N * (-(-C // L))
     while R > 1 and units * -(-OH // R) < 2 * nt:
         R = -(-R // 2)
+    NBND = -(-OH // R)
+    if ROWS and 1 < NBND < OH and nt > 1:   # about as many bands a thread (with EVEN)
+        NBND = -(-NBND // nt) * nt
+    if EVEN:   # bands of equal height: the last overlaps the one before by < NBND rows
+        R = -(-OH // NBND)
     return R, (R - 1) * S + KHe, -(-OH // R)
 
 
@@ -527,7 +557,7 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
     else:
         qs, qz, qw = np.float32(1), np.float32(0), _QW0
     tail = (bc, yf, N, OH, OW, R, RI, NBND, r.reshape(-1), has_r, code, alpha,
-            beta, xb, ob, tb, qo, qs, qz, qw, C4)
+            beta, xb, ob, tb, qo, qs, qz, qw, C4, ROWS and NBND > 1)
     if dot:
         zq = int(st.dq[1])
         emit(calls, dwcvd_l16, xq, qsc, st.dq[1], zq * 0x01010101, C, H, W, pt, pl,  # noqa: F821
@@ -551,21 +581,22 @@ def warm(L):
                z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1, z[:L].copy(), False, 1, np.float32(0),
                np.float32(6), np.zeros((nt, 17 * L), np.float32), np.zeros((nt, 5 * L), np.float32),
                np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0, 1,
-               False, False)
+               False, False, False)
     z = np.zeros(9 * L, np.float32)
     QKERNELS[L](np.zeros(L // 4, np.int32), z[:L].copy(), np.float32(0), L, 1, 1, 1, 1, 3, 3,
                 1, np.zeros(9, np.int64), z.copy(), z[:L].copy(), z[:L].copy(), 1, 1, 1, 1, 3, 1,
                 z[:L].copy(), False, 1, np.float32(0), np.float32(6),
                 np.zeros((nt, 17 * L), np.float32), np.zeros((nt, 5 * L), np.float32),
                 np.zeros((nt, L * L), np.float32), False, np.float32(1), np.float32(0), _QW0,
-                L // 4)
+                L // 4, False)
     if L == 16 and has_vnni():   # the int8 dot kernel (the avx512vnni tier)
         z = np.zeros(16, np.float32)
         dwcvd_l16(np.zeros(4, np.int32), z.copy(), np.float32(0), 0, 16, 1, 1, 0,  # noqa: F821
                   0, 1, 1, 3, 1, np.zeros(16, np.int32), z.copy(), z.copy(), 1, 1, 1, 1, 1, 1,
                   z.copy(), False, 1, np.float32(0), np.float32(6),
                   np.zeros((nt, 48), np.int32), np.zeros((nt, 80), np.float32),
-                  np.zeros((nt, 256), np.float32), False, np.float32(1), np.float32(0), _QW0, 4)
+                  np.zeros((nt, 256), np.float32), False, np.float32(1), np.float32(0), _QW0, 4,
+                  False)
 
 
 __all__ = ["use", "use_blk", "use_q", "use_dot", "dot_weights", "run", "warm", "bias",
