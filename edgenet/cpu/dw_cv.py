@@ -479,8 +479,8 @@ def bands(N, C, OH, S, KHe, Wp, L, nt):
     """(R output rows per band, RI input rows a band reads, bands per plane): as many rows as
     keep the band's padded input under BAND_BYTES (the halo rows, KHe - S of every band,
     are transposed again), and at least 2 units of work per thread where the planes
-    allow it; with ROWS rounded up to a multiple of the threads, and with EVEN of equal
-    height (module docstring)."""
+    allow it; with EVEN of equal height, their count first rounded up to a multiple of
+    the threads with ROWS (R then rounds up, so the count may end below that multiple)."""
     row = Wp * L * 4
     R = max(1, min(OH, ((BAND_BYTES // row) - KHe) // S + 1))
     units = N * (-(-C // L))
