@@ -61,8 +61,11 @@ FAMILIES = ("f32", "vnni", "pm", "g")
 # f32: lanes L -> k (output-channel vectors per tile) -> pixel-tile widths P. The k = 1
 # tiles also run on any k's weight layout (a runtime block width WB), so SMALL_P covers the
 # rows narrower than every P of a layer's k.
+# At 8 lanes (16 ymm), k = 2 with P = 7 needs 14 accumulators + 2 weights + a broadcast, one
+# register past 16: LLVM takes one weight vector from memory in its FMAs. Without it, rows
+# of 7 pixels (ResNet-18's layer4, MobileNet's 7x7 maps) ran two 6-pixel tiles (12 for 7).
 F32_TILES = {16: {1: (24, 16), 2: (14, 12, 8, 7), 3: (8, 7)},
-             8: {1: (12,), 2: (6,)}}
+             8: {1: (12,), 2: (6, 7, 4)}}
 SMALL_P = (4, 1)
 # int8 (16 int32 lanes): k -> P (small P so that every row width >= 1 has a tile)
 Q_TILES = {1: (16, 24, 4, 1), 2: (7, 8, 12, 14), 3: (7, 8), 4: (6,)}
