@@ -60,7 +60,7 @@ def test_conv_tile_matches_reference(key, O, act, res, policy, monkeypatch):
     L, k, P, S = key
     monkeypatch.setenv("EDGENET_SIMD", "avx512" if L == 16 else "avx2")
     monkeypatch.setattr(conv, "choose_k", lambda O_, L_: k)
-    monkeypatch.setattr(conv, "choose_p", lambda OW_, L_, k_: P if P <= OW_ else None)
+    monkeypatch.setattr(conv, "choose_p", lambda OW_, L_, k_, **kw: P if P <= OW_ else None)
     rng = np.random.default_rng(sum(key))
     W = (P + 3) * S        # OW = P + 3: one full tile and an overlapping last one
     consts, inputs, OW = _case(rng, 2, 5, 7, W, O, 3, S, 1, res)

@@ -242,15 +242,38 @@ def choose_k(O, L):
     return best[1]
 
 
-def choose_p(OW, L, k, small=False):
+# Pixel-tile widths a tier does not use. generic: its 8-lane k = 2, P = 7 tile (one register
+# past 16 ymm on x86, 34 of 32 q on NEON) spills worse than avx2's: ResNet-18 f32 on the
+# generic tier ran 0.92x as fast with it (its 28 x 28 and 14 x 14 convs 0.80-0.88x, even
+# the 7 x 7 ones 0.88-0.90x against 6-pixel tiles computing 12 of 7), where avx2 ran 1.12x.
+P_SKIP = {"generic": (7,)}
+# Widths used only for reductions of at least P_LONG_K (C * kh * kw) terms: with shorter
+# ones the 6-pixel tiles ran faster than these on rows they fit exactly (ResNet-20's
+# 3-channel stem, 27 terms, 32 wide: 0.89x with 4-pixel tiles; ResNet-18 layer2's 1x1
+# downsample, 64 terms, 28 wide: 0.81x with 7-pixel tiles on avx2, 0.83x with 4-pixel ones
+# on generic), while ResNet-20's 3x3 convs of 16 channels (144 terms) gained 1.10-1.16x
+# and MobileNetV3-small's 1x1 expansions on 7 x 7 maps (96 terms) gained too.
+P_LONG = {8: (7, 4)}
+P_LONG_K = 96
+# (L, P) -> its pixels' relative speed (least work / speed wins): the spilled 8-lane
+# 7-pixel tile is chosen only where it saves more than this (rows of 7 and 14; on 28-wide
+# rows, 28 pixels against 30, it was slower: ResNet-18's layer2.0.conv1 0.79x, its 1x1
+# downsample 0.81x on avx2), the 4-pixel one (2 weight loads + 4 broadcasts a tap for 8
+# FMAs, against 2 + 6 for 12) on rows of 7 (generic), 8, 16 and 32, not 28 or 56
+P_EFF = {(8, 7): 0.8, (8, 4): 0.9}
+
+
+def choose_p(OW, L, k, small=False, tier=None, K=P_LONG_K):
     """Pixel-tile width: least recomputed pixels (tiles overlap at the row end), larger P
     on ties; None when the row is narrower than every tile. ``small``: the narrow-row
-    tiles (k = 1 only; P = 1 fits every row)."""
+    tiles (k = 1 only; P = 1 fits every row). ``tier``: skip its P_SKIP widths; ``K``:
+    the reduction's length (P_LONG)."""
     best = None
+    skip = P_SKIP.get(tier, ()) + (P_LONG.get(L, ()) if K < P_LONG_K else ())
     for P in (gen_simd_conv.SMALL_P if small else _P_CHOICES[L][k]):
-        if P > OW:
+        if P > OW or P in skip:
             continue
-        work = -(-OW // P) * P
+        work = -(-OW // P) * P / P_EFF.get((L, P), 1.0)
         if best is None or work < best[0]:
             best = (work, P)
     return None if best is None else best[1]
@@ -370,7 +393,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     B = L * k                    # channels per block of the weight layout
-    P = choose_p(OW, L, k)
+    P = choose_p(OW, L, k, tier=st.tier, K=st.K)
     kt = k                       # the tile's channel vectors
     if P is None:                # a narrow row: a k = 1 tile on the same layout
         kt, P = 1, choose_p(OW, L, 1, small=True)
@@ -789,6 +812,7 @@ class ConvState:
     b: np.ndarray           # bias (O,) float32
     q: dict | None = None   # int8-activation path (qconv.prepare), else None
     simd: tuple | None = None        # (lanes, k) of the dense SIMD tile (group 1)
+    tier: str | None = None          # the CPU tier at prepare (choose_p's P_SKIP)
     simd_dw: int | None = None       # lanes of the depthwise SIMD kernel
     wsimd: np.ndarray | None = None  # expanded policy: weights in the SIMD layout
     bp: np.ndarray | None = None     # bias padded to whole channel blocks
@@ -944,6 +968,7 @@ class Conv(OpImpl):
             k = choose_k(O, L)
             B = L * k
             st.simd = (L, k)
+            st.tier = simd.simd_mode()
             if tile_s:
                 gen_simd_conv.EXPECTED.add(("conv", (L, k, tile_s)))
             if not w.packed:
