@@ -62,8 +62,9 @@ FAMILIES = ("f32", "vnni", "pm", "g")
 # tiles also run on any k's weight layout (a runtime block width WB), so SMALL_P covers the
 # rows narrower than every P of a layer's k.
 # At 8 lanes (16 ymm), k = 2 with P = 7 needs 14 accumulators + 2 weights + a broadcast, one
-# register past 16: LLVM takes one weight vector from memory in its FMAs. Without it, rows
-# of 7 pixels (ResNet-18's layer4, MobileNet's 7x7 maps) ran two 6-pixel tiles (12 for 7).
+# register past 16: LLVM keeps two accumulators on the stack and copies registers around
+# (~65% of the FMA peak). Still better than two 6-pixel tiles (12 for 7) on rows of 7
+# (ResNet-18's layer4, MobileNet's 7x7 maps); conv.choose_p says where each width runs.
 F32_TILES = {16: {1: (24, 16), 2: (14, 12, 8, 7), 3: (8, 7)},
              8: {1: (12,), 2: (6, 7, 4)}}
 SMALL_P = (4, 1)
