@@ -267,13 +267,17 @@ def choose_p(OW, L, k, small=False, tier=None, K=P_LONG_K):
     """Pixel-tile width: least recomputed pixels (tiles overlap at the row end), larger P
     on ties; None when the row is narrower than every tile. ``small``: the narrow-row
     tiles (k = 1 only; P = 1 fits every row). ``tier``: skip its P_SKIP widths; ``K``:
-    the reduction's length (P_LONG)."""
+    the reduction's length (P_LONG). P_SKIP / P_LONG / P_EFF were measured on the menu of
+    the layer's k, so they leave the narrow-row tiles alone."""
     best = None
-    skip = P_SKIP.get(tier, ()) + (P_LONG.get(L, ()) if K < P_LONG_K else ())
+    skip, eff = (), {}
+    if not small:
+        skip = P_SKIP.get(tier, ()) + (P_LONG.get(L, ()) if K < P_LONG_K else ())
+        eff = P_EFF
     for P in (gen_simd_conv.SMALL_P if small else _P_CHOICES[L][k]):
         if P > OW or P in skip:
             continue
-        work = -(-OW // P) * P / P_EFF.get((L, P), 1.0)
+        work = -(-OW // P) * P / eff.get((L, P), 1.0)
         if best is None or work < best[0]:
             best = (work, P)
     return None if best is None else best[1]
