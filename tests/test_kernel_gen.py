@@ -135,6 +135,51 @@ def test_pointwise_f32_matches_reference(tier, act, res, N, C, O, H, W, policy, 
     assert list(real.signatures) == sigs == sigs[:1]   # the run found warmup's signature
 
 
+# 1x1 stride-1 convs on the channel-vector tiles over the flat map (conv.FLAT_1X1):
+# (tier, C, O, H, W, residual, activation, the flat tile's P)
+FLAT_CASES = [("avx2", 100, 32, 7, 7, True, "Relu", 6),    # 9 tiles of 6, not 7 rows of 7
+              ("avx2", 100, 20, 7, 7, False, "Clip", 12),  # k = 1: 5 tiles of 12, not 4 + 4
+              ("avx2", 10, 16, 5, 3, False, "HardSwish", 6),   # rows narrower than 4
+              ("avx512", 6, 40, 3, 3, True, "Clip", 7)]        # k = 3, rows narrower than 7
+
+
+@pytest.mark.parametrize("tier,C,O,H,W,res,act,P", FLAT_CASES,
+                         ids=[str(c[:5]) for c in FLAT_CASES])
+def test_flat_1x1_matches_reference(tier, C, O, H, W, res, act, P, monkeypatch):
+    """A 1x1 conv the pixel-vector kernels do not take runs the tiles over its map as one
+    row of H * W pixels (the last tile overlapping the one before), and row by row with
+    FLAT_1X1 off: both against the NumPy reference."""
+    if simd.rank(tier) < simd.rank(simd.codegen_tier()):
+        pytest.skip(f"no {tier}")
+    monkeypatch.setenv("EDGENET_SIMD", tier)
+    rng = np.random.default_rng(C + O + H)
+    consts, inputs, _ = _case(rng, 2, C, H, W, O, 1, 1, 0, res)
+    node = _node(1, 0, act, res)
+    want = run_node(node, inputs, consts)[0]
+    seen = []
+    real = gen.conv_kernel
+
+    def spy(L, k, P_, S):
+        f = real(L, k, P_, S)
+        return lambda *a: seen.append(((L, k, P_, S), a[2], a[3], a[13], a[14])) or f(*a)
+    monkeypatch.setattr(gen, "conv_kernel", spy)
+    for flat in (True, False):
+        monkeypatch.setattr(conv, "FLAT_1X1", flat)
+        for policy in ("expanded", "packed"):
+            seen.clear()
+            st = cpu.OPS["Conv"].prepare(node, consts, policy)
+            y = np.full_like(want, np.nan)
+            cpu.OPS["Conv"].run(node, st, inputs, [y])
+            np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5)
+            assert len(seen) == 1
+            key, Hp, Wp, OH, OW = seen[0]
+            if flat:
+                assert (Hp, Wp, OH, OW) == (1, H * W, 1, H * W)
+                assert key == (st.simd[0], st.simd[1], P, 1)
+            else:
+                assert (Hp, Wp, OH, OW) == (H, W, H, W)
+
+
 # (kernel, pads (t, l, b, r), dilation, H, W) of stride-2 convs on the stride-2 tiles: odd
 # and even sizes, no padding, asymmetric pads, dilation 2, a row narrower than the tiles
 S2_CASES = [(1, (0, 0, 0, 0), 1, 9, 11), (3, (1, 1, 1, 1), 1, 10, 13),

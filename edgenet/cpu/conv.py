@@ -263,6 +263,35 @@ P_LONG_K = 96
 P_EFF = {(8, 7): 0.8, (8, 4): 0.9}
 
 
+# 1x1 stride-1 unpadded convs on the channel-vector tiles tile their output as one flat row
+# of OH * OW pixels (the input plane is one row of H * W pixels, the only tap at offset 0)
+# where that computes fewer pixels than row by row (``flat_p``): a 7 x 7 map at 8 lanes is
+# 9 tiles of 6 pixels (54 for 49) instead of 7 rows of the spilled 7-pixel tile, a 28-wide
+# row's 30 pixels become 786 for 784. Not where the conv writes its reader's padded input
+# (``st.po``: rows of the padded plane). False: row by row (A/B).
+FLAT_1X1 = True
+
+
+def tile_work(n, L, P):
+    """Pixels computed for a row of n by P-pixel tiles, divided by the tile's P_EFF."""
+    return -(-n // P) * P / P_EFF.get((L, P), 1.0)
+
+
+def flat_p(st, OH, OW, L, k, P, narrow):
+    """P for the flat map of a 1x1 stride-1 unpadded conv (FLAT_1X1) where it computes
+    less than OH rows of the row tile ``P``, or where the rows are narrower than the k
+    menu (``narrow``: P is a narrow-row tile, 4 or 1 pixels of one channel vector); else
+    None."""
+    sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
+    if not FLAT_1X1 or OH == 1 or st.KH != 1 or st.KW != 1 or sh != 1 or st.po is not None \
+            or pt or pl or pb or pr:
+        return None
+    Pf = choose_p(OH * OW, L, k, tier=st.tier, K=st.K)
+    if Pf is None or (not narrow and tile_work(OH * OW, L, Pf) >= OH * tile_work(OW, L, P)):
+        return None
+    return Pf
+
+
 def choose_p(OW, L, k, small=False, tier=None, K=P_LONG_K):
     """Pixel-tile width: least recomputed pixels (tiles overlap at the row end), larger P
     on ties; None when the row is narrower than every tile. ``small``: the narrow-row
@@ -399,7 +428,8 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
     B = L * k                    # channels per block of the weight layout
     P = choose_p(OW, L, k, tier=st.tier, K=st.K)
     kt = k                       # the tile's channel vectors
-    if P is None:                # a narrow row: a k = 1 tile on the same layout
+    narrow = P is None
+    if narrow:                   # a narrow row: a k = 1 tile on the same layout
         kt, P = 1, choose_p(OW, L, 1, small=True)
     if b is st.b:
         bp = st.bp
@@ -464,6 +494,9 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         pw_f32.run_cvb(xf, C, Hp, Wp, toff, st, ws, bp, yb, N, OH, OW, code, alpha, beta,
                        calls)
         return True
+    Pf = flat_p(st, OH, OW, L, k, P, narrow)
+    if Pf is not None:           # the map as one row (FLAT_1X1)
+        kt, P, Hp, Wp, OH, OW = k, Pf, 1, H * W, 1, OH * OW
     nt = numba.config.NUMBA_NUM_THREADS
     tb = tls_rows("conv.tb", nt, gen_simd_conv.tile_buf_len(L * kt, P))
     emit(calls, gen_simd_conv.conv_kernel(L, kt, P, sh), xf, C, Hp, Wp, ws, B, bp,
