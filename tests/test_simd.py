@@ -547,18 +547,20 @@ def test_pixel_vector_tiles_for_few_output_channels(case, monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("tier", ["avx512", "avx2"])
 @pytest.mark.parametrize("N,C,O,act,res", [(1, 576, 144, "Relu", False),
                                           (2, 19, 37, "HardSigmoid", True),
                                           (1, 72, 16, "HardSwish", False),
                                           (3, 5, 50, None, True)])
-def test_matrix_vector_1x1_on_a_1x1_map(N, C, O, act, res, monkeypatch):
+def test_matrix_vector_1x1_on_a_1x1_map(tier, N, C, O, act, res, monkeypatch):
     """1x1 convs whose maps are 1x1 (squeeze-excitation) run as a matrix-vector product
-    (pw_f32.mv_f32_l16: 4 accumulators over interleaved input channels, a masked last
-    vector, vector or scalar activations, a residual) and match the reference."""
+    (pw_f32.mv_f32_l16 / mv_f32_l8: 4 accumulators over interleaved input channels, a
+    masked last vector, vector or scalar activations, a residual) and match the
+    reference."""
     from edgenet.cpu import pw_f32
-    if simd.rank("avx512") < simd.rank(simd.codegen_tier()):
-        pytest.skip("no avx512")
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    if simd.rank(tier) < simd.rank(simd.codegen_tier()):
+        pytest.skip(f"no {tier}")
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(C * O)
     x = rng.uniform(-2, 2, size=(N, C, 1, 1)).astype(np.float32)
     consts = {"w": pack("f32", rng.normal(0, 0.3, size=(O, C, 1, 1)).astype(np.float32)),
@@ -567,8 +569,9 @@ def test_matrix_vector_1x1_on_a_1x1_map(N, C, O, act, res, monkeypatch):
     ins = [x, None, None] + ([rng.normal(size=(N, O, 1, 1)).astype(np.float32)] if res else [])
     want = run_node(node, ins, consts)[0]
     calls = []
-    kern = pw_f32.mv_f32_l16
-    monkeypatch.setattr(pw_f32, "mv_f32_l16", lambda *a: calls.append(1) or kern(*a))
+    L = 16 if tier == "avx512" else 8
+    kern = pw_f32.MV_KERNELS[L]
+    monkeypatch.setitem(pw_f32.MV_KERNELS, L, lambda *a: calls.append(1) or kern(*a))
     _conv_both_policies(node, consts, ins, want, act)
     assert len(calls) == 2
 

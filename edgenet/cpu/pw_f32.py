@@ -27,10 +27,10 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from . import simd
 from ._common import act_call, emit, tls_rows  # noqa: F401
-from .gen_simd_conv import emit_act_consts, emit_act_vec, tile_buf_len, tile_store_k, vact16
+from .gen_simd_conv import emit_act_consts, emit_act_vec, tile_buf_len, tile_store_k
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
-                   vld8, vld16, vldm16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
-                   vstm16)
+                   vld8, vld16, vldm8, vldm16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
+                   vstm8, vstm16)
 
 K4 = 4
 V_OF = {16: 3, 8: 3}
@@ -334,58 +334,66 @@ def run_bin(xb, C, HW, st, ws, bp, y, r, has_r, code, alpha, beta, calls=None):
 # 1x1 convs on a 1x1 map (squeeze-excitation's two convs, a conv classifier): a matrix-
 # vector product. On the channel-vector tiles they ran P = 1 tiles (one accumulator: every
 # FMA waited for the one before; MobileNetV3-small's 576 -> 144 -> 576 pair took 7 + 10 us
-# at one thread). Here 4 accumulators per 16 output channels over interleaved input
-# channels, then their sum, the bias, residual and activation, and a masked store.
-@pjit(fastmath=True, boundscheck=False, error_model="numpy")
-def mv_f32_l16(xf, C, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta):
-    NB = (O + B - 1) // B
-    V = B // 16
-    lo = vsplat16(alpha)
-    hi = vsplat16(beta)
-    z0 = vsplat16(np.float32(0))
-    o1 = vsplat16(np.float32(1))
-    c6 = vsplat16(np.float32(1 / 6))
-    h5 = vsplat16(np.float32(0.5))
-    for t in prange(N * NB):
-        ob = t % NB
-        n = t // NB
-        xb = n * C
-        for j in range(V):
-            o0 = ob * B + j * 16
-            if o0 >= O:
-                break
-            a0 = vld16(bp, o0)
-            a1 = z0
-            a2 = z0
-            a3 = z0
-            wb = ob * C * B + j * 16
-            c = 0
-            while c + 4 <= C:
-                w0 = wb + c * B
-                a0 = vfma16(vld16(ws, w0), vbc16(xf, xb + c), a0)
-                a1 = vfma16(vld16(ws, w0 + B), vbc16(xf, xb + c + 1), a1)
-                a2 = vfma16(vld16(ws, w0 + 2 * B), vbc16(xf, xb + c + 2), a2)
-                a3 = vfma16(vld16(ws, w0 + 3 * B), vbc16(xf, xb + c + 3), a3)
-                c += 4
-            while c < C:
-                a0 = vfma16(vld16(ws, wb + c * B), vbc16(xf, xb + c), a0)
-                c += 1
-            f = vadd16(vadd16(a0, a1), vadd16(a2, a3))
-            nc = min(16, O - o0)
-            yb = n * O + o0
-            if has_r:
-                f = vadd16(f, vldm16(rf, yb, nc))
-            vstm16(yf, yb, vact16(f, code, lo, hi, z0, o1, c6, h5), nc)
-            if code != ActCode.NONE and code != ActCode.RELU and code != ActCode.CLIP and \
-                    code != ActCode.HARD_SWISH:
-                for i in range(yb, yb + nc):
-                    yf[i] = act_call(yf[i], code, alpha, beta)
+# at one thread). Here 4 accumulators per L output channels over interleaved input
+# channels, then their sum, the bias, residual and activation, and a masked store. One
+# template for 16 and 8 lanes (the 8-lane tiers ran the P = 1 tiles until the twenty-
+# eighth session).
+def _source_mv(L):
+    o = []
+    w = o.append
+    w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
+    w(f"def mv_f32_l{L}(xf, C, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta):")
+    w("    NB = (O + B - 1) // B")
+    w(f"    V = B // {L}")
+    emit_act_consts(w, L, "    ")
+    w("    for t in prange(N * NB):")
+    w("        ob = t % NB")
+    w("        n = t // NB")
+    w("        xb = n * C")
+    w("        for j in range(V):")
+    w(f"            o0 = ob * B + j * {L}")
+    w("            if o0 >= O:")
+    w("                break")
+    w(f"            a0 = vld{L}(bp, o0)")
+    for i in (1, 2, 3):
+        w(f"            a{i} = z0")
+    w(f"            wb = ob * C * B + j * {L}")
+    w("            c = 0")
+    w("            while c + 4 <= C:")
+    w("                w0 = wb + c * B")
+    for i in range(4):
+        off = "" if i == 0 else (" + B" if i == 1 else f" + {i} * B")
+        xo = "" if i == 0 else f" + {i}"
+        w(f"                a{i} = vfma{L}(vld{L}(ws, w0{off}), vbc{L}(xf, xb + c{xo}), a{i})")
+    w("                c += 4")
+    w("            while c < C:")
+    w(f"                a0 = vfma{L}(vld{L}(ws, wb + c * B), vbc{L}(xf, xb + c), a0)")
+    w("                c += 1")
+    w(f"            f = vadd{L}(vadd{L}(a0, a1), vadd{L}(a2, a3))")
+    w(f"            nc = min({L}, O - o0)")
+    w("            yb = n * O + o0")
+    w("            if has_r:")
+    w(f"                f = vadd{L}(f, vldm{L}(rf, yb, nc))")
+    emit_act_vec(w, L, "            ", "f")
+    w(f"            vstm{L}(yf, yb, f, nc)")
+    w("            if code != ActCode.NONE and code != ActCode.RELU and code != ActCode.CLIP \\")
+    w("                    and code != ActCode.HARD_SWISH:")
+    w("                for i in range(yb, yb + nc):")
+    w("                    yf[i] = act_call(yf[i], code, alpha, beta)")
+    return "\n".join(o) + "\n"
+
+
+MV_KERNELS = {}
+for _L in (16, 8):
+    exec(compile(_source_mv(_L), __file__, "exec"), globals())
+    MV_KERNELS[_L] = globals()[f"mv_f32_l{_L}"]
 
 
 def use_mv(st, x_shape, y_shape) -> bool:
-    """A 1x1 conv whose input and output maps are 1x1 (group 1, no padding, a 16-lane
-    tier): ``mv_f32_l16``."""
-    if not ON or st.simd is None or st.simd[0] != 16 or st.KH != 1 or st.KW != 1:
+    """A 1x1 conv whose input and output maps are 1x1 (group 1, no padding, a 16- or
+    8-lane tier): ``mv_f32_l16`` / ``mv_f32_l8``."""
+    if not ON or st.simd is None or st.simd[0] not in MV_KERNELS or st.KH != 1 \
+            or st.KW != 1:
         return False
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
     return (g == 1 and not (pt or pl or pb or pr) and x_shape[2] == x_shape[3] == 1
@@ -394,7 +402,7 @@ def use_mv(st, x_shape, y_shape) -> bool:
 
 def run_mv(x, y, st, ws, bp, r, has_r, code, alpha, beta, calls=None):
     L, k = st.simd
-    emit(calls, mv_f32_l16, x.reshape(-1), x.shape[1], ws, L * k, bp, y.reshape(-1),
+    emit(calls, MV_KERNELS[L], x.reshape(-1), x.shape[1], ws, L * k, bp, y.reshape(-1),
          x.shape[0], y.shape[1], r.reshape(-1), has_r, code, alpha, beta)
 
 
@@ -453,11 +461,11 @@ def warm(L):
             f(z[:256].copy(), 16, 16, np.zeros(16 * 16, np.float32), 16, z[:16].copy(),
               z[:256].copy(), 1, 16, z[:256].copy(), False, 1, np.float32(0), np.float32(6),
               tb)
-        z = np.zeros(64, np.float32)
-        mv_f32_l16(z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
-                   z.copy(), False, 1, np.float32(0), np.float32(6))
+    z = np.zeros(64, np.float32)
+    MV_KERNELS[L](z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
+                  z.copy(), False, 1, np.float32(0), np.float32(6))
 
 
 __all__ = ["use", "use_mv", "run", "run_blk", "run_bin", "run_cvb", "run_mv", "warm",
            "KERNELS", "KERNELS_BLK", "KERNELS_BIN", "BIN_MIN_HW", "blk_kind", "blk_fits",
-           "bin_ok", "mv_f32_l16", "simd"]
+           "bin_ok", "MV_KERNELS", "simd"]
