@@ -384,7 +384,8 @@ def _source_mv(L):
 
 
 MV_KERNELS = {}
-for _L in (16, 8):
+MV_LANES = (16, 8)   # the lane counts that use them ((16,): 8 lanes on the P = 1 tiles, A/B)
+for _L in MV_LANES:
     exec(compile(_source_mv(_L), __file__, "exec"), globals())
     MV_KERNELS[_L] = globals()[f"mv_f32_l{_L}"]
 
@@ -392,7 +393,7 @@ for _L in (16, 8):
 def use_mv(st, x_shape, y_shape) -> bool:
     """A 1x1 conv whose input and output maps are 1x1 (group 1, no padding, a 16- or
     8-lane tier): ``mv_f32_l16`` / ``mv_f32_l8``."""
-    if not ON or st.simd is None or st.simd[0] not in MV_KERNELS or st.KH != 1 \
+    if not ON or st.simd is None or st.simd[0] not in MV_LANES or st.KH != 1 \
             or st.KW != 1:
         return False
     sh, sw, pt, pl, pb, pr, dh, dw, g = st.params
