@@ -129,7 +129,7 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_
         _close(m(x), ref)
 
 
-@pytest.mark.skipif("avx512" not in TIERS, reason="the dw -> 1x1 hand-off is 16 lanes")
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("C0,C,H,st,N_out,res2,act3,N", [
     (16, 96, 14, 1, 16, True, "Relu", 1),        # one output block, fused residual
     (64, 384, 14, 1, 64, True, None, 2),         # MobileNetV2's 384 -> 64, batch 2
@@ -140,37 +140,55 @@ def test_blocked_stem_matches_reference(C0, C, H, k1, k, st, act1, N, tier, tmp_
     (16, 144, 20, 1, 32, False, None, 2),        # MobileNetV2's 144 -> 32 shape, batch 2
 ])
 def test_depthwise_to_1x1_handoff_matches_reference(C0, C, H, st, N_out, res2, act3, N,
-                                                    tmp_path, monkeypatch):
-    """The depthwise conv writes its output blocked (dw_cv ``bout``, masked row tails) and
-    its 1x1 reader reads it (pwbi_l16_k*: NCHW through tile_store_k, residual and
-    activation included); pairs of both kinds in one chain."""
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+                                                    tier, tmp_path, monkeypatch):
+    """The depthwise conv writes its output blocked (dw_cv ``bout``: masked row tails at 16
+    lanes, single pixels at 8) and its 1x1 reader reads it (pwbi_l16_k*: NCHW through
+    tile_store_k; pwbi_l8_k*: through tile_store; residual and activation included);
+    pairs of both kinds in one chain."""
+    from edgenet.cpu import pw_f32
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(C + H + N_out)
     path = _model(str(tmp_path / "m.edgenet"), rng, C0, C, H, st, 3, "Relu", "Clip",
                   N_out=N_out, res2=res2, act3=act3)
     x = rng.normal(0, 1, (N, C0, H, H)).astype(np.float32)
+    calls = []
+    for key, f in list(pw_f32.KERNELS_BIN.items()):
+        monkeypatch.setitem(pw_f32.KERNELS_BIN, key,
+                            lambda *a, f=f, key=key: calls.append(key) or f(*a))
     m = edgenet.load(path)
-    assert m._states[1].bo2 is not None and m._states[2].bi2 == m._states[1].bo2
+    L = 16 if tier == "avx512" else 8
+    # 8 lanes: no pair for 24 outputs (three 8-channel blocks: the 4-pixel KB = 3 tiles)
+    paired = L == 16 or N_out != 24
+    if paired:
+        assert m._states[1].bo2 is not None and m._states[2].bi2 == m._states[1].bo2
+    else:
+        assert m._states[1].bo2 is None and m._states[2].bi2 is None
     ref = edgenet.load(path, device="reference")(x)
     for _ in range(3):
         _close(m(x), ref)
+    OH = (H - 1) // st + 1
+    if paired and OH * OH >= pw_f32.BIN_MIN_HW:   # the blocked reader ran, at these lanes
+        assert calls and all(k[0] == L for k in calls)
+    else:
+        assert not calls
     monkeypatch.setattr(dw_cv, "BLK_OUT_ON", False)
     off = edgenet.load(path)
     assert off._states[1].bo2 is None
     _close(off(x), ref)
 
 
-def test_depthwise_to_1x1_handoff_where_the_reader_is_narrow(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tier", TIERS)
+def test_depthwise_to_1x1_handoff_where_the_reader_is_narrow(tier, tmp_path, monkeypatch):
     """Fewer than 16 output channels (under one block): no pair (pw_f32.bin_ok); 16 and
-    24: a pair."""
-    if "avx512" not in TIERS:
-        pytest.skip("needs avx512")
-    monkeypatch.setenv("EDGENET_SIMD", "avx512")
+    24: a pair at 16 lanes; at 8, 16 and 32 (KB = 2 tiles), not 24 or 40 (KB = 3)."""
+    monkeypatch.setenv("EDGENET_SIMD", tier)
     rng = np.random.default_rng(3)
-    for n_out in (8, 16, 24):
+    want = {8: False, 16: True, 24: True} if tier == "avx512" else \
+        {8: False, 16: True, 24: False, 32: True, 40: False}
+    for n_out, pair in want.items():
         path = _model(str(tmp_path / f"m{n_out}.edgenet"), rng, 8, 48, 12, 1, 3, "Relu",
                       "Relu", N_out=n_out)
-        assert (edgenet.load(path)._states[1].bo2 is None) == (n_out < 16)
+        assert (edgenet.load(path)._states[1].bo2 is not None) == pair, n_out
 
 
 @pytest.mark.skipif(not TIERS, reason="no SIMD tier")

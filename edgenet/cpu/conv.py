@@ -446,7 +446,7 @@ def simd_conv(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None):
         if calls is not None:
             calls.append((decode_simd, (st.w, L, k)))
     if st.bi2 is not None and _common.blk_out(st.bi2, x.shape):   # the dw producer's blocks
-        xb = tls_buffer(st.bi2, N * -(-C // 16) * H * W * 16)
+        xb = tls_buffer(st.bi2, N * -(-C // L) * H * W * L)
         pw_f32.run_bin(xb, C, H * W, st, ws, bp, y, r, has_r, code, alpha, beta, calls)
         return True
     blk = st.bo is not None and dw_cv.use_blk(st.bo[0], y.shape)
@@ -649,9 +649,10 @@ def link_blocked(nodes, states, outputs) -> int:
     vectors into a per-thread buffer, ``(N, ceil(C/L), H, W, L)``, and the reader copies its
     band rows from it (no transposes) -- per call, where ``dw_cv.use_blk`` says for the
     shapes (both sides ask it; neither touches the NCHW buffer then). And a depthwise conv
-    (16 lanes, no residual) whose output only a 1x1 conv with at least 16 output channels
-    reads (``pw_f32.bin_ok``): it writes blocked where it runs dw_cv (``bo2``), the reader
-    reads the blocks (``bi2``, ``pw_f32.run_bin``). Measured in docs/PERFORMANCE.md,
+    (no residual) whose output only a 1x1 conv with at least 16 output channels and the
+    same lane count (16 or 8) reads (``pw_f32.bin_ok``): it writes blocked where it runs
+    dw_cv (``bo2``), the reader reads the blocks (``bi2``, ``pw_f32.run_bin``). Measured
+    in docs/PERFORMANCE.md,
     "Blocked hand-off to depthwise convs". In place on the states; returns the number of
     pairs. (The runtime calls it after prepare, as the backend's ``link_states``.)"""
     readers: dict = {}
@@ -687,12 +688,13 @@ def link_blocked(nodes, states, outputs) -> int:
         key = "blk:" + t
         sa.bo, sb.bi = (sb, key), (key, kind)
         count += 1
-    # depthwise -> its only reader, a 1x1 conv (16 lanes): the depthwise conv writes blocked
-    # where it runs dw_cv (it records that per call: _common.set_blk_out), the 1x1 conv
+    # depthwise -> its only reader, a 1x1 conv (16 or 8 lanes, both sides the same): the
+    # depthwise conv writes blocked where it runs dw_cv (it records that per call: _common.set_blk_out), the 1x1 conv
     # reads it (pw_f32.run_bin) and stores NCHW itself, residual and activation included
     for i, nd in enumerate(nodes if dw_cv.BLK_OUT_ON else ()):
         sb = states[i]
-        if nd.get("op") != "Conv" or not isinstance(sb, ConvState) or sb.simd_dw != 16 \
+        if nd.get("op") != "Conv" or not isinstance(sb, ConvState) \
+                or sb.simd_dw not in pw_f32.BIN_LANES \
                 or sb.wcv is None or sb.dq is not None or sb.qo is not None \
                 or sb.O != sb.params[-1] or len(nd.get("outputs", [])) != 1 \
                 or (len(nd.get("inputs", [])) > 3 and nd["inputs"][3]) \
@@ -704,7 +706,8 @@ def link_blocked(nodes, states, outputs) -> int:
         j = data_of.get(t)
         sc = states[j] if j is not None else None
         if j is None or nodes[j].get("op") != "Conv" or not isinstance(sc, ConvState) \
-                or not pw_f32.bin_ok(sc) or sc.q is not None or sc.bo is not None:
+                or not pw_f32.bin_ok(sc) or sc.simd[0] != sb.simd_dw or sc.q is not None \
+                or sc.bo is not None:
             continue    # (sc.bo: it writes blocked for a depthwise reader itself: not both)
         key = f"blko:{t}:{id(sb)}"
         sb.bo2, sc.bi2 = key, key

@@ -46,7 +46,7 @@ from ..activation import ActCode  # noqa: F401
 from ._common import (NoBind, act_call, emit, nchw_only, set_blk_out,  # noqa: F401
                       tls_buffer, tls_rows)
 from .gen_simd_conv import emit_act_consts, emit_act_vec
-from .pw_f32 import BIN_MIN_HW, blk_fits
+from .pw_f32 import BIN_LANES, BIN_MIN_HW, blk_fits
 from .simd import (has_vnni, vadd8, vadd16, vclip8, vclip16,  # noqa: F401
                    vdpbusd16, vfma8, vfma16, vfshr16, vitof16, vldi16, vqblk16, vsplati16,
                    vqst4_16, vstwords16, vzeroi16, vld8, vld16, vqpack8, vqpack16,
@@ -324,12 +324,12 @@ def _source(L, qin=False, dot=False):
             w(f"                    {_qst4(L)}(qw, wbq + lr * OW + ox + {k0}, HWo, "
               + ", ".join(_qarg(L, f"a{p}") for p in range(k0, k0 + 4))
               + _qtail(L, "nv" if tailv and PP == 4 else "4") + ")")
-        if not qin and tailv:   # blocked output for the 1x1 reader (link_blocked, bout)
+        if not qin:   # blocked output for the 1x1 reader (link_blocked, bout)
             w("                elif bout:")
             w(f"                    q = ((n * NB + cb) * HWo + (r0 + lr) * OW + ox) * {L}")
             for p in range(PP):
                 emit_act_vec(w, L, "                    ", f"a{p}")
-                if PP == 4:   # the row's tail: only its nv pixels
+                if tailv and PP == 4:   # the row's tail: only its nv pixels
                     w(f"                    if nv > {p}:")
                     w(f"                        vst{L}(yf, q + {p * L}, a{p})")
                 else:
@@ -353,6 +353,11 @@ def _source(L, qin=False, dot=False):
         w(f"                    qv = vqpack{L}(a0, qs, qz)")
         w(f"                    for j in range({L // 4}):")
         w(f"                        vstword{L}(qw, wbq + j * HWo + lr * OW + ox, qv, j)")
+        if not qin:
+            w("                elif bout:")
+            emit_act_vec(w, L, "                    ", "a0")
+            w(f"                    vst{L}(yf, ((n * NB + cb) * HWo + (r0 + lr) * OW + ox) * {L},"
+              " a0)")
         w("                else:")
         w(f"                    vst{L}(op, (lr * OW + ox) * {L}, a0)")
         w("                ox += 1")
@@ -542,7 +547,8 @@ def run(x, y, st, toff, b, r, has_r, code, alpha, beta, calls=None, xq=None, blk
     ob = tls_rows("dwcv.o", nt, (R * OW + 4) * L)   # + the last group's 3 pixels past
     # blocked output for the 1x1 reader (conv.link_blocked's second kind of pair), which
     # asks _common.blk_out after this
-    bout = (xq is None and st.bo2 is not None and L == 16 and not has_r and not nchw_only()
+    bout = (xq is None and st.bo2 is not None and L in BIN_LANES and not has_r
+            and not nchw_only()
             and b is st.b and OH * OW >= BIN_MIN_HW
             and (code <= ActCode.RELU or code == ActCode.CLIP or code == ActCode.HARD_SWISH))
     yf = tls_buffer(st.bo2, N * -(-C // L) * OH * OW * L) if bout else y.reshape(-1)

@@ -27,7 +27,8 @@ from .._jit import pjit  # noqa: F401
 from ..activation import ActCode  # noqa: F401
 from . import simd
 from ._common import act_call, emit, tls_rows  # noqa: F401
-from .gen_simd_conv import emit_act_consts, emit_act_vec, tile_buf_len, tile_store_k
+from .gen_simd_conv import (emit_act_consts, emit_act_vec, tile_buf_len, tile_store,  # noqa: F401
+                             tile_store_k)
 from .simd import (vadd8, vadd16, vbc8, vbc16, vclip8, vclip16, vfma8, vfma16,  # noqa: F401
                    vld8, vld16, vldm8, vldm16, vrelu8, vrelu16, vsplat8, vsplat16, vst8, vst16,
                    vstm8, vstm16)
@@ -259,52 +260,61 @@ def run_cvb(xp, C, Hp, Wp, toff, st, ws, bp, yf, N, OH, OW, code, alpha, beta, c
 
 
 # Blocked *input* (a depthwise conv's output, conv.link_blocked): the same channel-vector
-# tile, its broadcasts read from (N, ceil(C/16), HW, 16), and the NCHW output stored through
-# gen_simd_conv.tile_store_k (16 x 16 transposes, residual, activation): the transposes move
-# from the depthwise conv's output to this conv's, which has 4-6x fewer channels in a
-# MobileNet block's projection. 16 lanes.
-BIN_TILES = {1: 16, 2: 12, 3: 8}
-BIN_MIN_HW = max(BIN_TILES.values())   # maps with a whole tile for every KB
+# tile, its broadcasts read from (N, ceil(C/L), HW, L), and the NCHW output stored through
+# gen_simd_conv.tile_store_k (16 lanes: 16 x 16 transposes, residual, activation) or
+# tile_store (8 lanes: the scalar store the 8-lane channel-vector tiles use): the
+# transposes move from the depthwise conv's output to this conv's, which has 4-6x fewer
+# channels in a MobileNet block's projection.
+BIN_TILES = {16: {1: 16, 2: 12, 3: 8}, 8: {1: 12, 2: 6, 3: 4}}
+BIN_MIN_HW = 16    # maps with a whole tile for every KB and lane count
 
 
-def _source_bin(KB, BP):
-    B2 = 16 * KB
+def _source_bin(L, KB, BP):
+    B2 = L * KB
     o = []
     w = o.append
     w("@pjit(fastmath=True, boundscheck=False, error_model='numpy')")
-    w(f"def pwbi_l16_k{KB}(xb, C, HW, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta, tb):")
-    w("    NBo = (O + 15) // 16")
-    w("    NBi = (C + 15) // 16")
+    w(f"def pwbi_l{L}_k{KB}(xb, C, HW, ws, B, bp, yf, N, O, rf, has_r, code, alpha, beta, tb):")
+    w(f"    NBo = (O + {L - 1}) // {L}")
+    w(f"    NBi = (C + {L - 1}) // {L}")
     _emit_flat_tiles(w, KB, BP)
-    _emit_tile_acc(w, 16, KB, BP, "C")
+    _emit_tile_acc(w, L, KB, BP, "C")
     w("        for cb in range(NBi):")
-    w("            xo0 = ((n * NBi + cb) * HW + px) * 16")
-    w("            for l in range(min(16, C - cb * 16)):")
-    w("                c = cb * 16 + l")
+    w(f"            xo0 = ((n * NBi + cb) * HW + px) * {L}")
+    w(f"            for l in range(min({L}, C - cb * {L})):")
+    w(f"                c = cb * {L} + l")
     w("                xo = xo0 + l")
     w("                wc = c * B")
     for j in range(KB):
-        w(f"                v{j} = vld16(ws, w{j} + wc)")
+        w(f"                v{j} = vld{L}(ws, w{j} + wc)")
     for p in range(BP):
-        w(f"                b = vbc16(xb, xo + {p * 16})")
+        w(f"                b = vbc{L}(xb, xo + {p * L})")
         for j in range(KB):
-            w(f"                a{j}_{p} = vfma16(v{j}, b, a{j}_{p})")
+            w(f"                a{j}_{p} = vfma{L}(v{j}, b, a{j}_{p})")
     w("        buf = tb[numba.get_thread_id()]")
     for p in range(BP):
         for j in range(KB):
-            w(f"        vst16(buf, {p * B2 + j * 16}, a{j}_{p})")
-    w(f"        tile_store_k(buf, {B2}, {BP}, yf, rf, has_r, n, O, 1, HW, 0, px, ob0 * 16, code,")
-    w("                     alpha, beta, _QW1, _QP3, _QF1)")
+            w(f"        vst{L}(buf, {p * B2 + j * L}, a{j}_{p})")
+    if L == 16:
+        w(f"        tile_store_k(buf, {B2}, {BP}, yf, rf, has_r, n, O, 1, HW, 0, px, ob0 * 16, "
+          "code,")
+        w("                     alpha, beta, _QW1, _QP3, _QF1)")
+    else:
+        w(f"        tile_store(buf, {B2}, {BP}, yf, rf, has_r, n, O, 1, HW, 0, px, ob0 * {L}, "
+          "code,")
+        w("                   alpha, beta, _QF1, False, 0, 0, 0, 0)")
     return "\n".join(o) + "\n"
 
 
 _QW1 = np.zeros(1, np.int32)
 _QP3 = np.array([3, 0, 0, 0, 0, 0], np.int64)    # tile_store_k: y only
 _QF1 = np.zeros(2, np.float32)
-KERNELS_BIN = {}
-for _K, _P in BIN_TILES.items():
-    exec(compile(_source_bin(_K, _P), __file__, "exec"), globals())
-    KERNELS_BIN[_K] = globals()[f"pwbi_l16_k{_K}"]
+KERNELS_BIN = {}     # (L, KB) -> kernel
+for _L, _T in BIN_TILES.items():
+    for _K, _P in _T.items():
+        exec(compile(_source_bin(_L, _K, _P), __file__, "exec"), globals())
+        KERNELS_BIN[(_L, _K)] = globals()[f"pwbi_l{_L}_k{_K}"]
+BIN_LANES = (16, 8)   # the lane counts whose depthwise -> 1x1 pairs hand off blocked (A/B)
 
 
 # Readers with 2-3 output blocks (24 or 32 channels: MobileNets' narrow projections) were
@@ -314,21 +324,29 @@ for _K, _P in BIN_TILES.items():
 # them blocked, per step (two threads, Zen 5) 120 -> 68 us there, 135 -> 95 at 112x112/2,
 # the projections themselves 0.82-0.95x; MobileNetV2 f32 0.954 (in-process A, B, A', both
 # orders), MobileNetV3-small 0.998 (sixteenth session).
+# 8 lanes: only readers on the 6-pixel tiles (KB = 2). Against the pixel-vector kernel
+# (pw_f32_l8) the 4-pixel KB = 3 tiles (24 or 40 output channels) lost more in the reader
+# than the depthwise writer saved: MobileNetV2's 96 -> 24 at 56 x 56 took 219 us against
+# 128, MobileNetV3-small's 96 / 240 -> 40 at 14 x 14 52-54 against 29-36 (avx2, two threads,
+# twenty-eighth session); with KB = 2 the pairs gained.
 def bin_ok(st) -> bool:
-    """Does this conv read a blocked input (pwbi_l16_k*) where it can: 1x1, stride 1, no
-    padding, group 1, 16 lanes (any residual, any activation), at least 16 output
-    channels."""
-    return blk_kind(st) == "pw" and st.simd[0] == 16 and st.O >= 16
+    """Does this conv read a blocked input (pwbi_l*_k*) where it can: 1x1, stride 1, no
+    padding, group 1, a BIN_LANES tier (any residual, any activation), at least 16 output
+    channels; at 8 lanes, KB = 2 tiles."""
+    if blk_kind(st) != "pw" or st.simd[0] not in BIN_LANES or st.O < 16:
+        return False
+    return st.simd[0] == 16 or _blk_kb(st.O, st.simd[0]) == 2
 
 
 def run_bin(xb, C, HW, st, ws, bp, y, r, has_r, code, alpha, beta, calls=None):
-    """xb: the blocked input (N, ceil(C/16), HW, 16) -> y (NCHW)."""
-    KB = _blk_kb(st.O, 16)
-    BP = BIN_TILES[KB]    # (HW >= BIN_MIN_HW: the depthwise writer checks)
+    """xb: the blocked input (N, ceil(C/L), HW, L) -> y (NCHW)."""
+    L = st.simd[0]
+    KB = _blk_kb(st.O, L)
+    BP = BIN_TILES[L][KB]    # (HW >= BIN_MIN_HW: the depthwise writer checks)
     nt = numba.config.NUMBA_NUM_THREADS
-    tb = tls_rows("pwbi.tb", nt, tile_buf_len(16 * KB, BP))
-    emit(calls, KERNELS_BIN[KB], xb, C, HW, ws, st.simd[0] * st.simd[1], bp, y.reshape(-1),
-         y.shape[0], st.O, r.reshape(-1), has_r, code, alpha, beta, tb)
+    tb = tls_rows("pwbi.tb", nt, tile_buf_len(L * KB, BP))
+    emit(calls, KERNELS_BIN[(L, KB)], xb, C, HW, ws, st.simd[0] * st.simd[1], bp,
+         y.reshape(-1), y.shape[0], st.O, r.reshape(-1), has_r, code, alpha, beta, tb)
 
 
 # 1x1 convs on a 1x1 map (squeeze-excitation's two convs, a conv classifier): a matrix-
@@ -455,13 +473,14 @@ def warm(L):
         else:   # a 1 x 24 output from a 1 x 48 padded input, one tap
             f(z, 1, 1, 48, np.zeros(1, np.int64), np.zeros(L, np.float32), L,
               z[:L].copy(), z.copy(), 1, L, 1, 24, 1, np.float32(0), np.float32(6))
-    if L == 16:   # the blocked-input kernels (one tile of 16 pixels, 16 channels in)
-        nt = numba.config.NUMBA_NUM_THREADS
-        for kb, f in KERNELS_BIN.items():
-            tb = np.zeros((nt, tile_buf_len(16 * kb, BIN_TILES[kb])), np.float32)
-            f(z[:256].copy(), 16, 16, np.zeros(16 * 16, np.float32), 16, z[:16].copy(),
-              z[:256].copy(), 1, 16, z[:256].copy(), False, 1, np.float32(0), np.float32(6),
-              tb)
+    nt = numba.config.NUMBA_NUM_THREADS
+    for (lb, kb), f in KERNELS_BIN.items():   # blocked input: 16 pixels, L channels in
+        if lb != L:
+            continue
+        tb = np.zeros((nt, tile_buf_len(L * kb, BIN_TILES[L][kb])), np.float32)
+        f(z[:16 * L].copy(), L, 16, np.zeros(L * L, np.float32), L, z[:L].copy(),
+          z[:16 * L].copy(), 1, L, z[:16 * L].copy(), False, 1, np.float32(0), np.float32(6),
+          tb)
     z = np.zeros(64, np.float32)
     MV_KERNELS[L](z, 4, np.zeros(4 * L, np.float32), L, z[:L].copy(), z.copy(), 1, 1,
                   z.copy(), False, 1, np.float32(0), np.float32(6))
