@@ -385,12 +385,12 @@ def test_tile_choice():
     assert choose_k(64, 16) == 2 and choose_k(144, 16) == 3 and choose_k(16, 16) == 1
     assert choose_p(56, 16, 2) == 14 and choose_p(7, 16, 2) == 7 and choose_p(8, 16, 2) == 8
     assert choose_p(5, 16, 2) is None
-    # 8 lanes: 7-pixel tiles for rows of 7 and 14 (6-pixel ones computed 12 of 7), not 28
-    # or 56 (P_EFF), 4-pixel ones where they recompute less (8, 16, 32), 6 on ties (12)
+    # 8 lanes: two 4-pixel tiles for rows of 7 (6-pixel ones computed 12 of 7), 4 for
+    # 14, 8, 16, 32, not 28 or 56 (P_EFF), 6 on ties (12)
     assert [choose_p(ow, 8, 2) for ow in (7, 14, 28, 56, 8, 16, 32, 12, 6)] == \
-        [7, 7, 6, 6, 4, 4, 4, 6, 6]
+        [4, 4, 6, 6, 4, 4, 4, 6, 6]
     assert choose_p(3, 8, 2) is None
-    assert choose_p(7, 8, 2, tier="generic") == 4 and choose_p(7, 8, 2, tier="avx2") == 7
+    assert choose_p(7, 8, 2, tier="generic") == 4 and choose_p(7, 8, 2, tier="avx2") == 4
     assert choose_p(8, 8, 2, K=64) == 6 and choose_p(8, 8, 2, K=96) == 4   # P_LONG
 
 

@@ -242,33 +242,30 @@ def choose_k(O, L):
     return best[1]
 
 
-# Pixel-tile widths a tier does not use. generic: its 8-lane k = 2, P = 7 tile (one register
-# past 16 ymm on x86, 34 of 32 q on NEON) spills worse than avx2's: ResNet-18 f32 on the
-# generic tier ran 0.92x as fast with it (its 28 x 28 and 14 x 14 convs 0.80-0.88x, even
-# the 7 x 7 ones 0.88-0.90x against 6-pixel tiles computing 12 of 7), where avx2 ran 1.12x.
-P_SKIP = {"generic": (7,)}
+# Pixel-tile widths a tier does not use (none today). The generic tier skipped the 8-lane
+# k = 2, P = 7 tile (one register past 16 ymm on x86, 34 of 32 q on NEON: ResNet-18 f32
+# 0.92x as fast with it), which has since left the 8-lane menu (gen_simd_conv.F32_TILES).
+P_SKIP: dict = {}
 # Widths used only for reductions of at least P_LONG_K (C * kh * kw) terms: with shorter
 # ones the 6-pixel tiles ran faster than these on rows they fit exactly (ResNet-20's
 # 3-channel stem, 27 terms, 32 wide: 0.89x with 4-pixel tiles; ResNet-18 layer2's 1x1
-# downsample, 64 terms, 28 wide: 0.81x with 7-pixel tiles on avx2, 0.83x with 4-pixel ones
-# on generic), while ResNet-20's 3x3 convs of 16 channels (144 terms) gained 1.10-1.16x
-# and MobileNetV3-small's 1x1 expansions on 7 x 7 maps (96 terms) gained too.
-P_LONG = {8: (7, 4)}
+# downsample, 64 terms, 28 wide: 0.83x with 4-pixel ones on generic), while ResNet-20's
+# 3x3 convs of 16 channels (144 terms) gained 1.10-1.16x.
+P_LONG = {8: (4,)}
 P_LONG_K = 96
-# (L, P) -> its pixels' relative speed (least work / speed wins): the spilled 8-lane
-# 7-pixel tile is chosen only where it saves more than this (rows of 7 and 14; on 28-wide
-# rows, 28 pixels against 30, it was slower: ResNet-18's layer2.0.conv1 0.79x, its 1x1
-# downsample 0.81x on avx2), the 4-pixel one (2 weight loads + 4 broadcasts a tap for 8
-# FMAs, against 2 + 6 for 12) on rows of 7 (generic), 8, 16 and 32, not 28 or 56
-P_EFF = {(8, 7): 0.8, (8, 4): 0.9}
+# (L, P) -> its pixels' relative speed (least work / speed wins): the 8-lane 4-pixel tile
+# (2 weight loads + 4 broadcasts a tap for 8 FMAs, against 2 + 6 for 12) on rows of 7, 8,
+# 14, 16 and 32, not 28 or 56
+P_EFF = {(8, 4): 0.9}
 
 
 # 1x1 stride-1 unpadded convs on the channel-vector tiles tile their output as one flat row
 # of OH * OW pixels (the input plane is one row of H * W pixels, the only tap at offset 0)
 # where that computes fewer pixels than row by row (``flat_p``): a 7 x 7 map at 8 lanes is
-# 9 tiles of 6 pixels (54 for 49) instead of 7 rows of the spilled 7-pixel tile, a 28-wide
-# row's 30 pixels become 786 for 784. Not where the conv writes its reader's padded input
-# (``st.po``: rows of the padded plane). False: row by row (A/B).
+# 9 tiles of 6 pixels (54 for 49) instead of 7 rows of two 4-pixel tiles (the spilled
+# 7-pixel tile when this was measured), a 28-wide row's 30 pixels become 786 for 784. Not
+# where the conv writes its reader's padded input (``st.po``: rows of the padded plane).
+# False: row by row (A/B).
 FLAT_1X1 = True
 
 

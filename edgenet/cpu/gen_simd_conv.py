@@ -61,12 +61,14 @@ FAMILIES = ("f32", "vnni", "pm", "g")
 # f32: lanes L -> k (output-channel vectors per tile) -> pixel-tile widths P. The k = 1
 # tiles also run on any k's weight layout (a runtime block width WB), so SMALL_P covers the
 # rows narrower than every P of a layer's k.
-# At 8 lanes (16 ymm), k = 2 with P = 7 needs 14 accumulators + 2 weights + a broadcast, one
-# register past 16: LLVM keeps two accumulators on the stack and copies registers around
-# (~65% of the FMA peak). Still better than two 6-pixel tiles (12 for 7) on rows of 7
-# (ResNet-18's layer4, MobileNet's 7x7 maps); conv.choose_p says where each width runs.
+# At 8 lanes (16 ymm), k = 2 with P = 7 would need 14 accumulators + 2 weights + a
+# broadcast, one register past 16: LLVM kept two accumulators on the stack and copied
+# registers around (~65% of the FMA peak). It was in this menu for rows of 7 and 14
+# (twenty-seventh session) until two 4-pixel tiles (8 for 7) measured faster there
+# (ResNet-18 f32 on avx2 0.96x the time; its stride-2 convs on 14- and 7-wide rows
+# 0.87-0.90x; twenty-eighth session). conv.choose_p says where each width runs.
 F32_TILES = {16: {1: (24, 16), 2: (14, 12, 8, 7), 3: (8, 7)},
-             8: {1: (12,), 2: (6, 7, 4)}}
+             8: {1: (12,), 2: (6, 4)}}
 SMALL_P = (4, 1)
 # int8 (16 int32 lanes): k -> P (small P so that every row width >= 1 has a tile)
 Q_TILES = {1: (16, 24, 4, 1), 2: (7, 8, 12, 14), 3: (7, 8), 4: (6,)}
