@@ -686,8 +686,9 @@ def link_blocked(nodes, states, outputs) -> int:
         sa.bo, sb.bi = (sb, key), (key, kind)
         count += 1
     # depthwise -> its only reader, a 1x1 conv (16 or 8 lanes, both sides the same): the
-    # depthwise conv writes blocked where it runs dw_cv (it records that per call: _common.set_blk_out), the 1x1 conv
-    # reads it (pw_f32.run_bin) and stores NCHW itself, residual and activation included
+    # depthwise conv writes blocked where it runs dw_cv (it records that per call:
+    # _common.set_blk_out), the 1x1 conv reads it (pw_f32.run_bin) and stores NCHW itself,
+    # residual and activation included
     for i, nd in enumerate(nodes if dw_cv.BLK_OUT_ON else ()):
         sb = states[i]
         if nd.get("op") != "Conv" or not isinstance(sb, ConvState) \
